@@ -1,0 +1,97 @@
+package apierr
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Domain is the ErrorInfo domain of every Hikkoshi error.
+const Domain = "hikkoshi.dev"
+
+// Violations collects the field violations of one request. The zero value is ready
+// to use.
+type Violations struct {
+	list []*errdetails.BadRequest_FieldViolation
+}
+
+// Add records that the field at path (for example "workload.labels") is invalid, with
+// a sentence saying what a valid value looks like.
+func (v *Violations) Add(path, format string, args ...any) {
+	v.list = append(v.list, &errdetails.BadRequest_FieldViolation{
+		Field:       path,
+		Description: fmt.Sprintf(format, args...),
+	})
+}
+
+// Empty reports whether no violation was recorded.
+func (v *Violations) Empty() bool { return len(v.list) == 0 }
+
+// Err returns nil when no violation was recorded, and otherwise an INVALID_ARGUMENT
+// status error whose message lists every violation and whose details carry a
+// BadRequest with one FieldViolation each.
+func (v *Violations) Err() error {
+	if v.Empty() {
+		return nil
+	}
+	parts := make([]string, 0, len(v.list))
+	for _, fv := range v.list {
+		parts = append(parts, fv.GetField()+": "+fv.GetDescription())
+	}
+	st := status.New(codes.InvalidArgument, strings.Join(parts, "; "))
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v.list}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// InvalidArgument returns an INVALID_ARGUMENT error for one field.
+func InvalidArgument(path, format string, args ...any) error {
+	var v Violations
+	v.Add(path, format, args...)
+	return v.Err()
+}
+
+// New returns a status error with the given code and message and an ErrorInfo whose
+// reason is a short UPPER_SNAKE_CASE word a program can branch on.
+func New(code codes.Code, reason, format string, args ...any) error {
+	st := status.New(code, fmt.Sprintf(format, args...))
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// Reason returns the ErrorInfo reason of err, or "" when it carries none.
+func Reason(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
+}
+
+// FieldViolations returns the BadRequest field violations of err as path → description.
+func FieldViolations(err error) map[string]string {
+	out := map[string]string{}
+	st, ok := status.FromError(err)
+	if !ok {
+		return out
+	}
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, fv := range br.GetFieldViolations() {
+				out[fv.GetField()] = fv.GetDescription()
+			}
+		}
+	}
+	return out
+}

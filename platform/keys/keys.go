@@ -1,0 +1,34 @@
+// Package keys is the one place that says where Hikkoshi keeps things in etcd.
+//
+// Every key lives under /hikkoshi/. Keys a process owns (its registration, a job
+// claim, a lock, leadership) are written under that process's session lease so that
+// they vanish when the process dies.
+//
+//	/hikkoshi/services/<svc>/<instance>          registration → JSON (lease)
+//	/hikkoshi/inventory/workloads/<workload_id>  a workload (protobuf)
+//	/hikkoshi/inventory/requests/<request_id>    idempotency record of a create (24 h lease)
+package keys
+
+// Root is the prefix of every Hikkoshi key.
+const Root = "/hikkoshi/"
+
+// ServicesPrefix is the prefix under which running service instances register.
+const ServicesPrefix = Root + "services/"
+
+// Service returns the prefix of the registrations of one service, ending in "/".
+func Service(svc string) string { return ServicesPrefix + svc + "/" }
+
+// Registration returns the registration key of one service instance.
+func Registration(svc, instance string) string { return Service(svc) + instance }
+
+// WorkloadsPrefix is the prefix of the inventory's workloads.
+const WorkloadsPrefix = Root + "inventory/workloads/"
+
+// Workload returns the key of one workload.
+func Workload(id string) string { return WorkloadsPrefix + id }
+
+// RequestsPrefix is the prefix of the inventory's create idempotency records.
+const RequestsPrefix = Root + "inventory/requests/"
+
+// Request returns the key of one idempotency record.
+func Request(requestID string) string { return RequestsPrefix + requestID }

@@ -1,0 +1,256 @@
+package service
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/hikkoshi/hikkoshi/platform/etcdembed"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
+)
+
+// Runtime is what Run hands to a service's setup function.
+type Runtime struct {
+	// Config is the service's configuration.
+	Config Config
+	// Logger is the service's logger.
+	Logger *slog.Logger
+	// Etcd is the process's etcd client.
+	Etcd *clientv3.Client
+	// GRPC is the server to register handlers on.
+	GRPC *grpc.Server
+	// Metrics is the registry served on /metrics.
+	Metrics *prometheus.Registry
+
+	stopping   chan struct{}
+	validators validators
+	reg        *registrar
+}
+
+// Stopping returns a channel closed when shutdown begins. Long-lived streams must end
+// when it closes, or the graceful shutdown waits for them until its timeout.
+func (rt *Runtime) Stopping() <-chan struct{} { return rt.stopping }
+
+// Session returns the process's current etcd session, or nil while the instance is
+// unregistered (its lease was lost). Keys the process owns belong under its lease;
+// watch the session's Done channel and stop acting as owner when it closes.
+func (rt *Runtime) Session() *concurrency.Session { return rt.reg.Session() }
+
+// Setup registers a service's handlers and validators on rt.
+type Setup func(rt *Runtime) error
+
+// Run runs a service until ctx is cancelled (SIGTERM), then shuts it down gracefully:
+// health turns NOT_SERVING, the registration is deleted, long-lived streams are told
+// to end, in-flight calls finish (up to ShutdownTimeout), and the lease is revoked.
+func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("service.Run: configuration: %w", err)
+	}
+	log, err := NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With("service", cfg.Service, "instance", cfg.Instance)
+
+	endpoints := cfg.EtcdEndpoints
+	if cfg.EtcdEmbedDir != "" {
+		e, err := etcdembed.Start(ctx, cfg.EtcdEmbedDir,
+			etcdembed.WithClientURL(cfg.EtcdEmbedClientURL), etcdembed.WithPeerURL(cfg.EtcdEmbedPeerURL))
+		if err != nil {
+			return fmt.Errorf("service.Run: embedded etcd in %s: %w", cfg.EtcdEmbedDir, err)
+		}
+		defer e.Close()
+		endpoints = e.Endpoints()
+		log.Info("embedded etcd started", "dir", cfg.EtcdEmbedDir, "endpoints", endpoints)
+	}
+	etcd, err := dialEtcd(ctx, cfg, endpoints)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = etcd.Close() }()
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("service.Run: listen %s: %w", cfg.Listen, err)
+	}
+	defer func() { _ = lis.Close() }()
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	metrics.MustRegister(srvMetrics)
+	registered := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hikkoshi_service_registered",
+		Help: "1 while this instance is registered in etcd and serving, else 0.",
+	})
+	panics := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hikkoshi_grpc_panics_recovered_total",
+		Help: "Panics in gRPC handlers turned into INTERNAL errors.",
+	})
+	metrics.MustRegister(registered, panics)
+
+	rt := &Runtime{Config: cfg, Logger: log, Etcd: etcd, Metrics: metrics, stopping: make(chan struct{})}
+	g := &gate{}
+	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		return c.Service != healthpb.Health_ServiceDesc.ServiceName
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	recOpt := recoveryOption(log, panics.Inc)
+	rt.GRPC = grpc.NewServer(
+		grpc.ChainUnaryInterceptor(
+			srvMetrics.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(grpcLogger(log), logOpts...), notHealth),
+			recovery.UnaryServerInterceptor(recOpt),
+			g.unary,
+			rt.validators.unary,
+		),
+		grpc.ChainStreamInterceptor(
+			srvMetrics.StreamServerInterceptor(),
+			selector.StreamServerInterceptor(logging.StreamServerInterceptor(grpcLogger(log), logOpts...), notHealth),
+			recovery.StreamServerInterceptor(recOpt),
+			g.stream,
+			rt.validators.stream,
+		),
+	)
+	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(rt.GRPC, healthSrv)
+	reflection.Register(rt.GRPC)
+
+	rt.reg, err = newRegistrar(etcd, Registration{
+		Service:        cfg.Service,
+		Instance:       cfg.Instance,
+		Address:        lis.Addr().String(),
+		MetricsAddress: cfg.MetricsListen,
+		PID:            os.Getpid(),
+		Started:        time.Now().UTC(),
+	}, cfg.LeaseTTL, log, func(ok bool) {
+		g.open.Store(ok)
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ok {
+			st = healthpb.HealthCheckResponse_SERVING
+			registered.Set(1)
+		} else {
+			registered.Set(0)
+		}
+		for name := range rt.GRPC.GetServiceInfo() {
+			healthSrv.SetServingStatus(name, st)
+		}
+		healthSrv.SetServingStatus("", st)
+	})
+	if err != nil {
+		return err
+	}
+
+	if err := setup(rt); err != nil {
+		return fmt.Errorf("service.Run: setup %s: %w", cfg.Service, err)
+	}
+	srvMetrics.InitializeMetrics(rt.GRPC)
+
+	var metricsSrv *http.Server
+	if cfg.MetricsListen != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("service.Run: listen %s (metrics): %w", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = metricsSrv.Serve(mlis) }()
+		defer func() { _ = metricsSrv.Close() }()
+	}
+
+	if err := rt.reg.register(ctx); err != nil {
+		rt.reg.close()
+		return fmt.Errorf("service.Run: register: %w", err)
+	}
+	keepCtx, stopKeep := context.WithCancel(ctx)
+	defer stopKeep()
+	go rt.reg.keep(keepCtx)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- rt.GRPC.Serve(lis) }()
+	log.Info("serving", "grpc", lis.Addr().String(), "metrics", cfg.MetricsListen)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-serveErr:
+		log.Error("gRPC server stopped", "err", err)
+	}
+
+	stopKeep()
+	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	rt.reg.deregister(dctx)
+	cancel()
+	close(rt.stopping)
+	healthSrv.Shutdown()
+	stopped := make(chan struct{})
+	go func() { rt.GRPC.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("in-flight calls did not finish in time; closing them", "timeout", cfg.ShutdownTimeout)
+		rt.GRPC.Stop()
+	}
+	rt.reg.close()
+	log.Info("stopped")
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+// dialEtcd connects to etcd and checks that it answers, so that a wrong endpoint
+// fails at start with a clear message instead of at the first request.
+func dialEtcd(ctx context.Context, cfg Config, endpoints []string) (*clientv3.Client, error) {
+	var tlsCfg *tls.Config
+	if cfg.EtcdCertFile != "" || cfg.EtcdCAFile != "" {
+		info := transport.TLSInfo{CertFile: cfg.EtcdCertFile, KeyFile: cfg.EtcdKeyFile, TrustedCAFile: cfg.EtcdCAFile}
+		c, err := info.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("service.Run: etcd TLS: %w", err)
+		}
+		tlsCfg = c
+	}
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: cfg.EtcdDialTimeout,
+		TLS:         tlsCfg,
+		Username:    cfg.EtcdUsername,
+		Password:    cfg.EtcdPassword,
+		Context:     context.WithoutCancel(ctx),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("service.Run: etcd client for %v: %w", endpoints, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.EtcdDialTimeout)
+	defer cancel()
+	if _, err := c.Get(pctx, keys.ServicesPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("service.Run: etcd at %v does not answer within %s: %w", endpoints, cfg.EtcdDialTimeout, err)
+	}
+	return c, nil
+}
