@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 
 // proc is a running inventory process.
 type proc struct {
-	t        *testing.T
+	t        testing.TB
 	cmd      *exec.Cmd
 	instance string
 	addr     string
@@ -92,14 +92,14 @@ type env struct {
 	cli  *clientv3.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	e := etcdtest.Start(t)
 	return &env{etcd: e, cli: e.Client(t)}
 }
 
 // start runs an inventory against the env's etcd and waits until it is registered.
-func (e *env) start(t *testing.T, extra ...string) *proc {
+func (e *env) start(t testing.TB, extra ...string) *proc {
 	t.Helper()
 	instance := fmt.Sprintf("contract-%d", time.Now().UnixNano())
 	args := append([]string{
@@ -117,7 +117,7 @@ func (e *env) start(t *testing.T, extra ...string) *proc {
 	return p
 }
 
-func launch(t *testing.T, args []string) *proc {
+func launch(t testing.TB, args []string) *proc {
 	t.Helper()
 	p := &proc{t: t, logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary, args...)
@@ -175,7 +175,7 @@ func (p *proc) wait(timeout time.Duration) error {
 }
 
 // registration reads an instance's registration, or nil.
-func (e *env) registration(t *testing.T, instance string) (*service.Registration, *clientv3.GetResponse) {
+func (e *env) registration(t testing.TB, instance string) (*service.Registration, *clientv3.GetResponse) {
 	t.Helper()
 	resp, err := e.cli.Get(t.Context(), keys.Registration("inventory", instance))
 	if err != nil {
@@ -191,7 +191,7 @@ func (e *env) registration(t *testing.T, instance string) (*service.Registration
 	return &r, resp
 }
 
-func (e *env) waitRegistered(t *testing.T, instance string, timeout time.Duration) *service.Registration {
+func (e *env) waitRegistered(t testing.TB, instance string, timeout time.Duration) *service.Registration {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {

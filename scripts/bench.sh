@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# bench.sh runs the inventory registry benchmark (gRPC Get/List against the service
+# binary, bare etcd reads against the same etcd as the baseline, in one run) and prints
+# each gRPC call's median time as a ratio of its baseline.
+#   scripts/bench.sh [count]   (default 5 runs of each)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count="${1:-5}"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+go test -run '^$' -bench 'BenchmarkRegistry' -benchtime 2s -count "$count" \
+  ./services/inventory/test/contract/ 2>/dev/null | tee "$out" | grep -E '^Benchmark' || true
+awk '
+  /^BenchmarkRegistry\// {
+    split($1, p, "/"); name = p[2]; sub(/-[0-9]+$/, "", name)
+    v[name] = v[name] " " $3
+  }
+  function median(s,   a, n, i, j, t) {
+    n = split(s, a, " ")
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  END {
+    printf "\n%-24s %12s %12s %8s\n", "call", "median µs", "baseline µs", "ratio"
+    split("grpc-get:etcd-get grpc-list-50:etcd-range-50 grpc-list-50-filtered:etcd-range-50", pairs, " ")
+    for (i in pairs) {
+      split(pairs[i], q, ":")
+      if (!(q[1] in v) || !(q[2] in v)) continue
+      m = median(v[q[1]]); base = median(v[q[2]])
+      printf "%-24s %12.1f %12.1f %7.2fx\n", q[1], m / 1000, base / 1000, m / base
+    }
+  }' "$out"

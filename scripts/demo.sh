@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# demo.sh is Hikkoshi's main job as far as it is built: it installs its tools, builds
+# the inventory, starts it with an embedded etcd, registers the workloads of a small
+# estate (web and API servers, a database, a physical database server), plans them
+# into waves — stateless first, stateful last — and walks wave 1 through its states
+# with grpcurl while a Watch stream follows every change. It then kills the service
+# with SIGKILL, restarts it on the same data and shows nothing was lost.
+#   scripts/demo.sh            (state in .cache/demo, removed at the start)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH="$(scripts/tools.sh):$PATH"
+export PATH
+
+state=.cache/demo
+addr=127.0.0.1:7401
+svc=hikkoshi.inventory.v1.InventoryService
+rm -rf "$state" && mkdir -p "$state" bin
+pid=""
+watcher=""
+cleanup() {
+  [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
+  [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+say() { printf '\n\033[1m▶ %s\033[0m\n' "$*"; }
+inv() { grpcurl -plaintext -d "$2" "$addr" "$svc/$1"; }
+# refused runs a call that must fail and prints the service's message.
+refused() {
+  if out=$(inv "$1" "$2" 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
+  sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+}
+# brief prints one line per workload in a grpcurl JSON answer.
+brief() {
+  /usr/bin/python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+ws = doc.get("workloads") or ([doc["workload"]] if "workload" in doc else [])
+for w in ws:
+    print("  %-18s %-10s %-12s wave=%-2s %-9s etag=%s %s" % (w["name"], w.get("kind", "").replace("WORKLOAD_KIND_", "").lower(),
+          w.get("state", "").replace("WORKLOAD_STATE_", "").lower(), w.get("wave", 0), w.get("role", "-"),
+          w.get("etag"), ("(" + w["stateReason"] + ")") if w.get("stateReason") else ""))'
+}
+start_inventory() {
+  bin/inventory --listen "$addr" --etcd-embed "$state/etcd" \
+    --etcd-embed-client-url http://127.0.0.1:2479 --etcd-embed-peer-url http://127.0.0.1:2480 \
+    --instance demo --log-format text >>"$state/inventory.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 120); do
+    if grpcurl -plaintext "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || { cat "$state/inventory.log"; echo "inventory exited" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "inventory did not become SERVING; log: $state/inventory.log" >&2
+  exit 1
+}
+
+say "build and start the inventory (embedded etcd in $state/etcd)"
+go build -o bin/inventory ./services/inventory/cmd/inventory
+start_inventory
+echo "  pid $pid, gRPC $addr, metrics http://127.0.0.1:7411/metrics"
+
+say "grpcurl -plaintext $addr list"
+grpcurl -plaintext "$addr" list | sed 's/^/  /'
+
+say "follow every change: WatchWorkloads {include_existing: true} in the background"
+grpcurl -plaintext -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads" >"$state/watch.json" 2>&1 &
+watcher=$!
+
+say "register the estate: two web servers, an API server, a database VM, a physical DB host"
+for spec in \
+  'web-1|web|false|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-web-1"}}' \
+  'web-2|web|false|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-web-2"}}' \
+  'api-1|api|false|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-api-1"}}' \
+  'db-1|db|true|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-db-1"}}' \
+  'db-phys|db|true|{"physical":{"hostname":"db02.shop.example","addresses":["10.20.0.12"],"osRelease":"CentOS 6.5"}}'; do
+  IFS='|' read -r id role stateful src <<<"$spec"
+  body=$(printf '{"workload_id":"%s","request_id":"demo-%s","workload":{"role":"%s","stateful":%s,%s}}' \
+    "$id" "$id" "$role" "$stateful" "${src:1:${#src}-2}")
+  inv CreateWorkload "$body" | brief
+done
+echo "  the same CreateWorkload again (same request_id) returns the same workload, no duplicate:"
+inv CreateWorkload '{"workload_id":"web-1","request_id":"demo-web-1","workload":{"role":"web","stateful":false,"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-web-1"}}}' | brief
+
+say "plan: stateless roles in wave 1, stateful (databases) in wave 2"
+for id in web-1 web-2 api-1; do
+  inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_PLANNED\",\"wave\":1},\"update_mask\":{\"paths\":[\"state\",\"wave\"]}}" | brief
+done
+for id in db-1 db-phys; do
+  inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_PLANNED\",\"wave\":2},\"update_mask\":{\"paths\":[\"state\",\"wave\"]}}" | brief
+done
+
+say "ListWorkloads {wave: 1}"
+inv ListWorkloads '{"wave":1}' | brief
+
+say "move wave 1: web-1 and web-2 all the way, api-1 fails once and is planned again"
+for id in web-1 web-2; do
+  for st in CONVERTING CUT_OVER DONE; do
+    inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_$st\"},\"update_mask\":{\"paths\":[\"state\"]}}" | brief
+  done
+done
+inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_CONVERTING"},"update_mask":{"paths":["state"]}}' | brief
+inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_FAILED","state_reason":"snapshot stuck in queued"},"update_mask":{"paths":["state","state_reason"]}}' | brief
+inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_PLANNED"},"update_mask":{"paths":["state"]}}' | brief
+
+say "what the service refuses, and how it says so"
+echo "  - a done workload cannot go back to converting (FAILED_PRECONDITION):"
+refused UpdateWorkload '{"workload":{"name":"workloads/web-1","state":"WORKLOAD_STATE_CONVERTING"},"update_mask":{"paths":["state"]}}'
+echo "  - a bad request names its fields (INVALID_ARGUMENT with field violations):"
+refused CreateWorkload '{"workload_id":"Web_3","workload":{"role":"Web Server"}}'
+echo "  - a stale etag loses (ABORTED):"
+refused UpdateWorkload '{"workload":{"name":"workloads/db-1","role":"database","etag":"3"},"update_mask":{"paths":["role"]}}'
+
+say "ListWaves: progress at a glance"
+inv ListWaves '{}' | /usr/bin/python3 -c '
+import json, sys
+for w in json.load(sys.stdin).get("waves", []):
+    counts = ", ".join("%s=%d" % (c["state"].replace("WORKLOAD_STATE_", "").lower(), c["count"]) for c in w.get("stateCounts", []))
+    print("  wave %s: %d workloads (%d stateful) roles=%s  %s" % (w.get("wave", 0), w["workloadCount"], w.get("statefulCount", 0), ",".join(w.get("roles", [])), counts))'
+
+say "kill -9 the inventory, start it again on the same data directory"
+before=$(inv GetWorkload '{"name":"workloads/db-1"}' | brief)
+kill -KILL "$pid"; wait "$pid" 2>/dev/null || true
+kill "$watcher" 2>/dev/null || true; watcher=""
+echo "  killed; restarting (it waits for its old registration's lease to expire first)"
+start_inventory
+after=$(inv GetWorkload '{"name":"workloads/db-1"}' | brief)
+echo "  before: $before"
+echo "  after:  $after"
+[[ "$before" == "$after" ]] && echo "  same workload, same etag"
+
+say "the watch saw every change, in order"
+/usr/bin/python3 -c '
+import json, sys, re
+text = open(sys.argv[1]).read()
+events = []
+dec = json.JSONDecoder(); i = 0
+while True:
+    m = re.compile(r"\{").search(text, i)
+    if not m: break
+    try:
+        obj, end = dec.raw_decode(text, m.start()); events.append(obj); i = end
+    except ValueError:
+        i = m.start() + 1
+from collections import Counter
+c = Counter(e.get("type", "").replace("WATCH_EVENT_TYPE_", "").lower() for e in events)
+print("  %d events: %s" % (len(events), ", ".join("%s=%d" % kv for kv in sorted(c.items()))))
+for e in events[-3:]:
+    print("  last: %s %s @%s" % (e.get("type", "").replace("WATCH_EVENT_TYPE_", "").lower(), e.get("workload", {}).get("name", ""), e.get("revision")))
+' "$state/watch.json"
+
+say "stop (SIGTERM): the registration is withdrawn and the lease revoked"
+kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+grep -E 'msg=(registered|"shutting down"|stopped)' "$state/inventory.log" | tail -3 | sed 's/^/  /'
+echo
+echo "demo done. Logs and data: $state/"

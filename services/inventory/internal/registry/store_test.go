@@ -1,0 +1,71 @@
+package registry
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
+)
+
+func newTestStore(t testing.TB, opts ...StoreOption) *Store {
+	t.Helper()
+	s, err := NewStore(etcdtest.Start(t).Client(t), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func testWorkload(role string, wave int32) *inventoryv1.Workload {
+	return &inventoryv1.Workload{Role: role, Wave: wave, Source: &inventoryv1.Workload_Instance{
+		Instance: &inventoryv1.InstanceSource{Cloud: "old", ServerId: "s"},
+	}}
+}
+
+// TestListAcrossBatches lists a sparse filter over more workloads than one etcd
+// read returns, so that pages straddle read batches.
+func TestListAcrossBatches(t *testing.T) {
+	s := newTestStore(t)
+	ctx := t.Context()
+	const n = scanBatch + 150
+	var want []string
+	for i := range n {
+		role := "web"
+		if i%37 == 0 {
+			role = "db"
+			want = append(want, fmt.Sprintf("w-%04d", i))
+		}
+		if _, err := s.Create(ctx, fmt.Sprintf("w-%04d", i), testWorkload(role, 1), "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, size := range []int{1, 3, 5, 100} {
+		var got []string
+		after := ""
+		for {
+			page, next, err := s.List(ctx, Filter{Role: "db"}, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > size {
+				t.Fatalf("page of %d > %d", len(page), size)
+			}
+			for _, w := range page {
+				got = append(got, w.GetName()[len(namePrefix):])
+			}
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("size %d: got %d IDs %v, want %d", size, len(got), got, len(want))
+		}
+	}
+	count := 0
+	if _, err := s.Scan(ctx, func(*inventoryv1.Workload, int64) error { count++; return nil }); err != nil || count != n {
+		t.Fatalf("Scan saw %d, %v; want %d", count, err, n)
+	}
+}
