@@ -1,0 +1,44 @@
+package apierr_test
+
+import (
+	"fmt"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+)
+
+func TestViolations(t *testing.T) {
+	var v apierr.Violations
+	if v.Err() != nil || !v.Empty() {
+		t.Fatal("empty violations must give no error")
+	}
+	v.Add("workload.role", "%q is not a role", "Web Server")
+	v.Add("workload.wave", "must be 0 or more")
+	err := v.Err()
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("code %s", status.Code(err))
+	}
+	got := apierr.FieldViolations(err)
+	if len(got) != 2 || got["workload.role"] != `"Web Server" is not a role` {
+		t.Fatalf("violations %v", got)
+	}
+}
+
+func TestNewCarriesReason(t *testing.T) {
+	err := apierr.New(codes.Aborted, "ETAG_MISMATCH", "changed since read")
+	if status.Code(err) != codes.Aborted || apierr.Reason(err) != "ETAG_MISMATCH" {
+		t.Fatalf("%v: reason %q", err, apierr.Reason(err))
+	}
+	if apierr.Reason(fmt.Errorf("plain")) != "" {
+		t.Fatal("a plain error has no reason")
+	}
+}
+
+func ExampleInvalidArgument() {
+	err := apierr.InvalidArgument("page_size", "must be 0 or more")
+	fmt.Println(status.Code(err), apierr.FieldViolations(err)["page_size"])
+	// Output: InvalidArgument must be 0 or more
+}
