@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # test.sh is Hikkoshi's test command, and exactly what CI runs (.ci/run). On a fresh
 # machine it installs what it needs itself (Go tools through the module proxy, Tilt
-# built once per machine), then: buf lint and breaking check, the gen/ freshness check,
-# go vet, a GOWORK=off build of every service module, `tilt ci` on tilt/Tiltfile, and
-# go test -race for every module in go.work (last, so its summary closes the output).
+# built once per machine, the dev cloud's Debian packages), then: buf lint and breaking
+# check, the gen/ freshness check, go vet, a GOWORK=off build of every service module,
+# the dev cloud up (listeners on loopback only; state kept across down and up),
+# `tilt ci` on tilt/Tiltfile, and go test -race for every module in go.work (last, so
+# its summary closes the output). The integration tests run against the dev cloud;
+# under CI=true a dev cloud that is not up fails them instead of skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -45,6 +48,19 @@ for m in services/*/; do
   (cd "$m" && GOWORK=off go build ./...)
   echo "ok ${m%/}"
 done
+
+step "dev cloud up (tilt/devcloud/devcloud.sh)"
+# Start the dev cloud unless it already runs; stop it at the end if this run started it.
+if ! curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3; then
+  trap 'tilt/devcloud/devcloud.sh down || true' EXIT
+fi
+tilt/devcloud/devcloud.sh up
+
+step "dev cloud listens on loopback only"
+tilt/devcloud/devcloud.sh listeners
+
+step "dev cloud keeps its state across down and up"
+HIKKOSHI_DEVCLOUD_RESTART=1 go test -count=1 -run TestStateSurvivesRestart ./platform/devcloud/
 
 step "tilt ci (tilt/Tiltfile)"
 tilt="$(scripts/tilt.sh)"

@@ -1,0 +1,106 @@
+// Package cloud builds gophercloud clients for one entry of clouds.yaml, the way the
+// openstack CLI reads it (OS_CLOUD, OS_CLIENT_CONFIG_FILE and the usual locations).
+// Credentials stay in clouds.yaml or the environment; they are never copied out of
+// the provider client, logged or put in errors.
+package cloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+	"github.com/gophercloud/gophercloud/v2/openstack/config"
+	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+)
+
+// Cloud is an authenticated connection to one clouds.yaml entry.
+type Cloud struct {
+	// Name is the clouds.yaml entry.
+	Name string
+	// Provider is the authenticated provider client; it re-authenticates on expiry.
+	Provider  *gophercloud.ProviderClient
+	endpoints gophercloud.EndpointOpts
+}
+
+type options struct {
+	files     []string
+	userAgent string
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithCloudsYAML reads clouds.yaml from path instead of the usual locations.
+func WithCloudsYAML(path string) Option { return func(o *options) { o.files = append(o.files, path) } }
+
+// WithUserAgent names the calling service in the User-Agent of every request.
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// Open authenticates as the clouds.yaml entry name. Cancelling ctx abandons the
+// authentication.
+func Open(ctx context.Context, name string, opts ...Option) (*Cloud, error) {
+	if name == "" {
+		return nil, errors.New("cloud.Open: a clouds.yaml entry name is required")
+	}
+	o := options{userAgent: "hikkoshi"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	popts := []clouds.ParseOption{clouds.WithCloudName(name)}
+	if len(o.files) > 0 {
+		popts = append(popts, clouds.WithLocations(o.files...))
+	}
+	ao, eo, tlsCfg, err := clouds.Parse(popts...)
+	if err != nil {
+		return nil, fmt.Errorf("cloud.Open %q: clouds.yaml: %w", name, err)
+	}
+	ao.AllowReauth = true
+	pc, err := config.NewProviderClient(ctx, ao, config.WithTLSConfig(tlsCfg))
+	if err != nil {
+		return nil, fmt.Errorf("cloud.Open %q: authenticate at %s: %w", name, ao.IdentityEndpoint, err)
+	}
+	pc.UserAgent.Prepend(o.userAgent)
+	return &Cloud{Name: name, Provider: pc, endpoints: eo}, nil
+}
+
+// Region returns the region the entry selects.
+func (c *Cloud) Region() string { return c.endpoints.Region }
+
+func (c *Cloud) wrap(kind string, sc *gophercloud.ServiceClient, err error) (*gophercloud.ServiceClient, error) {
+	if err != nil {
+		return nil, fmt.Errorf("cloud %q: no %s endpoint in region %q: %w", c.Name, kind, c.endpoints.Region, err)
+	}
+	return sc, nil
+}
+
+// Compute returns a Nova client.
+func (c *Cloud) Compute() (*gophercloud.ServiceClient, error) {
+	sc, err := openstack.NewComputeV2(c.Provider, c.endpoints)
+	return c.wrap("compute", sc, err)
+}
+
+// Network returns a Neutron client.
+func (c *Cloud) Network() (*gophercloud.ServiceClient, error) {
+	sc, err := openstack.NewNetworkV2(c.Provider, c.endpoints)
+	return c.wrap("network", sc, err)
+}
+
+// Image returns a Glance client.
+func (c *Cloud) Image() (*gophercloud.ServiceClient, error) {
+	sc, err := openstack.NewImageV2(c.Provider, c.endpoints)
+	return c.wrap("image", sc, err)
+}
+
+// LoadBalancer returns an Octavia client.
+func (c *Cloud) LoadBalancer() (*gophercloud.ServiceClient, error) {
+	sc, err := openstack.NewLoadBalancerV2(c.Provider, c.endpoints)
+	return c.wrap("load-balancer", sc, err)
+}
+
+// Identity returns a Keystone v3 client.
+func (c *Cloud) Identity() (*gophercloud.ServiceClient, error) {
+	sc, err := openstack.NewIdentityV3(c.Provider, c.endpoints)
+	return c.wrap("identity", sc, err)
+}

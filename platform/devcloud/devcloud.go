@@ -1,0 +1,97 @@
+// Package devcloud lets tests find the project's dev cloud: two real OpenStack clouds
+// on 127.0.0.1 started by tilt/devcloud/devcloud.sh. A test that needs it calls
+// Require: when the dev cloud is not up the test is skipped with a loud reason, except
+// in CI (CI=true), where it fails.
+package devcloud
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
+)
+
+// EnvCloudsYAML overrides where the dev cloud's clouds.yaml is looked for.
+const EnvCloudsYAML = "HIKKOSHI_DEVCLOUD_CLOUDS_YAML"
+
+// KeystoneURL is where the dev cloud's Keystone answers.
+const KeystoneURL = "http://127.0.0.1:5000/v3"
+
+// Seeded names, created by tilt/devcloud/bootstrap.py.
+const (
+	SeedImage         = "hikkoshi-seed-raw"
+	VLANNetwork       = "old-vlan-101"
+	VLANSubnet        = "old-vlan-101-v4"
+	ExternalNetwork   = "ext-net"
+	FlavorTiny        = "m1.tiny"
+	OldProject        = "hikkoshi-old"
+	NewProject        = "hikkoshi-new"
+	RegionOld         = "RegionOld"
+	RegionNew         = "RegionNew"
+	ComputeHostActive = "host-ovs-filter-active"
+)
+
+// CloudsYAML returns the path of the dev cloud's clouds.yaml: $HIKKOSHI_DEVCLOUD_CLOUDS_YAML,
+// or tilt/.state/devcloud/clouds.yaml above the working directory.
+func CloudsYAML() string {
+	if p := os.Getenv(EnvCloudsYAML); p != "" {
+		return p
+	}
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return filepath.Join(d, "tilt", ".state", "devcloud", "clouds.yaml")
+		}
+		if filepath.Dir(d) == d {
+			return filepath.Join(dir, "clouds.yaml")
+		}
+	}
+}
+
+// Up reports why the dev cloud is not usable, or "" when it is.
+func Up() string {
+	path := CloudsYAML()
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Sprintf("no clouds.yaml at %s", path)
+	}
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(KeystoneURL)
+	if err != nil {
+		return fmt.Sprintf("Keystone does not answer at %s: %v", KeystoneURL, err)
+	}
+	_ = resp.Body.Close()
+	return ""
+}
+
+// Require returns the dev cloud's clouds.yaml path, or skips tb loudly when the dev
+// cloud is not up (fails it under CI=true).
+func Require(tb testing.TB) string {
+	tb.Helper()
+	if why := Up(); why != "" {
+		msg := "DEV CLOUD NOT UP (" + why + "): start it with tilt/devcloud/devcloud.sh up"
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+	return CloudsYAML()
+}
+
+// Open returns the dev cloud's clouds.yaml entry name (old, new or admin),
+// authenticated, or skips tb as Require does.
+func Open(tb testing.TB, name string) *cloud.Cloud {
+	tb.Helper()
+	path := Require(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(path), cloud.WithUserAgent("hikkoshi-tests"))
+	if err != nil {
+		tb.Fatalf("devcloud.Open(%s): %v", name, err)
+	}
+	return c
+}

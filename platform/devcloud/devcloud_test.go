@@ -1,0 +1,321 @@
+package devcloud_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
+	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+)
+
+// must returns v, or fails the test (by panicking: the testing package reports the
+// panic as a failure and still runs the test's cleanups) when err is set.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func client(t *testing.T, f func() (*gophercloud.ServiceClient, error)) *gophercloud.ServiceClient {
+	t.Helper()
+	sc, err := f()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
+}
+
+func TestTokensForBothClouds(t *testing.T) {
+	for _, name := range []string{"old", "new", "admin"} {
+		c := devcloud.Open(t, name)
+		if c.Provider.Token() == "" {
+			t.Fatalf("%s: no token", name)
+		}
+		want := map[string]string{"old": devcloud.RegionOld, "new": devcloud.RegionNew, "admin": devcloud.RegionOld}[name]
+		if c.Region() != want {
+			t.Fatalf("%s: region %q, want %q", name, c.Region(), want)
+		}
+		// Each region has its own Glance.
+		ic := client(t, c.Image)
+		t.Logf("%s: image endpoint %s", name, ic.Endpoint)
+	}
+	oldImg := client(t, devcloud.Open(t, "old").Image).Endpoint
+	newImg := client(t, devcloud.Open(t, "new").Image).Endpoint
+	if oldImg == newImg {
+		t.Fatalf("old and new share the Glance endpoint %s", oldImg)
+	}
+}
+
+func TestImageStaysInItsCloud(t *testing.T) {
+	ctx := t.Context()
+	oldc := client(t, devcloud.Open(t, "old").Image)
+	newc := client(t, devcloud.Open(t, "new").Image)
+	data := bytes.Repeat([]byte("hikkoshi"), 128<<10) // 1 MiB
+	private := images.ImageVisibilityPrivate
+	img := must(images.Create(ctx, oldc, images.CreateOpts{
+		Name: fmt.Sprintf("itest-%d", time.Now().UnixNano()), DiskFormat: "raw", ContainerFormat: "bare", Visibility: &private,
+	}).Extract())
+	t.Cleanup(func() { _ = images.Delete(context.Background(), oldc, img.ID).ExtractErr() })
+	if err := imagedata.Upload(ctx, oldc, img.ID, bytes.NewReader(data)).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	got := must(images.Get(ctx, oldc, img.ID).Extract())
+	if got.Status != images.ImageStatusActive || got.SizeBytes != int64(len(data)) {
+		t.Fatalf("old image %s: status %s size %d", got.ID, got.Status, got.SizeBytes)
+	}
+	rc := must(imagedata.Download(ctx, oldc, img.ID).Extract())
+	back, err := io.ReadAll(rc)
+	_ = rc.Close()
+	if err != nil || sha256.Sum256(back) != sha256.Sum256(data) {
+		t.Fatalf("downloaded bytes differ (%d bytes, %v)", len(back), err)
+	}
+	_, err = images.Get(ctx, newc, img.ID).Extract()
+	if !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Fatalf("the new Glance answers %v for the old cloud's image, want 404", err)
+	}
+	// The seeded image is in the old cloud only.
+	for cl, want := range map[*gophercloud.ServiceClient]int{oldc: 1, newc: 0} {
+		pages := must(images.List(cl, images.ListOpts{Name: devcloud.SeedImage}).AllPages(ctx))
+		list := must(images.ExtractImages(pages))
+		if len(list) != want {
+			t.Fatalf("%s lists %d images named %s, want %d", cl.Endpoint, len(list), devcloud.SeedImage, want)
+		}
+	}
+}
+
+func TestServerBootsOnVLANPortWithFixedIP(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	old := devcloud.Open(t, "old")
+	nc, cc, ic := client(t, old.Network), client(t, old.Compute), client(t, old.Image)
+
+	net := findNetwork(t, nc, devcloud.VLANNetwork)
+	if net.ID == "" {
+		t.Fatalf("network %s not seeded", devcloud.VLANNetwork)
+	}
+	sub := findSubnet(t, nc, devcloud.VLANSubnet)
+	const ip = "10.101.0.57"
+	port := must(ports.Create(ctx, nc, ports.CreateOpts{
+		Name: "itest-boot", NetworkID: net.ID, FixedIPs: []ports.IP{{SubnetID: sub.ID, IPAddress: ip}},
+	}).Extract())
+	t.Cleanup(func() { _ = ports.Delete(context.Background(), nc, port.ID).ExtractErr() })
+
+	flavor := findFlavor(t, cc, devcloud.FlavorTiny)
+	image := findImage(t, ic, devcloud.SeedImage)
+	srv := must(servers.Create(ctx, cc, servers.CreateOpts{
+		Name: "itest-vlan", FlavorRef: flavor, ImageRef: image, Networks: []servers.Network{{Port: port.ID}},
+	}, nil).Extract())
+	t.Cleanup(func() { _ = servers.Delete(context.Background(), cc, srv.ID).ExtractErr() })
+
+	start := time.Now()
+	for {
+		s := must(servers.Get(ctx, cc, srv.ID).Extract())
+		if s.Status == "ACTIVE" {
+			t.Logf("server ACTIVE after %s", time.Since(start).Round(100*time.Millisecond))
+			if !strings.Contains(fmt.Sprint(s.Addresses), ip) {
+				t.Fatalf("server addresses %v do not hold %s", s.Addresses, ip)
+			}
+			break
+		}
+		if s.Status == "ERROR" {
+			t.Fatalf("server went to ERROR: %+v", s.Fault)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("server still %s: %v", s.Status, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+	p := must(ports.Get(ctx, nc, port.ID).Extract())
+	if p.DeviceID != srv.ID || len(p.FixedIPs) != 1 || p.FixedIPs[0].IPAddress != ip {
+		t.Fatalf("port %+v: want device %s with fixed IP %s", p, srv.ID, ip)
+	}
+}
+
+func TestOctaviaProxyPoolActiveAndCascadeDeleted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	old := devcloud.Open(t, "old")
+	lc, nc := client(t, old.LoadBalancer), client(t, old.Network)
+	sub := findSubnet(t, nc, devcloud.VLANSubnet)
+	tag := fmt.Sprintf("itest-%d", time.Now().UnixNano())
+	lb := must(loadbalancers.Create(ctx, lc, loadbalancers.CreateOpts{
+		Name: "itest-proxy", VipSubnetID: sub.ID, Tags: []string{tag},
+		Listeners: []listeners.CreateOpts{{
+			Name: "tcp-80", Protocol: listeners.ProtocolTCP, ProtocolPort: 80,
+			DefaultPool: &pools.CreateOpts{
+				Name: "proxy", Protocol: pools.ProtocolPROXY, LBMethod: pools.LBMethodRoundRobin,
+				Members: []pools.CreateMemberOpts{
+					{Address: "10.101.0.21", ProtocolPort: 8080},
+					{Address: "10.101.0.22", ProtocolPort: 8080},
+				},
+				Monitor: &monitors.CreateOpts{Type: monitors.TypeTCP, Delay: 5, Timeout: 3, MaxRetries: 3},
+			},
+		}},
+	}).Extract())
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted {
+			_ = loadbalancers.Delete(context.Background(), lc, lb.ID, loadbalancers.DeleteOpts{Cascade: true}).ExtractErr()
+		}
+	})
+	start := time.Now()
+	for {
+		got := must(loadbalancers.Get(ctx, lc, lb.ID).Extract())
+		if got.ProvisioningStatus == "ACTIVE" {
+			t.Logf("load balancer ACTIVE after %s", time.Since(start).Round(100*time.Millisecond))
+			break
+		}
+		if got.ProvisioningStatus == "ERROR" {
+			t.Fatal("load balancer went to ERROR")
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("load balancer still %s", got.ProvisioningStatus)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	st := must(loadbalancers.GetStatuses(ctx, lc, lb.ID).Extract())
+	ls := st.Loadbalancer.Listeners
+	if len(ls) != 1 || len(ls[0].Pools) != 1 || len(ls[0].Pools[0].Members) != 2 {
+		t.Fatalf("status tree: %d listeners, want 1 with 1 pool and 2 members", len(ls))
+	}
+	pool := must(pools.Get(ctx, lc, ls[0].Pools[0].ID).Extract())
+	if pool.Protocol != string(pools.ProtocolPROXY) || pool.MonitorID == "" {
+		t.Fatalf("pool protocol %s, monitor %q: want PROXY with a monitor", pool.Protocol, pool.MonitorID)
+	}
+	mon := must(monitors.Get(ctx, lc, pool.MonitorID).Extract())
+	if mon.Type != monitors.TypeTCP {
+		t.Fatalf("monitor type %s, want TCP", mon.Type)
+	}
+	if err := loadbalancers.Delete(ctx, lc, lb.ID, loadbalancers.DeleteOpts{Cascade: true}).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	deleted = true
+	for {
+		_, err := loadbalancers.Get(ctx, lc, lb.ID).Extract()
+		if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("load balancer not gone after cascade delete: %v", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	pages := must(loadbalancers.List(lc, loadbalancers.ListOpts{Tags: []string{tag}}).AllPages(ctx))
+	if left := must(loadbalancers.ExtractLoadBalancers(pages)); len(left) != 0 {
+		t.Fatalf("%d load balancers left with tag %s", len(left), tag)
+	}
+	pp := must(pools.List(lc, pools.ListOpts{Name: "proxy", LoadbalancerID: lb.ID}).AllPages(ctx))
+	if left := must(pools.ExtractPools(pp)); len(left) != 0 {
+		t.Fatalf("%d pools left after cascade delete", len(left))
+	}
+}
+
+// TestStateSurvivesRestart runs devcloud.sh down and up and checks that what existed
+// before still exists. It restarts the whole dev cloud, so it runs only when asked
+// (HIKKOSHI_DEVCLOUD_RESTART=1, as scripts/test.sh does before the other tests).
+func TestStateSurvivesRestart(t *testing.T) {
+	if os.Getenv("HIKKOSHI_DEVCLOUD_RESTART") != "1" {
+		t.Skip("restarts the dev cloud: set HIKKOSHI_DEVCLOUD_RESTART=1")
+	}
+	ctx := t.Context()
+	old := devcloud.Open(t, "old")
+	imgBefore := findImage(t, client(t, old.Image), devcloud.SeedImage)
+	netBefore := findNetwork(t, client(t, old.Network), devcloud.VLANNetwork).ID
+
+	script := filepath.Join(filepath.Dir(filepath.Dir(devcloud.CloudsYAML())), "..", "devcloud", "devcloud.sh")
+	for _, args := range [][]string{{"down"}, {"up"}} {
+		cmd := exec.CommandContext(ctx, script, args...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("devcloud.sh %s: %v\n%s", args[0], err, out)
+		}
+		t.Logf("devcloud.sh %s:\n%s", args[0], lastLines(string(out), 12))
+	}
+	old2, err := cloud.Open(ctx, "old", cloud.WithCloudsYAML(devcloud.CloudsYAML()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := findImage(t, client(t, old2.Image), devcloud.SeedImage); got != imgBefore {
+		t.Fatalf("seed image %s after restart, was %s", got, imgBefore)
+	}
+	if got := findNetwork(t, client(t, old2.Network), devcloud.VLANNetwork).ID; got != netBefore {
+		t.Fatalf("network %s after restart, was %s", got, netBefore)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func findNetwork(t *testing.T, nc *gophercloud.ServiceClient, name string) networks.Network {
+	t.Helper()
+	pages := must(networks.List(nc, networks.ListOpts{Name: name}).AllPages(t.Context()))
+	list := must(networks.ExtractNetworks(pages))
+	if len(list) != 1 {
+		t.Fatalf("%d networks named %s", len(list), name)
+	}
+	return list[0]
+}
+
+func findSubnet(t *testing.T, nc *gophercloud.ServiceClient, name string) subnets.Subnet {
+	t.Helper()
+	pages := must(subnets.List(nc, subnets.ListOpts{Name: name}).AllPages(t.Context()))
+	list := must(subnets.ExtractSubnets(pages))
+	if len(list) != 1 {
+		t.Fatalf("%d subnets named %s", len(list), name)
+	}
+	return list[0]
+}
+
+func findFlavor(t *testing.T, cc *gophercloud.ServiceClient, name string) string {
+	t.Helper()
+	pages := must(flavors.ListDetail(cc, nil).AllPages(t.Context()))
+	for _, f := range must(flavors.ExtractFlavors(pages)) {
+		if f.Name == name {
+			return f.ID
+		}
+	}
+	t.Fatalf("no flavor %s", name)
+	return ""
+}
+
+func findImage(t *testing.T, ic *gophercloud.ServiceClient, name string) string {
+	t.Helper()
+	pages := must(images.List(ic, images.ListOpts{Name: name}).AllPages(t.Context()))
+	list := must(images.ExtractImages(pages))
+	if len(list) != 1 {
+		t.Fatalf("%d images named %s", len(list), name)
+	}
+	return list[0].ID
+}

@@ -1,0 +1,612 @@
+#!/usr/bin/env bash
+# devcloud.sh runs two real OpenStack "clouds" (Zed, from Debian bookworm's packages) on
+# 127.0.0.1, for the tests, Tilt and the demo.
+#
+#   devcloud.sh up              install (once), configure, start, bootstrap, seed; idempotent
+#   devcloud.sh down [--wipe]   stop exactly what up started (by PID); --wipe deletes state
+#   devcloud.sh status          which processes run and which APIs answer
+#   devcloud.sh wait            wait until every API answers
+#
+# One Keystone holds two regions, RegionOld and RegionNew, and a project per cloud.
+# Each region has its own compute stack — Glance (own store, own database), Placement
+# and Nova (api, conductor, scheduler, compute with the fake driver) — because Nova
+# takes its Glance from its own configuration: only a Nova per region can boot in the
+# new cloud from an image copied into the new Glance. Neutron (ML2 + L3, no agents) and
+# Octavia (amphora provider, no-op drivers) are shared. Everything listens on
+# 127.0.0.1; all state, logs and PID files live under $DEVCLOUD_DIR.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+S="${DEVCLOUD_DIR:-$root/tilt/.state/devcloud}"
+PY=/usr/bin/python3 # the python3 first on PATH may be a pyenv without these modules
+
+# Ports. Shared: keystone 5000, neutron 9696, octavia 9876, mariadb 3306, rabbit 5672.
+declare -A GLANCE_PORT=([old]=9292 [new]=9293)
+declare -A PLACEMENT_PORT=([old]=8778 [new]=8779)
+declare -A NOVA_PORT=([old]=8774 [new]=8775)
+declare -A REGION=([old]=RegionOld [new]=RegionNew)
+regions=(old new)
+
+log() { printf '[devcloud %s] %s\n' "$(date +%T)" "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+
+phase_start=$SECONDS
+declare -a timings=()
+phase() {
+  local now=$SECONDS
+  if [[ -n "${current_phase:-}" ]]; then timings+=("$(printf '%-22s %4ds' "$current_phase" $((now - phase_start)))"); fi
+  current_phase="$1"
+  phase_start=$now
+  [[ -n "$1" ]] && log "phase: $1"
+  return 0
+}
+
+# ---------------------------------------------------------------- processes
+
+pidfile() { echo "$S/run/$1.pid"; }
+
+running() {
+  local pf
+  pf=$(pidfile "$1")
+  [[ -f "$pf" ]] && kill -0 "$(cat "$pf")" 2>/dev/null
+}
+
+# start NAME CMD... runs CMD in its own session (so down can stop its whole process
+# group), with its output in $S/log/NAME.log, unless NAME already runs.
+start() {
+  local name=$1
+  shift
+  if running "$name"; then return 0; fi
+  setsid "$@" >>"$S/log/$name.log" 2>&1 </dev/null &
+  echo $! >"$(pidfile "$name")"
+}
+
+# wait_http NAME URL [SECONDS]: wait until URL answers with any HTTP status.
+wait_http() {
+  local name=$1 url=$2 limit=${3:-180} t0=$SECONDS
+  until curl -s -o /dev/null --max-time 3 "$url"; do
+    if ((SECONDS - t0 > limit)); then
+      tail -20 "$S/log/$name.log" >&2 || true
+      die "$name does not answer at $url after ${limit}s (log: $S/log/$name.log)"
+    fi
+    running "$name" || { tail -30 "$S/log/$name.log" >&2; die "$name exited (log: $S/log/$name.log)"; }
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------- secrets
+
+secrets() {
+  if [[ ! -f "$S/secrets.env" ]]; then
+    umask 077
+    {
+      for k in DB ADMIN SERVICE OLD NEW; do
+        printf '%s_PASSWORD=%s\n' "$k" "$(openssl rand -hex 16)"
+      done
+      printf 'OCTAVIA_PASSPHRASE=%s\n' "$(openssl rand -hex 16)" # exactly 32 characters
+    } >"$S/secrets.env"
+    umask 022
+  fi
+  # shellcheck disable=SC1091
+  source "$S/secrets.env"
+}
+
+db_url() { echo "mysql+pymysql://hikkoshi:$DB_PASSWORD@127.0.0.1:3306/$1?charset=utf8"; }
+TRANSPORT() { echo "rabbit://hikkoshi:$SERVICE_PASSWORD@127.0.0.1:5672/$1"; }
+
+# ---------------------------------------------------------------- MariaDB, RabbitMQ
+
+mariadb_up() {
+  mkdir -p "$S/mysql" "$S/run/mysqld"
+  cat >"$S/etc/my.cnf" <<EOF
+[mysqld]
+user=root
+datadir=$S/mysql
+socket=$S/run/mysqld/mysqld.sock
+pid-file=$S/run/mysqld/mysqld.pid
+bind-address=127.0.0.1
+port=3306
+innodb_flush_log_at_trx_commit=2
+innodb_doublewrite=0
+performance_schema=off
+max_connections=1000
+skip-name-resolve
+[client]
+socket=$S/run/mysqld/mysqld.sock
+EOF
+  if [[ ! -d "$S/mysql/mysql" ]]; then
+    mariadb-install-db --defaults-file="$S/etc/my.cnf" --user=root >"$S/log/mariadb-install.log" 2>&1 \
+      || { tail "$S/log/mariadb-install.log"; die "mariadb-install-db failed"; }
+  fi
+  start mariadb /usr/sbin/mariadbd --defaults-file="$S/etc/my.cnf"
+  local t0=$SECONDS
+  until mariadb --defaults-file="$S/etc/my.cnf" -e 'select 1' >/dev/null 2>&1; do
+    ((SECONDS - t0 > 60)) && { tail "$S/log/mariadb.log"; die "mariadb did not start"; }
+    sleep 0.3
+  done
+  local sql="CREATE USER IF NOT EXISTS 'hikkoshi'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';"
+  sql+="GRANT ALL PRIVILEGES ON *.* TO 'hikkoshi'@'127.0.0.1';"
+  for db in keystone neutron octavia \
+            glance_old placement_old nova_api_old nova_old nova_cell0_old \
+            glance_new placement_new nova_api_new nova_new nova_cell0_new; do
+    sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8;"
+  done
+  mariadb --defaults-file="$S/etc/my.cnf" -e "$sql"
+}
+
+rabbit_env() {
+  export HOME="$S/rabbitmq" RABBITMQ_NODENAME=rabbit@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_MNESIA_BASE="$S/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$S/log/rabbitmq" \
+    RABBITMQ_CONFIG_FILE="$S/etc/rabbitmq/rabbitmq" RABBITMQ_ENABLED_PLUGINS_FILE="$S/etc/rabbitmq/enabled_plugins" \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_CTL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+    RABBITMQ_PID_FILE="$S/run/rabbitmq.erlpid"
+}
+
+rabbit_up() {
+  mkdir -p "$S/rabbitmq/mnesia" "$S/log/rabbitmq" "$S/etc/rabbitmq"
+  printf 'listeners.tcp.1 = 127.0.0.1:5672\nloopback_users = none\n' >"$S/etc/rabbitmq/rabbitmq.conf"
+  echo '[].' >"$S/etc/rabbitmq/enabled_plugins"
+  (
+    rabbit_env
+    start epmd /usr/bin/epmd -address 127.0.0.1
+    sleep 0.3
+    start rabbitmq /usr/lib/rabbitmq/bin/rabbitmq-server
+  )
+}
+
+# The real rabbitmqctl escript: Debian's wrapper switches HOME to /var/lib/rabbitmq
+# (another Erlang cookie).
+rabbit_ready() {
+  (
+    rabbit_env
+    local t0=$SECONDS
+    until /usr/lib/rabbitmq/bin/rabbitmqctl -q await_startup >/dev/null 2>&1; do
+      ((SECONDS - t0 > 90)) && { tail -20 "$S/log/rabbitmq.log"; die "rabbitmq did not start"; }
+      running rabbitmq || { tail -20 "$S/log/rabbitmq.log"; die "rabbitmq exited"; }
+      sleep 1
+    done
+    /usr/lib/rabbitmq/bin/rabbitmqctl -q add_user hikkoshi "$SERVICE_PASSWORD" >/dev/null 2>&1 \
+      || /usr/lib/rabbitmq/bin/rabbitmqctl -q change_password hikkoshi "$SERVICE_PASSWORD" >/dev/null
+    for vh in / nova_old nova_new; do
+      /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost "$vh" >/dev/null 2>&1 || true
+      /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p "$vh" hikkoshi '.*' '.*' '.*' >/dev/null
+    done
+  )
+}
+
+# ---------------------------------------------------------------- configuration
+
+# authtoken prints a [keystone_authtoken] section for a service user.
+authtoken() {
+  cat <<EOF
+[keystone_authtoken]
+www_authenticate_uri = http://127.0.0.1:5000
+auth_url = http://127.0.0.1:5000
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $1
+password = $SERVICE_PASSWORD
+region_name = ${2:-RegionOld}
+service_token_roles_required = true
+EOF
+}
+
+# svcauth SECTION USER REGION prints a keystoneauth section.
+svcauth() {
+  cat <<EOF
+[$1]
+auth_url = http://127.0.0.1:5000
+auth_type = password
+project_domain_name = Default
+user_domain_name = Default
+project_name = service
+username = $2
+password = $SERVICE_PASSWORD
+region_name = $3
+EOF
+}
+
+configure() {
+  mkdir -p "$S"/etc/{keystone,glance-old,glance-new,placement-old,placement-new,nova-old,nova-new,neutron,octavia/certs} \
+    "$S"/lib/{glance-old/images,glance-new/images,glance-old/staging,glance-new/staging,nova-old,nova-new,octavia} \
+    "$S"/lock
+
+  cat >"$S/etc/keystone/keystone.conf" <<EOF
+[DEFAULT]
+log_file = $S/log/keystone-app.log
+[database]
+connection = $(db_url keystone)
+[token]
+provider = fernet
+[identity]
+password_hash_rounds = 4
+[fernet_tokens]
+key_repository = $S/etc/keystone/fernet-keys
+[fernet_receipts]
+key_repository = $S/etc/keystone/fernet-keys
+[credential]
+key_repository = $S/etc/keystone/credential-keys
+EOF
+
+  local r
+  for r in "${regions[@]}"; do
+    cat >"$S/etc/glance-$r/glance-api.conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = ${GLANCE_PORT[$r]}
+workers = 1
+log_file = $S/log/glance-$r-app.log
+node_staging_uri = file://$S/lib/glance-$r/staging
+enabled_import_methods = [glance-direct,web-download]
+show_image_direct_url = false
+[database]
+connection = $(db_url "glance_$r")
+[paste_deploy]
+flavor = keystone
+config_file = /usr/share/glance-common/glance-api-paste.ini
+[glance_store]
+stores = file,http
+default_store = file
+filesystem_store_datadir = $S/lib/glance-$r/images
+[oslo_concurrency]
+lock_path = $S/lock
+$(authtoken glance "${REGION[$r]}")
+EOF
+
+    cat >"$S/etc/placement-$r/placement.conf" <<EOF
+[DEFAULT]
+log_file = $S/log/placement-$r-app.log
+[placement_database]
+connection = $(db_url "placement_$r")
+[api]
+auth_strategy = keystone
+$(authtoken placement "${REGION[$r]}")
+EOF
+
+    cat >"$S/etc/nova-$r/nova.conf" <<EOF
+[DEFAULT]
+host = host-ovs-filter-active
+my_ip = 127.0.0.1
+state_path = $S/lib/nova-$r
+transport_url = $(TRANSPORT "nova_$r")
+compute_driver = fake.FakeDriver
+enabled_apis = osapi_compute
+osapi_compute_listen = 127.0.0.1
+osapi_compute_listen_port = ${NOVA_PORT[$r]}
+osapi_compute_workers = 1
+vif_plugging_is_fatal = false
+vif_plugging_timeout = 0
+use_rootwrap_daemon = false
+[api]
+auth_strategy = keystone
+[api_database]
+connection = $(db_url "nova_api_$r")
+[database]
+connection = $(db_url "nova_$r")
+[conductor]
+workers = 1
+[scheduler]
+workers = 1
+discover_hosts_in_cells_interval = -1
+[oslo_concurrency]
+lock_path = $S/lock
+[vnc]
+enabled = false
+[wsgi]
+api_paste_config = /etc/nova/api-paste.ini
+[glance]
+region_name = ${REGION[$r]}
+$(authtoken nova "${REGION[$r]}")
+$(svcauth placement placement "${REGION[$r]}")
+$(svcauth neutron neutron "${REGION[$r]}")
+$(svcauth service_user nova "${REGION[$r]}")
+send_service_user_token = true
+EOF
+  done
+
+  cat >"$S/etc/neutron/neutron.conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = 9696
+core_plugin = ml2
+service_plugins = router
+allow_overlapping_ips = true
+api_workers = 1
+rpc_workers = 0
+rpc_state_report_workers = 0
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+dhcp_agent_notification = false
+transport_url = $(TRANSPORT "")
+auth_strategy = keystone
+api_paste_config = /usr/share/neutron-common/api-paste.ini
+state_path = $S/lib/neutron
+log_file = $S/log/neutron-app.log
+[agent]
+root_helper = /bin/false
+[database]
+connection = $(db_url neutron)
+[oslo_concurrency]
+lock_path = $S/lock
+$(authtoken neutron RegionOld)
+$(svcauth nova nova RegionOld)
+EOF
+  cat >"$S/etc/neutron/ml2_conf.ini" <<EOF
+[ml2]
+type_drivers = flat,vlan,vxlan
+tenant_network_types = vxlan
+mechanism_drivers = hikkoshi_fake
+extension_drivers = port_security
+[ml2_type_flat]
+flat_networks = *
+[ml2_type_vlan]
+network_vlan_ranges = physnet1:100:199,physnet2
+[ml2_type_vxlan]
+vni_ranges = 1000:1999
+[securitygroup]
+firewall_driver = noop
+EOF
+
+  octavia_certs
+  cat >"$S/etc/octavia/octavia.conf" <<EOF
+[DEFAULT]
+transport_url = $(TRANSPORT "")
+log_file = $S/log/octavia-app.log
+[api_settings]
+bind_host = 127.0.0.1
+bind_port = 9876
+auth_strategy = keystone
+default_provider_driver = amphora
+enabled_provider_drivers = amphora:The Octavia Amphora driver (no-op backends in the dev cloud)
+[database]
+connection = $(db_url octavia)
+[controller_worker]
+amphora_driver = amphora_noop_driver
+compute_driver = compute_noop_driver
+network_driver = network_noop_driver
+volume_driver = volume_noop_driver
+image_driver = image_noop_driver
+distributor_driver = noop_distributor
+loadbalancer_topology = SINGLE
+amp_boot_network_list = 00000000-0000-0000-0000-00000000b007
+amp_flavor_id = amphora
+amp_secgroup_list = lb-mgmt-sec-grp
+amp_image_tag = amphora
+client_ca = $S/etc/octavia/certs/ca_01.pem
+workers = 1
+[certificates]
+cert_generator = local_cert_generator
+ca_certificate = $S/etc/octavia/certs/ca_01.pem
+ca_private_key = $S/etc/octavia/certs/private/cakey.pem
+ca_private_key_passphrase = $OCTAVIA_PASSPHRASE
+server_certs_key_passphrase = $OCTAVIA_PASSPHRASE
+[haproxy_amphora]
+server_ca = $S/etc/octavia/certs/ca_01.pem
+client_cert = $S/etc/octavia/certs/client.pem
+[task_flow]
+jobboard_enabled = False
+[oslo_messaging]
+topic = octavia_prov
+[oslo_concurrency]
+lock_path = $S/lock
+$(authtoken octavia RegionOld)
+$(svcauth service_auth octavia RegionOld)
+EOF
+}
+
+octavia_certs() {
+  local d="$S/etc/octavia/certs"
+  [[ -f "$d/ca_01.pem" && -f "$d/client.pem" ]] && return 0
+  mkdir -p "$d/private"
+  openssl req -x509 -newkey rsa:2048 -days 3650 -subj "/CN=hikkoshi-devcloud-octavia-ca" \
+    -passout "pass:$OCTAVIA_PASSPHRASE" -keyout "$d/private/cakey.pem" -out "$d/ca_01.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=octavia-controller" \
+    -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
+  openssl x509 -req -in "$d/client.csr" -CA "$d/ca_01.pem" -CAkey "$d/private/cakey.pem" \
+    -passin "pass:$OCTAVIA_PASSPHRASE" -CAcreateserial -days 3650 -out "$d/client.crt" 2>/dev/null
+  cat "$d/client.crt" "$d/client.key" >"$d/client.pem"
+}
+
+# ---------------------------------------------------------------- databases
+
+# once NAME CMD... runs a setup step once per state directory.
+once() {
+  local name=$1
+  shift
+  [[ -f "$S/done/$name" ]] && return 0
+  mkdir -p "$S/done"
+  "$@" >>"$S/log/setup-$name.log" 2>&1 || { tail -30 "$S/log/setup-$name.log" >&2; die "setup step $name failed (log: $S/log/setup-$name.log)"; }
+  touch "$S/done/$name"
+}
+
+db_sync() {
+  local kc="$S/etc/keystone/keystone.conf"
+  once keystone-db keystone-manage --config-file "$kc" db_sync
+  once keystone-fernet keystone-manage --config-file "$kc" fernet_setup --keystone-user root --keystone-group root
+  once keystone-credential keystone-manage --config-file "$kc" credential_setup --keystone-user root --keystone-group root
+  once keystone-bootstrap keystone-manage --config-file "$kc" bootstrap \
+    --bootstrap-password "$ADMIN_PASSWORD" --bootstrap-username admin --bootstrap-project-name admin \
+    --bootstrap-role-name admin --bootstrap-service-name keystone --bootstrap-region-id RegionOld \
+    --bootstrap-admin-url http://127.0.0.1:5000/v3 --bootstrap-internal-url http://127.0.0.1:5000/v3 \
+    --bootstrap-public-url http://127.0.0.1:5000/v3
+  once neutron-db neutron-db-manage --config-file "$S/etc/neutron/neutron.conf" \
+    --config-file "$S/etc/neutron/ml2_conf.ini" upgrade head
+  once octavia-db octavia-db-manage --config-file "$S/etc/octavia/octavia.conf" upgrade head
+  local r
+  for r in "${regions[@]}"; do
+    once "glance-$r-db" glance-manage --config-file "$S/etc/glance-$r/glance-api.conf" db_sync
+    once "placement-$r-db" placement-manage --config-file "$S/etc/placement-$r/placement.conf" db sync
+    local nc="$S/etc/nova-$r/nova.conf"
+    once "nova-$r-api-db" nova-manage --config-file "$nc" api_db sync
+    once "nova-$r-cell0" nova-manage --config-file "$nc" cell_v2 map_cell0 --database_connection "$(db_url "nova_cell0_$r")"
+    once "nova-$r-cell1" nova-manage --config-file "$nc" cell_v2 create_cell --name cell1 \
+      --database_connection "$(db_url "nova_$r")" --transport-url "$(TRANSPORT "nova_$r")"
+    once "nova-$r-db" nova-manage --config-file "$nc" db sync
+  done
+}
+
+# ---------------------------------------------------------------- services
+
+# fake_ml2 installs the dev cloud's ML2 driver (ml2/hikkoshi_fake_ml2.py) where only
+# neutron-server sees it: a module and an entry point on its PYTHONPATH.
+fake_ml2() {
+  local d="$S/pylib" di="$S/pylib/hikkoshi_fake_ml2-1.0.dist-info"
+  mkdir -p "$di"
+  cp "$here/ml2/hikkoshi_fake_ml2.py" "$d/"
+  printf 'Metadata-Version: 2.1\nName: hikkoshi-fake-ml2\nVersion: 1.0\n' >"$di/METADATA"
+  printf '[neutron.ml2.mechanism_drivers]\nhikkoshi_fake = hikkoshi_fake_ml2:FakeAgentMechanismDriver\n' >"$di/entry_points.txt"
+}
+
+uwsgi() {
+  local name=$1 port=$2 file=$3
+  shift 3
+  start "$name" env "$@" uwsgi_python3 --master --die-on-term --need-app --lazy-apps --enable-threads \
+    --processes 1 --threads 4 --http-socket "127.0.0.1:$port" --add-header "Connection: close" \
+    --wsgi-file "$file" --pidfile "$S/run/$name.uwsgi.pid"
+}
+
+start_identity() {
+  uwsgi keystone 5000 /usr/bin/keystone-wsgi-public OS_KEYSTONE_CONFIG_FILES="$S/etc/keystone/keystone.conf"
+  wait_http keystone http://127.0.0.1:5000/v3
+}
+
+start_services() {
+  local r
+  fake_ml2
+  start neutron-server env PYTHONPATH="$S/pylib" /usr/bin/neutron-server \
+    --config-file "$S/etc/neutron/neutron.conf" --config-file "$S/etc/neutron/ml2_conf.ini"
+  uwsgi octavia-api 9876 /usr/bin/octavia-wsgi OCTAVIA_CONFIG_FILE="$S/etc/octavia/octavia.conf" \
+    UWSGI_PYARGV="--config-file $S/etc/octavia/octavia.conf"
+  start octavia-worker /usr/bin/octavia-worker --config-file "$S/etc/octavia/octavia.conf"
+  for r in "${regions[@]}"; do
+    start "glance-$r" /usr/bin/glance-api --config-file "$S/etc/glance-$r/glance-api.conf"
+    uwsgi "placement-$r" "${PLACEMENT_PORT[$r]}" /usr/bin/placement-api OS_PLACEMENT_CONFIG_DIR="$S/etc/placement-$r"
+    local nc="$S/etc/nova-$r/nova.conf"
+    start "nova-api-$r" /usr/bin/nova-api --config-file "$nc"
+    start "nova-conductor-$r" /usr/bin/nova-conductor --config-file "$nc"
+    start "nova-scheduler-$r" /usr/bin/nova-scheduler --config-file "$nc"
+    start "nova-compute-$r" "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' --config-file "$nc"
+  done
+}
+
+wait_apis() {
+  wait_http keystone http://127.0.0.1:5000/v3
+  wait_http neutron-server http://127.0.0.1:9696/
+  wait_http octavia-api http://127.0.0.1:9876/
+  local r
+  for r in "${regions[@]}"; do
+    wait_http "glance-$r" "http://127.0.0.1:${GLANCE_PORT[$r]}/"
+    wait_http "placement-$r" "http://127.0.0.1:${PLACEMENT_PORT[$r]}/"
+    wait_http "nova-api-$r" "http://127.0.0.1:${NOVA_PORT[$r]}/"
+  done
+}
+
+services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-worker
+  glance-old placement-old nova-api-old nova-conductor-old nova-scheduler-old nova-compute-old
+  glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new)
+
+# ---------------------------------------------------------------- commands
+
+cmd_up() {
+  local t0=$SECONDS
+  mkdir -p "$S"/{etc,log,run}
+  phase install
+  "$here/install.sh"
+  phase "mariadb+rabbitmq"
+  secrets
+  mariadb_up
+  rabbit_up
+  configure
+  rabbit_ready
+  phase "migrations"
+  db_sync
+  phase "keystone"
+  start_identity
+  phase "bootstrap catalog"
+  "$PY" "$here/bootstrap.py" --state "$S" --phase catalog
+  phase "services start"
+  start_services
+  wait_apis
+  phase "cells+seed"
+  local r
+  for r in "${regions[@]}"; do
+    "$PY" "$here/bootstrap.py" --state "$S" --phase wait-compute --region "${REGION[$r]}"
+    nova-manage --config-file "$S/etc/nova-$r/nova.conf" cell_v2 discover_hosts >>"$S/log/setup-discover.log" 2>&1
+  done
+  "$PY" "$here/bootstrap.py" --state "$S" --phase seed
+  phase ""
+  log "up in $((SECONDS - t0))s; phases:"
+  printf '  %s\n' "${timings[@]}"
+  log "clouds.yaml: $S/clouds.yaml (entries old, new, admin); export OS_CLIENT_CONFIG_FILE=$S/clouds.yaml"
+}
+
+cmd_down() {
+  local wipe=0
+  [[ "${1:-}" == "--wipe" ]] && wipe=1
+  # TERM every process group at once, give them one grace period together, then KILL.
+  local s pids=() t0=$SECONDS
+  for s in "${services[@]}"; do
+    running "$s" || continue
+    pids+=("$(cat "$(pidfile "$s")")")
+    kill -TERM -- "-${pids[-1]}" 2>/dev/null || true
+  done
+  local p alive
+  while :; do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive == 0 || SECONDS - t0 >= 15)) && break
+    sleep 0.3
+  done
+  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
+  for s in "${services[@]}"; do rm -f "$(pidfile "$s")"; done
+  log "stopped in $((SECONDS - t0))s"
+  if ((wipe)); then
+    rm -rf "$S"
+    log "wiped $S"
+  fi
+}
+
+cmd_status() {
+  local s
+  for s in "${services[@]}"; do
+    if running "$s"; then printf '  %-20s running (pid %s)\n' "$s" "$(cat "$(pidfile "$s")")"; else printf '  %-20s stopped\n' "$s"; fi
+  done
+}
+
+# cmd_listeners prints every TCP listener of the dev cloud's processes (and their
+# children) and fails if one is not on loopback.
+cmd_listeners() {
+  local pgids=() s bad=0
+  for s in "${services[@]}"; do
+    running "$s" && pgids+=("$(cat "$(pidfile "$s")")")
+  done
+  [[ ${#pgids[@]} -gt 0 ]] || die "nothing is running"
+  local pids
+  pids=$(ps -eo pid=,pgid= | awk -v g=" ${pgids[*]} " 'index(g, " " $2 " ") { print $1 }')
+  while read -r line; do
+    local addr pid
+    addr=$(awk '{print $4}' <<<"$line")
+    pid=$(grep -o 'pid=[0-9]*' <<<"$line" | head -1 | cut -d= -f2 || true)
+    [[ -n "$pid" ]] || continue
+    grep -qx "$pid" <<<"$pids" || continue
+    case "$addr" in
+      127.*|\[::1\]:*) printf '  ok   %-22s %s\n' "$addr" "$(grep -o '"[^"]*"' <<<"$line" | head -1)" ;;
+      *) printf '  BAD  %-22s %s\n' "$addr" "$line"; bad=1 ;;
+    esac
+  done < <(ss -ltnpH)
+  ((bad == 0)) || die "a dev cloud process listens beyond loopback"
+  log "every dev cloud listener is on loopback"
+}
+
+case "${1:-}" in
+  listeners) cmd_listeners ;;
+  up) cmd_up ;;
+  down) shift; cmd_down "$@" ;;
+  status) cmd_status ;;
+  wait) wait_apis ;;
+  *) echo "usage: $0 up | down [--wipe] | status | wait | listeners" >&2; exit 2 ;;
+esac
