@@ -178,23 +178,6 @@ rabbit_ready() {
 
 # ---------------------------------------------------------------- configuration
 
-# authtoken prints a [keystone_authtoken] section for a service user.
-authtoken() {
-  cat <<EOF
-[keystone_authtoken]
-www_authenticate_uri = http://127.0.0.1:5000
-auth_url = http://127.0.0.1:5000
-auth_type = password
-project_domain_name = Default
-user_domain_name = Default
-project_name = service
-username = $1
-password = $SERVICE_PASSWORD
-region_name = ${2:-RegionOld}
-service_token_roles_required = true
-EOF
-}
-
 # svcauth SECTION USER REGION prints a keystoneauth section.
 svcauth() {
   cat <<EOF
@@ -208,6 +191,12 @@ username = $2
 password = $SERVICE_PASSWORD
 region_name = $3
 EOF
+}
+
+# authtoken USER [REGION] prints a [keystone_authtoken] section for a service user.
+authtoken() {
+  svcauth keystone_authtoken "$1" "${2:-RegionOld}"
+  printf 'www_authenticate_uri = http://127.0.0.1:5000\nservice_token_roles_required = true\n'
 }
 
 configure() {

@@ -70,77 +70,59 @@ func FuzzRequests(f *testing.F) {
 	seed(5, &inventoryv1.WatchWorkloadsRequest{StartRevision: 1})
 	seed(6, &inventoryv1.ListWavesRequest{})
 
+	watch := func(ctx context.Context, req *inventoryv1.WatchWorkloadsRequest) error {
+		wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer wcancel()
+		return srv.WatchWorkloads(req, &watchStream{ctx: wctx, cancel: wcancel})
+	}
+	noValidation := func(*inventoryv1.ListWavesRequest) error { return nil }
+	cases := []func(ctx context.Context, data []byte) error{
+		fuzzCase(ValidateCreateWorkload, unary(srv.CreateWorkload)),
+		fuzzCase(ValidateGetWorkload, unary(srv.GetWorkload)),
+		fuzzCase(ValidateListWorkloads, unary(srv.ListWorkloads)),
+		fuzzCase(ValidateUpdateWorkload, unary(srv.UpdateWorkload)),
+		fuzzCase(ValidateDeleteWorkload, unary(srv.DeleteWorkload)),
+		fuzzCase(ValidateWatchWorkloads, watch),
+		fuzzCase(noValidation, unary(srv.ListWaves)),
+	}
+
 	f.Fuzz(func(t *testing.T, kind uint8, data []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		var err error
-		switch kind % 7 {
-		case 0:
-			req := &inventoryv1.CreateWorkloadRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			if err = ValidateCreateWorkload(req); err == nil {
-				_, err = srv.CreateWorkload(ctx, req)
-			}
-		case 1:
-			req := &inventoryv1.GetWorkloadRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			if err = ValidateGetWorkload(req); err == nil {
-				_, err = srv.GetWorkload(ctx, req)
-			}
-		case 2:
-			req := &inventoryv1.ListWorkloadsRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			if err = ValidateListWorkloads(req); err == nil {
-				_, err = srv.ListWorkloads(ctx, req)
-			}
-		case 3:
-			req := &inventoryv1.UpdateWorkloadRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			if err = ValidateUpdateWorkload(req); err == nil {
-				_, err = srv.UpdateWorkload(ctx, req)
-			}
-		case 4:
-			req := &inventoryv1.DeleteWorkloadRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			if err = ValidateDeleteWorkload(req); err == nil {
-				_, err = srv.DeleteWorkload(ctx, req)
-			}
-		case 5:
-			req := &inventoryv1.WatchWorkloadsRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			if err = ValidateWatchWorkloads(req); err == nil {
-				wctx, wcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-				err = srv.WatchWorkloads(req, &watchStream{ctx: wctx, cancel: wcancel})
-				wcancel()
-			}
-		case 6:
-			req := &inventoryv1.ListWavesRequest{}
-			if proto.Unmarshal(data, req) != nil {
-				return
-			}
-			_, err = srv.ListWaves(ctx, req)
-		}
+		err := cases[int(kind)%len(cases)](ctx, data)
 		if err == nil {
 			return
 		}
 		st, ok := status.FromError(err)
 		if !ok {
-			t.Fatalf("kind %d: error without a gRPC status: %v", kind%7, err)
+			t.Fatalf("kind %d: error without a gRPC status: %v", int(kind)%len(cases), err)
 		}
 		if !expected[st.Code()] || st.Message() == "" {
-			t.Fatalf("kind %d: unexpected %s: %q", kind%7, st.Code(), st.Message())
+			t.Fatalf("kind %d: unexpected %s: %q", int(kind)%len(cases), st.Code(), st.Message())
 		}
 	})
+}
+
+// fuzzCase decodes data as a request of type T (skipping what does not decode) and
+// runs it through validation and, when valid, the handler, as the server would.
+func fuzzCase[T proto.Message](validate func(T) error, call func(context.Context, T) error) func(context.Context, []byte) error {
+	return func(ctx context.Context, data []byte) error {
+		var zero T
+		req := zero.ProtoReflect().New().Interface().(T)
+		if proto.Unmarshal(data, req) != nil {
+			return nil
+		}
+		if err := validate(req); err != nil {
+			return err
+		}
+		return call(ctx, req)
+	}
+}
+
+// unary drops a handler's response.
+func unary[Req, Resp any](h func(context.Context, Req) (Resp, error)) func(context.Context, Req) error {
+	return func(ctx context.Context, r Req) error {
+		_, err := h(ctx, r)
+		return err
+	}
 }
