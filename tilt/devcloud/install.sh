@@ -10,7 +10,7 @@ packages=(
   keystone glance-api neutron-api neutron-rpc-server octavia-api octavia-worker
   nova-api nova-conductor nova-scheduler python3-nova placement-api
   rabbitmq-server mariadb-server python3-pymysql python3-openstackclient
-  python3-octaviaclient uwsgi-core uwsgi-plugin-python3 curl openssl
+  python3-octaviaclient uwsgi-core uwsgi-plugin-python3 curl openssl iproute2 procps
 )
 
 missing=()
