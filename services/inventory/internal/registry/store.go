@@ -261,22 +261,16 @@ func (f Filter) Match(w *inventoryv1.Workload) bool {
 	return true
 }
 
-// List returns up to pageSize workloads matching f with IDs after the ID after, in ID
-// order, read at one revision, and the ID to continue after ("" when no more remain).
-func (s *Store) List(ctx context.Context, f Filter, after string, pageSize int) ([]*inventoryv1.Workload, string, error) {
+// walk reads the workloads with IDs after the ID after (all of them when ""), in ID
+// order, batch keys at a time, every batch at the revision of the first, and calls fn
+// with each workload and that revision until fn says stop. It returns the revision.
+func (s *Store) walk(ctx context.Context, op, after string, batch int64, fn func(w *inventoryv1.Workload, rev int64) (stop bool, err error)) (int64, error) {
 	start := keys.WorkloadsPrefix
 	if after != "" {
 		start = keys.Workload(after) + "\x00"
 	}
 	end := clientv3.GetPrefixRangeEnd(keys.WorkloadsPrefix)
-	batch := int64(pageSize + 1)
-	if !f.empty() {
-		batch = max(batch, scanBatch)
-	}
-	var (
-		out []*inventoryv1.Workload
-		rev int64
-	)
+	var rev int64
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(batch)}
 		if rev != 0 {
@@ -284,54 +278,16 @@ func (s *Store) List(ctx context.Context, f Filter, after string, pageSize int) 
 		}
 		resp, err := s.c.Get(ctx, start, opts...)
 		if err != nil {
-			return nil, "", etcdErr("ListWorkloads", err)
+			return 0, etcdErr(op, err)
 		}
 		rev = resp.Header.Revision
 		for _, kv := range resp.Kvs {
 			w, err := decode(kv)
 			if err != nil {
-				return nil, "", etcdErr("ListWorkloads", err)
+				return 0, etcdErr(op, err)
 			}
-			if !f.Match(w) {
-				continue
-			}
-			if len(out) == pageSize {
-				// A further match exists: the page is full and continues after its last.
-				last, _ := parseName(out[len(out)-1].GetName())
-				return out, last, nil
-			}
-			out = append(out, w)
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			return out, "", nil
-		}
-		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	}
-}
-
-// Scan calls fn for every workload, read at one revision (passed to fn), in ID
-// order, and returns that revision.
-func (s *Store) Scan(ctx context.Context, fn func(w *inventoryv1.Workload, rev int64) error) (int64, error) {
-	start := keys.WorkloadsPrefix
-	end := clientv3.GetPrefixRangeEnd(keys.WorkloadsPrefix)
-	var rev int64
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(scanBatch)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		resp, err := s.c.Get(ctx, start, opts...)
-		if err != nil {
-			return 0, etcdErr("scan", err)
-		}
-		rev = resp.Header.Revision
-		for _, kv := range resp.Kvs {
-			w, err := decode(kv)
-			if err != nil {
-				return 0, etcdErr("scan", err)
-			}
-			if err := fn(w, rev); err != nil {
-				return 0, err
+			if stop, err := fn(w, rev); stop || err != nil {
+				return rev, err
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
@@ -339,6 +295,43 @@ func (s *Store) Scan(ctx context.Context, fn func(w *inventoryv1.Workload, rev i
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 	}
+}
+
+// List returns up to pageSize workloads matching f with IDs after the ID after, in ID
+// order, read at one revision, and the ID to continue after ("" when no more remain).
+func (s *Store) List(ctx context.Context, f Filter, after string, pageSize int) ([]*inventoryv1.Workload, string, error) {
+	batch := int64(pageSize + 1)
+	if !f.empty() {
+		batch = max(batch, scanBatch)
+	}
+	var (
+		out  []*inventoryv1.Workload
+		next string
+	)
+	_, err := s.walk(ctx, "ListWorkloads", after, batch, func(w *inventoryv1.Workload, _ int64) (bool, error) {
+		if !f.Match(w) {
+			return false, nil
+		}
+		if len(out) == pageSize {
+			// A further match exists: the page is full and continues after its last.
+			next, _ = parseName(out[len(out)-1].GetName())
+			return true, nil
+		}
+		out = append(out, w)
+		return false, nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// Scan calls fn for every workload, read at one revision (passed to fn), in ID
+// order, and returns that revision.
+func (s *Store) Scan(ctx context.Context, fn func(w *inventoryv1.Workload, rev int64) error) (int64, error) {
+	return s.walk(ctx, "scan", "", scanBatch, func(w *inventoryv1.Workload, rev int64) (bool, error) {
+		return false, fn(w, rev)
+	})
 }
 
 // Update reads the workload, checks the etag when one is given, applies mutate to a
@@ -432,8 +425,11 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 }
 
 // Watch sends every change to the workloads from revision from (which must be 1 or
-// more) to send, and a PROGRESS event when idle, until ctx is cancelled or send fails.
-// A compacted revision is refused with OUT_OF_RANGE.
+// more) to send until ctx is cancelled or send fails. While no workload changes it
+// asks etcd for progress every progress interval and sends PROGRESS events, once the
+// store's revision has moved past from (etcd confirms no progress before that). A
+// compacted revision is refused with OUT_OF_RANGE; a watch that etcd ends on its own
+// with UNAVAILABLE.
 func (s *Store) Watch(ctx context.Context, from int64, send func(*inventoryv1.WatchWorkloadsResponse) error) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -450,7 +446,13 @@ func (s *Store) Watch(ctx context.Context, from int64, send func(*inventoryv1.Wa
 			_ = s.c.RequestProgress(wctx)
 		case resp, ok := <-ch:
 			if !ok {
-				return ctx.Err()
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				// etcd ended the watch (client closing, member lost): say so, with
+				// where to resume, rather than end the stream as if all were well.
+				return apierr.New(codes.Unavailable, "WATCH_ENDED",
+					"the etcd watch ended: reconnect with start_revision one past the last revision received")
 			}
 			if resp.CompactRevision != 0 {
 				return apierr.New(codes.OutOfRange, "REVISION_COMPACTED",

@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
@@ -67,5 +70,55 @@ func TestListAcrossBatches(t *testing.T) {
 	count := 0
 	if _, err := s.Scan(ctx, func(*inventoryv1.Workload, int64) error { count++; return nil }); err != nil || count != n {
 		t.Fatalf("Scan saw %d, %v; want %d", count, err, n)
+	}
+}
+
+// TestIdleWatchReportsProgress checks that a watch with no workload changes still
+// tells its client how far it has come when other keys move the store's revision on,
+// so that a client resuming after a long idle stretch starts past them. (While the
+// revision does not move at all there is no progress to report, and etcd sends none.)
+func TestIdleWatchReportsProgress(t *testing.T) {
+	etcd := etcdtest.Start(t)
+	cli := etcd.Client(t)
+	s, err := NewStore(cli, WithProgressInterval(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	created, err := s.Create(ctx, "p-1", testWorkload("web", 1), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, _ := strconv.ParseInt(created.GetEtag(), 10, 64)
+	other := make(chan int64, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		r, err := cli.Put(ctx, "/hikkoshi/not-a-workload", "x")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		other <- r.Header.Revision
+	}()
+	var got int64
+	err = s.Watch(ctx, rev+1, func(ev *inventoryv1.WatchWorkloadsResponse) error {
+		if ev.GetType() != inventoryv1.WatchEventType_WATCH_EVENT_TYPE_PROGRESS {
+			t.Errorf("unexpected event %v: no workload changed", ev)
+		}
+		got = ev.GetRevision()
+		select {
+		case r := <-other:
+			other <- r
+			if got >= r {
+				cancel()
+			}
+		default:
+		}
+		return nil
+	})
+	r := <-other
+	if got < r {
+		t.Fatalf("last PROGRESS revision %d, want at least %d (the unrelated write); watch ended %v", got, r, err)
 	}
 }
