@@ -68,7 +68,9 @@ func Open(ctx context.Context, name string, opts ...Option) (*Cloud, error) {
 // Region returns the region the entry selects.
 func (c *Cloud) Region() string { return c.endpoints.Region }
 
-func (c *Cloud) wrap(kind string, sc *gophercloud.ServiceClient, err error) (*gophercloud.ServiceClient, error) {
+// client builds one service's client with the entry's region and interface.
+func (c *Cloud) client(kind string, build func(*gophercloud.ProviderClient, gophercloud.EndpointOpts) (*gophercloud.ServiceClient, error)) (*gophercloud.ServiceClient, error) {
+	sc, err := build(c.Provider, c.endpoints)
 	if err != nil {
 		return nil, fmt.Errorf("cloud %q: no %s endpoint in region %q: %w", c.Name, kind, c.endpoints.Region, err)
 	}
@@ -77,30 +79,25 @@ func (c *Cloud) wrap(kind string, sc *gophercloud.ServiceClient, err error) (*go
 
 // Compute returns a Nova client.
 func (c *Cloud) Compute() (*gophercloud.ServiceClient, error) {
-	sc, err := openstack.NewComputeV2(c.Provider, c.endpoints)
-	return c.wrap("compute", sc, err)
+	return c.client("compute", openstack.NewComputeV2)
 }
 
 // Network returns a Neutron client.
 func (c *Cloud) Network() (*gophercloud.ServiceClient, error) {
-	sc, err := openstack.NewNetworkV2(c.Provider, c.endpoints)
-	return c.wrap("network", sc, err)
+	return c.client("network", openstack.NewNetworkV2)
 }
 
 // Image returns a Glance client.
 func (c *Cloud) Image() (*gophercloud.ServiceClient, error) {
-	sc, err := openstack.NewImageV2(c.Provider, c.endpoints)
-	return c.wrap("image", sc, err)
+	return c.client("image", openstack.NewImageV2)
 }
 
 // LoadBalancer returns an Octavia client.
 func (c *Cloud) LoadBalancer() (*gophercloud.ServiceClient, error) {
-	sc, err := openstack.NewLoadBalancerV2(c.Provider, c.endpoints)
-	return c.wrap("load-balancer", sc, err)
+	return c.client("load-balancer", openstack.NewLoadBalancerV2)
 }
 
 // Identity returns a Keystone v3 client.
 func (c *Cloud) Identity() (*gophercloud.ServiceClient, error) {
-	sc, err := openstack.NewIdentityV3(c.Provider, c.endpoints)
-	return c.wrap("identity", sc, err)
+	return c.client("identity", openstack.NewIdentityV3)
 }

@@ -36,22 +36,31 @@ const (
 	ComputeHostActive = "host-ovs-filter-active"
 )
 
+// Root returns the repository root: the nearest directory above the working
+// directory that holds go.work (the working directory when there is none).
+func Root() string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
+}
+
 // CloudsYAML returns the path of the dev cloud's clouds.yaml: $HIKKOSHI_DEVCLOUD_CLOUDS_YAML,
-// or tilt/.state/devcloud/clouds.yaml above the working directory.
+// or tilt/.state/devcloud/clouds.yaml in the repository.
 func CloudsYAML() string {
 	if p := os.Getenv(EnvCloudsYAML); p != "" {
 		return p
 	}
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.work")); err == nil {
-			return filepath.Join(d, "tilt", ".state", "devcloud", "clouds.yaml")
-		}
-		if filepath.Dir(d) == d {
-			return filepath.Join(dir, "clouds.yaml")
-		}
-	}
+	return filepath.Join(Root(), "tilt", ".state", "devcloud", "clouds.yaml")
 }
+
+// Script returns the path of devcloud.sh, the command that starts and stops it.
+func Script() string { return filepath.Join(Root(), "tilt", "devcloud", "devcloud.sh") }
 
 // Up reports why the dev cloud is not usable, or "" when it is.
 func Up() string {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
@@ -249,9 +249,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 	imgBefore := findImage(t, client(t, old.Image), devcloud.SeedImage)
 	netBefore := findNetwork(t, client(t, old.Network), devcloud.VLANNetwork).ID
 
-	script := filepath.Join(filepath.Dir(filepath.Dir(devcloud.CloudsYAML())), "..", "devcloud", "devcloud.sh")
 	for _, args := range [][]string{{"down"}, {"up"}} {
-		cmd := exec.CommandContext(ctx, script, args...)
+		cmd := exec.CommandContext(ctx, devcloud.Script(), args...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("devcloud.sh %s: %v\n%s", args[0], err, out)
@@ -278,24 +277,24 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func findNetwork(t *testing.T, nc *gophercloud.ServiceClient, name string) networks.Network {
+// findOne returns the only item a list call finds, or fails the test.
+func findOne[T any](t *testing.T, pager pagination.Pager, extract func(pagination.Page) ([]T, error), what string) T {
 	t.Helper()
-	pages := must(networks.List(nc, networks.ListOpts{Name: name}).AllPages(t.Context()))
-	list := must(networks.ExtractNetworks(pages))
+	list := must(extract(must(pager.AllPages(t.Context()))))
 	if len(list) != 1 {
-		t.Fatalf("%d networks named %s", len(list), name)
+		t.Fatalf("%d %s, want exactly 1", len(list), what)
 	}
 	return list[0]
 }
 
+func findNetwork(t *testing.T, nc *gophercloud.ServiceClient, name string) networks.Network {
+	t.Helper()
+	return findOne(t, networks.List(nc, networks.ListOpts{Name: name}), networks.ExtractNetworks, "networks named "+name)
+}
+
 func findSubnet(t *testing.T, nc *gophercloud.ServiceClient, name string) subnets.Subnet {
 	t.Helper()
-	pages := must(subnets.List(nc, subnets.ListOpts{Name: name}).AllPages(t.Context()))
-	list := must(subnets.ExtractSubnets(pages))
-	if len(list) != 1 {
-		t.Fatalf("%d subnets named %s", len(list), name)
-	}
-	return list[0]
+	return findOne(t, subnets.List(nc, subnets.ListOpts{Name: name}), subnets.ExtractSubnets, "subnets named "+name)
 }
 
 func findFlavor(t *testing.T, cc *gophercloud.ServiceClient, name string) string {
@@ -312,10 +311,5 @@ func findFlavor(t *testing.T, cc *gophercloud.ServiceClient, name string) string
 
 func findImage(t *testing.T, ic *gophercloud.ServiceClient, name string) string {
 	t.Helper()
-	pages := must(images.List(ic, images.ListOpts{Name: name}).AllPages(t.Context()))
-	list := must(images.ExtractImages(pages))
-	if len(list) != 1 {
-		t.Fatalf("%d images named %s", len(list), name)
-	}
-	return list[0].ID
+	return findOne(t, images.List(ic, images.ListOpts{Name: name}), images.ExtractImages, "images named "+name).ID
 }
