@@ -93,7 +93,7 @@ secrets() {
 }
 
 db_url() { echo "mysql+pymysql://hikkoshi:$DB_PASSWORD@127.0.0.1:3306/$1?charset=utf8"; }
-TRANSPORT() { echo "rabbit://hikkoshi:$SERVICE_PASSWORD@127.0.0.1:5672/$1"; }
+transport_url() { echo "rabbit://hikkoshi:$SERVICE_PASSWORD@127.0.0.1:5672/$1"; }
 
 # ---------------------------------------------------------------- MariaDB, RabbitMQ
 
@@ -261,7 +261,7 @@ EOF
 host = host-ovs-filter-active
 my_ip = 127.0.0.1
 state_path = $S/lib/nova-$r
-transport_url = $(TRANSPORT "nova_$r")
+transport_url = $(transport_url "nova_$r")
 compute_driver = fake.FakeDriver
 enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
@@ -310,7 +310,7 @@ rpc_state_report_workers = 0
 notify_nova_on_port_status_changes = false
 notify_nova_on_port_data_changes = false
 dhcp_agent_notification = false
-transport_url = $(TRANSPORT "")
+transport_url = $(transport_url "")
 auth_strategy = keystone
 api_paste_config = /usr/share/neutron-common/api-paste.ini
 state_path = $S/lib/neutron
@@ -343,7 +343,7 @@ EOF
   octavia_certs
   cat >"$S/etc/octavia/octavia.conf" <<EOF
 [DEFAULT]
-transport_url = $(TRANSPORT "")
+transport_url = $(transport_url "")
 log_file = $S/log/octavia-app.log
 [api_settings]
 bind_host = 127.0.0.1
@@ -433,7 +433,7 @@ db_sync() {
     once "nova-$r-api-db" nova-manage --config-file "$nc" api_db sync
     once "nova-$r-cell0" nova-manage --config-file "$nc" cell_v2 map_cell0 --database_connection "$(db_url "nova_cell0_$r")"
     once "nova-$r-cell1" nova-manage --config-file "$nc" cell_v2 create_cell --name cell1 \
-      --database_connection "$(db_url "nova_$r")" --transport-url "$(TRANSPORT "nova_$r")"
+      --database_connection "$(db_url "nova_$r")" --transport-url "$(transport_url "nova_$r")"
     once "nova-$r-db" nova-manage --config-file "$nc" db sync
   done
 }
