@@ -49,12 +49,12 @@ for m in services/*/; do
   echo "ok ${m%/}"
 done
 
-step "dev cloud up (tilt/devcloud/devcloud.sh)"
+step "dev cloud up with the TCG compute (tilt/devcloud/devcloud.sh up --libvirt)"
 # Start the dev cloud unless it already runs; stop it at the end if this run started it.
 if ! curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3; then
   trap 'tilt/devcloud/devcloud.sh down || true' EXIT
 fi
-tilt/devcloud/devcloud.sh up
+tilt/devcloud/devcloud.sh up --libvirt
 
 step "dev cloud listens on loopback only"
 tilt/devcloud/devcloud.sh listeners

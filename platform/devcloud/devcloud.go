@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
+
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 )
 
@@ -34,6 +37,15 @@ const (
 	RegionOld         = "RegionOld"
 	RegionNew         = "RegionNew"
 	ComputeHostActive = "host-ovs-filter-active"
+)
+
+// The optional TCG compute (devcloud.sh up --libvirt): Nova's libvirt driver with qemu
+// in TCG mode in the old region. Only servers that ask for ZoneTCG land there, and they
+// boot without network ports (networks "none", compute API ≥ 2.37). Its snapshots carry
+// the disk's bytes, which the fake driver's do not.
+const (
+	ZoneTCG        = "tcg"
+	ComputeHostTCG = "tcg-libvirt"
 )
 
 // Root returns the repository root: the nearest directory above the working
@@ -89,6 +101,48 @@ func Require(tb testing.TB) string {
 		tb.Skip(msg)
 	}
 	return CloudsYAML()
+}
+
+// RequireTCG skips tb loudly when the dev cloud's TCG compute is not up (fails it
+// under CI=true, where scripts/test.sh starts the dev cloud with --libvirt).
+func RequireTCG(tb testing.TB) {
+	tb.Helper()
+	admin := Open(tb, "admin")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	why := ""
+	cc, err := admin.Compute()
+	if err == nil {
+		why, err = tcgState(ctx, cc)
+	}
+	if err != nil {
+		tb.Fatalf("devcloud.RequireTCG: %v", err)
+	}
+	if why != "" {
+		msg := "DEV CLOUD TCG COMPUTE NOT UP (" + why + "): start it with tilt/devcloud/devcloud.sh up --libvirt"
+		if os.Getenv("CI") == "true" {
+			tb.Fatal(msg)
+		}
+		tb.Skip(msg)
+	}
+}
+
+func tcgState(ctx context.Context, cc *gophercloud.ServiceClient) (string, error) {
+	pages, err := services.List(cc, services.ListOpts{Binary: "nova-compute", Host: ComputeHostTCG}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	list, err := services.ExtractServices(pages)
+	if err != nil {
+		return "", err
+	}
+	if len(list) == 0 {
+		return "no nova-compute on host " + ComputeHostTCG, nil
+	}
+	if list[0].State != "up" || list[0].Status != "enabled" {
+		return fmt.Sprintf("nova-compute on %s is %s and %s", ComputeHostTCG, list[0].State, list[0].Status), nil
+	}
+	return "", nil
 }
 
 // Open returns the dev cloud's clouds.yaml entry name (old, new or admin),

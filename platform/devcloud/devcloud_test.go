@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -266,6 +267,10 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	if got := findNetwork(t, client(t, old2.Network), devcloud.VLANNetwork).ID; got != netBefore {
 		t.Fatalf("network %s after restart, was %s", got, netBefore)
+	}
+	// A plain up keeps the choice of up --libvirt.
+	if _, err := os.Stat(filepath.Join(filepath.Dir(devcloud.CloudsYAML()), "libvirt.enabled")); err == nil {
+		devcloud.RequireTCG(t)
 	}
 }
 

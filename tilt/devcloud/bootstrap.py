@@ -4,7 +4,9 @@
 Phases (each idempotent: what exists is found and kept):
   catalog       regions, service users, services and endpoints, the two clouds'
                 projects and users, and clouds.yaml (entries old, new, admin)
-  wait-compute  wait until a region's nova-compute has registered
+  wait-compute  wait until a region's nova-compute (on --host, if given) has registered
+  tcg-zone      the host aggregate "tcg" (availability zone "tcg") holding the old
+                region's libvirt/qemu-TCG compute, host tcg-libvirt
   seed          flavors, a small raw image with real bytes in the old cloud, a VLAN
                 provider network with a subnet and two allocation pools in the old
                 project, and an external network
@@ -155,12 +157,13 @@ def write_clouds_yaml(state, sec):
     os.replace(path + ".tmp", path)
 
 
-def phase_wait_compute(sec, region):
+def phase_wait_compute(sec, region, host=None):
     conn = connect(sec, region=region)
     deadline = time.time() + 180
     while time.time() < deadline:
         try:
-            up = [s for s in conn.compute.services() if s.binary == "nova-compute" and s.state == "up"]
+            up = [s for s in conn.compute.services() if s.binary == "nova-compute" and s.state == "up"
+                  and host in (None, s.host)]
             if up:
                 log("%s: nova-compute up on %s" % (region, up[0].host))
                 return
@@ -226,17 +229,32 @@ def phase_seed(state, sec):
     log("seeded: flavors in both regions, image in old, networks old-vlan-101 and ext-net")
 
 
+def phase_tcg_zone(sec):
+    """Aggregate "tcg" with availability zone "tcg": only a server that asks for the
+    zone lands on the TCG compute (nova.conf's default_schedule_zone is "nova")."""
+    c = connect(sec, region="RegionOld")
+    agg = next((a for a in c.compute.aggregates() if a.name == "tcg"), None)
+    if agg is None:
+        agg = c.compute.create_aggregate(name="tcg", availability_zone="tcg")
+    if "tcg-libvirt" not in (agg.hosts or []):
+        c.compute.add_host_to_aggregate(agg, "tcg-libvirt")
+    log("RegionOld: availability zone tcg holds host tcg-libvirt")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--state", required=True)
-    ap.add_argument("--phase", required=True, choices=["catalog", "wait-compute", "seed"])
+    ap.add_argument("--phase", required=True, choices=["catalog", "wait-compute", "tcg-zone", "seed"])
     ap.add_argument("--region")
+    ap.add_argument("--host")
     a = ap.parse_args()
     sec = secrets(a.state)
     if a.phase == "catalog":
         phase_catalog(a.state, sec)
     elif a.phase == "wait-compute":
-        phase_wait_compute(sec, a.region)
+        phase_wait_compute(sec, a.region, a.host)
+    elif a.phase == "tcg-zone":
+        phase_tcg_zone(sec)
     else:
         phase_seed(a.state, sec)
 

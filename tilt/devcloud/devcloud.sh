@@ -2,7 +2,12 @@
 # devcloud.sh runs two real OpenStack "clouds" (Zed, from Debian bookworm's packages) on
 # 127.0.0.1, for the tests, Tilt and the demo.
 #
-#   devcloud.sh up              install (once), configure, start, bootstrap, seed; idempotent
+#   devcloud.sh up [--libvirt | --no-libvirt]
+#                               install (once), configure, start, bootstrap, seed; idempotent
+#                               --libvirt adds a second compute in the old region: Nova's
+#                               libvirt driver with qemu in TCG mode, host tcg-libvirt,
+#                               availability zone "tcg". The choice is kept in the state
+#                               directory: a later plain up (after down or a crash) keeps it
 #   devcloud.sh down [--wipe]   stop exactly what up started (by PID); --wipe deletes state
 #   devcloud.sh status          which processes run and which APIs answer
 #   devcloud.sh wait            wait until every API answers
@@ -14,6 +19,14 @@
 # new cloud from an image copied into the new Glance. Neutron (ML2 + L3, no agents) and
 # Octavia (amphora provider, no-op drivers) are shared. Everything listens on
 # 127.0.0.1; all state, logs and PID files live under $DEVCLOUD_DIR.
+#
+# The fake driver boots instantly but has no disk: a snapshot uploads no bytes. The
+# TCG compute runs real qemu guests (no KVM here) whose snapshots carry the disk's
+# bytes; it boots only without network ports (--nic none), because nothing here plugs
+# an OVS port into a guest. libvirt keeps its own state where Debian puts it
+# (/var/lib/libvirt, /run/libvirt); up writes /etc/libvirt/qemu.conf (root, no
+# cgroups, no namespaces, no security driver: what a container allows) and never
+# autostarts libvirt's "default" NAT network.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -60,6 +73,17 @@ start() {
   if running "$name"; then return 0; fi
   setsid "$@" >>"$S/log/$name.log" 2>&1 </dev/null &
   echo $! >"$(pidfile "$name")"
+}
+
+# stop NAME: TERM the process group of NAME, KILL it after 15 s.
+stop() {
+  running "$1" || return 0
+  local pid t0=$SECONDS
+  pid=$(cat "$(pidfile "$1")")
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < 15)); do sleep 0.3; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$(pidfile "$1")"
 }
 
 # wait_http NAME URL [SECONDS]: wait until URL answers with any HTTP status.
@@ -259,6 +283,7 @@ EOF
     cat >"$S/etc/nova-$r/nova.conf" <<EOF
 [DEFAULT]
 host = host-ovs-filter-active
+default_schedule_zone = nova
 my_ip = 127.0.0.1
 state_path = $S/lib/nova-$r
 transport_url = $(transport_url "nova_$r")
@@ -458,6 +483,89 @@ uwsgi() {
     --wsgi-file "$file" --pidfile "$S/run/$name.uwsgi.pid"
 }
 
+# ---------------------------------------------------------------- libvirt (TCG compute)
+
+libvirt_enabled() { [[ -f "$S/libvirt.enabled" ]]; }
+
+libvirt_configure() {
+  mkdir -p "$S/etc/libvirt" "$S/etc/nova-old-tcg" "$S/lib/nova-old-tcg/instances"
+  cat >"$S/etc/libvirt/libvirtd.conf" <<EOF
+listen_tls = 0
+listen_tcp = 0
+unix_sock_group = "root"
+unix_sock_ro_perms = "0700"
+unix_sock_rw_perms = "0700"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_outputs = "3:stderr"
+EOF
+  local q
+  q=$(cat <<'EOF'
+# Written by hikkoshi's tilt/devcloud/devcloud.sh (up --libvirt): qemu runs as root
+# without cgroups, mount namespaces or a security driver, which a container allows.
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+stdio_handler = "file"
+EOF
+)
+  [[ "$(cat /etc/libvirt/qemu.conf 2>/dev/null)" == "$q" ]] || printf '%s
+' "$q" >/etc/libvirt/qemu.conf
+  # libvirt-daemon-config-network autostarts a NAT bridge with a non-loopback address.
+  rm -f /etc/libvirt/qemu/networks/autostart/default.xml
+  cat >"$S/etc/nova-old-tcg/nova-tcg.conf" <<EOF
+[DEFAULT]
+host = tcg-libvirt
+state_path = $S/lib/nova-old-tcg
+instances_path = $S/lib/nova-old-tcg/instances
+compute_driver = libvirt.LibvirtDriver
+resume_guests_state_on_host_boot = true
+[libvirt]
+virt_type = qemu
+connection_uri = qemu:///system
+cpu_mode = none
+images_type = qcow2
+snapshot_image_format = qcow2
+EOF
+}
+
+libvirt_up() {
+  if [[ -f /run/libvirtd.pid ]] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null && ! running libvirtd; then
+    die "a libvirtd this script did not start runs (pid $(cat /run/libvirtd.pid)); stop it or run up without --libvirt"
+  fi
+  start libvirtd /usr/sbin/libvirtd --config "$S/etc/libvirt/libvirtd.conf"
+  local t0=$SECONDS
+  until "$PY" -c "import libvirt, sys; libvirt.registerErrorHandler(lambda *a: None, None); libvirt.open('qemu:///system')" 2>/dev/null; do
+    running libvirtd || { tail -20 "$S/log/libvirtd.log" >&2; die "libvirtd exited (log: $S/log/libvirtd.log)"; }
+    ((SECONDS - t0 < 60)) || die "libvirtd does not answer after 60s (log: $S/log/libvirtd.log)"
+    sleep 0.3
+  done
+}
+
+# libvirt_domains ACTION: destroy (stop) or undefine the guests of this state directory.
+libvirt_domains() {
+  "$PY" - "$1" "$S" <<'PYEOF2'
+import sys, libvirt
+libvirt.registerErrorHandler(lambda *a: None, None)
+action, state = sys.argv[1], sys.argv[2]
+try:
+    conn = libvirt.open("qemu:///system")
+except libvirt.libvirtError:
+    sys.exit(0)
+for d in conn.listAllDomains():
+    if state not in d.XMLDesc():
+        continue  # not a guest of this dev cloud
+    if d.isActive():
+        d.destroy()
+    if action == "undefine":
+        d.undefine()
+PYEOF2
+}
+
 start_identity() {
   uwsgi keystone 5000 /usr/bin/keystone-wsgi-public OS_KEYSTONE_CONFIG_FILES="$S/etc/keystone/keystone.conf"
   wait_http keystone http://127.0.0.1:5000/v3
@@ -480,6 +588,15 @@ start_services() {
     start "nova-scheduler-$r" /usr/bin/nova-scheduler --config-file "$nc"
     start "nova-compute-$r" "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' --config-file "$nc"
   done
+  if libvirt_enabled; then
+    libvirt_up
+    start nova-compute-old-tcg "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
+      --config-file "$S/etc/nova-old/nova.conf" --config-file "$S/etc/nova-old-tcg/nova-tcg.conf"
+  elif running libvirtd || running nova-compute-old-tcg; then # up --no-libvirt
+    stop nova-compute-old-tcg
+    libvirt_domains destroy
+    stop libvirtd
+  fi
 }
 
 wait_apis() {
@@ -496,20 +613,32 @@ wait_apis() {
 
 services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-worker
   glance-old placement-old nova-api-old nova-conductor-old nova-scheduler-old nova-compute-old
-  glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new)
+  glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new
+  libvirtd nova-compute-old-tcg)
 
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
+  mkdir -p "$S"
+  case "$#:${1:-}" in
+    0:) ;;
+    1:--libvirt) touch "$S/libvirt.enabled" ;;
+    1:--no-libvirt) rm -f "$S/libvirt.enabled" ;;
+    *) die "usage: $0 up [--libvirt | --no-libvirt]" ;;
+  esac
+  # openstacksdk in bootstrap.py would follow a caller's OS_CLOUD, OS_REGION_NAME, ...
+  local v
+  for v in "${!OS_@}"; do unset "$v"; done
   local t0=$SECONDS
   mkdir -p "$S"/{etc,log,run}
   phase install
-  "$here/install.sh"
+  if libvirt_enabled; then "$here/install.sh" --libvirt; else "$here/install.sh"; fi
   phase "mariadb+rabbitmq"
   secrets
   mariadb_up
   rabbit_up
   configure
+  if libvirt_enabled; then libvirt_configure; fi
   rabbit_ready
   phase "migrations"
   db_sync
@@ -524,8 +653,12 @@ cmd_up() {
   local r
   for r in "${regions[@]}"; do
     "$PY" "$here/bootstrap.py" --state "$S" --phase wait-compute --region "${REGION[$r]}"
+    if [[ $r == old ]] && libvirt_enabled; then
+      "$PY" "$here/bootstrap.py" --state "$S" --phase wait-compute --region RegionOld --host tcg-libvirt
+    fi
     nova-manage --config-file "$S/etc/nova-$r/nova.conf" cell_v2 discover_hosts >>"$S/log/setup-discover.log" 2>&1
   done
+  if libvirt_enabled; then "$PY" "$here/bootstrap.py" --state "$S" --phase tcg-zone; fi
   "$PY" "$here/bootstrap.py" --state "$S" --phase seed
   phase ""
   log "up in $((SECONDS - t0))s; phases:"
@@ -538,6 +671,8 @@ cmd_down() {
   [[ "${1:-}" == "--wipe" ]] && wipe=1
   # TERM every process group at once, give them one grace period together, then KILL.
   local s pids=() t0=$SECONDS
+  # Guests are libvirt's children, not ours: stop them while libvirtd still answers.
+  if running libvirtd; then libvirt_domains destroy; fi
   for s in "${services[@]}"; do
     running "$s" || continue
     pids+=("$(cat "$(pidfile "$s")")")
@@ -554,6 +689,11 @@ cmd_down() {
   for s in "${services[@]}"; do rm -f "$(pidfile "$s")"; done
   log "stopped in $((SECONDS - t0))s"
   if ((wipe)); then
+    # libvirt keeps guest definitions in /etc/libvirt/qemu; drop those of this state.
+    local x
+    for x in /etc/libvirt/qemu/instance-*.xml; do
+      [[ -f "$x" ]] && grep -qF "$S/" "$x" && rm -f "$x"
+    done
     rm -rf "$S"
     log "wiped $S"
   fi
@@ -576,6 +716,8 @@ cmd_listeners() {
   [[ ${#pgids[@]} -gt 0 ]] || die "nothing is running"
   local pids
   pids=$(ps -eo pid=,pgid= | awk -v g=" ${pgids[*]} " 'index(g, " " $2 " ") { print $1 }')
+  # qemu guests run in libvirt's sessions, not ours; they are ours if they use our disks.
+  pids+=$'\n'"$(pgrep -f "qemu-system.*$S/" || true)"
   while read -r line; do
     local addr pid
     addr=$(awk '{print $4}' <<<"$line")
@@ -593,9 +735,9 @@ cmd_listeners() {
 
 case "${1:-}" in
   listeners) cmd_listeners ;;
-  up) cmd_up ;;
+  up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
   status) cmd_status ;;
   wait) wait_apis ;;
-  *) echo "usage: $0 up | down [--wipe] | status | wait | listeners" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--libvirt | --no-libvirt] | down [--wipe] | status | wait | listeners" >&2; exit 2 ;;
 esac

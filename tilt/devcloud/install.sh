@@ -4,6 +4,8 @@
 # (policy-rc.d answers 101 for the duration), and debconf is preseeded so that no
 # package configures a database, a message queue or Keystone endpoints by itself.
 # Idempotent: packages already installed are left alone.
+#
+#   install.sh [--libvirt]   --libvirt adds libvirt and qemu for the TCG compute
 set -euo pipefail
 
 packages=(
@@ -12,6 +14,10 @@ packages=(
   rabbitmq-server mariadb-server python3-pymysql python3-openstackclient
   python3-octaviaclient uwsgi-core uwsgi-plugin-python3 curl openssl iproute2 procps
 )
+if [[ "${1:-}" == "--libvirt" ]]; then
+  # libvirt-daemon-system creates the libvirt-qemu user the qemu driver insists on.
+  packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils python3-libvirt)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
