@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# demo.sh is Hikkoshi's main job as far as it is built: it installs its tools, builds
-# the inventory, starts it with an embedded etcd, registers the workloads of a small
-# estate (web and API servers, a database, a physical database server), plans them
-# into waves — stateless first, stateful last — and walks wave 1 through its states
-# with grpcurl while a Watch stream follows every change. It then kills the service
-# with SIGKILL, restarts it on the same data and shows nothing was lost.
+# demo.sh is Hikkoshi's main job as far as it is built: it installs its tools, brings
+# up the dev cloud (two real OpenStack clouds on 127.0.0.1, tilt/devcloud), boots a
+# small estate in the old cloud (web and API servers on VLAN ports with fixed IPs, a
+# database on the qemu-TCG compute), builds the inventory and starts it with an
+# embedded etcd, registers the estate's workloads (and a physical database server),
+# plans them into waves — stateless first, stateful last — and walks wave 1 through
+# its states with grpcurl while a Watch stream follows every change. It snapshots the
+# database server through Nova and shows the snapshot holds its disk's bytes. It then
+# kills the service with SIGKILL, restarts it on the same data and shows nothing was
+# lost.
 #   scripts/demo.sh            (state in .cache/demo, removed at the start)
+# A dev cloud the demo started is stopped at the end (its state and the estate are
+# kept for the next run); HIKKOSHI_DEMO_KEEP_DEVCLOUD=1 leaves it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$(scripts/tools.sh):$PATH"
@@ -17,9 +23,14 @@ svc=hikkoshi.inventory.v1.InventoryService
 rm -rf "$state" && mkdir -p "$state" bin
 pid=""
 watcher=""
+devcloud_started=0
 cleanup() {
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
   [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  if ((devcloud_started)) && [[ "${HIKKOSHI_DEMO_KEEP_DEVCLOUD:-0}" != 1 ]]; then
+    echo "stopping the dev cloud this demo started (HIKKOSHI_DEMO_KEEP_DEVCLOUD=1 keeps it)"
+    tilt/devcloud/devcloud.sh down >/dev/null || true
+  fi
 }
 trap cleanup EXIT
 
@@ -55,6 +66,23 @@ start_inventory() {
   exit 1
 }
 
+say "dev cloud: two OpenStack clouds (Zed, Debian's packages) on 127.0.0.1 — tilt/devcloud/devcloud.sh up --libvirt"
+curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3 || devcloud_started=1
+tilt/devcloud/devcloud.sh up --libvirt 2>&1 | sed -n 's/^\[devcloud [0-9:]*\] //p; /^  [a-z]/p' | grep -v '^phase: ' | sed 's/^/  /'
+go build -o bin/hikkoshi-devcloud ./platform/cmd/hikkoshi-devcloud
+
+say "what each cloud holds, seen through gophercloud and tilt/.state/devcloud/clouds.yaml"
+bin/hikkoshi-devcloud tour
+
+say "the estate in the old cloud: web and API servers on VLAN ports, a database on the qemu-TCG compute"
+bin/hikkoshi-devcloud estate >"$state/estate.json"
+/usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    print("  %-6s %-4s %-36s %-7s zone %-4s %s" % (m["name"], m["role"], m["server_id"], m["status"], m["zone"], m.get("ip", "(no port)")))
+' "$state/estate.json"
+
 say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory
 start_inventory
@@ -67,20 +95,26 @@ say "follow every change: WatchWorkloads {include_existing: true} in the backgro
 grpcurl -plaintext -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads" >"$state/watch.json" 2>&1 &
 watcher=$!
 
-say "register the estate: two web servers, an API server, a database VM, a physical DB host"
-for spec in \
-  'web-1|web|false|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-web-1"}}' \
-  'web-2|web|false|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-web-2"}}' \
-  'api-1|api|false|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-api-1"}}' \
-  'db-1|db|true|{"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-db-1"}}' \
-  'db-phys|db|true|{"physical":{"hostname":"db02.shop.example","addresses":["10.20.0.12"],"osRelease":"CentOS 6.5"}}'; do
+say "register the estate: its four servers (by their real server IDs) and a physical DB host"
+specs=()
+while read -r line; do
+  specs+=("$(/usr/bin/python3 -c '
+import json, sys
+m = json.loads(sys.argv[1])
+src = {"instance": {"cloud": "old", "region": "RegionOld", "projectId": m["project_id"], "serverId": m["server_id"]}}
+print("%s|%s|%s|%s" % (m["name"], m["role"], "true" if m["role"] == "db" else "false", json.dumps(src)))' "$line")")
+done <"$state/estate.json"
+specs+=('db-phys|db|true|{"physical":{"hostname":"db02.shop.example","addresses":["10.20.0.12"],"osRelease":"CentOS 6.5"}}')
+first=""
+for spec in "${specs[@]}"; do
   IFS='|' read -r id role stateful src <<<"$spec"
   body=$(printf '{"workload_id":"%s","request_id":"demo-%s","workload":{"role":"%s","stateful":%s,%s}}' \
     "$id" "$id" "$role" "$stateful" "${src:1:${#src}-2}")
+  [[ -n "$first" ]] || first=$body
   inv CreateWorkload "$body" | brief
 done
 echo "  the same CreateWorkload again (same request_id) returns the same workload, no duplicate:"
-inv CreateWorkload '{"workload_id":"web-1","request_id":"demo-web-1","workload":{"role":"web","stateful":false,"instance":{"cloud":"old","region":"RegionOne","projectId":"shop","serverId":"9c1e-web-1"}}}' | brief
+inv CreateWorkload "$first" | brief
 
 say "plan: stateless roles in wave 1, stateful (databases) in wave 2"
 for id in web-1 web-2 api-1; do
@@ -102,6 +136,9 @@ done
 inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_CONVERTING"},"update_mask":{"paths":["state"]}}' | brief
 inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_FAILED","state_reason":"snapshot stuck in queued"},"update_mask":{"paths":["state","state_reason"]}}' | brief
 inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_PLANNED"},"update_mask":{"paths":["state"]}}' | brief
+
+say "db-1 runs on the qemu-TCG compute: a Nova snapshot of it carries its disk's bytes"
+bin/hikkoshi-devcloud snapshot
 
 say "what the service refuses, and how it says so"
 echo "  - a done workload cannot go back to converting (FAILED_PRECONDITION):"

@@ -68,6 +68,14 @@ func Open(ctx context.Context, name string, opts ...Option) (*Cloud, error) {
 // Region returns the region the entry selects.
 func (c *Cloud) Region() string { return c.endpoints.Region }
 
+// InRegion returns the same authenticated entry with its clients in another region
+// of the same catalog (one token serves every region of a Keystone).
+func (c *Cloud) InRegion(region string) *Cloud {
+	cp := *c
+	cp.endpoints.Region = region
+	return &cp
+}
+
 // client builds one service's client with the entry's region and interface.
 func (c *Cloud) client(kind string, build func(*gophercloud.ProviderClient, gophercloud.EndpointOpts) (*gophercloud.ServiceClient, error)) (*gophercloud.ServiceClient, error) {
 	sc, err := build(c.Provider, c.endpoints)

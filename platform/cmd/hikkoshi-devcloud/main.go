@@ -1,0 +1,413 @@
+// Command hikkoshi-devcloud shows what the dev cloud (tilt/devcloud/devcloud.sh) holds,
+// through gophercloud and its clouds.yaml, and builds the demo's estate in it.
+//
+//	hikkoshi-devcloud tour      each cloud: token, endpoints, images, flavors, networks, computes
+//	hikkoshi-devcloud estate    boot the demo's servers in the old cloud (idempotent, by name)
+//	                            and print one JSON object per server
+//	hikkoshi-devcloud snapshot  boot the seed image on the TCG compute, snapshot it, and
+//	                            compare the snapshot's bytes with the seed's (then clean up)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
+	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot")
+		os.Exit(2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var err error
+	switch os.Args[1] {
+	case "tour":
+		err = tour(ctx)
+	case "estate":
+		err = estate(ctx)
+	case "snapshot":
+		err = snapshot(ctx)
+	default:
+		err = fmt.Errorf("unknown command %q: want tour, estate or snapshot", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hikkoshi-devcloud:", err)
+		os.Exit(1)
+	}
+}
+
+func open(ctx context.Context, name string) (*cloud.Cloud, error) {
+	if why := devcloud.Up(); why != "" {
+		return nil, fmt.Errorf("dev cloud not up (%s): run %s up --libvirt", why, devcloud.Script())
+	}
+	return cloud.Open(ctx, name, cloud.WithCloudsYAML(devcloud.CloudsYAML()), cloud.WithUserAgent("hikkoshi-devcloud"))
+}
+
+type clients struct{ compute, network, image *gophercloud.ServiceClient }
+
+func clientsOf(c *cloud.Cloud) (cl clients, err error) {
+	if cl.compute, err = c.Compute(); err != nil {
+		return cl, err
+	}
+	if cl.network, err = c.Network(); err != nil {
+		return cl, err
+	}
+	cl.image, err = c.Image()
+	return cl, err
+}
+
+func tour(ctx context.Context) error {
+	for _, name := range []string{"old", "new"} {
+		c, err := open(ctx, name)
+		if err != nil {
+			return err
+		}
+		cl, err := clientsOf(c)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("  cloud %-3s region %-9s token issued; glance %s nova %s\n", name, c.Region(), cl.image.Endpoint, cl.compute.Endpoint)
+		imgPages, err := images.List(cl.image, images.ListOpts{}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		imgs, _ := images.ExtractImages(imgPages)
+		for _, i := range imgs {
+			fmt.Printf("    image   %-22s %-6s %-5s %9d bytes  md5 %s\n", i.Name, i.Status, i.DiskFormat, i.SizeBytes, i.Checksum)
+		}
+		if len(imgs) == 0 {
+			fmt.Println("    image   (none: this cloud's Glance is its own)")
+		}
+		flPages, err := flavors.ListDetail(cl.compute, nil).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		fls, _ := flavors.ExtractFlavors(flPages)
+		var fnames []string
+		for _, f := range fls {
+			fnames = append(fnames, fmt.Sprintf("%s(%dMiB/%dvcpu/%dGB)", f.Name, f.RAM, f.VCPUs, f.Disk))
+		}
+		fmt.Printf("    flavors %s\n", strings.Join(fnames, " "))
+		netPages, err := networks.List(cl.network, networks.ListOpts{}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		nets, _ := networks.ExtractNetworks(netPages)
+		for _, n := range nets {
+			subPages, err := subnets.List(cl.network, subnets.ListOpts{NetworkID: n.ID}).AllPages(ctx)
+			if err != nil {
+				return err
+			}
+			subs, _ := subnets.ExtractSubnets(subPages)
+			if len(subs) == 0 {
+				fmt.Printf("    network %-12s (no subnet this project may see; external: %v)\n", n.Name, externalOf(ctx, cl.network, n.ID))
+			}
+			for _, sn := range subs {
+				var pools []string
+				for _, p := range sn.AllocationPools {
+					pools = append(pools, p.Start+"-"+p.End)
+				}
+				fmt.Printf("    network %-12s subnet %-16s %-16s pools %s\n", n.Name, sn.Name, sn.CIDR, strings.Join(pools, ", "))
+			}
+		}
+	}
+	// Compute hosts are an admin's view.
+	admin, err := open(ctx, "admin")
+	if err != nil {
+		return err
+	}
+	for _, region := range []string{devcloud.RegionOld, devcloud.RegionNew} {
+		cc, err := admin.InRegion(region).Compute()
+		if err != nil {
+			return err
+		}
+		pages, err := services.List(cc, services.ListOpts{Binary: "nova-compute"}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		list, _ := services.ExtractServices(pages)
+		for _, s := range list {
+			fmt.Printf("  %-9s nova-compute on %-22s zone %-5s %s\n", region, s.Host, s.Zone, s.State)
+		}
+	}
+	return nil
+}
+
+// externalOf reports whether network id is router:external.
+func externalOf(ctx context.Context, nc *gophercloud.ServiceClient, id string) bool {
+	var n struct {
+		External bool `json:"router:external"`
+	}
+	if err := networks.Get(ctx, nc, id).ExtractInto(&n); err != nil {
+		return false
+	}
+	return n.External
+}
+
+// member is one server of the demo's estate in the old cloud.
+type member struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+	IP   string `json:"ip,omitempty"` // a fixed IP on the VLAN network; none on the TCG compute
+	Zone string `json:"zone"`
+}
+
+var members = []member{
+	{Name: "web-1", Role: "web", IP: "10.101.0.21", Zone: "nova"},
+	{Name: "web-2", Role: "web", IP: "10.101.0.22", Zone: "nova"},
+	{Name: "api-1", Role: "api", IP: "10.101.0.31", Zone: "nova"},
+	{Name: "db-1", Role: "db", Zone: devcloud.ZoneTCG}, // a real disk: V2V copies its bytes
+}
+
+type built struct {
+	member
+	ServerID  string `json:"server_id"`
+	ProjectID string `json:"project_id"`
+	Status    string `json:"status"`
+}
+
+func estate(ctx context.Context) error {
+	c, err := open(ctx, "old")
+	if err != nil {
+		return err
+	}
+	cl, err := clientsOf(c)
+	if err != nil {
+		return err
+	}
+	cl.compute.Microversion = "2.37" // networks "none" for the TCG compute
+	image, err := findImage(ctx, cl.image, devcloud.SeedImage)
+	if err != nil {
+		return err
+	}
+	flavor, err := findFlavor(ctx, cl.compute, devcloud.FlavorTiny)
+	if err != nil {
+		return err
+	}
+	out := json.NewEncoder(os.Stdout)
+	for _, m := range members {
+		id, err := ensureServer(ctx, cl, m, image, flavor)
+		if err != nil {
+			return fmt.Errorf("server %s: %w", m.Name, err)
+		}
+		s, err := waitServer(ctx, cl.compute, id)
+		if err != nil {
+			return fmt.Errorf("server %s: %w", m.Name, err)
+		}
+		if err := out.Encode(built{member: m, ServerID: id, ProjectID: s.TenantID, Status: s.Status}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureServer returns the ID of the server named m.Name, booting it (on a port with
+// its fixed IP, when it has one) if there is none. A port it made for a boot that
+// failed is deleted again.
+func ensureServer(ctx context.Context, cl clients, m member, image, flavor string) (string, error) {
+	pages, err := servers.List(cl.compute, servers.ListOpts{Name: "^" + m.Name + "$"}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	if list, _ := servers.ExtractServers(pages); len(list) > 0 {
+		return list[0].ID, nil
+	}
+	opts := servers.CreateOpts{Name: m.Name, ImageRef: image, FlavorRef: flavor, AvailabilityZone: m.Zone,
+		Metadata: map[string]string{"role": m.Role}, Networks: "none"}
+	portID := ""
+	if m.IP != "" {
+		if portID, err = ensurePort(ctx, cl.network, m.Name+"-port", m.IP); err != nil {
+			return "", err
+		}
+		opts.Networks = []servers.Network{{Port: portID}}
+	}
+	s, err := servers.Create(ctx, cl.compute, opts, nil).Extract()
+	if err != nil {
+		if portID != "" {
+			err = errors.Join(err, ports.Delete(context.WithoutCancel(ctx), cl.network, portID).ExtractErr())
+		}
+		return "", err
+	}
+	return s.ID, nil
+}
+
+func ensurePort(ctx context.Context, nc *gophercloud.ServiceClient, name, ip string) (string, error) {
+	pages, err := ports.List(nc, ports.ListOpts{Name: name}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	if list, _ := ports.ExtractPorts(pages); len(list) > 0 {
+		return list[0].ID, nil
+	}
+	nets, err := networks.List(nc, networks.ListOpts{Name: devcloud.VLANNetwork}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	nl, _ := networks.ExtractNetworks(nets)
+	if len(nl) != 1 {
+		return "", fmt.Errorf("%d networks named %s, want 1 (is the dev cloud seeded?)", len(nl), devcloud.VLANNetwork)
+	}
+	p, err := ports.Create(ctx, nc, ports.CreateOpts{Name: name, NetworkID: nl[0].ID, FixedIPs: []ports.IP{{IPAddress: ip}}}).Extract()
+	if err != nil {
+		return "", err
+	}
+	return p.ID, nil
+}
+
+func waitServer(ctx context.Context, cc *gophercloud.ServiceClient, id string) (*servers.Server, error) {
+	for {
+		s, err := servers.Get(ctx, cc, id).Extract()
+		if err != nil {
+			return nil, err
+		}
+		switch s.Status {
+		case "ACTIVE", "SHUTOFF":
+			return s, nil
+		case "ERROR":
+			return nil, fmt.Errorf("server %s is in ERROR: %s", id, s.Fault.Message)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, fmt.Errorf("server %s still %s: %w", id, s.Status, err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func findImage(ctx context.Context, ic *gophercloud.ServiceClient, name string) (string, error) {
+	pages, err := images.List(ic, images.ListOpts{Name: name}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	list, _ := images.ExtractImages(pages)
+	if len(list) != 1 {
+		return "", fmt.Errorf("%d images named %s, want 1 (is the dev cloud seeded?)", len(list), name)
+	}
+	return list[0].ID, nil
+}
+
+func findFlavor(ctx context.Context, cc *gophercloud.ServiceClient, name string) (string, error) {
+	pages, err := flavors.ListDetail(cc, nil).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	list, _ := flavors.ExtractFlavors(pages)
+	for _, f := range list {
+		if f.Name == name {
+			return f.ID, nil
+		}
+	}
+	return "", fmt.Errorf("no flavor %s (is the dev cloud seeded?)", name)
+}
+
+// snapshot snapshots the estate's db-1 (on the TCG compute) through Nova and compares
+// the snapshot's bytes with the seed image it booted from; the snapshot is deleted.
+func snapshot(ctx context.Context) error {
+	c, err := open(ctx, "old")
+	if err != nil {
+		return err
+	}
+	cl, err := clientsOf(c)
+	if err != nil {
+		return err
+	}
+	pages, err := servers.List(cl.compute, servers.ListOpts{Name: "^db-1$"}).AllPages(ctx)
+	if err != nil {
+		return err
+	}
+	list, _ := servers.ExtractServers(pages)
+	if len(list) != 1 {
+		return errors.New("no server db-1: run hikkoshi-devcloud estate first")
+	}
+	seed, err := findImage(ctx, cl.image, devcloud.SeedImage)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	id, err := servers.CreateImage(ctx, cl.compute, list[0].ID, servers.CreateImageOpts{Name: "db-1-demo-snapshot"}).ExtractImageID()
+	if err != nil {
+		return err
+	}
+	defer images.Delete(context.WithoutCancel(ctx), cl.image, id) //nolint:errcheck // best effort: a demo artefact
+	var img *images.Image
+	for {
+		if img, err = images.Get(ctx, cl.image, id).Extract(); err != nil {
+			return err
+		}
+		if img.Status == images.ImageStatusActive {
+			break
+		}
+		if img.Status == images.ImageStatusKilled || img.Status == images.ImageStatusDeleted {
+			return fmt.Errorf("snapshot %s went %s", id, img.Status)
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return fmt.Errorf("snapshot %s still %s: %w", id, img.Status, err)
+		}
+	}
+	fmt.Printf("  snapshot of db-1 active after %s: %s, %d bytes, md5 %s\n",
+		time.Since(start).Round(100*time.Millisecond), img.DiskFormat, img.SizeBytes, img.Checksum)
+	dir, err := os.MkdirTemp("", "hikkoshi-devcloud-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	seedFile, snapFile := filepath.Join(dir, "seed"), filepath.Join(dir, "snap")
+	if err := download(ctx, cl.image, seed, seedFile); err != nil {
+		return err
+	}
+	if err := download(ctx, cl.image, id, snapFile); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "qemu-img", "compare", "-f", "raw", "-F", img.DiskFormat, seedFile, snapFile).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("qemu-img compare: %w: %s", err, out)
+	}
+	fmt.Printf("  qemu-img compare seed snapshot: %s\n", strings.Join(strings.Fields(string(out)), " "))
+	return nil
+}
+
+func download(ctx context.Context, ic *gophercloud.ServiceClient, id, path string) error {
+	r, err := imagedata.Download(ctx, ic, id).Extract()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
