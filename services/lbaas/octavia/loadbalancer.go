@@ -1,0 +1,399 @@
+package octavia
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
+)
+
+// LoadBalancer is Octavia's load balancer object.
+type LoadBalancer = loadbalancers.LoadBalancer
+
+// CreateMode says how Create built a load balancer.
+type CreateMode string
+
+const (
+	// SingleCall is Octavia's fully populated create: one POST with the whole tree.
+	SingleCall CreateMode = "single-call"
+	// Serial is one POST per object, each after the load balancer is ACTIVE again.
+	Serial CreateMode = "serial"
+	// SerialAfterStuck is a serial create after a single-call create left children
+	// stuck PENDING_* (see StuckError) and was deleted.
+	SerialAfterStuck CreateMode = "serial-after-stuck-single-call"
+)
+
+// Created is what Create made.
+type Created struct {
+	LoadBalancer *LoadBalancer
+	Mode         CreateMode
+}
+
+// Create checks spec (see Check), then creates the load balancer: in one call when
+// the provider supports it (a 501 from the provider falls back), serially otherwise.
+// A serial create waits for ACTIVE after each object; if it fails part way, the load
+// balancer is deleted with cascade so nothing is left behind. Create returns once
+// Octavia has accepted the whole tree; the load balancer may still be PENDING_CREATE
+// (use WaitActive).
+func (c *Client) Create(ctx context.Context, spec Spec) (*Created, error) {
+	if err := c.Check(ctx, spec); err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	c.mu.Lock()
+	serial := c.serial
+	c.mu.Unlock()
+	if !serial {
+		var lb *LoadBalancer
+		err := c.retry(ctx, "", func() (err error) {
+			lb, err = loadbalancers.Create(ctx, c.sc, c.fullyPopulated(spec)).Extract()
+			return err
+		})
+		if err == nil {
+			return &Created{LoadBalancer: lb, Mode: SingleCall}, nil
+		}
+		if !IsNotImplemented(err) {
+			return nil, fmt.Errorf("octavia: create load balancer %q: %w", spec.Name, err)
+		}
+	}
+	lb, err := c.createSerially(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return &Created{LoadBalancer: lb, Mode: Serial}, nil
+}
+
+func (c *Client) tags(extra []string) []string {
+	t := slices.Clone(extra)
+	if c.owner != "" && !slices.Contains(t, c.owner) {
+		t = append(t, c.owner)
+	}
+	return t
+}
+
+func (c *Client) lbOpts(spec Spec) loadbalancers.CreateOpts {
+	return loadbalancers.CreateOpts{
+		Name: spec.Name, Description: spec.Description, VipSubnetID: spec.VIPSubnetID,
+		VipNetworkID: spec.VIPNetworkID, VipAddress: spec.VIPAddress, Provider: spec.Provider,
+		Tags: c.tags(spec.Tags),
+	}
+}
+
+func (c *Client) listenerOpts(l ListenerSpec) listeners.CreateOpts {
+	return listeners.CreateOpts{
+		Name: l.Name, Protocol: listeners.Protocol(l.Protocol), ProtocolPort: l.Port,
+		DefaultTlsContainerRef: l.DefaultTLSContainerRef, ConnLimit: l.ConnectionLimit,
+		AllowedCIDRs: l.AllowedCIDRs, Tags: c.tags(nil),
+	}
+}
+
+func (c *Client) poolOpts(p PoolSpec) pools.CreateOpts {
+	method := p.LBMethod
+	if method == "" {
+		method = "ROUND_ROBIN"
+	}
+	return pools.CreateOpts{Name: p.Name, Protocol: pools.Protocol(p.Protocol), LBMethod: pools.LBMethod(method), Tags: c.tags(nil)}
+}
+
+func (c *Client) memberOpts(m MemberSpec) pools.CreateMemberOpts {
+	return pools.CreateMemberOpts{
+		Name: m.Name, Address: m.Address, ProtocolPort: m.Port, Weight: m.Weight,
+		SubnetID: m.SubnetID, Backup: &m.Backup, Tags: c.tags(nil),
+	}
+}
+
+func (c *Client) monitorOpts(m MonitorSpec) monitors.CreateOpts {
+	return monitors.CreateOpts{
+		Type: m.Type, Delay: m.Delay, Timeout: m.Timeout, MaxRetries: m.MaxRetries,
+		MaxRetriesDown: m.MaxRetriesDown, HTTPMethod: m.HTTPMethod, URLPath: m.URLPath,
+		ExpectedCodes: m.ExpectedCodes, Tags: c.tags(nil),
+	}
+}
+
+// fullyPopulated is the single-call body: the whole tree under the load balancer.
+func (c *Client) fullyPopulated(spec Spec) loadbalancers.CreateOpts {
+	o := c.lbOpts(spec)
+	for _, l := range spec.Listeners {
+		lo := c.listenerOpts(l)
+		if p := l.Pool; p != nil {
+			po := c.poolOpts(*p)
+			for _, m := range p.Members {
+				po.Members = append(po.Members, c.memberOpts(m))
+			}
+			if p.Monitor != nil {
+				mo := c.monitorOpts(*p.Monitor)
+				po.Monitor = &mo
+			}
+			lo.DefaultPool = &po
+		}
+		o.Listeners = append(o.Listeners, lo)
+	}
+	return o
+}
+
+// createSerially creates the load balancer and then each object under it, waiting
+// for ACTIVE in between; on failure it deletes the load balancer (cascade).
+func (c *Client) createSerially(ctx context.Context, spec Spec) (lb *LoadBalancer, err error) {
+	err = c.retry(ctx, "", func() (err error) {
+		lb, err = loadbalancers.Create(ctx, c.sc, c.lbOpts(spec)).Extract()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("octavia: create load balancer %q: %w", spec.Name, err)
+	}
+	defer func() {
+		if err != nil {
+			// Leave nothing behind; the caller's context may be the reason we stop.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+			defer cancel()
+			if derr := c.Delete(cctx, lb.ID); derr != nil && !IsNotFound(derr) {
+				err = errors.Join(err, fmt.Errorf("octavia: clean up load balancer %s: %w", lb.ID, derr))
+			}
+		}
+	}()
+	unlock := c.lock(lb.ID)
+	defer unlock()
+	step := func(what string, call func() error) error {
+		if _, err := c.waitActive(ctx, lb.ID, nil); err != nil {
+			return err
+		}
+		if err := c.retry(ctx, lb.ID, call); err != nil {
+			return fmt.Errorf("octavia: load balancer %s: create %s: %w", lb.ID, what, err)
+		}
+		return nil
+	}
+	for i, l := range spec.Listeners {
+		lo := c.listenerOpts(l)
+		lo.LoadbalancerID = lb.ID
+		var listener *listeners.Listener
+		if err := step(fmt.Sprintf("listeners[%d]", i), func() (err error) {
+			listener, err = listeners.Create(ctx, c.sc, lo).Extract()
+			return err
+		}); err != nil {
+			return lb, err
+		}
+		p := l.Pool
+		if p == nil {
+			continue
+		}
+		po := c.poolOpts(*p)
+		po.ListenerID = listener.ID
+		var pool *pools.Pool
+		if err := step(fmt.Sprintf("listeners[%d].pool", i), func() (err error) {
+			pool, err = pools.Create(ctx, c.sc, po).Extract()
+			return err
+		}); err != nil {
+			return lb, err
+		}
+		for j, m := range p.Members {
+			if err := step(fmt.Sprintf("listeners[%d].pool.members[%d]", i, j), func() error {
+				return pools.CreateMember(ctx, c.sc, pool.ID, c.memberOpts(m)).Err
+			}); err != nil {
+				return lb, err
+			}
+		}
+		if p.Monitor != nil {
+			mo := c.monitorOpts(*p.Monitor)
+			mo.PoolID = pool.ID
+			if err := step(fmt.Sprintf("listeners[%d].pool.monitor", i), func() error {
+				return monitors.Create(ctx, c.sc, mo).Err
+			}); err != nil {
+				return lb, err
+			}
+		}
+	}
+	return loadbalancers.Get(ctx, c.sc, lb.ID).Extract()
+}
+
+// Get returns one load balancer.
+func (c *Client) Get(ctx context.Context, id string) (*LoadBalancer, error) {
+	var lb *LoadBalancer
+	err := c.retry(ctx, "", func() (err error) {
+		lb, err = loadbalancers.Get(ctx, c.sc, id).Extract()
+		return err
+	})
+	return lb, err
+}
+
+func (c *Client) provisioningStatus(ctx context.Context, id string) (string, error) {
+	lb, err := loadbalancers.Get(ctx, c.sc, id).Extract()
+	if err != nil {
+		if IsNotFound(err) {
+			return "DELETED", nil
+		}
+		return "", err
+	}
+	return lb.ProvisioningStatus, nil
+}
+
+// Find returns the load balancer whose ID or name is ref; a name must be unique
+// among the load balancers the caller can see.
+func (c *Client) Find(ctx context.Context, ref string) (*LoadBalancer, error) {
+	lb, err := c.Get(ctx, ref)
+	if err == nil || !IsNotFound(err) {
+		return lb, err
+	}
+	list, err := c.List(ctx, loadbalancers.ListOpts{Name: ref})
+	if err != nil {
+		return nil, err
+	}
+	switch len(list) {
+	case 0:
+		return nil, fmt.Errorf("octavia: no load balancer with ID or name %q: %w", ref, ErrNotFound)
+	case 1:
+		return &list[0], nil
+	}
+	return nil, fmt.Errorf("octavia: %d load balancers are named %q: use the ID", len(list), ref)
+}
+
+// List returns the load balancers opts selects (all pages).
+func (c *Client) List(ctx context.Context, opts loadbalancers.ListOpts) ([]LoadBalancer, error) {
+	var out []LoadBalancer
+	err := c.retry(ctx, "", func() error {
+		pages, err := loadbalancers.List(c.sc, opts).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		out, err = loadbalancers.ExtractLoadBalancers(pages)
+		return err
+	})
+	return out, err
+}
+
+// ListOwned returns the load balancers carrying the owner tag and every tag in tags.
+func (c *Client) ListOwned(ctx context.Context, tags ...string) ([]LoadBalancer, error) {
+	return c.List(ctx, loadbalancers.ListOpts{Tags: c.tags(tags)})
+}
+
+// Delete deletes a load balancer with everything under it (cascade) and waits until
+// it is gone. A load balancer already gone is not an error.
+func (c *Client) Delete(ctx context.Context, id string) error {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	if err := c.DeleteAsync(ctx, id); err != nil {
+		return err
+	}
+	return c.WaitDeleted(ctx, id)
+}
+
+// DeleteAsync asks for a cascade delete and returns once Octavia accepted it.
+func (c *Client) DeleteAsync(ctx context.Context, id string) error {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	unlock := c.lock(id)
+	defer unlock()
+	err := c.retry(ctx, id, func() error {
+		return loadbalancers.Delete(ctx, c.sc, id, loadbalancers.DeleteOpts{Cascade: true}).ExtractErr()
+	})
+	if IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("octavia: delete load balancer %s: %w", id, err)
+	}
+	return nil
+}
+
+// WaitActive polls until the load balancer is ACTIVE; ERROR (or its disappearance)
+// ends the wait with a *StatusError. Each status seen is passed to observe (which may
+// be nil). The context's deadline (else the client's timeout) bounds the wait.
+func (c *Client) WaitActive(ctx context.Context, id string, observe func(*LoadBalancer)) (*LoadBalancer, error) {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	return c.waitActive(ctx, id, observe)
+}
+
+func (c *Client) waitActive(ctx context.Context, id string, observe func(*LoadBalancer)) (*LoadBalancer, error) {
+	var lb *LoadBalancer
+	err := c.poll(ctx, id, func(got *LoadBalancer) (bool, error) {
+		lb = got
+		if observe != nil {
+			observe(got)
+		}
+		switch got.ProvisioningStatus {
+		case "ACTIVE":
+			return true, nil
+		case "ERROR", "DELETED":
+			return true, &StatusError{id, got.ProvisioningStatus}
+		}
+		return false, nil
+	})
+	return lb, err
+}
+
+// WaitDeleted polls until the load balancer is gone (404 or DELETED).
+func (c *Client) WaitDeleted(ctx context.Context, id string) error {
+	ctx, cancel := c.withDeadline(ctx)
+	defer cancel()
+	return c.poll(ctx, id, func(got *LoadBalancer) (bool, error) {
+		if got.ProvisioningStatus == "ERROR" {
+			return true, &StatusError{id, got.ProvisioningStatus}
+		}
+		return got.ProvisioningStatus == "DELETED", nil
+	})
+}
+
+// Watch calls fn with the load balancer each time its provisioning or operating
+// status changes, until it settles (ACTIVE, ERROR or gone) or ctx ends. A load balancer
+// that is gone is reported once with status DELETED.
+func (c *Client) Watch(ctx context.Context, id string, fn func(*LoadBalancer) error) error {
+	var last string
+	return c.poll(ctx, id, func(got *LoadBalancer) (bool, error) {
+		key := got.ProvisioningStatus + "/" + got.OperatingStatus
+		if key != last {
+			last = key
+			if err := fn(got); err != nil {
+				return true, err
+			}
+		}
+		switch got.ProvisioningStatus {
+		case "ACTIVE", "ERROR", "DELETED":
+			return true, nil
+		}
+		return false, nil
+	})
+}
+
+// poll gets the load balancer with backoff until done says stop. A 404 is passed on
+// as provisioning status DELETED.
+func (c *Client) poll(ctx context.Context, id string, done func(*LoadBalancer) (bool, error)) error {
+	last := ""
+	for attempt := 0; ; attempt++ {
+		lb, err := loadbalancers.Get(ctx, c.sc, id).Extract()
+		switch {
+		case IsNotFound(err):
+			lb, err = &LoadBalancer{ID: id, ProvisioningStatus: "DELETED"}, nil
+		case err != nil && isRetryable(err):
+			lb = nil
+		case err != nil && ctx.Err() != nil:
+			return fmt.Errorf("octavia: load balancer %s still %s: %w", id, last, ctx.Err())
+		case err != nil:
+			return fmt.Errorf("octavia: load balancer %s: %w", id, err)
+		}
+		if lb != nil {
+			last = lb.ProvisioningStatus
+			if stop, err := done(lb); stop || err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("octavia: load balancer %s still %s: %w", id, last, ctx.Err())
+		case <-time.After(c.backoff.pause(attempt)):
+		}
+	}
+}
+
+// isRetryable reports a transient answer: 503, or 409 (an object locked while PENDING_*).
+func isRetryable(err error) bool {
+	return gophercloud.ResponseCodeIs(err, http.StatusServiceUnavailable) || gophercloud.ResponseCodeIs(err, http.StatusConflict)
+}
