@@ -83,6 +83,22 @@ for line in open(sys.argv[1]):
     print("  %-6s %-4s %-36s %-7s zone %-4s %s" % (m["name"], m["role"], m["server_id"], m["status"], m["zone"], m.get("ip", "(no port)")))
 ' "$state/estate.json"
 
+say "load balancing on Octavia with the PROXY protocol: hikkoshi-lb, straight against the Octavia API"
+go build -o bin/hikkoshi-lb ./services/lbaas/cmd/hikkoshi-lb
+lbcli() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml bin/hikkoshi-lb --os-cloud old "$@"; }
+lbcli api-version | sed 's/^/  /'
+lbcli delete shop-web --wait >/dev/null 2>&1 || true # a previous run's
+echo "  one command: load balancer, TCP:80 listener, PROXYV2 pool, web-1 and web-2, a TCP health monitor"
+lbcli create shop-web --vip-subnet old-vlan-101-v4 --listener TCP:80 --pool-protocol PROXYV2 \
+  --member 10.101.0.21:8080 --member 10.101.0.22:8080 --monitor TCP --wait --count-calls 2>&1 | sed 's/^/  /'
+echo "  a UDP listener with a PROXY pool is refused before any API call:"
+if out=$(lbcli create shop-dns --vip-subnet old-vlan-101-v4 --listener UDP:53 --pool-protocol PROXY --member 10.101.0.21:53 2>&1); then
+  echo "    unexpectedly accepted" >&2; exit 1
+fi
+echo "    $out"
+echo "  drain web-1 (weight 0: no new connections, the open ones stay):"
+lbcli member drain shop-web 10.101.0.21:8080 2>&1 | grep -E 'weight|member ' | head -3 | sed 's/^/  /'
+
 say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory
 start_inventory
