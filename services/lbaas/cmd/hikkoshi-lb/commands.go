@@ -21,17 +21,9 @@ func newShow(g *globals) *cobra.Command {
 		Short: "Show a load balancer (name or ID) with its listeners, pools, members and monitors, and their statuses",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.deadline(cmd)
-			defer cancel()
-			c, _, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
-			lb, err := c.Find(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			return show(ctx, g, c, lb.ID)
+			return g.withLB(cmd, args[0], func(ctx context.Context, c *octavia.Client, lb *octavia.LoadBalancer) error {
+				return show(ctx, g, c, lb.ID)
+			})
 		},
 	}
 }
@@ -117,29 +109,21 @@ func newDelete(g *globals) *cobra.Command {
 		Short: "Delete a load balancer (name or ID) with everything under it (cascade)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, cancel := g.deadline(cmd)
-			defer cancel()
-			c, _, err := g.open(ctx)
-			if err != nil {
-				return err
-			}
-			lb, err := c.Find(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			if err := c.DeleteAsync(ctx, lb.ID); err != nil {
-				return err
-			}
-			if wait {
+			return g.withLB(cmd, args[0], func(ctx context.Context, c *octavia.Client, lb *octavia.LoadBalancer) error {
+				start := time.Now()
+				if err := c.DeleteAsync(ctx, lb.ID); err != nil {
+					return err
+				}
+				if !wait {
+					fmt.Fprintf(os.Stderr, "deleting load balancer %s (cascade)\n", lb.ID)
+					return nil
+				}
 				if err := c.WaitDeleted(ctx, lb.ID); err != nil {
 					return err
 				}
 				fmt.Fprintf(os.Stderr, "deleted load balancer %s (cascade) in %.1fs\n", lb.ID, time.Since(start).Seconds())
 				return nil
-			}
-			fmt.Fprintf(os.Stderr, "deleting load balancer %s (cascade)\n", lb.ID)
-			return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until it is gone")

@@ -42,19 +42,11 @@ func newMember(g *globals) *cobra.Command {
 		Short: "Remove a member",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := parseMember(args[1])
-			if err != nil {
-				return err
-			}
-			return memberOp(cmd, g, args[0], pool, func(ctx context.Context, c *octavia.Client, lbID, poolID string) error {
-				got, err := c.FindMember(ctx, poolID, m.Address, m.Port)
-				if err != nil {
+			return existingMemberOp(cmd, g, args, pool, func(ctx context.Context, c *octavia.Client, lbID, poolID string, m *octavia.Member) error {
+				if err := c.RemoveMember(ctx, lbID, poolID, m.ID); err != nil {
 					return err
 				}
-				if err := c.RemoveMember(ctx, lbID, poolID, got.ID); err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "removed member %s %s:%d\n", got.ID, got.Address, got.ProtocolPort)
+				fmt.Fprintf(os.Stderr, "removed member %s %s:%d\n", m.ID, m.Address, m.ProtocolPort)
 				return nil
 			})
 		},
@@ -81,16 +73,9 @@ func newMember(g *globals) *cobra.Command {
 }
 
 func setWeight(cmd *cobra.Command, g *globals, args []string, pool string, weight int) error {
-	m, err := parseMember(args[1])
-	if err != nil {
-		return err
-	}
-	return memberOp(cmd, g, args[0], pool, func(ctx context.Context, c *octavia.Client, lbID, poolID string) error {
-		got, err := c.FindMember(ctx, poolID, m.Address, m.Port)
+	return existingMemberOp(cmd, g, args, pool, func(ctx context.Context, c *octavia.Client, lbID, poolID string, m *octavia.Member) error {
+		got, err := c.SetMemberWeight(ctx, lbID, poolID, m.ID, weight)
 		if err != nil {
-			return err
-		}
-		if got, err = c.SetMemberWeight(ctx, lbID, poolID, got.ID, weight); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "member %s %s:%d weight %d\n", got.ID, got.Address, got.ProtocolPort, got.Weight)
@@ -98,26 +83,33 @@ func setWeight(cmd *cobra.Command, g *globals, args []string, pool string, weigh
 	})
 }
 
+// existingMemberOp runs op on the member args[1] (ADDRESS:PORT) of load balancer args[0].
+func existingMemberOp(cmd *cobra.Command, g *globals, args []string, pool string, op func(context.Context, *octavia.Client, string, string, *octavia.Member) error) error {
+	want, err := parseMember(args[1])
+	if err != nil {
+		return err
+	}
+	return memberOp(cmd, g, args[0], pool, func(ctx context.Context, c *octavia.Client, lbID, poolID string) error {
+		m, err := c.FindMember(ctx, poolID, want.Address, want.Port)
+		if err != nil {
+			return err
+		}
+		return op(ctx, c, lbID, poolID, m)
+	})
+}
+
 // memberOp finds the load balancer and its pool, runs op, and shows the result.
 func memberOp(cmd *cobra.Command, g *globals, lbRef, poolRef string, op func(context.Context, *octavia.Client, string, string) error) error {
-	ctx, cancel := g.deadline(cmd)
-	defer cancel()
-	c, _, err := g.open(ctx)
-	if err != nil {
-		return err
-	}
-	lb, err := c.Find(ctx, lbRef)
-	if err != nil {
-		return err
-	}
-	poolID, err := findPool(ctx, c, lb, poolRef)
-	if err != nil {
-		return err
-	}
-	if err := op(ctx, c, lb.ID, poolID); err != nil {
-		return err
-	}
-	return show(ctx, g, c, lb.ID)
+	return g.withLB(cmd, lbRef, func(ctx context.Context, c *octavia.Client, lb *octavia.LoadBalancer) error {
+		poolID, err := findPool(ctx, c, lb, poolRef)
+		if err != nil {
+			return err
+		}
+		if err := op(ctx, c, lb.ID, poolID); err != nil {
+			return err
+		}
+		return show(ctx, g, c, lb.ID)
+	})
 }
 
 func findPool(ctx context.Context, c *octavia.Client, lb *octavia.LoadBalancer, ref string) (string, error) {

@@ -90,6 +90,21 @@ func (g *globals) open(ctx context.Context, opts ...octavia.Option) (*octavia.Cl
 	return octavia.New(sc, opts...), c, nil
 }
 
+// withLB runs fn on the load balancer ref (name or ID), under --timeout.
+func (g *globals) withLB(cmd *cobra.Command, ref string, fn func(context.Context, *octavia.Client, *octavia.LoadBalancer) error) error {
+	ctx, cancel := g.deadline(cmd)
+	defer cancel()
+	c, _, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	lb, err := c.Find(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, c, lb)
+}
+
 // deadline bounds a whole command by --timeout.
 func (g *globals) deadline(cmd *cobra.Command) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(cmd.Context(), g.timeout)
