@@ -27,6 +27,9 @@ type fakeOctavia struct {
 	answers map[string][]int
 	calls   map[string]int
 	bodies  map[string][]string
+	// childStatus is the provisioning status of listeners, pools and members until
+	// the load balancer is deleted once ("" for ACTIVE).
+	childStatus string
 }
 
 func newFake(t *testing.T) (*fakeOctavia, *Client) {
@@ -81,6 +84,14 @@ func (f *fakeOctavia) serve(w http.ResponseWriter, r *http.Request) {
 	version := f.version
 	if r.Method == http.MethodDelete && path == "/loadbalancers/lb1" && code == 0 {
 		f.status = []string{"PENDING_DELETE", "GONE"}
+		f.childStatus = ""
+	}
+	if r.Method == http.MethodPost && path == "/loadbalancers" && code == 0 && f.status[0] == "GONE" {
+		f.status = []string{"ACTIVE"} // created again after a delete
+	}
+	child := f.childStatus
+	if child == "" {
+		child = "ACTIVE"
 	}
 	f.mu.Unlock()
 
@@ -117,6 +128,12 @@ func (f *fakeOctavia) serve(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"healthmonitor": {"id": "hm1", "type": "TCP"}}`)
 	case r.Method == http.MethodPut && path == "/pools/p1/members/m1":
 		fmt.Fprint(w, `{"member": {"id": "m1", "address": "10.0.0.1", "protocol_port": 80, "weight": 0}}`)
+	case r.Method == http.MethodGet && path == "/listeners":
+		fmt.Fprintf(w, `{"listeners": [{"id": "l1", "protocol": "TCP", "protocol_port": 80, "default_pool_id": "p1", "provisioning_status": %q}]}`, child)
+	case r.Method == http.MethodGet && path == "/pools":
+		fmt.Fprintf(w, `{"pools": [{"id": "p1", "protocol": "PROXY", "provisioning_status": %q}]}`, child)
+	case r.Method == http.MethodGet && path == "/pools/p1/members":
+		fmt.Fprintf(w, `{"members": [{"id": "m1", "address": "10.0.0.1", "protocol_port": 80, "provisioning_status": %q}]}`, child)
 	case r.Method == http.MethodDelete:
 		w.WriteHeader(http.StatusNoContent)
 	default:
@@ -340,5 +357,47 @@ func TestProtocolPairs(t *testing.T) {
 				t.Errorf("%s listener, %s pool: err = %v, allowed %v", listener, pool, err, ok)
 			}
 		}
+	}
+}
+
+func TestWatchReportsChangesUntilSettled(t *testing.T) {
+	f, c := newFake(t)
+	f.status = []string{"PENDING_CREATE", "PENDING_CREATE", "PENDING_UPDATE", "ACTIVE", "PENDING_DELETE"}
+	var seen []string
+	err := c.Watch(t.Context(), "lb1", func(lb *LoadBalancer) error {
+		seen = append(seen, lb.ProvisioningStatus)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(seen, ","); got != "PENDING_CREATE,PENDING_UPDATE,ACTIVE" {
+		t.Fatalf("watch saw %s: want each change once, ending at ACTIVE", got)
+	}
+	f.status = []string{"PENDING_DELETE", "GONE"}
+	seen = nil
+	if err := c.Watch(t.Context(), "lb1", func(lb *LoadBalancer) error {
+		seen = append(seen, lb.ProvisioningStatus)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(seen, ","); got != "PENDING_DELETE,DELETED" {
+		t.Fatalf("watch saw %s: want PENDING_DELETE,DELETED", got)
+	}
+}
+
+func TestStuckChildrenAreRebuiltSerially(t *testing.T) {
+	f, c := newFake(t)
+	f.childStatus = "PENDING_CREATE" // the single-call create's children never leave PENDING_CREATE
+	created, tree, err := c.CreateReady(t.Context(), proxySpec("PROXY"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.Mode != SerialAfterStuck || f.count("DELETE /loadbalancers/lb1") != 1 || len(tree.Pending()) != 0 {
+		t.Fatalf("mode %s, %d deletes, pending %v: want a rebuild after one cascade delete", created.Mode, f.count("DELETE /loadbalancers/lb1"), tree.Pending())
+	}
+	if !c.serial {
+		t.Fatal("the client did not switch to serial creates")
 	}
 }

@@ -366,7 +366,7 @@ func (c *Client) Watch(ctx context.Context, id string, fn func(*LoadBalancer) er
 // poll gets the load balancer with backoff until done says stop. A 404 is passed on
 // as provisioning status DELETED.
 func (c *Client) poll(ctx context.Context, id string, done func(*LoadBalancer) (bool, error)) error {
-	last := ""
+	last := "unread (no answer yet)"
 	for attempt := 0; ; attempt++ {
 		lb, err := loadbalancers.Get(ctx, c.sc, id).Extract()
 		switch {
