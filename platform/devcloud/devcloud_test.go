@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
-	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -304,17 +303,10 @@ func findSubnet(t *testing.T, nc *gophercloud.ServiceClient, name string) subnet
 
 func findFlavor(t *testing.T, cc *gophercloud.ServiceClient, name string) string {
 	t.Helper()
-	pages := must(flavors.ListDetail(cc, nil).AllPages(t.Context()))
-	for _, f := range must(flavors.ExtractFlavors(pages)) {
-		if f.Name == name {
-			return f.ID
-		}
-	}
-	t.Fatalf("no flavor %s", name)
-	return ""
+	return must(devcloud.FindFlavor(t.Context(), cc, name))
 }
 
 func findImage(t *testing.T, ic *gophercloud.ServiceClient, name string) string {
 	t.Helper()
-	return findOne(t, images.List(ic, images.ListOpts{Name: name}), images.ExtractImages, "images named "+name).ID
+	return must(devcloud.FindImage(t.Context(), ic, name))
 }

@@ -2,16 +2,11 @@ package devcloud_test
 
 import (
 	"context"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
-	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
@@ -71,13 +66,11 @@ func TestTCGSnapshotCarriesDiskBytes(t *testing.T) {
 
 	// The guest never wrote to its disk (the seed image boots no OS), so the snapshot's
 	// content is the seed image's, grown to the flavor's root disk with zeros.
-	dir := t.TempDir()
-	seedFile, snapFile := download(ctx, t, ic, seed, filepath.Join(dir, "seed.raw")), download(ctx, t, ic, snapID, filepath.Join(dir, "snap"))
-	out, err := exec.CommandContext(ctx, "qemu-img", "compare", "-f", "raw", "-F", snap.DiskFormat, seedFile, snapFile).CombinedOutput()
+	report, err := devcloud.CompareImages(ctx, ic, seed, "raw", snapID, snap.DiskFormat)
 	if err != nil {
-		t.Fatalf("qemu-img compare seed snapshot: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	t.Logf("qemu-img compare: %s", out)
+	t.Logf("qemu-img compare seed snapshot: %s", report)
 }
 
 // waitFor polls state until it returns want, once a second, until ctx ends.
@@ -97,16 +90,4 @@ func waitFor(ctx context.Context, t *testing.T, what string, state func() (strin
 		case <-time.After(time.Second):
 		}
 	}
-}
-
-func download(ctx context.Context, t *testing.T, ic *gophercloud.ServiceClient, id, path string) string {
-	t.Helper()
-	r := must(imagedata.Download(ctx, ic, id).Extract())
-	defer r.Close()
-	f := must(os.Create(path))
-	defer f.Close()
-	if _, err := io.Copy(f, r); err != nil {
-		t.Fatalf("download image %s: %v", id, err)
-	}
-	return path
 }

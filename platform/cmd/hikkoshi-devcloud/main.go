@@ -13,10 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -24,7 +21,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
-	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
@@ -198,11 +194,11 @@ func estate(ctx context.Context) error {
 		return err
 	}
 	cl.compute.Microversion = "2.37" // networks "none" for the TCG compute
-	image, err := findImage(ctx, cl.image, devcloud.SeedImage)
+	image, err := devcloud.FindImage(ctx, cl.image, devcloud.SeedImage)
 	if err != nil {
 		return err
 	}
-	flavor, err := findFlavor(ctx, cl.compute, devcloud.FlavorTiny)
+	flavor, err := devcloud.FindFlavor(ctx, cl.compute, devcloud.FlavorTiny)
 	if err != nil {
 		return err
 	}
@@ -303,32 +299,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func findImage(ctx context.Context, ic *gophercloud.ServiceClient, name string) (string, error) {
-	pages, err := images.List(ic, images.ListOpts{Name: name}).AllPages(ctx)
-	if err != nil {
-		return "", err
-	}
-	list, _ := images.ExtractImages(pages)
-	if len(list) != 1 {
-		return "", fmt.Errorf("%d images named %s, want 1 (is the dev cloud seeded?)", len(list), name)
-	}
-	return list[0].ID, nil
-}
-
-func findFlavor(ctx context.Context, cc *gophercloud.ServiceClient, name string) (string, error) {
-	pages, err := flavors.ListDetail(cc, nil).AllPages(ctx)
-	if err != nil {
-		return "", err
-	}
-	list, _ := flavors.ExtractFlavors(pages)
-	for _, f := range list {
-		if f.Name == name {
-			return f.ID, nil
-		}
-	}
-	return "", fmt.Errorf("no flavor %s (is the dev cloud seeded?)", name)
-}
-
 // snapshot snapshots the estate's db-1 (on the TCG compute) through Nova and compares
 // the snapshot's bytes with the seed image it booted from; the snapshot is deleted.
 func snapshot(ctx context.Context) error {
@@ -348,7 +318,7 @@ func snapshot(ctx context.Context) error {
 	if len(list) != 1 {
 		return errors.New("no server db-1: run hikkoshi-devcloud estate first")
 	}
-	seed, err := findImage(ctx, cl.image, devcloud.SeedImage)
+	seed, err := devcloud.FindImage(ctx, cl.image, devcloud.SeedImage)
 	if err != nil {
 		return err
 	}
@@ -375,39 +345,10 @@ func snapshot(ctx context.Context) error {
 	}
 	fmt.Printf("  snapshot of db-1 active after %s: %s, %d bytes, md5 %s\n",
 		time.Since(start).Round(100*time.Millisecond), img.DiskFormat, img.SizeBytes, img.Checksum)
-	dir, err := os.MkdirTemp("", "hikkoshi-devcloud-")
+	report, err := devcloud.CompareImages(ctx, cl.image, seed, "raw", id, img.DiskFormat)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	seedFile, snapFile := filepath.Join(dir, "seed"), filepath.Join(dir, "snap")
-	if err := download(ctx, cl.image, seed, seedFile); err != nil {
-		return err
-	}
-	if err := download(ctx, cl.image, id, snapFile); err != nil {
-		return err
-	}
-	out, err := exec.CommandContext(ctx, "qemu-img", "compare", "-f", "raw", "-F", img.DiskFormat, seedFile, snapFile).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("qemu-img compare: %w: %s", err, out)
-	}
-	fmt.Printf("  qemu-img compare seed snapshot: %s\n", strings.Join(strings.Fields(string(out)), " "))
+	fmt.Printf("  qemu-img compare seed snapshot: %s\n", report)
 	return nil
-}
-
-func download(ctx context.Context, ic *gophercloud.ServiceClient, id, path string) error {
-	r, err := imagedata.Download(ctx, ic, id).Extract()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -104,12 +104,8 @@ func (c *Client) FindMember(ctx context.Context, poolID, address string, port in
 }
 
 func validateMember(m MemberSpec) error {
-	spec := Spec{VIPSubnetID: "-", Listeners: []ListenerSpec{{Protocol: "TCP", Port: 1, Pool: &PoolSpec{Name: "-", Protocol: "TCP", Members: []MemberSpec{m}}}}}
-	err := Validate(spec)
-	if e, ok := err.(*InvalidSpecError); ok {
-		for i := range e.Violations {
-			e.Violations[i].Field = "member" + e.Violations[i].Field[len("listeners[0].pool.members[0]"):]
-		}
+	if vs := memberViolations("member", m); len(vs) > 0 {
+		return &InvalidSpecError{vs}
 	}
-	return err
+	return nil
 }

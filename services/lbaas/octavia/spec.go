@@ -197,15 +197,7 @@ func Validate(spec Spec) error {
 		members := map[string]int{}
 		for j, m := range p.Members {
 			mf := fmt.Sprintf("%s.members[%d]", pf, j)
-			if net.ParseIP(m.Address) == nil {
-				add(mf+".address", "%q is not an IP address", m.Address)
-			}
-			if m.Port < 1 || m.Port > 65535 {
-				add(mf+".port", "%d is not a port: use 1 to 65535", m.Port)
-			}
-			if m.Weight != nil && (*m.Weight < 0 || *m.Weight > 256) {
-				add(mf+".weight", "%d: use 0 (drained) to 256", *m.Weight)
-			}
+			bad = append(bad, memberViolations(mf, m)...)
 			key := fmt.Sprintf("%s:%d", m.Address, m.Port)
 			if k, dup := members[key]; dup {
 				add(mf, "%s is already members[%d] of this pool", key, k)
@@ -223,6 +215,21 @@ func Validate(spec Spec) error {
 		return &UnsupportedError{unsupported}
 	}
 	return nil
+}
+
+// memberViolations checks one member; field is its path (e.g. listeners[0].pool.members[1]).
+func memberViolations(field string, m MemberSpec) []Violation {
+	var out []Violation
+	if net.ParseIP(m.Address) == nil {
+		out = append(out, Violation{field + ".address", fmt.Sprintf("%q is not an IP address", m.Address)})
+	}
+	if m.Port < 1 || m.Port > 65535 {
+		out = append(out, Violation{field + ".port", fmt.Sprintf("%d is not a port: use 1 to 65535", m.Port)})
+	}
+	if m.Weight != nil && (*m.Weight < 0 || *m.Weight > 256) {
+		out = append(out, Violation{field + ".weight", fmt.Sprintf("%d: use 0 (drained) to 256", *m.Weight)})
+	}
+	return out
 }
 
 func validateMonitor(f string, m MonitorSpec, poolProtocol string, add func(string, string, ...any), unsupported *[]Violation) {
