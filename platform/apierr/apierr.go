@@ -95,3 +95,41 @@ func FieldViolations(err error) map[string]string {
 	}
 	return out
 }
+
+// ErrWith returns nil when no violation was recorded, and otherwise a status error
+// with the given code (FAILED_PRECONDITION, say, for a well-formed request the backend
+// would refuse), an ErrorInfo with reason, and a BadRequest naming each field.
+func (v *Violations) ErrWith(code codes.Code, reason string) error {
+	if v.Empty() {
+		return nil
+	}
+	parts := make([]string, 0, len(v.list))
+	for _, fv := range v.list {
+		parts = append(parts, fv.GetField()+": "+fv.GetDescription())
+	}
+	st := status.New(code, strings.Join(parts, "; "))
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}, &errdetails.BadRequest{FieldViolations: v.list}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// MaxRequestID is the longest request_id a Hikkoshi API accepts.
+const MaxRequestID = 128
+
+// RequestID records a violation at path when id is not empty and is not a request
+// ID: at most MaxRequestID letters, digits, '.', '_' and '-' (a UUID fits).
+func (v *Violations) RequestID(path, id string) {
+	if id == "" {
+		return
+	}
+	ok := len(id) <= MaxRequestID
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			ok = false
+		}
+	}
+	if !ok {
+		v.Add(path, "a request ID is at most %d letters, digits, '.', '_' and '-' (a UUID fits)", MaxRequestID)
+	}
+}

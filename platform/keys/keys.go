@@ -7,7 +7,16 @@
 //	/hikkoshi/services/<svc>/<instance>          registration → JSON (lease)
 //	/hikkoshi/inventory/workloads/<workload_id>  a workload (protobuf)
 //	/hikkoshi/inventory/requests/<request_id>    idempotency record of a create (24 h lease)
+//	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
+//	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
+//	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
+//
+// An lbaas <scope> is the path-escaped "<cloud>@<region>" the service talks to, so that
+// services for different clouds sharing one etcd keep their requests apart. Octavia's
+// load balancer IDs are UUIDs, so their locks need no scope.
 package keys
+
+import "net/url"
 
 // Root is the prefix of every Hikkoshi key.
 const Root = "/hikkoshi/"
@@ -32,3 +41,21 @@ const RequestsPrefix = Root + "inventory/requests/"
 
 // Request returns the key of one idempotency record.
 func Request(requestID string) string { return RequestsPrefix + requestID }
+
+// LBScope returns the lbaas scope of a cloud and region.
+func LBScope(cloud, region string) string {
+	return url.PathEscape(cloud) + "@" + url.PathEscape(region)
+}
+
+// LBRequest returns the key of a load balancer create's idempotency record.
+func LBRequest(scope, requestID string) string {
+	return Root + "lbaas/" + scope + "/requests/" + requestID
+}
+
+// LBRequestLock returns the mutex prefix of one create request.
+func LBRequestLock(scope, requestID string) string {
+	return Root + "lbaas/" + scope + "/locks/requests/" + requestID
+}
+
+// LBLock returns the mutex prefix of one load balancer's changes.
+func LBLock(lbID string) string { return Root + "lbaas/locks/lb/" + lbID }

@@ -20,17 +20,15 @@ const (
 	maxStateReason  = 2048
 	maxLabels       = 64
 	maxLabelValue   = 63
-	maxRequestID    = 128
 	maxSourceField  = 255
 )
 
 var (
-	idRE        = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	roleRE      = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	labelKeyRE  = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`)
-	labelValRE  = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
-	requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	hostnameRE  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
+	idRE       = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	roleRE     = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	labelKeyRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._/-]{0,61}[a-z0-9])?$`)
+	labelValRE = regexp.MustCompile(`^[A-Za-z0-9._-]*$`)
+	hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
 )
 
 // updatable lists the fields UpdateWorkload may change.
@@ -160,9 +158,7 @@ func ValidateCreateWorkload(r *inventoryv1.CreateWorkloadRequest) error {
 	if id := r.GetWorkloadId(); id != "" && !idRE.MatchString(id) {
 		v.Add("workload_id", "%q: an ID is lower-case letters, digits and hyphens, starting with a letter, at most 63 characters", id)
 	}
-	if id := r.GetRequestId(); id != "" && (len(id) > maxRequestID || !requestIDRE.MatchString(id)) {
-		v.Add("request_id", "a request ID is at most %d letters, digits, '.', '_' and '-' (a UUID fits)", maxRequestID)
-	}
+	v.RequestID("request_id", r.GetRequestId())
 	w := r.GetWorkload()
 	if w == nil {
 		v.Add("workload", "required: the workload to create")

@@ -32,7 +32,7 @@ func BenchmarkRegistry(b *testing.B) {
 
 	b.Run("etcd-get", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := e.cli.Get(ctx, key); err != nil {
+			if _, err := e.Cli.Get(ctx, key); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -47,7 +47,7 @@ func BenchmarkRegistry(b *testing.B) {
 	b.Run("etcd-range-50", func(b *testing.B) {
 		end := clientv3.GetPrefixRangeEnd(keys.WorkloadsPrefix)
 		for b.Loop() {
-			if _, err := e.cli.Get(ctx, keys.WorkloadsPrefix, clientv3.WithRange(end), clientv3.WithLimit(51)); err != nil {
+			if _, err := e.Cli.Get(ctx, keys.WorkloadsPrefix, clientv3.WithRange(end), clientv3.WithLimit(51)); err != nil {
 				b.Fatal(err)
 			}
 		}

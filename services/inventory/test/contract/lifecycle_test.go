@@ -34,20 +34,20 @@ func TestSIGKILLKeepsWorkloads(t *testing.T) {
 	}
 	p1 := launch(t, args)
 	p1.dial(fmt.Sprintf("127.0.0.1:%d", grpcPort))
-	waitServing(t, p1.conn, 60*time.Second)
+	waitServing(t, p1.Conn, 60*time.Second)
 	created, err := p1.client.CreateWorkload(t.Context(), &inventoryv1.CreateWorkloadRequest{
 		WorkloadId: "survivor", Workload: instanceWorkload("db", 3, map[string]string{"tier": "gold"}),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1.signal(syscall.SIGKILL)
-	_ = p1.wait(10 * time.Second)
+	p1.Signal(syscall.SIGKILL)
+	_ = p1.Wait(10 * time.Second)
 
 	p2 := launch(t, args)
 	p2.dial(fmt.Sprintf("127.0.0.1:%d", grpcPort))
 	// The instance name is the same: p2 waits for p1's registration to expire first.
-	waitServing(t, p2.conn, 60*time.Second)
+	waitServing(t, p2.Conn, 60*time.Second)
 	got, err := p2.client.GetWorkload(t.Context(), &inventoryv1.GetWorkloadRequest{Name: "workloads/survivor"})
 	if err != nil {
 		t.Fatalf("after SIGKILL and restart: %v", err)
@@ -64,16 +64,16 @@ func TestKilledInstanceLeavesRegistry(t *testing.T) {
 	e := newEnv(t)
 	const ttl = 2 * time.Second
 	p := e.start(t, "--lease-ttl", ttl.String())
-	_, resp := e.registration(t, p.instance)
+	_, resp := e.registration(t, p.Instance)
 	lease := clientv3.LeaseID(resp.Kvs[0].Lease)
 	if lease == 0 {
 		t.Fatal("registration is not under a lease")
 	}
-	p.signal(syscall.SIGKILL)
-	_ = p.wait(10 * time.Second)
+	p.Signal(syscall.SIGKILL)
+	_ = p.Wait(10 * time.Second)
 	killed := time.Now()
 	for {
-		if r, _ := e.registration(t, p.instance); r == nil {
+		if r, _ := e.registration(t, p.Instance); r == nil {
 			break
 		}
 		// etcd checks for expired leases twice a second; allow for that on top of the TTL.
@@ -101,7 +101,7 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	if _, err := s.Recv(); err != nil {
 		t.Fatal(err)
 	}
-	p.signal(syscall.SIGTERM)
+	p.Signal(syscall.SIGTERM)
 	for {
 		_, err := s.Recv()
 		if err == nil {
@@ -113,10 +113,10 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 		t.Logf("watch told: %s", status.Convert(err).Message())
 		break
 	}
-	if err := p.wait(20 * time.Second); err != nil {
+	if err := p.Wait(20 * time.Second); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
 	}
-	if r, _ := e.registration(t, p.instance); r != nil {
+	if r, _ := e.registration(t, p.Instance); r != nil {
 		t.Fatalf("registration still present after graceful exit (TTL 30s): %+v", r)
 	}
 	_ = w
@@ -127,9 +127,9 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 func TestLeaseLossReRegisters(t *testing.T) {
 	e := newEnv(t)
 	p := e.start(t)
-	_, resp := e.registration(t, p.instance)
+	_, resp := e.registration(t, p.Instance)
 	old := clientv3.LeaseID(resp.Kvs[0].Lease)
-	if _, err := e.cli.Revoke(t.Context(), old); err != nil {
+	if _, err := e.Cli.Revoke(t.Context(), old); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -137,13 +137,13 @@ func TestLeaseLossReRegisters(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("instance did not register again after losing its lease")
 		}
-		if r, resp := e.registration(t, p.instance); r != nil && clientv3.LeaseID(resp.Kvs[0].Lease) != old {
+		if r, resp := e.registration(t, p.Instance); r != nil && clientv3.LeaseID(resp.Kvs[0].Lease) != old {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	// Once registered again it serves.
-	waitServing(t, p.conn, 10*time.Second)
+	waitServing(t, p.Conn, 10*time.Second)
 	if _, err := p.client.ListWorkloads(t.Context(), &inventoryv1.ListWorkloadsRequest{}); err != nil {
 		t.Fatalf("after re-registration: %v", err)
 	}

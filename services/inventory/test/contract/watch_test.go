@@ -189,7 +189,7 @@ func TestWatchCompactedRevisionIsOutOfRange(t *testing.T) {
 		}
 		rev = etagInt(t, r.GetWorkload().GetEtag())
 	}
-	if _, err := e.cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+	if _, err := e.Cli.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
 	s, err := c.WatchWorkloads(ctx, &inventoryv1.WatchWorkloadsRequest{StartRevision: 2})

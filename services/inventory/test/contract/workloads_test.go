@@ -33,7 +33,7 @@ func TestReflectionAndHealth(t *testing.T) {
 	p := newEnv(t).start(t)
 	ctx := t.Context()
 
-	stream, err := reflectionpb.NewServerReflectionClient(p.conn).ServerReflectionInfo(ctx)
+	stream, err := reflectionpb.NewServerReflectionClient(p.Conn).ServerReflectionInfo(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestReflectionAndHealth(t *testing.T) {
 		}
 	}
 
-	hc := healthpb.NewHealthClient(p.conn)
+	hc := healthpb.NewHealthClient(p.Conn)
 	for _, svc := range []string{"", "hikkoshi.inventory.v1.InventoryService"} {
 		h, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
 		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {

@@ -1,0 +1,263 @@
+// Package servicetest runs a Hikkoshi service's real binary for contract tests: it
+// builds the binary once (with -race when the tests run with it), starts processes
+// against a real etcd, waits until they have registered, and dials them over gRPC.
+// Processes are killed, and their logs printed if the test failed, when the test ends.
+package servicetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/service"
+)
+
+// Build builds the Go package pkg (an import path, or a directory relative to the
+// test) into a temporary directory and returns the binary's path and a function that
+// removes it. Meant for TestMain; the binary is built with -race when Race is true.
+func Build(pkg string) (string, func(), error) {
+	dir, err := os.MkdirTemp("", "hikkoshi-test-bin-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	args := []string{"build", "-o", bin}
+	if Race {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return bin, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// MustBuild is Build for TestMain: it exits the test binary when the build fails.
+func MustBuild(pkg string) (string, func()) {
+	bin, cleanup, err := Build(pkg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return bin, cleanup
+}
+
+// Env is one real etcd server and a client of it.
+type Env struct {
+	Etcd *etcdtest.Server
+	Cli  *clientv3.Client
+}
+
+// NewEnv starts an etcd server for the test.
+func NewEnv(tb testing.TB) *Env {
+	tb.Helper()
+	e := etcdtest.Start(tb)
+	return &Env{Etcd: e, Cli: e.Client(tb)}
+}
+
+// Proc is a running service process.
+type Proc struct {
+	tb       testing.TB
+	cmd      *exec.Cmd
+	Service  string
+	Instance string
+	// Addr is the gRPC address the process registered.
+	Addr string
+	// Conn is a gRPC connection to Addr.
+	Conn    *grpc.ClientConn
+	logs    *syncBuffer
+	done    chan struct{}
+	exitErr error
+}
+
+// Start runs bin (service svc) against the env's etcd with test defaults (free
+// loopback port, no metrics, a 2 s lease, warn logs) and extra flags after them, and
+// waits until it has registered, then dials it.
+func (e *Env) Start(tb testing.TB, bin, svc string, extra ...string) *Proc {
+	tb.Helper()
+	instance := fmt.Sprintf("contract-%d", time.Now().UnixNano())
+	args := append([]string{
+		"--listen", "127.0.0.1:0",
+		"--metrics-listen", "",
+		"--etcd-endpoints", e.Etcd.Endpoints()[0],
+		"--instance", instance,
+		"--lease-ttl", "2s",
+		"--log-level", "warn",
+	}, extra...)
+	p := Launch(tb, bin, svc, args, nil)
+	p.Instance = instance
+	reg := e.WaitRegistered(tb, svc, instance, 60*time.Second)
+	p.Dial(reg.Address)
+	return p
+}
+
+// Launch starts bin with args (and env added to the test's environment) without
+// waiting for anything.
+func Launch(tb testing.TB, bin, svc string, args, env []string) *Proc {
+	tb.Helper()
+	p := &Proc{tb: tb, Service: svc, logs: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatalf("start %s: %v", svc, err)
+	}
+	go func() { p.exitErr = p.cmd.Wait(); close(p.done) }()
+	tb.Cleanup(func() {
+		p.Kill()
+		if tb.Failed() {
+			tb.Logf("%s %s logs:\n%s", svc, p.Instance, p.logs.String())
+		}
+	})
+	return p
+}
+
+// Dial connects Conn to addr; the connection is closed when the test ends.
+func (p *Proc) Dial(addr string) {
+	p.tb.Helper()
+	p.Addr = addr
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		p.tb.Fatalf("dial %s: %v", addr, err)
+	}
+	p.tb.Cleanup(func() { _ = conn.Close() })
+	p.Conn = conn
+}
+
+// Logs returns what the process wrote so far.
+func (p *Proc) Logs() string { return p.logs.String() }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig syscall.Signal) {
+	if p.cmd.Process != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// Kill kills the process (SIGKILL) and waits for it, unless it has exited.
+func (p *Proc) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Done is closed when the process has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Wait waits for the process to exit and returns its exit error.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.exitErr
+	case <-time.After(timeout):
+		p.tb.Fatalf("%s did not exit within %s", p.Service, timeout)
+		return nil
+	}
+}
+
+// Registration reads an instance's registration; nil when there is none.
+func (e *Env) Registration(tb testing.TB, svc, instance string) (*service.Registration, *clientv3.GetResponse) {
+	tb.Helper()
+	resp, err := e.Cli.Get(tb.Context(), keys.Registration(svc, instance))
+	if err != nil {
+		tb.Fatalf("etcd get: %v", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, resp
+	}
+	var r service.Registration
+	if err := json.Unmarshal(resp.Kvs[0].Value, &r); err != nil {
+		tb.Fatalf("registration value: %v", err)
+	}
+	return &r, resp
+}
+
+// WaitRegistered waits until the instance has registered.
+func (e *Env) WaitRegistered(tb testing.TB, svc, instance string, timeout time.Duration) *service.Registration {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if r, _ := e.Registration(tb, svc, instance); r != nil {
+			return r
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tb.Fatalf("%s instance %s did not register within %s", svc, instance, timeout)
+	return nil
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// WaitServing waits until the server's health check answers SERVING.
+func WaitServing(tb testing.TB, conn *grpc.ClientConn, timeout time.Duration) {
+	tb.Helper()
+	hc := healthpb.NewHealthClient(conn)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(tb.Context(), time.Second)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tb.Fatalf("service not SERVING within %s", timeout)
+}
+
+// WantCode fails the test unless err has the gRPC code want.
+func WantCode(tb testing.TB, err error, want codes.Code) {
+	tb.Helper()
+	if got := status.Code(err); got != want {
+		tb.Fatalf("code = %s (%v), want %s", got, err, want)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
