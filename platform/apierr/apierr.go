@@ -133,3 +133,15 @@ func (v *Violations) RequestID(path, id string) {
 		v.Add(path, "a request ID is at most %d letters, digits, '.', '_' and '-' (a UUID fits)", MaxRequestID)
 	}
 }
+
+// Prefix returns err with prefix put before its message, keeping its code and
+// details. An error that is not a status error becomes UNKNOWN.
+func Prefix(err error, prefix string) error {
+	if err == nil {
+		return nil
+	}
+	st, _ := status.FromError(err)
+	p := st.Proto()
+	p.Message = prefix + p.GetMessage()
+	return status.FromProto(p).Err()
+}

@@ -298,7 +298,7 @@ func findNetwork(t *testing.T, nc *gophercloud.ServiceClient, name string) netwo
 
 func findSubnet(t *testing.T, nc *gophercloud.ServiceClient, name string) subnets.Subnet {
 	t.Helper()
-	return findOne(t, subnets.List(nc, subnets.ListOpts{Name: name}), subnets.ExtractSubnets, "subnets named "+name)
+	return *must(devcloud.FindSubnet(t.Context(), nc, name))
 }
 
 func findFlavor(t *testing.T, cc *gophercloud.ServiceClient, name string) string {

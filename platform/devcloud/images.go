@@ -13,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 )
 
 // FindImage returns the ID of the only image named name.
@@ -47,6 +48,22 @@ func FindFlavor(ctx context.Context, cc *gophercloud.ServiceClient, name string)
 		}
 	}
 	return "", fmt.Errorf("no flavor %s (is the dev cloud seeded?)", name)
+}
+
+// FindSubnet returns the only subnet named name.
+func FindSubnet(ctx context.Context, nc *gophercloud.ServiceClient, name string) (*subnets.Subnet, error) {
+	pages, err := subnets.List(nc, subnets.ListOpts{Name: name}).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := subnets.ExtractSubnets(pages)
+	if err != nil {
+		return nil, err
+	}
+	if len(list) != 1 {
+		return nil, fmt.Errorf("%d subnets named %s, want 1 (is the dev cloud seeded?)", len(list), name)
+	}
+	return &list[0], nil
 }
 
 // CompareImages downloads two Glance images and compares their content with

@@ -13,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
+	"github.com/gophercloud/gophercloud/v2/pagination"
 )
 
 // LoadBalancer is Octavia's load balancer object.
@@ -396,4 +397,25 @@ func (c *Client) poll(ctx context.Context, id string, done func(*LoadBalancer) (
 // isRetryable reports a transient answer: 503, or 409 (an object locked while PENDING_*).
 func isRetryable(err error) bool {
 	return gophercloud.ResponseCodeIs(err, http.StatusServiceUnavailable) || gophercloud.ResponseCodeIs(err, http.StatusConflict)
+}
+
+// ListPage returns one page of the load balancers opts selects: at most opts.Limit,
+// after opts.Marker (an ID), in Octavia's order.
+func (c *Client) ListPage(ctx context.Context, opts loadbalancers.ListOpts) ([]LoadBalancer, error) {
+	var out []LoadBalancer
+	err := c.retry(ctx, "", func() error {
+		out = nil
+		return loadbalancers.List(c.sc, opts).EachPage(ctx, func(_ context.Context, p pagination.Page) (bool, error) {
+			list, err := loadbalancers.ExtractLoadBalancers(p)
+			out = list
+			return false, err
+		})
+	})
+	return out, err
+}
+
+// OwnedListOpts returns list options selecting the load balancers that carry the
+// owner tag and every tag in tags.
+func (c *Client) OwnedListOpts(tags ...string) loadbalancers.ListOpts {
+	return loadbalancers.ListOpts{Tags: c.tags(tags)}
 }

@@ -104,7 +104,7 @@ func (c *Client) FindMember(ctx context.Context, poolID, address string, port in
 }
 
 func validateMember(m MemberSpec) error {
-	if vs := memberViolations("member", m); len(vs) > 0 {
+	if vs := MemberViolations("member", m); len(vs) > 0 {
 		return &InvalidSpecError{vs}
 	}
 	return nil

@@ -197,7 +197,7 @@ func Validate(spec Spec) error {
 		members := map[string]int{}
 		for j, m := range p.Members {
 			mf := fmt.Sprintf("%s.members[%d]", pf, j)
-			bad = append(bad, memberViolations(mf, m)...)
+			bad = append(bad, MemberViolations(mf, m)...)
 			key := fmt.Sprintf("%s:%d", m.Address, m.Port)
 			if k, dup := members[key]; dup {
 				add(mf, "%s is already members[%d] of this pool", key, k)
@@ -217,8 +217,9 @@ func Validate(spec Spec) error {
 	return nil
 }
 
-// memberViolations checks one member; field is its path (e.g. listeners[0].pool.members[1]).
-func memberViolations(field string, m MemberSpec) []Violation {
+// MemberViolations checks one member without calling Octavia; field is its path
+// (listeners[0].pool.members[1], say).
+func MemberViolations(field string, m MemberSpec) []Violation {
 	var out []Violation
 	if net.ParseIP(m.Address) == nil {
 		out = append(out, Violation{field + ".address", fmt.Sprintf("%q is not an IP address", m.Address)})

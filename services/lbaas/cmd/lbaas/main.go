@@ -1,0 +1,100 @@
+// Command lbaas serves hikkoshi.lbaas.v1.LoadBalancerService: Octavia load balancers
+// with PROXY-protocol pools, built declaratively, their members moved under etcd
+// locks shared by every replica.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/services/lbaas/internal/lbsvc"
+	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
+)
+
+// DefaultPort is the lbaas service's gRPC port on 127.0.0.1.
+const DefaultPort = 7404
+
+type config struct {
+	service.Config
+	cloud      string
+	region     string
+	cloudsYAML string
+	ownerTag   string
+	timeout    time.Duration
+	createMode string
+	requestTTL time.Duration
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "lbaas:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := config{Config: service.NewConfig("lbaas", DefaultPort)}
+	fs := flag.NewFlagSet("lbaas", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	fs.StringVar(&cfg.cloud, "cloud", os.Getenv("OS_CLOUD"), "clouds.yaml entry of the cloud whose Octavia this service manages (default $OS_CLOUD)")
+	fs.StringVar(&cfg.region, "region", os.Getenv("OS_REGION_NAME"), "region (default: the entry's, or $OS_REGION_NAME)")
+	fs.StringVar(&cfg.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.StringVar(&cfg.ownerTag, "owner-tag", octavia.DefaultOwnerTag, "tag put on everything the service creates; ListLoadBalancers lists by it")
+	fs.DurationVar(&cfg.timeout, "octavia-timeout", octavia.DefaultTimeout, "how long one operation may wait for Octavia (PENDING_* to clear, 409/503 retries)")
+	fs.StringVar(&cfg.createMode, "create-mode", "auto", "auto (single-call create, serial where the provider refuses it or leaves it stuck) or serial")
+	fs.DurationVar(&cfg.requestTTL, "request-ttl", lbsvc.DefaultRequestTTL, "how long a create's request_id is remembered")
+	if err := cfg.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case cfg.cloud == "":
+		return errors.New("--cloud is empty (and OS_CLOUD is not set): name the clouds.yaml entry of the cloud to manage")
+	case cfg.createMode != "auto" && cfg.createMode != "serial":
+		return fmt.Errorf("--create-mode %q: use auto or serial", cfg.createMode)
+	case cfg.requestTTL < time.Minute:
+		return fmt.Errorf("--request-ttl %s: use at least 1m", cfg.requestTTL)
+	}
+	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
+		m := lbsvc.NewMetrics(rt.Metrics)
+		var copts []cloud.Option
+		if cfg.cloudsYAML != "" {
+			copts = append(copts, cloud.WithCloudsYAML(cfg.cloudsYAML))
+		}
+		c, err := cloud.Open(ctx, cfg.cloud, append(copts, cloud.WithUserAgent("hikkoshi-lbaas"))...)
+		if err != nil {
+			return err
+		}
+		if cfg.region != "" {
+			c = c.InRegion(cfg.region)
+		}
+		octavia.Observe(c.Provider, m.ObserveOctavia)
+		sc, err := c.LoadBalancer()
+		if err != nil {
+			return err
+		}
+		opts := []octavia.Option{octavia.WithOwnerTag(cfg.ownerTag), octavia.WithTimeout(cfg.timeout)}
+		if cfg.createMode == "serial" {
+			opts = append(opts, octavia.WithSerialCreate())
+		}
+		oc := octavia.New(sc, opts...)
+		v, err := oc.APIVersion(ctx)
+		if err != nil {
+			return err
+		}
+		rt.Logger.Info("Octavia reached", "cloud", cfg.cloud, "region", c.Region(), "api_version", v.String(), "owner_tag", cfg.ownerTag)
+		return lbsvc.Register(rt, lbsvc.Options{
+			Octavia: oc, Timeout: cfg.timeout, Scope: keys.LBScope(cfg.cloud, c.Region()), RequestTTL: cfg.requestTTL,
+		}, m)
+	})
+}
