@@ -3,8 +3,16 @@
 # binary, bare etcd reads against the same etcd as the baseline, in one run) and prints
 # each gRPC call's median time as a ratio of its baseline.
 #   scripts/bench.sh [count]   (default 5 runs of each)
+#   scripts/bench.sh lbaas     20 load balancers created at once through the lbaas
+#                              service, against Octavia's own time (needs the dev cloud:
+#                              tilt/devcloud/devcloud.sh up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ "${1:-}" == lbaas ]]; then
+  go test -run '^$' -bench 'BenchmarkCreate20Concurrent' -benchtime 1x -count 1 ./services/lbaas/test/contract/ |
+    grep -E '^Benchmark|create modes' | sed 's/^ *//'
+  exit
+fi
 count="${1:-5}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT

@@ -2,8 +2,10 @@
 # demo.sh is Hikkoshi's main job as far as it is built: it installs its tools, brings
 # up the dev cloud (two real OpenStack clouds on 127.0.0.1, tilt/devcloud), boots a
 # small estate in the old cloud (web and API servers on VLAN ports with fixed IPs, a
-# database on the qemu-TCG compute), builds the inventory and starts it with an
-# embedded etcd, registers the estate's workloads (and a physical database server),
+# database on the qemu-TCG compute), builds the web role's load balancer with
+# hikkoshi-lb, builds the inventory and starts it with an embedded etcd, builds the
+# API role's load balancer through the lbaas gRPC service on that etcd (create, then
+# an update while a Watch follows), registers the estate's workloads (and a physical database server),
 # plans them into waves — stateless first, stateful last — and walks wave 1 through
 # its states with grpcurl while a Watch stream follows every change. It snapshots the
 # database server through Nova and shows the snapshot holds its disk's bytes. It then
@@ -22,10 +24,12 @@ addr=127.0.0.1:7401
 svc=hikkoshi.inventory.v1.InventoryService
 rm -rf "$state" && mkdir -p "$state" bin
 pid=""
+lbpid=""
 watcher=""
 devcloud_started=0
 cleanup() {
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
+  [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
   [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   if ((devcloud_started)) && [[ "${HIKKOSHI_DEMO_KEEP_DEVCLOUD:-0}" != 1 ]]; then
     echo "stopping the dev cloud this demo started (HIKKOSHI_DEMO_KEEP_DEVCLOUD=1 keeps it)"
@@ -66,6 +70,48 @@ start_inventory() {
   exit 1
 }
 
+lbaddr=127.0.0.1:7404
+lbsvc=hikkoshi.lbaas.v1.LoadBalancerService
+lbs() { grpcurl -plaintext -d "$2" "$lbaddr" "$lbsvc/$1"; }
+# lbbrief prints load balancers (a grpcurl answer, a list, or a stream of watch
+# messages) in a few lines each.
+lbbrief() {
+  /usr/bin/python3 -c '
+import json, sys
+text = sys.stdin.read()
+dec = json.JSONDecoder(); i = 0
+while True:
+    j = text.find("{", i)
+    if j < 0: break
+    try:
+        doc, i = dec.raw_decode(text, j)
+    except ValueError:
+        i = j + 1; continue
+    lbs = doc.get("loadBalancers") or ([doc["loadBalancer"]] if "loadBalancer" in doc else [])
+    for lb in lbs:
+        st = lb.get("status", {})
+        extra = (" settled" if doc.get("settled") else "") + (" deleted" if doc.get("deleted") else "")
+        print("  %s %-8s %s%s%s" % (lb["name"], lb.get("displayName", ""), st.get("provisioningStatus"), extra,
+              (" (built " + lb["createMode"] + ")") if lb.get("createMode") else ""))
+        for l in lb.get("listeners", []):
+            p = l.get("pool", {})
+            ms = ", ".join("%s:%s w=%s %s" % (m["address"], m["port"], m.get("weight", 0), m["status"]["provisioningStatus"]) for m in p.get("members", []))
+            print("    %s:%s → %s pool %s [%s] monitor %s" % (l["protocol"], l["port"], p.get("protocol"), p.get("status", {}).get("provisioningStatus"),
+                  ms, p.get("healthMonitor", {}).get("type", "none")))'
+}
+start_lbaas() {
+  bin/lbaas --listen "$lbaddr" --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+    --cloud old --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/lbaas.log" 2>&1 &
+  lbpid=$!
+  for _ in $(seq 1 120); do
+    if grpcurl -plaintext "$lbaddr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
+    kill -0 "$lbpid" 2>/dev/null || { cat "$state/lbaas.log"; echo "lbaas exited" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "lbaas did not become SERVING; log: $state/lbaas.log" >&2
+  exit 1
+}
+
 say "dev cloud: two OpenStack clouds (Zed, Debian's packages) on 127.0.0.1 — tilt/devcloud/devcloud.sh up --libvirt"
 curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3 || devcloud_started=1
 tilt/devcloud/devcloud.sh up --libvirt 2>&1 | sed -n 's/^\[devcloud [0-9:]*\] //p; /^  [a-z]/p' | grep -v '^phase: ' | sed 's/^/  /'
@@ -103,6 +149,56 @@ say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory
 start_inventory
 echo "  pid $pid, gRPC $addr, metrics http://127.0.0.1:7411/metrics"
+
+say "the lbaas service: the API role's load balancer through gRPC (etcd: the inventory's)"
+go build -o bin/lbaas ./services/lbaas/cmd/lbaas
+start_lbaas
+echo "  pid $lbpid, gRPC $lbaddr, metrics http://127.0.0.1:7414/metrics"
+grpcurl -plaintext "$lbaddr" list | grep hikkoshi | sed 's/^/  /'
+subnet=$(bin/hikkoshi-devcloud subnet-id)
+for old in $(lbs ListLoadBalancers '{"tags":["demo-api"]}' | /usr/bin/python3 -c 'import json,sys; [print(l["name"]) for l in json.load(sys.stdin).get("loadBalancers", [])]'); do
+  lbs DeleteLoadBalancer "{\"name\":\"$old\"}" >/dev/null # a previous run's
+done
+api_lb='{"request_id":"demo-shop-api","load_balancer":{"display_name":"shop-api","tags":["demo-api"],"vip":{"subnet_id":"'"$subnet"'"},
+  "listeners":[{"protocol":"TCP","port":8080,"pool":{"display_name":"shop-api-pool","protocol":"PROXY",
+  "members":[{"display_name":"api-1","address":"10.101.0.31","port":8080}],
+  "health_monitor":{"type":"TCP","delay_seconds":5,"timeout_seconds":3,"max_retries":3}}}]}}'
+echo "  CreateLoadBalancer: TCP:8080 → PROXY pool with api-1 and a TCP monitor, request_id demo-shop-api"
+lbs CreateLoadBalancer "$api_lb" | tee "$state/api-lb.json" | lbbrief
+api_name=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["loadBalancer"]["name"])' "$state/api-lb.json")
+echo "  the same request again (same request_id): the same load balancer, nothing new built"
+lbs CreateLoadBalancer "$api_lb" | lbbrief | head -1
+echo "  a UDP listener with a PROXY pool, refused before any call to Octavia:"
+if out=$(lbs CreateLoadBalancer '{"load_balancer":{"vip":{"subnet_id":"'"$subnet"'"},"listeners":[{"protocol":"UDP","port":53,"pool":{"display_name":"dns","protocol":"PROXY"}}]}}' 2>&1); then
+  echo "    unexpectedly accepted" >&2; exit 1
+fi
+sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+echo "  WatchLoadBalancer {wait_for_change} in the background, then one UpdateLoadBalancer:"
+echo "  add api-2 (10.101.0.32), drain api-1 — each step waits for ACTIVE, under the load balancer's etcd lock"
+grpcurl -plaintext -d "{\"name\":\"$api_name\",\"wait_for_change\":true}" "$lbaddr" "$lbsvc/WatchLoadBalancer" >"$state/lbwatch.json" 2>&1 &
+lbwatcher=$!
+sleep 1
+lbs UpdateLoadBalancer "{\"name\":\"$api_name\",\"member_changes\":[
+  {\"add\":{\"display_name\":\"api-2\",\"address\":\"10.101.0.32\",\"port\":8080}},
+  {\"drain\":{\"address\":\"10.101.0.31\",\"port\":8080}}]}" >"$state/api-update.json"
+/usr/bin/python3 -c 'import json,sys; [print("   ", r) for r in json.load(open(sys.argv[1]))["results"]]' "$state/api-update.json"
+wait "$lbwatcher" || true
+echo "  what the watch streamed, until the update was over:"
+lbbrief <"$state/lbwatch.json" | sed 's/^/  /'
+echo "  after it:"
+lbs GetLoadBalancer "{\"name\":\"$api_name\"}" | lbbrief
+echo "  Octavia API calls this service made, by route (hikkoshi_lbaas_octavia_requests_total):"
+curl -s http://127.0.0.1:7414/metrics | /usr/bin/python3 -c '
+import re, sys, collections
+n = collections.Counter()
+for line in sys.stdin:
+    m = re.match(r"hikkoshi_lbaas_octavia_requests_total\{(.*)\} (\S+)$", line)
+    if m:
+        labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", m.group(1)))
+        n["%s %s → %s" % (labels["method"], labels["route"], labels["code"])] += int(float(m.group(2)))
+for k, v in n.most_common(10):
+    print("    %4d  %s" % (v, k))'
+kill -TERM "$lbpid"; wait "$lbpid" 2>/dev/null || true; lbpid=""
 
 say "grpcurl -plaintext $addr list"
 grpcurl -plaintext "$addr" list | sed 's/^/  /'

@@ -32,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot")
+		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -45,8 +45,10 @@ func main() {
 		err = estate(ctx)
 	case "snapshot":
 		err = snapshot(ctx)
+	case "subnet-id":
+		err = subnetID(ctx)
 	default:
-		err = fmt.Errorf("unknown command %q: want tour, estate or snapshot", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want tour, estate, snapshot or subnet-id", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hikkoshi-devcloud:", err)
@@ -59,6 +61,25 @@ func open(ctx context.Context, name string) (*cloud.Cloud, error) {
 		return nil, fmt.Errorf("dev cloud not up (%s): run %s up --libvirt", why, devcloud.Script())
 	}
 	return cloud.Open(ctx, name, cloud.WithCloudsYAML(devcloud.CloudsYAML()), cloud.WithUserAgent("hikkoshi-devcloud"))
+}
+
+// subnetID prints the ID of the old cloud's VLAN subnet (where the estate's ports
+// and the demo's load balancer VIPs are).
+func subnetID(ctx context.Context) error {
+	c, err := open(ctx, "old")
+	if err != nil {
+		return err
+	}
+	nc, err := c.Network()
+	if err != nil {
+		return err
+	}
+	sub, err := devcloud.FindSubnet(ctx, nc, devcloud.VLANSubnet)
+	if err != nil {
+		return err
+	}
+	fmt.Println(sub.ID)
+	return nil
 }
 
 type clients struct{ compute, network, image *gophercloud.ServiceClient }
