@@ -3,15 +3,15 @@ package lbsvc
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc/codes"
 
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/locks"
 )
 
 // DefaultRequestTTL is how long a create's request_id is remembered.
@@ -26,91 +26,30 @@ type requestRecord struct {
 	Created        time.Time `json:"created"`
 }
 
-// lock takes the etcd mutex at prefix under the process's session lease, so that a
-// dead holder's lock vanishes with its lease. It waits while another replica, or
-// another call in this process, holds it, as long as ctx allows. The returned
-// function releases it.
-//
-// An etcd mutex belongs to a session, not to a goroutine: two calls of one process
-// sharing the session would both "hold" it. So calls in this process first queue on
-// an in-process lock per prefix, and only its holder takes the etcd mutex.
+// lock takes the lock at prefix (platform/locks: in-process, then the etcd mutex
+// under the process's lease), waiting while another call or replica holds it, as long
+// as ctx allows. The returned function releases it.
 func (s *Server) lock(ctx context.Context, prefix string) (func(), error) {
 	start := time.Now()
-	local := s.local.get(prefix)
-	select {
-	case local <- struct{}{}:
-	case <-ctx.Done():
-		s.local.put(prefix)
-		return nil, toStatus("lock "+prefix, ctx.Err())
-	}
-	releaseLocal := func() { <-local; s.local.put(prefix) }
-	sess := s.session()
-	if sess == nil {
-		releaseLocal()
+	unlock, err := s.locks.Lock(ctx, prefix)
+	switch {
+	case errors.Is(err, locks.ErrNoSession):
 		return nil, apierr.New(codes.Unavailable, ReasonUnregistered,
 			"this lbaas instance has lost its etcd lease and cannot take locks: retry (another replica, or this one once re-registered)")
-	}
-	m := concurrency.NewMutex(sess, prefix)
-	if err := m.Lock(ctx); err != nil {
-		releaseLocal()
+	case err != nil:
 		return nil, toStatus("lock "+prefix, fmt.Errorf("etcd lock: %w", err))
 	}
 	s.metrics.lockWait.Observe(time.Since(start).Seconds())
-	return func() {
-		defer releaseLocal()
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := m.Unlock(ctx); err != nil {
-			// The lease ends it at the latest.
-			s.log.Warn("etcd unlock failed; the lock ends with the lease", "key", prefix, "err", err)
-		}
-	}, nil
+	return unlock, nil
 }
 
-// locked reports whether anyone (any replica) holds the etcd mutex at prefix.
+// locked reports whether anyone (any replica) holds the lock at prefix.
 func (s *Server) locked(ctx context.Context, prefix string) (bool, error) {
-	resp, err := s.etcd.Get(ctx, prefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	held, err := locks.Held(ctx, s.etcd, prefix)
 	if err != nil {
 		return false, apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "read lock %s: %v", prefix, err)
 	}
-	return resp.Count > 0, nil
-}
-
-// localLocks are in-process locks by key: a channel of capacity 1 per key, dropped
-// when nobody holds or waits for it.
-type localLocks struct {
-	mu sync.Mutex
-	m  map[string]*localLock
-}
-
-type localLock struct {
-	ch    chan struct{}
-	users int
-}
-
-func (l *localLocks) get(key string) chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m == nil {
-		l.m = map[string]*localLock{}
-	}
-	x, ok := l.m[key]
-	if !ok {
-		x = &localLock{ch: make(chan struct{}, 1)}
-		l.m[key] = x
-	}
-	x.users++
-	return x.ch
-}
-
-func (l *localLocks) put(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if x := l.m[key]; x != nil {
-		if x.users--; x.users == 0 {
-			delete(l.m, key)
-		}
-	}
+	return held, nil
 }
 
 // readRequest returns the record of a request_id, or nil.

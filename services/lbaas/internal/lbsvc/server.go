@@ -14,13 +14,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/locks"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
@@ -35,14 +35,13 @@ type Server struct {
 	lbaasv1.UnimplementedLoadBalancerServiceServer
 	oc         *octavia.Client
 	etcd       *clientv3.Client
-	session    func() *concurrency.Session
+	locks      *locks.Locker
 	scope      string
 	log        *slog.Logger
 	stopping   <-chan struct{}
 	requestTTL time.Duration
 	timeout    time.Duration
 	metrics    *Metrics
-	local      localLocks
 }
 
 // Options configure a Server.
@@ -71,7 +70,7 @@ func Register(rt *service.Runtime, o Options, m *Metrics) error {
 		o.Timeout = octavia.DefaultTimeout
 	}
 	s := &Server{
-		oc: o.Octavia, etcd: rt.Etcd, session: rt.Session, scope: o.Scope, log: rt.Logger,
+		oc: o.Octavia, etcd: rt.Etcd, locks: locks.New(rt.Session), scope: o.Scope, log: rt.Logger,
 		stopping: rt.Stopping(), requestTTL: o.RequestTTL, timeout: o.Timeout, metrics: m,
 	}
 	lbaasv1.RegisterLoadBalancerServiceServer(rt.GRPC, s)
