@@ -105,6 +105,12 @@ func (c *Cloud) LoadBalancer() (*gophercloud.ServiceClient, error) {
 	return c.client("load-balancer", openstack.NewLoadBalancerV2)
 }
 
+// BlockStorage returns a Cinder v3 client; an error wrapping
+// gophercloud.ErrEndpointNotFound when the catalog has no block-storage service.
+func (c *Cloud) BlockStorage() (*gophercloud.ServiceClient, error) {
+	return c.client("block-storage", openstack.NewBlockStorageV3)
+}
+
 // Identity returns a Keystone v3 client.
 func (c *Cloud) Identity() (*gophercloud.ServiceClient, error) {
 	return c.client("identity", openstack.NewIdentityV3)

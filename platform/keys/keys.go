@@ -7,6 +7,9 @@
 //	/hikkoshi/services/<svc>/<instance>          registration → JSON (lease)
 //	/hikkoshi/inventory/workloads/<workload_id>  a workload (protobuf)
 //	/hikkoshi/inventory/requests/<request_id>    idempotency record of a create (24 h lease)
+//	/hikkoshi/inventory/syncs/<sync_id>           a sync of a source cloud (protobuf)
+//	/hikkoshi/inventory/clouds/<cloud>/networks/<id> a cloud's network as last synced (protobuf)
+//	/hikkoshi/inventory/locks/sync/<cloud>        mutex: one sync per cloud (session lease)
 //	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
 //	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
 //	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
@@ -59,3 +62,20 @@ func LBRequestLock(scope, requestID string) string {
 
 // LBLock returns the mutex prefix of one load balancer's changes.
 func LBLock(lbID string) string { return Root + "lbaas/locks/lb/" + lbID }
+
+// SyncsPrefix is the prefix of the inventory's syncs.
+const SyncsPrefix = Root + "inventory/syncs/"
+
+// Sync returns the key of one sync.
+func Sync(id string) string { return SyncsPrefix + id }
+
+// SyncLock returns the mutex prefix that allows one sync of a cloud at a time.
+func SyncLock(cloud string) string { return Root + "inventory/locks/sync/" + url.PathEscape(cloud) }
+
+// CloudNetworks returns the prefix of a cloud's synced networks.
+func CloudNetworks(cloud string) string {
+	return Root + "inventory/clouds/" + url.PathEscape(cloud) + "/networks/"
+}
+
+// CloudNetwork returns the key of one synced network.
+func CloudNetwork(cloud, id string) string { return CloudNetworks(cloud) + id }

@@ -47,7 +47,13 @@ type Runtime struct {
 	stopping   chan struct{}
 	validators validators
 	reg        *registrar
+	onShutdown []func()
 }
+
+// OnShutdown registers f to run at shutdown, after Stopping is closed and in-flight
+// calls have finished, while etcd and the process's lease are still there: for
+// background work (a sync) to end and record how it ended.
+func (rt *Runtime) OnShutdown(f func()) { rt.onShutdown = append(rt.onShutdown, f) }
 
 // Stopping returns a channel closed when shutdown begins. Long-lived streams must end
 // when it closes, or the graceful shutdown waits for them until its timeout.
@@ -214,6 +220,9 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	case <-time.After(cfg.ShutdownTimeout):
 		log.Warn("in-flight calls did not finish in time; closing them", "timeout", cfg.ShutdownTimeout)
 		rt.GRPC.Stop()
+	}
+	for _, f := range rt.onShutdown {
+		f()
 	}
 	rt.reg.close()
 	log.Info("stopped")

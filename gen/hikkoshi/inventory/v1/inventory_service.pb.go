@@ -92,6 +92,493 @@ func (WatchEventType) EnumDescriptor() ([]byte, []int) {
 	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{0}
 }
 
+// CreateSyncRequest is the request of CreateSync.
+type CreateSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sync says which cloud to sync, and how; output-only fields are ignored.
+	Sync          *Sync `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSyncRequest) Reset() {
+	*x = CreateSyncRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSyncRequest) ProtoMessage() {}
+
+func (x *CreateSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSyncRequest.ProtoReflect.Descriptor instead.
+func (*CreateSyncRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateSyncRequest) GetSync() *Sync {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
+// CreateSyncResponse is the response of CreateSync.
+type CreateSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sync is the started sync.
+	Sync          *Sync `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateSyncResponse) Reset() {
+	*x = CreateSyncResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateSyncResponse) ProtoMessage() {}
+
+func (x *CreateSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateSyncResponse.ProtoReflect.Descriptor instead.
+func (*CreateSyncResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateSyncResponse) GetSync() *Sync {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
+// GetSyncRequest is the request of GetSync.
+type GetSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "syncs/{sync_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSyncRequest) Reset() {
+	*x = GetSyncRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSyncRequest) ProtoMessage() {}
+
+func (x *GetSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSyncRequest.ProtoReflect.Descriptor instead.
+func (*GetSyncRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetSyncRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetSyncResponse is the response of GetSync.
+type GetSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sync is the sync.
+	Sync          *Sync `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSyncResponse) Reset() {
+	*x = GetSyncResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSyncResponse) ProtoMessage() {}
+
+func (x *GetSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSyncResponse.ProtoReflect.Descriptor instead.
+func (*GetSyncResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetSyncResponse) GetSync() *Sync {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
+// ListSyncsRequest is the request of ListSyncs.
+type ListSyncsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cloud selects one cloud's syncs; empty for all.
+	Cloud string `protobuf:"bytes,1,opt,name=cloud,proto3" json:"cloud,omitempty"`
+	// page_size is the most syncs to return; 0 means 50, more than 500 means 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is the next_page_token of the previous call.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncsRequest) Reset() {
+	*x = ListSyncsRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncsRequest) ProtoMessage() {}
+
+func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncsRequest.ProtoReflect.Descriptor instead.
+func (*ListSyncsRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListSyncsRequest) GetCloud() string {
+	if x != nil {
+		return x.Cloud
+	}
+	return ""
+}
+
+func (x *ListSyncsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSyncsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListSyncsResponse is the response of ListSyncs.
+type ListSyncsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// syncs are the syncs of this page, newest first.
+	Syncs []*Sync `protobuf:"bytes,1,rep,name=syncs,proto3" json:"syncs,omitempty"`
+	// next_page_token gets the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSyncsResponse) Reset() {
+	*x = ListSyncsResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSyncsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSyncsResponse) ProtoMessage() {}
+
+func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSyncsResponse.ProtoReflect.Descriptor instead.
+func (*ListSyncsResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListSyncsResponse) GetSyncs() []*Sync {
+	if x != nil {
+		return x.Syncs
+	}
+	return nil
+}
+
+func (x *ListSyncsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// WatchSyncRequest is the request of WatchSync.
+type WatchSyncRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "syncs/{sync_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSyncRequest) Reset() {
+	*x = WatchSyncRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSyncRequest) ProtoMessage() {}
+
+func (x *WatchSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSyncRequest.ProtoReflect.Descriptor instead.
+func (*WatchSyncRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *WatchSyncRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// WatchSyncResponse is one step of a sync's progress.
+type WatchSyncResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sync is the sync as it stands.
+	Sync          *Sync `protobuf:"bytes,1,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSyncResponse) Reset() {
+	*x = WatchSyncResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSyncResponse) ProtoMessage() {}
+
+func (x *WatchSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSyncResponse.ProtoReflect.Descriptor instead.
+func (*WatchSyncResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *WatchSyncResponse) GetSync() *Sync {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
+// ListNetworksRequest is the request of ListNetworks.
+type ListNetworksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cloud is the clouds.yaml entry.
+	Cloud         string `protobuf:"bytes,1,opt,name=cloud,proto3" json:"cloud,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListNetworksRequest) GetCloud() string {
+	if x != nil {
+		return x.Cloud
+	}
+	return ""
+}
+
+// ListNetworksResponse is the response of ListNetworks.
+type ListNetworksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// networks are the cloud's networks with their subnets.
+	Networks      []*Network `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
 // CreateWorkloadRequest is the request of CreateWorkload.
 type CreateWorkloadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -110,7 +597,7 @@ type CreateWorkloadRequest struct {
 
 func (x *CreateWorkloadRequest) Reset() {
 	*x = CreateWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +609,7 @@ func (x *CreateWorkloadRequest) String() string {
 func (*CreateWorkloadRequest) ProtoMessage() {}
 
 func (x *CreateWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +622,7 @@ func (x *CreateWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*CreateWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{0}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CreateWorkloadRequest) GetWorkloadId() string {
@@ -170,7 +657,7 @@ type CreateWorkloadResponse struct {
 
 func (x *CreateWorkloadResponse) Reset() {
 	*x = CreateWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -182,7 +669,7 @@ func (x *CreateWorkloadResponse) String() string {
 func (*CreateWorkloadResponse) ProtoMessage() {}
 
 func (x *CreateWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -195,7 +682,7 @@ func (x *CreateWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*CreateWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreateWorkloadResponse) GetWorkload() *Workload {
@@ -216,7 +703,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +715,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,7 +728,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -262,7 +749,7 @@ type GetWorkloadResponse struct {
 
 func (x *GetWorkloadResponse) Reset() {
 	*x = GetWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +761,7 @@ func (x *GetWorkloadResponse) String() string {
 func (*GetWorkloadResponse) ProtoMessage() {}
 
 func (x *GetWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +774,7 @@ func (x *GetWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetWorkloadResponse) GetWorkload() *Workload {
@@ -314,14 +801,19 @@ type ListWorkloadsRequest struct {
 	// kind keeps only workloads of this kind.
 	Kind WorkloadKind `protobuf:"varint,6,opt,name=kind,proto3,enum=hikkoshi.inventory.v1.WorkloadKind" json:"kind,omitempty"`
 	// labels keeps only workloads that carry every one of these labels.
-	Labels        map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Labels map[string]string `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// vanished, when set, keeps only workloads that are (true) or are not (false)
+	// marked vanished.
+	Vanished *bool `protobuf:"varint,8,opt,name=vanished,proto3,oneof" json:"vanished,omitempty"`
+	// cloud keeps only instances of this clouds.yaml entry.
+	Cloud         string `protobuf:"bytes,9,opt,name=cloud,proto3" json:"cloud,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +825,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +838,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListWorkloadsRequest) GetPageSize() int32 {
@@ -398,6 +890,20 @@ func (x *ListWorkloadsRequest) GetLabels() map[string]string {
 	return nil
 }
 
+func (x *ListWorkloadsRequest) GetVanished() bool {
+	if x != nil && x.Vanished != nil {
+		return *x.Vanished
+	}
+	return false
+}
+
+func (x *ListWorkloadsRequest) GetCloud() string {
+	if x != nil {
+		return x.Cloud
+	}
+	return ""
+}
+
 // ListWorkloadsResponse is the response of ListWorkloads.
 type ListWorkloadsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -411,7 +917,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +929,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +942,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*Workload {
@@ -468,7 +974,7 @@ type UpdateWorkloadRequest struct {
 
 func (x *UpdateWorkloadRequest) Reset() {
 	*x = UpdateWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +986,7 @@ func (x *UpdateWorkloadRequest) String() string {
 func (*UpdateWorkloadRequest) ProtoMessage() {}
 
 func (x *UpdateWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +999,7 @@ func (x *UpdateWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{6}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateWorkloadRequest) GetWorkload() *Workload {
@@ -521,7 +1027,7 @@ type UpdateWorkloadResponse struct {
 
 func (x *UpdateWorkloadResponse) Reset() {
 	*x = UpdateWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +1039,7 @@ func (x *UpdateWorkloadResponse) String() string {
 func (*UpdateWorkloadResponse) ProtoMessage() {}
 
 func (x *UpdateWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +1052,7 @@ func (x *UpdateWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{7}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdateWorkloadResponse) GetWorkload() *Workload {
@@ -570,7 +1076,7 @@ type DeleteWorkloadRequest struct {
 
 func (x *DeleteWorkloadRequest) Reset() {
 	*x = DeleteWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -582,7 +1088,7 @@ func (x *DeleteWorkloadRequest) String() string {
 func (*DeleteWorkloadRequest) ProtoMessage() {}
 
 func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -595,7 +1101,7 @@ func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{8}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteWorkloadRequest) GetName() string {
@@ -621,7 +1127,7 @@ type DeleteWorkloadResponse struct {
 
 func (x *DeleteWorkloadResponse) Reset() {
 	*x = DeleteWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -633,7 +1139,7 @@ func (x *DeleteWorkloadResponse) String() string {
 func (*DeleteWorkloadResponse) ProtoMessage() {}
 
 func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -646,7 +1152,7 @@ func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{9}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{19}
 }
 
 // WatchWorkloadsRequest is the request of WatchWorkloads.
@@ -666,7 +1172,7 @@ type WatchWorkloadsRequest struct {
 
 func (x *WatchWorkloadsRequest) Reset() {
 	*x = WatchWorkloadsRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -678,7 +1184,7 @@ func (x *WatchWorkloadsRequest) String() string {
 func (*WatchWorkloadsRequest) ProtoMessage() {}
 
 func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -691,7 +1197,7 @@ func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*WatchWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{10}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchWorkloadsRequest) GetStartRevision() int64 {
@@ -725,7 +1231,7 @@ type WatchWorkloadsResponse struct {
 
 func (x *WatchWorkloadsResponse) Reset() {
 	*x = WatchWorkloadsResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +1243,7 @@ func (x *WatchWorkloadsResponse) String() string {
 func (*WatchWorkloadsResponse) ProtoMessage() {}
 
 func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +1256,7 @@ func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*WatchWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{11}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchWorkloadsResponse) GetType() WatchEventType {
@@ -783,7 +1289,7 @@ type ListWavesRequest struct {
 
 func (x *ListWavesRequest) Reset() {
 	*x = ListWavesRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1301,7 @@ func (x *ListWavesRequest) String() string {
 func (*ListWavesRequest) ProtoMessage() {}
 
 func (x *ListWavesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1314,7 @@ func (x *ListWavesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWavesRequest.ProtoReflect.Descriptor instead.
 func (*ListWavesRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{22}
 }
 
 // ListWavesResponse is the response of ListWaves.
@@ -823,7 +1329,7 @@ type ListWavesResponse struct {
 
 func (x *ListWavesResponse) Reset() {
 	*x = ListWavesResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1341,7 @@ func (x *ListWavesResponse) String() string {
 func (*ListWavesResponse) ProtoMessage() {}
 
 func (x *ListWavesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1354,7 @@ func (x *ListWavesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWavesResponse.ProtoReflect.Descriptor instead.
 func (*ListWavesResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{13}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListWavesResponse) GetWaves() []*WaveSummary {
@@ -862,7 +1368,31 @@ var File_hikkoshi_inventory_v1_inventory_service_proto protoreflect.FileDescript
 
 const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
-	"-hikkoshi/inventory/v1/inventory_service.proto\x12\x15hikkoshi.inventory.v1\x1a google/protobuf/field_mask.proto\x1a hikkoshi/inventory/v1/wave.proto\x1a$hikkoshi/inventory/v1/workload.proto\"\x94\x01\n" +
+	"-hikkoshi/inventory/v1/inventory_service.proto\x12\x15hikkoshi.inventory.v1\x1a google/protobuf/field_mask.proto\x1a#hikkoshi/inventory/v1/network.proto\x1a hikkoshi/inventory/v1/sync.proto\x1a hikkoshi/inventory/v1/wave.proto\x1a$hikkoshi/inventory/v1/workload.proto\"D\n" +
+	"\x11CreateSyncRequest\x12/\n" +
+	"\x04sync\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.SyncR\x04sync\"E\n" +
+	"\x12CreateSyncResponse\x12/\n" +
+	"\x04sync\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.SyncR\x04sync\"$\n" +
+	"\x0eGetSyncRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
+	"\x0fGetSyncResponse\x12/\n" +
+	"\x04sync\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.SyncR\x04sync\"d\n" +
+	"\x10ListSyncsRequest\x12\x14\n" +
+	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"n\n" +
+	"\x11ListSyncsResponse\x121\n" +
+	"\x05syncs\x18\x01 \x03(\v2\x1b.hikkoshi.inventory.v1.SyncR\x05syncs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n" +
+	"\x10WatchSyncRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\x11WatchSyncResponse\x12/\n" +
+	"\x04sync\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.SyncR\x04sync\"+\n" +
+	"\x13ListNetworksRequest\x12\x14\n" +
+	"\x05cloud\x18\x01 \x01(\tR\x05cloud\"R\n" +
+	"\x14ListNetworksResponse\x12:\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x1e.hikkoshi.inventory.v1.NetworkR\bnetworks\"\x94\x01\n" +
 	"\x15CreateWorkloadRequest\x12\x1f\n" +
 	"\vworkload_id\x18\x01 \x01(\tR\n" +
 	"workloadId\x12;\n" +
@@ -874,7 +1404,7 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x12GetWorkloadRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"R\n" +
 	"\x13GetWorkloadResponse\x12;\n" +
-	"\bworkload\x18\x01 \x01(\v2\x1f.hikkoshi.inventory.v1.WorkloadR\bworkload\"\x89\x03\n" +
+	"\bworkload\x18\x01 \x01(\v2\x1f.hikkoshi.inventory.v1.WorkloadR\bworkload\"\xcd\x03\n" +
 	"\x14ListWorkloadsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -883,11 +1413,14 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x04role\x18\x04 \x01(\tR\x04role\x12:\n" +
 	"\x05state\x18\x05 \x01(\x0e2$.hikkoshi.inventory.v1.WorkloadStateR\x05state\x127\n" +
 	"\x04kind\x18\x06 \x01(\x0e2#.hikkoshi.inventory.v1.WorkloadKindR\x04kind\x12O\n" +
-	"\x06labels\x18\a \x03(\v27.hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\a \x03(\v27.hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntryR\x06labels\x12\x1f\n" +
+	"\bvanished\x18\b \x01(\bH\x01R\bvanished\x88\x01\x01\x12\x14\n" +
+	"\x05cloud\x18\t \x01(\tR\x05cloud\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\a\n" +
-	"\x05_wave\"~\n" +
+	"\x05_waveB\v\n" +
+	"\t_vanished\"~\n" +
 	"\x15ListWorkloadsResponse\x12=\n" +
 	"\tworkloads\x18\x01 \x03(\v2\x1f.hikkoshi.inventory.v1.WorkloadR\tworkloads\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x91\x01\n" +
@@ -918,7 +1451,7 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x18WATCH_EVENT_TYPE_CREATED\x10\x03\x12\x1c\n" +
 	"\x18WATCH_EVENT_TYPE_UPDATED\x10\x04\x12\x1c\n" +
 	"\x18WATCH_EVENT_TYPE_DELETED\x10\x05\x12\x1d\n" +
-	"\x19WATCH_EVENT_TYPE_PROGRESS\x10\x062\x82\x06\n" +
+	"\x19WATCH_EVENT_TYPE_PROGRESS\x10\x062\xea\t\n" +
 	"\x10InventoryService\x12m\n" +
 	"\x0eCreateWorkload\x12,.hikkoshi.inventory.v1.CreateWorkloadRequest\x1a-.hikkoshi.inventory.v1.CreateWorkloadResponse\x12d\n" +
 	"\vGetWorkload\x12).hikkoshi.inventory.v1.GetWorkloadRequest\x1a*.hikkoshi.inventory.v1.GetWorkloadResponse\x12j\n" +
@@ -926,7 +1459,13 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x0eUpdateWorkload\x12,.hikkoshi.inventory.v1.UpdateWorkloadRequest\x1a-.hikkoshi.inventory.v1.UpdateWorkloadResponse\x12m\n" +
 	"\x0eDeleteWorkload\x12,.hikkoshi.inventory.v1.DeleteWorkloadRequest\x1a-.hikkoshi.inventory.v1.DeleteWorkloadResponse\x12o\n" +
 	"\x0eWatchWorkloads\x12,.hikkoshi.inventory.v1.WatchWorkloadsRequest\x1a-.hikkoshi.inventory.v1.WatchWorkloadsResponse0\x01\x12^\n" +
-	"\tListWaves\x12'.hikkoshi.inventory.v1.ListWavesRequest\x1a(.hikkoshi.inventory.v1.ListWavesResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1;inventoryv1b\x06proto3"
+	"\tListWaves\x12'.hikkoshi.inventory.v1.ListWavesRequest\x1a(.hikkoshi.inventory.v1.ListWavesResponse\x12a\n" +
+	"\n" +
+	"CreateSync\x12(.hikkoshi.inventory.v1.CreateSyncRequest\x1a).hikkoshi.inventory.v1.CreateSyncResponse\x12X\n" +
+	"\aGetSync\x12%.hikkoshi.inventory.v1.GetSyncRequest\x1a&.hikkoshi.inventory.v1.GetSyncResponse\x12^\n" +
+	"\tListSyncs\x12'.hikkoshi.inventory.v1.ListSyncsRequest\x1a(.hikkoshi.inventory.v1.ListSyncsResponse\x12`\n" +
+	"\tWatchSync\x12'.hikkoshi.inventory.v1.WatchSyncRequest\x1a(.hikkoshi.inventory.v1.WatchSyncResponse0\x01\x12g\n" +
+	"\fListNetworks\x12*.hikkoshi.inventory.v1.ListNetworksRequest\x1a+.hikkoshi.inventory.v1.ListNetworksResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_hikkoshi_inventory_v1_inventory_service_proto_rawDescOnce sync.Once
@@ -941,63 +1480,91 @@ func file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_inventory_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_hikkoshi_inventory_v1_inventory_service_proto_goTypes = []any{
 	(WatchEventType)(0),            // 0: hikkoshi.inventory.v1.WatchEventType
-	(*CreateWorkloadRequest)(nil),  // 1: hikkoshi.inventory.v1.CreateWorkloadRequest
-	(*CreateWorkloadResponse)(nil), // 2: hikkoshi.inventory.v1.CreateWorkloadResponse
-	(*GetWorkloadRequest)(nil),     // 3: hikkoshi.inventory.v1.GetWorkloadRequest
-	(*GetWorkloadResponse)(nil),    // 4: hikkoshi.inventory.v1.GetWorkloadResponse
-	(*ListWorkloadsRequest)(nil),   // 5: hikkoshi.inventory.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),  // 6: hikkoshi.inventory.v1.ListWorkloadsResponse
-	(*UpdateWorkloadRequest)(nil),  // 7: hikkoshi.inventory.v1.UpdateWorkloadRequest
-	(*UpdateWorkloadResponse)(nil), // 8: hikkoshi.inventory.v1.UpdateWorkloadResponse
-	(*DeleteWorkloadRequest)(nil),  // 9: hikkoshi.inventory.v1.DeleteWorkloadRequest
-	(*DeleteWorkloadResponse)(nil), // 10: hikkoshi.inventory.v1.DeleteWorkloadResponse
-	(*WatchWorkloadsRequest)(nil),  // 11: hikkoshi.inventory.v1.WatchWorkloadsRequest
-	(*WatchWorkloadsResponse)(nil), // 12: hikkoshi.inventory.v1.WatchWorkloadsResponse
-	(*ListWavesRequest)(nil),       // 13: hikkoshi.inventory.v1.ListWavesRequest
-	(*ListWavesResponse)(nil),      // 14: hikkoshi.inventory.v1.ListWavesResponse
-	nil,                            // 15: hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
-	(*Workload)(nil),               // 16: hikkoshi.inventory.v1.Workload
-	(WorkloadState)(0),             // 17: hikkoshi.inventory.v1.WorkloadState
-	(WorkloadKind)(0),              // 18: hikkoshi.inventory.v1.WorkloadKind
-	(*fieldmaskpb.FieldMask)(nil),  // 19: google.protobuf.FieldMask
-	(*WaveSummary)(nil),            // 20: hikkoshi.inventory.v1.WaveSummary
+	(*CreateSyncRequest)(nil),      // 1: hikkoshi.inventory.v1.CreateSyncRequest
+	(*CreateSyncResponse)(nil),     // 2: hikkoshi.inventory.v1.CreateSyncResponse
+	(*GetSyncRequest)(nil),         // 3: hikkoshi.inventory.v1.GetSyncRequest
+	(*GetSyncResponse)(nil),        // 4: hikkoshi.inventory.v1.GetSyncResponse
+	(*ListSyncsRequest)(nil),       // 5: hikkoshi.inventory.v1.ListSyncsRequest
+	(*ListSyncsResponse)(nil),      // 6: hikkoshi.inventory.v1.ListSyncsResponse
+	(*WatchSyncRequest)(nil),       // 7: hikkoshi.inventory.v1.WatchSyncRequest
+	(*WatchSyncResponse)(nil),      // 8: hikkoshi.inventory.v1.WatchSyncResponse
+	(*ListNetworksRequest)(nil),    // 9: hikkoshi.inventory.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),   // 10: hikkoshi.inventory.v1.ListNetworksResponse
+	(*CreateWorkloadRequest)(nil),  // 11: hikkoshi.inventory.v1.CreateWorkloadRequest
+	(*CreateWorkloadResponse)(nil), // 12: hikkoshi.inventory.v1.CreateWorkloadResponse
+	(*GetWorkloadRequest)(nil),     // 13: hikkoshi.inventory.v1.GetWorkloadRequest
+	(*GetWorkloadResponse)(nil),    // 14: hikkoshi.inventory.v1.GetWorkloadResponse
+	(*ListWorkloadsRequest)(nil),   // 15: hikkoshi.inventory.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),  // 16: hikkoshi.inventory.v1.ListWorkloadsResponse
+	(*UpdateWorkloadRequest)(nil),  // 17: hikkoshi.inventory.v1.UpdateWorkloadRequest
+	(*UpdateWorkloadResponse)(nil), // 18: hikkoshi.inventory.v1.UpdateWorkloadResponse
+	(*DeleteWorkloadRequest)(nil),  // 19: hikkoshi.inventory.v1.DeleteWorkloadRequest
+	(*DeleteWorkloadResponse)(nil), // 20: hikkoshi.inventory.v1.DeleteWorkloadResponse
+	(*WatchWorkloadsRequest)(nil),  // 21: hikkoshi.inventory.v1.WatchWorkloadsRequest
+	(*WatchWorkloadsResponse)(nil), // 22: hikkoshi.inventory.v1.WatchWorkloadsResponse
+	(*ListWavesRequest)(nil),       // 23: hikkoshi.inventory.v1.ListWavesRequest
+	(*ListWavesResponse)(nil),      // 24: hikkoshi.inventory.v1.ListWavesResponse
+	nil,                            // 25: hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
+	(*Sync)(nil),                   // 26: hikkoshi.inventory.v1.Sync
+	(*Network)(nil),                // 27: hikkoshi.inventory.v1.Network
+	(*Workload)(nil),               // 28: hikkoshi.inventory.v1.Workload
+	(WorkloadState)(0),             // 29: hikkoshi.inventory.v1.WorkloadState
+	(WorkloadKind)(0),              // 30: hikkoshi.inventory.v1.WorkloadKind
+	(*fieldmaskpb.FieldMask)(nil),  // 31: google.protobuf.FieldMask
+	(*WaveSummary)(nil),            // 32: hikkoshi.inventory.v1.WaveSummary
 }
 var file_hikkoshi_inventory_v1_inventory_service_proto_depIdxs = []int32{
-	16, // 0: hikkoshi.inventory.v1.CreateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
-	16, // 1: hikkoshi.inventory.v1.CreateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	16, // 2: hikkoshi.inventory.v1.GetWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	17, // 3: hikkoshi.inventory.v1.ListWorkloadsRequest.state:type_name -> hikkoshi.inventory.v1.WorkloadState
-	18, // 4: hikkoshi.inventory.v1.ListWorkloadsRequest.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
-	15, // 5: hikkoshi.inventory.v1.ListWorkloadsRequest.labels:type_name -> hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
-	16, // 6: hikkoshi.inventory.v1.ListWorkloadsResponse.workloads:type_name -> hikkoshi.inventory.v1.Workload
-	16, // 7: hikkoshi.inventory.v1.UpdateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
-	19, // 8: hikkoshi.inventory.v1.UpdateWorkloadRequest.update_mask:type_name -> google.protobuf.FieldMask
-	16, // 9: hikkoshi.inventory.v1.UpdateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	0,  // 10: hikkoshi.inventory.v1.WatchWorkloadsResponse.type:type_name -> hikkoshi.inventory.v1.WatchEventType
-	16, // 11: hikkoshi.inventory.v1.WatchWorkloadsResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	20, // 12: hikkoshi.inventory.v1.ListWavesResponse.waves:type_name -> hikkoshi.inventory.v1.WaveSummary
-	1,  // 13: hikkoshi.inventory.v1.InventoryService.CreateWorkload:input_type -> hikkoshi.inventory.v1.CreateWorkloadRequest
-	3,  // 14: hikkoshi.inventory.v1.InventoryService.GetWorkload:input_type -> hikkoshi.inventory.v1.GetWorkloadRequest
-	5,  // 15: hikkoshi.inventory.v1.InventoryService.ListWorkloads:input_type -> hikkoshi.inventory.v1.ListWorkloadsRequest
-	7,  // 16: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:input_type -> hikkoshi.inventory.v1.UpdateWorkloadRequest
-	9,  // 17: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:input_type -> hikkoshi.inventory.v1.DeleteWorkloadRequest
-	11, // 18: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:input_type -> hikkoshi.inventory.v1.WatchWorkloadsRequest
-	13, // 19: hikkoshi.inventory.v1.InventoryService.ListWaves:input_type -> hikkoshi.inventory.v1.ListWavesRequest
-	2,  // 20: hikkoshi.inventory.v1.InventoryService.CreateWorkload:output_type -> hikkoshi.inventory.v1.CreateWorkloadResponse
-	4,  // 21: hikkoshi.inventory.v1.InventoryService.GetWorkload:output_type -> hikkoshi.inventory.v1.GetWorkloadResponse
-	6,  // 22: hikkoshi.inventory.v1.InventoryService.ListWorkloads:output_type -> hikkoshi.inventory.v1.ListWorkloadsResponse
-	8,  // 23: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:output_type -> hikkoshi.inventory.v1.UpdateWorkloadResponse
-	10, // 24: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:output_type -> hikkoshi.inventory.v1.DeleteWorkloadResponse
-	12, // 25: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:output_type -> hikkoshi.inventory.v1.WatchWorkloadsResponse
-	14, // 26: hikkoshi.inventory.v1.InventoryService.ListWaves:output_type -> hikkoshi.inventory.v1.ListWavesResponse
-	20, // [20:27] is the sub-list for method output_type
-	13, // [13:20] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	26, // 0: hikkoshi.inventory.v1.CreateSyncRequest.sync:type_name -> hikkoshi.inventory.v1.Sync
+	26, // 1: hikkoshi.inventory.v1.CreateSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	26, // 2: hikkoshi.inventory.v1.GetSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	26, // 3: hikkoshi.inventory.v1.ListSyncsResponse.syncs:type_name -> hikkoshi.inventory.v1.Sync
+	26, // 4: hikkoshi.inventory.v1.WatchSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	27, // 5: hikkoshi.inventory.v1.ListNetworksResponse.networks:type_name -> hikkoshi.inventory.v1.Network
+	28, // 6: hikkoshi.inventory.v1.CreateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
+	28, // 7: hikkoshi.inventory.v1.CreateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	28, // 8: hikkoshi.inventory.v1.GetWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	29, // 9: hikkoshi.inventory.v1.ListWorkloadsRequest.state:type_name -> hikkoshi.inventory.v1.WorkloadState
+	30, // 10: hikkoshi.inventory.v1.ListWorkloadsRequest.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
+	25, // 11: hikkoshi.inventory.v1.ListWorkloadsRequest.labels:type_name -> hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
+	28, // 12: hikkoshi.inventory.v1.ListWorkloadsResponse.workloads:type_name -> hikkoshi.inventory.v1.Workload
+	28, // 13: hikkoshi.inventory.v1.UpdateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
+	31, // 14: hikkoshi.inventory.v1.UpdateWorkloadRequest.update_mask:type_name -> google.protobuf.FieldMask
+	28, // 15: hikkoshi.inventory.v1.UpdateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	0,  // 16: hikkoshi.inventory.v1.WatchWorkloadsResponse.type:type_name -> hikkoshi.inventory.v1.WatchEventType
+	28, // 17: hikkoshi.inventory.v1.WatchWorkloadsResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	32, // 18: hikkoshi.inventory.v1.ListWavesResponse.waves:type_name -> hikkoshi.inventory.v1.WaveSummary
+	11, // 19: hikkoshi.inventory.v1.InventoryService.CreateWorkload:input_type -> hikkoshi.inventory.v1.CreateWorkloadRequest
+	13, // 20: hikkoshi.inventory.v1.InventoryService.GetWorkload:input_type -> hikkoshi.inventory.v1.GetWorkloadRequest
+	15, // 21: hikkoshi.inventory.v1.InventoryService.ListWorkloads:input_type -> hikkoshi.inventory.v1.ListWorkloadsRequest
+	17, // 22: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:input_type -> hikkoshi.inventory.v1.UpdateWorkloadRequest
+	19, // 23: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:input_type -> hikkoshi.inventory.v1.DeleteWorkloadRequest
+	21, // 24: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:input_type -> hikkoshi.inventory.v1.WatchWorkloadsRequest
+	23, // 25: hikkoshi.inventory.v1.InventoryService.ListWaves:input_type -> hikkoshi.inventory.v1.ListWavesRequest
+	1,  // 26: hikkoshi.inventory.v1.InventoryService.CreateSync:input_type -> hikkoshi.inventory.v1.CreateSyncRequest
+	3,  // 27: hikkoshi.inventory.v1.InventoryService.GetSync:input_type -> hikkoshi.inventory.v1.GetSyncRequest
+	5,  // 28: hikkoshi.inventory.v1.InventoryService.ListSyncs:input_type -> hikkoshi.inventory.v1.ListSyncsRequest
+	7,  // 29: hikkoshi.inventory.v1.InventoryService.WatchSync:input_type -> hikkoshi.inventory.v1.WatchSyncRequest
+	9,  // 30: hikkoshi.inventory.v1.InventoryService.ListNetworks:input_type -> hikkoshi.inventory.v1.ListNetworksRequest
+	12, // 31: hikkoshi.inventory.v1.InventoryService.CreateWorkload:output_type -> hikkoshi.inventory.v1.CreateWorkloadResponse
+	14, // 32: hikkoshi.inventory.v1.InventoryService.GetWorkload:output_type -> hikkoshi.inventory.v1.GetWorkloadResponse
+	16, // 33: hikkoshi.inventory.v1.InventoryService.ListWorkloads:output_type -> hikkoshi.inventory.v1.ListWorkloadsResponse
+	18, // 34: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:output_type -> hikkoshi.inventory.v1.UpdateWorkloadResponse
+	20, // 35: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:output_type -> hikkoshi.inventory.v1.DeleteWorkloadResponse
+	22, // 36: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:output_type -> hikkoshi.inventory.v1.WatchWorkloadsResponse
+	24, // 37: hikkoshi.inventory.v1.InventoryService.ListWaves:output_type -> hikkoshi.inventory.v1.ListWavesResponse
+	2,  // 38: hikkoshi.inventory.v1.InventoryService.CreateSync:output_type -> hikkoshi.inventory.v1.CreateSyncResponse
+	4,  // 39: hikkoshi.inventory.v1.InventoryService.GetSync:output_type -> hikkoshi.inventory.v1.GetSyncResponse
+	6,  // 40: hikkoshi.inventory.v1.InventoryService.ListSyncs:output_type -> hikkoshi.inventory.v1.ListSyncsResponse
+	8,  // 41: hikkoshi.inventory.v1.InventoryService.WatchSync:output_type -> hikkoshi.inventory.v1.WatchSyncResponse
+	10, // 42: hikkoshi.inventory.v1.InventoryService.ListNetworks:output_type -> hikkoshi.inventory.v1.ListNetworksResponse
+	31, // [31:43] is the sub-list for method output_type
+	19, // [19:31] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_inventory_service_proto_init() }
@@ -1005,16 +1572,18 @@ func file_hikkoshi_inventory_v1_inventory_service_proto_init() {
 	if File_hikkoshi_inventory_v1_inventory_service_proto != nil {
 		return
 	}
+	file_hikkoshi_inventory_v1_network_proto_init()
+	file_hikkoshi_inventory_v1_sync_proto_init()
 	file_hikkoshi_inventory_v1_wave_proto_init()
 	file_hikkoshi_inventory_v1_workload_proto_init()
-	file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4].OneofWrappers = []any{}
+	file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc), len(file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

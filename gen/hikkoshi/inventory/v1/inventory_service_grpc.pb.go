@@ -26,6 +26,11 @@ const (
 	InventoryService_DeleteWorkload_FullMethodName = "/hikkoshi.inventory.v1.InventoryService/DeleteWorkload"
 	InventoryService_WatchWorkloads_FullMethodName = "/hikkoshi.inventory.v1.InventoryService/WatchWorkloads"
 	InventoryService_ListWaves_FullMethodName      = "/hikkoshi.inventory.v1.InventoryService/ListWaves"
+	InventoryService_CreateSync_FullMethodName     = "/hikkoshi.inventory.v1.InventoryService/CreateSync"
+	InventoryService_GetSync_FullMethodName        = "/hikkoshi.inventory.v1.InventoryService/GetSync"
+	InventoryService_ListSyncs_FullMethodName      = "/hikkoshi.inventory.v1.InventoryService/ListSyncs"
+	InventoryService_WatchSync_FullMethodName      = "/hikkoshi.inventory.v1.InventoryService/WatchSync"
+	InventoryService_ListNetworks_FullMethodName   = "/hikkoshi.inventory.v1.InventoryService/ListNetworks"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -53,6 +58,18 @@ type InventoryServiceClient interface {
 	WatchWorkloads(ctx context.Context, in *WatchWorkloadsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchWorkloadsResponse], error)
 	// ListWaves summarises the workloads per wave and state, for progress at a glance.
 	ListWaves(ctx context.Context, in *ListWavesRequest, opts ...grpc.CallOption) (*ListWavesResponse, error)
+	// CreateSync starts a sync of a source cloud and returns it RUNNING; follow it with
+	// WatchSync. While a sync of the same cloud runs (on any replica) another is refused
+	// with FAILED_PRECONDITION naming it.
+	CreateSync(ctx context.Context, in *CreateSyncRequest, opts ...grpc.CallOption) (*CreateSyncResponse, error)
+	// GetSync returns one sync.
+	GetSync(ctx context.Context, in *GetSyncRequest, opts ...grpc.CallOption) (*GetSyncResponse, error)
+	// ListSyncs lists syncs, newest first.
+	ListSyncs(ctx context.Context, in *ListSyncsRequest, opts ...grpc.CallOption) (*ListSyncsResponse, error)
+	// WatchSync streams a sync each time its progress changes, until it ends.
+	WatchSync(ctx context.Context, in *WatchSyncRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSyncResponse], error)
+	// ListNetworks lists a cloud's networks and subnets as its last sync found them.
+	ListNetworks(ctx context.Context, in *ListNetworksRequest, opts ...grpc.CallOption) (*ListNetworksResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -142,6 +159,65 @@ func (c *inventoryServiceClient) ListWaves(ctx context.Context, in *ListWavesReq
 	return out, nil
 }
 
+func (c *inventoryServiceClient) CreateSync(ctx context.Context, in *CreateSyncRequest, opts ...grpc.CallOption) (*CreateSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateSyncResponse)
+	err := c.cc.Invoke(ctx, InventoryService_CreateSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) GetSync(ctx context.Context, in *GetSyncRequest, opts ...grpc.CallOption) (*GetSyncResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSyncResponse)
+	err := c.cc.Invoke(ctx, InventoryService_GetSync_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) ListSyncs(ctx context.Context, in *ListSyncsRequest, opts ...grpc.CallOption) (*ListSyncsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListSyncsResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ListSyncs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) WatchSync(ctx context.Context, in *WatchSyncRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSyncResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &InventoryService_ServiceDesc.Streams[1], InventoryService_WatchSync_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchSyncRequest, WatchSyncResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InventoryService_WatchSyncClient = grpc.ServerStreamingClient[WatchSyncResponse]
+
+func (c *inventoryServiceClient) ListNetworks(ctx context.Context, in *ListNetworksRequest, opts ...grpc.CallOption) (*ListNetworksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListNetworksResponse)
+	err := c.cc.Invoke(ctx, InventoryService_ListNetworks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -167,6 +243,18 @@ type InventoryServiceServer interface {
 	WatchWorkloads(*WatchWorkloadsRequest, grpc.ServerStreamingServer[WatchWorkloadsResponse]) error
 	// ListWaves summarises the workloads per wave and state, for progress at a glance.
 	ListWaves(context.Context, *ListWavesRequest) (*ListWavesResponse, error)
+	// CreateSync starts a sync of a source cloud and returns it RUNNING; follow it with
+	// WatchSync. While a sync of the same cloud runs (on any replica) another is refused
+	// with FAILED_PRECONDITION naming it.
+	CreateSync(context.Context, *CreateSyncRequest) (*CreateSyncResponse, error)
+	// GetSync returns one sync.
+	GetSync(context.Context, *GetSyncRequest) (*GetSyncResponse, error)
+	// ListSyncs lists syncs, newest first.
+	ListSyncs(context.Context, *ListSyncsRequest) (*ListSyncsResponse, error)
+	// WatchSync streams a sync each time its progress changes, until it ends.
+	WatchSync(*WatchSyncRequest, grpc.ServerStreamingServer[WatchSyncResponse]) error
+	// ListNetworks lists a cloud's networks and subnets as its last sync found them.
+	ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -197,6 +285,21 @@ func (UnimplementedInventoryServiceServer) WatchWorkloads(*WatchWorkloadsRequest
 }
 func (UnimplementedInventoryServiceServer) ListWaves(context.Context, *ListWavesRequest) (*ListWavesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWaves not implemented")
+}
+func (UnimplementedInventoryServiceServer) CreateSync(context.Context, *CreateSyncRequest) (*CreateSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateSync not implemented")
+}
+func (UnimplementedInventoryServiceServer) GetSync(context.Context, *GetSyncRequest) (*GetSyncResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSync not implemented")
+}
+func (UnimplementedInventoryServiceServer) ListSyncs(context.Context, *ListSyncsRequest) (*ListSyncsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListSyncs not implemented")
+}
+func (UnimplementedInventoryServiceServer) WatchSync(*WatchSyncRequest, grpc.ServerStreamingServer[WatchSyncResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchSync not implemented")
+}
+func (UnimplementedInventoryServiceServer) ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListNetworks not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -338,6 +441,89 @@ func _InventoryService_ListWaves_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_CreateSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).CreateSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_CreateSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).CreateSync(ctx, req.(*CreateSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_GetSync_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSyncRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).GetSync(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_GetSync_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).GetSync(ctx, req.(*GetSyncRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_ListSyncs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListSyncsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ListSyncs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ListSyncs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ListSyncs(ctx, req.(*ListSyncsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_WatchSync_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchSyncRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(InventoryServiceServer).WatchSync(m, &grpc.GenericServerStream[WatchSyncRequest, WatchSyncResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type InventoryService_WatchSyncServer = grpc.ServerStreamingServer[WatchSyncResponse]
+
+func _InventoryService_ListNetworks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListNetworksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).ListNetworks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_ListNetworks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).ListNetworks(ctx, req.(*ListNetworksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -369,11 +555,32 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListWaves",
 			Handler:    _InventoryService_ListWaves_Handler,
 		},
+		{
+			MethodName: "CreateSync",
+			Handler:    _InventoryService_CreateSync_Handler,
+		},
+		{
+			MethodName: "GetSync",
+			Handler:    _InventoryService_GetSync_Handler,
+		},
+		{
+			MethodName: "ListSyncs",
+			Handler:    _InventoryService_ListSyncs_Handler,
+		},
+		{
+			MethodName: "ListNetworks",
+			Handler:    _InventoryService_ListNetworks_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchWorkloads",
 			Handler:       _InventoryService_WatchWorkloads_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchSync",
+			Handler:       _InventoryService_WatchSync_Handler,
 			ServerStreams: true,
 		},
 	},

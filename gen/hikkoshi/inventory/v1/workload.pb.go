@@ -191,7 +191,18 @@ type Workload struct {
 	// etag is computed by the server from the stored version of the workload. Send it
 	// back on update or delete to make the change conditional: a stale etag is refused
 	// with ABORTED. Output only.
-	Etag          string `protobuf:"bytes,15,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,15,opt,name=etag,proto3" json:"etag,omitempty"`
+	// facts are what was found about the workload where it runs: written by syncs of
+	// its cloud (instances) or posted from the collector (physical servers; settable on
+	// create and with update_mask "facts"). Never written from the operator's fields,
+	// nor they from it.
+	Facts *Facts `protobuf:"bytes,16,opt,name=facts,proto3" json:"facts,omitempty"`
+	// vanished is true when a full sync of the workload's cloud no longer found it (or
+	// an incremental one saw it deleted). The workload is kept: the operator decides.
+	// A later sync that finds it again clears it. Output only.
+	Vanished bool `protobuf:"varint,17,opt,name=vanished,proto3" json:"vanished,omitempty"`
+	// vanish_time is when it was marked vanished. Output only.
+	VanishTime    *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=vanish_time,json=vanishTime,proto3" json:"vanish_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,6 +351,27 @@ func (x *Workload) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Workload) GetFacts() *Facts {
+	if x != nil {
+		return x.Facts
+	}
+	return nil
+}
+
+func (x *Workload) GetVanished() bool {
+	if x != nil {
+		return x.Vanished
+	}
+	return false
+}
+
+func (x *Workload) GetVanishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.VanishTime
+	}
+	return nil
 }
 
 type isWorkload_Source interface {
@@ -501,7 +533,7 @@ var File_hikkoshi_inventory_v1_workload_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_inventory_v1_workload_proto_rawDesc = "" +
 	"\n" +
-	"$hikkoshi/inventory/v1/workload.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x05\n" +
+	"$hikkoshi/inventory/v1/workload.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!hikkoshi/inventory/v1/facts.proto\"\x87\a\n" +
 	"\bWorkload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x127\n" +
@@ -521,7 +553,11 @@ const file_hikkoshi_inventory_v1_workload_proto_rawDesc = "" +
 	"updateTime\x129\n" +
 	"\n" +
 	"state_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tstateTime\x12\x12\n" +
-	"\x04etag\x18\x0f \x01(\tR\x04etag\x1a9\n" +
+	"\x04etag\x18\x0f \x01(\tR\x04etag\x122\n" +
+	"\x05facts\x18\x10 \x01(\v2\x1c.hikkoshi.inventory.v1.FactsR\x05facts\x12\x1a\n" +
+	"\bvanished\x18\x11 \x01(\bR\bvanished\x12;\n" +
+	"\vvanish_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"vanishTime\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
@@ -572,21 +608,24 @@ var file_hikkoshi_inventory_v1_workload_proto_goTypes = []any{
 	(*PhysicalSource)(nil),        // 4: hikkoshi.inventory.v1.PhysicalSource
 	nil,                           // 5: hikkoshi.inventory.v1.Workload.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*Facts)(nil),                 // 7: hikkoshi.inventory.v1.Facts
 }
 var file_hikkoshi_inventory_v1_workload_proto_depIdxs = []int32{
-	0, // 0: hikkoshi.inventory.v1.Workload.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
-	3, // 1: hikkoshi.inventory.v1.Workload.instance:type_name -> hikkoshi.inventory.v1.InstanceSource
-	4, // 2: hikkoshi.inventory.v1.Workload.physical:type_name -> hikkoshi.inventory.v1.PhysicalSource
-	1, // 3: hikkoshi.inventory.v1.Workload.state:type_name -> hikkoshi.inventory.v1.WorkloadState
-	5, // 4: hikkoshi.inventory.v1.Workload.labels:type_name -> hikkoshi.inventory.v1.Workload.LabelsEntry
-	6, // 5: hikkoshi.inventory.v1.Workload.create_time:type_name -> google.protobuf.Timestamp
-	6, // 6: hikkoshi.inventory.v1.Workload.update_time:type_name -> google.protobuf.Timestamp
-	6, // 7: hikkoshi.inventory.v1.Workload.state_time:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	0,  // 0: hikkoshi.inventory.v1.Workload.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
+	3,  // 1: hikkoshi.inventory.v1.Workload.instance:type_name -> hikkoshi.inventory.v1.InstanceSource
+	4,  // 2: hikkoshi.inventory.v1.Workload.physical:type_name -> hikkoshi.inventory.v1.PhysicalSource
+	1,  // 3: hikkoshi.inventory.v1.Workload.state:type_name -> hikkoshi.inventory.v1.WorkloadState
+	5,  // 4: hikkoshi.inventory.v1.Workload.labels:type_name -> hikkoshi.inventory.v1.Workload.LabelsEntry
+	6,  // 5: hikkoshi.inventory.v1.Workload.create_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: hikkoshi.inventory.v1.Workload.update_time:type_name -> google.protobuf.Timestamp
+	6,  // 7: hikkoshi.inventory.v1.Workload.state_time:type_name -> google.protobuf.Timestamp
+	7,  // 8: hikkoshi.inventory.v1.Workload.facts:type_name -> hikkoshi.inventory.v1.Facts
+	6,  // 9: hikkoshi.inventory.v1.Workload.vanish_time:type_name -> google.protobuf.Timestamp
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_workload_proto_init() }
@@ -594,6 +633,7 @@ func file_hikkoshi_inventory_v1_workload_proto_init() {
 	if File_hikkoshi_inventory_v1_workload_proto != nil {
 		return
 	}
+	file_hikkoshi_inventory_v1_facts_proto_init()
 	file_hikkoshi_inventory_v1_workload_proto_msgTypes[0].OneofWrappers = []any{
 		(*Workload_Instance)(nil),
 		(*Workload_Physical)(nil),

@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/hikkoshi/hikkoshi/platform/locks"
 	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/services/inventory/internal/discovery"
 	"github.com/hikkoshi/hikkoshi/services/inventory/internal/registry"
 )
 
@@ -30,8 +33,32 @@ func run(ctx context.Context, args []string) error {
 	cfg := service.NewConfig("inventory", DefaultPort)
 	fs := flag.NewFlagSet("inventory", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
+	var cloudsYAML, sources string
+	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.StringVar(&sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	return service.Run(ctx, cfg, func(rt *service.Runtime) error { return registry.Register(rt) })
+	var srcs []string
+	for _, c := range strings.Split(sources, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			srcs = append(srcs, c)
+		}
+	}
+	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
+		store, err := registry.NewStore(rt.Etcd)
+		if err != nil {
+			return err
+		}
+		if len(srcs) == 0 {
+			return registry.RegisterStore(rt, store, nil)
+		}
+		syncer := discovery.New(discovery.Options{
+			Store: store, Etcd: rt.Etcd, Locks: locks.New(rt.Session), Open: discovery.CloudsYAMLOpener(cloudsYAML),
+			Sources: srcs, Instance: cfg.Instance, Logger: rt.Logger, Stopping: rt.Stopping(),
+		})
+		rt.OnShutdown(syncer.Wait)
+		rt.Logger.Info("syncs enabled", "source_clouds", srcs)
+		return registry.RegisterStore(rt, store, syncer)
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -26,6 +27,7 @@ type Server struct {
 	store    *Store
 	log      *slog.Logger
 	stopping <-chan struct{}
+	sync     Syncs
 }
 
 // NewServer returns the gRPC handlers on store. Watch streams end when stopping is
@@ -47,10 +49,17 @@ func Register(rt *service.Runtime, opts ...StoreOption) error {
 	if err != nil {
 		return err
 	}
+	return RegisterStore(rt, store, nil)
+}
+
+// RegisterStore registers the handlers on store, with syncs serving the sync
+// methods (nil: they answer FAILED_PRECONDITION, no source clouds).
+func RegisterStore(rt *service.Runtime, store *Store, syncs Syncs) error {
 	srv, err := NewServer(store, rt.Logger, rt.Stopping())
 	if err != nil {
 		return err
 	}
+	srv.sync = syncs
 	inventoryv1.RegisterInventoryServiceServer(rt.GRPC, srv)
 	service.AddValidator(rt, ValidateCreateWorkload)
 	service.AddValidator(rt, ValidateGetWorkload)
@@ -58,6 +67,11 @@ func Register(rt *service.Runtime, opts ...StoreOption) error {
 	service.AddValidator(rt, ValidateUpdateWorkload)
 	service.AddValidator(rt, ValidateDeleteWorkload)
 	service.AddValidator(rt, ValidateWatchWorkloads)
+	service.AddValidator(rt, ValidateCreateSync)
+	service.AddValidator(rt, ValidateGetSync)
+	service.AddValidator(rt, ValidateListSyncs)
+	service.AddValidator(rt, ValidateWatchSync)
+	service.AddValidator(rt, ValidateListNetworks)
 	return nil
 }
 
@@ -79,6 +93,10 @@ func (s *Server) CreateWorkload(ctx context.Context, req *inventoryv1.CreateWork
 	in := proto.CloneOf(req.GetWorkload())
 	// Output-only fields are ignored.
 	in.Name, in.Etag, in.CreateTime, in.UpdateTime, in.StateTime = "", "", nil, nil, nil
+	in.Vanished, in.VanishTime = false, nil
+	if in.GetFacts() != nil {
+		in.Facts.ChangeTime, in.Facts.Sync = timestamppb.Now(), ""
+	}
 	w, err := s.store.Create(ctx, req.GetWorkloadId(), in, req.GetRequestId(), fp)
 	if err != nil {
 		return nil, err
@@ -111,7 +129,8 @@ func (s *Server) ListWorkloads(ctx context.Context, req *inventoryv1.ListWorkloa
 		return nil, apierr.InvalidArgument("page_token",
 			"not a next_page_token of an earlier ListWorkloads with the same filters: start again without page_token")
 	}
-	f := Filter{Wave: req.Wave, Role: req.GetRole(), State: req.GetState(), Kind: req.GetKind(), Labels: req.GetLabels()}
+	f := Filter{Wave: req.Wave, Role: req.GetRole(), State: req.GetState(), Kind: req.GetKind(), Labels: req.GetLabels(),
+		Vanished: req.Vanished, Cloud: req.GetCloud()}
 	ws, next, err := s.store.List(ctx, f, after, size)
 	if err != nil {
 		return nil, err
@@ -145,6 +164,14 @@ func (s *Server) UpdateWorkload(ctx context.Context, req *inventoryv1.UpdateWork
 				next.StateReason = in.GetStateReason()
 			case "labels":
 				next.Labels = in.GetLabels()
+			case "facts":
+				if cur.GetPhysical() == nil {
+					return apierr.New(codes.FailedPrecondition, "FACTS_FROM_SYNC",
+						"workload %q is an instance: its facts are written by syncs of its cloud", in.GetName())
+				}
+				if !proto.Equal(cur.GetFacts().GetPhysical(), in.GetFacts().GetPhysical()) {
+					next.Facts = &inventoryv1.Facts{Kind: &inventoryv1.Facts_Physical{Physical: in.GetFacts().GetPhysical()}, ChangeTime: timestamppb.Now()}
+				}
 			}
 		}
 		if next.GetState() != cur.GetState() {

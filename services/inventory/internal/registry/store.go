@@ -233,10 +233,14 @@ type Filter struct {
 	State  inventoryv1.WorkloadState
 	Kind   inventoryv1.WorkloadKind
 	Labels map[string]string
+	// Vanished, when set, selects workloads that are (or are not) marked vanished.
+	Vanished *bool
+	// Cloud selects instances of one clouds.yaml entry.
+	Cloud string
 }
 
 func (f Filter) empty() bool {
-	return f.Wave == nil && f.Role == "" && f.State == 0 && f.Kind == 0 && len(f.Labels) == 0
+	return f.Wave == nil && f.Role == "" && f.State == 0 && f.Kind == 0 && len(f.Labels) == 0 && f.Vanished == nil && f.Cloud == ""
 }
 
 // Match reports whether w passes the filter.
@@ -251,6 +255,12 @@ func (f Filter) Match(w *inventoryv1.Workload) bool {
 		return false
 	}
 	if f.Kind != 0 && w.GetKind() != f.Kind {
+		return false
+	}
+	if f.Vanished != nil && w.GetVanished() != *f.Vanished {
+		return false
+	}
+	if f.Cloud != "" && w.GetInstance().GetCloud() != f.Cloud {
 		return false
 	}
 	for k, v := range f.Labels {

@@ -40,6 +40,7 @@ var updatable = map[string]bool{
 	"state":        true,
 	"state_reason": true,
 	"labels":       true,
+	"facts":        true,
 }
 
 const namePrefix = "workloads/"
@@ -170,6 +171,7 @@ func ValidateCreateWorkload(r *inventoryv1.CreateWorkloadRequest) error {
 	checkWave(&v, "workload.wave", w.GetWave())
 	checkLabels(&v, "workload.labels", w.GetLabels())
 	checkText(&v, "workload.state_reason", w.GetStateReason(), maxStateReason)
+	checkFacts(&v, "workload.facts", w)
 	if checkState(&v, "workload.state", w.GetState()) {
 		switch w.GetState() {
 		case inventoryv1.WorkloadState_WORKLOAD_STATE_UNSPECIFIED, inventoryv1.WorkloadState_WORKLOAD_STATE_DISCOVERED:
@@ -225,7 +227,7 @@ func ValidateUpdateWorkload(r *inventoryv1.UpdateWorkloadRequest) error {
 	}
 	for i, p := range paths {
 		if !updatable[p] {
-			v.Add(fmt.Sprintf("update_mask.paths[%d]", i), "%q cannot be updated: updatable fields are display_name, role, stateful, wave, state, state_reason and labels", p)
+			v.Add(fmt.Sprintf("update_mask.paths[%d]", i), "%q cannot be updated: updatable fields are display_name, role, stateful, wave, state, state_reason, labels and facts (physical workloads)", p)
 			continue
 		}
 		switch p {
@@ -243,9 +245,24 @@ func ValidateUpdateWorkload(r *inventoryv1.UpdateWorkloadRequest) error {
 			checkText(&v, "workload.state_reason", w.GetStateReason(), maxStateReason)
 		case "labels":
 			checkLabels(&v, "workload.labels", w.GetLabels())
+		case "facts":
+			if w.GetFacts().GetInstance() != nil {
+				v.Add("workload.facts.instance", "an instance's facts are written by syncs of its cloud, not by UpdateWorkload")
+			}
 		}
 	}
 	return v.Err()
+}
+
+// checkFacts allows physical facts on a physical workload only; an instance's facts
+// come from syncs.
+func checkFacts(v *apierr.Violations, path string, w *inventoryv1.Workload) {
+	switch {
+	case w.GetFacts().GetInstance() != nil:
+		v.Add(path+".instance", "an instance's facts are written by syncs of its cloud: leave them out")
+	case w.GetFacts().GetPhysical() != nil && w.GetPhysical() == nil:
+		v.Add(path+".physical", "physical facts belong to a workload with a physical source")
+	}
 }
 
 // ValidateDeleteWorkload checks a DeleteWorkloadRequest.
