@@ -265,10 +265,14 @@ func (s *Syncer) sync(ctx context.Context, p *progress) error {
 	incremental := p.sy.GetMode() == inventoryv1.SyncMode_SYNC_MODE_INCREMENTAL
 	var snap *Snapshot
 	if incremental {
-		p.update(ctx, true, func(sy *inventoryv1.Sync) { sy.Phase = "listing changes since " + sy.GetChangesSince().AsTime().Format(time.RFC3339) })
+		p.update(ctx, true, func(sy *inventoryv1.Sync) {
+			sy.Phase = "listing changes since " + sy.GetChangesSince().AsTime().Format(time.RFC3339)
+		})
 		snap, err = ListChanges(ctx, cl, p.sy.GetChangesSince().AsTime())
 	} else {
-		p.update(ctx, true, func(sy *inventoryv1.Sync) { sy.Phase = "listing servers, ports, networks, subnets, floating IPs, volumes" })
+		p.update(ctx, true, func(sy *inventoryv1.Sync) {
+			sy.Phase = "listing servers, ports, networks, subnets, floating IPs, volumes"
+		})
 		snap, err = ListAll(ctx, cl)
 	}
 	if err != nil {

@@ -165,4 +165,3 @@ func ValidateListNetworks(r *inventoryv1.ListNetworksRequest) error {
 	}
 	return nil
 }
-
