@@ -137,7 +137,7 @@ func (s *Syncer) Start(ctx context.Context, req *inventoryv1.Sync) (*inventoryv1
 	}
 	unlock, err := s.locks.TryLock(ctx, keys.SyncLock(name))
 	if errors.Is(err, locks.ErrLocked) {
-		running := "another sync"
+		running := ""
 		if list, lerr := s.List(ctx, name); lerr == nil {
 			for _, x := range list {
 				if x.GetState() == inventoryv1.SyncState_SYNC_STATE_RUNNING {
@@ -146,8 +146,14 @@ func (s *Syncer) Start(ctx context.Context, req *inventoryv1.Sync) (*inventoryv1
 				}
 			}
 		}
-		return nil, apierr.New(codes.FailedPrecondition, "SYNC_RUNNING",
-			"a sync of cloud %q is running: %s; watch it with WatchSync, or try again when it ends", name, running)
+		if running != "" {
+			return nil, apierr.New(codes.FailedPrecondition, "SYNC_RUNNING",
+				"a sync of cloud %q is running: %s; watch it with WatchSync, or try again when it ends", name, running)
+		}
+		// The last sync has recorded its end and is letting go of the lock.
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		unlock, err = s.locks.Lock(lctx, keys.SyncLock(name))
+		cancel()
 	}
 	if err != nil {
 		return nil, apierr.New(codes.Unavailable, "NO_LOCK", "cannot take the sync lock of cloud %q: %v", name, err)
@@ -410,8 +416,12 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 	if !ix.snap.Complete && (ix.snap.AllPorts || ix.snap.AllFloatingIPs) {
 		// Ports or floating IPs changed on a server that did not change otherwise:
 		// patch them into its stored facts.
+		gone := map[string]bool{}
+		for _, id := range ix.snap.Deleted {
+			gone[id] = true
+		}
 		for id, w := range byServer {
-			if seen[id] || w.GetVanished() || w.GetFacts().GetInstance() == nil {
+			if seen[id] || gone[id] || w.GetVanished() || w.GetFacts().GetInstance() == nil {
 				continue
 			}
 			f := proto.CloneOf(w.GetFacts().GetInstance())
