@@ -261,6 +261,20 @@ for w in json.load(sys.stdin).get("workloads", []):
 echo "  again, with nothing changed (AUTO: incremental, Nova changes-since): no etcd writes"
 runsync AUTO
 
+say "a physical server registers itself: hikkoshi-collect on this machine (read-only: /proc, /sys, /run/udev/data, /etc)"
+go build -o bin/hikkoshi-collect ./services/inventory/cmd/hikkoshi-collect
+bin/hikkoshi-collect --inventory "$addr" --workload-id phys-demo-host --role db --stateful | sed 's/^/  /'
+inv GetWorkload '{"name":"workloads/phys-demo-host"}' | /usr/bin/python3 -c '
+import json, sys
+w = json.load(sys.stdin)["workload"]; f = w["facts"]["physical"]
+print("  %s: %s, kernel %s, %s CPUs, %d GiB" % (f["hostname"], f["osRelease"], f["kernel"], f["cpus"], int(f["memoryBytes"]) >> 30))
+for d in f.get("disks", []):
+    parts = ", ".join("%s %s %s" % (p["device"], p.get("filesystem", "?"), p.get("mountPoint", "")) for p in d.get("partitions", []))
+    print("    disk %s %d GiB %s" % (d["device"], int(d["sizeBytes"]) >> 30, parts or ("%s on %s" % (d.get("filesystem", "?"), d.get("mountPoint", "-")))))
+for n in f.get("nics", []):
+    print("    nic  %s %s %s" % (n["name"], n["macAddress"], " ".join(n.get("addresses", []))))'
+inv DeleteWorkload '{"name":"workloads/phys-demo-host"}' >/dev/null # the demo machine is not moving anywhere
+
 say "plan: stateless roles in wave 1, stateful (databases) in wave 2"
 for id in web-1 web-2 api-1; do
   inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_PLANNED\",\"wave\":1},\"update_mask\":{\"paths\":[\"state\",\"wave\"]}}" | brief
