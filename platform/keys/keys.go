@@ -10,6 +10,7 @@
 //	/hikkoshi/inventory/syncs/<sync_id>           a sync of a source cloud (protobuf)
 //	/hikkoshi/inventory/clouds/<cloud>/networks/<id> a cloud's network as last synced (protobuf)
 //	/hikkoshi/inventory/locks/sync/<cloud>        mutex: one sync per cloud (session lease)
+//	/hikkoshi/inventory/plans/<plan_id>           a proposed or accepted wave plan (protobuf)
 //	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
 //	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
 //	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
@@ -79,3 +80,6 @@ func CloudNetworks(cloud string) string {
 
 // CloudNetwork returns the key of one synced network.
 func CloudNetwork(cloud, id string) string { return CloudNetworks(cloud) + id }
+
+// Plan returns the key of one wave plan.
+func Plan(id string) string { return Root + "inventory/plans/" + id }

@@ -92,6 +92,393 @@ func (WatchEventType) EnumDescriptor() ([]byte, []int) {
 	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{0}
 }
 
+// CreatePlanRequest is the request of CreatePlan.
+type CreatePlanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plan holds the rules, dependencies and pins; output-only fields are ignored.
+	Plan          *Plan `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePlanRequest) Reset() {
+	*x = CreatePlanRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePlanRequest) ProtoMessage() {}
+
+func (x *CreatePlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePlanRequest.ProtoReflect.Descriptor instead.
+func (*CreatePlanRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreatePlanRequest) GetPlan() *Plan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+// CreatePlanResponse is the response of CreatePlan.
+type CreatePlanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plan is the proposal.
+	Plan          *Plan `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePlanResponse) Reset() {
+	*x = CreatePlanResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePlanResponse) ProtoMessage() {}
+
+func (x *CreatePlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePlanResponse.ProtoReflect.Descriptor instead.
+func (*CreatePlanResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreatePlanResponse) GetPlan() *Plan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+// GetPlanRequest is the request of GetPlan.
+type GetPlanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "plans/{plan_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPlanRequest) Reset() {
+	*x = GetPlanRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPlanRequest) ProtoMessage() {}
+
+func (x *GetPlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPlanRequest.ProtoReflect.Descriptor instead.
+func (*GetPlanRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetPlanRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetPlanResponse is the response of GetPlan.
+type GetPlanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plan is the plan.
+	Plan          *Plan `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPlanResponse) Reset() {
+	*x = GetPlanResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPlanResponse) ProtoMessage() {}
+
+func (x *GetPlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPlanResponse.ProtoReflect.Descriptor instead.
+func (*GetPlanResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetPlanResponse) GetPlan() *Plan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+// AcceptPlanRequest is the request of AcceptPlan.
+type AcceptPlanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "plans/{plan_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptPlanRequest) Reset() {
+	*x = AcceptPlanRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptPlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptPlanRequest) ProtoMessage() {}
+
+func (x *AcceptPlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptPlanRequest.ProtoReflect.Descriptor instead.
+func (*AcceptPlanRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AcceptPlanRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// AcceptPlanResponse is the response of AcceptPlan.
+type AcceptPlanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// plan is the accepted plan.
+	Plan *Plan `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	// updated is how many workloads were written.
+	Updated       int32 `protobuf:"varint,2,opt,name=updated,proto3" json:"updated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptPlanResponse) Reset() {
+	*x = AcceptPlanResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptPlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptPlanResponse) ProtoMessage() {}
+
+func (x *AcceptPlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptPlanResponse.ProtoReflect.Descriptor instead.
+func (*AcceptPlanResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AcceptPlanResponse) GetPlan() *Plan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+func (x *AcceptPlanResponse) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+// GetPreflightRequest is the request of GetPreflight.
+type GetPreflightRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// wave is the wave to check, from 1.
+	Wave int32 `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
+	// destination is the destination cloud's clouds.yaml entry (one of the
+	// inventory's --destination-clouds).
+	Destination   string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPreflightRequest) Reset() {
+	*x = GetPreflightRequest{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPreflightRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPreflightRequest) ProtoMessage() {}
+
+func (x *GetPreflightRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPreflightRequest.ProtoReflect.Descriptor instead.
+func (*GetPreflightRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetPreflightRequest) GetWave() int32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
+func (x *GetPreflightRequest) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+// GetPreflightResponse is the response of GetPreflight.
+type GetPreflightResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// report is the check's result.
+	Report        *PreflightReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPreflightResponse) Reset() {
+	*x = GetPreflightResponse{}
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPreflightResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPreflightResponse) ProtoMessage() {}
+
+func (x *GetPreflightResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPreflightResponse.ProtoReflect.Descriptor instead.
+func (*GetPreflightResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetPreflightResponse) GetReport() *PreflightReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
 // CreateSyncRequest is the request of CreateSync.
 type CreateSyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -103,7 +490,7 @@ type CreateSyncRequest struct {
 
 func (x *CreateSyncRequest) Reset() {
 	*x = CreateSyncRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +502,7 @@ func (x *CreateSyncRequest) String() string {
 func (*CreateSyncRequest) ProtoMessage() {}
 
 func (x *CreateSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[0]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +515,7 @@ func (x *CreateSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSyncRequest.ProtoReflect.Descriptor instead.
 func (*CreateSyncRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{0}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CreateSyncRequest) GetSync() *Sync {
@@ -149,7 +536,7 @@ type CreateSyncResponse struct {
 
 func (x *CreateSyncResponse) Reset() {
 	*x = CreateSyncResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +548,7 @@ func (x *CreateSyncResponse) String() string {
 func (*CreateSyncResponse) ProtoMessage() {}
 
 func (x *CreateSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[1]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +561,7 @@ func (x *CreateSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSyncResponse.ProtoReflect.Descriptor instead.
 func (*CreateSyncResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CreateSyncResponse) GetSync() *Sync {
@@ -195,7 +582,7 @@ type GetSyncRequest struct {
 
 func (x *GetSyncRequest) Reset() {
 	*x = GetSyncRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -207,7 +594,7 @@ func (x *GetSyncRequest) String() string {
 func (*GetSyncRequest) ProtoMessage() {}
 
 func (x *GetSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[2]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -220,7 +607,7 @@ func (x *GetSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSyncRequest.ProtoReflect.Descriptor instead.
 func (*GetSyncRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetSyncRequest) GetName() string {
@@ -241,7 +628,7 @@ type GetSyncResponse struct {
 
 func (x *GetSyncResponse) Reset() {
 	*x = GetSyncResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -253,7 +640,7 @@ func (x *GetSyncResponse) String() string {
 func (*GetSyncResponse) ProtoMessage() {}
 
 func (x *GetSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[3]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -266,7 +653,7 @@ func (x *GetSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSyncResponse.ProtoReflect.Descriptor instead.
 func (*GetSyncResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetSyncResponse) GetSync() *Sync {
@@ -291,7 +678,7 @@ type ListSyncsRequest struct {
 
 func (x *ListSyncsRequest) Reset() {
 	*x = ListSyncsRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +690,7 @@ func (x *ListSyncsRequest) String() string {
 func (*ListSyncsRequest) ProtoMessage() {}
 
 func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[4]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +703,7 @@ func (x *ListSyncsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncsRequest.ProtoReflect.Descriptor instead.
 func (*ListSyncsRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListSyncsRequest) GetCloud() string {
@@ -353,7 +740,7 @@ type ListSyncsResponse struct {
 
 func (x *ListSyncsResponse) Reset() {
 	*x = ListSyncsResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -365,7 +752,7 @@ func (x *ListSyncsResponse) String() string {
 func (*ListSyncsResponse) ProtoMessage() {}
 
 func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[5]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -378,7 +765,7 @@ func (x *ListSyncsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSyncsResponse.ProtoReflect.Descriptor instead.
 func (*ListSyncsResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListSyncsResponse) GetSyncs() []*Sync {
@@ -406,7 +793,7 @@ type WatchSyncRequest struct {
 
 func (x *WatchSyncRequest) Reset() {
 	*x = WatchSyncRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +805,7 @@ func (x *WatchSyncRequest) String() string {
 func (*WatchSyncRequest) ProtoMessage() {}
 
 func (x *WatchSyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[6]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +818,7 @@ func (x *WatchSyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSyncRequest.ProtoReflect.Descriptor instead.
 func (*WatchSyncRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{6}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchSyncRequest) GetName() string {
@@ -452,7 +839,7 @@ type WatchSyncResponse struct {
 
 func (x *WatchSyncResponse) Reset() {
 	*x = WatchSyncResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -464,7 +851,7 @@ func (x *WatchSyncResponse) String() string {
 func (*WatchSyncResponse) ProtoMessage() {}
 
 func (x *WatchSyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[7]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -477,7 +864,7 @@ func (x *WatchSyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchSyncResponse.ProtoReflect.Descriptor instead.
 func (*WatchSyncResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{7}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchSyncResponse) GetSync() *Sync {
@@ -498,7 +885,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -510,7 +897,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[8]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -523,7 +910,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{8}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListNetworksRequest) GetCloud() string {
@@ -544,7 +931,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +943,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[9]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +956,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{9}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -597,7 +984,7 @@ type CreateWorkloadRequest struct {
 
 func (x *CreateWorkloadRequest) Reset() {
 	*x = CreateWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -609,7 +996,7 @@ func (x *CreateWorkloadRequest) String() string {
 func (*CreateWorkloadRequest) ProtoMessage() {}
 
 func (x *CreateWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[10]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -622,7 +1009,7 @@ func (x *CreateWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*CreateWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{10}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateWorkloadRequest) GetWorkloadId() string {
@@ -657,7 +1044,7 @@ type CreateWorkloadResponse struct {
 
 func (x *CreateWorkloadResponse) Reset() {
 	*x = CreateWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +1056,7 @@ func (x *CreateWorkloadResponse) String() string {
 func (*CreateWorkloadResponse) ProtoMessage() {}
 
 func (x *CreateWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[11]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +1069,7 @@ func (x *CreateWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*CreateWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{11}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateWorkloadResponse) GetWorkload() *Workload {
@@ -703,7 +1090,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +1102,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[12]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +1115,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -749,7 +1136,7 @@ type GetWorkloadResponse struct {
 
 func (x *GetWorkloadResponse) Reset() {
 	*x = GetWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +1148,7 @@ func (x *GetWorkloadResponse) String() string {
 func (*GetWorkloadResponse) ProtoMessage() {}
 
 func (x *GetWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[13]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +1161,7 @@ func (x *GetWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{13}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetWorkloadResponse) GetWorkload() *Workload {
@@ -813,7 +1200,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +1212,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +1225,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{14}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListWorkloadsRequest) GetPageSize() int32 {
@@ -917,7 +1304,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[15]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1316,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[15]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1329,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{15}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*Workload {
@@ -974,7 +1361,7 @@ type UpdateWorkloadRequest struct {
 
 func (x *UpdateWorkloadRequest) Reset() {
 	*x = UpdateWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[16]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1373,7 @@ func (x *UpdateWorkloadRequest) String() string {
 func (*UpdateWorkloadRequest) ProtoMessage() {}
 
 func (x *UpdateWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[16]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1386,7 @@ func (x *UpdateWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{16}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateWorkloadRequest) GetWorkload() *Workload {
@@ -1027,7 +1414,7 @@ type UpdateWorkloadResponse struct {
 
 func (x *UpdateWorkloadResponse) Reset() {
 	*x = UpdateWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[17]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1426,7 @@ func (x *UpdateWorkloadResponse) String() string {
 func (*UpdateWorkloadResponse) ProtoMessage() {}
 
 func (x *UpdateWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[17]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1439,7 @@ func (x *UpdateWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{17}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateWorkloadResponse) GetWorkload() *Workload {
@@ -1076,7 +1463,7 @@ type DeleteWorkloadRequest struct {
 
 func (x *DeleteWorkloadRequest) Reset() {
 	*x = DeleteWorkloadRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[18]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1475,7 @@ func (x *DeleteWorkloadRequest) String() string {
 func (*DeleteWorkloadRequest) ProtoMessage() {}
 
 func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[18]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1488,7 @@ func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{18}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteWorkloadRequest) GetName() string {
@@ -1127,7 +1514,7 @@ type DeleteWorkloadResponse struct {
 
 func (x *DeleteWorkloadResponse) Reset() {
 	*x = DeleteWorkloadResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[19]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1526,7 @@ func (x *DeleteWorkloadResponse) String() string {
 func (*DeleteWorkloadResponse) ProtoMessage() {}
 
 func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[19]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1539,7 @@ func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{19}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{27}
 }
 
 // WatchWorkloadsRequest is the request of WatchWorkloads.
@@ -1172,7 +1559,7 @@ type WatchWorkloadsRequest struct {
 
 func (x *WatchWorkloadsRequest) Reset() {
 	*x = WatchWorkloadsRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[20]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1571,7 @@ func (x *WatchWorkloadsRequest) String() string {
 func (*WatchWorkloadsRequest) ProtoMessage() {}
 
 func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[20]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1584,7 @@ func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*WatchWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{20}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchWorkloadsRequest) GetStartRevision() int64 {
@@ -1231,7 +1618,7 @@ type WatchWorkloadsResponse struct {
 
 func (x *WatchWorkloadsResponse) Reset() {
 	*x = WatchWorkloadsResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[21]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1630,7 @@ func (x *WatchWorkloadsResponse) String() string {
 func (*WatchWorkloadsResponse) ProtoMessage() {}
 
 func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[21]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1643,7 @@ func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*WatchWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{21}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *WatchWorkloadsResponse) GetType() WatchEventType {
@@ -1289,7 +1676,7 @@ type ListWavesRequest struct {
 
 func (x *ListWavesRequest) Reset() {
 	*x = ListWavesRequest{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1688,7 @@ func (x *ListWavesRequest) String() string {
 func (*ListWavesRequest) ProtoMessage() {}
 
 func (x *ListWavesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1701,7 @@ func (x *ListWavesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWavesRequest.ProtoReflect.Descriptor instead.
 func (*ListWavesRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{22}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{30}
 }
 
 // ListWavesResponse is the response of ListWaves.
@@ -1329,7 +1716,7 @@ type ListWavesResponse struct {
 
 func (x *ListWavesResponse) Reset() {
 	*x = ListWavesResponse{}
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[23]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1728,7 @@ func (x *ListWavesResponse) String() string {
 func (*ListWavesResponse) ProtoMessage() {}
 
 func (x *ListWavesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[23]
+	mi := &file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1741,7 @@ func (x *ListWavesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWavesResponse.ProtoReflect.Descriptor instead.
 func (*ListWavesResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{23}
+	return file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListWavesResponse) GetWaves() []*WaveSummary {
@@ -1368,7 +1755,25 @@ var File_hikkoshi_inventory_v1_inventory_service_proto protoreflect.FileDescript
 
 const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\n" +
-	"-hikkoshi/inventory/v1/inventory_service.proto\x12\x15hikkoshi.inventory.v1\x1a google/protobuf/field_mask.proto\x1a#hikkoshi/inventory/v1/network.proto\x1a hikkoshi/inventory/v1/sync.proto\x1a hikkoshi/inventory/v1/wave.proto\x1a$hikkoshi/inventory/v1/workload.proto\"D\n" +
+	"-hikkoshi/inventory/v1/inventory_service.proto\x12\x15hikkoshi.inventory.v1\x1a google/protobuf/field_mask.proto\x1a#hikkoshi/inventory/v1/network.proto\x1a hikkoshi/inventory/v1/plan.proto\x1a hikkoshi/inventory/v1/sync.proto\x1a hikkoshi/inventory/v1/wave.proto\x1a$hikkoshi/inventory/v1/workload.proto\"D\n" +
+	"\x11CreatePlanRequest\x12/\n" +
+	"\x04plan\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.PlanR\x04plan\"E\n" +
+	"\x12CreatePlanResponse\x12/\n" +
+	"\x04plan\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.PlanR\x04plan\"$\n" +
+	"\x0eGetPlanRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
+	"\x0fGetPlanResponse\x12/\n" +
+	"\x04plan\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.PlanR\x04plan\"'\n" +
+	"\x11AcceptPlanRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"_\n" +
+	"\x12AcceptPlanResponse\x12/\n" +
+	"\x04plan\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.PlanR\x04plan\x12\x18\n" +
+	"\aupdated\x18\x02 \x01(\x05R\aupdated\"K\n" +
+	"\x13GetPreflightRequest\x12\x12\n" +
+	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12 \n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\"V\n" +
+	"\x14GetPreflightResponse\x12>\n" +
+	"\x06report\x18\x01 \x01(\v2&.hikkoshi.inventory.v1.PreflightReportR\x06report\"D\n" +
 	"\x11CreateSyncRequest\x12/\n" +
 	"\x04sync\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.SyncR\x04sync\"E\n" +
 	"\x12CreateSyncResponse\x12/\n" +
@@ -1451,7 +1856,7 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x18WATCH_EVENT_TYPE_CREATED\x10\x03\x12\x1c\n" +
 	"\x18WATCH_EVENT_TYPE_UPDATED\x10\x04\x12\x1c\n" +
 	"\x18WATCH_EVENT_TYPE_DELETED\x10\x05\x12\x1d\n" +
-	"\x19WATCH_EVENT_TYPE_PROGRESS\x10\x062\xea\t\n" +
+	"\x19WATCH_EVENT_TYPE_PROGRESS\x10\x062\xf3\f\n" +
 	"\x10InventoryService\x12m\n" +
 	"\x0eCreateWorkload\x12,.hikkoshi.inventory.v1.CreateWorkloadRequest\x1a-.hikkoshi.inventory.v1.CreateWorkloadResponse\x12d\n" +
 	"\vGetWorkload\x12).hikkoshi.inventory.v1.GetWorkloadRequest\x1a*.hikkoshi.inventory.v1.GetWorkloadResponse\x12j\n" +
@@ -1465,7 +1870,13 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\aGetSync\x12%.hikkoshi.inventory.v1.GetSyncRequest\x1a&.hikkoshi.inventory.v1.GetSyncResponse\x12^\n" +
 	"\tListSyncs\x12'.hikkoshi.inventory.v1.ListSyncsRequest\x1a(.hikkoshi.inventory.v1.ListSyncsResponse\x12`\n" +
 	"\tWatchSync\x12'.hikkoshi.inventory.v1.WatchSyncRequest\x1a(.hikkoshi.inventory.v1.WatchSyncResponse0\x01\x12g\n" +
-	"\fListNetworks\x12*.hikkoshi.inventory.v1.ListNetworksRequest\x1a+.hikkoshi.inventory.v1.ListNetworksResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1;inventoryv1b\x06proto3"
+	"\fListNetworks\x12*.hikkoshi.inventory.v1.ListNetworksRequest\x1a+.hikkoshi.inventory.v1.ListNetworksResponse\x12a\n" +
+	"\n" +
+	"CreatePlan\x12(.hikkoshi.inventory.v1.CreatePlanRequest\x1a).hikkoshi.inventory.v1.CreatePlanResponse\x12X\n" +
+	"\aGetPlan\x12%.hikkoshi.inventory.v1.GetPlanRequest\x1a&.hikkoshi.inventory.v1.GetPlanResponse\x12a\n" +
+	"\n" +
+	"AcceptPlan\x12(.hikkoshi.inventory.v1.AcceptPlanRequest\x1a).hikkoshi.inventory.v1.AcceptPlanResponse\x12g\n" +
+	"\fGetPreflight\x12*.hikkoshi.inventory.v1.GetPreflightRequest\x1a+.hikkoshi.inventory.v1.GetPreflightResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_hikkoshi_inventory_v1_inventory_service_proto_rawDescOnce sync.Once
@@ -1480,91 +1891,114 @@ func file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_inventory_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_hikkoshi_inventory_v1_inventory_service_proto_goTypes = []any{
 	(WatchEventType)(0),            // 0: hikkoshi.inventory.v1.WatchEventType
-	(*CreateSyncRequest)(nil),      // 1: hikkoshi.inventory.v1.CreateSyncRequest
-	(*CreateSyncResponse)(nil),     // 2: hikkoshi.inventory.v1.CreateSyncResponse
-	(*GetSyncRequest)(nil),         // 3: hikkoshi.inventory.v1.GetSyncRequest
-	(*GetSyncResponse)(nil),        // 4: hikkoshi.inventory.v1.GetSyncResponse
-	(*ListSyncsRequest)(nil),       // 5: hikkoshi.inventory.v1.ListSyncsRequest
-	(*ListSyncsResponse)(nil),      // 6: hikkoshi.inventory.v1.ListSyncsResponse
-	(*WatchSyncRequest)(nil),       // 7: hikkoshi.inventory.v1.WatchSyncRequest
-	(*WatchSyncResponse)(nil),      // 8: hikkoshi.inventory.v1.WatchSyncResponse
-	(*ListNetworksRequest)(nil),    // 9: hikkoshi.inventory.v1.ListNetworksRequest
-	(*ListNetworksResponse)(nil),   // 10: hikkoshi.inventory.v1.ListNetworksResponse
-	(*CreateWorkloadRequest)(nil),  // 11: hikkoshi.inventory.v1.CreateWorkloadRequest
-	(*CreateWorkloadResponse)(nil), // 12: hikkoshi.inventory.v1.CreateWorkloadResponse
-	(*GetWorkloadRequest)(nil),     // 13: hikkoshi.inventory.v1.GetWorkloadRequest
-	(*GetWorkloadResponse)(nil),    // 14: hikkoshi.inventory.v1.GetWorkloadResponse
-	(*ListWorkloadsRequest)(nil),   // 15: hikkoshi.inventory.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),  // 16: hikkoshi.inventory.v1.ListWorkloadsResponse
-	(*UpdateWorkloadRequest)(nil),  // 17: hikkoshi.inventory.v1.UpdateWorkloadRequest
-	(*UpdateWorkloadResponse)(nil), // 18: hikkoshi.inventory.v1.UpdateWorkloadResponse
-	(*DeleteWorkloadRequest)(nil),  // 19: hikkoshi.inventory.v1.DeleteWorkloadRequest
-	(*DeleteWorkloadResponse)(nil), // 20: hikkoshi.inventory.v1.DeleteWorkloadResponse
-	(*WatchWorkloadsRequest)(nil),  // 21: hikkoshi.inventory.v1.WatchWorkloadsRequest
-	(*WatchWorkloadsResponse)(nil), // 22: hikkoshi.inventory.v1.WatchWorkloadsResponse
-	(*ListWavesRequest)(nil),       // 23: hikkoshi.inventory.v1.ListWavesRequest
-	(*ListWavesResponse)(nil),      // 24: hikkoshi.inventory.v1.ListWavesResponse
-	nil,                            // 25: hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
-	(*Sync)(nil),                   // 26: hikkoshi.inventory.v1.Sync
-	(*Network)(nil),                // 27: hikkoshi.inventory.v1.Network
-	(*Workload)(nil),               // 28: hikkoshi.inventory.v1.Workload
-	(WorkloadState)(0),             // 29: hikkoshi.inventory.v1.WorkloadState
-	(WorkloadKind)(0),              // 30: hikkoshi.inventory.v1.WorkloadKind
-	(*fieldmaskpb.FieldMask)(nil),  // 31: google.protobuf.FieldMask
-	(*WaveSummary)(nil),            // 32: hikkoshi.inventory.v1.WaveSummary
+	(*CreatePlanRequest)(nil),      // 1: hikkoshi.inventory.v1.CreatePlanRequest
+	(*CreatePlanResponse)(nil),     // 2: hikkoshi.inventory.v1.CreatePlanResponse
+	(*GetPlanRequest)(nil),         // 3: hikkoshi.inventory.v1.GetPlanRequest
+	(*GetPlanResponse)(nil),        // 4: hikkoshi.inventory.v1.GetPlanResponse
+	(*AcceptPlanRequest)(nil),      // 5: hikkoshi.inventory.v1.AcceptPlanRequest
+	(*AcceptPlanResponse)(nil),     // 6: hikkoshi.inventory.v1.AcceptPlanResponse
+	(*GetPreflightRequest)(nil),    // 7: hikkoshi.inventory.v1.GetPreflightRequest
+	(*GetPreflightResponse)(nil),   // 8: hikkoshi.inventory.v1.GetPreflightResponse
+	(*CreateSyncRequest)(nil),      // 9: hikkoshi.inventory.v1.CreateSyncRequest
+	(*CreateSyncResponse)(nil),     // 10: hikkoshi.inventory.v1.CreateSyncResponse
+	(*GetSyncRequest)(nil),         // 11: hikkoshi.inventory.v1.GetSyncRequest
+	(*GetSyncResponse)(nil),        // 12: hikkoshi.inventory.v1.GetSyncResponse
+	(*ListSyncsRequest)(nil),       // 13: hikkoshi.inventory.v1.ListSyncsRequest
+	(*ListSyncsResponse)(nil),      // 14: hikkoshi.inventory.v1.ListSyncsResponse
+	(*WatchSyncRequest)(nil),       // 15: hikkoshi.inventory.v1.WatchSyncRequest
+	(*WatchSyncResponse)(nil),      // 16: hikkoshi.inventory.v1.WatchSyncResponse
+	(*ListNetworksRequest)(nil),    // 17: hikkoshi.inventory.v1.ListNetworksRequest
+	(*ListNetworksResponse)(nil),   // 18: hikkoshi.inventory.v1.ListNetworksResponse
+	(*CreateWorkloadRequest)(nil),  // 19: hikkoshi.inventory.v1.CreateWorkloadRequest
+	(*CreateWorkloadResponse)(nil), // 20: hikkoshi.inventory.v1.CreateWorkloadResponse
+	(*GetWorkloadRequest)(nil),     // 21: hikkoshi.inventory.v1.GetWorkloadRequest
+	(*GetWorkloadResponse)(nil),    // 22: hikkoshi.inventory.v1.GetWorkloadResponse
+	(*ListWorkloadsRequest)(nil),   // 23: hikkoshi.inventory.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),  // 24: hikkoshi.inventory.v1.ListWorkloadsResponse
+	(*UpdateWorkloadRequest)(nil),  // 25: hikkoshi.inventory.v1.UpdateWorkloadRequest
+	(*UpdateWorkloadResponse)(nil), // 26: hikkoshi.inventory.v1.UpdateWorkloadResponse
+	(*DeleteWorkloadRequest)(nil),  // 27: hikkoshi.inventory.v1.DeleteWorkloadRequest
+	(*DeleteWorkloadResponse)(nil), // 28: hikkoshi.inventory.v1.DeleteWorkloadResponse
+	(*WatchWorkloadsRequest)(nil),  // 29: hikkoshi.inventory.v1.WatchWorkloadsRequest
+	(*WatchWorkloadsResponse)(nil), // 30: hikkoshi.inventory.v1.WatchWorkloadsResponse
+	(*ListWavesRequest)(nil),       // 31: hikkoshi.inventory.v1.ListWavesRequest
+	(*ListWavesResponse)(nil),      // 32: hikkoshi.inventory.v1.ListWavesResponse
+	nil,                            // 33: hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
+	(*Plan)(nil),                   // 34: hikkoshi.inventory.v1.Plan
+	(*PreflightReport)(nil),        // 35: hikkoshi.inventory.v1.PreflightReport
+	(*Sync)(nil),                   // 36: hikkoshi.inventory.v1.Sync
+	(*Network)(nil),                // 37: hikkoshi.inventory.v1.Network
+	(*Workload)(nil),               // 38: hikkoshi.inventory.v1.Workload
+	(WorkloadState)(0),             // 39: hikkoshi.inventory.v1.WorkloadState
+	(WorkloadKind)(0),              // 40: hikkoshi.inventory.v1.WorkloadKind
+	(*fieldmaskpb.FieldMask)(nil),  // 41: google.protobuf.FieldMask
+	(*WaveSummary)(nil),            // 42: hikkoshi.inventory.v1.WaveSummary
 }
 var file_hikkoshi_inventory_v1_inventory_service_proto_depIdxs = []int32{
-	26, // 0: hikkoshi.inventory.v1.CreateSyncRequest.sync:type_name -> hikkoshi.inventory.v1.Sync
-	26, // 1: hikkoshi.inventory.v1.CreateSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
-	26, // 2: hikkoshi.inventory.v1.GetSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
-	26, // 3: hikkoshi.inventory.v1.ListSyncsResponse.syncs:type_name -> hikkoshi.inventory.v1.Sync
-	26, // 4: hikkoshi.inventory.v1.WatchSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
-	27, // 5: hikkoshi.inventory.v1.ListNetworksResponse.networks:type_name -> hikkoshi.inventory.v1.Network
-	28, // 6: hikkoshi.inventory.v1.CreateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
-	28, // 7: hikkoshi.inventory.v1.CreateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	28, // 8: hikkoshi.inventory.v1.GetWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	29, // 9: hikkoshi.inventory.v1.ListWorkloadsRequest.state:type_name -> hikkoshi.inventory.v1.WorkloadState
-	30, // 10: hikkoshi.inventory.v1.ListWorkloadsRequest.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
-	25, // 11: hikkoshi.inventory.v1.ListWorkloadsRequest.labels:type_name -> hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
-	28, // 12: hikkoshi.inventory.v1.ListWorkloadsResponse.workloads:type_name -> hikkoshi.inventory.v1.Workload
-	28, // 13: hikkoshi.inventory.v1.UpdateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
-	31, // 14: hikkoshi.inventory.v1.UpdateWorkloadRequest.update_mask:type_name -> google.protobuf.FieldMask
-	28, // 15: hikkoshi.inventory.v1.UpdateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	0,  // 16: hikkoshi.inventory.v1.WatchWorkloadsResponse.type:type_name -> hikkoshi.inventory.v1.WatchEventType
-	28, // 17: hikkoshi.inventory.v1.WatchWorkloadsResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	32, // 18: hikkoshi.inventory.v1.ListWavesResponse.waves:type_name -> hikkoshi.inventory.v1.WaveSummary
-	11, // 19: hikkoshi.inventory.v1.InventoryService.CreateWorkload:input_type -> hikkoshi.inventory.v1.CreateWorkloadRequest
-	13, // 20: hikkoshi.inventory.v1.InventoryService.GetWorkload:input_type -> hikkoshi.inventory.v1.GetWorkloadRequest
-	15, // 21: hikkoshi.inventory.v1.InventoryService.ListWorkloads:input_type -> hikkoshi.inventory.v1.ListWorkloadsRequest
-	17, // 22: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:input_type -> hikkoshi.inventory.v1.UpdateWorkloadRequest
-	19, // 23: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:input_type -> hikkoshi.inventory.v1.DeleteWorkloadRequest
-	21, // 24: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:input_type -> hikkoshi.inventory.v1.WatchWorkloadsRequest
-	23, // 25: hikkoshi.inventory.v1.InventoryService.ListWaves:input_type -> hikkoshi.inventory.v1.ListWavesRequest
-	1,  // 26: hikkoshi.inventory.v1.InventoryService.CreateSync:input_type -> hikkoshi.inventory.v1.CreateSyncRequest
-	3,  // 27: hikkoshi.inventory.v1.InventoryService.GetSync:input_type -> hikkoshi.inventory.v1.GetSyncRequest
-	5,  // 28: hikkoshi.inventory.v1.InventoryService.ListSyncs:input_type -> hikkoshi.inventory.v1.ListSyncsRequest
-	7,  // 29: hikkoshi.inventory.v1.InventoryService.WatchSync:input_type -> hikkoshi.inventory.v1.WatchSyncRequest
-	9,  // 30: hikkoshi.inventory.v1.InventoryService.ListNetworks:input_type -> hikkoshi.inventory.v1.ListNetworksRequest
-	12, // 31: hikkoshi.inventory.v1.InventoryService.CreateWorkload:output_type -> hikkoshi.inventory.v1.CreateWorkloadResponse
-	14, // 32: hikkoshi.inventory.v1.InventoryService.GetWorkload:output_type -> hikkoshi.inventory.v1.GetWorkloadResponse
-	16, // 33: hikkoshi.inventory.v1.InventoryService.ListWorkloads:output_type -> hikkoshi.inventory.v1.ListWorkloadsResponse
-	18, // 34: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:output_type -> hikkoshi.inventory.v1.UpdateWorkloadResponse
-	20, // 35: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:output_type -> hikkoshi.inventory.v1.DeleteWorkloadResponse
-	22, // 36: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:output_type -> hikkoshi.inventory.v1.WatchWorkloadsResponse
-	24, // 37: hikkoshi.inventory.v1.InventoryService.ListWaves:output_type -> hikkoshi.inventory.v1.ListWavesResponse
-	2,  // 38: hikkoshi.inventory.v1.InventoryService.CreateSync:output_type -> hikkoshi.inventory.v1.CreateSyncResponse
-	4,  // 39: hikkoshi.inventory.v1.InventoryService.GetSync:output_type -> hikkoshi.inventory.v1.GetSyncResponse
-	6,  // 40: hikkoshi.inventory.v1.InventoryService.ListSyncs:output_type -> hikkoshi.inventory.v1.ListSyncsResponse
-	8,  // 41: hikkoshi.inventory.v1.InventoryService.WatchSync:output_type -> hikkoshi.inventory.v1.WatchSyncResponse
-	10, // 42: hikkoshi.inventory.v1.InventoryService.ListNetworks:output_type -> hikkoshi.inventory.v1.ListNetworksResponse
-	31, // [31:43] is the sub-list for method output_type
-	19, // [19:31] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	34, // 0: hikkoshi.inventory.v1.CreatePlanRequest.plan:type_name -> hikkoshi.inventory.v1.Plan
+	34, // 1: hikkoshi.inventory.v1.CreatePlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
+	34, // 2: hikkoshi.inventory.v1.GetPlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
+	34, // 3: hikkoshi.inventory.v1.AcceptPlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
+	35, // 4: hikkoshi.inventory.v1.GetPreflightResponse.report:type_name -> hikkoshi.inventory.v1.PreflightReport
+	36, // 5: hikkoshi.inventory.v1.CreateSyncRequest.sync:type_name -> hikkoshi.inventory.v1.Sync
+	36, // 6: hikkoshi.inventory.v1.CreateSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	36, // 7: hikkoshi.inventory.v1.GetSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	36, // 8: hikkoshi.inventory.v1.ListSyncsResponse.syncs:type_name -> hikkoshi.inventory.v1.Sync
+	36, // 9: hikkoshi.inventory.v1.WatchSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	37, // 10: hikkoshi.inventory.v1.ListNetworksResponse.networks:type_name -> hikkoshi.inventory.v1.Network
+	38, // 11: hikkoshi.inventory.v1.CreateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
+	38, // 12: hikkoshi.inventory.v1.CreateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	38, // 13: hikkoshi.inventory.v1.GetWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	39, // 14: hikkoshi.inventory.v1.ListWorkloadsRequest.state:type_name -> hikkoshi.inventory.v1.WorkloadState
+	40, // 15: hikkoshi.inventory.v1.ListWorkloadsRequest.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
+	33, // 16: hikkoshi.inventory.v1.ListWorkloadsRequest.labels:type_name -> hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
+	38, // 17: hikkoshi.inventory.v1.ListWorkloadsResponse.workloads:type_name -> hikkoshi.inventory.v1.Workload
+	38, // 18: hikkoshi.inventory.v1.UpdateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
+	41, // 19: hikkoshi.inventory.v1.UpdateWorkloadRequest.update_mask:type_name -> google.protobuf.FieldMask
+	38, // 20: hikkoshi.inventory.v1.UpdateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	0,  // 21: hikkoshi.inventory.v1.WatchWorkloadsResponse.type:type_name -> hikkoshi.inventory.v1.WatchEventType
+	38, // 22: hikkoshi.inventory.v1.WatchWorkloadsResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	42, // 23: hikkoshi.inventory.v1.ListWavesResponse.waves:type_name -> hikkoshi.inventory.v1.WaveSummary
+	19, // 24: hikkoshi.inventory.v1.InventoryService.CreateWorkload:input_type -> hikkoshi.inventory.v1.CreateWorkloadRequest
+	21, // 25: hikkoshi.inventory.v1.InventoryService.GetWorkload:input_type -> hikkoshi.inventory.v1.GetWorkloadRequest
+	23, // 26: hikkoshi.inventory.v1.InventoryService.ListWorkloads:input_type -> hikkoshi.inventory.v1.ListWorkloadsRequest
+	25, // 27: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:input_type -> hikkoshi.inventory.v1.UpdateWorkloadRequest
+	27, // 28: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:input_type -> hikkoshi.inventory.v1.DeleteWorkloadRequest
+	29, // 29: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:input_type -> hikkoshi.inventory.v1.WatchWorkloadsRequest
+	31, // 30: hikkoshi.inventory.v1.InventoryService.ListWaves:input_type -> hikkoshi.inventory.v1.ListWavesRequest
+	9,  // 31: hikkoshi.inventory.v1.InventoryService.CreateSync:input_type -> hikkoshi.inventory.v1.CreateSyncRequest
+	11, // 32: hikkoshi.inventory.v1.InventoryService.GetSync:input_type -> hikkoshi.inventory.v1.GetSyncRequest
+	13, // 33: hikkoshi.inventory.v1.InventoryService.ListSyncs:input_type -> hikkoshi.inventory.v1.ListSyncsRequest
+	15, // 34: hikkoshi.inventory.v1.InventoryService.WatchSync:input_type -> hikkoshi.inventory.v1.WatchSyncRequest
+	17, // 35: hikkoshi.inventory.v1.InventoryService.ListNetworks:input_type -> hikkoshi.inventory.v1.ListNetworksRequest
+	1,  // 36: hikkoshi.inventory.v1.InventoryService.CreatePlan:input_type -> hikkoshi.inventory.v1.CreatePlanRequest
+	3,  // 37: hikkoshi.inventory.v1.InventoryService.GetPlan:input_type -> hikkoshi.inventory.v1.GetPlanRequest
+	5,  // 38: hikkoshi.inventory.v1.InventoryService.AcceptPlan:input_type -> hikkoshi.inventory.v1.AcceptPlanRequest
+	7,  // 39: hikkoshi.inventory.v1.InventoryService.GetPreflight:input_type -> hikkoshi.inventory.v1.GetPreflightRequest
+	20, // 40: hikkoshi.inventory.v1.InventoryService.CreateWorkload:output_type -> hikkoshi.inventory.v1.CreateWorkloadResponse
+	22, // 41: hikkoshi.inventory.v1.InventoryService.GetWorkload:output_type -> hikkoshi.inventory.v1.GetWorkloadResponse
+	24, // 42: hikkoshi.inventory.v1.InventoryService.ListWorkloads:output_type -> hikkoshi.inventory.v1.ListWorkloadsResponse
+	26, // 43: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:output_type -> hikkoshi.inventory.v1.UpdateWorkloadResponse
+	28, // 44: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:output_type -> hikkoshi.inventory.v1.DeleteWorkloadResponse
+	30, // 45: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:output_type -> hikkoshi.inventory.v1.WatchWorkloadsResponse
+	32, // 46: hikkoshi.inventory.v1.InventoryService.ListWaves:output_type -> hikkoshi.inventory.v1.ListWavesResponse
+	10, // 47: hikkoshi.inventory.v1.InventoryService.CreateSync:output_type -> hikkoshi.inventory.v1.CreateSyncResponse
+	12, // 48: hikkoshi.inventory.v1.InventoryService.GetSync:output_type -> hikkoshi.inventory.v1.GetSyncResponse
+	14, // 49: hikkoshi.inventory.v1.InventoryService.ListSyncs:output_type -> hikkoshi.inventory.v1.ListSyncsResponse
+	16, // 50: hikkoshi.inventory.v1.InventoryService.WatchSync:output_type -> hikkoshi.inventory.v1.WatchSyncResponse
+	18, // 51: hikkoshi.inventory.v1.InventoryService.ListNetworks:output_type -> hikkoshi.inventory.v1.ListNetworksResponse
+	2,  // 52: hikkoshi.inventory.v1.InventoryService.CreatePlan:output_type -> hikkoshi.inventory.v1.CreatePlanResponse
+	4,  // 53: hikkoshi.inventory.v1.InventoryService.GetPlan:output_type -> hikkoshi.inventory.v1.GetPlanResponse
+	6,  // 54: hikkoshi.inventory.v1.InventoryService.AcceptPlan:output_type -> hikkoshi.inventory.v1.AcceptPlanResponse
+	8,  // 55: hikkoshi.inventory.v1.InventoryService.GetPreflight:output_type -> hikkoshi.inventory.v1.GetPreflightResponse
+	40, // [40:56] is the sub-list for method output_type
+	24, // [24:40] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_inventory_service_proto_init() }
@@ -1573,17 +2007,18 @@ func file_hikkoshi_inventory_v1_inventory_service_proto_init() {
 		return
 	}
 	file_hikkoshi_inventory_v1_network_proto_init()
+	file_hikkoshi_inventory_v1_plan_proto_init()
 	file_hikkoshi_inventory_v1_sync_proto_init()
 	file_hikkoshi_inventory_v1_wave_proto_init()
 	file_hikkoshi_inventory_v1_workload_proto_init()
-	file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[14].OneofWrappers = []any{}
+	file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc), len(file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,10 @@ const (
 	InventoryService_ListSyncs_FullMethodName      = "/hikkoshi.inventory.v1.InventoryService/ListSyncs"
 	InventoryService_WatchSync_FullMethodName      = "/hikkoshi.inventory.v1.InventoryService/WatchSync"
 	InventoryService_ListNetworks_FullMethodName   = "/hikkoshi.inventory.v1.InventoryService/ListNetworks"
+	InventoryService_CreatePlan_FullMethodName     = "/hikkoshi.inventory.v1.InventoryService/CreatePlan"
+	InventoryService_GetPlan_FullMethodName        = "/hikkoshi.inventory.v1.InventoryService/GetPlan"
+	InventoryService_AcceptPlan_FullMethodName     = "/hikkoshi.inventory.v1.InventoryService/AcceptPlan"
+	InventoryService_GetPreflight_FullMethodName   = "/hikkoshi.inventory.v1.InventoryService/GetPreflight"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -70,6 +74,19 @@ type InventoryServiceClient interface {
 	WatchSync(ctx context.Context, in *WatchSyncRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchSyncResponse], error)
 	// ListNetworks lists a cloud's networks and subnets as its last sync found them.
 	ListNetworks(ctx context.Context, in *ListNetworksRequest, opts ...grpc.CallOption) (*ListNetworksResponse, error)
+	// CreatePlan proposes waves for the registry's workloads (see Plan) and keeps the
+	// proposal; nothing in the workloads changes until AcceptPlan.
+	CreatePlan(ctx context.Context, in *CreatePlanRequest, opts ...grpc.CallOption) (*CreatePlanResponse, error)
+	// GetPlan returns a plan.
+	GetPlan(ctx context.Context, in *GetPlanRequest, opts ...grpc.CallOption) (*GetPlanResponse, error)
+	// AcceptPlan writes a proposed plan's waves (and rule-proposed roles) into the
+	// workloads and moves discovered ones to planned. A plan whose workloads changed
+	// since it was made is refused with ABORTED: make a new one.
+	AcceptPlan(ctx context.Context, in *AcceptPlanRequest, opts ...grpc.CallOption) (*AcceptPlanResponse, error)
+	// GetPreflight checks a wave against a destination cloud: disk bytes to move,
+	// flavors, images and networks missing there, IP conflicts with its allocation
+	// pools and ports. It reads the destination live.
+	GetPreflight(ctx context.Context, in *GetPreflightRequest, opts ...grpc.CallOption) (*GetPreflightResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -218,6 +235,46 @@ func (c *inventoryServiceClient) ListNetworks(ctx context.Context, in *ListNetwo
 	return out, nil
 }
 
+func (c *inventoryServiceClient) CreatePlan(ctx context.Context, in *CreatePlanRequest, opts ...grpc.CallOption) (*CreatePlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePlanResponse)
+	err := c.cc.Invoke(ctx, InventoryService_CreatePlan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) GetPlan(ctx context.Context, in *GetPlanRequest, opts ...grpc.CallOption) (*GetPlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPlanResponse)
+	err := c.cc.Invoke(ctx, InventoryService_GetPlan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) AcceptPlan(ctx context.Context, in *AcceptPlanRequest, opts ...grpc.CallOption) (*AcceptPlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcceptPlanResponse)
+	err := c.cc.Invoke(ctx, InventoryService_AcceptPlan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryServiceClient) GetPreflight(ctx context.Context, in *GetPreflightRequest, opts ...grpc.CallOption) (*GetPreflightResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPreflightResponse)
+	err := c.cc.Invoke(ctx, InventoryService_GetPreflight_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -255,6 +312,19 @@ type InventoryServiceServer interface {
 	WatchSync(*WatchSyncRequest, grpc.ServerStreamingServer[WatchSyncResponse]) error
 	// ListNetworks lists a cloud's networks and subnets as its last sync found them.
 	ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error)
+	// CreatePlan proposes waves for the registry's workloads (see Plan) and keeps the
+	// proposal; nothing in the workloads changes until AcceptPlan.
+	CreatePlan(context.Context, *CreatePlanRequest) (*CreatePlanResponse, error)
+	// GetPlan returns a plan.
+	GetPlan(context.Context, *GetPlanRequest) (*GetPlanResponse, error)
+	// AcceptPlan writes a proposed plan's waves (and rule-proposed roles) into the
+	// workloads and moves discovered ones to planned. A plan whose workloads changed
+	// since it was made is refused with ABORTED: make a new one.
+	AcceptPlan(context.Context, *AcceptPlanRequest) (*AcceptPlanResponse, error)
+	// GetPreflight checks a wave against a destination cloud: disk bytes to move,
+	// flavors, images and networks missing there, IP conflicts with its allocation
+	// pools and ports. It reads the destination live.
+	GetPreflight(context.Context, *GetPreflightRequest) (*GetPreflightResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -300,6 +370,18 @@ func (UnimplementedInventoryServiceServer) WatchSync(*WatchSyncRequest, grpc.Ser
 }
 func (UnimplementedInventoryServiceServer) ListNetworks(context.Context, *ListNetworksRequest) (*ListNetworksResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNetworks not implemented")
+}
+func (UnimplementedInventoryServiceServer) CreatePlan(context.Context, *CreatePlanRequest) (*CreatePlanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePlan not implemented")
+}
+func (UnimplementedInventoryServiceServer) GetPlan(context.Context, *GetPlanRequest) (*GetPlanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPlan not implemented")
+}
+func (UnimplementedInventoryServiceServer) AcceptPlan(context.Context, *AcceptPlanRequest) (*AcceptPlanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcceptPlan not implemented")
+}
+func (UnimplementedInventoryServiceServer) GetPreflight(context.Context, *GetPreflightRequest) (*GetPreflightResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPreflight not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -524,6 +606,78 @@ func _InventoryService_ListNetworks_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_CreatePlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).CreatePlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_CreatePlan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).CreatePlan(ctx, req.(*CreatePlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_GetPlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).GetPlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_GetPlan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).GetPlan(ctx, req.(*GetPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_AcceptPlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcceptPlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).AcceptPlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_AcceptPlan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).AcceptPlan(ctx, req.(*AcceptPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryService_GetPreflight_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPreflightRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).GetPreflight(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_GetPreflight_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).GetPreflight(ctx, req.(*GetPreflightRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -570,6 +724,22 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListNetworks",
 			Handler:    _InventoryService_ListNetworks_Handler,
+		},
+		{
+			MethodName: "CreatePlan",
+			Handler:    _InventoryService_CreatePlan_Handler,
+		},
+		{
+			MethodName: "GetPlan",
+			Handler:    _InventoryService_GetPlan_Handler,
+		},
+		{
+			MethodName: "AcceptPlan",
+			Handler:    _InventoryService_AcceptPlan_Handler,
+		},
+		{
+			MethodName: "GetPreflight",
+			Handler:    _InventoryService_GetPreflight_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -33,32 +33,37 @@ func run(ctx context.Context, args []string) error {
 	cfg := service.NewConfig("inventory", DefaultPort)
 	fs := flag.NewFlagSet("inventory", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	var cloudsYAML, sources string
+	var cloudsYAML, sources, destinations string
 	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
 	fs.StringVar(&sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
+	fs.StringVar(&destinations, "destination-clouds", "", "comma-separated clouds.yaml entries of the destination clouds GetPreflight checks against")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	var srcs []string
-	for _, c := range strings.Split(sources, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			srcs = append(srcs, c)
+	list := func(s string) []string {
+		var out []string
+		for _, c := range strings.Split(s, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				out = append(out, c)
+			}
 		}
+		return out
 	}
+	srcs, dsts := list(sources), list(destinations)
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		store, err := registry.NewStore(rt.Etcd)
 		if err != nil {
 			return err
 		}
-		if len(srcs) == 0 {
+		if len(srcs)+len(dsts) == 0 {
 			return registry.RegisterStore(rt, store, nil)
 		}
 		syncer := discovery.New(discovery.Options{
 			Store: store, Etcd: rt.Etcd, Locks: locks.New(rt.Session), Open: discovery.CloudsYAMLOpener(cloudsYAML),
-			Sources: srcs, Instance: cfg.Instance, Logger: rt.Logger, Stopping: rt.Stopping(),
+			Sources: srcs, Destinations: dsts, Instance: cfg.Instance, Logger: rt.Logger, Stopping: rt.Stopping(),
 		})
 		rt.OnShutdown(syncer.Wait)
-		rt.Logger.Info("syncs enabled", "source_clouds", srcs)
+		rt.Logger.Info("clouds configured", "source_clouds", srcs, "destination_clouds", dsts)
 		return registry.RegisterStore(rt, store, syncer)
 	})
 }

@@ -245,4 +245,3 @@ func (c collector) disks(fstab []*inventoryv1.FstabEntry) ([]*inventoryv1.Disk, 
 	}
 	return out, nil
 }
-

@@ -304,3 +304,5 @@ func wrap(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
+
+var zeroTime time.Time

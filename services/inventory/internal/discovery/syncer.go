@@ -85,28 +85,32 @@ func CloudsYAMLOpener(cloudsYAML string) Opener {
 
 // Syncer runs syncs and serves their API.
 type Syncer struct {
-	store    *registry.Store
-	etcd     *clientv3.Client
-	locks    *locks.Locker
-	open     Opener
-	sources  []string
-	instance string
-	log      *slog.Logger
-	stopping <-chan struct{}
-	now      func() time.Time
-	running  sync.WaitGroup
+	store   *registry.Store
+	etcd    *clientv3.Client
+	locks   *locks.Locker
+	open    Opener
+	sources []string
+	// destinations are the clouds pre-flights check against.
+	destinations []string
+	instance     string
+	log          *slog.Logger
+	stopping     <-chan struct{}
+	now          func() time.Time
+	running      sync.WaitGroup
 }
 
 // Options configure a Syncer.
 type Options struct {
-	Store    *registry.Store
-	Etcd     *clientv3.Client
-	Locks    *locks.Locker
-	Open     Opener
-	Sources  []string // clouds.yaml entries that may be synced
-	Instance string
-	Logger   *slog.Logger
-	Stopping <-chan struct{}
+	Store   *registry.Store
+	Etcd    *clientv3.Client
+	Locks   *locks.Locker
+	Open    Opener
+	Sources []string // clouds.yaml entries that may be synced
+	// Destinations are clouds.yaml entries pre-flights may check against.
+	Destinations []string
+	Instance     string
+	Logger       *slog.Logger
+	Stopping     <-chan struct{}
 }
 
 // New returns a Syncer.
@@ -115,7 +119,7 @@ func New(o Options) *Syncer {
 		o.Logger = slog.Default()
 	}
 	return &Syncer{
-		store: o.Store, etcd: o.Etcd, locks: o.Locks, open: o.Open, sources: o.Sources,
+		store: o.Store, etcd: o.Etcd, locks: o.Locks, open: o.Open, sources: o.Sources, destinations: o.Destinations,
 		instance: o.Instance, log: o.Logger, stopping: o.Stopping, now: time.Now,
 	}
 }

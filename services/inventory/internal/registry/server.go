@@ -72,6 +72,10 @@ func RegisterStore(rt *service.Runtime, store *Store, syncs Syncs) error {
 	service.AddValidator(rt, ValidateListSyncs)
 	service.AddValidator(rt, ValidateWatchSync)
 	service.AddValidator(rt, ValidateListNetworks)
+	service.AddValidator(rt, ValidateCreatePlan)
+	service.AddValidator(rt, ValidateGetPlan)
+	service.AddValidator(rt, ValidateAcceptPlan)
+	service.AddValidator(rt, ValidateGetPreflight)
 	return nil
 }
 

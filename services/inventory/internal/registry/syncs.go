@@ -18,12 +18,13 @@ type Syncs interface {
 	List(ctx context.Context, cloud string) ([]*inventoryv1.Sync, error)
 	Watch(ctx context.Context, name string, send func(*inventoryv1.Sync) error) error
 	Networks(ctx context.Context, cloud string) ([]*inventoryv1.Network, error)
+	Preflight(ctx context.Context, wave int32, destination string) (*inventoryv1.PreflightReport, error)
 }
 
 func (s *Server) syncs() (Syncs, error) {
 	if s.sync == nil {
 		return nil, apierr.New(codes.FailedPrecondition, "NO_SOURCE_CLOUDS",
-			"this inventory has no source clouds configured: start it with --source-clouds (and --clouds-yaml)")
+			"this inventory has no clouds configured: start it with --source-clouds and --destination-clouds (and --clouds-yaml)")
 	}
 	return s.sync, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -105,7 +106,7 @@ func TestSyncDiscoversAServer(t *testing.T) {
 	})
 	waitServer(ctx, t, cc, srv.ID, "ACTIVE")
 
-	p := newEnv(t).start(t, "--source-clouds", "old", "--clouds-yaml", devcloud.CloudsYAML())
+	p := newEnv(t).start(t, "--source-clouds", "old", "--destination-clouds", "new", "--clouds-yaml", devcloud.CloudsYAML())
 	first := syncTo(t, p, inventoryv1.SyncMode_SYNC_MODE_AUTO)
 	if first.GetMode() != inventoryv1.SyncMode_SYNC_MODE_FULL || first.GetCounts().GetCreated() < 1 {
 		t.Fatalf("first sync %v %v: want a full sync that created workloads", first.GetMode(), first.GetCounts())
@@ -154,6 +155,17 @@ func TestSyncDiscoversAServer(t *testing.T) {
 	if !quiet {
 		t.Fatal("no sync with nothing changed made zero etcd writes")
 	}
+
+	// Pre-flight of wave 1 (this workload) against the new cloud, read live: its own
+	// Glance is empty and the old VLAN network is not there yet; the flavor is.
+	rep := must(p.client.GetPreflight(ctx, &inventoryv1.GetPreflightRequest{Wave: 1, Destination: "new"}))(t).GetReport()
+	t.Logf("pre-flight: %v", rep)
+	if rep.GetWorkloads() != 1 || rep.GetDiskBytes() != 1<<30 || rep.GetOk() || len(rep.GetMissingFlavors()) != 0 ||
+		!slices.Contains(rep.GetMissingImages(), devcloud.SeedImage) || !slices.Contains(rep.GetMissingNetworks(), netName) {
+		t.Fatalf("pre-flight %v: want 1 workload, 1 GiB, image %s and network %s missing, flavor present", rep, devcloud.SeedImage, netName)
+	}
+	_, err = p.client.GetPreflight(ctx, &inventoryv1.GetPreflightRequest{Wave: 1, Destination: "old2"})
+	wantCode(t, err, codes.InvalidArgument)
 
 	// Deleted in the cloud: vanished, and the operator's fields kept.
 	if err := servers.Delete(ctx, cc, srv.ID).ExtractErr(); err != nil {

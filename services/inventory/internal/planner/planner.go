@@ -1,0 +1,250 @@
+// Package planner proposes migration waves: roles that hold no state first, each
+// after the roles it depends on, stateful roles last; pins override. It is a pure
+// function of the workloads and the operator's rules.
+package planner
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+)
+
+// Workload is a workload with its etag as the planner sees it.
+type Workload = inventoryv1.Workload
+
+var roleRE = regexp.MustCompile(`^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// moving says a workload's wave is no longer the plan's to change.
+func moving(st inventoryv1.WorkloadState) bool {
+	switch st {
+	case inventoryv1.WorkloadState_WORKLOAD_STATE_CONVERTING, inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER,
+		inventoryv1.WorkloadState_WORKLOAD_STATE_DONE:
+		return true
+	}
+	return false
+}
+
+type compiled struct {
+	re   *regexp.Regexp
+	rule *inventoryv1.RoleRule
+}
+
+// Check validates the operator's rules, dependencies and pins, naming each field.
+func Check(p *inventoryv1.Plan) ([]compiled, error) {
+	var v apierr.Violations
+	var rules []compiled
+	for i, r := range p.GetRules() {
+		f := fmt.Sprintf("plan.rules[%d]", i)
+		c := compiled{rule: r}
+		if r.GetNamePattern() != "" {
+			re, err := regexp.Compile(r.GetNamePattern())
+			if err != nil {
+				v.Add(f+".name_pattern", "not a regular expression (RE2): %v", err)
+			}
+			c.re = re
+		}
+		if (r.GetMetadataKey() == "") != (r.GetMetadataValue() == "") {
+			v.Add(f+".metadata_value", "metadata_key and metadata_value go together")
+		}
+		if r.GetNamePattern() == "" && r.GetMetadataKey() == "" {
+			v.Add(f, "give name_pattern, or metadata_key and metadata_value")
+		}
+		if !roleRE.MatchString(r.GetRole()) {
+			v.Add(f+".role", "%q: a role is lower-case letters, digits and hyphens, starting with a letter", r.GetRole())
+		}
+		rules = append(rules, c)
+	}
+	for i, d := range p.GetDependencies() {
+		if !roleRE.MatchString(d.GetRole()) {
+			v.Add(fmt.Sprintf("plan.dependencies[%d].role", i), "%q is not a role", d.GetRole())
+		}
+		for j, o := range d.GetDependsOn() {
+			if !roleRE.MatchString(o) || o == d.GetRole() {
+				v.Add(fmt.Sprintf("plan.dependencies[%d].depends_on[%d]", i, j), "%q: another role", o)
+			}
+		}
+	}
+	for name, w := range p.GetPins() {
+		if !strings.HasPrefix(name, "workloads/") {
+			v.Add("plan.pins", "%q: pin workloads by name (workloads/{id})", name)
+		}
+		if w < 1 || w > 1000 {
+			v.Add("plan.pins", "%s: wave %d: use 1 to 1000", name, w)
+		}
+	}
+	return rules, v.Err()
+}
+
+func serverName(w *Workload) string { return w.GetFacts().GetInstance().GetName() }
+
+// role returns the workload's role and stateful flag: its own, else the first rule
+// that matches, and the reason.
+func role(w *Workload, rules []compiled) (string, bool, string) {
+	if w.GetRole() != "" {
+		return w.GetRole(), w.GetStateful(), ""
+	}
+	for i, c := range rules {
+		r := c.rule
+		if c.re != nil && !(c.re.MatchString(w.GetDisplayName()) || (serverName(w) != "" && c.re.MatchString(serverName(w)))) {
+			continue
+		}
+		if r.GetMetadataKey() != "" && w.GetFacts().GetInstance().GetMetadata()[r.GetMetadataKey()] != r.GetMetadataValue() {
+			continue
+		}
+		return r.GetRole(), r.GetStateful(), fmt.Sprintf("role from rule %d", i)
+	}
+	return "", false, ""
+}
+
+// Propose computes the plan's waves and assignments from the workloads. Vanished
+// workloads are left out; workloads already converting, cut over or done keep their
+// wave and do not shape the ordering.
+func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, error) {
+	rules, err := Check(p)
+	if err != nil {
+		return nil, err
+	}
+	out := &inventoryv1.Plan{Rules: p.GetRules(), Dependencies: p.GetDependencies(), Pins: p.GetPins(), State: inventoryv1.PlanState_PLAN_STATE_PROPOSED}
+	type item struct {
+		a    *inventoryv1.Assignment
+		rule string
+	}
+	var items []item
+	statelessRoles, statefulRoles := map[string]bool{}, map[string]bool{}
+	known := map[string]bool{}
+	for _, w := range workloads {
+		known[w.GetName()] = true
+		if w.GetVanished() {
+			continue
+		}
+		r, stateful, why := role(w, rules)
+		a := &inventoryv1.Assignment{Workload: w.GetName(), Role: r, Stateful: stateful, Etag: w.GetEtag()}
+		switch {
+		case moving(w.GetState()):
+			a.Wave, a.Reason = w.GetWave(), "already "+strings.ToLower(strings.TrimPrefix(w.GetState().String(), "WORKLOAD_STATE_"))+": wave kept"
+			out.Assignments = append(out.Assignments, a)
+			continue
+		case r == "":
+			a.Reason = "no role: set one on the workload, or add a rule that matches it"
+			out.Unassigned = append(out.Unassigned, a)
+			continue
+		}
+		if stateful {
+			statefulRoles[r] = true
+		} else {
+			statelessRoles[r] = true
+		}
+		items = append(items, item{a, why})
+	}
+	for name := range p.GetPins() {
+		if !known[name] {
+			return nil, apierr.InvalidArgument("plan.pins", "%s is not a workload of the registry", name)
+		}
+	}
+	deps := map[string][]string{}
+	for _, d := range p.GetDependencies() {
+		deps[d.GetRole()] = append(deps[d.GetRole()], d.GetDependsOn()...)
+	}
+	// Levels: a stateless role moves one wave after the latest stateless role it
+	// depends on; stateful roles after every stateless one, ordered among themselves.
+	level := map[string]int{}
+	var visit func(r string, stateful bool, path []string) (int, error)
+	visit = func(r string, stateful bool, path []string) (int, error) {
+		key := fmt.Sprint(stateful, r)
+		if l, ok := level[key]; ok {
+			return l, nil
+		}
+		for _, q := range path {
+			if q == r {
+				return 0, apierr.InvalidArgument("plan.dependencies", "roles depend on each other in a cycle: %s → %s", strings.Join(path, " → "), r)
+			}
+		}
+		l := 1
+		for _, d := range deps[r] {
+			if stateful && !statefulRoles[d] || !stateful && !statelessRoles[d] {
+				continue // a stateless role does not wait for a stateful one, nor for a role no workload has
+			}
+			dl, err := visit(d, stateful, append(path, r))
+			if err != nil {
+				return 0, err
+			}
+			l = max(l, dl+1)
+		}
+		level[key] = l
+		return l, nil
+	}
+	maxStateless := 0
+	for r := range statelessRoles {
+		l, err := visit(r, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		maxStateless = max(maxStateless, l)
+	}
+	for _, it := range items {
+		a := it.a
+		l, err := visit(a.GetRole(), a.GetStateful(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if a.GetStateful() {
+			a.Wave = int32(maxStateless + l)
+			a.Reason = fmt.Sprintf("stateful role %s: after every stateless role", a.GetRole())
+		} else {
+			a.Wave = int32(l)
+			a.Reason = fmt.Sprintf("stateless role %s", a.GetRole())
+			if len(deps[a.GetRole()]) > 0 {
+				a.Reason += " after " + strings.Join(deps[a.GetRole()], ", ")
+			}
+		}
+		if it.rule != "" {
+			a.Reason += " (" + it.rule + ")"
+		}
+		if w, ok := p.GetPins()[a.GetWorkload()]; ok {
+			a.Wave, a.Reason = w, fmt.Sprintf("pinned to wave %d (ordering said %d)", w, a.GetWave())
+		}
+		out.Assignments = append(out.Assignments, a)
+	}
+	sort.Slice(out.Assignments, func(i, j int) bool {
+		a, b := out.Assignments[i], out.Assignments[j]
+		if a.GetWave() != b.GetWave() {
+			return a.GetWave() < b.GetWave()
+		}
+		return a.GetWorkload() < b.GetWorkload()
+	})
+	byWave := map[int32]*inventoryv1.PlanWave{}
+	for _, a := range out.Assignments {
+		if a.GetWave() == 0 {
+			continue
+		}
+		pw := byWave[a.GetWave()]
+		if pw == nil {
+			pw = &inventoryv1.PlanWave{Wave: a.GetWave(), Stateful: true}
+			byWave[a.GetWave()] = pw
+			out.Waves = append(out.Waves, pw)
+		}
+		pw.Workloads = append(pw.Workloads, a.GetWorkload())
+		if !contains(pw.Roles, a.GetRole()) {
+			pw.Roles = append(pw.Roles, a.GetRole())
+		}
+		pw.Stateful = pw.Stateful && a.GetStateful()
+	}
+	for _, pw := range out.Waves {
+		sort.Strings(pw.Roles)
+	}
+	sort.Slice(out.Unassigned, func(i, j int) bool { return out.Unassigned[i].GetWorkload() < out.Unassigned[j].GetWorkload() })
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

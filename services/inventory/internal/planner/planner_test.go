@@ -1,0 +1,85 @@
+package planner
+
+import (
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+)
+
+func wl(name, display, role string, stateful bool) *Workload {
+	return &Workload{Name: "workloads/" + name, DisplayName: display, Role: role, Stateful: stateful, Etag: "7"}
+}
+
+func waves(p *inventoryv1.Plan) map[string]int32 {
+	out := map[string]int32{}
+	for _, a := range p.GetAssignments() {
+		out[a.GetWorkload()[len("workloads/"):]] = a.GetWave()
+	}
+	return out
+}
+
+// TestStatelessFirstDependantsThenStateful is the operators' rule: web first, the API
+// (declared to depend on web) after it, stateful roles last (the cache before the
+// database that depends on it); the API does not wait for its database.
+func TestStatelessFirstDependantsThenStateful(t *testing.T) {
+	ws := []*Workload{
+		wl("web-1", "web-1", "", false), wl("web-2", "web-2", "", false),
+		wl("api-1", "api-1", "api", false), wl("db-1", "db-1", "", false),
+		wl("db-phys", "db02.shop.example", "db", true), wl("cache-1", "cache-1", "cache", true),
+		wl("mystery", "box-17", "", false),
+		{Name: "workloads/gone", DisplayName: "web-9", Vanished: true},
+		{Name: "workloads/moving", DisplayName: "web-0", Role: "web", Wave: 1, State: inventoryv1.WorkloadState_WORKLOAD_STATE_CONVERTING},
+	}
+	p, err := Propose(ws, &inventoryv1.Plan{
+		Rules: []*inventoryv1.RoleRule{
+			{NamePattern: `^web-[0-9]+$`, Role: "web"},
+			{NamePattern: `^db-`, Role: "db", Stateful: true},
+		},
+		Dependencies: []*inventoryv1.RoleDependency{{Role: "api", DependsOn: []string{"web", "db"}}, {Role: "db", DependsOn: []string{"cache"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waves(p)
+	want := map[string]int32{"web-1": 1, "web-2": 1, "api-1": 2, "cache-1": 3, "db-1": 4, "db-phys": 4, "moving": 1}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s in wave %d, want %d (plan %v)", k, got[k], v, p.GetAssignments())
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("assigned %v, want %v", got, want)
+	}
+	if len(p.GetUnassigned()) != 1 || p.GetUnassigned()[0].GetWorkload() != "workloads/mystery" {
+		t.Errorf("unassigned %v, want mystery", p.GetUnassigned())
+	}
+	if len(p.GetWaves()) != 4 || !p.GetWaves()[3].GetStateful() || p.GetWaves()[0].GetStateful() {
+		t.Errorf("waves %v", p.GetWaves())
+	}
+}
+
+func TestPinsAndErrors(t *testing.T) {
+	ws := []*Workload{wl("web-1", "web-1", "web", false), wl("api-1", "api-1", "api", false)}
+	p, err := Propose(ws, &inventoryv1.Plan{Pins: map[string]int32{"workloads/api-1": 1}, Dependencies: []*inventoryv1.RoleDependency{{Role: "api", DependsOn: []string{"web"}}}})
+	if err != nil || waves(p)["api-1"] != 1 {
+		t.Fatalf("pin: %v %v", waves(p), err)
+	}
+	_, err = Propose(ws, &inventoryv1.Plan{Dependencies: []*inventoryv1.RoleDependency{
+		{Role: "api", DependsOn: []string{"web"}}, {Role: "web", DependsOn: []string{"api"}}}})
+	if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)["plan.dependencies"] == "" {
+		t.Fatalf("cycle: %v", err)
+	}
+	_, err = Propose(ws, &inventoryv1.Plan{Rules: []*inventoryv1.RoleRule{{NamePattern: "(", Role: "Web"}}, Pins: map[string]int32{"web-1": 0}})
+	fv := apierr.FieldViolations(err)
+	if fv["plan.rules[0].name_pattern"] == "" || fv["plan.rules[0].role"] == "" || fv["plan.pins"] == "" {
+		t.Fatalf("bad rule and pin: %v", fv)
+	}
+	_, err = Propose(ws, &inventoryv1.Plan{Pins: map[string]int32{"workloads/nope": 2}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("pin of an unknown workload: %v", err)
+	}
+}
