@@ -60,7 +60,7 @@ start_inventory() {
   bin/inventory --listen "$addr" --etcd-embed "$state/etcd" \
     --etcd-embed-client-url http://127.0.0.1:2479 --etcd-embed-peer-url http://127.0.0.1:2480 \
     --instance demo --log-format text \
-    --source-clouds old --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/inventory.log" 2>&1 &
+    --source-clouds old --destination-clouds new --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/inventory.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do
     if grpcurl -plaintext "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
@@ -275,13 +275,32 @@ for n in f.get("nics", []):
     print("    nic  %s %s %s" % (n["name"], n["macAddress"], " ".join(n.get("addresses", []))))'
 inv DeleteWorkload '{"name":"workloads/phys-demo-host"}' >/dev/null # the demo machine is not moving anywhere
 
-say "plan: stateless roles in wave 1, stateful (databases) in wave 2"
-for id in web-1 web-2 api-1; do
-  inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_PLANNED\",\"wave\":1},\"update_mask\":{\"paths\":[\"state\",\"wave\"]}}" | brief
-done
-for id in db-1 db-phys; do
-  inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_PLANNED\",\"wave\":2},\"update_mask\":{\"paths\":[\"state\",\"wave\"]}}" | brief
-done
+say "plan the waves: CreatePlan proposes (stateless first, stateful last), AcceptPlan writes them"
+echo "  the API depends on the database, but that does not hold it back: it may run in the new cloud while the database is still in the old one"
+inv CreatePlan '{"plan":{"rules":[{"name_pattern":"^web-[0-9]+$","role":"web"},{"name_pattern":"^db","role":"db","stateful":true}],
+  "dependencies":[{"role":"api","depends_on":["db"]}]}}' | tee "$state/plan.json" | /usr/bin/python3 -c '
+import json, sys
+p = json.load(sys.stdin)["plan"]
+print("  %s (%s)" % (p["name"], p["state"].replace("PLAN_STATE_", "").lower()))
+for w in p.get("waves", []):
+    print("    wave %d%s: roles %s — %s" % (w["wave"], " (stateful)" if w.get("stateful") else "", ",".join(w["roles"]), " ".join(x.split("/")[1] for x in w["workloads"])))
+for a in p.get("assignments", []):
+    print("      %-18s wave %s  %s" % (a["workload"], a.get("wave", 0), a["reason"]))
+for a in p.get("unassigned", []):
+    print("      %-18s        %s" % (a["workload"], a["reason"]))'
+plan=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["plan"]["name"])' "$state/plan.json")
+inv AcceptPlan "{\"name\":\"$plan\"}" | /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); print("  accepted: %d workloads written (waves, and planned)" % r.get("updated", 0))'
+
+say "pre-flight of wave 1 against the new cloud (read live)"
+inv GetPreflight '{"wave":1,"destination":"new"}' | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)["report"]
+print("  wave %s → %s: %s workloads, %.1f GiB to move, %s" % (r["wave"], r["destination"], r["workloads"], int(r.get("diskBytes", 0)) / 2**30, "ready" if r.get("ok") else "NOT ready:"))
+for k, label in (("missingFlavors", "flavors missing"), ("missingImages", "images missing"), ("missingNetworks", "networks missing")):
+    if r.get(k): print("    %-17s %s" % (label, ", ".join(r[k])))
+for c in r.get("ipConflicts", []):
+    print("    IP conflict       %s %s: %s" % (c["workload"], c["ipAddress"], c["reason"]))
+print("    (netbridge and the converter will bring the network and the image)")'
 
 say "ListWorkloads {wave: 1}"
 inv ListWorkloads '{"wave":1}' | brief

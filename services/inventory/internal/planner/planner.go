@@ -197,8 +197,20 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 		} else {
 			a.Wave = int32(l)
 			a.Reason = fmt.Sprintf("stateless role %s", a.GetRole())
-			if len(deps[a.GetRole()]) > 0 {
-				a.Reason += " after " + strings.Join(deps[a.GetRole()], ", ")
+			var after, notWaiting []string
+			for _, d := range deps[a.GetRole()] {
+				switch {
+				case statelessRoles[d]:
+					after = append(after, d)
+				case statefulRoles[d]:
+					notWaiting = append(notWaiting, d)
+				}
+			}
+			if len(after) > 0 {
+				a.Reason += " after " + strings.Join(after, ", ")
+			}
+			if len(notWaiting) > 0 {
+				a.Reason += "; does not wait for stateful " + strings.Join(notWaiting, ", ")
 			}
 		}
 		if it.rule != "" {
