@@ -2,7 +2,7 @@
 # test.sh is Hikkoshi's test command, and exactly what CI runs (.ci/run). On a fresh
 # machine it installs what it needs itself (Go tools through the module proxy, Tilt
 # built once per machine, the dev cloud's Debian packages), then: buf lint and breaking
-# check, the gen/ freshness check, go vet, a GOWORK=off build of every service module,
+# check, the gen/ freshness check, gofmt, go vet, a GOWORK=off build of every service module,
 # the dev cloud up (listeners on loopback only; state kept across down and up),
 # `tilt ci` on tilt/Tiltfile, and go test -race for every module in go.work (last, so
 # its summary closes the output). The integration tests run against the dev cloud;
@@ -39,6 +39,14 @@ fi
 mapfile -t modules < <(go list -m -f '{{.Dir}}')
 patterns=()
 for m in "${modules[@]}"; do patterns+=("./${m#"$root"/}/..."); done
+
+step "gofmt"
+unformatted=$(gofmt -l "${modules[@]}")
+if [[ -n "$unformatted" ]]; then
+  echo "$unformatted"
+  echo "not gofmt-formatted: run gofmt -w on them" >&2
+  exit 1
+fi
 
 step "go vet ${patterns[*]}"
 go vet "${patterns[@]}"

@@ -49,3 +49,15 @@ func Decode(s, fingerprint string) (string, error) {
 	}
 	return t.After, nil
 }
+
+// Size returns the page size to serve for a request's page_size n: def when n is 0,
+// max when n is larger.
+func Size(n int32, def, max int) int {
+	switch {
+	case n <= 0:
+		return def
+	case int(n) > max:
+		return max
+	}
+	return int(n)
+}

@@ -14,7 +14,7 @@ func TestPreflightFindsWhatIsMissingAndWhatClashes(t *testing.T) {
 	inst := func(name, flavor, image, network, ip string, gb int32) *inventoryv1.Workload {
 		return &inventoryv1.Workload{Name: "workloads/" + name, Facts: &inventoryv1.Facts{Kind: &inventoryv1.Facts_Instance{Instance: &inventoryv1.InstanceFacts{
 			Flavor: &inventoryv1.FlavorFacts{Name: flavor, DiskGb: gb}, ImageName: image,
-			Ports: []*inventoryv1.PortFacts{{NetworkName: network, FixedIps: []*inventoryv1.FixedIP{{IpAddress: ip, Cidr: "10.101.0.0/24", SubnetId: "old"}}}},
+			Ports:   []*inventoryv1.PortFacts{{NetworkName: network, FixedIps: []*inventoryv1.FixedIP{{IpAddress: ip, Cidr: "10.101.0.0/24", SubnetId: "old"}}}},
 			Volumes: []*inventoryv1.VolumeFacts{{SizeGb: 10}},
 		}}}}
 	}

@@ -120,13 +120,7 @@ func (s *Server) GetWorkload(ctx context.Context, req *inventoryv1.GetWorkloadRe
 
 // ListWorkloads implements InventoryService.
 func (s *Server) ListWorkloads(ctx context.Context, req *inventoryv1.ListWorkloadsRequest) (*inventoryv1.ListWorkloadsResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
+	size := pagetoken.Size(req.GetPageSize(), DefaultPageSize, MaxPageSize)
 	fp := fingerprint(req, func(r *inventoryv1.ListWorkloadsRequest) { r.PageSize, r.PageToken = 0, "" })
 	after, err := pagetoken.Decode(req.GetPageToken(), fp)
 	if err != nil {

@@ -61,13 +61,7 @@ func (s *Server) ListSyncs(ctx context.Context, req *inventoryv1.ListSyncsReques
 	if err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
+	size := pagetoken.Size(req.GetPageSize(), DefaultPageSize, MaxPageSize)
 	fp := fingerprint(req, func(r *inventoryv1.ListSyncsRequest) { r.PageSize, r.PageToken = 0, "" })
 	after, err := pagetoken.Decode(req.GetPageToken(), fp)
 	if err != nil {

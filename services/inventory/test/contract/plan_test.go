@@ -26,7 +26,7 @@ func TestPlanProposeAndAccept(t *testing.T) {
 		}}))(t)
 	}
 	req := &inventoryv1.CreatePlanRequest{Plan: &inventoryv1.Plan{
-		Rules: []*inventoryv1.RoleRule{{NamePattern: `^web-\d+$`, Role: "web"}, {NamePattern: `^db-`, Role: "db", Stateful: true}},
+		Rules:        []*inventoryv1.RoleRule{{NamePattern: `^web-\d+$`, Role: "web"}, {NamePattern: `^db-`, Role: "db", Stateful: true}},
 		Dependencies: []*inventoryv1.RoleDependency{{Role: "api", DependsOn: []string{"web", "db"}}},
 	}}
 	plan := must(p.client.CreatePlan(ctx, req))(t).GetPlan()

@@ -246,13 +246,7 @@ func (s *Server) GetLoadBalancer(ctx context.Context, req *lbaasv1.GetLoadBalanc
 
 // ListLoadBalancers implements LoadBalancerService.
 func (s *Server) ListLoadBalancers(ctx context.Context, req *lbaasv1.ListLoadBalancersRequest) (*lbaasv1.ListLoadBalancersResponse, error) {
-	size := int(req.GetPageSize())
-	switch {
-	case size == 0:
-		size = DefaultPageSize
-	case size > MaxPageSize:
-		size = MaxPageSize
-	}
+	size := pagetoken.Size(req.GetPageSize(), DefaultPageSize, MaxPageSize)
 	c := proto.CloneOf(req)
 	c.PageSize, c.PageToken = 0, ""
 	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
