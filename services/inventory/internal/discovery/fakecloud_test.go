@@ -26,6 +26,7 @@ import (
 type fakeCloud struct {
 	servers []map[string]any
 	ports   []map[string]any
+	volumes []map[string]any
 	network map[string]any
 	subnet  map[string]any
 	srv     *httptest.Server
@@ -159,6 +160,9 @@ func (fc *fakeCloud) serve(w http.ResponseWriter, r *http.Request) {
 		reply(map[string]any{"subnets": []map[string]any{fc.subnet}})
 	case "/network/v2.0/floatingips":
 		reply(map[string]any{"floatingips": []any{}})
+	case "/volume/volumes/detail":
+		items, more := page(fc.volumes, q, nil)
+		reply(map[string]any{"volumes": items, "volumes_links": next("volumes", items, more)})
 	case "/image/v2/images":
 		reply(map[string]any{"images": []map[string]any{{"id": "1f000000-0000-4000-8000-000000000001", "name": "centos-6", "status": "active"}}})
 	default:
@@ -183,7 +187,27 @@ func (fc *fakeCloud) clients() Clients {
 		Compute: mk("/compute/", "/compute/"),
 		Network: mk("/network/", "/network/v2.0/"),
 		Image:   mk("/image/", "/image/v2/"),
+		// Cinder's endpoint carries the project; gophercloud appends resources to it.
+		BlockStorage: mk("/volume/", "/volume/"),
 	}
+}
+
+// attachVolume attaches a new volume of sizeGB to server i as device.
+func (fc *fakeCloud) attachVolume(i int, sizeGB int, device string) string {
+	srv := fc.servers[i]
+	id := fmt.Sprintf("%08x-0000-4000-a000-%012x", len(fc.volumes), len(fc.volumes))
+	fc.volumes = append(fc.volumes, map[string]any{
+		"id": id, "name": fmt.Sprintf("data-%d", i), "size": sizeGB, "status": "in-use", "bootable": "false", "volume_type": "ceph",
+		"attachments": []map[string]any{{"server_id": srv["id"], "device": device, "volume_id": id, "id": id}},
+	})
+	sort.Slice(fc.volumes, func(a, b int) bool { return fc.volumes[a]["id"].(string) < fc.volumes[b]["id"].(string) })
+	srv["os-extended-volumes:volumes_attached"] = append(asList(srv["os-extended-volumes:volumes_attached"]), map[string]any{"id": id})
+	return id
+}
+
+func asList(v any) []any {
+	l, _ := v.([]any)
+	return l
 }
 
 // opener opens the fake cloud for a sync.

@@ -65,6 +65,7 @@ func (h *harness) sync(tb testing.TB, mode inventoryv1.SyncMode) *inventoryv1.Sy
 // server are found by the syncs that should find them.
 func TestSyncPagesAndChanges(t *testing.T) {
 	h := newHarness(t, 2500, 2)
+	vol := h.fc.attachVolume(7, 100, "/dev/vdb")
 	first := h.sync(t, inventoryv1.SyncMode_SYNC_MODE_FULL)
 	c := first.GetCounts()
 	if c.GetServers() != 2500 || c.GetPorts() != 5000 || c.GetCreated() != 2500 {
@@ -76,6 +77,10 @@ func TestSyncPagesAndChanges(t *testing.T) {
 	}
 	if ps := w.GetFacts().GetInstance().GetPorts(); len(ps) != 2 || ps[0].GetFixedIps()[0].GetCidr() != "10.64.0.0/14" || ps[0].GetNetworkName() != "big-vlan" {
 		t.Fatalf("facts %v", w.GetFacts())
+	}
+	if vs := w.GetFacts().GetInstance().GetVolumes(); len(vs) != 1 || vs[0].GetId() != vol || vs[0].GetSizeGb() != 100 ||
+		vs[0].GetDevice() != "/dev/vdb" || vs[0].GetVolumeType() != "ceph" || c.GetVolumes() != 1 {
+		t.Fatalf("volumes %v (listed %d)", vs, c.GetVolumes())
 	}
 	for _, mode := range []inventoryv1.SyncMode{inventoryv1.SyncMode_SYNC_MODE_FULL, inventoryv1.SyncMode_SYNC_MODE_AUTO} {
 		if sy := h.sync(t, mode); sy.GetCounts().GetEtcdWrites() != 0 {
