@@ -1,0 +1,344 @@
+// Package imagecopy copies a Glance image from one cloud to another as a stream:
+// downloaded and uploaded at once, never staged whole on disk or in memory, with
+// SHA-256 and the source's multihash (os_hash_value) computed on the way and
+// compared at the end, and resumable across workers.
+//
+// Resuming: Glance cannot resume an upload (one PUT), and a worker that dies loses
+// whatever it had locally. So the copy moves the image in chunks (64 MiB by default):
+// each chunk is read from the source with an HTTP Range request and streamed into
+// a hidden chunk image in the destination Glance, whose size and MD5 (Glance's
+// checksum) are checked against what was read. Each verified chunk is recorded with
+// the running hash states (Save), so a worker taking over — or a retry after a
+// broken connection — starts from the first missing chunk: bytes already across are
+// not read from the source again. At the end the chunks are streamed, inside the
+// destination cloud, into the final image (each chunk's SHA-256 checked again on the
+// way), which is verified against the source's digests; then the chunk images are
+// deleted. The price: the destination Glance writes the bytes twice and reads them
+// once more; the source and the link between the clouds carry them once.
+package imagecopy
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+)
+
+// DefaultChunkSize is the size of the pieces a copy moves and records.
+const DefaultChunkSize = 64 << 20
+
+// ChunkTag marks the hidden chunk images of copies in flight.
+const ChunkTag = "hikkoshi-chunk"
+
+// ErrChecksum is a copy whose bytes do not match the source's digest.
+var ErrChecksum = errors.New("imagecopy: checksum mismatch")
+
+// Copier copies images from Src to Dst.
+type Copier struct {
+	Src, Dst Glance
+	// ChunkSize is the chunk length; 0 means DefaultChunkSize.
+	ChunkSize int64
+	// Retries is how many times a chunk is tried again after a broken read or upload.
+	Retries int
+	// Save records progress after each verified chunk (the job record); a copy taken
+	// over starts from what was saved.
+	Save func(context.Context, *converterv1.CopyProgress) error
+	// Observe, when set, sees the progress after each chunk and while assembling.
+	Observe func(*converterv1.CopyProgress)
+}
+
+// carried are the image properties a boot in the destination needs.
+func carried(src *images.Image) map[string]string {
+	out := map[string]string{}
+	for k, v := range src.Properties {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(k, "hw_"), strings.HasPrefix(k, "img_"), k == "os_distro", k == "os_version", k == "os_type",
+			k == "architecture", k == "hypervisor_type", k == "vm_mode", k == "os_admin_user":
+			out[k] = s
+		}
+	}
+	return out
+}
+
+func newMultihash(algo string) (hash.Hash, error) {
+	switch algo {
+	case "sha512":
+		return sha512.New(), nil
+	case "sha256":
+		return sha256.New(), nil
+	case "":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("imagecopy: source os_hash_algo %q is not supported (sha512, sha256)", algo)
+}
+
+func restore(h hash.Hash, state []byte) error {
+	if h == nil || len(state) == 0 {
+		return nil
+	}
+	return h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state)
+}
+
+func snapshot(h hash.Hash) []byte {
+	if h == nil {
+		return nil
+	}
+	b, _ := h.(encoding.BinaryMarshaler).MarshalBinary() // the standard hashes marshal
+	return b
+}
+
+func osHash(img *images.Image) (algo, value string) {
+	a, _ := img.Properties["os_hash_algo"].(string)
+	v, _ := img.Properties["os_hash_value"].(string)
+	return a, v
+}
+
+// Copy copies image srcID into a new image named name in Dst and returns its ID.
+// p is the progress saved so far (empty for a new copy) and is updated in place.
+// On ErrChecksum nothing is left in Dst; on other errors the verified chunks stay
+// for a retry to continue from (Cleanup deletes them).
+func (c *Copier) Copy(ctx context.Context, srcID, name string, p *converterv1.CopyProgress) (string, error) {
+	chunkSize := c.ChunkSize
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	src, err := c.Src.Image(ctx, srcID)
+	if err != nil {
+		return "", fmt.Errorf("imagecopy: source image %s: %w", srcID, err)
+	}
+	if src.Status != images.ImageStatusActive {
+		return "", fmt.Errorf("imagecopy: source image %s is %s, not active", srcID, src.Status)
+	}
+	algo, want := osHash(src)
+	p.TotalBytes = src.SizeBytes
+	if p.GetOsHashAlgo() == "" {
+		p.OsHashAlgo = algo
+	}
+	sum := sha256.New()
+	mh, err := newMultihash(p.GetOsHashAlgo())
+	if err != nil {
+		return "", err
+	}
+	if err := c.resume(ctx, p, sum, mh); err != nil {
+		return "", err
+	}
+	start := time.Now()
+	startDone := p.GetDoneBytes()
+	for p.GetDoneBytes() < p.GetTotalBytes() {
+		off := p.GetDoneBytes()
+		size := min(chunkSize, p.GetTotalBytes()-off)
+		var ch *converterv1.Chunk
+		for attempt := 0; ; attempt++ {
+			ch, err = c.chunk(ctx, srcID, name, len(p.GetChunks()), off, size, sum, mh, p)
+			if err == nil || attempt >= c.Retries || ctx.Err() != nil {
+				break
+			}
+		}
+		if err != nil {
+			return "", err
+		}
+		p.Chunks = append(p.Chunks, ch)
+		p.DoneBytes += size
+		p.Sha256State, p.OsHashState = snapshot(sum), snapshot(mh)
+		if el := time.Since(start).Seconds(); el > 0 {
+			p.BytesPerSecond = int64(float64(p.GetDoneBytes()-startDone) / el)
+			if p.BytesPerSecond > 0 {
+				p.EtaSeconds = (p.GetTotalBytes() - p.GetDoneBytes()) / p.BytesPerSecond
+			}
+		}
+		if c.Save != nil {
+			if err := c.Save(ctx, p); err != nil {
+				return "", fmt.Errorf("imagecopy: record chunk %d: %w", len(p.GetChunks())-1, err)
+			}
+		}
+		if c.Observe != nil {
+			c.Observe(p)
+		}
+	}
+	p.Sha256 = hex.EncodeToString(sum.Sum(nil))
+	if mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
+		_ = c.Cleanup(context.WithoutCancel(ctx), p)
+		return "", fmt.Errorf("%w: the bytes read from image %s have %s %s, the source says %s; the chunks are deleted",
+			ErrChecksum, srcID, algo, hex.EncodeToString(mh.Sum(nil))[:16]+"…", want[:min(16, len(want))]+"…")
+	}
+	return c.assemble(ctx, src, name, p)
+}
+
+// resume restores the hash states of the verified chunks and checks they are still
+// in Dst; from the first missing one on, chunks are dropped and read again.
+func (c *Copier) resume(ctx context.Context, p *converterv1.CopyProgress, sum, mh hash.Hash) error {
+	var done int64
+	for i, ch := range p.GetChunks() {
+		img, err := c.Dst.Image(ctx, ch.GetImageId())
+		if err != nil || img.Status != images.ImageStatusActive || img.SizeBytes != ch.GetSize() || ch.GetOffset() != done {
+			// Gone or not whole: start again from here (the hash states saved after the
+			// last good chunk are not at hand, so from zero in that rare case).
+			_ = c.Cleanup(ctx, &converterv1.CopyProgress{Chunks: p.GetChunks()[i:]})
+			if i == 0 {
+				p.Chunks, p.DoneBytes, p.Sha256State, p.OsHashState = nil, 0, nil, nil
+				return nil
+			}
+			return fmt.Errorf("imagecopy: chunk %d (%s) is no longer whole in the destination: %v", i, ch.GetImageId(), err)
+		}
+		done += ch.GetSize()
+	}
+	if done != p.GetDoneBytes() {
+		return fmt.Errorf("imagecopy: recorded %d bytes done but the chunks hold %d", p.GetDoneBytes(), done)
+	}
+	if err := restore(sum, p.GetSha256State()); err != nil {
+		return fmt.Errorf("imagecopy: restore the SHA-256 state: %w", err)
+	}
+	return restore(mh, p.GetOsHashState())
+}
+
+// chunk reads bytes off..off+size-1 of the source into a new chunk image and checks
+// it arrived whole. The running hashes advance only when it did.
+func (c *Copier) chunk(ctx context.Context, srcID, name string, n int, off, size int64, sum, mh hash.Hash, p *converterv1.CopyProgress) (*converterv1.Chunk, error) {
+	sumState, mhState := snapshot(sum), snapshot(mh)
+	img, err := c.Dst.Create(ctx, images.CreateOpts{
+		Name: fmt.Sprintf("%s.part-%04d", name, n), DiskFormat: "raw", ContainerFormat: "bare",
+		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{ChunkTag}, Hidden: ptr(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("imagecopy: create chunk image %d: %w", n, err)
+	}
+	fail := func(err error) (*converterv1.Chunk, error) {
+		_ = c.Dst.Delete(context.WithoutCancel(ctx), img.ID)
+		_ = restore(sum, sumState)
+		_ = restore(mh, mhState)
+		return nil, err
+	}
+	body, err := c.Src.Download(ctx, srcID, off, off+size-1)
+	if err != nil {
+		return fail(fmt.Errorf("imagecopy: read bytes %d-%d of image %s: %w", off, off+size-1, srcID, err))
+	}
+	defer body.Close()
+	chunkSum, chunkMD5 := sha256.New(), md5.New()
+	writers := []io.Writer{chunkSum, chunkMD5, sum, &counter{p: p}}
+	if mh != nil {
+		writers = append(writers, mh)
+	}
+	r := io.TeeReader(io.LimitReader(body, size), io.MultiWriter(writers...))
+	cr := &countingReader{r: r}
+	if err := c.Dst.Upload(ctx, img.ID, cr); err != nil {
+		return fail(fmt.Errorf("imagecopy: chunk %d (bytes %d-%d): %w", n, off, off+size-1, err))
+	}
+	if cr.n != size {
+		return fail(fmt.Errorf("imagecopy: chunk %d: the source gave %d bytes of %d", n, cr.n, size))
+	}
+	got, err := c.Dst.Image(ctx, img.ID)
+	if err != nil {
+		return fail(fmt.Errorf("imagecopy: chunk %d: %w", n, err))
+	}
+	if got.SizeBytes != size || (got.Checksum != "" && got.Checksum != hex.EncodeToString(chunkMD5.Sum(nil))) {
+		return fail(fmt.Errorf("%w: chunk %d arrived as %d bytes with MD5 %s, sent %d bytes with MD5 %s",
+			ErrChecksum, n, got.SizeBytes, got.Checksum, size, hex.EncodeToString(chunkMD5.Sum(nil))))
+	}
+	return &converterv1.Chunk{Offset: off, Size: size, Sha256: hex.EncodeToString(chunkSum.Sum(nil)), ImageId: img.ID}, nil
+}
+
+// assemble streams the chunks, inside the destination, into the final image and
+// checks it against the digests of the source's bytes; the chunks are deleted after.
+func (c *Copier) assemble(ctx context.Context, src *images.Image, name string, p *converterv1.CopyProgress) (string, error) {
+	opts := images.CreateOpts{
+		Name: name, DiskFormat: src.DiskFormat, ContainerFormat: src.ContainerFormat,
+		MinDisk: src.MinDiskGigabytes, MinRAM: src.MinRAMMegabytes, Properties: carried(src),
+		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{"hikkoshi"},
+	}
+	final, err := c.Dst.Create(ctx, opts)
+	if err != nil {
+		return "", fmt.Errorf("imagecopy: create image %q: %w", name, err)
+	}
+	pr, pw := io.Pipe()
+	whole := sha256.New()
+	go func() {
+		for i, ch := range p.GetChunks() {
+			body, err := c.Dst.Download(ctx, ch.GetImageId(), 0, -1)
+			if err != nil {
+				pw.CloseWithError(fmt.Errorf("read chunk %d: %w", i, err))
+				return
+			}
+			h := sha256.New()
+			n, err := io.Copy(io.MultiWriter(pw, h, whole), body)
+			_ = body.Close()
+			if err == nil && (n != ch.GetSize() || hex.EncodeToString(h.Sum(nil)) != ch.GetSha256()) {
+				err = fmt.Errorf("%w: chunk %d changed in the destination (%d bytes, SHA-256 %s)", ErrChecksum, i, n, hex.EncodeToString(h.Sum(nil)))
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.Close()
+	}()
+	err = c.Dst.Upload(ctx, final.ID, pr)
+	_ = pr.CloseWithError(errors.New("upload ended")) // stops the feeder if the upload gave up
+	if err == nil && hex.EncodeToString(whole.Sum(nil)) != p.GetSha256() {
+		err = fmt.Errorf("%w: the assembled image's SHA-256 differs from the source bytes'", ErrChecksum)
+	}
+	if err == nil {
+		var got *images.Image
+		if got, err = c.Dst.Image(ctx, final.ID); err == nil {
+			ga, gv := osHash(got)
+			sa, sv := osHash(src)
+			if ga != "" && ga == sa && gv != sv {
+				err = fmt.Errorf("%w: destination %s %s… differs from the source's %s…", ErrChecksum, ga, gv[:16], sv[:16])
+			}
+		}
+	}
+	if err != nil {
+		_ = c.Dst.Delete(context.WithoutCancel(ctx), final.ID)
+		return "", fmt.Errorf("imagecopy: assemble %q: %w", name, err)
+	}
+	if err := c.Cleanup(ctx, p); err != nil {
+		return final.ID, fmt.Errorf("imagecopy: image %s is whole, but deleting its chunk images failed: %w", final.ID, err)
+	}
+	return final.ID, nil
+}
+
+// Cleanup deletes the chunk images recorded in p.
+func (c *Copier) Cleanup(ctx context.Context, p *converterv1.CopyProgress) error {
+	var errs []error
+	for _, ch := range p.GetChunks() {
+		if err := c.Dst.Delete(ctx, ch.GetImageId()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type counter struct{ p *converterv1.CopyProgress }
+
+func (c *counter) Write(b []byte) (int, error) {
+	c.p.TransferredBytes += int64(len(b))
+	return len(b), nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func ptr[T any](v T) *T { return &v }

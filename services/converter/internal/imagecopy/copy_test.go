@@ -1,0 +1,125 @@
+package imagecopy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+)
+
+const mib = 1 << 20
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func setup(t *testing.T, size int) (*fakeGlance, *fakeGlance, string, []byte) {
+	src, dst := newFakeGlance(t), newFakeGlance(t)
+	data := payload(size)
+	id := src.put("db-1-snapshot", data, map[string]any{"hw_disk_bus": "virtio", "os_distro": "centos", "owner_specified.x": "no"})
+	return src, dst, id, data
+}
+
+func only(t *testing.T, g *fakeGlance) (map[string]any, []byte) {
+	t.Helper()
+	if g.count() != 1 {
+		t.Fatalf("%d images in the destination, want the final one only", g.count())
+	}
+	for id, img := range g.images {
+		return img, g.data[id]
+	}
+	return nil, nil
+}
+
+func TestCopyIsByteIdenticalWithPropertiesAndNoChunksLeft(t *testing.T) {
+	src, dst, id, data := setup(t, 10*mib+123)
+	var saves int
+	c := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Save: func(context.Context, *converterv1.CopyProgress) error { saves++; return nil }}
+	p := &converterv1.CopyProgress{}
+	finalID, err := c.Copy(t.Context(), id, "db-1", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, got := only(t, dst)
+	if img["id"] != finalID || !bytes.Equal(got, data) || img["hw_disk_bus"] != "virtio" || img["os_distro"] != "centos" || img["owner_specified.x"] != nil ||
+		img["disk_format"] != "qcow2" || img["os_hash_value"] != src.images[id]["os_hash_value"] {
+		t.Fatalf("final image %v (data equal: %v)", img, bytes.Equal(got, data))
+	}
+	if saves != 11 || len(p.GetChunks()) != 11 || p.GetDoneBytes() != int64(len(data)) || p.GetTransferredBytes() != int64(len(data)) || p.GetSha256() == "" {
+		t.Fatalf("progress %v, %d saves", p, saves)
+	}
+}
+
+// TestTakeoverReadsOnlyTheMissingChunks: the first worker dies after 4 chunks (its
+// context ends); a second worker, given the recorded progress, reads only the rest.
+func TestTakeoverReadsOnlyTheMissingChunks(t *testing.T) {
+	src, dst, id, data := setup(t, 10*mib)
+	ctx, die := context.WithCancel(t.Context())
+	var saved *converterv1.CopyProgress
+	first := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Save: func(_ context.Context, p *converterv1.CopyProgress) error {
+		saved = proto.CloneOf(p)
+		if len(p.GetChunks()) == 4 {
+			die()
+		}
+		return nil
+	}}
+	if _, err := first.Copy(ctx, id, "db-1", &converterv1.CopyProgress{}); err == nil {
+		t.Fatal("the first worker finished although it died")
+	}
+	readBefore := src.reads
+	p := proto.CloneOf(saved)
+	p.TransferredBytes = 0
+	second := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib}
+	if _, err := second.Copy(t.Context(), id, "db-1", p); err != nil {
+		t.Fatal(err)
+	}
+	if read := src.reads - readBefore; read != 6*mib || p.GetTransferredBytes() != 6*mib {
+		t.Fatalf("the second worker read %d bytes from the source (counted %d), want the 6 MiB missing", read, p.GetTransferredBytes())
+	}
+	if _, got := only(t, dst); !bytes.Equal(got, data) {
+		t.Fatal("the image differs after a takeover")
+	}
+}
+
+// TestBrokenReadIsRetriedFromTheChunk: a download that breaks mid-chunk is read
+// again from that chunk's start, not from zero.
+func TestBrokenReadIsRetriedFromTheChunk(t *testing.T) {
+	src, dst, id, data := setup(t, 5*mib)
+	src.breakAt = 2*mib + 300*1024
+	c := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Retries: 2}
+	p := &converterv1.CopyProgress{}
+	if _, err := c.Copy(t.Context(), id, "db-1", p); err != nil {
+		t.Fatal(err)
+	}
+	if p.GetTransferredBytes() != 5*mib+300*1024 {
+		t.Fatalf("transferred %d, want 5 MiB + the 300 KiB read twice", p.GetTransferredBytes())
+	}
+	if _, got := only(t, dst); !bytes.Equal(got, data) {
+		t.Fatal("the image differs after a retried chunk")
+	}
+}
+
+// TestCorruptByteFailsAndLeavesNothing: a byte flipped on the way fails the copy
+// with ErrChecksum, and the destination holds no image at all.
+func TestCorruptByteFailsAndLeavesNothing(t *testing.T) {
+	src, dst, id, _ := setup(t, 3*mib)
+	src.corruptAt = mib + 17
+	c := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib}
+	_, err := c.Copy(t.Context(), id, "db-1", &converterv1.CopyProgress{})
+	if !errors.Is(err, ErrChecksum) {
+		t.Fatalf("err = %v, want ErrChecksum", err)
+	}
+	if n := dst.count(); n != 0 {
+		t.Fatalf("%d images left in the destination", n)
+	}
+}
