@@ -11,6 +11,9 @@
 //	/hikkoshi/inventory/clouds/<cloud>/networks/<id> a cloud's network as last synced (protobuf)
 //	/hikkoshi/inventory/locks/sync/<cloud>        mutex: one sync per cloud (session lease)
 //	/hikkoshi/inventory/plans/<plan_id>           a proposed or accepted wave plan (protobuf)
+//	/hikkoshi/converter/jobs/<job_id>             a conversion job (protobuf)
+//	/hikkoshi/converter/claims/<job_id>           the worker holding a job → instance (its lease)
+//	/hikkoshi/converter/requests/<request_id>     idempotency record of a CreateJob (24 h lease)
 //	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
 //	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
 //	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
@@ -83,3 +86,18 @@ func CloudNetwork(cloud, id string) string { return CloudNetworks(cloud) + id }
 
 // Plan returns the key of one wave plan.
 func Plan(id string) string { return Root + "inventory/plans/" + id }
+
+// JobsPrefix is the prefix of the converter's jobs.
+const JobsPrefix = Root + "converter/jobs/"
+
+// Job returns the key of one conversion job.
+func Job(id string) string { return JobsPrefix + id }
+
+// ClaimsPrefix is the prefix of the converter workers' job claims.
+const ClaimsPrefix = Root + "converter/claims/"
+
+// Claim returns the key by which a worker holds a job, under its lease.
+func Claim(id string) string { return ClaimsPrefix + id }
+
+// JobRequest returns the key of a CreateJob idempotency record.
+func JobRequest(requestID string) string { return Root + "converter/requests/" + requestID }

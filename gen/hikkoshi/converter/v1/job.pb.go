@@ -196,9 +196,12 @@ type Job struct {
 	// update_time is when the job last changed. Output only.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// end_time is when the job ended. Output only.
-	EndTime       *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// cancel_requested is set by CancelJob; the worker holding the job stops, deletes
+	// what the job made and ends it CANCELLED. Output only.
+	CancelRequested bool `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -327,6 +330,13 @@ func (x *Job) GetEndTime() *timestamppb.Timestamp {
 		return x.EndTime
 	}
 	return nil
+}
+
+func (x *Job) GetCancelRequested() bool {
+	if x != nil {
+		return x.CancelRequested
+	}
+	return false
 }
 
 // V2VSource is the instance to move.
@@ -784,7 +794,7 @@ var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\x05\n" +
+	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x05\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x128\n" +
@@ -802,7 +812,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x125\n" +
-	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"g\n" +
+	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12)\n" +
+	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\"g\n" +
 	"\tV2VSource\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +

@@ -9,6 +9,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"golang.org/x/time/rate"
 )
 
 // Glance is the part of one cloud's image API an image copy uses.
@@ -96,3 +97,46 @@ func CountChunkImages(ctx context.Context, g Glance) (int, error) {
 	}
 	return n, nil
 }
+
+// Throttle caps the rate at which g's downloads are read to bytesPerSecond (0: g
+// itself): an operator's bandwidth limit for copies between clouds.
+func Throttle(g Glance, bytesPerSecond int64) Glance {
+	if bytesPerSecond <= 0 {
+		return g
+	}
+	return throttled{g, rate.NewLimiter(rate.Limit(bytesPerSecond), int(min(bytesPerSecond, 1<<20)))}
+}
+
+type throttled struct {
+	Glance
+	lim *rate.Limiter
+}
+
+func (t throttled) Download(ctx context.Context, id string, from, to int64) (io.ReadCloser, error) {
+	rc, err := t.Glance.Download(ctx, id, from, to)
+	if err != nil {
+		return nil, err
+	}
+	return &limitedReader{ctx: ctx, rc: rc, lim: t.lim}, nil
+}
+
+type limitedReader struct {
+	ctx context.Context
+	rc  io.ReadCloser
+	lim *rate.Limiter
+}
+
+func (l *limitedReader) Read(b []byte) (int, error) {
+	if len(b) > l.lim.Burst() {
+		b = b[:l.lim.Burst()]
+	}
+	n, err := l.rc.Read(b)
+	if n > 0 {
+		if werr := l.lim.WaitN(l.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+func (l *limitedReader) Close() error { return l.rc.Close() }

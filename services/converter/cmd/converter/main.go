@@ -1,0 +1,69 @@
+// Command converter serves hikkoshi.converter.v1.ConverterService and runs
+// conversion jobs as a worker: it claims queued jobs (and jobs whose worker died)
+// under its etcd lease. Run as many as you like, on as many hosts.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/jobs"
+)
+
+// DefaultPort is the converter's gRPC port on 127.0.0.1.
+const DefaultPort = 7402
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "converter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := service.NewConfig("converter", DefaultPort)
+	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	var workers int
+	var cloudsYAML string
+	var chunk, bandwidth int64
+	var poll time.Duration
+	fs.IntVar(&workers, "workers", 2, "jobs this process runs at once (0: API only)")
+	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.Int64Var(&chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
+	fs.Int64Var(&bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
+	fs.DurationVar(&poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
+	if err := cfg.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	if chunk < 1<<20 {
+		return fmt.Errorf("--chunk-bytes %d: use at least 1 MiB", chunk)
+	}
+	var wg sync.WaitGroup
+	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
+		store := jobs.NewStore(rt.Etcd)
+		jobs.Register(rt, store)
+		if workers > 0 {
+			w := &jobs.Worker{
+				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: workers, Log: rt.Logger,
+				Exec: &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger},
+			}
+			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			wg.Add(1)
+			go func() { defer wg.Done(); w.Run(wctx) }()
+			go func() { <-rt.Stopping(); cancel() }()
+			rt.OnShutdown(wg.Wait)
+		}
+		return nil
+	})
+}

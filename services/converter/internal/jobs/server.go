@@ -1,0 +1,189 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
+	"github.com/hikkoshi/hikkoshi/platform/service"
+)
+
+// Server implements hikkoshi.converter.v1.ConverterService.
+type Server struct {
+	converterv1.UnimplementedConverterServiceServer
+	store    *Store
+	etcd     *clientv3.Client
+	stopping <-chan struct{}
+}
+
+// Register registers the service and its validators on rt.
+func Register(rt *service.Runtime, store *Store) {
+	converterv1.RegisterConverterServiceServer(rt.GRPC, &Server{store: store, etcd: rt.Etcd, stopping: rt.Stopping()})
+	service.AddValidator(rt, ValidateCreateJob)
+	service.AddValidator(rt, func(r *converterv1.GetJobRequest) error { return checkName(r.GetName()) })
+	service.AddValidator(rt, func(r *converterv1.CancelJobRequest) error { return checkName(r.GetName()) })
+	service.AddValidator(rt, func(r *converterv1.WatchJobRequest) error { return checkName(r.GetName()) })
+}
+
+func checkName(name string) error {
+	if _, ok := ID(name); !ok {
+		return apierr.InvalidArgument("name", "%q is not a job name: use jobs/{job_id} (the name CreateJob returned)", name)
+	}
+	return nil
+}
+
+// ValidateCreateJob checks a CreateJobRequest.
+func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
+	var v apierr.Violations
+	v.RequestID("request_id", r.GetRequestId())
+	j := r.GetJob()
+	if j.GetSource().GetCloud() == "" {
+		v.Add("job.source.cloud", "required: the source cloud's clouds.yaml entry")
+	}
+	if !idLike(j.GetSource().GetServerId()) {
+		v.Add("job.source.server_id", "%q: give the source server's ID (a UUID)", j.GetSource().GetServerId())
+	}
+	if j.GetDestination().GetCloud() == "" {
+		v.Add("job.destination.cloud", "required: the destination cloud's clouds.yaml entry")
+	}
+	if !idLike(j.GetDestination().GetNetworkId()) {
+		v.Add("job.destination.network_id", "%q: give the destination network's ID (a UUID)", j.GetDestination().GetNetworkId())
+	}
+	if ip := j.GetDestination().GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
+		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
+	}
+	return v.Err()
+}
+
+func idLike(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
+			return false
+		}
+	}
+	return true
+}
+
+// CreateJob implements ConverterService.
+func (s *Server) CreateJob(ctx context.Context, req *converterv1.CreateJobRequest) (*converterv1.CreateJobResponse, error) {
+	fp := ""
+	if req.GetRequestId() != "" {
+		c := proto.CloneOf(req)
+		c.RequestId = ""
+		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+		h := sha256.Sum256(b)
+		fp = hex.EncodeToString(h[:16])
+	}
+	in := &converterv1.Job{Workload: req.GetJob().GetWorkload(), Source: req.GetJob().GetSource(), Destination: req.GetJob().GetDestination()}
+	j, err := s.store.Create(ctx, in, req.GetRequestId(), fp)
+	if err != nil {
+		return nil, err
+	}
+	return &converterv1.CreateJobResponse{Job: j}, nil
+}
+
+// GetJob implements ConverterService.
+func (s *Server) GetJob(ctx context.Context, req *converterv1.GetJobRequest) (*converterv1.GetJobResponse, error) {
+	id, _ := ID(req.GetName())
+	j, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &converterv1.GetJobResponse{Job: j}, nil
+}
+
+// ListJobs implements ConverterService.
+func (s *Server) ListJobs(ctx context.Context, req *converterv1.ListJobsRequest) (*converterv1.ListJobsResponse, error) {
+	size := pagetoken.Size(req.GetPageSize(), 50, 500)
+	c := proto.CloneOf(req)
+	c.PageSize, c.PageToken = 0, ""
+	b, _ := proto.Marshal(c)
+	h := sha256.Sum256(b)
+	fp := hex.EncodeToString(h[:8])
+	after, err := pagetoken.Decode(req.GetPageToken(), fp)
+	if err != nil {
+		return nil, apierr.InvalidArgument("page_token", "not a next_page_token of an earlier ListJobs with the same state: start again without page_token")
+	}
+	list, _, err := s.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &converterv1.ListJobsResponse{}
+	for _, j := range list {
+		if (after != "" && j.GetName() >= after) || (req.GetState() != 0 && j.GetState() != req.GetState()) {
+			continue
+		}
+		if len(resp.Jobs) == size {
+			resp.NextPageToken = pagetoken.Encode(resp.Jobs[size-1].GetName(), fp)
+			break
+		}
+		resp.Jobs = append(resp.Jobs, j)
+	}
+	return resp, nil
+}
+
+// CancelJob implements ConverterService.
+func (s *Server) CancelJob(ctx context.Context, req *converterv1.CancelJobRequest) (*converterv1.CancelJobResponse, error) {
+	id, _ := ID(req.GetName())
+	j, err := s.store.RequestCancel(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &converterv1.CancelJobResponse{Job: j}, nil
+}
+
+// WatchJob implements ConverterService.
+func (s *Server) WatchJob(req *converterv1.WatchJobRequest, stream grpc.ServerStreamingServer[converterv1.WatchJobResponse]) error {
+	ctx := stream.Context()
+	id, _ := ID(req.GetName())
+	j, rev, err := s.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := stream.Send(&converterv1.WatchJobResponse{Job: j}); err != nil || Terminal(j.GetState()) {
+		return err
+	}
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	ch := s.etcd.Watch(wctx, keys.Job(id), clientv3.WithRev(rev+1))
+	for {
+		select {
+		case <-s.stopping:
+			return apierr.New(codes.Unavailable, "SHUTTING_DOWN", "this converter is shutting down: watch %s again", req.GetName())
+		case wr, ok := <-ch:
+			if !ok {
+				return ctx.Err()
+			}
+			if err := wr.Err(); err != nil {
+				return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "watch job: %v", err)
+			}
+			for _, ev := range wr.Events {
+				cur, err := decode(ev.Kv.Value)
+				if err != nil {
+					return err
+				}
+				if err := stream.Send(&converterv1.WatchJobResponse{Job: cur}); err != nil || Terminal(cur.GetState()) {
+					return err
+				}
+			}
+		}
+	}
+}

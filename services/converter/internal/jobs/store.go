@@ -1,0 +1,251 @@
+// Package jobs keeps conversion jobs in etcd and runs them on workers: a worker
+// claims a job with a key under its lease, writes the job only while it holds that
+// claim (every write is conditional on it), and when it dies its lease — and so its
+// claim — expires, and another worker takes the job over from its last recorded step.
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
+)
+
+// RequestTTL is how long a CreateJob's request_id is remembered.
+const RequestTTL = 24 * time.Hour
+
+// ErrLostClaim is a write refused because the worker no longer holds the job.
+var ErrLostClaim = errors.New("jobs: this worker no longer holds the job (its lease ended or the job was taken over)")
+
+// Store keeps jobs in etcd.
+type Store struct{ c *clientv3.Client }
+
+// NewStore returns a Store on c.
+func NewStore(c *clientv3.Client) *Store { return &Store{c} }
+
+// ID returns the job ID of a name "jobs/{id}".
+func ID(name string) (string, bool) {
+	id, ok := strings.CutPrefix(name, "jobs/")
+	return id, ok && id != "" && !strings.Contains(id, "/")
+}
+
+func newID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%x", now.UTC().Format("20060102t150405z"), b)
+}
+
+func decode(b []byte) (*converterv1.Job, error) {
+	j := &converterv1.Job{}
+	if err := proto.Unmarshal(b, j); err != nil {
+		return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "a job record is not a Job: %v", err)
+	}
+	return j, nil
+}
+
+func etcdErr(op string, err error) error {
+	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
+}
+
+type requestRecord struct {
+	JobID       string `json:"job_id"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Create queues a job. With a requestID, a repeat of the same request (same
+// fingerprint) returns the job the first one created.
+func (s *Store) Create(ctx context.Context, j *converterv1.Job, requestID, fingerprint string) (*converterv1.Job, error) {
+	now := time.Now()
+	j = proto.CloneOf(j)
+	id := newID(now)
+	j.Name, j.State, j.Step = "jobs/"+id, converterv1.JobState_JOB_STATE_QUEUED, converterv1.JobStep_JOB_STEP_UNSPECIFIED
+	j.CreateTime, j.UpdateTime = timestamppb.New(now), timestamppb.New(now)
+	val, _ := proto.Marshal(j)
+	ops := []clientv3.Op{clientv3.OpPut(keys.Job(id), string(val))}
+	var cmps []clientv3.Cmp
+	if requestID != "" {
+		lease, err := s.c.Grant(ctx, int64(RequestTTL/time.Second))
+		if err != nil {
+			return nil, etcdErr("CreateJob", err)
+		}
+		rec, _ := json.Marshal(requestRecord{id, fingerprint})
+		rkey := keys.JobRequest(requestID)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(rkey), "=", 0))
+		ops = append(ops, clientv3.OpPut(rkey, string(rec), clientv3.WithLease(lease.ID)))
+		resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(rkey)).Commit()
+		if err != nil {
+			return nil, etcdErr("CreateJob", err)
+		}
+		if resp.Succeeded {
+			return j, nil
+		}
+		_, _ = s.c.Revoke(ctx, lease.ID)
+		var rec2 requestRecord
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 0 || json.Unmarshal(kvs[0].Value, &rec2) != nil {
+			return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "request record of %q unreadable", requestID)
+		}
+		if rec2.Fingerprint != fingerprint {
+			return nil, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
+		}
+		got, _, err := s.Get(ctx, rec2.JobID)
+		return got, err
+	}
+	if _, err := s.c.Txn(ctx).Then(ops...).Commit(); err != nil {
+		return nil, etcdErr("CreateJob", err)
+	}
+	return j, nil
+}
+
+// Get returns a job and its revision.
+func (s *Store) Get(ctx context.Context, id string) (*converterv1.Job, int64, error) {
+	resp, err := s.c.Get(ctx, keys.Job(id))
+	if err != nil {
+		return nil, 0, etcdErr("GetJob", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, apierr.New(codes.NotFound, "JOB_NOT_FOUND", "no job %q", "jobs/"+id)
+	}
+	j, err := decode(resp.Kvs[0].Value)
+	return j, resp.Kvs[0].ModRevision, err
+}
+
+// List returns every job, newest first, and the store revision they were read at.
+func (s *Store) List(ctx context.Context) ([]*converterv1.Job, int64, error) {
+	resp, err := s.c.Get(ctx, keys.JobsPrefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
+	if err != nil {
+		return nil, 0, etcdErr("ListJobs", err)
+	}
+	out := make([]*converterv1.Job, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		j, err := decode(kv.Value)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, j)
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// Terminal reports whether a job has ended.
+func Terminal(st converterv1.JobState) bool {
+	switch st {
+	case converterv1.JobState_JOB_STATE_SUCCEEDED, converterv1.JobState_JOB_STATE_FAILED, converterv1.JobState_JOB_STATE_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// Claim makes worker the holder of job id under lease, if nobody holds it and it
+// has not ended. It returns the job as claimed (RUNNING, attempts + 1).
+func (s *Store) Claim(ctx context.Context, id, worker string, lease clientv3.LeaseID) (*converterv1.Job, bool, error) {
+	j, rev, err := s.Get(ctx, id)
+	if err != nil || Terminal(j.GetState()) {
+		return nil, false, err
+	}
+	j.State, j.Worker, j.Attempts, j.UpdateTime = converterv1.JobState_JOB_STATE_RUNNING, worker, j.GetAttempts()+1, timestamppb.Now()
+	val, _ := proto.Marshal(j)
+	ck := keys.Claim(id)
+	resp, err := s.c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(ck), "=", 0), clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)).
+		Then(clientv3.OpPut(ck, worker, clientv3.WithLease(lease)), clientv3.OpPut(keys.Job(id), string(val))).
+		Commit()
+	if err != nil {
+		return nil, false, etcdErr("claim job", err)
+	}
+	return j, resp.Succeeded, nil
+}
+
+// Holder writes a claimed job, only while its worker holds the claim.
+type Holder struct {
+	s      *Store
+	id     string
+	worker string
+	lease  clientv3.LeaseID
+}
+
+// Hold returns the writer of a job worker has claimed under lease.
+func (s *Store) Hold(id, worker string, lease clientv3.LeaseID) *Holder {
+	return &Holder{s: s, id: id, worker: worker, lease: lease}
+}
+
+func (h *Holder) held() []clientv3.Cmp {
+	ck := keys.Claim(h.id)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.Value(ck), "=", h.worker), clientv3.Compare(clientv3.LeaseValue(ck), "=", h.lease)}
+}
+
+// Save writes j, and releases the claim when the job has ended.
+func (h *Holder) Save(ctx context.Context, j *converterv1.Job) error {
+	j.UpdateTime = timestamppb.Now()
+	val, err := proto.Marshal(j)
+	if err != nil {
+		return err
+	}
+	ops := []clientv3.Op{clientv3.OpPut(keys.Job(h.id), string(val))}
+	if Terminal(j.GetState()) {
+		ops = append(ops, clientv3.OpDelete(keys.Claim(h.id)))
+	}
+	resp, err := h.s.c.Txn(ctx).If(h.held()...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("jobs: save job %s: %w", h.id, err)
+	}
+	if !resp.Succeeded {
+		return ErrLostClaim
+	}
+	return nil
+}
+
+// Release gives the job up without ending it (the worker is shutting down): another
+// worker takes it over at once instead of after the lease's TTL.
+func (h *Holder) Release(ctx context.Context) error {
+	_, err := h.s.c.Txn(ctx).If(h.held()...).Then(clientv3.OpDelete(keys.Claim(h.id))).Commit()
+	return err
+}
+
+// Current reads the job as stored (to see a cancel request).
+func (h *Holder) Current(ctx context.Context) (*converterv1.Job, error) {
+	j, _, err := h.s.Get(ctx, h.id)
+	return j, err
+}
+
+// RequestCancel marks a job cancelled-on-request: a queued job that nobody holds
+// is ended at once (it has made nothing yet); a running one is ended by its worker,
+// which deletes what it made first.
+func (s *Store) RequestCancel(ctx context.Context, id string) (*converterv1.Job, error) {
+	for range 10 {
+		j, rev, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if Terminal(j.GetState()) {
+			return nil, apierr.New(codes.FailedPrecondition, "JOB_ENDED", "job %s has already ended (%s)", j.GetName(), j.GetState())
+		}
+		j.CancelRequested = true
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)}
+		if j.GetState() == converterv1.JobState_JOB_STATE_QUEUED && j.GetCreated() == nil {
+			j.State, j.EndTime, j.Error = converterv1.JobState_JOB_STATE_CANCELLED, timestamppb.Now(), "cancelled before any worker took it"
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(keys.Claim(id)), "=", 0))
+		}
+		j.UpdateTime = timestamppb.Now()
+		val, _ := proto.Marshal(j)
+		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(keys.Job(id), string(val))).Commit()
+		if err != nil {
+			return nil, etcdErr("CancelJob", err)
+		}
+		if resp.Succeeded {
+			return j, nil
+		}
+	}
+	return nil, apierr.New(codes.Aborted, "CONTENTION", "job %s kept changing: retry the cancel", id)
+}

@@ -1,0 +1,439 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+)
+
+// ErrCancelled ends a job whose cancel was requested.
+var ErrCancelled = errors.New("jobs: cancelled on request")
+
+// clients are one cloud's API clients.
+type clients struct {
+	compute, network, image *gophercloud.ServiceClient
+}
+
+// Runner runs V2V jobs step by step against the clouds of a clouds.yaml.
+type Runner struct {
+	// CloudsYAML is the clouds.yaml path ("" for the usual places).
+	CloudsYAML string
+	// ChunkSize is the image copy's chunk size (0: imagecopy.DefaultChunkSize).
+	ChunkSize int64
+	// Bandwidth caps one copy's read rate in bytes per second (0: no cap).
+	Bandwidth int64
+	// Poll is the pause between status reads while waiting (0: 1 s).
+	Poll time.Duration
+	Log  *slog.Logger
+}
+
+func (r *Runner) open(ctx context.Context, name string) (clients, error) {
+	var opts []cloud.Option
+	if r.CloudsYAML != "" {
+		opts = append(opts, cloud.WithCloudsYAML(r.CloudsYAML))
+	}
+	c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-converter"))...)
+	if err != nil {
+		return clients{}, err
+	}
+	var cl clients
+	if cl.compute, err = c.Compute(); err != nil {
+		return cl, err
+	}
+	cl.compute.Microversion = "2.47" // the server's flavor by name
+	if cl.network, err = c.Network(); err != nil {
+		return cl, err
+	}
+	cl.image, err = c.Image()
+	return cl, err
+}
+
+func notFound(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusNotFound) }
+
+// wait polls get until done says stop.
+func (r *Runner) wait(ctx context.Context, what string, get func() (string, error), want string, bad ...string) error {
+	pause := r.Poll
+	if pause == 0 {
+		pause = time.Second
+	}
+	last := ""
+	for {
+		st, err := get()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		last = st
+		if st == want {
+			return nil
+		}
+		for _, b := range bad {
+			if st == b {
+				return fmt.Errorf("%s: %s", what, st)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: still %s: %w", what, last, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+// plan is what the pre-flight found, for the later steps.
+type plan struct {
+	srv      *servers.Server
+	flavorID string
+	fixedIP  string
+	keyName  string
+	sgIDs    []string
+}
+
+// Run runs j from the step after its last recorded one. save records the job
+// (fenced by the claim); cancelled reports a cancel request.
+func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.Context, *converterv1.Job) error) error {
+	src, err := r.open(ctx, j.GetSource().GetCloud())
+	if err != nil {
+		return fmt.Errorf("source cloud %q: %w", j.GetSource().GetCloud(), err)
+	}
+	dst, err := r.open(ctx, j.GetDestination().GetCloud())
+	if err != nil {
+		return fmt.Errorf("destination cloud %q: %w", j.GetDestination().GetCloud(), err)
+	}
+	if j.Created == nil {
+		j.Created = &converterv1.Created{}
+	}
+	id, _ := ID(j.GetName())
+	var pl *plan
+	for step := converterv1.JobStep_JOB_STEP_PREFLIGHT; step < converterv1.JobStep_JOB_STEP_DONE; step++ {
+		if step < j.GetStep() && step != converterv1.JobStep_JOB_STEP_PREFLIGHT {
+			continue // done before this worker took the job over
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		j.Step = step
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+		switch step {
+		case converterv1.JobStep_JOB_STEP_PREFLIGHT:
+			pl, err = r.preflight(ctx, j, src, dst)
+		case converterv1.JobStep_JOB_STEP_STOP:
+			err = r.stop(ctx, j, src, pl, save)
+		case converterv1.JobStep_JOB_STEP_SNAPSHOT:
+			err = r.snapshot(ctx, j, id, src, save)
+		case converterv1.JobStep_JOB_STEP_COPY:
+			err = r.copyImage(ctx, j, id, src, dst, pl, save)
+		case converterv1.JobStep_JOB_STEP_BOOT:
+			err = r.boot(ctx, j, id, dst, pl, save)
+		case converterv1.JobStep_JOB_STEP_HEALTH:
+			err = r.health(ctx, j, pl)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimPrefix(step.String(), "JOB_STEP_")), err)
+		}
+	}
+	j.Step = converterv1.JobStep_JOB_STEP_DONE
+	return nil
+}
+
+func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst clients) (*plan, error) {
+	d := j.GetDestination()
+	srv, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
+	if err != nil {
+		return nil, fmt.Errorf("source server %s: %w", j.GetSource().GetServerId(), err)
+	}
+	pl := &plan{srv: srv, fixedIP: d.GetFixedIp(), keyName: d.GetKeyName()}
+	flavor := d.GetFlavor()
+	if flavor == "" {
+		flavor, _ = srv.Flavor["original_name"].(string)
+	}
+	fl, err := flavors.ListDetail(dst.compute, flavors.ListOpts{AccessType: flavors.AllAccess}).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := flavors.ExtractFlavors(fl)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range list {
+		if f.Name == flavor {
+			pl.flavorID = f.ID
+		}
+	}
+	var missing []string
+	if pl.flavorID == "" {
+		missing = append(missing, fmt.Sprintf("flavor %q", flavor))
+	}
+	if _, err := networks.Get(ctx, dst.network, d.GetNetworkId()).Extract(); err != nil {
+		missing = append(missing, fmt.Sprintf("network %s (%v)", d.GetNetworkId(), err))
+	}
+	if pl.keyName == "" {
+		pl.keyName = srv.KeyName
+	}
+	if pl.keyName != "" {
+		if _, err := keypairs.Get(ctx, dst.compute, pl.keyName, nil).Extract(); err != nil {
+			missing = append(missing, fmt.Sprintf("key pair %q", pl.keyName))
+		}
+	}
+	sgNames := d.GetSecurityGroups()
+	if len(sgNames) == 0 {
+		for _, sg := range srv.SecurityGroups {
+			if n, ok := sg["name"].(string); ok {
+				sgNames = append(sgNames, n)
+			}
+		}
+	}
+	for _, name := range sgNames {
+		pages, err := groups.List(dst.network, groups.ListOpts{Name: name}).AllPages(ctx)
+		if err != nil {
+			return nil, err
+		}
+		gs, _ := groups.ExtractGroups(pages)
+		if len(gs) == 0 {
+			missing = append(missing, fmt.Sprintf("security group %q", name))
+			continue
+		}
+		pl.sgIDs = append(pl.sgIDs, gs[0].ID)
+	}
+	if pl.fixedIP == "" {
+		pages, err := ports.List(src.network, ports.ListOpts{DeviceID: srv.ID}).AllPages(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ps, _ := ports.ExtractPorts(pages)
+		if len(ps) > 0 && len(ps[0].FixedIPs) > 0 {
+			pl.fixedIP = ps[0].FixedIPs[0].IPAddress
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("the destination lacks %s", strings.Join(missing, ", "))
+	}
+	return pl, nil
+}
+
+func (r *Runner) stop(ctx context.Context, j *converterv1.Job, src clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+	if j.GetSource().GetAlreadyStopped() || pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
+		return nil
+	}
+	if pl.srv.Status != "SHUTOFF" {
+		err := servers.Stop(ctx, src.compute, pl.srv.ID).ExtractErr()
+		if err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+			return err
+		}
+		j.Created.StoppedSource = true
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	return r.wait(ctx, "stop source server "+pl.srv.ID, func() (string, error) {
+		s, err := servers.Get(ctx, src.compute, pl.srv.ID).Extract()
+		if err != nil {
+			return "", err
+		}
+		return s.Status, nil
+	}, "SHUTOFF", "ERROR")
+}
+
+func imageStatus(ctx context.Context, ic *gophercloud.ServiceClient, id string) func() (string, error) {
+	return func() (string, error) {
+		img, err := images.Get(ctx, ic, id).Extract()
+		if err != nil {
+			return "", err
+		}
+		return string(img.Status), nil
+	}
+}
+
+func (r *Runner) snapshot(ctx context.Context, j *converterv1.Job, id string, src clients, save func(context.Context, *converterv1.Job) error) error {
+	if j.GetCreated().GetSnapshotImageId() == "" {
+		imgID, err := servers.CreateImage(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
+			Name: "hikkoshi-" + id + "-snapshot", Metadata: map[string]string{"hikkoshi_job": id},
+		}).ExtractImageID()
+		if err != nil {
+			return err
+		}
+		j.Created.SnapshotImageId = imgID
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	return r.wait(ctx, "snapshot image "+j.GetCreated().GetSnapshotImageId(), imageStatus(ctx, src.image, j.GetCreated().GetSnapshotImageId()),
+		"active", "killed", "deleted")
+}
+
+func (r *Runner) copier(src, dst clients, save func(context.Context, *converterv1.CopyProgress) error) *imagecopy.Copier {
+	return &imagecopy.Copier{
+		Src: imagecopy.Throttle(imagecopy.NewGlance(src.image), r.Bandwidth), Dst: imagecopy.NewGlance(dst.image),
+		ChunkSize: r.ChunkSize, Retries: 3, Save: save,
+	}
+}
+
+func (r *Runner) copyImage(ctx context.Context, j *converterv1.Job, id string, src, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+	if j.GetCreated().GetImageId() != "" {
+		return nil
+	}
+	if j.Progress == nil {
+		j.Progress = &converterv1.CopyProgress{}
+	}
+	c := r.copier(src, dst, func(ctx context.Context, p *converterv1.CopyProgress) error {
+		j.Progress = p
+		return save(ctx, j)
+	})
+	imgID, err := c.Copy(ctx, j.GetCreated().GetSnapshotImageId(), pl.srv.Name+"-"+id, j.Progress)
+	if err != nil {
+		return err
+	}
+	j.Created.ImageId = imgID
+	return save(ctx, j)
+}
+
+func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+	if j.GetCreated().GetPortId() == "" {
+		opts := ports.CreateOpts{Name: "hikkoshi-" + id, NetworkID: j.GetDestination().GetNetworkId()}
+		if pl.fixedIP != "" {
+			opts.FixedIPs = []ports.IP{{IPAddress: pl.fixedIP}}
+		}
+		if len(pl.sgIDs) > 0 {
+			opts.SecurityGroups = &pl.sgIDs
+		}
+		p, err := ports.Create(ctx, dst.network, opts).Extract()
+		if err != nil {
+			return fmt.Errorf("port with %s: %w", pl.fixedIP, err)
+		}
+		j.Created.PortId = p.ID
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	if j.GetCreated().GetServerId() == "" {
+		s, err := servers.Create(ctx, dst.compute, keypairs.CreateOptsExt{
+			CreateOptsBuilder: servers.CreateOpts{
+				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
+				Networks: []servers.Network{{Port: j.GetCreated().GetPortId()}}, Metadata: map[string]string{"hikkoshi_job": id},
+			},
+			KeyName: pl.keyName,
+		}, nil).Extract()
+		if err != nil {
+			return err
+		}
+		j.Created.ServerId = s.ID
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	return r.wait(ctx, "destination server "+j.GetCreated().GetServerId(), func() (string, error) {
+		s, err := servers.Get(ctx, dst.compute, j.GetCreated().GetServerId()).Extract()
+		if err != nil {
+			return "", err
+		}
+		return s.Status, nil
+	}, "ACTIVE", "ERROR")
+}
+
+// health probes the new server: "tcp:PORT" connects, "http:PORT/PATH" expects a 2xx
+// or 3xx. Until it answers or the context ends.
+func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error {
+	hc := j.GetDestination().GetHealthCheck()
+	if hc == "" {
+		return nil
+	}
+	kind, rest, _ := strings.Cut(hc, ":")
+	probe := func() (string, error) {
+		switch kind {
+		case "tcp":
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(pl.fixedIP, rest), 3*time.Second)
+			if err != nil {
+				return "unreachable", nil
+			}
+			_ = c.Close()
+			return "ok", nil
+		case "http":
+			port, path, _ := strings.Cut(rest, "/")
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(pl.fixedIP, port)+"/"+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return "unreachable", nil
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode < 400 {
+				return "ok", nil
+			}
+			return resp.Status, nil
+		}
+		return "", fmt.Errorf("health_check %q: use tcp:PORT or http:PORT/PATH", hc)
+	}
+	return r.wait(ctx, "health check "+hc+" of "+pl.fixedIP, probe, "ok")
+}
+
+// Cleanup deletes what the job made, in both clouds, and starts the source again if
+// the job stopped it. It is safe to run again.
+func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
+	c := j.GetCreated()
+	if c == nil {
+		return nil
+	}
+	var errs []error
+	dst, err := r.open(ctx, j.GetDestination().GetCloud())
+	if err != nil {
+		return err
+	}
+	src, err := r.open(ctx, j.GetSource().GetCloud())
+	if err != nil {
+		return err
+	}
+	if c.GetServerId() != "" {
+		if err := servers.Delete(ctx, dst.compute, c.GetServerId()).ExtractErr(); err != nil && !notFound(err) {
+			errs = append(errs, err)
+		} else if err == nil {
+			errs = append(errs, r.wait(ctx, "delete server "+c.GetServerId(), func() (string, error) {
+				_, err := servers.Get(ctx, dst.compute, c.GetServerId()).Extract()
+				if notFound(err) {
+					return "gone", nil
+				}
+				return "present", err
+			}, "gone"))
+		}
+	}
+	if c.GetPortId() != "" {
+		if err := ports.Delete(ctx, dst.network, c.GetPortId()).ExtractErr(); err != nil && !notFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	dg := imagecopy.NewGlance(dst.image)
+	if c.GetImageId() != "" {
+		errs = append(errs, dg.Delete(ctx, c.GetImageId()))
+	}
+	if p := j.GetProgress(); p != nil {
+		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Cleanup(ctx, p))
+	}
+	if c.GetSnapshotImageId() != "" {
+		errs = append(errs, imagecopy.NewGlance(src.image).Delete(ctx, c.GetSnapshotImageId()))
+	}
+	if c.GetStoppedSource() {
+		if err := servers.Start(ctx, src.compute, j.GetSource().GetServerId()).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) && !notFound(err) {
+			errs = append(errs, fmt.Errorf("start the source server again: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
