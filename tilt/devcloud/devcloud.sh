@@ -524,6 +524,9 @@ state_path = $S/lib/nova-old-tcg
 instances_path = $S/lib/nova-old-tcg/instances
 compute_driver = libvirt.LibvirtDriver
 resume_guests_state_on_host_boot = true
+# The seed image is a bare disk: nothing in it answers ACPI, so a clean stop would
+# wait the default 60 s before libvirt destroys the guest.
+shutdown_timeout = 5
 [libvirt]
 virt_type = qemu
 connection_uri = qemu:///system

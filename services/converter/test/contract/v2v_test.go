@@ -245,6 +245,3 @@ func TestWorkerKilledMidCopy(t *testing.T) {
 		t.Fatalf("image differs after the takeover")
 	}
 }
-
-
-
