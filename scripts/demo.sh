@@ -25,11 +25,13 @@ svc=hikkoshi.inventory.v1.InventoryService
 rm -rf "$state" && mkdir -p "$state" bin
 pid=""
 lbpid=""
+cvpid=""
 watcher=""
 devcloud_started=0
 cleanup() {
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
   [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
+  [[ -n "$cvpid" ]] && kill -TERM "$cvpid" 2>/dev/null && wait "$cvpid" 2>/dev/null || true
   [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   if ((devcloud_started)) && [[ "${HIKKOSHI_DEMO_KEEP_DEVCLOUD:-0}" != 1 ]]; then
     echo "stopping the dev cloud this demo started (HIKKOSHI_DEMO_KEEP_DEVCLOUD=1 keeps it)"
@@ -317,6 +319,52 @@ inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STAT
 
 say "db-1 runs on the qemu-TCG compute: a Nova snapshot of it carries its disk's bytes"
 bin/hikkoshi-devcloud snapshot
+
+say "the converter moves db-1 to the new region: stop, snapshot, chunked streaming copy, boot with its fixed IP"
+go build -o bin/converter ./services/converter/cmd/converter
+bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
+destnet=$(bin/hikkoshi-devcloud dest-network)
+db1=$(/usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m["name"] == "db-1": print(m["server_id"])' "$state/estate.json")
+bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+  --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms >>"$state/converter.log" 2>&1 &
+cvpid=$!
+for _ in $(seq 1 60); do
+  grpcurl -plaintext 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
+  sleep 0.5
+done
+cv() { grpcurl -plaintext -d "$2" 127.0.0.1:7402 "hikkoshi.converter.v1.ConverterService/$1"; }
+echo "  new-region network $destnet (10.101.0.0/24, made by hand until netbridge makes it)"
+job=$(cv CreateJob "{\"request_id\":\"demo-db-1-$db1\",\"job\":{\"workload\":\"workloads/db-1\",
+  \"source\":{\"cloud\":\"old\",\"server_id\":\"$db1\"},
+  \"destination\":{\"cloud\":\"new\",\"network_id\":\"$destnet\",\"fixed_ip\":\"10.101.0.41\"}}}" |
+  /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
+echo "  CreateJob → $job; WatchJob:"
+cv WatchJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c '
+import json, sys
+text = sys.stdin.read(); dec = json.JSONDecoder(); i = 0; seen = set(); last = None
+while True:
+    j = text.find("{", i)
+    if j < 0: break
+    doc, i = dec.raw_decode(text, j); job = doc["job"]; last = job
+    p = job.get("progress", {})
+    key = (job.get("step"), p.get("doneBytes"))
+    if key in seen: continue
+    seen.add(key)
+    line = "    %-9s %-17s" % (job.get("state", "").replace("JOB_STATE_", "").lower(), job.get("step", "").replace("JOB_STEP_", "").lower())
+    if p.get("totalBytes"):
+        line += " %5.1f/%.1f MiB in %d chunks, %s MiB/s" % (int(p.get("doneBytes", 0)) / 2**20, int(p["totalBytes"]) / 2**20, len(p.get("chunks", [])),
+                                                      "%.1f" % (int(p.get("bytesPerSecond", 0)) / 2**20))
+    print(line)
+c = last.get("created", {})
+print("  %s: destination server %s, port %s, image %s; source snapshot %s, source stopped: %s" % (
+      last["state"].replace("JOB_STATE_", "").lower(), c.get("serverId"), c.get("portId"), c.get("imageId"), c.get("snapshotImageId"), c.get("stoppedSource", False)))
+if last.get("error"): print("  error:", last["error"])
+if last.get("progress", {}).get("sha256"): print("  sha256 of the bytes moved: %s…" % last["progress"]["sha256"][:32])'
+kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
 say "what the service refuses, and how it says so"
 echo "  - a done workload cannot go back to converting (FAILED_PRECONDITION):"

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id")
+		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id | dest-network | undo-moves")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -47,8 +48,12 @@ func main() {
 		err = snapshot(ctx)
 	case "subnet-id":
 		err = subnetID(ctx)
+	case "dest-network":
+		err = destNetwork(ctx)
+	case "undo-moves":
+		err = undoMoves(ctx)
 	default:
-		err = fmt.Errorf("unknown command %q: want tour, estate, snapshot or subnet-id", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want tour, estate, snapshot, subnet-id, dest-network or undo-moves", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hikkoshi-devcloud:", err)
@@ -79,6 +84,126 @@ func subnetID(ctx context.Context) error {
 		return err
 	}
 	fmt.Println(sub.ID)
+	return nil
+}
+
+// DestNetwork is the network in the new project that converted instances boot on,
+// with the old VLAN's CIDR (what netbridge will build; made by hand until then).
+const DestNetwork = "new-vlan-101"
+
+// destNetwork makes DestNetwork in the new cloud if it is missing and prints its ID.
+func destNetwork(ctx context.Context) error {
+	c, err := open(ctx, "new")
+	if err != nil {
+		return err
+	}
+	nc, err := c.Network()
+	if err != nil {
+		return err
+	}
+	pages, err := networks.List(nc, networks.ListOpts{Name: DestNetwork}).AllPages(ctx)
+	if err != nil {
+		return err
+	}
+	list, _ := networks.ExtractNetworks(pages)
+	if len(list) > 0 {
+		fmt.Println(list[0].ID)
+		return nil
+	}
+	n, err := networks.Create(ctx, nc, networks.CreateOpts{Name: DestNetwork}).Extract()
+	if err != nil {
+		return err
+	}
+	if _, err := subnets.Create(ctx, nc, subnets.CreateOpts{
+		NetworkID: n.ID, Name: DestNetwork + "-v4", CIDR: "10.101.0.0/24", IPVersion: gophercloud.IPv4,
+		AllocationPools: []subnets.AllocationPool{{Start: "10.101.0.200", End: "10.101.0.250"}},
+	}).Extract(); err != nil {
+		return err
+	}
+	fmt.Println(n.ID)
+	return nil
+}
+
+// undoMoves deletes what converter jobs made in the dev cloud (servers and images in
+// the new region marked by a job, their ports, the snapshots in the old region) and
+// starts the sources those snapshots were taken of, so the demo can run again.
+func undoMoves(ctx context.Context) error {
+	oc, err := open(ctx, "old")
+	if err != nil {
+		return err
+	}
+	ncl, err := open(ctx, "new")
+	if err != nil {
+		return err
+	}
+	oldc, err := clientsOf(oc)
+	if err != nil {
+		return err
+	}
+	newc, err := clientsOf(ncl)
+	if err != nil {
+		return err
+	}
+	n := 0
+	pages, err := servers.List(newc.compute, servers.ListOpts{}).AllPages(ctx)
+	if err != nil {
+		return err
+	}
+	srvs, _ := servers.ExtractServers(pages)
+	for _, s := range srvs {
+		if s.Metadata["hikkoshi_job"] == "" {
+			continue
+		}
+		if err := servers.Delete(ctx, newc.compute, s.ID).ExtractErr(); err == nil {
+			n++
+		}
+		for range 120 {
+			if _, err := servers.Get(ctx, newc.compute, s.ID).Extract(); err != nil {
+				break
+			}
+			_ = sleep(ctx, 250*time.Millisecond)
+		}
+	}
+	pp, err := ports.List(newc.network, ports.ListOpts{}).AllPages(ctx)
+	if err != nil {
+		return err
+	}
+	ps, _ := ports.ExtractPorts(pp)
+	for _, p := range ps {
+		if strings.HasPrefix(p.Name, "hikkoshi-") && p.DeviceID == "" {
+			_ = ports.Delete(ctx, newc.network, p.ID).ExtractErr()
+		}
+	}
+	moved := map[string]bool{} // source servers, from their snapshots' instance_uuid
+	for _, side := range []struct {
+		ic   *gophercloud.ServiceClient
+		keep func(images.Image) bool
+	}{
+		{newc.image, func(i images.Image) bool { return !slices.Contains(i.Tags, "hikkoshi") && !slices.Contains(i.Tags, "hikkoshi-chunk") }},
+		{oldc.image, func(i images.Image) bool { return !strings.HasPrefix(i.Name, "hikkoshi-") || !strings.HasSuffix(i.Name, "-snapshot") }},
+	} {
+		for _, hidden := range []bool{false, true} {
+			ip, err := images.List(side.ic, images.ListOpts{Hidden: hidden}).AllPages(ctx)
+			if err != nil {
+				return err
+			}
+			list, _ := images.ExtractImages(ip)
+			for _, i := range list {
+				if !side.keep(i) {
+					if u, ok := i.Properties["instance_uuid"].(string); ok && side.ic == oldc.image {
+						moved[u] = true
+					}
+					_ = images.Delete(ctx, side.ic, i.ID).ExtractErr()
+				}
+			}
+		}
+	}
+	for id := range moved {
+		if s, err := servers.Get(ctx, oldc.compute, id).Extract(); err == nil && s.Status == "SHUTOFF" {
+			_ = servers.Start(ctx, oldc.compute, id).ExtractErr()
+		}
+	}
+	fmt.Printf("undid %d moves\n", n)
 	return nil
 }
 
