@@ -179,8 +179,12 @@ func undoMoves(ctx context.Context) error {
 		ic   *gophercloud.ServiceClient
 		keep func(images.Image) bool
 	}{
-		{newc.image, func(i images.Image) bool { return !slices.Contains(i.Tags, "hikkoshi") && !slices.Contains(i.Tags, "hikkoshi-chunk") }},
-		{oldc.image, func(i images.Image) bool { return !strings.HasPrefix(i.Name, "hikkoshi-") || !strings.HasSuffix(i.Name, "-snapshot") }},
+		{newc.image, func(i images.Image) bool {
+			return !slices.Contains(i.Tags, "hikkoshi") && !slices.Contains(i.Tags, "hikkoshi-chunk")
+		}},
+		{oldc.image, func(i images.Image) bool {
+			return !strings.HasPrefix(i.Name, "hikkoshi-") || !strings.HasSuffix(i.Name, "-snapshot")
+		}},
 	} {
 		for _, hidden := range []bool{false, true} {
 			ip, err := images.List(side.ic, images.ListOpts{Hidden: hidden}).AllPages(ctx)
