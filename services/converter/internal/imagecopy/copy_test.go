@@ -76,14 +76,14 @@ func TestTakeoverReadsOnlyTheMissingChunks(t *testing.T) {
 	if _, err := first.Copy(ctx, id, "db-1", &converterv1.CopyProgress{}); err == nil {
 		t.Fatal("the first worker finished although it died")
 	}
-	readBefore := src.reads
+	readBefore := src.served()
 	p := proto.CloneOf(saved)
 	p.TransferredBytes = 0
 	second := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib}
 	if _, err := second.Copy(t.Context(), id, "db-1", p); err != nil {
 		t.Fatal(err)
 	}
-	if read := src.reads - readBefore; read != 6*mib || p.GetTransferredBytes() != 6*mib {
+	if read := src.served() - readBefore; read != 6*mib || p.GetTransferredBytes() != 6*mib {
 		t.Fatalf("the second worker read %d bytes from the source (counted %d), want the 6 MiB missing", read, p.GetTransferredBytes())
 	}
 	if _, got := only(t, dst); !bytes.Equal(got, data) {

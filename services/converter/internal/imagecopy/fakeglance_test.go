@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 )
@@ -29,7 +30,22 @@ type fakeGlance struct {
 	breakAt   int64
 	corruptAt int64
 	reads     int64 // bytes served by downloads
+	inflight  int   // downloads being served
 	srv       *httptest.Server
+}
+
+// served returns the bytes served by downloads once none is in flight (a download
+// cancelled by the client may still be finishing on the server side).
+func (g *fakeGlance) served() int64 {
+	for {
+		g.mu.Lock()
+		n, busy := g.reads, g.inflight
+		g.mu.Unlock()
+		if busy == 0 {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func newFakeGlance(t *testing.T) *fakeGlance {
@@ -119,6 +135,8 @@ func (g *fakeGlance) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodGet && sub == "file":
 		g.mu.Lock()
+		g.inflight++
+		defer func() { g.mu.Lock(); g.inflight--; g.mu.Unlock() }()
 		data := g.data[id]
 		from, to := int64(0), int64(len(data)-1)
 		if rng := strings.TrimPrefix(r.Header.Get("Range"), "bytes="); rng != "" {
