@@ -530,7 +530,10 @@ type CopyProgress struct {
 	// os_hash_state is the running digest in os_hash_algo, like sha256_state.
 	OsHashState []byte `protobuf:"bytes,9,opt,name=os_hash_state,json=osHashState,proto3" json:"os_hash_state,omitempty"`
 	// sha256 is the whole image's SHA-256 (hex), once every chunk is verified.
-	Sha256        string `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 string `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// image_name is the destination image's name; its chunk images are named
+	// "{image_name}.part-NNNN".
+	ImageName     string `protobuf:"bytes,11,opt,name=image_name,json=imageName,proto3" json:"image_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +634,13 @@ func (x *CopyProgress) GetOsHashState() []byte {
 func (x *CopyProgress) GetSha256() string {
 	if x != nil {
 		return x.Sha256
+	}
+	return ""
+}
+
+func (x *CopyProgress) GetImageName() string {
+	if x != nil {
+		return x.ImageName
 	}
 	return ""
 }
@@ -826,7 +836,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\bfixed_ip\x18\x04 \x01(\tR\afixedIp\x12\x19\n" +
 	"\bkey_name\x18\x05 \x01(\tR\akeyName\x12'\n" +
 	"\x0fsecurity_groups\x18\x06 \x03(\tR\x0esecurityGroups\x12!\n" +
-	"\fhealth_check\x18\a \x01(\tR\vhealthCheck\"\xfd\x02\n" +
+	"\fhealth_check\x18\a \x01(\tR\vhealthCheck\"\x9c\x03\n" +
 	"\fCopyProgress\x12\x1f\n" +
 	"\vtotal_bytes\x18\x01 \x01(\x03R\n" +
 	"totalBytes\x12\x1d\n" +
@@ -842,7 +852,9 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"osHashAlgo\x12\"\n" +
 	"\ros_hash_state\x18\t \x01(\fR\vosHashState\x12\x16\n" +
 	"\x06sha256\x18\n" +
-	" \x01(\tR\x06sha256\"f\n" +
+	" \x01(\tR\x06sha256\x12\x1d\n" +
+	"\n" +
+	"image_name\x18\v \x01(\tR\timageName\"f\n" +
 	"\x05Chunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +

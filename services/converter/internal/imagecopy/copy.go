@@ -126,7 +126,7 @@ func (c *Copier) Copy(ctx context.Context, srcID, name string, p *converterv1.Co
 		return "", fmt.Errorf("imagecopy: source image %s is %s, not active", srcID, src.Status)
 	}
 	algo, want := osHash(src)
-	p.TotalBytes = src.SizeBytes
+	p.TotalBytes, p.ImageName = src.SizeBytes, name
 	if p.GetOsHashAlgo() == "" {
 		p.OsHashAlgo = algo
 	}
@@ -137,6 +137,9 @@ func (c *Copier) Copy(ctx context.Context, srcID, name string, p *converterv1.Co
 	}
 	if err := c.resume(ctx, p, sum, mh); err != nil {
 		return "", err
+	}
+	if err := c.orphans(ctx, p); err != nil {
+		return "", fmt.Errorf("imagecopy: delete chunk images a dead worker left: %w", err)
 	}
 	start := time.Now()
 	startDone := p.GetDoneBytes()
@@ -189,7 +192,9 @@ func (c *Copier) resume(ctx context.Context, p *converterv1.CopyProgress, sum, m
 		if err != nil || img.Status != images.ImageStatusActive || img.SizeBytes != ch.GetSize() || ch.GetOffset() != done {
 			// Gone or not whole: start again from here (the hash states saved after the
 			// last good chunk are not at hand, so from zero in that rare case).
-			_ = c.Cleanup(ctx, &converterv1.CopyProgress{Chunks: p.GetChunks()[i:]})
+			for _, bad := range p.GetChunks()[i:] {
+				_ = c.Dst.Delete(ctx, bad.GetImageId())
+			}
 			if i == 0 {
 				p.Chunks, p.DoneBytes, p.Sha256State, p.OsHashState = nil, 0, nil, nil
 				return nil
@@ -312,15 +317,46 @@ func (c *Copier) assemble(ctx context.Context, src *images.Image, name string, p
 	return final.ID, nil
 }
 
-// Cleanup deletes the chunk images recorded in p.
+// Cleanup deletes the chunk images recorded in p, and any other chunk image of the
+// same copy (one a dead worker had begun and not recorded).
 func (c *Copier) Cleanup(ctx context.Context, p *converterv1.CopyProgress) error {
 	var errs []error
+	ids := map[string]bool{}
 	for _, ch := range p.GetChunks() {
-		if err := c.Dst.Delete(ctx, ch.GetImageId()); err != nil {
-			errs = append(errs, err)
+		ids[ch.GetImageId()] = true
+	}
+	if p.GetImageName() != "" {
+		list, err := ChunkImages(ctx, c.Dst, p.GetImageName())
+		errs = append(errs, err)
+		for _, img := range list {
+			ids[img.ID] = true
 		}
 	}
+	for id := range ids {
+		errs = append(errs, c.Dst.Delete(ctx, id))
+	}
 	return errors.Join(errs...)
+}
+
+// orphans deletes the chunk images of this copy that p does not record: begun by a
+// worker that died before it could record them.
+func (c *Copier) orphans(ctx context.Context, p *converterv1.CopyProgress) error {
+	list, err := ChunkImages(ctx, c.Dst, p.GetImageName())
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, ch := range p.GetChunks() {
+		known[ch.GetImageId()] = true
+	}
+	for _, img := range list {
+		if !known[img.ID] {
+			if err := c.Dst.Delete(ctx, img.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 type counter struct{ p *converterv1.CopyProgress }

@@ -110,6 +110,24 @@ func (g *fakeGlance) serve(w http.ResponseWriter, r *http.Request) {
 		g.mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 		_ = json.NewEncoder(w).Encode(body)
+	case r.Method == http.MethodGet && path == "":
+		tag, hidden := r.URL.Query().Get("tag"), r.URL.Query().Get("os_hidden") == "true"
+		out := []map[string]any{}
+		g.mu.Lock()
+		for _, im := range g.images {
+			h, _ := im["os_hidden"].(bool)
+			tags, _ := im["tags"].([]any)
+			has := tag == ""
+			for _, t := range tags {
+				has = has || t == tag
+			}
+			if has && h == hidden {
+				out = append(out, im)
+			}
+		}
+		g.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"images": out})
 	case img == nil:
 		http.Error(w, "no such image", http.StatusNotFound)
 	case r.Method == http.MethodGet && sub == "":

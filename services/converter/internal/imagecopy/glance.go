@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
@@ -25,6 +26,8 @@ type Glance interface {
 	Upload(ctx context.Context, id string, r io.Reader) error
 	// Delete deletes an image; one already gone is not an error.
 	Delete(ctx context.Context, id string) error
+	// Tagged lists the images (hidden ones included) that carry tag.
+	Tagged(ctx context.Context, tag string) ([]images.Image, error)
 }
 
 // NewGlance returns a Glance over a gophercloud image v2 client.
@@ -67,6 +70,22 @@ func (g glance) Upload(ctx context.Context, id string, r io.Reader) error {
 	return imagedata.Upload(ctx, g.sc, id, r).ExtractErr()
 }
 
+func (g glance) Tagged(ctx context.Context, tag string) ([]images.Image, error) {
+	var out []images.Image
+	for _, hidden := range []bool{false, true} {
+		pages, err := images.List(g.sc, images.ListOpts{Tags: []string{tag}, Hidden: hidden}).AllPages(ctx)
+		if err != nil {
+			return nil, err
+		}
+		list, err := images.ExtractImages(pages)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, list...)
+	}
+	return out, nil
+}
+
 func (g glance) Delete(ctx context.Context, id string) error {
 	err := images.Delete(ctx, g.sc, id).ExtractErr()
 	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
@@ -75,27 +94,20 @@ func (g glance) Delete(ctx context.Context, id string) error {
 	return err
 }
 
-// CountChunkImages counts the chunk images (tag ChunkTag, hidden ones included) the
-// Glance holds: copies in flight, or left behind by one that failed.
-func CountChunkImages(ctx context.Context, g Glance) (int, error) {
-	gg, ok := g.(glance)
-	if !ok {
-		return 0, fmt.Errorf("imagecopy: CountChunkImages needs a Glance from NewGlance")
+// ChunkImages returns the chunk images of the copy into an image named name (all
+// chunk images when name is empty).
+func ChunkImages(ctx context.Context, g Glance, name string) ([]images.Image, error) {
+	list, err := g.Tagged(ctx, ChunkTag)
+	if err != nil {
+		return nil, err
 	}
-	hidden := true
-	n := 0
-	for _, h := range []*bool{nil, &hidden} {
-		pages, err := images.List(gg.sc, images.ListOpts{Tags: []string{ChunkTag}, Hidden: h != nil && *h}).AllPages(ctx)
-		if err != nil {
-			return 0, err
+	var out []images.Image
+	for _, img := range list {
+		if name == "" || strings.HasPrefix(img.Name, name+".part-") {
+			out = append(out, img)
 		}
-		list, err := images.ExtractImages(pages)
-		if err != nil {
-			return 0, err
-		}
-		n += len(list)
 	}
-	return n, nil
+	return out, nil
 }
 
 // Throttle caps the rate at which g's downloads are read to bytesPerSecond (0: g
@@ -140,3 +152,24 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 }
 
 func (l *limitedReader) Close() error { return l.rc.Close() }
+
+// CountNamed counts the images named name (hidden ones included).
+func CountNamed(ctx context.Context, g Glance, name string) (int, error) {
+	gg, ok := g.(glance)
+	if !ok {
+		return 0, fmt.Errorf("imagecopy: CountNamed needs a Glance from NewGlance")
+	}
+	n := 0
+	for _, hidden := range []bool{false, true} {
+		pages, err := images.List(gg.sc, images.ListOpts{Name: name, Hidden: hidden}).AllPages(ctx)
+		if err != nil {
+			return 0, err
+		}
+		list, err := images.ExtractImages(pages)
+		if err != nil {
+			return 0, err
+		}
+		n += len(list)
+	}
+	return n, nil
+}

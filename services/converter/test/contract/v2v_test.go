@@ -25,6 +25,7 @@ import (
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
 var binary string
@@ -243,5 +244,9 @@ func TestWorkerKilledMidCopy(t *testing.T) {
 	img := must(images.Get(t.Context(), c.newI, j.GetCreated().GetImageId()).Extract())(t)
 	if img.Checksum != snap.Checksum {
 		t.Fatalf("image differs after the takeover")
+	}
+	// The chunk the first worker had begun and not recorded is deleted too.
+	if left, err := imagecopy.ChunkImages(t.Context(), imagecopy.NewGlance(c.newI), p.GetImageName()); err != nil || len(left) != 0 {
+		t.Fatalf("%d chunk images of the job left after the takeover (%v)", len(left), err)
 	}
 }

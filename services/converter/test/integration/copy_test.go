@@ -39,7 +39,8 @@ func TestCopySeedImageBetweenClouds(t *testing.T) {
 	c := &imagecopy.Copier{Src: src, Dst: dst, ChunkSize: 1 << 20, Save: func(context.Context, *converterv1.CopyProgress) error { saves++; return nil }}
 	p := &converterv1.CopyProgress{}
 	start := time.Now()
-	id, err := c.Copy(ctx, srcID, "itest-copy-"+time.Now().Format("150405.000"), p)
+	name := "itest-copy-" + time.Now().Format("150405.000")
+	id, err := c.Copy(ctx, srcID, name, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func TestCopySeedImageBetweenClouds(t *testing.T) {
 		t.Fatalf("copy %s: status %s size %d md5 %s hash %v; source size %d md5 %s hash %v",
 			id, d.Status, d.SizeBytes, d.Checksum, d.Properties["os_hash_value"], s.SizeBytes, s.Checksum, s.Properties["os_hash_value"])
 	}
-	left, err := imagesTagged(ctx, dst)
+	left, err := chunksOf(ctx, dst, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,8 @@ func TestCopySeedImageBetweenClouds(t *testing.T) {
 		took.Round(time.Millisecond), p.GetSha256()[:16], s.Properties["os_hash_algo"], s.Properties["os_hash_value"].(string)[:16])
 }
 
-// imagesTagged counts the destination's chunk images (hidden ones included).
-func imagesTagged(ctx context.Context, g imagecopy.Glance) (int, error) {
-	return imagecopy.CountChunkImages(ctx, g)
+// chunksOf counts the chunk images of the copy into name (hidden ones included).
+func chunksOf(ctx context.Context, g imagecopy.Glance, name string) (int, error) {
+	list, err := imagecopy.ChunkImages(ctx, g, name)
+	return len(list), err
 }
