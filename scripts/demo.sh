@@ -330,7 +330,7 @@ for line in open(sys.argv[1]):
     m = json.loads(line)
     if m["name"] == "db-1": print(m["server_id"])' "$state/estate.json")
 bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
-  --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms >>"$state/converter.log" 2>&1 &
+  --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" >>"$state/converter.log" 2>&1 &
 cvpid=$!
 for _ in $(seq 1 60); do
   grpcurl -plaintext 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
@@ -364,6 +364,8 @@ print("  %s: destination server %s, port %s, image %s; source snapshot %s, sourc
       last["state"].replace("JOB_STATE_", "").lower(), c.get("serverId"), c.get("portId"), c.get("imageId"), c.get("snapshotImageId"), c.get("stoppedSource", False)))
 if last.get("error"): print("  error:", last["error"])
 if last.get("progress", {}).get("sha256"): print("  sha256 of the bytes moved: %s…" % last["progress"]["sha256"][:32])'
+echo "  the workload followed the job in the inventory (planned → converting → cut_over):"
+inv GetWorkload '{"name":"workloads/db-1"}' | brief
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
 say "what the service refuses, and how it says so"

@@ -13,6 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/jobs"
@@ -35,7 +39,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	var workers int
-	var cloudsYAML string
+	var cloudsYAML, inventory string
 	var chunk, bandwidth int64
 	var poll time.Duration
 	fs.IntVar(&workers, "workers", 2, "jobs this process runs at once (0: API only)")
@@ -43,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	fs.Int64Var(&chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
 	fs.Int64Var(&bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
 	fs.DurationVar(&poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
+	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,6 +62,14 @@ func run(ctx context.Context, args []string) error {
 			w := &jobs.Worker{
 				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: workers, Log: rt.Logger,
 				Exec: &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger},
+			}
+			if inventory != "" {
+				conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					return fmt.Errorf("--inventory %s: %w", inventory, err)
+				}
+				w.Inventory = inventoryv1.NewInventoryServiceClient(conn)
+				defer rt.OnShutdown(func() { _ = conn.Close() }) // after the workers have stopped
 			}
 			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			wg.Add(1)

@@ -10,9 +10,11 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 )
 
@@ -34,7 +36,11 @@ type Worker struct {
 	Concurrency int
 	// Rescan is how often the worker looks for claimable jobs besides watching.
 	Rescan time.Duration
-	Log    *slog.Logger
+	// Inventory, when set, has each job's workload follow it: converting while it
+	// runs, cut_over when it succeeds, failed (with the error) when it fails, planned
+	// again when it is cancelled.
+	Inventory inventoryv1.InventoryServiceClient
+	Log       *slog.Logger
 
 	mu      sync.Mutex
 	running map[string]bool
@@ -152,6 +158,7 @@ func (w *Worker) run(ctx context.Context, id string, j *converterv1.Job, sess *c
 	}
 	var err error
 	if !cancelled.Load() {
+		w.follow(ctx, log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_CONVERTING, "")
 		err = w.Exec.Run(runCtx, j, h.Save)
 	}
 	switch {
@@ -184,7 +191,40 @@ func (w *Worker) run(ctx context.Context, id string, j *converterv1.Job, sess *c
 		log.Error("could not record the job's end", "err", serr)
 		return
 	}
+	switch j.GetState() {
+	case converterv1.JobState_JOB_STATE_SUCCEEDED:
+		w.follow(end, log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER, "")
+	case converterv1.JobState_JOB_STATE_CANCELLED:
+		w.follow(end, log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_PLANNED, "")
+	default:
+		w.follow(end, log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_FAILED, "conversion job "+j.GetName()+": "+j.GetError())
+	}
 	log.Info("job ended", "state", j.GetState().String(), "err", j.GetError())
+}
+
+// follow moves the job's workload (if it names one and an inventory is set) to st.
+// The inventory's state machine decides: a refused move is logged, not fatal to the
+// job (the job's own record is the truth about the conversion).
+func (w *Worker) follow(ctx context.Context, log *slog.Logger, j *converterv1.Job, st inventoryv1.WorkloadState, reason string) {
+	if w.Inventory == nil || j.GetWorkload() == "" {
+		return
+	}
+	paths := []string{"state"}
+	if reason != "" {
+		paths = append(paths, "state_reason")
+		if len(reason) > 1000 {
+			reason = reason[:1000]
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := w.Inventory.UpdateWorkload(ctx, &inventoryv1.UpdateWorkloadRequest{
+		Workload:   &inventoryv1.Workload{Name: j.GetWorkload(), State: st, StateReason: reason},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
+	})
+	if err != nil {
+		log.Warn("the workload does not follow the job", "workload", j.GetWorkload(), "state", st.String(), "err", err)
+	}
 }
 
 func errText(err error) string {

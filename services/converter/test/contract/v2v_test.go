@@ -23,18 +23,21 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
-var binary string
+var binary, inventoryBinary string
 
 func TestMain(m *testing.M) {
 	bin, cleanup := servicetest.MustBuild("github.com/hikkoshi/hikkoshi/services/converter/cmd/converter")
-	binary = bin
+	inv, cleanupInv := servicetest.MustBuild("github.com/hikkoshi/hikkoshi/services/inventory/cmd/inventory")
+	binary, inventoryBinary = bin, inv
 	code := m.Run()
 	cleanup()
+	cleanupInv()
 	os.Exit(code)
 }
 
@@ -168,13 +171,21 @@ func TestV2VMovesAnInstance(t *testing.T) {
 	c := open(t)
 	srvID, netID := fixture(t, c)
 	env := servicetest.NewEnv(t)
-	_, client := start(t, env)
+	invProc := env.Start(t, inventoryBinary, "inventory")
+	inv := inventoryv1.NewInventoryServiceClient(invProc.Conn)
+	must(inv.CreateWorkload(t.Context(), &inventoryv1.CreateWorkloadRequest{WorkloadId: "db-move", Workload: &inventoryv1.Workload{
+		Role: "db", Stateful: true, Wave: 1, State: inventoryv1.WorkloadState_WORKLOAD_STATE_PLANNED,
+		Source: &inventoryv1.Workload_Instance{Instance: &inventoryv1.InstanceSource{Cloud: "old", ServerId: srvID}},
+	}}))(t)
+	_, client := start(t, env, "--inventory", invProc.Addr)
 	const ip = "10.101.0.77"
 	created := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{RequestId: "ctest-" + srvID, Job: &converterv1.Job{
+		Workload:    "workloads/db-move",
 		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID},
 		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: ip},
 	}}))(t).GetJob()
 	again := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{RequestId: "ctest-" + srvID, Job: &converterv1.Job{
+		Workload:    "workloads/db-move",
 		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID},
 		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: ip},
 	}}))(t).GetJob()
@@ -201,6 +212,10 @@ func TestV2VMovesAnInstance(t *testing.T) {
 	}
 	if src := must(servers.Get(t.Context(), c.oldC, srvID).Extract())(t); src.Status != "SHUTOFF" {
 		t.Fatalf("source server is %s, want SHUTOFF (stopped, not deleted)", src.Status)
+	}
+	w := must(inv.GetWorkload(t.Context(), &inventoryv1.GetWorkloadRequest{Name: "workloads/db-move"}))(t).GetWorkload()
+	if w.GetState() != inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER {
+		t.Fatalf("the workload is %s after the job, want cut_over", w.GetState())
 	}
 }
 
