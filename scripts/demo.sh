@@ -146,7 +146,7 @@ if out=$(lbcli create shop-dns --vip-subnet old-vlan-101-v4 --listener UDP:53 --
 fi
 echo "    $out"
 echo "  drain web-1 (weight 0: no new connections, the open ones stay):"
-lbcli member drain shop-web 10.101.0.21:8080 2>&1 | grep -E 'weight|member ' | head -3 | sed 's/^/  /'
+lbcli member drain shop-web 10.101.0.21:8080 2>&1 | grep -E 'weight|member ' | sed -n 1,3p | sed 's/^/  /'
 
 say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory
@@ -170,7 +170,7 @@ echo "  CreateLoadBalancer: TCP:8080 → PROXY pool with api-1 and a TCP monitor
 lbs CreateLoadBalancer "$api_lb" | tee "$state/api-lb.json" | lbbrief
 api_name=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["loadBalancer"]["name"])' "$state/api-lb.json")
 echo "  the same request again (same request_id): the same load balancer, nothing new built"
-lbs CreateLoadBalancer "$api_lb" | lbbrief | head -1
+lbs CreateLoadBalancer "$api_lb" | lbbrief | sed -n 1p
 echo "  a UDP listener with a PROXY pool, refused before any call to Octavia:"
 if out=$(lbs CreateLoadBalancer '{"load_balancer":{"vip":{"subnet_id":"'"$subnet"'"},"listeners":[{"protocol":"UDP","port":53,"pool":{"display_name":"dns","protocol":"PROXY"}}]}}' 2>&1); then
   echo "    unexpectedly accepted" >&2; exit 1
