@@ -5,6 +5,8 @@
 #   scripts/bench.sh [count]   (default 5 runs of each)
 #   scripts/bench.sh sync [n]  an inventory sync of 10,000 servers / 30,000 ports (pages
 #                              from a local HTTP server) against the bare listing
+#   scripts/bench.sh copy      an image copy of 256 MiB and 1 GiB between the dev
+#                              cloud's Glance services: pipe, two-step, chunked
 #   scripts/bench.sh lbaas     20 load balancers created at once through the lbaas
 #                              service, against Octavia's own time (needs the dev cloud:
 #                              tilt/devcloud/devcloud.sh up)
@@ -19,6 +21,11 @@ if [[ "${1:-}" == sync ]]; then
       printf "\n%-18s %10s %8s\n", "run", "seconds", "× bare"
       for (i = 1; i <= n; i++) printf "%-18s %10.2f %7.2fx\n", order[i], t[order[i]] / 1e9, t[order[i]] / t["bare-listing"]
     }' 2>/dev/null
+  exit
+fi
+if [[ "${1:-}" == copy ]]; then
+  # 256 MiB and 1 GiB between the dev cloud's two Glance services: pipe, two-step, chunked.
+  go test -run '^$' -bench 'BenchmarkImageCopy' -benchtime 1x ./services/converter/test/integration/ | grep -E '^Benchmark'
   exit
 fi
 if [[ "${1:-}" == lbaas ]]; then

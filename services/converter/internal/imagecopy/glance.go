@@ -153,23 +153,23 @@ func (l *limitedReader) Read(b []byte) (int, error) {
 
 func (l *limitedReader) Close() error { return l.rc.Close() }
 
-// CountNamed counts the images named name (hidden ones included).
-func CountNamed(ctx context.Context, g Glance, name string) (int, error) {
+// Named returns the images named name (hidden ones included).
+func Named(ctx context.Context, g Glance, name string) ([]images.Image, error) {
 	gg, ok := g.(glance)
 	if !ok {
-		return 0, fmt.Errorf("imagecopy: CountNamed needs a Glance from NewGlance")
+		return nil, fmt.Errorf("imagecopy: Named needs a Glance from NewGlance")
 	}
-	n := 0
+	var out []images.Image
 	for _, hidden := range []bool{false, true} {
 		pages, err := images.List(gg.sc, images.ListOpts{Name: name, Hidden: hidden}).AllPages(ctx)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		list, err := images.ExtractImages(pages)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		n += len(list)
+		out = append(out, list...)
 	}
-	return n, nil
+	return out, nil
 }

@@ -221,8 +221,8 @@ func TestCopyThroughAFaultyLink(t *testing.T) {
 	if left, err := imagecopy.ChunkImages(ctx, dst, name); err != nil || len(left) != 0 {
 		t.Fatalf("%d chunk images left after the checksum failure (%v)", len(left), err)
 	}
-	if n, err := imagecopy.CountNamed(ctx, dst, name); err != nil || n != 0 {
-		t.Fatalf("%d images named %s left (%v)", n, name, err)
+	if left, err := imagecopy.Named(ctx, dst, name); err != nil || len(left) != 0 {
+		t.Fatalf("%d images named %s left (%v)", len(left), name, err)
 	}
 	t.Logf("flipped byte: %v", flipErr)
 }
