@@ -6,9 +6,12 @@ package pagetoken
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"strings"
+
+	"google.golang.org/protobuf/proto"
 )
 
 // ErrInvalid is returned by Decode for a token this package did not make, or one made
@@ -60,4 +63,15 @@ func Size(n int32, def, max int) int {
 		return max
 	}
 	return int(n)
+}
+
+// MessageFingerprint digests request m with clear applied to a copy of it first (to
+// blank what may change between pages, or the request_id of an idempotent create):
+// the same request gives the same digest, for page tokens and request records alike.
+func MessageFingerprint[T proto.Message](m T, clear func(T)) string {
+	c := proto.CloneOf(m)
+	clear(c)
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c) // a valid message marshals
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:16])
 }

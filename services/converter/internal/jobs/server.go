@@ -2,14 +2,11 @@ package jobs
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"net"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -86,11 +83,7 @@ func idLike(s string) bool {
 func (s *Server) CreateJob(ctx context.Context, req *converterv1.CreateJobRequest) (*converterv1.CreateJobResponse, error) {
 	fp := ""
 	if req.GetRequestId() != "" {
-		c := proto.CloneOf(req)
-		c.RequestId = ""
-		b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-		h := sha256.Sum256(b)
-		fp = hex.EncodeToString(h[:16])
+		fp = pagetoken.MessageFingerprint(req, func(r *converterv1.CreateJobRequest) { r.RequestId = "" })
 	}
 	in := &converterv1.Job{Workload: req.GetJob().GetWorkload(), Source: req.GetJob().GetSource(), Destination: req.GetJob().GetDestination()}
 	j, err := s.store.Create(ctx, in, req.GetRequestId(), fp)
@@ -113,11 +106,7 @@ func (s *Server) GetJob(ctx context.Context, req *converterv1.GetJobRequest) (*c
 // ListJobs implements ConverterService.
 func (s *Server) ListJobs(ctx context.Context, req *converterv1.ListJobsRequest) (*converterv1.ListJobsResponse, error) {
 	size := pagetoken.Size(req.GetPageSize(), 50, 500)
-	c := proto.CloneOf(req)
-	c.PageSize, c.PageToken = 0, ""
-	b, _ := proto.Marshal(c)
-	h := sha256.Sum256(b)
-	fp := hex.EncodeToString(h[:8])
+	fp := pagetoken.MessageFingerprint(req, func(r *converterv1.ListJobsRequest) { r.PageSize, r.PageToken = 0, "" })
 	after, err := pagetoken.Decode(req.GetPageToken(), fp)
 	if err != nil {
 		return nil, apierr.InvalidArgument("page_token", "not a next_page_token of an earlier ListJobs with the same state: start again without page_token")

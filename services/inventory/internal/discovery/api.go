@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"net/http"
 	"sort"
 	"strings"
 
@@ -16,19 +15,6 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/locks"
 )
-
-// counting counts the requests through a transport.
-type counting struct {
-	next  http.RoundTripper
-	count func()
-}
-
-func (c counting) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.count()
-	return c.next.RoundTrip(r)
-}
-
-func defaultTransport() http.RoundTripper { return http.DefaultTransport }
 
 func syncID(name string) (string, bool) {
 	id, ok := strings.CutPrefix(name, "syncs/")

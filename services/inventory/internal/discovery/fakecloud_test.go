@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
 )
 
 // fakeCloud serves Nova, Neutron and Glance list pages built from a server and a
@@ -213,6 +215,6 @@ func asList(v any) []any {
 // opener opens the fake cloud for a sync.
 func (fc *fakeCloud) opener(_ context.Context, _ string, count func()) (Clients, string, error) {
 	c := fc.clients()
-	c.Compute.ProviderClient.HTTPClient.Transport = counting{http.DefaultTransport, count}
+	cloud.Observe(c.Compute.ProviderClient, func(string, string, int) { count() })
 	return c, "RegionBig", nil
 }

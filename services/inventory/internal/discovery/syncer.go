@@ -57,11 +57,7 @@ func CloudsYAMLOpener(cloudsYAML string) Opener {
 		if err != nil {
 			return Clients{}, "", err
 		}
-		base := c.Provider.HTTPClient.Transport
-		if base == nil {
-			base = defaultTransport()
-		}
-		c.Provider.HTTPClient.Transport = counting{base, count}
+		cloud.Observe(c.Provider, func(string, string, int) { count() })
 		var cl Clients
 		if cl.Compute, err = c.Compute(); err != nil {
 			return cl, "", err

@@ -2,8 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"slices"
@@ -79,20 +77,11 @@ func RegisterStore(rt *service.Runtime, store *Store, syncs Syncs) error {
 	return nil
 }
 
-// fingerprint digests a request with the given fields cleared by clear.
-func fingerprint[T proto.Message](m T, clear func(T)) string {
-	c := proto.CloneOf(m)
-	clear(c)
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c) // a valid message marshals
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:16])
-}
-
 // CreateWorkload implements InventoryService.
 func (s *Server) CreateWorkload(ctx context.Context, req *inventoryv1.CreateWorkloadRequest) (*inventoryv1.CreateWorkloadResponse, error) {
 	fp := ""
 	if req.GetRequestId() != "" {
-		fp = fingerprint(req, func(r *inventoryv1.CreateWorkloadRequest) { r.RequestId = "" })
+		fp = pagetoken.MessageFingerprint(req, func(r *inventoryv1.CreateWorkloadRequest) { r.RequestId = "" })
 	}
 	in := proto.CloneOf(req.GetWorkload())
 	// Output-only fields are ignored.
@@ -121,7 +110,7 @@ func (s *Server) GetWorkload(ctx context.Context, req *inventoryv1.GetWorkloadRe
 // ListWorkloads implements InventoryService.
 func (s *Server) ListWorkloads(ctx context.Context, req *inventoryv1.ListWorkloadsRequest) (*inventoryv1.ListWorkloadsResponse, error) {
 	size := pagetoken.Size(req.GetPageSize(), DefaultPageSize, MaxPageSize)
-	fp := fingerprint(req, func(r *inventoryv1.ListWorkloadsRequest) { r.PageSize, r.PageToken = 0, "" })
+	fp := pagetoken.MessageFingerprint(req, func(r *inventoryv1.ListWorkloadsRequest) { r.PageSize, r.PageToken = 0, "" })
 	after, err := pagetoken.Decode(req.GetPageToken(), fp)
 	if err != nil {
 		return nil, apierr.InvalidArgument("page_token",

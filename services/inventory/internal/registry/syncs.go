@@ -62,7 +62,7 @@ func (s *Server) ListSyncs(ctx context.Context, req *inventoryv1.ListSyncsReques
 		return nil, err
 	}
 	size := pagetoken.Size(req.GetPageSize(), DefaultPageSize, MaxPageSize)
-	fp := fingerprint(req, func(r *inventoryv1.ListSyncsRequest) { r.PageSize, r.PageToken = 0, "" })
+	fp := pagetoken.MessageFingerprint(req, func(r *inventoryv1.ListSyncsRequest) { r.PageSize, r.PageToken = 0, "" })
 	after, err := pagetoken.Decode(req.GetPageToken(), fp)
 	if err != nil {
 		return nil, apierr.InvalidArgument("page_token", "not a next_page_token of an earlier ListSyncs with the same cloud: start again without page_token")

@@ -81,7 +81,7 @@ func (g *globals) open(ctx context.Context, opts ...octavia.Option) (*octavia.Cl
 	if g.region != "" {
 		c = c.InRegion(g.region)
 	}
-	octavia.Observe(c.Provider, func(string, string, int) { g.apiCalls++ })
+	cloud.Observe(c.Provider, func(string, string, int) { g.apiCalls++ })
 	sc, err := c.LoadBalancer()
 	if err != nil {
 		return nil, nil, err

@@ -78,7 +78,7 @@ func run(ctx context.Context, args []string) error {
 		if cfg.region != "" {
 			c = c.InRegion(cfg.region)
 		}
-		octavia.Observe(c.Provider, m.ObserveOctavia)
+		cloud.Observe(c.Provider, m.ObserveOctavia)
 		sc, err := c.LoadBalancer()
 		if err != nil {
 			return err

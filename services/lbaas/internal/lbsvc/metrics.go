@@ -52,7 +52,7 @@ func route(path string) string {
 	return uuidRE.ReplaceAllString(path, "{id}")
 }
 
-// ObserveOctavia is the octavia.Observe hook that counts each request.
+// ObserveOctavia is the cloud.Observe hook that counts each request.
 func (m *Metrics) ObserveOctavia(method, path string, code int) {
 	m.octaviaRequests.WithLabelValues(method, route(path), strconv.Itoa(code)).Inc()
 }

@@ -6,8 +6,6 @@ package lbsvc
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +13,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -58,7 +55,7 @@ type Options struct {
 
 // Register builds the service on rt and registers its handlers and validators.
 // m are the service's metrics (NewMetrics on rt.Metrics); the caller passes
-// m.ObserveOctavia to octavia.Observe so that Octavia API calls are counted.
+// m.ObserveOctavia to cloud.Observe so that Octavia API calls are counted.
 func Register(rt *service.Runtime, o Options, m *Metrics) error {
 	if o.Octavia == nil {
 		return errors.New("lbsvc.Register: no Octavia client")
@@ -83,15 +80,6 @@ func Register(rt *service.Runtime, o Options, m *Metrics) error {
 	return nil
 }
 
-// fingerprint digests a create request without its request_id.
-func fingerprint(r *lbaasv1.CreateLoadBalancerRequest) string {
-	c := proto.CloneOf(r)
-	c.RequestId = ""
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c) // a valid message marshals
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:16])
-}
-
 // CreateLoadBalancer implements LoadBalancerService.
 func (s *Server) CreateLoadBalancer(ctx context.Context, req *lbaasv1.CreateLoadBalancerRequest) (*lbaasv1.CreateLoadBalancerResponse, error) {
 	spec := specOf(req.GetLoadBalancer())
@@ -108,7 +96,7 @@ func (s *Server) CreateLoadBalancer(ctx context.Context, req *lbaasv1.CreateLoad
 		return &lbaasv1.CreateLoadBalancerResponse{LoadBalancer: withMode(treeOf(t), mode)}, nil
 	}
 	spec.Tags = append(spec.Tags, RequestTagPrefix+rid)
-	fp := fingerprint(req)
+	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.CreateLoadBalancerRequest) { r.RequestId = "" })
 	unlock, err := s.lock(ctx, keys.LBRequestLock(s.scope, rid))
 	if err != nil {
 		return nil, err
@@ -247,11 +235,7 @@ func (s *Server) GetLoadBalancer(ctx context.Context, req *lbaasv1.GetLoadBalanc
 // ListLoadBalancers implements LoadBalancerService.
 func (s *Server) ListLoadBalancers(ctx context.Context, req *lbaasv1.ListLoadBalancersRequest) (*lbaasv1.ListLoadBalancersResponse, error) {
 	size := pagetoken.Size(req.GetPageSize(), DefaultPageSize, MaxPageSize)
-	c := proto.CloneOf(req)
-	c.PageSize, c.PageToken = 0, ""
-	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
-	h := sha256.Sum256(b)
-	fp := hex.EncodeToString(h[:8])
+	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.ListLoadBalancersRequest) { r.PageSize, r.PageToken = 0, "" })
 	after, err := pagetoken.Decode(req.GetPageToken(), fp)
 	if err != nil {
 		return nil, apierr.InvalidArgument("page_token",

@@ -1,4 +1,4 @@
-package octavia
+package cloud
 
 import (
 	"net/http"
