@@ -71,9 +71,16 @@ func (g glance) Upload(ctx context.Context, id string, r io.Reader) error {
 }
 
 func (g glance) Tagged(ctx context.Context, tag string) ([]images.Image, error) {
+	return g.list(ctx, images.ListOpts{Tags: []string{tag}})
+}
+
+// list lists the images opts selects, hidden ones included (Glance lists them only
+// when asked for them alone).
+func (g glance) list(ctx context.Context, opts images.ListOpts) ([]images.Image, error) {
 	var out []images.Image
 	for _, hidden := range []bool{false, true} {
-		pages, err := images.List(g.sc, images.ListOpts{Tags: []string{tag}, Hidden: hidden}).AllPages(ctx)
+		opts.Hidden = hidden
+		pages, err := images.List(g.sc, opts).AllPages(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -159,17 +166,5 @@ func Named(ctx context.Context, g Glance, name string) ([]images.Image, error) {
 	if !ok {
 		return nil, fmt.Errorf("imagecopy: Named needs a Glance from NewGlance")
 	}
-	var out []images.Image
-	for _, hidden := range []bool{false, true} {
-		pages, err := images.List(gg.sc, images.ListOpts{Name: name, Hidden: hidden}).AllPages(ctx)
-		if err != nil {
-			return nil, err
-		}
-		list, err := images.ExtractImages(pages)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, list...)
-	}
-	return out, nil
+	return gg.list(ctx, images.ListOpts{Name: name})
 }

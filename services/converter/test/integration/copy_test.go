@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -21,19 +22,7 @@ import (
 func TestCopySeedImageBetweenClouds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	oldc, newc := devcloud.Open(t, "old"), devcloud.Open(t, "new")
-	oi, err := oldc.Image()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ni, err := newc.Image()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcID, err := devcloud.FindImage(ctx, oi, devcloud.SeedImage)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oi, ni, srcID := glances(ctx, t)
 	src, dst := imagecopy.NewGlance(oi), imagecopy.NewGlance(ni)
 	var saves int
 	c := &imagecopy.Copier{Src: src, Dst: dst, ChunkSize: 1 << 20, Save: func(context.Context, *converterv1.CopyProgress) error { saves++; return nil }}
@@ -59,19 +48,30 @@ func TestCopySeedImageBetweenClouds(t *testing.T) {
 		t.Fatalf("copy %s: status %s size %d md5 %s hash %v; source size %d md5 %s hash %v",
 			id, d.Status, d.SizeBytes, d.Checksum, d.Properties["os_hash_value"], s.SizeBytes, s.Checksum, s.Properties["os_hash_value"])
 	}
-	left, err := chunksOf(ctx, dst, name)
+	left, err := imagecopy.ChunkImages(ctx, dst, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if left != 0 {
-		t.Fatalf("%d chunk images left in the new cloud", left)
+	if len(left) != 0 {
+		t.Fatalf("%d chunk images left in the new cloud", len(left))
 	}
 	t.Logf("copied %d bytes in %d chunks (%d saves) in %s, sha256 %s…, %s %s…", p.GetTotalBytes(), len(p.GetChunks()), saves,
 		took.Round(time.Millisecond), p.GetSha256()[:16], s.Properties["os_hash_algo"], s.Properties["os_hash_value"].(string)[:16])
 }
 
-// chunksOf counts the chunk images of the copy into name (hidden ones included).
-func chunksOf(ctx context.Context, g imagecopy.Glance, name string) (int, error) {
-	list, err := imagecopy.ChunkImages(ctx, g, name)
-	return len(list), err
+// glances returns the image clients of the dev cloud's old and new regions and the
+// ID of the old one's seed image.
+func glances(ctx context.Context, tb testing.TB) (oi, ni *gophercloud.ServiceClient, seedID string) {
+	tb.Helper()
+	oi, err := devcloud.Open(tb, "old").Image()
+	if err == nil {
+		ni, err = devcloud.Open(tb, "new").Image()
+	}
+	if err == nil {
+		seedID, err = devcloud.FindImage(ctx, oi, devcloud.SeedImage)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return oi, ni, seedID
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
@@ -168,19 +167,7 @@ func via(sc *gophercloud.ServiceClient, p *faultyProxy) *gophercloud.ServiceClie
 func TestCopyThroughAFaultyLink(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	oldc, newc := devcloud.Open(t, "old"), devcloud.Open(t, "new")
-	oi, err := oldc.Image()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ni, err := newc.Image()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcID, err := devcloud.FindImage(ctx, oi, devcloud.SeedImage)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oi, ni, srcID := glances(ctx, t)
 	host := oi.Endpoint[len("http://"):]
 	host = host[:len(host)-1]
 	dst := imagecopy.NewGlance(ni)
