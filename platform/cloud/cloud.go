@@ -13,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 	"github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+	"github.com/gophercloud/gophercloud/v2/openstack/identity/v3/tokens"
 )
 
 // Cloud is an authenticated connection to one clouds.yaml entry.
@@ -114,4 +115,18 @@ func (c *Cloud) BlockStorage() (*gophercloud.ServiceClient, error) {
 // Identity returns a Keystone v3 client.
 func (c *Cloud) Identity() (*gophercloud.ServiceClient, error) {
 	return c.client("identity", openstack.NewIdentityV3)
+}
+
+// ProjectID returns the ID of the project the entry's token is scoped to (from the
+// Keystone v3 token the provider holds; no API call).
+func (c *Cloud) ProjectID() (string, error) {
+	r, ok := c.Provider.GetAuthResult().(tokens.CreateResult)
+	if !ok {
+		return "", fmt.Errorf("cloud %q: the token is not a Keystone v3 token", c.Name)
+	}
+	p, err := r.ExtractProject()
+	if err != nil || p == nil || p.ID == "" {
+		return "", fmt.Errorf("cloud %q: the token is not scoped to a project (set auth.project_name or project_id in clouds.yaml): %v", c.Name, err)
+	}
+	return p.ID, nil
 }

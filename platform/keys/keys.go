@@ -14,6 +14,7 @@
 //	/hikkoshi/converter/jobs/<job_id>             a conversion job (protobuf)
 //	/hikkoshi/converter/claims/<job_id>           the worker holding a job → instance (its lease)
 //	/hikkoshi/converter/requests/<request_id>     idempotency record of a CreateJob (24 h lease)
+//	/hikkoshi/converter/slots/<cloud>/<k>         one of a cloud's job slots → job ID (worker's lease)
 //	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
 //	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
 //	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
@@ -23,7 +24,10 @@
 // load balancer IDs are UUIDs, so their locks need no scope.
 package keys
 
-import "net/url"
+import (
+	"net/url"
+	"strconv"
+)
 
 // Root is the prefix of every Hikkoshi key.
 const Root = "/hikkoshi/"
@@ -101,3 +105,12 @@ func Claim(id string) string { return ClaimsPrefix + id }
 
 // JobRequest returns the key of a CreateJob idempotency record.
 func JobRequest(requestID string) string { return Root + "converter/requests/" + requestID }
+
+// JobSlotsRoot is the prefix of every cloud's converter job slots.
+const JobSlotsRoot = Root + "converter/slots/"
+
+// JobSlotsPrefix returns the prefix of a cloud's converter job slots.
+func JobSlotsPrefix(cloud string) string { return JobSlotsRoot + url.PathEscape(cloud) + "/" }
+
+// JobSlot returns the key of slot k of a cloud's job limit.
+func JobSlot(cloud string, k int) string { return JobSlotsPrefix(cloud) + strconv.Itoa(k) }

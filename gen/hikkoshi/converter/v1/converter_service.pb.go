@@ -517,6 +517,108 @@ func (x *WatchJobResponse) GetJob() *Job {
 	return nil
 }
 
+// DecommissionSourceRequest is the request of DecommissionSource.
+type DecommissionSourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "jobs/{job_id}" of a SUCCEEDED job.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// confirm_server_id must be the job's source server ID: the operator's
+	// confirmation that this server may be deleted.
+	ConfirmServerId string `protobuf:"bytes,2,opt,name=confirm_server_id,json=confirmServerId,proto3" json:"confirm_server_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DecommissionSourceRequest) Reset() {
+	*x = DecommissionSourceRequest{}
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionSourceRequest) ProtoMessage() {}
+
+func (x *DecommissionSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionSourceRequest.ProtoReflect.Descriptor instead.
+func (*DecommissionSourceRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DecommissionSourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DecommissionSourceRequest) GetConfirmServerId() string {
+	if x != nil {
+		return x.ConfirmServerId
+	}
+	return ""
+}
+
+// DecommissionSourceResponse is the response of DecommissionSource.
+type DecommissionSourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job is the job with its decommission record.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DecommissionSourceResponse) Reset() {
+	*x = DecommissionSourceResponse{}
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DecommissionSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DecommissionSourceResponse) ProtoMessage() {}
+
+func (x *DecommissionSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DecommissionSourceResponse.ProtoReflect.Descriptor instead.
+func (*DecommissionSourceResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DecommissionSourceResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 var File_hikkoshi_converter_v1_converter_service_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_converter_service_proto_rawDesc = "" +
@@ -547,13 +649,19 @@ const file_hikkoshi_converter_v1_converter_service_proto_rawDesc = "" +
 	"\x0fWatchJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
 	"\x10WatchJobResponse\x12,\n" +
-	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job2\xe5\x03\n" +
+	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job\"[\n" +
+	"\x19DecommissionSourceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x11confirm_server_id\x18\x02 \x01(\tR\x0fconfirmServerId\"J\n" +
+	"\x1aDecommissionSourceResponse\x12,\n" +
+	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job2\xe0\x04\n" +
 	"\x10ConverterService\x12^\n" +
 	"\tCreateJob\x12'.hikkoshi.converter.v1.CreateJobRequest\x1a(.hikkoshi.converter.v1.CreateJobResponse\x12U\n" +
 	"\x06GetJob\x12$.hikkoshi.converter.v1.GetJobRequest\x1a%.hikkoshi.converter.v1.GetJobResponse\x12[\n" +
 	"\bListJobs\x12&.hikkoshi.converter.v1.ListJobsRequest\x1a'.hikkoshi.converter.v1.ListJobsResponse\x12^\n" +
 	"\tCancelJob\x12'.hikkoshi.converter.v1.CancelJobRequest\x1a(.hikkoshi.converter.v1.CancelJobResponse\x12]\n" +
-	"\bWatchJob\x12&.hikkoshi.converter.v1.WatchJobRequest\x1a'.hikkoshi.converter.v1.WatchJobResponse0\x01BDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
+	"\bWatchJob\x12&.hikkoshi.converter.v1.WatchJobRequest\x1a'.hikkoshi.converter.v1.WatchJobResponse0\x01\x12y\n" +
+	"\x12DecommissionSource\x120.hikkoshi.converter.v1.DecommissionSourceRequest\x1a1.hikkoshi.converter.v1.DecommissionSourceResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
 
 var (
 	file_hikkoshi_converter_v1_converter_service_proto_rawDescOnce sync.Once
@@ -567,44 +675,49 @@ func file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_converter_v1_converter_service_proto_rawDescData
 }
 
-var file_hikkoshi_converter_v1_converter_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_hikkoshi_converter_v1_converter_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_hikkoshi_converter_v1_converter_service_proto_goTypes = []any{
-	(*CreateJobRequest)(nil),  // 0: hikkoshi.converter.v1.CreateJobRequest
-	(*CreateJobResponse)(nil), // 1: hikkoshi.converter.v1.CreateJobResponse
-	(*GetJobRequest)(nil),     // 2: hikkoshi.converter.v1.GetJobRequest
-	(*GetJobResponse)(nil),    // 3: hikkoshi.converter.v1.GetJobResponse
-	(*ListJobsRequest)(nil),   // 4: hikkoshi.converter.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),  // 5: hikkoshi.converter.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),  // 6: hikkoshi.converter.v1.CancelJobRequest
-	(*CancelJobResponse)(nil), // 7: hikkoshi.converter.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),   // 8: hikkoshi.converter.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),  // 9: hikkoshi.converter.v1.WatchJobResponse
-	(*Job)(nil),               // 10: hikkoshi.converter.v1.Job
-	(JobState)(0),             // 11: hikkoshi.converter.v1.JobState
+	(*CreateJobRequest)(nil),           // 0: hikkoshi.converter.v1.CreateJobRequest
+	(*CreateJobResponse)(nil),          // 1: hikkoshi.converter.v1.CreateJobResponse
+	(*GetJobRequest)(nil),              // 2: hikkoshi.converter.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 3: hikkoshi.converter.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 4: hikkoshi.converter.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 5: hikkoshi.converter.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),           // 6: hikkoshi.converter.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 7: hikkoshi.converter.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),            // 8: hikkoshi.converter.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),           // 9: hikkoshi.converter.v1.WatchJobResponse
+	(*DecommissionSourceRequest)(nil),  // 10: hikkoshi.converter.v1.DecommissionSourceRequest
+	(*DecommissionSourceResponse)(nil), // 11: hikkoshi.converter.v1.DecommissionSourceResponse
+	(*Job)(nil),                        // 12: hikkoshi.converter.v1.Job
+	(JobState)(0),                      // 13: hikkoshi.converter.v1.JobState
 }
 var file_hikkoshi_converter_v1_converter_service_proto_depIdxs = []int32{
-	10, // 0: hikkoshi.converter.v1.CreateJobRequest.job:type_name -> hikkoshi.converter.v1.Job
-	10, // 1: hikkoshi.converter.v1.CreateJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	10, // 2: hikkoshi.converter.v1.GetJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	11, // 3: hikkoshi.converter.v1.ListJobsRequest.state:type_name -> hikkoshi.converter.v1.JobState
-	10, // 4: hikkoshi.converter.v1.ListJobsResponse.jobs:type_name -> hikkoshi.converter.v1.Job
-	10, // 5: hikkoshi.converter.v1.CancelJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	10, // 6: hikkoshi.converter.v1.WatchJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	0,  // 7: hikkoshi.converter.v1.ConverterService.CreateJob:input_type -> hikkoshi.converter.v1.CreateJobRequest
-	2,  // 8: hikkoshi.converter.v1.ConverterService.GetJob:input_type -> hikkoshi.converter.v1.GetJobRequest
-	4,  // 9: hikkoshi.converter.v1.ConverterService.ListJobs:input_type -> hikkoshi.converter.v1.ListJobsRequest
-	6,  // 10: hikkoshi.converter.v1.ConverterService.CancelJob:input_type -> hikkoshi.converter.v1.CancelJobRequest
-	8,  // 11: hikkoshi.converter.v1.ConverterService.WatchJob:input_type -> hikkoshi.converter.v1.WatchJobRequest
-	1,  // 12: hikkoshi.converter.v1.ConverterService.CreateJob:output_type -> hikkoshi.converter.v1.CreateJobResponse
-	3,  // 13: hikkoshi.converter.v1.ConverterService.GetJob:output_type -> hikkoshi.converter.v1.GetJobResponse
-	5,  // 14: hikkoshi.converter.v1.ConverterService.ListJobs:output_type -> hikkoshi.converter.v1.ListJobsResponse
-	7,  // 15: hikkoshi.converter.v1.ConverterService.CancelJob:output_type -> hikkoshi.converter.v1.CancelJobResponse
-	9,  // 16: hikkoshi.converter.v1.ConverterService.WatchJob:output_type -> hikkoshi.converter.v1.WatchJobResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 0: hikkoshi.converter.v1.CreateJobRequest.job:type_name -> hikkoshi.converter.v1.Job
+	12, // 1: hikkoshi.converter.v1.CreateJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	12, // 2: hikkoshi.converter.v1.GetJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	13, // 3: hikkoshi.converter.v1.ListJobsRequest.state:type_name -> hikkoshi.converter.v1.JobState
+	12, // 4: hikkoshi.converter.v1.ListJobsResponse.jobs:type_name -> hikkoshi.converter.v1.Job
+	12, // 5: hikkoshi.converter.v1.CancelJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	12, // 6: hikkoshi.converter.v1.WatchJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	12, // 7: hikkoshi.converter.v1.DecommissionSourceResponse.job:type_name -> hikkoshi.converter.v1.Job
+	0,  // 8: hikkoshi.converter.v1.ConverterService.CreateJob:input_type -> hikkoshi.converter.v1.CreateJobRequest
+	2,  // 9: hikkoshi.converter.v1.ConverterService.GetJob:input_type -> hikkoshi.converter.v1.GetJobRequest
+	4,  // 10: hikkoshi.converter.v1.ConverterService.ListJobs:input_type -> hikkoshi.converter.v1.ListJobsRequest
+	6,  // 11: hikkoshi.converter.v1.ConverterService.CancelJob:input_type -> hikkoshi.converter.v1.CancelJobRequest
+	8,  // 12: hikkoshi.converter.v1.ConverterService.WatchJob:input_type -> hikkoshi.converter.v1.WatchJobRequest
+	10, // 13: hikkoshi.converter.v1.ConverterService.DecommissionSource:input_type -> hikkoshi.converter.v1.DecommissionSourceRequest
+	1,  // 14: hikkoshi.converter.v1.ConverterService.CreateJob:output_type -> hikkoshi.converter.v1.CreateJobResponse
+	3,  // 15: hikkoshi.converter.v1.ConverterService.GetJob:output_type -> hikkoshi.converter.v1.GetJobResponse
+	5,  // 16: hikkoshi.converter.v1.ConverterService.ListJobs:output_type -> hikkoshi.converter.v1.ListJobsResponse
+	7,  // 17: hikkoshi.converter.v1.ConverterService.CancelJob:output_type -> hikkoshi.converter.v1.CancelJobResponse
+	9,  // 18: hikkoshi.converter.v1.ConverterService.WatchJob:output_type -> hikkoshi.converter.v1.WatchJobResponse
+	11, // 19: hikkoshi.converter.v1.ConverterService.DecommissionSource:output_type -> hikkoshi.converter.v1.DecommissionSourceResponse
+	14, // [14:20] is the sub-list for method output_type
+	8,  // [8:14] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_converter_service_proto_init() }
@@ -619,7 +732,7 @@ func file_hikkoshi_converter_v1_converter_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_converter_service_proto_rawDesc), len(file_hikkoshi_converter_v1_converter_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ConverterService_CreateJob_FullMethodName = "/hikkoshi.converter.v1.ConverterService/CreateJob"
-	ConverterService_GetJob_FullMethodName    = "/hikkoshi.converter.v1.ConverterService/GetJob"
-	ConverterService_ListJobs_FullMethodName  = "/hikkoshi.converter.v1.ConverterService/ListJobs"
-	ConverterService_CancelJob_FullMethodName = "/hikkoshi.converter.v1.ConverterService/CancelJob"
-	ConverterService_WatchJob_FullMethodName  = "/hikkoshi.converter.v1.ConverterService/WatchJob"
+	ConverterService_CreateJob_FullMethodName          = "/hikkoshi.converter.v1.ConverterService/CreateJob"
+	ConverterService_GetJob_FullMethodName             = "/hikkoshi.converter.v1.ConverterService/GetJob"
+	ConverterService_ListJobs_FullMethodName           = "/hikkoshi.converter.v1.ConverterService/ListJobs"
+	ConverterService_CancelJob_FullMethodName          = "/hikkoshi.converter.v1.ConverterService/CancelJob"
+	ConverterService_WatchJob_FullMethodName           = "/hikkoshi.converter.v1.ConverterService/WatchJob"
+	ConverterService_DecommissionSource_FullMethodName = "/hikkoshi.converter.v1.ConverterService/DecommissionSource"
 )
 
 // ConverterServiceClient is the client API for ConverterService service.
@@ -45,6 +46,10 @@ type ConverterServiceClient interface {
 	// WatchJob streams a job each time it changes (step, bytes, rate, ETA) until it
 	// ends.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobResponse], error)
+	// DecommissionSource deletes a succeeded job's source server (left stopped by the
+	// job) and the job's snapshot in the source Glance, once the operator confirms by
+	// naming the server. Repeating it returns the job as it is.
+	DecommissionSource(ctx context.Context, in *DecommissionSourceRequest, opts ...grpc.CallOption) (*DecommissionSourceResponse, error)
 }
 
 type converterServiceClient struct {
@@ -114,6 +119,16 @@ func (c *converterServiceClient) WatchJob(ctx context.Context, in *WatchJobReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConverterService_WatchJobClient = grpc.ServerStreamingClient[WatchJobResponse]
 
+func (c *converterServiceClient) DecommissionSource(ctx context.Context, in *DecommissionSourceRequest, opts ...grpc.CallOption) (*DecommissionSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DecommissionSourceResponse)
+	err := c.cc.Invoke(ctx, ConverterService_DecommissionSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConverterServiceServer is the server API for ConverterService service.
 // All implementations must embed UnimplementedConverterServiceServer
 // for forward compatibility.
@@ -133,6 +148,10 @@ type ConverterServiceServer interface {
 	// WatchJob streams a job each time it changes (step, bytes, rate, ETA) until it
 	// ends.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error
+	// DecommissionSource deletes a succeeded job's source server (left stopped by the
+	// job) and the job's snapshot in the source Glance, once the operator confirms by
+	// naming the server. Repeating it returns the job as it is.
+	DecommissionSource(context.Context, *DecommissionSourceRequest) (*DecommissionSourceResponse, error)
 	mustEmbedUnimplementedConverterServiceServer()
 }
 
@@ -157,6 +176,9 @@ func (UnimplementedConverterServiceServer) CancelJob(context.Context, *CancelJob
 }
 func (UnimplementedConverterServiceServer) WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchJob not implemented")
+}
+func (UnimplementedConverterServiceServer) DecommissionSource(context.Context, *DecommissionSourceRequest) (*DecommissionSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DecommissionSource not implemented")
 }
 func (UnimplementedConverterServiceServer) mustEmbedUnimplementedConverterServiceServer() {}
 func (UnimplementedConverterServiceServer) testEmbeddedByValue()                          {}
@@ -262,6 +284,24 @@ func _ConverterService_WatchJob_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConverterService_WatchJobServer = grpc.ServerStreamingServer[WatchJobResponse]
 
+func _ConverterService_DecommissionSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DecommissionSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConverterServiceServer).DecommissionSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConverterService_DecommissionSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConverterServiceServer).DecommissionSource(ctx, req.(*DecommissionSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConverterService_ServiceDesc is the grpc.ServiceDesc for ConverterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +324,10 @@ var ConverterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _ConverterService_CancelJob_Handler,
+		},
+		{
+			MethodName: "DecommissionSource",
+			Handler:    _ConverterService_DecommissionSource_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -200,8 +200,14 @@ type Job struct {
 	// cancel_requested is set by CancelJob; the worker holding the job stops, deletes
 	// what the job made and ends it CANCELLED. Output only.
 	CancelRequested bool `protobuf:"varint,15,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// decommission records DecommissionSource: the source server and the job's
+	// snapshot deleted after the operator confirmed. Output only.
+	Decommission *Decommission `protobuf:"bytes,16,opt,name=decommission,proto3" json:"decommission,omitempty"`
+	// waiting says why a queued job is not claimed yet (a cloud's job limit is
+	// reached). Output only.
+	Waiting       string `protobuf:"bytes,17,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -339,6 +345,85 @@ func (x *Job) GetCancelRequested() bool {
 	return false
 }
 
+func (x *Job) GetDecommission() *Decommission {
+	if x != nil {
+		return x.Decommission
+	}
+	return nil
+}
+
+func (x *Job) GetWaiting() string {
+	if x != nil {
+		return x.Waiting
+	}
+	return ""
+}
+
+// Decommission is what DecommissionSource deleted, and when.
+type Decommission struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// time is when both deletions were done.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// source_server_id is the deleted source server.
+	SourceServerId string `protobuf:"bytes,2,opt,name=source_server_id,json=sourceServerId,proto3" json:"source_server_id,omitempty"`
+	// snapshot_image_id is the deleted snapshot image of the source Glance (empty when
+	// the job kept none).
+	SnapshotImageId string `protobuf:"bytes,3,opt,name=snapshot_image_id,json=snapshotImageId,proto3" json:"snapshot_image_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Decommission) Reset() {
+	*x = Decommission{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Decommission) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Decommission) ProtoMessage() {}
+
+func (x *Decommission) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Decommission.ProtoReflect.Descriptor instead.
+func (*Decommission) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Decommission) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Decommission) GetSourceServerId() string {
+	if x != nil {
+		return x.SourceServerId
+	}
+	return ""
+}
+
+func (x *Decommission) GetSnapshotImageId() string {
+	if x != nil {
+		return x.SnapshotImageId
+	}
+	return ""
+}
+
 // V2VSource is the instance to move.
 type V2VSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -355,7 +440,7 @@ type V2VSource struct {
 
 func (x *V2VSource) Reset() {
 	*x = V2VSource{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +452,7 @@ func (x *V2VSource) String() string {
 func (*V2VSource) ProtoMessage() {}
 
 func (x *V2VSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +465,7 @@ func (x *V2VSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VSource.ProtoReflect.Descriptor instead.
 func (*V2VSource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *V2VSource) GetCloud() string {
@@ -421,14 +506,18 @@ type V2VDestination struct {
 	SecurityGroups []string `protobuf:"bytes,6,rep,name=security_groups,json=securityGroups,proto3" json:"security_groups,omitempty"`
 	// health_check probes the new server before the job is done ("tcp:22",
 	// "http:80/health"); empty for none.
-	HealthCheck   string `protobuf:"bytes,7,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HealthCheck string `protobuf:"bytes,7,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
+	// health_check_host is the address the probe connects to instead of the fixed IP
+	// (a floating IP, a load balancer VIP, a jump host's forward); empty for the fixed
+	// IP.
+	HealthCheckHost string `protobuf:"bytes,8,opt,name=health_check_host,json=healthCheckHost,proto3" json:"health_check_host,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *V2VDestination) Reset() {
 	*x = V2VDestination{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +529,7 @@ func (x *V2VDestination) String() string {
 func (*V2VDestination) ProtoMessage() {}
 
 func (x *V2VDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +542,7 @@ func (x *V2VDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VDestination.ProtoReflect.Descriptor instead.
 func (*V2VDestination) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *V2VDestination) GetCloud() string {
@@ -505,6 +594,13 @@ func (x *V2VDestination) GetHealthCheck() string {
 	return ""
 }
 
+func (x *V2VDestination) GetHealthCheckHost() string {
+	if x != nil {
+		return x.HealthCheckHost
+	}
+	return ""
+}
+
 // CopyProgress is an image copy's progress.
 type CopyProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -540,7 +636,7 @@ type CopyProgress struct {
 
 func (x *CopyProgress) Reset() {
 	*x = CopyProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +648,7 @@ func (x *CopyProgress) String() string {
 func (*CopyProgress) ProtoMessage() {}
 
 func (x *CopyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +661,7 @@ func (x *CopyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyProgress.ProtoReflect.Descriptor instead.
 func (*CopyProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CopyProgress) GetTotalBytes() int64 {
@@ -662,7 +758,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +770,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +783,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Chunk) GetOffset() int64 {
@@ -737,7 +833,7 @@ type Created struct {
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +845,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +858,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Created) GetStoppedSource() bool {
@@ -804,7 +900,7 @@ var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc4\x05\n" +
+	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x06\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x128\n" +
@@ -823,11 +919,17 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x125\n" +
 	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12)\n" +
-	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\"g\n" +
+	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\x12G\n" +
+	"\fdecommission\x18\x10 \x01(\v2#.hikkoshi.converter.v1.DecommissionR\fdecommission\x12\x18\n" +
+	"\awaiting\x18\x11 \x01(\tR\awaiting\"\x94\x01\n" +
+	"\fDecommission\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
+	"\x10source_server_id\x18\x02 \x01(\tR\x0esourceServerId\x12*\n" +
+	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"g\n" +
 	"\tV2VSource\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
-	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\"\xdf\x01\n" +
+	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\"\x8b\x02\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -836,7 +938,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\bfixed_ip\x18\x04 \x01(\tR\afixedIp\x12\x19\n" +
 	"\bkey_name\x18\x05 \x01(\tR\akeyName\x12'\n" +
 	"\x0fsecurity_groups\x18\x06 \x03(\tR\x0esecurityGroups\x12!\n" +
-	"\fhealth_check\x18\a \x01(\tR\vhealthCheck\"\x9c\x03\n" +
+	"\fhealth_check\x18\a \x01(\tR\vhealthCheck\x12*\n" +
+	"\x11health_check_host\x18\b \x01(\tR\x0fhealthCheckHost\"\x9c\x03\n" +
 	"\fCopyProgress\x12\x1f\n" +
 	"\vtotal_bytes\x18\x01 \x01(\x03R\n" +
 	"totalBytes\x12\x1d\n" +
@@ -896,34 +999,37 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hikkoshi.converter.v1.JobState
 	(JobStep)(0),                  // 1: hikkoshi.converter.v1.JobStep
 	(*Job)(nil),                   // 2: hikkoshi.converter.v1.Job
-	(*V2VSource)(nil),             // 3: hikkoshi.converter.v1.V2VSource
-	(*V2VDestination)(nil),        // 4: hikkoshi.converter.v1.V2VDestination
-	(*CopyProgress)(nil),          // 5: hikkoshi.converter.v1.CopyProgress
-	(*Chunk)(nil),                 // 6: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 7: hikkoshi.converter.v1.Created
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*Decommission)(nil),          // 3: hikkoshi.converter.v1.Decommission
+	(*V2VSource)(nil),             // 4: hikkoshi.converter.v1.V2VSource
+	(*V2VDestination)(nil),        // 5: hikkoshi.converter.v1.V2VDestination
+	(*CopyProgress)(nil),          // 6: hikkoshi.converter.v1.CopyProgress
+	(*Chunk)(nil),                 // 7: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 8: hikkoshi.converter.v1.Created
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
-	3,  // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
-	4,  // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
+	4,  // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
+	5,  // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
 	0,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
 	1,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
-	5,  // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	7,  // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	8,  // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	8,  // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	6,  // 9: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	6,  // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	8,  // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	9,  // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	3,  // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
+	9,  // 10: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	7,  // 11: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -937,7 +1043,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	var workers int
-	var cloudsYAML, inventory string
+	var cloudsYAML, inventory, cloudJobs string
 	var chunk, bandwidth int64
 	var poll time.Duration
 	fs.IntVar(&workers, "workers", 2, "jobs this process runs at once (0: API only)")
@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	fs.Int64Var(&chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
 	fs.Int64Var(&bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
 	fs.DurationVar(&poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
+	fs.StringVar(&cloudJobs, "cloud-jobs", "", "most jobs running at once against a cloud, across every converter on this etcd (old=2,new=4); give each converter the same")
 	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
@@ -54,22 +55,28 @@ func run(ctx context.Context, args []string) error {
 	if chunk < 1<<20 {
 		return fmt.Errorf("--chunk-bytes %d: use at least 1 MiB", chunk)
 	}
+	limits, err := jobs.ParseCloudLimits(cloudJobs)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		store := jobs.NewStore(rt.Etcd)
-		jobs.Register(rt, store)
+		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger}
+		var inv inventoryv1.InventoryServiceClient
+		if inventory != "" {
+			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return fmt.Errorf("--inventory %s: %w", inventory, err)
+			}
+			inv = inventoryv1.NewInventoryServiceClient(conn)
+			defer rt.OnShutdown(func() { _ = conn.Close() }) // after the workers have stopped
+		}
+		jobs.Register(rt, store, exec, inv)
 		if workers > 0 {
 			w := &jobs.Worker{
 				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: workers, Log: rt.Logger,
-				Exec: &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger},
-			}
-			if inventory != "" {
-				conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					return fmt.Errorf("--inventory %s: %w", inventory, err)
-				}
-				w.Inventory = inventoryv1.NewInventoryServiceClient(conn)
-				defer rt.OnShutdown(func() { _ = conn.Close() }) // after the workers have stopped
+				Exec: exec, Inventory: inv, CloudLimits: limits,
 			}
 			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 			wg.Add(1)

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"log/slog"
 	"net"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
@@ -21,15 +23,28 @@ type Server struct {
 	store    *Store
 	etcd     *clientv3.Client
 	stopping <-chan struct{}
+	exec     Executor
+	inv      inventoryv1.InventoryServiceClient
+	log      *slog.Logger
 }
 
-// Register registers the service and its validators on rt.
-func Register(rt *service.Runtime, store *Store) {
-	converterv1.RegisterConverterServiceServer(rt.GRPC, &Server{store: store, etcd: rt.Etcd, stopping: rt.Stopping()})
+// Register registers the service and its validators on rt. exec decommissions
+// sources; inv (may be nil) is the inventory whose workloads follow the jobs.
+func Register(rt *service.Runtime, store *Store, exec Executor, inv inventoryv1.InventoryServiceClient) {
+	converterv1.RegisterConverterServiceServer(rt.GRPC, &Server{store: store, etcd: rt.Etcd, stopping: rt.Stopping(), exec: exec, inv: inv, log: rt.Logger})
 	service.AddValidator(rt, ValidateCreateJob)
 	service.AddValidator(rt, func(r *converterv1.GetJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.CancelJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.WatchJobRequest) error { return checkName(r.GetName()) })
+	service.AddValidator(rt, func(r *converterv1.DecommissionSourceRequest) error {
+		if err := checkName(r.GetName()); err != nil {
+			return err
+		}
+		if r.GetConfirmServerId() == "" {
+			return apierr.InvalidArgument("confirm_server_id", "required: the job's source server ID (source.server_id in GetJob), to confirm that this server is to be deleted")
+		}
+		return nil
+	})
 }
 
 func checkName(name string) error {
@@ -175,4 +190,40 @@ func (s *Server) WatchJob(req *converterv1.WatchJobRequest, stream grpc.ServerSt
 			}
 		}
 	}
+}
+
+// DecommissionSource implements ConverterService.
+func (s *Server) DecommissionSource(ctx context.Context, req *converterv1.DecommissionSourceRequest) (*converterv1.DecommissionSourceResponse, error) {
+	id, _ := ID(req.GetName())
+	j, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if j.GetDecommission().GetTime() != nil {
+		return &converterv1.DecommissionSourceResponse{Job: j}, nil
+	}
+	if j.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
+		return nil, apierr.New(codes.FailedPrecondition, "JOB_NOT_SUCCEEDED",
+			"job %s is %s: only the source of a succeeded job is decommissioned (a failed or cancelled job has started its source again)", j.GetName(), j.GetState())
+	}
+	if req.GetConfirmServerId() != j.GetSource().GetServerId() {
+		return nil, apierr.InvalidArgument("confirm_server_id", "%q is not this job's source server: give its source.server_id (GetJob shows it) to confirm the deletion", req.GetConfirmServerId())
+	}
+	d, err := s.exec.Decommission(ctx, j)
+	if err != nil {
+		return nil, apierr.New(codes.Unavailable, "DECOMMISSION_FAILED", "decommission %s: %v (nothing is recorded; call again)", j.GetName(), err)
+	}
+	j, err = s.store.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
+		if cur.GetDecommission().GetTime() != nil {
+			return false, nil
+		}
+		cur.Decommission = d
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("source decommissioned", "job", j.GetName(), "server", d.GetSourceServerId(), "snapshot", d.GetSnapshotImageId())
+	followWorkload(ctx, s.inv, s.log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_DONE, "")
+	return &converterv1.DecommissionSourceResponse{Job: j}, nil
 }

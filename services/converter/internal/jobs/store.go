@@ -155,6 +155,7 @@ func (s *Store) Claim(ctx context.Context, id, worker string, lease clientv3.Lea
 		return nil, false, err
 	}
 	j.State, j.Worker, j.Attempts, j.UpdateTime = converterv1.JobState_JOB_STATE_RUNNING, worker, j.GetAttempts()+1, timestamppb.Now()
+	j.Waiting = ""
 	val, _ := proto.Marshal(j)
 	ck := keys.Claim(id)
 	resp, err := s.c.Txn(ctx).
@@ -248,4 +249,32 @@ func (s *Store) RequestCancel(ctx context.Context, id string) (*converterv1.Job,
 		}
 	}
 	return nil, apierr.New(codes.Aborted, "CONTENTION", "job %s kept changing: retry the cancel", id)
+}
+
+// Update applies change to the stored job and writes it if the job did not change
+// in between (compare-and-swap on its revision, retried). change returns false to
+// write nothing. It is for what the API or a worker without the claim records
+// (a decommission, why a queued job waits); a claimed job is written by its holder.
+func (s *Store) Update(ctx context.Context, id string, change func(*converterv1.Job) (bool, error)) (*converterv1.Job, error) {
+	for range 10 {
+		j, rev, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := change(j)
+		if err != nil || !ok {
+			return j, err
+		}
+		j.UpdateTime = timestamppb.Now()
+		val, _ := proto.Marshal(j)
+		resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)).
+			Then(clientv3.OpPut(keys.Job(id), string(val))).Commit()
+		if err != nil {
+			return nil, etcdErr("update job", err)
+		}
+		if resp.Succeeded {
+			return j, nil
+		}
+	}
+	return nil, apierr.New(codes.Aborted, "CONTENTION", "job %s kept changing: retry", id)
 }

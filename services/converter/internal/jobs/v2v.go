@@ -14,11 +14,15 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/limits"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/quotas"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
@@ -31,6 +35,8 @@ var ErrCancelled = errors.New("jobs: cancelled on request")
 // clients are one cloud's API clients.
 type clients struct {
 	compute, network, image *gophercloud.ServiceClient
+	// project is the ID of the project the entry is scoped to.
+	project string
 }
 
 // Runner runs V2V jobs step by step against the clouds of a clouds.yaml.
@@ -56,6 +62,9 @@ func (r *Runner) open(ctx context.Context, name string) (clients, error) {
 		return clients{}, err
 	}
 	var cl clients
+	if cl.project, err = c.ProjectID(); err != nil {
+		return cl, err
+	}
 	if cl.compute, err = c.Compute(); err != nil {
 		return cl, err
 	}
@@ -175,9 +184,10 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 	if err != nil {
 		return nil, err
 	}
-	for _, f := range list {
+	var fl0 *flavors.Flavor
+	for i, f := range list {
 		if f.Name == flavor {
-			pl.flavorID = f.ID
+			pl.flavorID, fl0 = f.ID, &list[i]
 		}
 	}
 	var missing []string
@@ -228,7 +238,51 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("the destination lacks %s", strings.Join(missing, ", "))
 	}
+	if fl0 != nil {
+		short, err := r.quota(ctx, j, dst, fl0)
+		if err != nil {
+			return nil, err
+		}
+		if len(short) > 0 {
+			return nil, fmt.Errorf("the destination project's quota is too small: %s", strings.Join(short, "; "))
+		}
+	}
 	return pl, nil
+}
+
+// quota reports what the boot would exceed in the destination project: Nova's
+// instances, cores and RAM (its limits API) and Neutron's ports (its quota details,
+// when the policy lets the project read them). What the job has already created
+// there is not counted again.
+func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl *flavors.Flavor) ([]string, error) {
+	var short []string
+	over := func(what string, used, limit, need int, unit string) {
+		if limit >= 0 && used+need > limit {
+			short = append(short, fmt.Sprintf("%s: %d%s in use of %d, the server needs %d%s", what, used, unit, limit, need, unit))
+		}
+	}
+	if j.GetCreated().GetServerId() == "" {
+		l, err := limits.Get(ctx, dst.compute, limits.GetOpts{}).Extract()
+		if err != nil {
+			return nil, fmt.Errorf("destination compute limits: %w", err)
+		}
+		a := l.Absolute
+		over("instances", a.TotalInstancesUsed, a.MaxTotalInstances, 1, "")
+		over("cores", a.TotalCoresUsed, a.MaxTotalCores, fl.VCPUs, "")
+		over("RAM", a.TotalRAMUsed, a.MaxTotalRAMSize, fl.RAM, " MiB")
+	}
+	if j.GetCreated().GetPortId() == "" {
+		q, err := quotas.GetDetail(ctx, dst.network, dst.project).Extract()
+		switch {
+		case gophercloud.ResponseCodeIs(err, http.StatusForbidden), notFound(err):
+			r.Log.Info("the destination's port quota is not readable by this project; not checked", "cloud", j.GetDestination().GetCloud())
+		case err != nil:
+			return nil, fmt.Errorf("destination network quota: %w", err)
+		default:
+			over("ports", q.Port.Used+q.Port.Reserved, q.Port.Limit, 1, "")
+		}
+	}
+	return short, nil
 }
 
 func (r *Runner) stop(ctx context.Context, j *converterv1.Job, src clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
@@ -358,10 +412,14 @@ func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error
 		return nil
 	}
 	kind, rest, _ := strings.Cut(hc, ":")
+	host := j.GetDestination().GetHealthCheckHost()
+	if host == "" {
+		host = pl.fixedIP
+	}
 	probe := func() (string, error) {
 		switch kind {
 		case "tcp":
-			c, err := net.DialTimeout("tcp", net.JoinHostPort(pl.fixedIP, rest), 3*time.Second)
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(host, rest), 3*time.Second)
 			if err != nil {
 				return "unreachable", nil
 			}
@@ -369,7 +427,7 @@ func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error
 			return "ok", nil
 		case "http":
 			port, path, _ := strings.Cut(rest, "/")
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(pl.fixedIP, port)+"/"+path, nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/"+path, nil)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return "unreachable", nil
@@ -383,7 +441,7 @@ func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error
 		}
 		return "", fmt.Errorf("health_check %q: use tcp:PORT or http:PORT/PATH", hc)
 	}
-	return r.wait(ctx, "health check "+hc+" of "+pl.fixedIP, probe, "ok")
+	return r.wait(ctx, "health check "+hc+" of "+host, probe, "ok")
 }
 
 // Cleanup deletes what the job made, in both clouds, and starts the source again if
@@ -403,17 +461,7 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		return err
 	}
 	if c.GetServerId() != "" {
-		if err := servers.Delete(ctx, dst.compute, c.GetServerId()).ExtractErr(); err != nil && !notFound(err) {
-			errs = append(errs, err)
-		} else if err == nil {
-			errs = append(errs, r.wait(ctx, "delete server "+c.GetServerId(), func() (string, error) {
-				_, err := servers.Get(ctx, dst.compute, c.GetServerId()).Extract()
-				if notFound(err) {
-					return "gone", nil
-				}
-				return "present", err
-			}, "gone"))
-		}
+		errs = append(errs, r.deleteServer(ctx, dst.compute, c.GetServerId()))
 	}
 	if c.GetPortId() != "" {
 		if err := ports.Delete(ctx, dst.network, c.GetPortId()).ExtractErr(); err != nil && !notFound(err) {
@@ -436,4 +484,41 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteServer deletes a server and waits until Nova no longer has it; a server
+// already gone is success.
+func (r *Runner) deleteServer(ctx context.Context, cc *gophercloud.ServiceClient, id string) error {
+	if err := servers.Delete(ctx, cc, id).ExtractErr(); err != nil {
+		if notFound(err) {
+			return nil
+		}
+		return fmt.Errorf("delete server %s: %w", id, err)
+	}
+	return r.wait(ctx, "delete server "+id, func() (string, error) {
+		_, err := servers.Get(ctx, cc, id).Extract()
+		if notFound(err) {
+			return "gone", nil
+		}
+		return "present", err
+	}, "gone")
+}
+
+// Decommission deletes a succeeded job's source server and its snapshot image in
+// the source Glance. Both are safe to repeat (already gone is success).
+func (r *Runner) Decommission(ctx context.Context, j *converterv1.Job) (*converterv1.Decommission, error) {
+	src, err := r.open(ctx, j.GetSource().GetCloud())
+	if err != nil {
+		return nil, fmt.Errorf("source cloud %q: %w", j.GetSource().GetCloud(), err)
+	}
+	if err := r.deleteServer(ctx, src.compute, j.GetSource().GetServerId()); err != nil {
+		return nil, err
+	}
+	snap := j.GetCreated().GetSnapshotImageId()
+	if snap != "" {
+		if err := imagecopy.NewGlance(src.image).Delete(ctx, snap); err != nil {
+			return nil, fmt.Errorf("delete snapshot image %s: %w", snap, err)
+		}
+	}
+	return &converterv1.Decommission{Time: timestamppb.Now(), SourceServerId: j.GetSource().GetServerId(), SnapshotImageId: snap}, nil
 }

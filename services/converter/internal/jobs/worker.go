@@ -10,7 +10,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -18,10 +17,12 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 )
 
-// Executor runs a job's steps and cleans up after a failed or cancelled one (Runner).
+// Executor runs a job's steps, cleans up after a failed or cancelled one, and
+// decommissions a succeeded one's source (Runner).
 type Executor interface {
 	Run(ctx context.Context, j *converterv1.Job, save func(context.Context, *converterv1.Job) error) error
 	Cleanup(ctx context.Context, j *converterv1.Job) error
+	Decommission(ctx context.Context, j *converterv1.Job) (*converterv1.Decommission, error)
 }
 
 // Worker claims queued jobs (and jobs whose worker died) and runs them.
@@ -34,6 +35,9 @@ type Worker struct {
 	Session func() *concurrency.Session
 	// Concurrency is how many jobs this worker runs at once.
 	Concurrency int
+	// CloudLimits caps the jobs running at once against a cloud (as source or
+	// destination) across every worker sharing the etcd; give each worker the same.
+	CloudLimits map[string]int
 	// Rescan is how often the worker looks for claimable jobs besides watching.
 	Rescan time.Duration
 	// Inventory, when set, has each job's workload follow it: converting while it
@@ -61,6 +65,7 @@ func (w *Worker) Run(ctx context.Context) {
 	defer cancel()
 	jobsCh := w.Etcd.Watch(wctx, keys.JobsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	claimsCh := w.Etcd.Watch(wctx, keys.ClaimsPrefix, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithKeysOnly())
+	slotsCh := w.Etcd.Watch(wctx, keys.JobSlotsRoot, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithKeysOnly())
 	tick := time.NewTicker(w.Rescan)
 	defer tick.Stop()
 	for {
@@ -72,6 +77,7 @@ func (w *Worker) Run(ctx context.Context) {
 		case <-tick.C:
 		case <-jobsCh:
 		case <-claimsCh: // a claim ended: its job may be ours to take over
+		case <-slotsCh: // a cloud's slot is free again
 		}
 	}
 }
@@ -107,8 +113,23 @@ func (w *Worker) scan(ctx context.Context) {
 		if Terminal(j.GetState()) || held[id] {
 			continue
 		}
+		slots, waiting, err := w.takeSlots(ctx, id, j, sess.Lease())
+		if err != nil {
+			continue
+		}
+		if waiting != "" {
+			if j.GetWaiting() != waiting && j.GetState() == converterv1.JobState_JOB_STATE_QUEUED {
+				_, _ = w.Store.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
+					ok := cur.GetState() == converterv1.JobState_JOB_STATE_QUEUED && cur.GetWaiting() != waiting
+					cur.Waiting = waiting
+					return ok, nil
+				})
+			}
+			continue
+		}
 		claimed, ok, err := w.Store.Claim(ctx, id, w.Instance, sess.Lease())
 		if err != nil || !ok {
+			w.giveSlots(context.WithoutCancel(ctx), id, slots)
 			continue
 		}
 		w.mu.Lock()
@@ -118,6 +139,7 @@ func (w *Worker) scan(ctx context.Context) {
 		go func() {
 			defer w.wg.Done()
 			defer func() { w.mu.Lock(); delete(w.running, id); w.mu.Unlock() }()
+			defer w.giveSlots(context.WithoutCancel(ctx), id, slots)
 			w.run(ctx, id, claimed, sess)
 		}()
 	}
@@ -202,29 +224,9 @@ func (w *Worker) run(ctx context.Context, id string, j *converterv1.Job, sess *c
 	log.Info("job ended", "state", j.GetState().String(), "err", j.GetError())
 }
 
-// follow moves the job's workload (if it names one and an inventory is set) to st.
-// The inventory's state machine decides: a refused move is logged, not fatal to the
-// job (the job's own record is the truth about the conversion).
+// follow moves the job's workload to st (see followWorkload).
 func (w *Worker) follow(ctx context.Context, log *slog.Logger, j *converterv1.Job, st inventoryv1.WorkloadState, reason string) {
-	if w.Inventory == nil || j.GetWorkload() == "" {
-		return
-	}
-	paths := []string{"state"}
-	if reason != "" {
-		paths = append(paths, "state_reason")
-		if len(reason) > 1000 {
-			reason = reason[:1000]
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	_, err := w.Inventory.UpdateWorkload(ctx, &inventoryv1.UpdateWorkloadRequest{
-		Workload:   &inventoryv1.Workload{Name: j.GetWorkload(), State: st, StateReason: reason},
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
-	})
-	if err != nil {
-		log.Warn("the workload does not follow the job", "workload", j.GetWorkload(), "state", st.String(), "err", err)
-	}
+	followWorkload(ctx, w.Inventory, log, j, st, reason)
 }
 
 func errText(err error) string {
