@@ -290,12 +290,14 @@ func (r *Runner) stop(ctx context.Context, j *converterv1.Job, src clients, pl *
 		return nil
 	}
 	if pl.srv.Status != "SHUTOFF" {
-		err := servers.Stop(ctx, src.compute, pl.srv.ID).ExtractErr()
-		if err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
-			return err
-		}
+		// Recorded before the call: a stop whose answer is lost (a cancel, a crash)
+		// still has the clean-up start the server again.
 		j.Created.StoppedSource = true
 		if err := save(ctx, j); err != nil {
+			return err
+		}
+		err := servers.Stop(ctx, src.compute, pl.srv.ID).ExtractErr()
+		if err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
 			return err
 		}
 	}
@@ -321,7 +323,7 @@ func imageStatus(ctx context.Context, ic *gophercloud.ServiceClient, id string) 
 func (r *Runner) snapshot(ctx context.Context, j *converterv1.Job, id string, src clients, save func(context.Context, *converterv1.Job) error) error {
 	if j.GetCreated().GetSnapshotImageId() == "" {
 		imgID, err := servers.CreateImage(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
-			Name: "hikkoshi-" + id + "-snapshot", Metadata: map[string]string{"hikkoshi_job": id},
+			Name: snapshotName(id), Metadata: map[string]string{"hikkoshi_job": id},
 		}).ExtractImageID()
 		if err != nil {
 			return err
@@ -363,7 +365,7 @@ func (r *Runner) copyImage(ctx context.Context, j *converterv1.Job, id string, s
 
 func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
 	if j.GetCreated().GetPortId() == "" {
-		opts := ports.CreateOpts{Name: "hikkoshi-" + id, NetworkID: j.GetDestination().GetNetworkId()}
+		opts := ports.CreateOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}
 		if pl.fixedIP != "" {
 			opts.FixedIPs = []ports.IP{{IPAddress: pl.fixedIP}}
 		}
@@ -444,13 +446,25 @@ func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error
 	return r.wait(ctx, "health check "+hc+" of "+host, probe, "ok")
 }
 
+// CleanupTimeout bounds a clean-up (it runs after the job's own context ended).
+const CleanupTimeout = 5 * time.Minute
+
+func snapshotName(jobID string) string { return "hikkoshi-" + jobID + "-snapshot" }
+func portName(jobID string) string     { return "hikkoshi-" + jobID }
+
 // Cleanup deletes what the job made, in both clouds, and starts the source again if
-// the job stopped it. It is safe to run again.
+// the job stopped it. Besides what the job recorded it looks for what a call cut
+// short may have made unrecorded — by the names and metadata the job gives its
+// resources — and it waits for a snapshot still being taken to end before it
+// deletes the snapshot and starts the server. It is safe to run again.
 func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	c := j.GetCreated()
 	if c == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, CleanupTimeout)
+	defer cancel()
+	id, _ := ID(j.GetName())
 	var errs []error
 	dst, err := r.open(ctx, j.GetDestination().GetCloud())
 	if err != nil {
@@ -460,12 +474,39 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	if err != nil {
 		return err
 	}
+	// Destination: the server(s), then the port(s), then the images.
+	srvIDs := map[string]bool{}
 	if c.GetServerId() != "" {
-		errs = append(errs, r.deleteServer(ctx, dst.compute, c.GetServerId()))
+		srvIDs[c.GetServerId()] = true
 	}
+	if pages, err := servers.List(dst.compute, servers.ListOpts{}).AllPages(ctx); err == nil {
+		list, _ := servers.ExtractServers(pages)
+		for _, s := range list {
+			if s.Metadata["hikkoshi_job"] == id {
+				srvIDs[s.ID] = true
+			}
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("list destination servers: %w", err))
+	}
+	for sid := range srvIDs {
+		errs = append(errs, r.deleteServer(ctx, dst.compute, sid))
+	}
+	portIDs := map[string]bool{}
 	if c.GetPortId() != "" {
-		if err := ports.Delete(ctx, dst.network, c.GetPortId()).ExtractErr(); err != nil && !notFound(err) {
-			errs = append(errs, err)
+		portIDs[c.GetPortId()] = true
+	}
+	if pages, err := ports.List(dst.network, ports.ListOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}).AllPages(ctx); err == nil {
+		list, _ := ports.ExtractPorts(pages)
+		for _, p := range list {
+			portIDs[p.ID] = true
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("list destination ports: %w", err))
+	}
+	for pid := range portIDs {
+		if err := ports.Delete(ctx, dst.network, pid).ExtractErr(); err != nil && !notFound(err) {
+			errs = append(errs, fmt.Errorf("delete port %s: %w", pid, err))
 		}
 	}
 	dg := imagecopy.NewGlance(dst.image)
@@ -475,15 +516,63 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	if p := j.GetProgress(); p != nil {
 		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Cleanup(ctx, p))
 	}
+	// Source: let a snapshot being taken end, delete it, start the server again.
+	if err := r.wait(ctx, "the source server's task to end", func() (string, error) {
+		s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
+		if notFound(err) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return s.TaskState, nil
+	}, ""); err != nil {
+		errs = append(errs, err)
+	}
+	snaps := map[string]bool{}
 	if c.GetSnapshotImageId() != "" {
-		errs = append(errs, imagecopy.NewGlance(src.image).Delete(ctx, c.GetSnapshotImageId()))
+		snaps[c.GetSnapshotImageId()] = true
+	}
+	sg := imagecopy.NewGlance(src.image)
+	if pages, err := images.List(src.image, images.ListOpts{Name: snapshotName(id)}).AllPages(ctx); err == nil {
+		list, _ := images.ExtractImages(pages)
+		for _, img := range list {
+			snaps[img.ID] = true
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("list source snapshots: %w", err))
+	}
+	for sid := range snaps {
+		errs = append(errs, sg.Delete(ctx, sid))
 	}
 	if c.GetStoppedSource() {
-		if err := servers.Start(ctx, src.compute, j.GetSource().GetServerId()).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) && !notFound(err) {
-			errs = append(errs, fmt.Errorf("start the source server again: %w", err))
-		}
+		errs = append(errs, r.startAgain(ctx, src.compute, j.GetSource().GetServerId()))
 	}
 	return errors.Join(errs...)
+}
+
+// startAgain starts a server the job stopped and waits until it is ACTIVE. Nova
+// refuses a start (409) while the server is still stopping or has a task; that is
+// retried until the context ends.
+func (r *Runner) startAgain(ctx context.Context, cc *gophercloud.ServiceClient, id string) error {
+	err := r.wait(ctx, "start the source server "+id+" again", func() (string, error) {
+		s, err := servers.Get(ctx, cc, id).Extract()
+		switch {
+		case notFound(err):
+			return "ACTIVE", nil // nothing to start: an operator deleted it
+		case err != nil:
+			return "", err
+		case s.Status == "SHUTOFF" && s.TaskState == "":
+			if err := servers.Start(ctx, cc, id).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+				return "", err
+			}
+		}
+		return s.Status, nil
+	}, "ACTIVE", "ERROR")
+	if err != nil {
+		return fmt.Errorf("start the source server again: %w", err)
+	}
+	return nil
 }
 
 // deleteServer deletes a server and waits until Nova no longer has it; a server

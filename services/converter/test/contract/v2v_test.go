@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,9 +23,12 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
@@ -179,15 +184,19 @@ func TestV2VMovesAnInstance(t *testing.T) {
 	}}))(t)
 	_, client := start(t, env, "--inventory", invProc.Addr)
 	const ip = "10.101.0.77"
+	// The health probe goes to a listener of this test on loopback (health_check_host),
+	// standing in for the service's address: nothing here routes to the fixed IP.
+	probe, probed := listen(t)
+	dest := &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: ip, HealthCheck: "tcp:" + probe.Port, HealthCheckHost: probe.Host}
 	created := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{RequestId: "ctest-" + srvID, Job: &converterv1.Job{
 		Workload:    "workloads/db-move",
 		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID},
-		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: ip},
+		Destination: dest,
 	}}))(t).GetJob()
 	again := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{RequestId: "ctest-" + srvID, Job: &converterv1.Job{
 		Workload:    "workloads/db-move",
 		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID},
-		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: ip},
+		Destination: dest,
 	}}))(t).GetJob()
 	if again.GetName() != created.GetName() {
 		t.Fatalf("the same request_id made a second job: %s and %s", created.GetName(), again.GetName())
@@ -217,6 +226,55 @@ func TestV2VMovesAnInstance(t *testing.T) {
 	if w.GetState() != inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER {
 		t.Fatalf("the workload is %s after the job, want cut_over", w.GetState())
 	}
+	if !steps[converterv1.JobStep_JOB_STEP_HEALTH] || probed.Load() == 0 {
+		t.Fatalf("the health step (seen %v) made %d connections to the probe", steps[converterv1.JobStep_JOB_STEP_HEALTH], probed.Load())
+	}
+
+	// Decommission: refused without the right confirmation, then the source server
+	// and the snapshot are deleted, the workload is done, and a repeat changes nothing.
+	_, err := client.DecommissionSource(t.Context(), &converterv1.DecommissionSourceRequest{Name: j.GetName(), ConfirmServerId: dst.ID})
+	if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)["confirm_server_id"] == "" {
+		t.Fatalf("decommission confirmed with the wrong server: %v, want INVALID_ARGUMENT on confirm_server_id", err)
+	}
+	d := must(client.DecommissionSource(t.Context(), &converterv1.DecommissionSourceRequest{Name: j.GetName(), ConfirmServerId: srvID}))(t).GetJob().GetDecommission()
+	if d.GetTime() == nil || d.GetSourceServerId() != srvID || d.GetSnapshotImageId() != snap.ID {
+		t.Fatalf("decommission record %v", d)
+	}
+	if _, err := servers.Get(t.Context(), c.oldC, srvID).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Fatalf("the source server is still there after the decommission (%v)", err)
+	}
+	if _, err := images.Get(t.Context(), c.oldI, snap.ID).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+		t.Fatalf("the snapshot is still there after the decommission (%v)", err)
+	}
+	d2 := must(client.DecommissionSource(t.Context(), &converterv1.DecommissionSourceRequest{Name: j.GetName(), ConfirmServerId: srvID}))(t).GetJob().GetDecommission()
+	if !d2.GetTime().AsTime().Equal(d.GetTime().AsTime()) {
+		t.Fatalf("a repeated decommission changed the record: %v then %v", d, d2)
+	}
+	w = must(inv.GetWorkload(t.Context(), &inventoryv1.GetWorkloadRequest{Name: "workloads/db-move"}))(t).GetWorkload()
+	if w.GetState() != inventoryv1.WorkloadState_WORKLOAD_STATE_DONE {
+		t.Fatalf("the workload is %s after the decommission, want done", w.GetState())
+	}
+	t.Logf("health probe: %d connection(s); decommissioned server %s and snapshot %s", probed.Load(), srvID, snap.ID)
+}
+
+// listen accepts TCP connections on loopback for a health probe and counts them.
+func listen(t *testing.T) (addr struct{ Host, Port string }, accepted *atomic.Int64) {
+	t.Helper()
+	l := must(net.Listen("tcp", "127.0.0.1:0"))(t)
+	t.Cleanup(func() { _ = l.Close() })
+	accepted = &atomic.Int64{}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			_ = c.Close()
+		}
+	}()
+	addr.Host, addr.Port, _ = net.SplitHostPort(l.Addr().String())
+	return addr, accepted
 }
 
 // TestWorkerKilledMidCopy: the first converter is killed (SIGKILL) while it copies
