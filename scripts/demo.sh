@@ -330,7 +330,8 @@ for line in open(sys.argv[1]):
     m = json.loads(line)
     if m["name"] == "db-1": print(m["server_id"])' "$state/estate.json")
 bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
-  --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" >>"$state/converter.log" 2>&1 &
+  --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" \
+  --cloud-jobs old=2,new=2 >>"$state/converter.log" 2>&1 &
 cvpid=$!
 for _ in $(seq 1 60); do
   grpcurl -plaintext 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
@@ -365,6 +366,19 @@ print("  %s: destination server %s, port %s, image %s; source snapshot %s, sourc
 if last.get("error"): print("  error:", last["error"])
 if last.get("progress", {}).get("sha256"): print("  sha256 of the bytes moved: %s…" % last["progress"]["sha256"][:32])'
 echo "  the workload followed the job in the inventory (planned → converting → cut_over):"
+inv GetWorkload '{"name":"workloads/db-1"}' | brief
+
+say "decommission: the operator confirms by naming the source server; the stopped db-1 and its snapshot are deleted"
+echo "  - a confirmation naming another server is refused (INVALID_ARGUMENT on confirm_server_id):"
+if out=$(cv DecommissionSource "{\"name\":\"$job\",\"confirm_server_id\":\"00000000-0000-0000-0000-000000000000\"}" 2>&1); then
+  echo "    unexpectedly accepted: $out" >&2; exit 1
+fi
+sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+cv DecommissionSource "{\"name\":\"$job\",\"confirm_server_id\":\"$db1\"}" | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)["job"]["decommission"]
+print("  deleted source server %s and snapshot %s at %s" % (d["sourceServerId"], d.get("snapshotImageId", "-"), d["time"]))'
+echo "  the workload is done:"
 inv GetWorkload '{"name":"workloads/db-1"}' | brief
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
