@@ -3,7 +3,7 @@
 
 Phases (each idempotent: what exists is found and kept):
   catalog       regions, service users, services and endpoints, the two clouds'
-                projects and users, and clouds.yaml (entries old, new, admin)
+                projects and users, and clouds.yaml (entries old, new, admin, old-admin, new-admin)
   wait-compute  wait until a region's nova-compute (on --host, if given) has registered
   tcg-zone      the host aggregate "tcg" (availability zone "tcg") holding the old
                 region's libvirt/qemu-TCG compute, host tcg-libvirt
@@ -134,6 +134,10 @@ def write_clouds_yaml(state, sec):
         "old": (PROJECTS["old"], USERS["old"], sec["OLD_PASSWORD"], REGIONS["old"]),
         "new": (PROJECTS["new"], USERS["new"], sec["NEW_PASSWORD"], REGIONS["new"]),
         "admin": ("admin", "admin", sec["ADMIN_PASSWORD"], REGIONS["old"]),
+        # The admin scoped to each cloud's project: what netbridge needs (provider
+        # networks, fixed IPs, other projects' ports), as an SRE's credentials would.
+        "old-admin": (PROJECTS["old"], "admin", sec["ADMIN_PASSWORD"], REGIONS["old"]),
+        "new-admin": (PROJECTS["new"], "admin", sec["ADMIN_PASSWORD"], REGIONS["new"]),
     }
     lines = ["# Written by tilt/devcloud/bootstrap.py. Holds passwords: keep it private.", "clouds:"]
     for name, (project, user, pw, region) in entries.items():

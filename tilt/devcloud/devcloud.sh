@@ -666,7 +666,7 @@ cmd_up() {
   phase ""
   log "up in $((SECONDS - t0))s; phases:"
   printf '  %s\n' "${timings[@]}"
-  log "clouds.yaml: $S/clouds.yaml (entries old, new, admin); export OS_CLIENT_CONFIG_FILE=$S/clouds.yaml"
+  log "clouds.yaml: $S/clouds.yaml (entries old, new, admin, old-admin, new-admin); export OS_CLIENT_CONFIG_FILE=$S/clouds.yaml"
 }
 
 cmd_down() {
