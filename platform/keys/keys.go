@@ -15,6 +15,9 @@
 //	/hikkoshi/converter/claims/<job_id>           the worker holding a job → instance (its lease)
 //	/hikkoshi/converter/requests/<request_id>     idempotency record of a CreateJob (24 h lease)
 //	/hikkoshi/converter/slots/<cloud>/<k>         one of a cloud's job slots → job ID (worker's lease)
+//	/hikkoshi/netbridge/bridges/<bridge_id>       a bridge between two clouds' networks (protobuf)
+//	/hikkoshi/netbridge/requests/<request_id>     idempotency record of a CreateBridge (24 h lease)
+//	/hikkoshi/netbridge/locks/bridge/<bridge_id>  mutex of one bridge's applies, rollbacks and moves (session lease)
 //	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
 //	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
 //	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
@@ -114,3 +117,15 @@ func JobSlotsPrefix(cloud string) string { return JobSlotsRoot + url.PathEscape(
 
 // JobSlot returns the key of slot k of a cloud's job limit.
 func JobSlot(cloud string, k int) string { return JobSlotsPrefix(cloud) + strconv.Itoa(k) }
+
+// BridgesPrefix is the prefix of netbridge's bridges.
+const BridgesPrefix = Root + "netbridge/bridges/"
+
+// Bridge returns the key of one bridge.
+func Bridge(id string) string { return BridgesPrefix + id }
+
+// BridgeRequest returns the key of a CreateBridge idempotency record.
+func BridgeRequest(requestID string) string { return Root + "netbridge/requests/" + requestID }
+
+// BridgeLock returns the mutex prefix of one bridge's changes.
+func BridgeLock(id string) string { return Root + "netbridge/locks/bridge/" + id }
