@@ -123,8 +123,13 @@ func (s Set) All() []netip.Addr {
 // Equal reports whether both sets hold the same addresses.
 func (s Set) Equal(o Set) bool { return slices.Equal(s.rs, o.rs) }
 
-func u32(a netip.Addr) uint32 { b := a.As4(); return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
-func from(u uint32) netip.Addr  { return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)}) }
+func u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+func from(u uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(u >> 24), byte(u >> 16), byte(u >> 8), byte(u)})
+}
 
 // Union returns the addresses in either set.
 func (s Set) Union(o Set) Set {

@@ -144,4 +144,3 @@ func (e *Engine) stopped(ctx context.Context, o *Side, p *ports.Port) error {
 	}
 	return nil
 }
-

@@ -40,7 +40,7 @@ type state struct {
 	newNet, newSub, extNet, extSub, router, oldSubnet string
 }
 
-func (s *state) get(f *string) string { s.mu.Lock(); defer s.mu.Unlock(); return *f }
+func (s *state) get(f *string) string    { s.mu.Lock(); defer s.mu.Unlock(); return *f }
 func (s *state) set(f *string, v string) { s.mu.Lock(); defer s.mu.Unlock(); *f = v }
 
 // step is one change and how to make it.

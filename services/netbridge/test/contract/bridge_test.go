@@ -153,13 +153,15 @@ func TestSharedL2(t *testing.T) {
 	c := start(t)
 	ctx := t.Context()
 	spec := &netbridgev1.Bridge{
-		Mode: netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2,
-		Old:  &netbridgev1.OldSide{Cloud: "old-admin", NetworkId: f.net},
-		New:  &netbridgev1.NewSide{Cloud: "new-admin", PhysicalNetwork: "physnet2"},
+		Mode:     netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2,
+		Old:      &netbridgev1.OldSide{Cloud: "old-admin", NetworkId: f.net},
+		New:      &netbridgev1.NewSide{Cloud: "new-admin", PhysicalNetwork: "physnet2"},
 		SharedL2: &netbridgev1.SharedL2{OldKeepFree: 5},
 	}
 	b := must(c.CreateBridge(ctx, &netbridgev1.CreateBridgeRequest{Bridge: spec}))(t).GetBridge()
-	t.Cleanup(func() { _, _ = c.RollbackBridge(context.Background(), &netbridgev1.RollbackBridgeRequest{Name: b.GetName()}) })
+	t.Cleanup(func() {
+		_, _ = c.RollbackBridge(context.Background(), &netbridgev1.RollbackBridgeRequest{Name: b.GetName()})
+	})
 	plan := must(c.PlanBridge(ctx, &netbridgev1.PlanBridgeRequest{Name: b.GetName()}))(t).GetPlan()
 	p := f.prefix
 	// In use .12 .15 .20, then 5 free: the old cloud keeps .10–.25, the new one gets .26–.50.
@@ -254,9 +256,9 @@ func TestConflictsAndRefusals(t *testing.T) {
 	ctx := t.Context()
 	p := f.prefix
 	b := must(c.CreateBridge(ctx, &netbridgev1.CreateBridgeRequest{Bridge: &netbridgev1.Bridge{
-		Mode: netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2,
-		Old:  &netbridgev1.OldSide{Cloud: "old-admin", NetworkId: f.net},
-		New:  &netbridgev1.NewSide{Cloud: "new-admin", PhysicalNetwork: "physnet2"},
+		Mode:     netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2,
+		Old:      &netbridgev1.OldSide{Cloud: "old-admin", NetworkId: f.net},
+		New:      &netbridgev1.NewSide{Cloud: "new-admin", PhysicalNetwork: "physnet2"},
 		SharedL2: &netbridgev1.SharedL2{NewPool: p + ".14-" + p + ".30"},
 	}}))(t).GetBridge()
 	plan := must(c.PlanBridge(ctx, &netbridgev1.PlanBridgeRequest{Name: b.GetName()}))(t).GetPlan()
