@@ -144,7 +144,9 @@ func TestRouted(t *testing.T) {
 		New:    &netbridgev1.NewSide{Cloud: "new-admin", PhysicalNetwork: "physnet2", NetworkName: "routed-" + p},
 		Routed: &netbridgev1.Routed{Cidr: cidr, GatewayIp: p + ".60"},
 	}}))(t).GetBridge()
-	t.Cleanup(func() { _, _ = c.RollbackBridge(context.Background(), &netbridgev1.RollbackBridgeRequest{Name: b.GetName()}) })
+	t.Cleanup(func() {
+		_, _ = c.RollbackBridge(context.Background(), &netbridgev1.RollbackBridgeRequest{Name: b.GetName()})
+	})
 	plan := must(c.PlanBridge(ctx, &netbridgev1.PlanBridgeRequest{Name: b.GetName()}))(t).GetPlan()
 	want := []string{"old/reserve/" + p + ".60", "new/external_network", "new/external_subnet", "new/network", "new/subnet",
 		"new/router", "new/router_interface", "new/router_gateway", "old/router_route"}
