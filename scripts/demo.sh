@@ -26,12 +26,14 @@ rm -rf "$state" && mkdir -p "$state" bin
 pid=""
 lbpid=""
 cvpid=""
+nbpid=""
 watcher=""
 devcloud_started=0
 cleanup() {
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
   [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
   [[ -n "$cvpid" ]] && kill -TERM "$cvpid" 2>/dev/null && wait "$cvpid" 2>/dev/null || true
+  [[ -n "$nbpid" ]] && kill -TERM "$nbpid" 2>/dev/null && wait "$nbpid" 2>/dev/null || true
   [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   if ((devcloud_started)) && [[ "${HIKKOSHI_DEMO_KEEP_DEVCLOUD:-0}" != 1 ]]; then
     echo "stopping the dev cloud this demo started (HIKKOSHI_DEMO_KEEP_DEVCLOUD=1 keeps it)"
@@ -381,6 +383,66 @@ print("  deleted source server %s and snapshot %s at %s" % (d["sourceServerId"],
 echo "  the workload is done:"
 inv GetWorkload '{"name":"workloads/db-1"}' | brief
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
+
+say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan, refusals, console ports, rollback)"
+go build -o bin/netbridge ./services/netbridge/cmd/netbridge
+bin/netbridge --listen 127.0.0.1:7403 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+  --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/netbridge.log" 2>&1 &
+nbpid=$!
+for _ in $(seq 1 60); do
+  grpcurl -plaintext 127.0.0.1:7403 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
+  sleep 0.5
+done
+nb() { grpcurl -plaintext -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
+oldnet=$(bin/hikkoshi-devcloud network-id)
+bridge=$(nb CreateBridge "{\"request_id\":\"demo-bridge-$oldnet\",\"bridge_id\":\"old-vlan-101\",\"bridge\":{
+  \"mode\":\"BRIDGE_MODE_SHARED_L2\",\"old\":{\"cloud\":\"old-admin\",\"network_id\":\"$oldnet\"},
+  \"new\":{\"cloud\":\"new-admin\",\"physical_network\":\"physnet2\",\"network_name\":\"old-vlan-101-bridged\"},
+  \"shared_l2\":{\"old_keep_free\":16}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["bridge"]["name"])')
+echo "  CreateBridge → $bridge (old-admin's old-vlan-101, VLAN 101; the new cloud carries it on physnet2)"
+summary='
+import json, sys, collections
+p = json.load(sys.stdin)["plan"]
+kinds = collections.Counter("%s %s %s" % (c["action"], c["side"], c["kind"]) for c in p.get("changes", []))
+print("  %d changes, %d already as planned, %d conflicts" % (len(p.get("changes", [])), p.get("unchanged", 0), len(p.get("conflicts", []))))
+for k, n in sorted(kinds.items()): print("    %3d × %s" % (n, k))
+s = p.get("split", {})
+if s: print("  split: old pools %s → %s; new pools %s" % (s.get("originalPools"), s.get("oldPools"), s.get("newPools")))
+for c in p.get("conflicts", []): print("  CONFLICT", c.get("ipAddress", ""), c["reason"])
+print("  plan_etag", p.get("planEtag"))'
+nb PlanBridge "{\"name\":\"$bridge\"}" >"$state/plan.json"
+/usr/bin/python3 -c "$summary" <"$state/plan.json"
+etag=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["plan"]["planEtag"])' <"$state/plan.json")
+t0=$SECONDS
+nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin); b = r["bridge"]
+print("  ApplyBridge: %d changes made, state %s, %d resources recorded" % (len(r.get("applied", [])), b["state"], len(b.get("resources", []))))'
+echo "  (apply took $((SECONDS - t0)) s)"
+echo "  PlanBridge again (nothing to do):"
+nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | head -1
+echo "  - an apply of the plan reviewed before is refused, the bridge changed since (ABORTED):"
+if out=$(nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+echo "  - web-1 still runs, so its address cannot move yet (FAILED_PRECONDITION):"
+if out=$(nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.21\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+echo "  serial-console ports for the compute nodes of both clouds (all on Nova's default 10000:20000 today):"
+nb PlanConsolePorts '{"nodes":[{"cloud":"old","host":"host-ovs-filter-active","current_range":"10000:20000"},
+  {"cloud":"old","host":"tcg-libvirt","current_range":"10000:20000"},
+  {"cloud":"new","host":"host-ovs-filter-active","current_range":"10000:20000"}]}' | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for x in r["ranges"]: print("    %-4s %-24s [serial_console] port_range = %s" % (x["cloud"], x["host"], x["portRange"]))
+for o in r.get("overlaps", []): print("    overlap now: %s and %s share %s" % (o["first"], o["second"], o["ports"]))'
+t0=$SECONDS
+nb RollbackBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("  RollbackBridge: state %s" % r["bridge"]["state"])
+for c in r.get("undone", []): print("    %s" % c["description"])'
+echo "  (rollback took $((SECONDS - t0)) s; the old pools are as they were, for the next run)"
+kill -TERM "$nbpid"; wait "$nbpid" 2>/dev/null || true; nbpid=""
 
 say "what the service refuses, and how it says so"
 echo "  - a done workload cannot go back to converting (FAILED_PRECONDITION):"

@@ -18,6 +18,8 @@
 //	/hikkoshi/netbridge/bridges/<bridge_id>       a bridge between two clouds' networks (protobuf)
 //	/hikkoshi/netbridge/requests/<request_id>     idempotency record of a CreateBridge (24 h lease)
 //	/hikkoshi/netbridge/locks/bridge/<bridge_id>  mutex of one bridge's applies, rollbacks and moves (session lease)
+//	/hikkoshi/netbridge/watchdog/election/        the VRRP watchdog's leader election (session lease)
+//	/hikkoshi/netbridge/watchdog/status           what the watchdog found and did (protobuf; written by the leader)
 //	/hikkoshi/lbaas/<scope>/requests/<request_id> a load balancer create's record → JSON (24 h lease)
 //	/hikkoshi/lbaas/<scope>/locks/requests/<id>  mutex of one create request (session lease)
 //	/hikkoshi/lbaas/locks/lb/<lb_id>             mutex of one load balancer's changes (session lease)
@@ -129,3 +131,9 @@ func BridgeRequest(requestID string) string { return Root + "netbridge/requests/
 
 // BridgeLock returns the mutex prefix of one bridge's changes.
 func BridgeLock(id string) string { return Root + "netbridge/locks/bridge/" + id }
+
+// WatchdogElection is the prefix of the VRRP watchdog's leader election.
+const WatchdogElection = Root + "netbridge/watchdog/election/"
+
+// WatchdogStatus is the key of the VRRP watchdog's status.
+const WatchdogStatus = Root + "netbridge/watchdog/status"

@@ -33,7 +33,7 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id | dest-network | undo-moves")
+		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id | network-id | dest-network | undo-moves")
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -47,13 +47,15 @@ func main() {
 	case "snapshot":
 		err = snapshot(ctx)
 	case "subnet-id":
-		err = subnetID(ctx)
+		err = subnetID(ctx, false)
+	case "network-id":
+		err = subnetID(ctx, true)
 	case "dest-network":
 		err = destNetwork(ctx)
 	case "undo-moves":
 		err = undoMoves(ctx)
 	default:
-		err = fmt.Errorf("unknown command %q: want tour, estate, snapshot, subnet-id, dest-network or undo-moves", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want tour, estate, snapshot, subnet-id, network-id, dest-network or undo-moves", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hikkoshi-devcloud:", err)
@@ -69,8 +71,8 @@ func open(ctx context.Context, name string) (*cloud.Cloud, error) {
 }
 
 // subnetID prints the ID of the old cloud's VLAN subnet (where the estate's ports
-// and the demo's load balancer VIPs are).
-func subnetID(ctx context.Context) error {
+// and the demo's load balancer VIPs are), or of its network.
+func subnetID(ctx context.Context, network bool) error {
 	c, err := open(ctx, "old")
 	if err != nil {
 		return err
@@ -83,7 +85,11 @@ func subnetID(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(sub.ID)
+	if network {
+		fmt.Println(sub.NetworkID)
+	} else {
+		fmt.Println(sub.ID)
+	}
 	return nil
 }
 

@@ -953,11 +953,94 @@ func (x *PlanConsolePortsResponse) GetOverlaps() []*ConsoleOverlap {
 	return nil
 }
 
+// GetWatchdogStatusRequest is the request of GetWatchdogStatus.
+type GetWatchdogStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWatchdogStatusRequest) Reset() {
+	*x = GetWatchdogStatusRequest{}
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWatchdogStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWatchdogStatusRequest) ProtoMessage() {}
+
+func (x *GetWatchdogStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWatchdogStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetWatchdogStatusRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{18}
+}
+
+// GetWatchdogStatusResponse is the response of GetWatchdogStatus.
+type GetWatchdogStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the watchdog's status.
+	Status        *WatchdogStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWatchdogStatusResponse) Reset() {
+	*x = GetWatchdogStatusResponse{}
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWatchdogStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWatchdogStatusResponse) ProtoMessage() {}
+
+func (x *GetWatchdogStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWatchdogStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetWatchdogStatusResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetWatchdogStatusResponse) GetStatus() *WatchdogStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 var File_hikkoshi_netbridge_v1_netbridge_service_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"\n" +
-	"-hikkoshi/netbridge/v1/netbridge_service.proto\x12\x15hikkoshi.netbridge.v1\x1a\"hikkoshi/netbridge/v1/bridge.proto\x1a#hikkoshi/netbridge/v1/console.proto\"\x88\x01\n" +
+	"-hikkoshi/netbridge/v1/netbridge_service.proto\x12\x15hikkoshi.netbridge.v1\x1a\"hikkoshi/netbridge/v1/bridge.proto\x1a#hikkoshi/netbridge/v1/console.proto\x1a$hikkoshi/netbridge/v1/watchdog.proto\"\x88\x01\n" +
 	"\x13CreateBridgeRequest\x125\n" +
 	"\x06bridge\x18\x01 \x01(\v2\x1d.hikkoshi.netbridge.v1.BridgeR\x06bridge\x12\x1b\n" +
 	"\tbridge_id\x18\x02 \x01(\tR\bbridgeId\x12\x1d\n" +
@@ -1007,7 +1090,10 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"\x0eports_per_node\x18\x03 \x01(\x05R\fportsPerNode\"\x9a\x01\n" +
 	"\x18PlanConsolePortsResponse\x12;\n" +
 	"\x06ranges\x18\x01 \x03(\v2#.hikkoshi.netbridge.v1.ConsoleRangeR\x06ranges\x12A\n" +
-	"\boverlaps\x18\x02 \x03(\v2%.hikkoshi.netbridge.v1.ConsoleOverlapR\boverlaps2\xbd\a\n" +
+	"\boverlaps\x18\x02 \x03(\v2%.hikkoshi.netbridge.v1.ConsoleOverlapR\boverlaps\"\x1a\n" +
+	"\x18GetWatchdogStatusRequest\"Z\n" +
+	"\x19GetWatchdogStatusResponse\x12=\n" +
+	"\x06status\x18\x01 \x01(\v2%.hikkoshi.netbridge.v1.WatchdogStatusR\x06status2\xb5\b\n" +
 	"\x10NetbridgeService\x12g\n" +
 	"\fCreateBridge\x12*.hikkoshi.netbridge.v1.CreateBridgeRequest\x1a+.hikkoshi.netbridge.v1.CreateBridgeResponse\x12^\n" +
 	"\tGetBridge\x12'.hikkoshi.netbridge.v1.GetBridgeRequest\x1a(.hikkoshi.netbridge.v1.GetBridgeResponse\x12d\n" +
@@ -1018,7 +1104,8 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"\vApplyBridge\x12).hikkoshi.netbridge.v1.ApplyBridgeRequest\x1a*.hikkoshi.netbridge.v1.ApplyBridgeResponse\x12m\n" +
 	"\x0eRollbackBridge\x12,.hikkoshi.netbridge.v1.RollbackBridgeRequest\x1a-.hikkoshi.netbridge.v1.RollbackBridgeResponse\x12d\n" +
 	"\vMoveAddress\x12).hikkoshi.netbridge.v1.MoveAddressRequest\x1a*.hikkoshi.netbridge.v1.MoveAddressResponse\x12s\n" +
-	"\x10PlanConsolePorts\x12..hikkoshi.netbridge.v1.PlanConsolePortsRequest\x1a/.hikkoshi.netbridge.v1.PlanConsolePortsResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1;netbridgev1b\x06proto3"
+	"\x10PlanConsolePorts\x12..hikkoshi.netbridge.v1.PlanConsolePortsRequest\x1a/.hikkoshi.netbridge.v1.PlanConsolePortsResponse\x12v\n" +
+	"\x11GetWatchdogStatus\x12/.hikkoshi.netbridge.v1.GetWatchdogStatusRequest\x1a0.hikkoshi.netbridge.v1.GetWatchdogStatusResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1;netbridgev1b\x06proto3"
 
 var (
 	file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescOnce sync.Once
@@ -1032,69 +1119,75 @@ func file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescData
 }
 
-var file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_hikkoshi_netbridge_v1_netbridge_service_proto_goTypes = []any{
-	(*CreateBridgeRequest)(nil),      // 0: hikkoshi.netbridge.v1.CreateBridgeRequest
-	(*CreateBridgeResponse)(nil),     // 1: hikkoshi.netbridge.v1.CreateBridgeResponse
-	(*GetBridgeRequest)(nil),         // 2: hikkoshi.netbridge.v1.GetBridgeRequest
-	(*GetBridgeResponse)(nil),        // 3: hikkoshi.netbridge.v1.GetBridgeResponse
-	(*ListBridgesRequest)(nil),       // 4: hikkoshi.netbridge.v1.ListBridgesRequest
-	(*ListBridgesResponse)(nil),      // 5: hikkoshi.netbridge.v1.ListBridgesResponse
-	(*DeleteBridgeRequest)(nil),      // 6: hikkoshi.netbridge.v1.DeleteBridgeRequest
-	(*DeleteBridgeResponse)(nil),     // 7: hikkoshi.netbridge.v1.DeleteBridgeResponse
-	(*PlanBridgeRequest)(nil),        // 8: hikkoshi.netbridge.v1.PlanBridgeRequest
-	(*PlanBridgeResponse)(nil),       // 9: hikkoshi.netbridge.v1.PlanBridgeResponse
-	(*ApplyBridgeRequest)(nil),       // 10: hikkoshi.netbridge.v1.ApplyBridgeRequest
-	(*ApplyBridgeResponse)(nil),      // 11: hikkoshi.netbridge.v1.ApplyBridgeResponse
-	(*RollbackBridgeRequest)(nil),    // 12: hikkoshi.netbridge.v1.RollbackBridgeRequest
-	(*RollbackBridgeResponse)(nil),   // 13: hikkoshi.netbridge.v1.RollbackBridgeResponse
-	(*MoveAddressRequest)(nil),       // 14: hikkoshi.netbridge.v1.MoveAddressRequest
-	(*MoveAddressResponse)(nil),      // 15: hikkoshi.netbridge.v1.MoveAddressResponse
-	(*PlanConsolePortsRequest)(nil),  // 16: hikkoshi.netbridge.v1.PlanConsolePortsRequest
-	(*PlanConsolePortsResponse)(nil), // 17: hikkoshi.netbridge.v1.PlanConsolePortsResponse
-	(*Bridge)(nil),                   // 18: hikkoshi.netbridge.v1.Bridge
-	(*Plan)(nil),                     // 19: hikkoshi.netbridge.v1.Plan
-	(*Change)(nil),                   // 20: hikkoshi.netbridge.v1.Change
-	(*ComputeNode)(nil),              // 21: hikkoshi.netbridge.v1.ComputeNode
-	(*ConsoleRange)(nil),             // 22: hikkoshi.netbridge.v1.ConsoleRange
-	(*ConsoleOverlap)(nil),           // 23: hikkoshi.netbridge.v1.ConsoleOverlap
+	(*CreateBridgeRequest)(nil),       // 0: hikkoshi.netbridge.v1.CreateBridgeRequest
+	(*CreateBridgeResponse)(nil),      // 1: hikkoshi.netbridge.v1.CreateBridgeResponse
+	(*GetBridgeRequest)(nil),          // 2: hikkoshi.netbridge.v1.GetBridgeRequest
+	(*GetBridgeResponse)(nil),         // 3: hikkoshi.netbridge.v1.GetBridgeResponse
+	(*ListBridgesRequest)(nil),        // 4: hikkoshi.netbridge.v1.ListBridgesRequest
+	(*ListBridgesResponse)(nil),       // 5: hikkoshi.netbridge.v1.ListBridgesResponse
+	(*DeleteBridgeRequest)(nil),       // 6: hikkoshi.netbridge.v1.DeleteBridgeRequest
+	(*DeleteBridgeResponse)(nil),      // 7: hikkoshi.netbridge.v1.DeleteBridgeResponse
+	(*PlanBridgeRequest)(nil),         // 8: hikkoshi.netbridge.v1.PlanBridgeRequest
+	(*PlanBridgeResponse)(nil),        // 9: hikkoshi.netbridge.v1.PlanBridgeResponse
+	(*ApplyBridgeRequest)(nil),        // 10: hikkoshi.netbridge.v1.ApplyBridgeRequest
+	(*ApplyBridgeResponse)(nil),       // 11: hikkoshi.netbridge.v1.ApplyBridgeResponse
+	(*RollbackBridgeRequest)(nil),     // 12: hikkoshi.netbridge.v1.RollbackBridgeRequest
+	(*RollbackBridgeResponse)(nil),    // 13: hikkoshi.netbridge.v1.RollbackBridgeResponse
+	(*MoveAddressRequest)(nil),        // 14: hikkoshi.netbridge.v1.MoveAddressRequest
+	(*MoveAddressResponse)(nil),       // 15: hikkoshi.netbridge.v1.MoveAddressResponse
+	(*PlanConsolePortsRequest)(nil),   // 16: hikkoshi.netbridge.v1.PlanConsolePortsRequest
+	(*PlanConsolePortsResponse)(nil),  // 17: hikkoshi.netbridge.v1.PlanConsolePortsResponse
+	(*GetWatchdogStatusRequest)(nil),  // 18: hikkoshi.netbridge.v1.GetWatchdogStatusRequest
+	(*GetWatchdogStatusResponse)(nil), // 19: hikkoshi.netbridge.v1.GetWatchdogStatusResponse
+	(*Bridge)(nil),                    // 20: hikkoshi.netbridge.v1.Bridge
+	(*Plan)(nil),                      // 21: hikkoshi.netbridge.v1.Plan
+	(*Change)(nil),                    // 22: hikkoshi.netbridge.v1.Change
+	(*ComputeNode)(nil),               // 23: hikkoshi.netbridge.v1.ComputeNode
+	(*ConsoleRange)(nil),              // 24: hikkoshi.netbridge.v1.ConsoleRange
+	(*ConsoleOverlap)(nil),            // 25: hikkoshi.netbridge.v1.ConsoleOverlap
+	(*WatchdogStatus)(nil),            // 26: hikkoshi.netbridge.v1.WatchdogStatus
 }
 var file_hikkoshi_netbridge_v1_netbridge_service_proto_depIdxs = []int32{
-	18, // 0: hikkoshi.netbridge.v1.CreateBridgeRequest.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	18, // 1: hikkoshi.netbridge.v1.CreateBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	18, // 2: hikkoshi.netbridge.v1.GetBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	18, // 3: hikkoshi.netbridge.v1.ListBridgesResponse.bridges:type_name -> hikkoshi.netbridge.v1.Bridge
-	19, // 4: hikkoshi.netbridge.v1.PlanBridgeResponse.plan:type_name -> hikkoshi.netbridge.v1.Plan
-	18, // 5: hikkoshi.netbridge.v1.ApplyBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	20, // 6: hikkoshi.netbridge.v1.ApplyBridgeResponse.applied:type_name -> hikkoshi.netbridge.v1.Change
-	18, // 7: hikkoshi.netbridge.v1.RollbackBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	20, // 8: hikkoshi.netbridge.v1.RollbackBridgeResponse.undone:type_name -> hikkoshi.netbridge.v1.Change
-	21, // 9: hikkoshi.netbridge.v1.PlanConsolePortsRequest.nodes:type_name -> hikkoshi.netbridge.v1.ComputeNode
-	22, // 10: hikkoshi.netbridge.v1.PlanConsolePortsResponse.ranges:type_name -> hikkoshi.netbridge.v1.ConsoleRange
-	23, // 11: hikkoshi.netbridge.v1.PlanConsolePortsResponse.overlaps:type_name -> hikkoshi.netbridge.v1.ConsoleOverlap
-	0,  // 12: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:input_type -> hikkoshi.netbridge.v1.CreateBridgeRequest
-	2,  // 13: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:input_type -> hikkoshi.netbridge.v1.GetBridgeRequest
-	4,  // 14: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:input_type -> hikkoshi.netbridge.v1.ListBridgesRequest
-	6,  // 15: hikkoshi.netbridge.v1.NetbridgeService.DeleteBridge:input_type -> hikkoshi.netbridge.v1.DeleteBridgeRequest
-	8,  // 16: hikkoshi.netbridge.v1.NetbridgeService.PlanBridge:input_type -> hikkoshi.netbridge.v1.PlanBridgeRequest
-	10, // 17: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:input_type -> hikkoshi.netbridge.v1.ApplyBridgeRequest
-	12, // 18: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:input_type -> hikkoshi.netbridge.v1.RollbackBridgeRequest
-	14, // 19: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:input_type -> hikkoshi.netbridge.v1.MoveAddressRequest
-	16, // 20: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:input_type -> hikkoshi.netbridge.v1.PlanConsolePortsRequest
-	1,  // 21: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:output_type -> hikkoshi.netbridge.v1.CreateBridgeResponse
-	3,  // 22: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:output_type -> hikkoshi.netbridge.v1.GetBridgeResponse
-	5,  // 23: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:output_type -> hikkoshi.netbridge.v1.ListBridgesResponse
-	7,  // 24: hikkoshi.netbridge.v1.NetbridgeService.DeleteBridge:output_type -> hikkoshi.netbridge.v1.DeleteBridgeResponse
-	9,  // 25: hikkoshi.netbridge.v1.NetbridgeService.PlanBridge:output_type -> hikkoshi.netbridge.v1.PlanBridgeResponse
-	11, // 26: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:output_type -> hikkoshi.netbridge.v1.ApplyBridgeResponse
-	13, // 27: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:output_type -> hikkoshi.netbridge.v1.RollbackBridgeResponse
-	15, // 28: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:output_type -> hikkoshi.netbridge.v1.MoveAddressResponse
-	17, // 29: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:output_type -> hikkoshi.netbridge.v1.PlanConsolePortsResponse
-	21, // [21:30] is the sub-list for method output_type
-	12, // [12:21] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	20, // 0: hikkoshi.netbridge.v1.CreateBridgeRequest.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	20, // 1: hikkoshi.netbridge.v1.CreateBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	20, // 2: hikkoshi.netbridge.v1.GetBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	20, // 3: hikkoshi.netbridge.v1.ListBridgesResponse.bridges:type_name -> hikkoshi.netbridge.v1.Bridge
+	21, // 4: hikkoshi.netbridge.v1.PlanBridgeResponse.plan:type_name -> hikkoshi.netbridge.v1.Plan
+	20, // 5: hikkoshi.netbridge.v1.ApplyBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	22, // 6: hikkoshi.netbridge.v1.ApplyBridgeResponse.applied:type_name -> hikkoshi.netbridge.v1.Change
+	20, // 7: hikkoshi.netbridge.v1.RollbackBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	22, // 8: hikkoshi.netbridge.v1.RollbackBridgeResponse.undone:type_name -> hikkoshi.netbridge.v1.Change
+	23, // 9: hikkoshi.netbridge.v1.PlanConsolePortsRequest.nodes:type_name -> hikkoshi.netbridge.v1.ComputeNode
+	24, // 10: hikkoshi.netbridge.v1.PlanConsolePortsResponse.ranges:type_name -> hikkoshi.netbridge.v1.ConsoleRange
+	25, // 11: hikkoshi.netbridge.v1.PlanConsolePortsResponse.overlaps:type_name -> hikkoshi.netbridge.v1.ConsoleOverlap
+	26, // 12: hikkoshi.netbridge.v1.GetWatchdogStatusResponse.status:type_name -> hikkoshi.netbridge.v1.WatchdogStatus
+	0,  // 13: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:input_type -> hikkoshi.netbridge.v1.CreateBridgeRequest
+	2,  // 14: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:input_type -> hikkoshi.netbridge.v1.GetBridgeRequest
+	4,  // 15: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:input_type -> hikkoshi.netbridge.v1.ListBridgesRequest
+	6,  // 16: hikkoshi.netbridge.v1.NetbridgeService.DeleteBridge:input_type -> hikkoshi.netbridge.v1.DeleteBridgeRequest
+	8,  // 17: hikkoshi.netbridge.v1.NetbridgeService.PlanBridge:input_type -> hikkoshi.netbridge.v1.PlanBridgeRequest
+	10, // 18: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:input_type -> hikkoshi.netbridge.v1.ApplyBridgeRequest
+	12, // 19: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:input_type -> hikkoshi.netbridge.v1.RollbackBridgeRequest
+	14, // 20: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:input_type -> hikkoshi.netbridge.v1.MoveAddressRequest
+	16, // 21: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:input_type -> hikkoshi.netbridge.v1.PlanConsolePortsRequest
+	18, // 22: hikkoshi.netbridge.v1.NetbridgeService.GetWatchdogStatus:input_type -> hikkoshi.netbridge.v1.GetWatchdogStatusRequest
+	1,  // 23: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:output_type -> hikkoshi.netbridge.v1.CreateBridgeResponse
+	3,  // 24: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:output_type -> hikkoshi.netbridge.v1.GetBridgeResponse
+	5,  // 25: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:output_type -> hikkoshi.netbridge.v1.ListBridgesResponse
+	7,  // 26: hikkoshi.netbridge.v1.NetbridgeService.DeleteBridge:output_type -> hikkoshi.netbridge.v1.DeleteBridgeResponse
+	9,  // 27: hikkoshi.netbridge.v1.NetbridgeService.PlanBridge:output_type -> hikkoshi.netbridge.v1.PlanBridgeResponse
+	11, // 28: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:output_type -> hikkoshi.netbridge.v1.ApplyBridgeResponse
+	13, // 29: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:output_type -> hikkoshi.netbridge.v1.RollbackBridgeResponse
+	15, // 30: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:output_type -> hikkoshi.netbridge.v1.MoveAddressResponse
+	17, // 31: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:output_type -> hikkoshi.netbridge.v1.PlanConsolePortsResponse
+	19, // 32: hikkoshi.netbridge.v1.NetbridgeService.GetWatchdogStatus:output_type -> hikkoshi.netbridge.v1.GetWatchdogStatusResponse
+	23, // [23:33] is the sub-list for method output_type
+	13, // [13:23] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_netbridge_v1_netbridge_service_proto_init() }
@@ -1104,13 +1197,14 @@ func file_hikkoshi_netbridge_v1_netbridge_service_proto_init() {
 	}
 	file_hikkoshi_netbridge_v1_bridge_proto_init()
 	file_hikkoshi_netbridge_v1_console_proto_init()
+	file_hikkoshi_netbridge_v1_watchdog_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc), len(file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	NetbridgeService_CreateBridge_FullMethodName     = "/hikkoshi.netbridge.v1.NetbridgeService/CreateBridge"
-	NetbridgeService_GetBridge_FullMethodName        = "/hikkoshi.netbridge.v1.NetbridgeService/GetBridge"
-	NetbridgeService_ListBridges_FullMethodName      = "/hikkoshi.netbridge.v1.NetbridgeService/ListBridges"
-	NetbridgeService_DeleteBridge_FullMethodName     = "/hikkoshi.netbridge.v1.NetbridgeService/DeleteBridge"
-	NetbridgeService_PlanBridge_FullMethodName       = "/hikkoshi.netbridge.v1.NetbridgeService/PlanBridge"
-	NetbridgeService_ApplyBridge_FullMethodName      = "/hikkoshi.netbridge.v1.NetbridgeService/ApplyBridge"
-	NetbridgeService_RollbackBridge_FullMethodName   = "/hikkoshi.netbridge.v1.NetbridgeService/RollbackBridge"
-	NetbridgeService_MoveAddress_FullMethodName      = "/hikkoshi.netbridge.v1.NetbridgeService/MoveAddress"
-	NetbridgeService_PlanConsolePorts_FullMethodName = "/hikkoshi.netbridge.v1.NetbridgeService/PlanConsolePorts"
+	NetbridgeService_CreateBridge_FullMethodName      = "/hikkoshi.netbridge.v1.NetbridgeService/CreateBridge"
+	NetbridgeService_GetBridge_FullMethodName         = "/hikkoshi.netbridge.v1.NetbridgeService/GetBridge"
+	NetbridgeService_ListBridges_FullMethodName       = "/hikkoshi.netbridge.v1.NetbridgeService/ListBridges"
+	NetbridgeService_DeleteBridge_FullMethodName      = "/hikkoshi.netbridge.v1.NetbridgeService/DeleteBridge"
+	NetbridgeService_PlanBridge_FullMethodName        = "/hikkoshi.netbridge.v1.NetbridgeService/PlanBridge"
+	NetbridgeService_ApplyBridge_FullMethodName       = "/hikkoshi.netbridge.v1.NetbridgeService/ApplyBridge"
+	NetbridgeService_RollbackBridge_FullMethodName    = "/hikkoshi.netbridge.v1.NetbridgeService/RollbackBridge"
+	NetbridgeService_MoveAddress_FullMethodName       = "/hikkoshi.netbridge.v1.NetbridgeService/MoveAddress"
+	NetbridgeService_PlanConsolePorts_FullMethodName  = "/hikkoshi.netbridge.v1.NetbridgeService/PlanConsolePorts"
+	NetbridgeService_GetWatchdogStatus_FullMethodName = "/hikkoshi.netbridge.v1.NetbridgeService/GetWatchdogStatus"
 )
 
 // NetbridgeServiceClient is the client API for NetbridgeService service.
@@ -62,6 +63,9 @@ type NetbridgeServiceClient interface {
 	// PlanConsolePorts gives each compute node of both clouds a serial-console port
 	// range that no other node shares, and reports overlaps of the current ones.
 	PlanConsolePorts(ctx context.Context, in *PlanConsolePortsRequest, opts ...grpc.CallOption) (*PlanConsolePortsResponse, error)
+	// GetWatchdogStatus returns what the VRRP watchdog found and did, and which
+	// replica leads it.
+	GetWatchdogStatus(ctx context.Context, in *GetWatchdogStatusRequest, opts ...grpc.CallOption) (*GetWatchdogStatusResponse, error)
 }
 
 type netbridgeServiceClient struct {
@@ -162,6 +166,16 @@ func (c *netbridgeServiceClient) PlanConsolePorts(ctx context.Context, in *PlanC
 	return out, nil
 }
 
+func (c *netbridgeServiceClient) GetWatchdogStatus(ctx context.Context, in *GetWatchdogStatusRequest, opts ...grpc.CallOption) (*GetWatchdogStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWatchdogStatusResponse)
+	err := c.cc.Invoke(ctx, NetbridgeService_GetWatchdogStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NetbridgeServiceServer is the server API for NetbridgeService service.
 // All implementations must embed UnimplementedNetbridgeServiceServer
 // for forward compatibility.
@@ -194,6 +208,9 @@ type NetbridgeServiceServer interface {
 	// PlanConsolePorts gives each compute node of both clouds a serial-console port
 	// range that no other node shares, and reports overlaps of the current ones.
 	PlanConsolePorts(context.Context, *PlanConsolePortsRequest) (*PlanConsolePortsResponse, error)
+	// GetWatchdogStatus returns what the VRRP watchdog found and did, and which
+	// replica leads it.
+	GetWatchdogStatus(context.Context, *GetWatchdogStatusRequest) (*GetWatchdogStatusResponse, error)
 	mustEmbedUnimplementedNetbridgeServiceServer()
 }
 
@@ -230,6 +247,9 @@ func (UnimplementedNetbridgeServiceServer) MoveAddress(context.Context, *MoveAdd
 }
 func (UnimplementedNetbridgeServiceServer) PlanConsolePorts(context.Context, *PlanConsolePortsRequest) (*PlanConsolePortsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlanConsolePorts not implemented")
+}
+func (UnimplementedNetbridgeServiceServer) GetWatchdogStatus(context.Context, *GetWatchdogStatusRequest) (*GetWatchdogStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWatchdogStatus not implemented")
 }
 func (UnimplementedNetbridgeServiceServer) mustEmbedUnimplementedNetbridgeServiceServer() {}
 func (UnimplementedNetbridgeServiceServer) testEmbeddedByValue()                          {}
@@ -414,6 +434,24 @@ func _NetbridgeService_PlanConsolePorts_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NetbridgeService_GetWatchdogStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWatchdogStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetbridgeServiceServer).GetWatchdogStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NetbridgeService_GetWatchdogStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetbridgeServiceServer).GetWatchdogStatus(ctx, req.(*GetWatchdogStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NetbridgeService_ServiceDesc is the grpc.ServiceDesc for NetbridgeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -456,6 +494,10 @@ var NetbridgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PlanConsolePorts",
 			Handler:    _NetbridgeService_PlanConsolePorts_Handler,
+		},
+		{
+			MethodName: "GetWatchdogStatus",
+			Handler:    _NetbridgeService_GetWatchdogStatus_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,10 +9,16 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
 
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/bridge"
+	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/watchdog"
 )
 
 // DefaultPort is netbridge's gRPC port on 127.0.0.1.
@@ -31,13 +37,65 @@ func run(ctx context.Context, args []string) error {
 	cfg := service.NewConfig("netbridge", DefaultPort)
 	fs := flag.NewFlagSet("netbridge", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	var cloudsYAML string
+	var cloudsYAML, watchClouds string
+	var interval time.Duration
+	pol := watchdog.DefaultPolicy
 	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places); bridges name its entries, which must be admin-scoped")
+	fs.StringVar(&watchClouds, "watch-clouds", "", "clouds.yaml entries whose HA routers the VRRP watchdog guards (admin-scoped, comma-separated); empty: no watchdog")
+	fs.DurationVar(&interval, "watch-interval", 10*time.Second, "pause between the watchdog's passes")
+	fs.DurationVar(&pol.Backoff, "heal-backoff", pol.Backoff, "pause after a router's first heal; it doubles with each next one")
+	fs.DurationVar(&pol.MaxBackoff, "heal-max-backoff", pol.MaxBackoff, "longest pause between two heals of a router")
+	fs.IntVar(&pol.MaxHeals, "heal-max", pol.MaxHeals, "most heals of one router within --heal-window; then the watchdog only reports")
+	fs.DurationVar(&pol.Window, "heal-window", pol.Window, "window of --heal-max")
+	fs.DurationVar(&pol.Settle, "heal-settle", pol.Settle, "pause between disabling and enabling a router")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
+	switch {
+	case interval < 100*time.Millisecond:
+		return fmt.Errorf("--watch-interval %s: use at least 100ms", interval)
+	case pol.MaxHeals < 1:
+		return fmt.Errorf("--heal-max %d: use at least 1 (the limit is what keeps a heal from flapping)", pol.MaxHeals)
+	case pol.Backoff <= 0 || pol.MaxBackoff < pol.Backoff:
+		return fmt.Errorf("--heal-backoff %s, --heal-max-backoff %s: give a positive back-off no longer than the maximum", pol.Backoff, pol.MaxBackoff)
+	}
+	var clouds []string
+	for _, c := range strings.Split(watchClouds, ",") {
+		if c = strings.TrimSpace(c); c != "" {
+			clouds = append(clouds, c)
+		}
+	}
+	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
-		bridge.Register(rt, &bridge.Engine{Open: bridge.CloudsOpener(cloudsYAML), Log: rt.Logger})
+		open := bridge.CloudsOpener(cloudsYAML)
+		bridge.Register(rt, &bridge.Engine{Open: open, Log: rt.Logger})
+		if len(clouds) == 0 {
+			return nil
+		}
+		var mu sync.Mutex
+		cache := map[string]*gophercloud.ServiceClient{}
+		w := &watchdog.Watchdog{
+			Etcd: rt.Etcd, Session: rt.Session, Clouds: clouds, Interval: interval, Log: rt.Logger,
+			Checker: &watchdog.Checker{Policy: pol, Instance: cfg.Instance, Log: rt.Logger, Now: time.Now,
+				Neutron: func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if nc, ok := cache[name]; ok {
+						return nc, nil
+					}
+					s, err := open(ctx, name, "watched")
+					if err != nil {
+						return nil, err
+					}
+					cache[name] = s.Network
+					return s.Network, nil
+				}},
+		}
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(wctx) }()
+		go func() { <-rt.Stopping(); cancel() }()
+		rt.OnShutdown(wg.Wait)
 		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
@@ -21,6 +22,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/addr"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/console"
+	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/watchdog"
 )
 
 // OpTimeout bounds one apply, rollback or move. They run detached from the
@@ -31,6 +33,7 @@ const OpTimeout = 10 * time.Minute
 type Server struct {
 	netbridgev1.UnimplementedNetbridgeServiceServer
 	store  *Store
+	etcd   *clientv3.Client
 	engine *Engine
 	locks  *locks.Locker
 	log    *slog.Logger
@@ -38,7 +41,7 @@ type Server struct {
 
 // Register registers the service and its validators on rt.
 func Register(rt *service.Runtime, engine *Engine) {
-	s := &Server{store: NewStore(rt.Etcd), engine: engine, locks: locks.New(rt.Session), log: rt.Logger}
+	s := &Server{store: NewStore(rt.Etcd), etcd: rt.Etcd, engine: engine, locks: locks.New(rt.Session), log: rt.Logger}
 	netbridgev1.RegisterNetbridgeServiceServer(rt.GRPC, s)
 	service.AddValidator(rt, ValidateCreate)
 	name := func(n string) error {
@@ -355,4 +358,13 @@ func (s *Server) MoveAddress(ctx context.Context, req *netbridgev1.MoveAddressRe
 // PlanConsolePorts implements NetbridgeService.
 func (s *Server) PlanConsolePorts(_ context.Context, req *netbridgev1.PlanConsolePortsRequest) (*netbridgev1.PlanConsolePortsResponse, error) {
 	return console.Plan(req)
+}
+
+// GetWatchdogStatus implements NetbridgeService.
+func (s *Server) GetWatchdogStatus(ctx context.Context, _ *netbridgev1.GetWatchdogStatusRequest) (*netbridgev1.GetWatchdogStatusResponse, error) {
+	st, err := watchdog.Read(ctx, s.etcd)
+	if err != nil {
+		return nil, err
+	}
+	return &netbridgev1.GetWatchdogStatusResponse{Status: st}, nil
 }
