@@ -496,7 +496,8 @@ type V2VDestination struct {
 	Cloud string `protobuf:"bytes,1,opt,name=cloud,proto3" json:"cloud,omitempty"`
 	// flavor is the destination flavor's name; empty for the source flavor's name.
 	Flavor string `protobuf:"bytes,2,opt,name=flavor,proto3" json:"flavor,omitempty"`
-	// network_id is the destination network of the new port.
+	// network_id is the destination network of the new port (not needed with
+	// port_id).
 	NetworkId string `protobuf:"bytes,3,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
 	// fixed_ip is the address the new port keeps; empty for the source port's.
 	FixedIp string `protobuf:"bytes,4,opt,name=fixed_ip,json=fixedIp,proto3" json:"fixed_ip,omitempty"`
@@ -511,8 +512,12 @@ type V2VDestination struct {
 	// (a floating IP, a load balancer VIP, a jump host's forward); empty for the fixed
 	// IP.
 	HealthCheckHost string `protobuf:"bytes,8,opt,name=health_check_host,json=healthCheckHost,proto3" json:"health_check_host,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// port_id is an existing destination port to boot on, with its fixed IP — the one
+	// netbridge's MoveAddress made. The job neither creates nor deletes it. Empty: the
+	// job makes a port on network_id.
+	PortId        string `protobuf:"bytes,9,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *V2VDestination) Reset() {
@@ -597,6 +602,13 @@ func (x *V2VDestination) GetHealthCheck() string {
 func (x *V2VDestination) GetHealthCheckHost() string {
 	if x != nil {
 		return x.HealthCheckHost
+	}
+	return ""
+}
+
+func (x *V2VDestination) GetPortId() string {
+	if x != nil {
+		return x.PortId
 	}
 	return ""
 }
@@ -929,7 +941,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\tV2VSource\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
-	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\"\x8b\x02\n" +
+	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\"\xa4\x02\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -939,7 +951,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\bkey_name\x18\x05 \x01(\tR\akeyName\x12'\n" +
 	"\x0fsecurity_groups\x18\x06 \x03(\tR\x0esecurityGroups\x12!\n" +
 	"\fhealth_check\x18\a \x01(\tR\vhealthCheck\x12*\n" +
-	"\x11health_check_host\x18\b \x01(\tR\x0fhealthCheckHost\"\x9c\x03\n" +
+	"\x11health_check_host\x18\b \x01(\tR\x0fhealthCheckHost\x12\x17\n" +
+	"\aport_id\x18\t \x01(\tR\x06portId\"\x9c\x03\n" +
 	"\fCopyProgress\x12\x1f\n" +
 	"\vtotal_bytes\x18\x01 \x01(\x03R\n" +
 	"totalBytes\x12\x1d\n" +

@@ -68,8 +68,13 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if j.GetDestination().GetCloud() == "" {
 		v.Add("job.destination.cloud", "required: the destination cloud's clouds.yaml entry")
 	}
-	if !idLike(j.GetDestination().GetNetworkId()) {
-		v.Add("job.destination.network_id", "%q: give the destination network's ID (a UUID)", j.GetDestination().GetNetworkId())
+	switch d := j.GetDestination(); {
+	case d.GetPortId() != "" && !idLike(d.GetPortId()):
+		v.Add("job.destination.port_id", "%q: give the destination port's ID (a UUID), or leave it empty for a new port on network_id", d.GetPortId())
+	case d.GetPortId() == "" && !idLike(d.GetNetworkId()):
+		v.Add("job.destination.network_id", "%q: give the destination network's ID (a UUID), or port_id of a port made for the server", d.GetNetworkId())
+	case d.GetPortId() != "" && d.GetFixedIp() != "":
+		v.Add("job.destination.fixed_ip", "with port_id the server keeps the port's own address: leave fixed_ip empty")
 	}
 	if ip := j.GetDestination().GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)

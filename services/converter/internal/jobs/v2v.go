@@ -194,7 +194,17 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 	if pl.flavorID == "" {
 		missing = append(missing, fmt.Sprintf("flavor %q", flavor))
 	}
-	if _, err := networks.Get(ctx, dst.network, d.GetNetworkId()).Extract(); err != nil {
+	if pid := d.GetPortId(); pid != "" {
+		p, err := ports.Get(ctx, dst.network, pid).Extract()
+		switch {
+		case err != nil:
+			missing = append(missing, fmt.Sprintf("port %s (%v)", pid, err))
+		case p.DeviceID != "" && p.DeviceID != j.GetCreated().GetServerId():
+			return nil, fmt.Errorf("destination port %s is in use by %s %s: give a free port", pid, p.DeviceOwner, p.DeviceID)
+		case len(p.FixedIPs) > 0:
+			pl.fixedIP = p.FixedIPs[0].IPAddress
+		}
+	} else if _, err := networks.Get(ctx, dst.network, d.GetNetworkId()).Extract(); err != nil {
 		missing = append(missing, fmt.Sprintf("network %s (%v)", d.GetNetworkId(), err))
 	}
 	if pl.keyName == "" {
@@ -225,7 +235,7 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 		}
 		pl.sgIDs = append(pl.sgIDs, gs[0].ID)
 	}
-	if pl.fixedIP == "" {
+	if pl.fixedIP == "" && d.GetPortId() == "" {
 		pages, err := ports.List(src.network, ports.ListOpts{DeviceID: srv.ID}).AllPages(ctx)
 		if err != nil {
 			return nil, err
@@ -364,7 +374,8 @@ func (r *Runner) copyImage(ctx context.Context, j *converterv1.Job, id string, s
 }
 
 func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
-	if j.GetCreated().GetPortId() == "" {
+	portID := j.GetDestination().GetPortId() // given: not the job's to create or delete
+	if portID == "" && j.GetCreated().GetPortId() == "" {
 		opts := ports.CreateOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}
 		if pl.fixedIP != "" {
 			opts.FixedIPs = []ports.IP{{IPAddress: pl.fixedIP}}
@@ -381,11 +392,14 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 			return err
 		}
 	}
+	if portID == "" {
+		portID = j.GetCreated().GetPortId()
+	}
 	if j.GetCreated().GetServerId() == "" {
 		s, err := servers.Create(ctx, dst.compute, keypairs.CreateOptsExt{
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
-				Networks: []servers.Network{{Port: j.GetCreated().GetPortId()}}, Metadata: map[string]string{"hikkoshi_job": id},
+				Networks: []servers.Network{{Port: portID}}, Metadata: map[string]string{"hikkoshi_job": id},
 			},
 			KeyName: pl.keyName,
 		}, nil).Extract()
