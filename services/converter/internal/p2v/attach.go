@@ -1,0 +1,238 @@
+package p2v
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ErrUnsupported is a source this converter refuses, with the reason.
+var ErrUnsupported = errors.New("p2v: unsupported source")
+
+// Partition is one partition of a disk with what blkid says of it.
+type Partition struct {
+	Number     int    `json:"number"`
+	Start      int64  `json:"start_bytes"`
+	Size       int64  `json:"size_bytes"`
+	Type       string `json:"type"` // the table's type (83, 8e, a GPT GUID …)
+	Bootable   bool   `json:"bootable"`
+	FSType     string `json:"fs_type"` // ext4, xfs, swap, LVM2_member, vfat, …
+	UUID       string `json:"uuid"`
+	Label      string `json:"label"`
+	MountPoint string `json:"mount_point,omitempty"` // from the server's fstab
+	UsedBytes  int64  `json:"used_bytes,omitempty"`
+	device     string
+	mnt        string
+}
+
+// Disk is an attached disk: a loop device with its partitions.
+type Disk struct {
+	Path       string      `json:"path"`
+	Label      string      `json:"label"` // dos or gpt
+	Size       int64       `json:"size_bytes"`
+	Partitions []Partition `json:"partitions"`
+	loop       string
+}
+
+// undo is a stack of clean-up steps, run last-in first-out.
+type undo struct {
+	steps []func() error
+	log   *slog.Logger
+}
+
+func (u *undo) push(f func() error) { u.steps = append(u.steps, f) }
+
+// run runs every step, newest first, and returns their errors joined.
+func (u *undo) run() error {
+	var errs []error
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		if err := u.steps[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	u.steps = nil
+	return errors.Join(errs...)
+}
+
+// run runs a command and returns its standard output; the error carries stderr.
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out.String(), nil
+}
+
+// umount unmounts dir, retrying while it is busy (a process that just left it).
+func umount(dir string) error {
+	var err error
+	for range 20 {
+		if err = syscall.Unmount(dir, 0); err == nil || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOENT) {
+			return nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("umount %s: %w", dir, err)
+}
+
+// attach attaches path as a loop device (read-only when ro) with its partitions,
+// and pushes their detaching onto u.
+func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
+	args := []string{"-f", "--show"}
+	if ro {
+		args = append(args, "-r")
+	}
+	out, err := run(ctx, "losetup", append(args, path)...)
+	if err != nil {
+		return nil, err
+	}
+	loop := strings.TrimSpace(out)
+	u.push(func() error { _, err := run(context.Background(), "losetup", "-d", loop); return err })
+	d := &Disk{Path: path, loop: loop}
+	js, err := run(ctx, "sfdisk", "--json", loop)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s has no partition table sfdisk reads (%v)", ErrUnsupported, path, err)
+	}
+	var t struct {
+		PartitionTable struct {
+			Label      string `json:"label"`
+			SectorSize int64  `json:"sectorsize"`
+			Partitions []struct {
+				Node     string `json:"node"`
+				Start    int64  `json:"start"`
+				Size     int64  `json:"size"`
+				Type     string `json:"type"`
+				Bootable bool   `json:"bootable"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal([]byte(js), &t); err != nil {
+		return nil, fmt.Errorf("sfdisk --json %s: %w", loop, err)
+	}
+	ss := t.PartitionTable.SectorSize
+	if ss == 0 {
+		ss = 512
+	}
+	d.Label = t.PartitionTable.Label
+	if fi, err := os.Stat(path); err == nil {
+		d.Size = fi.Size()
+	}
+	// The kernel here may lack partition parsers: partx makes the partition devices.
+	if _, err := run(ctx, "partx", "-a", loop); err != nil && !strings.Contains(err.Error(), "busy") {
+		return nil, err
+	}
+	u.push(func() error { _, _ = run(context.Background(), "partx", "-d", loop); return nil })
+	for i, p := range t.PartitionTable.Partitions {
+		part := Partition{Number: i + 1, Start: p.Start * ss, Size: p.Size * ss, Type: p.Type, Bootable: p.Bootable, device: fmt.Sprintf("%sp%d", loop, i+1)}
+		if kv, err := run(ctx, "blkid", "-o", "export", part.device); err == nil {
+			for _, line := range strings.Split(kv, "\n") {
+				k, v, _ := strings.Cut(line, "=")
+				switch k {
+				case "TYPE":
+					part.FSType = v
+				case "UUID":
+					part.UUID = v
+				case "LABEL":
+					part.Label = v
+				}
+			}
+		}
+		d.Partitions = append(d.Partitions, part)
+	}
+	return d, nil
+}
+
+// mountRO mounts every file system of d read-only (ext: without replaying its
+// journal; xfs: without recovery) under dir/pN, pushing the unmounts onto u.
+func mountRO(ctx context.Context, u *undo, d *Disk, dir string) error {
+	for i := range d.Partitions {
+		p := &d.Partitions[i]
+		var opts string
+		switch p.FSType {
+		case "ext2", "ext3", "ext4":
+			opts = "ro,noload"
+		case "xfs":
+			opts = "ro,norecovery"
+		case "vfat", "btrfs":
+			opts = "ro"
+		case "LVM2_member":
+			return fmt.Errorf("%w: partition %d is an LVM physical volume: LVM sources are not converted yet — activate the volume group on a live system and give the converter the logical volumes' file systems as disk images", ErrUnsupported, p.Number)
+		default:
+			continue // swap, unknown: nothing to copy
+		}
+		mnt := filepath.Join(dir, fmt.Sprintf("p%d", p.Number))
+		if err := os.MkdirAll(mnt, 0o700); err != nil {
+			return err
+		}
+		if _, err := run(ctx, "mount", "-o", opts, "-t", p.FSType, p.device, mnt); err != nil {
+			return err
+		}
+		p.mnt = mnt
+		u.push(func() error { return umount(mnt) })
+		var st syscall.Statfs_t
+		if syscall.Statfs(mnt, &st) == nil {
+			p.UsedBytes = int64(st.Blocks-st.Bfree) * st.Bsize
+		}
+	}
+	return nil
+}
+
+// roots finds the root file system (the one with /etc/fstab) and maps the
+// server's mount points to the mounted partitions by its fstab (UUID=, LABEL=,
+// PARTUUID-less /dev/sdXN and /dev/hdXN, /dev/disk/by-uuid/…).
+func roots(d *Disk) (map[string]string, *Partition, error) {
+	var root *Partition
+	for i := range d.Partitions {
+		p := &d.Partitions[i]
+		if p.mnt != "" && exists(filepath.Join(p.mnt, "etc/fstab")) {
+			root = p
+			break
+		}
+	}
+	if root == nil {
+		return nil, nil, fmt.Errorf("%w: no partition holds /etc/fstab (no root file system found)", ErrUnsupported)
+	}
+	root.MountPoint = "/"
+	m := map[string]string{"/": root.mnt}
+	fstab, err := readFstab(filepath.Join(root.mnt, "etc/fstab"))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range fstab {
+		if p := d.byFstabSpec(e.Spec); p != nil && p.mnt != "" && e.MountPoint != "/" && strings.HasPrefix(e.MountPoint, "/") {
+			p.MountPoint = e.MountPoint
+			m[e.MountPoint] = p.mnt
+		}
+	}
+	return m, root, nil
+}
+
+// byFstabSpec returns the partition an fstab spec names, if it is on d.
+func (d *Disk) byFstabSpec(spec string) *Partition {
+	for i := range d.Partitions {
+		p := &d.Partitions[i]
+		switch {
+		case p.UUID != "" && (spec == "UUID="+p.UUID || spec == "/dev/disk/by-uuid/"+p.UUID):
+			return p
+		case p.Label != "" && (spec == "LABEL="+p.Label || spec == "/dev/disk/by-label/"+p.Label):
+			return p
+		case (strings.HasPrefix(spec, "/dev/sda") || strings.HasPrefix(spec, "/dev/hda") || strings.HasPrefix(spec, "/dev/vda")) && len(spec) > 8:
+			// The first disk by name: this one (one disk per conversion).
+			if spec[8:] == fmt.Sprint(p.Number) {
+				return p
+			}
+		}
+	}
+	return nil
+}

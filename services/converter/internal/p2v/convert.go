@@ -1,0 +1,408 @@
+package p2v
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options of a conversion.
+type Options struct {
+	// Work is a scratch directory on the worker; the new disk is built there and it
+	// is removed at the end.
+	Work string
+	// NICs pin interface names to MAC addresses (from the inventory's facts).
+	NICs []NIC
+	// Headroom is the free share added to the used bytes (0: 0.3).
+	Headroom float64
+	// CloudInitDebs is a directory of .deb files to install cloud-init from (an
+	// offline worker); empty: from the server's own package sources.
+	CloudInitDebs string
+	Log           *slog.Logger
+	// Step is told each step as it begins ("inspect", "build", "copy", …).
+	Step func(string)
+}
+
+// Result is a conversion's outcome.
+type Result struct {
+	Source   *Disk     `json:"source"`
+	Analysis *Analysis `json:"analysis"`
+	// Image is the qcow2 file (in Options.Work: the caller uploads, then removes it).
+	Image    string           `json:"image"`
+	RootUUID string           `json:"root_uuid"`
+	Size     int64            `json:"size_bytes"` // the new disk's virtual size
+	Notes    []string         `json:"notes,omitempty"`
+	Timings  map[string]int64 `json:"timings_ms"`
+}
+
+func newUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// Inspect attaches the disk at path read-only and reports what is on it, changing
+// nothing; everything is detached again before it returns.
+func Inspect(ctx context.Context, path, work string) (*Disk, *Analysis, error) {
+	u := &undo{}
+	defer u.run()
+	return inspect(ctx, u, path, work)
+}
+
+func inspect(ctx context.Context, u *undo, path, work string) (*Disk, *Analysis, error) {
+	d, err := attach(ctx, u, path, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := mountRO(ctx, u, d, filepath.Join(work, "src")); err != nil {
+		return d, nil, err
+	}
+	rs, _, err := roots(d)
+	if err != nil {
+		return d, nil, err
+	}
+	a, err := AnalyzeTree(rs)
+	if err != nil {
+		return d, nil, err
+	}
+	for _, p := range d.Partitions {
+		if p.Type == "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" || strings.EqualFold(p.Type, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") || p.Type == "ef" {
+			return d, a, fmt.Errorf("%w: partition %d is an EFI system partition: UEFI sources are not converted yet (BIOS only)", ErrUnsupported, p.Number)
+		}
+	}
+	return d, a, nil
+}
+
+// Convert builds one cloud image from the disk at path: a single root file system
+// sized from the used bytes plus headroom, everything copied (owners, modes,
+// xattrs, ACLs, hard links, device nodes), fstab by UUID, a serial console, virtio
+// drivers in the initramfs, cloud-init set for OpenStack without touching the
+// network, the interface names pinned to their MACs, GRUB (BIOS), then qcow2. The
+// source is never written to (read-only loop device, read-only mounts without
+// journal replay). Whatever happens, no mount or loop device is left behind, and on
+// failure no image file either.
+func Convert(ctx context.Context, path string, o Options) (res *Result, err error) {
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Step == nil {
+		o.Step = func(string) {}
+	}
+	if o.Headroom == 0 {
+		o.Headroom = 0.3
+	}
+	if err := os.MkdirAll(o.Work, 0o700); err != nil {
+		return nil, err
+	}
+	u := &undo{log: o.Log}
+	raw := filepath.Join(o.Work, "disk.raw") // scratch: removed whatever happens
+	defer func() {
+		if uerr := u.run(); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("p2v clean-up: %w", uerr))
+		}
+		_ = os.Remove(raw)
+		_ = os.Remove(filepath.Join(o.Work, "core.img"))
+		if err != nil && res != nil && res.Image != "" {
+			_ = os.Remove(res.Image)
+		}
+	}()
+	res = &Result{Timings: map[string]int64{}}
+	t0 := time.Now()
+	lap := func(name string) { res.Timings[name] = time.Since(t0).Milliseconds(); t0 = time.Now() }
+	o.Step("inspect")
+	src, a, err := inspect(ctx, u, path, o.Work)
+	res.Source, res.Analysis = src, a
+	if err != nil {
+		return res, err
+	}
+	lap("inspect")
+
+	// The new disk: one partition, sized from what the mounted file systems use.
+	o.Step("build")
+	var used int64
+	var mounted []Partition
+	for _, p := range src.Partitions {
+		if p.MountPoint != "" && p.mnt != "" {
+			used += p.UsedBytes
+			mounted = append(mounted, p)
+		}
+	}
+	size := int64(float64(used)*(1+o.Headroom)) + 512<<20
+	size = max(size, 2<<30)
+	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
+	res.Size, res.RootUUID = size, newUUID()
+	res.Image = filepath.Join(o.Work, "disk.qcow2")
+	f, err := os.Create(raw)
+	if err != nil {
+		return res, err
+	}
+	_ = f.Close()
+	if err := os.Truncate(raw, size); err != nil {
+		return res, err
+	}
+	if err := runIn(ctx, "label: dos\nstart=2048, type=83, bootable\n", "sfdisk", "-q", raw); err != nil {
+		return res, err
+	}
+	dst, err := attach(ctx, u, raw, false)
+	if err != nil {
+		return res, err
+	}
+	part := dst.Partitions[0].device
+	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-U", res.RootUUID, "-L", "root", part); err != nil {
+		return res, err
+	}
+	nt := filepath.Join(o.Work, "new")
+	if err := os.MkdirAll(nt, 0o755); err != nil {
+		return res, err
+	}
+	if _, err := run(ctx, "mount", "-t", "ext4", part, nt); err != nil {
+		return res, err
+	}
+	u.push(func() error { return umount(nt) })
+	lap("build")
+
+	// Copy each file system into place, the root first.
+	o.Step("copy")
+	sort.Slice(mounted, func(i, j int) bool { return len(mounted[i].MountPoint) < len(mounted[j].MountPoint) })
+	for _, p := range mounted {
+		to := filepath.Join(nt, p.MountPoint)
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			return res, err
+		}
+		if err := copyTree(ctx, p.mnt, to, p.MountPoint != "/"); err != nil {
+			return res, fmt.Errorf("copy %s: %w", p.MountPoint, err)
+		}
+	}
+	lap("copy")
+
+	// Fix it up: files from Go, then commands in a chroot.
+	o.Step("fixup")
+	kernel := ""
+	if n := len(a.Kernels); n > 0 {
+		kernel = a.Kernels[n-1]
+	}
+	fx, err := PlanFixup(nt, a, res.RootUUID, kernel, o.NICs)
+	if err != nil {
+		return res, err
+	}
+	res.Notes = append(res.Notes, fx.Notes...)
+	for p, content := range fx.Files {
+		if err := writeFile(filepath.Join(nt, p), content); err != nil {
+			return res, err
+		}
+	}
+	if err := chrootPrep(ctx, u, nt); err != nil {
+		return res, err
+	}
+	if !a.CloudInit {
+		o.Step("cloud-init")
+		if err := installCloudInit(ctx, nt, a, o.CloudInitDebs); err != nil {
+			return res, err
+		}
+		res.Notes = append(res.Notes, "cloud-init installed (datasources ConfigDrive, OpenStack; network configuration left to the server)")
+	}
+	lap("cloud-init")
+	o.Step("initramfs")
+	for _, c := range fx.Commands {
+		if _, err := run(ctx, "chroot", append([]string{nt}, c...)...); err != nil {
+			return res, err
+		}
+	}
+	lap("initramfs")
+
+	// GRUB for BIOS: the modules, our menu, core.img in the gap, boot.img in the MBR.
+	o.Step("bootloader")
+	gdir := filepath.Join(nt, "boot/grub")
+	if err := os.MkdirAll(filepath.Join(gdir, "i386-pc"), 0o755); err != nil {
+		return res, err
+	}
+	if _, err := run(ctx, "sh", "-c", `cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$1"`, "sh", filepath.Join(gdir, "i386-pc")); err != nil {
+		return res, err
+	}
+	if a.Bootloader == "grub2" && a.GrubConfig != "/boot/grub/grub.cfg" && a.GrubConfig != "" { // RHEL's /boot/grub2: keep both paths working
+		if err := writeFile(filepath.Join(nt, a.GrubConfig), GrubConfig(a, res.RootUUID)); err != nil {
+			return res, err
+		}
+	}
+	if err := writeFile(filepath.Join(gdir, "grub.cfg"), GrubConfig(a, res.RootUUID)); err != nil {
+		return res, err
+	}
+	core := filepath.Join(o.Work, "core.img")
+	if _, err := run(ctx, "grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
+		"biosdisk", "part_msdos", "ext2", "search_fs_uuid", "search", "normal", "linux", "serial", "terminal"); err != nil {
+		return res, err
+	}
+	// Detach the new disk (and everything on it) before writing its first sectors.
+	if err := u.run(); err != nil {
+		return res, err
+	}
+	if _, err := run(ctx, "dd", "if=/usr/lib/grub/i386-pc/boot.img", "of="+raw, "bs=440", "count=1", "conv=notrunc", "status=none"); err != nil {
+		return res, err
+	}
+	if _, err := run(ctx, "dd", "if="+core, "of="+raw, "bs=512", "seek=1", "conv=notrunc", "status=none"); err != nil {
+		return res, err
+	}
+	lap("bootloader")
+	o.Step("qcow2")
+	if _, err := run(ctx, "qemu-img", "convert", "-O", "qcow2", raw, res.Image); err != nil {
+		return res, err
+	}
+	lap("qcow2")
+	return res, nil
+}
+
+// copyTree copies the tree at from into to with tar (owners by number, modes,
+// xattrs, ACLs, hard links, device nodes, sparse files), staying on one file
+// system. A separate file system's own lost+found stays behind.
+func copyTree(ctx context.Context, from, to string, dropLostFound bool) error {
+	args := []string{"-C", from, "-cpf", "-", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--one-file-system", "--sparse"}
+	if dropLostFound {
+		args = append(args, "--exclude=./lost+found")
+	}
+	pack := exec.CommandContext(ctx, "tar", append(args, ".")...)
+	unpack := exec.CommandContext(ctx, "tar", "-C", to, "-xpf", "-", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls")
+	pipe, err := pack.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	unpack.Stdin = pipe
+	var e1, e2 strings.Builder
+	pack.Stderr, unpack.Stderr = &e1, &e2
+	if err := unpack.Start(); err != nil {
+		return err
+	}
+	if err := pack.Run(); err != nil {
+		_ = unpack.Wait()
+		return fmt.Errorf("tar (read): %w: %s", err, e1.String())
+	}
+	if err := unpack.Wait(); err != nil {
+		return fmt.Errorf("tar (write): %w: %s", err, e2.String())
+	}
+	return nil
+}
+
+func runIn(ctx context.Context, stdin, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %w: %s", name, err, out)
+	}
+	return nil
+}
+
+func writeFile(p, content string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	mode := os.FileMode(0o644)
+	if fi, err := os.Stat(p); err == nil {
+		mode = fi.Mode().Perm()
+	}
+	return os.WriteFile(p, []byte(content), mode)
+}
+
+// chrootPrep binds /dev, /proc and /sys into the new tree, gives it the worker's
+// resolv.conf and a policy-rc.d that keeps packages from starting services; all
+// undone by u.
+func chrootPrep(ctx context.Context, u *undo, nt string) error {
+	for _, d := range []string{"dev", "proc", "sys"} {
+		to := filepath.Join(nt, d)
+		if err := os.MkdirAll(to, 0o755); err != nil {
+			return err
+		}
+		if err := syscall.Mount("/"+d, to, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind /%s: %w", d, err)
+		}
+		u.push(func() error {
+			if err := syscall.Unmount(to, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+				return fmt.Errorf("umount %s: %w", to, err)
+			}
+			return nil
+		})
+	}
+	rc := filepath.Join(nt, "usr/sbin/policy-rc.d")
+	if !exists(rc) {
+		if err := os.WriteFile(rc, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
+			return err
+		}
+		u.push(func() error { return os.Remove(rc) })
+	}
+	resolv := filepath.Join(nt, "etc/resolv.conf")
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		orig, had := os.Readlink(resolv)
+		saved, herr := os.ReadFile(resolv)
+		_ = os.Remove(resolv)
+		if err := os.WriteFile(resolv, b, 0o644); err != nil {
+			return err
+		}
+		u.push(func() error {
+			_ = os.Remove(resolv)
+			switch {
+			case had == nil:
+				return os.Symlink(orig, resolv)
+			case herr == nil:
+				return os.WriteFile(resolv, saved, 0o644)
+			}
+			return nil
+		})
+	}
+	_ = ctx
+	return nil
+}
+
+// installCloudInit installs cloud-init in the new tree with the server's own
+// package manager.
+func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) error {
+	env := []string{"DEBIAN_FRONTEND=noninteractive", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
+	chroot := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, "chroot", append([]string{nt}, args...)...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			tail := string(out)
+			if len(tail) > 2000 {
+				tail = tail[len(tail)-2000:]
+			}
+			return fmt.Errorf("chroot %s: %w: %s", strings.Join(args, " "), err, tail)
+		}
+		return nil
+	}
+	switch a.OS.Family {
+	case "debian":
+		if debs != "" {
+			to := filepath.Join(nt, "tmp/hikkoshi-debs")
+			if _, err := run(ctx, "cp", "-r", debs, to); err != nil {
+				return err
+			}
+			defer os.RemoveAll(to)
+			matches, _ := filepath.Glob(filepath.Join(to, "*.deb"))
+			args := []string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}
+			for _, m := range matches {
+				args = append(args, "/tmp/hikkoshi-debs/"+filepath.Base(m))
+			}
+			return chroot(args...)
+		}
+		if err := chroot("apt-get", "update", "-q"); err != nil {
+			return err
+		}
+		err := chroot("apt-get", "install", "-y", "-q", "--no-install-recommends", "cloud-init")
+		_ = chroot("apt-get", "clean")
+		return err
+	case "rhel":
+		if exists(filepath.Join(nt, "usr/bin/dnf")) {
+			return chroot("dnf", "install", "-y", "cloud-init")
+		}
+		return chroot("yum", "install", "-y", "cloud-init")
+	}
+	return fmt.Errorf("%w: cannot install cloud-init on %q (family %q)", ErrUnsupported, a.OS.ID, a.OS.Family)
+}

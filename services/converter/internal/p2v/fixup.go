@@ -1,0 +1,148 @@
+package p2v
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// VirtioModules are what the initramfs needs to find its root on a cloud's disk and
+// the network on its NIC.
+var VirtioModules = []string{"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net"}
+
+// SerialConsole is added to the kernel command line: the console log of a cloud.
+const SerialConsole = "console=tty0 console=ttyS0,115200n8"
+
+// CloudInitConfig is the converter's cloud-init settings: OpenStack's metadata,
+// and the server keeps its own network configuration and host name.
+const CloudInitConfig = `# Written by Hikkoshi's P2V converter.
+# OpenStack metadata (config drive or the metadata service) for keys and user data;
+# the server keeps its own network configuration and host name: it was moved, not
+# rebuilt.
+datasource_list: [ConfigDrive, OpenStack, None]
+network: {config: disabled}
+preserve_hostname: true
+`
+
+// NIC pins an interface name to a MAC address, so the server's own configuration
+// (which names the interface) still applies on the cloud's NIC.
+type NIC struct{ Name, MAC string }
+
+// Fixup is what the converter changes in the new root tree: file edits made from
+// Go, then commands run in a chroot of it.
+type Fixup struct {
+	Files    map[string]string // path in the tree → new content
+	Commands [][]string        // each run as: chroot TREE cmd args…
+	Notes    []string
+}
+
+var macRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
+
+// PlanFixup decides the changes for a server analyzed as a, whose new root file
+// system has UUID rootUUID, read from the tree at dir (the new root, after the copy).
+func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*Fixup, error) {
+	f := &Fixup{Files: map[string]string{}}
+	read := func(p string) string { b, _ := os.ReadFile(filepath.Join(dir, p)); return string(b) }
+	// fstab: one root by UUID; entries of the old disk's partitions go (they are all
+	// in the one root now); the rest (proc, tmpfs, NFS, …) stays.
+	old := read("/etc/fstab")
+	var lines []string
+	lines = append(lines, "# Written by Hikkoshi's P2V converter: one root file system (was: /etc/fstab.pre-hikkoshi).",
+		fmt.Sprintf("UUID=%s  /  ext4  errors=remount-ro  0  1", rootUUID))
+	for _, line := range strings.Split(old, "\n") {
+		fs := strings.Fields(line)
+		if len(fs) < 3 || strings.HasPrefix(fs[0], "#") {
+			continue
+		}
+		onDisk := strings.HasPrefix(fs[0], "UUID=") || strings.HasPrefix(fs[0], "LABEL=") || strings.HasPrefix(fs[0], "/dev/sd") ||
+			strings.HasPrefix(fs[0], "/dev/hd") || strings.HasPrefix(fs[0], "/dev/vd") || strings.HasPrefix(fs[0], "/dev/mapper/") || strings.HasPrefix(fs[0], "/dev/disk/")
+		if onDisk {
+			if fs[2] == "swap" {
+				f.Notes = append(f.Notes, fmt.Sprintf("swap %s dropped: give the instance swap as a volume or a file", fs[0]))
+			}
+			continue
+		}
+		lines = append(lines, line)
+	}
+	f.Files["/etc/fstab.pre-hikkoshi"] = old
+	f.Files["/etc/fstab"] = strings.Join(lines, "\n") + "\n"
+	// cloud-init, pointed at OpenStack, not touching the network.
+	f.Files["/etc/cloud/cloud.cfg.d/90-hikkoshi.cfg"] = CloudInitConfig
+	// NIC names pinned to MACs: systemd .link files (udev applies them at boot) and,
+	// for a system without systemd's udev (CentOS 6), a persistent-net rule.
+	sort.Slice(nics, func(i, j int) bool { return nics[i].Name < nics[j].Name })
+	var rules []string
+	for _, n := range nics {
+		if !macRE.MatchString(n.MAC) || n.Name == "" {
+			return nil, fmt.Errorf("p2v: NIC %q=%q: give NAME=MAC (52:54:00:12:34:56)", n.Name, n.MAC)
+		}
+		mac := strings.ToLower(n.MAC)
+		f.Files["/etc/systemd/network/10-hikkoshi-"+n.Name+".link"] = fmt.Sprintf(
+			"# Written by Hikkoshi's P2V converter: keep the server's interface name on the cloud's NIC.\n[Match]\nMACAddress=%s\n\n[Link]\nName=%s\n", mac, n.Name)
+		rules = append(rules, fmt.Sprintf(`SUBSYSTEM=="net", ACTION=="add", ATTR{address}=="%s", NAME="%s"`, mac, n.Name))
+	}
+	if len(rules) > 0 && !exists(filepath.Join(dir, "lib/systemd/systemd-udevd")) && !exists(filepath.Join(dir, "usr/lib/systemd/systemd-udevd")) {
+		f.Files["/etc/udev/rules.d/70-persistent-net.rules"] = strings.Join(rules, "\n") + "\n"
+	}
+	// The kernel command line, for later updates of the boot configuration too.
+	if g := read("/etc/default/grub"); g != "" {
+		f.Files["/etc/default/grub"] = withSerial(g)
+	}
+	switch a.InitramfsTool {
+	case "initramfs-tools":
+		mods := read("/etc/initramfs-tools/modules")
+		for _, m := range VirtioModules {
+			if !regexp.MustCompile(`(?m)^\s*` + m + `\b`).MatchString(mods) {
+				mods += m + "\n"
+			}
+		}
+		f.Files["/etc/initramfs-tools/modules"] = mods
+		f.Commands = append(f.Commands, []string{"update-initramfs", "-u", "-k", "all"})
+	case "dracut":
+		f.Files["/etc/dracut.conf.d/90-hikkoshi-virtio.conf"] = "# Written by Hikkoshi's P2V converter.\nadd_drivers+=\" " + strings.Join(VirtioModules, " ") + " \"\n"
+		for _, k := range a.Kernels {
+			f.Commands = append(f.Commands, []string{"dracut", "--force", "--add-drivers", strings.Join(VirtioModules, " "), "/boot/initramfs-" + k + ".img", k})
+		}
+	default:
+		return nil, fmt.Errorf("%w: no initramfs tool found (initramfs-tools or dracut): the converter cannot add virtio drivers", ErrUnsupported)
+	}
+	return f, nil
+}
+
+var cmdlineRE = regexp.MustCompile(`(?m)^(GRUB_CMDLINE_LINUX=)"(.*)"`)
+
+// withSerial adds the serial console to /etc/default/grub's kernel command line
+// and the serial terminal to GRUB.
+func withSerial(g string) string {
+	if m := cmdlineRE.FindStringSubmatch(g); m != nil {
+		if !strings.Contains(m[2], "console=ttyS0") {
+			g = cmdlineRE.ReplaceAllString(g, `${1}"`+strings.TrimSpace(strings.ReplaceAll(m[2], "console=tty0", "")+" "+SerialConsole)+`"`)
+		}
+	} else {
+		g += "\nGRUB_CMDLINE_LINUX=\"" + SerialConsole + "\"\n"
+	}
+	if !strings.Contains(g, "GRUB_TERMINAL") {
+		g += "GRUB_TERMINAL=\"console serial\"\nGRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n"
+	}
+	return g
+}
+
+// GrubConfig is the boot menu the converter writes for the new disk (its own, not
+// grub-mkconfig's: that would see the conversion host's disks).
+func GrubConfig(a *Analysis, rootUUID string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by Hikkoshi's P2V converter.\nserial --unit=0 --speed=115200\nterminal_input console serial\nterminal_output console serial\nset timeout=2\n")
+	fmt.Fprintf(&b, "search --no-floppy --fs-uuid --set=root %s\n", rootUUID)
+	for i := len(a.Kernels) - 1; i >= 0; i-- { // newest first
+		k := a.Kernels[i]
+		initrd := "/boot/initrd.img-" + k
+		if a.InitramfsTool == "dracut" {
+			initrd = "/boot/initramfs-" + k + ".img"
+		}
+		fmt.Fprintf(&b, "menuentry '%s (%s)' {\n  linux /boot/vmlinuz-%s root=UUID=%s ro %s\n  initrd %s\n}\n", a.OS.Pretty, k, k, rootUUID, SerialConsole, initrd)
+	}
+	return b.String()
+}

@@ -1,0 +1,275 @@
+// Package p2v turns a physical server's disks into one cloud image. This file
+// inspects what is there, read-only: partition table, file systems, fstab, distro
+// family and release, kernels, initramfs tool, bootloader, network configuration
+// and used bytes. AnalyzeTree works on mounted trees (unit-tested on file trees);
+// Inspect attaches a disk image read-only, mounts its partitions read-only, analyzes
+// them and detaches everything again, error or not.
+package p2v
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// FstabEntry is one line of /etc/fstab.
+type FstabEntry struct {
+	Spec       string `json:"spec"` // UUID=…, LABEL=…, /dev/sda1, …
+	MountPoint string `json:"mount_point"`
+	FSType     string `json:"fs_type"`
+	Options    string `json:"options"`
+	// Partition is the source partition the spec names ("" when it names none:
+	// proc, tmpfs, swap files, a device not on this disk).
+	Partition string `json:"partition,omitempty"`
+}
+
+// OS is the installed system.
+type OS struct {
+	ID      string `json:"id"`      // debian, ubuntu, centos, rhel, rocky, …
+	Family  string `json:"family"`  // debian or rhel (or "" when unknown)
+	Version string `json:"version"` // VERSION_ID, or the release from /etc/redhat-release
+	Pretty  string `json:"pretty"`
+}
+
+// NetConfig is how the server configures its network.
+type NetConfig struct {
+	Kind  string   `json:"kind"` // ifupdown, netplan, networkmanager, ifcfg
+	Files []string `json:"files"`
+	// Interfaces are the configured interfaces with "static" or "dhcp".
+	Interfaces map[string]string `json:"interfaces"`
+}
+
+// Analysis is what a server's trees hold.
+type Analysis struct {
+	OS            OS           `json:"os"`
+	Fstab         []FstabEntry `json:"fstab"`
+	Kernels       []string     `json:"kernels"`        // versions with a vmlinuz in /boot
+	InitramfsTool string       `json:"initramfs_tool"` // initramfs-tools or dracut
+	Bootloader    string       `json:"bootloader"`     // grub2, grub-legacy, or ""
+	GrubConfig    string       `json:"grub_config"`    // the configuration file found
+	Network       []NetConfig  `json:"network"`
+	CloudInit     bool         `json:"cloud_init"`
+	Problems      []string     `json:"problems,omitempty"`
+}
+
+// AnalyzeTree analyzes the server mounted at roots: mount point ("/", "/boot",
+// "/var", …) → directory. Only "/" is required.
+func AnalyzeTree(roots map[string]string) (*Analysis, error) {
+	root, ok := roots["/"]
+	if !ok {
+		return nil, fmt.Errorf("p2v: no root file system")
+	}
+	path := func(p string) string { return resolve(roots, p) }
+	a := &Analysis{}
+	a.OS = readOS(path)
+	var err error
+	if a.Fstab, err = readFstab(filepath.Join(root, "etc/fstab")); err != nil {
+		a.Problems = append(a.Problems, err.Error())
+	}
+	bootDir := path("/boot")
+	if ents, err := os.ReadDir(bootDir); err == nil {
+		for _, e := range ents {
+			if v, ok := strings.CutPrefix(e.Name(), "vmlinuz-"); ok {
+				a.Kernels = append(a.Kernels, v)
+			}
+		}
+	}
+	sort.Strings(a.Kernels)
+	if len(a.Kernels) == 0 {
+		a.Problems = append(a.Problems, "no kernel (vmlinuz-*) in /boot")
+	}
+	for _, t := range []struct{ file, tool string }{
+		{"/usr/sbin/update-initramfs", "initramfs-tools"}, {"/usr/bin/dracut", "dracut"}, {"/sbin/dracut", "dracut"}, {"/usr/sbin/dracut", "dracut"},
+	} {
+		if exists(path(t.file)) {
+			a.InitramfsTool = t.tool
+			break
+		}
+	}
+	for _, g := range []struct{ file, kind string }{
+		{"/boot/grub2/grub.cfg", "grub2"}, {"/boot/grub/grub.cfg", "grub2"}, {"/boot/grub/menu.lst", "grub-legacy"}, {"/boot/grub/grub.conf", "grub-legacy"},
+	} {
+		if exists(path(g.file)) {
+			a.Bootloader, a.GrubConfig = g.kind, g.file
+			break
+		}
+	}
+	a.Network = readNetwork(path)
+	a.CloudInit = exists(path("/usr/bin/cloud-init"))
+	return a, nil
+}
+
+// resolve maps an absolute path of the server to the directory holding it, by the
+// longest mount point that is a prefix.
+func resolve(roots map[string]string, p string) string {
+	best := "/"
+	for mp := range roots {
+		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	rel := strings.TrimPrefix(p, strings.TrimSuffix(best, "/"))
+	return filepath.Join(roots[best], rel)
+}
+
+func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+func readKV(file string) map[string]string {
+	out := map[string]string{}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && !strings.HasPrefix(k, "#") {
+			out[k] = strings.Trim(v, `"'`)
+		}
+	}
+	return out
+}
+
+var redhatRelease = regexp.MustCompile(`^(.*?) release ([0-9.]+)`)
+
+func readOS(path func(string) string) OS {
+	kv := readKV(path("/etc/os-release"))
+	o := OS{ID: kv["ID"], Version: kv["VERSION_ID"], Pretty: kv["PRETTY_NAME"]}
+	like := " " + kv["ID"] + " " + kv["ID_LIKE"] + " "
+	switch {
+	case strings.Contains(like, " debian ") || strings.Contains(like, " ubuntu "):
+		o.Family = "debian"
+	case strings.Contains(like, " rhel ") || strings.Contains(like, " fedora ") || strings.Contains(like, " centos "):
+		o.Family = "rhel"
+	}
+	if o.ID == "" { // CentOS 6, RHEL 6: no os-release
+		if b, err := os.ReadFile(path("/etc/redhat-release")); err == nil {
+			line := strings.TrimSpace(string(b))
+			o.Pretty, o.Family = line, "rhel"
+			if m := redhatRelease.FindStringSubmatch(line); m != nil {
+				o.Version = m[2]
+				o.ID = strings.ToLower(strings.Fields(m[1])[0])
+			}
+		} else if b, err := os.ReadFile(path("/etc/debian_version")); err == nil {
+			o.ID, o.Family, o.Version = "debian", "debian", strings.TrimSpace(string(b))
+		}
+	}
+	return o
+}
+
+func readFstab(file string) ([]FstabEntry, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("p2v: /etc/fstab: %w", err)
+	}
+	defer f.Close()
+	var out []FstabEntry
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fs := strings.Fields(line)
+		if len(fs) < 3 {
+			continue
+		}
+		e := FstabEntry{Spec: fs[0], MountPoint: fs[1], FSType: fs[2]}
+		if len(fs) > 3 {
+			e.Options = fs[3]
+		}
+		out = append(out, e)
+	}
+	return out, sc.Err()
+}
+
+func glob(path func(string) string, pattern string) []string {
+	m, _ := filepath.Glob(path(filepath.Dir(pattern)) + "/" + filepath.Base(pattern))
+	sort.Strings(m)
+	return m
+}
+
+var (
+	ifaceRE   = regexp.MustCompile(`(?m)^\s*iface\s+(\S+)\s+inet6?\s+(\S+)`)
+	netplanRE = regexp.MustCompile(`(?m)^\s{2,}([a-z][a-z0-9]+):\s*$`)
+)
+
+func readNetwork(path func(string) string) []NetConfig {
+	var out []NetConfig
+	// ifupdown (Debian family)
+	files := append([]string{}, glob(path, "/etc/network/interfaces")...)
+	files = append(files, glob(path, "/etc/network/interfaces.d/*")...)
+	if len(files) > 0 {
+		nc := NetConfig{Kind: "ifupdown", Interfaces: map[string]string{}}
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			nc.Files = append(nc.Files, f)
+			for _, m := range ifaceRE.FindAllStringSubmatch(string(b), -1) {
+				if m[1] != "lo" {
+					nc.Interfaces[m[1]] = m[2]
+				}
+			}
+		}
+		if len(nc.Interfaces) > 0 {
+			out = append(out, nc)
+		}
+	}
+	// netplan (Ubuntu)
+	if files := glob(path, "/etc/netplan/*.yaml"); len(files) > 0 {
+		nc := NetConfig{Kind: "netplan", Files: files, Interfaces: map[string]string{}}
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			text := string(b)
+			for _, m := range netplanRE.FindAllStringSubmatch(text, -1) {
+				if m[1] == "ethernets" || m[1] == "network" || m[1] == "bonds" || m[1] == "vlans" || m[1] == "bridges" {
+					continue
+				}
+				nc.Interfaces[m[1]] = "static"
+				if strings.Contains(text, "dhcp4: true") || strings.Contains(text, "dhcp4: yes") {
+					nc.Interfaces[m[1]] = "dhcp"
+				}
+			}
+		}
+		out = append(out, nc)
+	}
+	// NetworkManager keyfiles
+	if files := glob(path, "/etc/NetworkManager/system-connections/*"); len(files) > 0 {
+		nc := NetConfig{Kind: "networkmanager", Files: files, Interfaces: map[string]string{}}
+		for _, f := range files {
+			kv := readKV(f)
+			name := kv["interface-name"]
+			if name == "" {
+				name = strings.TrimSuffix(filepath.Base(f), ".nmconnection")
+			}
+			nc.Interfaces[name] = map[string]string{"manual": "static", "auto": "dhcp"}[kv["method"]]
+		}
+		out = append(out, nc)
+	}
+	// RHEL family ifcfg
+	if files := glob(path, "/etc/sysconfig/network-scripts/ifcfg-*"); len(files) > 0 {
+		nc := NetConfig{Kind: "ifcfg", Interfaces: map[string]string{}}
+		for _, f := range files {
+			kv := readKV(f)
+			dev := kv["DEVICE"]
+			if dev == "" {
+				dev = strings.TrimPrefix(filepath.Base(f), "ifcfg-")
+			}
+			if dev == "lo" {
+				continue
+			}
+			nc.Files = append(nc.Files, f)
+			mode := "static"
+			if strings.EqualFold(kv["BOOTPROTO"], "dhcp") {
+				mode = "dhcp"
+			}
+			nc.Interfaces[dev] = mode
+		}
+		if len(nc.Interfaces) > 0 {
+			out = append(out, nc)
+		}
+	}
+	return out
+}

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# fixture.sh builds the "physical server" disk that the P2V tests convert: Debian
+# bookworm as an old box would have it — /boot, / and /var on separate MBR
+# partitions, fstab by UUID, an initramfs with SATA/IDE drivers only (no virtio),
+# the console on tty0 only, a static NIC configuration (ifupdown), no cloud-init —
+# booting from GRUB in the MBR. It is assembled without loop devices or mounts
+# (mkfs.ext4 -d per partition, grub-mkimage and dd), as ../shared/p2v-notes.md
+# measured (~3.5 min, most of it debootstrap).
+#
+#   tilt/p2v/fixture.sh [OUT]    # default ~/.cache/hikkoshi/p2v/fixture-<hash>.raw
+#
+# It prints the image's path. The result is cached under a name carrying this
+# script's hash: a changed script builds a new one. Needs root (debootstrap).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v
+hash=$(sha256sum "$here/fixture.sh" | cut -c1-12)
+out=${1:-$cache/fixture-$hash.raw}
+if [[ -s "$out" && -s "$out.json" ]]; then echo "$out"; exit 0; fi
+mkdir -p "$(dirname "$out")"
+log() { printf '[p2v-fixture %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+need=()
+for t in debootstrap:debootstrap sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils; do
+  command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
+done
+[[ -d /usr/lib/grub/i386-pc ]] || need+=(grub-pc-bin)
+if ((${#need[@]})); then
+  log "apt-get install ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2 ||
+    { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2; }
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/p2v-fixture.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+tree=$work/tree
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+log "debootstrap bookworm (minbase + kernel, grub, ifupdown, ssh) from $mirror"
+DEBIAN_FRONTEND=noninteractive debootstrap --variant=minbase \
+  --include=linux-image-amd64,systemd-sysv,udev,kmod,initramfs-tools,e2fsprogs,ifupdown,iproute2,isc-dhcp-client,openssh-server,passwd,login,sudo \
+  bookworm "$tree" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+
+uuid_boot=$(cat /proc/sys/kernel/random/uuid)
+uuid_root=$(cat /proc/sys/kernel/random/uuid)
+uuid_var=$(cat /proc/sys/kernel/random/uuid)
+kver=$(basename "$(ls -d "$tree"/lib/modules/* | head -1)")
+log "kernel $kver; configuring the tree as an old physical server"
+echo pg-legacy-1 >"$tree/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tpg-legacy-1\n' >"$tree/etc/hosts"
+cat >"$tree/etc/fstab" <<FSTAB
+# /etc/fstab of pg-legacy-1 (three partitions, by UUID)
+UUID=$uuid_root  /      ext4  errors=remount-ro  0  1
+UUID=$uuid_boot  /boot  ext4  defaults           0  2
+UUID=$uuid_var   /var   ext4  defaults           0  2
+proc             /proc  proc  defaults           0  0
+FSTAB
+cat >"$tree/etc/network/interfaces" <<'NET'
+# The server's own static address (the converter must keep it).
+auto lo
+iface lo inet loopback
+
+auto eno1
+iface eno1 inet static
+    address 10.101.0.55/24
+    gateway 10.101.0.1
+    dns-nameservers 10.101.0.2
+NET
+# An initramfs that knows only SATA/IDE disks, as a box built for its hardware has.
+sed -i 's/^MODULES=.*/MODULES=list/' "$tree/etc/initramfs-tools/initramfs.conf"
+printf 'ata_piix\nahci\nsd_mod\next4\n' >>"$tree/etc/initramfs-tools/modules"
+echo 'root:hikkoshi' | chroot "$tree" chpasswd
+chroot "$tree" update-initramfs -u -k "$kver" >"$work/initramfs.log" 2>&1 || { tail -20 "$work/initramfs.log" >&2; exit 1; }
+# GRUB's configuration, by hand (grub-mkconfig here would see the build host's disks).
+mkdir -p "$tree/boot/grub/i386-pc"
+cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$tree/boot/grub/i386-pc/"
+cat >"$tree/boot/grub/grub.cfg" <<GRUB
+set timeout=1
+search --no-floppy --fs-uuid --set=root $uuid_boot
+menuentry 'Debian GNU/Linux (pg-legacy-1)' {
+  linux /vmlinuz-$kver root=UUID=$uuid_root ro console=tty0
+  initrd /initrd.img-$kver
+}
+GRUB
+rm -f "$tree"/etc/ssh/ssh_host_*_key* # a real box has its own; P2V keeps whatever is there
+chroot "$tree" apt-get clean
+
+log "splitting /boot and /var off the root tree"
+mkdir -p "$work/boot" "$work/var"
+(shopt -s dotglob; mv "$tree"/boot/* "$work/boot/"; mv "$tree"/var/* "$work/var/")
+
+# Layout (MiB): 1 MiB gap for GRUB's core.img, /boot 256, / 2048, /var 768: 3 GiB.
+img=$work/disk.raw
+truncate -s 3076M "$img"
+sfdisk -q "$img" <<'PARTS'
+label: dos
+start=2048, size=524288, type=83, bootable
+start=526336, size=4194304, type=83
+start=4720640, size=1572864, type=83
+PARTS
+mk() { # mk DIR UUID START_SECTOR SECTORS LABEL
+  mkfs.ext4 -q -F -U "$2" -L "$5" -E offset=$(($3 * 512)) -d "$1" "$img" $(($4 / 2))k
+}
+log "mkfs.ext4 -d for /boot, / and /var (no mounts)"
+mk "$work/boot" "$uuid_boot" 2048 524288 boot
+mk "$tree" "$uuid_root" 526336 4194304 root
+mk "$work/var" "$uuid_var" 4720640 1572864 var
+log "GRUB into the MBR (boot.img) and the gap (core.img)"
+grub-mkimage -O i386-pc -o "$work/core.img" -p '(hd0,msdos1)/grub' biosdisk part_msdos ext2 search_fs_uuid search normal linux
+dd if=/usr/lib/grub/i386-pc/boot.img of="$img" bs=440 count=1 conv=notrunc status=none
+dd if="$work/core.img" of="$img" bs=512 seek=1 conv=notrunc status=none
+mv "$img" "$out"
+cat >"$out.json" <<JSON
+{"kernel": "$kver", "hostname": "pg-legacy-1", "uuid_boot": "$uuid_boot", "uuid_root": "$uuid_root", "uuid_var": "$uuid_var",
+ "nic": "eno1", "address": "10.101.0.55/24"}
+JSON
+log "done: $out ($(du -h "$out" | cut -f1) used of $(du -h --apparent-size "$out" | cut -f1))"
+echo "$out"
