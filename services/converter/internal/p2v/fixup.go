@@ -119,7 +119,13 @@ var cmdlineRE = regexp.MustCompile(`(?m)^(GRUB_CMDLINE_LINUX=)"(.*)"`)
 func withSerial(g string) string {
 	if m := cmdlineRE.FindStringSubmatch(g); m != nil {
 		if !strings.Contains(m[2], "console=ttyS0") {
-			g = cmdlineRE.ReplaceAllString(g, `${1}"`+strings.TrimSpace(strings.ReplaceAll(m[2], "console=tty0", "")+" "+SerialConsole)+`"`)
+			var args []string
+			for _, f := range strings.Fields(m[2]) {
+				if f != "console=tty0" {
+					args = append(args, f)
+				}
+			}
+			g = cmdlineRE.ReplaceAllString(g, `${1}"`+strings.Join(append(args, SerialConsole), " ")+`"`)
 		}
 	} else {
 		g += "\nGRUB_CMDLINE_LINUX=\"" + SerialConsole + "\"\n"
