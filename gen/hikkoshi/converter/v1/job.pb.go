@@ -107,19 +107,28 @@ const (
 	JobStep_JOB_STEP_HEALTH JobStep = 6
 	// JOB_STEP_DONE is the end.
 	JobStep_JOB_STEP_DONE JobStep = 7
+	// JOB_STEP_INSPECT reads a physical server's disk (P2V).
+	JobStep_JOB_STEP_INSPECT JobStep = 8
+	// JOB_STEP_BUILD builds the new disk and converts it to qcow2 (P2V).
+	JobStep_JOB_STEP_BUILD JobStep = 9
+	// JOB_STEP_UPLOAD uploads the image to Glance (P2V).
+	JobStep_JOB_STEP_UPLOAD JobStep = 10
 )
 
 // Enum value maps for JobStep.
 var (
 	JobStep_name = map[int32]string{
-		0: "JOB_STEP_UNSPECIFIED",
-		1: "JOB_STEP_PREFLIGHT",
-		2: "JOB_STEP_STOP",
-		3: "JOB_STEP_SNAPSHOT",
-		4: "JOB_STEP_COPY",
-		5: "JOB_STEP_BOOT",
-		6: "JOB_STEP_HEALTH",
-		7: "JOB_STEP_DONE",
+		0:  "JOB_STEP_UNSPECIFIED",
+		1:  "JOB_STEP_PREFLIGHT",
+		2:  "JOB_STEP_STOP",
+		3:  "JOB_STEP_SNAPSHOT",
+		4:  "JOB_STEP_COPY",
+		5:  "JOB_STEP_BOOT",
+		6:  "JOB_STEP_HEALTH",
+		7:  "JOB_STEP_DONE",
+		8:  "JOB_STEP_INSPECT",
+		9:  "JOB_STEP_BUILD",
+		10: "JOB_STEP_UPLOAD",
 	}
 	JobStep_value = map[string]int32{
 		"JOB_STEP_UNSPECIFIED": 0,
@@ -130,6 +139,9 @@ var (
 		"JOB_STEP_BOOT":        5,
 		"JOB_STEP_HEALTH":      6,
 		"JOB_STEP_DONE":        7,
+		"JOB_STEP_INSPECT":     8,
+		"JOB_STEP_BUILD":       9,
+		"JOB_STEP_UPLOAD":      10,
 	}
 )
 
@@ -161,7 +173,8 @@ func (JobStep) EnumDescriptor() ([]byte, []int) {
 }
 
 // Job is one conversion: an instance of a source cloud moved to a destination cloud
-// (V2V: snapshot, image copy, boot). Jobs are queued in etcd; a converter worker
+// (V2V: snapshot, image copy, boot), or a physical server's disk made a cloud image
+// (P2V: inspect, build, upload). Jobs are queued in etcd; a converter worker
 // claims one under its lease, and when the worker dies another takes it over from
 // its last completed step (inside an image copy, from its last verified chunk).
 type Job struct {
@@ -205,7 +218,14 @@ type Job struct {
 	Decommission *Decommission `protobuf:"bytes,16,opt,name=decommission,proto3" json:"decommission,omitempty"`
 	// waiting says why a queued job is not claimed yet (a cloud's job limit is
 	// reached). Output only.
-	Waiting       string `protobuf:"bytes,17,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	Waiting string `protobuf:"bytes,17,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// p2v_source makes the job a P2V conversion of a physical server's disk, instead
+	// of source and destination.
+	P2VSource *P2VSource `protobuf:"bytes,18,opt,name=p2v_source,json=p2vSource,proto3" json:"p2v_source,omitempty"`
+	// p2v_image is where a P2V job uploads the image it builds.
+	P2VImage *P2VImage `protobuf:"bytes,19,opt,name=p2v_image,json=p2vImage,proto3" json:"p2v_image,omitempty"`
+	// p2v_result is what a P2V job found and built. Output only.
+	P2VResult     *P2VResult `protobuf:"bytes,20,opt,name=p2v_result,json=p2vResult,proto3" json:"p2v_result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +379,557 @@ func (x *Job) GetWaiting() string {
 	return ""
 }
 
+func (x *Job) GetP2VSource() *P2VSource {
+	if x != nil {
+		return x.P2VSource
+	}
+	return nil
+}
+
+func (x *Job) GetP2VImage() *P2VImage {
+	if x != nil {
+		return x.P2VImage
+	}
+	return nil
+}
+
+func (x *Job) GetP2VResult() *P2VResult {
+	if x != nil {
+		return x.P2VResult
+	}
+	return nil
+}
+
+// P2VSource is a physical server's disk.
+type P2VSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// disk_path is the disk as the converter worker sees it: a raw image file or a
+	// block device (absolute path). It is only ever read.
+	DiskPath string `protobuf:"bytes,1,opt,name=disk_path,json=diskPath,proto3" json:"disk_path,omitempty"`
+	// nics pin interface names to MAC addresses ("eno1=52:54:00:12:34:56"), so the
+	// server's own network configuration applies to the cloud's NIC with that MAC.
+	Nics []string `protobuf:"bytes,2,rep,name=nics,proto3" json:"nics,omitempty"`
+	// inspect_only ends the job after the inspection: a dry run that changes nothing.
+	InspectOnly   bool `protobuf:"varint,3,opt,name=inspect_only,json=inspectOnly,proto3" json:"inspect_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *P2VSource) Reset() {
+	*x = P2VSource{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *P2VSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*P2VSource) ProtoMessage() {}
+
+func (x *P2VSource) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use P2VSource.ProtoReflect.Descriptor instead.
+func (*P2VSource) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *P2VSource) GetDiskPath() string {
+	if x != nil {
+		return x.DiskPath
+	}
+	return ""
+}
+
+func (x *P2VSource) GetNics() []string {
+	if x != nil {
+		return x.Nics
+	}
+	return nil
+}
+
+func (x *P2VSource) GetInspectOnly() bool {
+	if x != nil {
+		return x.InspectOnly
+	}
+	return false
+}
+
+// P2VImage is where a P2V job's image goes.
+type P2VImage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cloud is the clouds.yaml entry whose Glance gets the image.
+	Cloud string `protobuf:"bytes,1,opt,name=cloud,proto3" json:"cloud,omitempty"`
+	// name is the image's name; empty for "p2v-{job_id}".
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *P2VImage) Reset() {
+	*x = P2VImage{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *P2VImage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*P2VImage) ProtoMessage() {}
+
+func (x *P2VImage) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use P2VImage.ProtoReflect.Descriptor instead.
+func (*P2VImage) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *P2VImage) GetCloud() string {
+	if x != nil {
+		return x.Cloud
+	}
+	return ""
+}
+
+func (x *P2VImage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// P2VResult is what a P2V job found and built.
+type P2VResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// inspection is the source as found, before any change.
+	Inspection *Inspection `protobuf:"bytes,1,opt,name=inspection,proto3" json:"inspection,omitempty"`
+	// root_uuid is the new root file system's UUID.
+	RootUuid string `protobuf:"bytes,2,opt,name=root_uuid,json=rootUuid,proto3" json:"root_uuid,omitempty"`
+	// virtual_bytes is the new disk's size.
+	VirtualBytes int64 `protobuf:"varint,3,opt,name=virtual_bytes,json=virtualBytes,proto3" json:"virtual_bytes,omitempty"`
+	// image_bytes is the qcow2 image's size.
+	ImageBytes int64 `protobuf:"varint,4,opt,name=image_bytes,json=imageBytes,proto3" json:"image_bytes,omitempty"`
+	// sha512 is the qcow2 image's SHA-512 (hex), equal to Glance's os_hash_value.
+	Sha512 string `protobuf:"bytes,5,opt,name=sha512,proto3" json:"sha512,omitempty"`
+	// notes say what the operator should know (a swap partition dropped, …).
+	Notes []string `protobuf:"bytes,6,rep,name=notes,proto3" json:"notes,omitempty"`
+	// timings_ms are each build step's duration.
+	TimingsMs     map[string]int64 `protobuf:"bytes,7,rep,name=timings_ms,json=timingsMs,proto3" json:"timings_ms,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *P2VResult) Reset() {
+	*x = P2VResult{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *P2VResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*P2VResult) ProtoMessage() {}
+
+func (x *P2VResult) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use P2VResult.ProtoReflect.Descriptor instead.
+func (*P2VResult) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *P2VResult) GetInspection() *Inspection {
+	if x != nil {
+		return x.Inspection
+	}
+	return nil
+}
+
+func (x *P2VResult) GetRootUuid() string {
+	if x != nil {
+		return x.RootUuid
+	}
+	return ""
+}
+
+func (x *P2VResult) GetVirtualBytes() int64 {
+	if x != nil {
+		return x.VirtualBytes
+	}
+	return 0
+}
+
+func (x *P2VResult) GetImageBytes() int64 {
+	if x != nil {
+		return x.ImageBytes
+	}
+	return 0
+}
+
+func (x *P2VResult) GetSha512() string {
+	if x != nil {
+		return x.Sha512
+	}
+	return ""
+}
+
+func (x *P2VResult) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+func (x *P2VResult) GetTimingsMs() map[string]int64 {
+	if x != nil {
+		return x.TimingsMs
+	}
+	return nil
+}
+
+// Inspection is a physical server's disk as found.
+type Inspection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// partition_table is "dos" or "gpt".
+	PartitionTable string `protobuf:"bytes,1,opt,name=partition_table,json=partitionTable,proto3" json:"partition_table,omitempty"`
+	// partitions are its partitions.
+	Partitions []*InspectedPartition `protobuf:"bytes,2,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// os_id is the distribution (debian, ubuntu, centos, rhel, …).
+	OsId string `protobuf:"bytes,3,opt,name=os_id,json=osId,proto3" json:"os_id,omitempty"`
+	// os_family is "debian" or "rhel".
+	OsFamily string `protobuf:"bytes,4,opt,name=os_family,json=osFamily,proto3" json:"os_family,omitempty"`
+	// os_version is its release.
+	OsVersion string `protobuf:"bytes,5,opt,name=os_version,json=osVersion,proto3" json:"os_version,omitempty"`
+	// os_pretty is its full name.
+	OsPretty string `protobuf:"bytes,6,opt,name=os_pretty,json=osPretty,proto3" json:"os_pretty,omitempty"`
+	// kernels are the kernel versions in /boot.
+	Kernels []string `protobuf:"bytes,7,rep,name=kernels,proto3" json:"kernels,omitempty"`
+	// initramfs_tool is "initramfs-tools" or "dracut".
+	InitramfsTool string `protobuf:"bytes,8,opt,name=initramfs_tool,json=initramfsTool,proto3" json:"initramfs_tool,omitempty"`
+	// bootloader is "grub2" or "grub-legacy".
+	Bootloader string `protobuf:"bytes,9,opt,name=bootloader,proto3" json:"bootloader,omitempty"`
+	// network are the network configurations found.
+	Network []*NetworkConfig `protobuf:"bytes,10,rep,name=network,proto3" json:"network,omitempty"`
+	// cloud_init says whether cloud-init is installed.
+	CloudInit bool `protobuf:"varint,11,opt,name=cloud_init,json=cloudInit,proto3" json:"cloud_init,omitempty"`
+	// problems are what the inspection could not find.
+	Problems      []string `protobuf:"bytes,12,rep,name=problems,proto3" json:"problems,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Inspection) Reset() {
+	*x = Inspection{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Inspection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Inspection) ProtoMessage() {}
+
+func (x *Inspection) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
+func (*Inspection) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Inspection) GetPartitionTable() string {
+	if x != nil {
+		return x.PartitionTable
+	}
+	return ""
+}
+
+func (x *Inspection) GetPartitions() []*InspectedPartition {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *Inspection) GetOsId() string {
+	if x != nil {
+		return x.OsId
+	}
+	return ""
+}
+
+func (x *Inspection) GetOsFamily() string {
+	if x != nil {
+		return x.OsFamily
+	}
+	return ""
+}
+
+func (x *Inspection) GetOsVersion() string {
+	if x != nil {
+		return x.OsVersion
+	}
+	return ""
+}
+
+func (x *Inspection) GetOsPretty() string {
+	if x != nil {
+		return x.OsPretty
+	}
+	return ""
+}
+
+func (x *Inspection) GetKernels() []string {
+	if x != nil {
+		return x.Kernels
+	}
+	return nil
+}
+
+func (x *Inspection) GetInitramfsTool() string {
+	if x != nil {
+		return x.InitramfsTool
+	}
+	return ""
+}
+
+func (x *Inspection) GetBootloader() string {
+	if x != nil {
+		return x.Bootloader
+	}
+	return ""
+}
+
+func (x *Inspection) GetNetwork() []*NetworkConfig {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+func (x *Inspection) GetCloudInit() bool {
+	if x != nil {
+		return x.CloudInit
+	}
+	return false
+}
+
+func (x *Inspection) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+// InspectedPartition is one partition of a physical server's disk.
+type InspectedPartition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// number is its number in the table.
+	Number int32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// fs_type is its file system (ext4, xfs, swap, LVM2_member, …).
+	FsType string `protobuf:"bytes,2,opt,name=fs_type,json=fsType,proto3" json:"fs_type,omitempty"`
+	// uuid is the file system's UUID.
+	Uuid string `protobuf:"bytes,3,opt,name=uuid,proto3" json:"uuid,omitempty"`
+	// label is its label.
+	Label string `protobuf:"bytes,4,opt,name=label,proto3" json:"label,omitempty"`
+	// mount_point is where the server's fstab mounts it.
+	MountPoint string `protobuf:"bytes,5,opt,name=mount_point,json=mountPoint,proto3" json:"mount_point,omitempty"`
+	// size_bytes is the partition's size.
+	SizeBytes int64 `protobuf:"varint,6,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// used_bytes are the bytes its file system uses.
+	UsedBytes     int64 `protobuf:"varint,7,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InspectedPartition) Reset() {
+	*x = InspectedPartition{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InspectedPartition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InspectedPartition) ProtoMessage() {}
+
+func (x *InspectedPartition) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InspectedPartition.ProtoReflect.Descriptor instead.
+func (*InspectedPartition) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *InspectedPartition) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *InspectedPartition) GetFsType() string {
+	if x != nil {
+		return x.FsType
+	}
+	return ""
+}
+
+func (x *InspectedPartition) GetUuid() string {
+	if x != nil {
+		return x.Uuid
+	}
+	return ""
+}
+
+func (x *InspectedPartition) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *InspectedPartition) GetMountPoint() string {
+	if x != nil {
+		return x.MountPoint
+	}
+	return ""
+}
+
+func (x *InspectedPartition) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *InspectedPartition) GetUsedBytes() int64 {
+	if x != nil {
+		return x.UsedBytes
+	}
+	return 0
+}
+
+// NetworkConfig is one network configuration of a server.
+type NetworkConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is "ifupdown", "netplan", "networkmanager" or "ifcfg".
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// files are the files it is in.
+	Files []string `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
+	// interfaces map interface names to "static" or "dhcp".
+	Interfaces    map[string]string `protobuf:"bytes,3,rep,name=interfaces,proto3" json:"interfaces,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NetworkConfig) Reset() {
+	*x = NetworkConfig{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NetworkConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NetworkConfig) ProtoMessage() {}
+
+func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NetworkConfig.ProtoReflect.Descriptor instead.
+func (*NetworkConfig) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NetworkConfig) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *NetworkConfig) GetFiles() []string {
+	if x != nil {
+		return x.Files
+	}
+	return nil
+}
+
+func (x *NetworkConfig) GetInterfaces() map[string]string {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
 // Decommission is what DecommissionSource deleted, and when.
 type Decommission struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -375,7 +946,7 @@ type Decommission struct {
 
 func (x *Decommission) Reset() {
 	*x = Decommission{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +958,7 @@ func (x *Decommission) String() string {
 func (*Decommission) ProtoMessage() {}
 
 func (x *Decommission) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +971,7 @@ func (x *Decommission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decommission.ProtoReflect.Descriptor instead.
 func (*Decommission) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Decommission) GetTime() *timestamppb.Timestamp {
@@ -440,7 +1011,7 @@ type V2VSource struct {
 
 func (x *V2VSource) Reset() {
 	*x = V2VSource{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +1023,7 @@ func (x *V2VSource) String() string {
 func (*V2VSource) ProtoMessage() {}
 
 func (x *V2VSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +1036,7 @@ func (x *V2VSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VSource.ProtoReflect.Descriptor instead.
 func (*V2VSource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *V2VSource) GetCloud() string {
@@ -522,7 +1093,7 @@ type V2VDestination struct {
 
 func (x *V2VDestination) Reset() {
 	*x = V2VDestination{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +1105,7 @@ func (x *V2VDestination) String() string {
 func (*V2VDestination) ProtoMessage() {}
 
 func (x *V2VDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +1118,7 @@ func (x *V2VDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VDestination.ProtoReflect.Descriptor instead.
 func (*V2VDestination) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *V2VDestination) GetCloud() string {
@@ -648,7 +1219,7 @@ type CopyProgress struct {
 
 func (x *CopyProgress) Reset() {
 	*x = CopyProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -660,7 +1231,7 @@ func (x *CopyProgress) String() string {
 func (*CopyProgress) ProtoMessage() {}
 
 func (x *CopyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -673,7 +1244,7 @@ func (x *CopyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyProgress.ProtoReflect.Descriptor instead.
 func (*CopyProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CopyProgress) GetTotalBytes() int64 {
@@ -770,7 +1341,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +1353,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1366,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Chunk) GetOffset() int64 {
@@ -845,7 +1416,7 @@ type Created struct {
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +1428,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +1441,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Created) GetStoppedSource() bool {
@@ -912,7 +1483,7 @@ var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x06\n" +
+	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\a\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x128\n" +
@@ -933,7 +1504,75 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\bend_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12)\n" +
 	"\x10cancel_requested\x18\x0f \x01(\bR\x0fcancelRequested\x12G\n" +
 	"\fdecommission\x18\x10 \x01(\v2#.hikkoshi.converter.v1.DecommissionR\fdecommission\x12\x18\n" +
-	"\awaiting\x18\x11 \x01(\tR\awaiting\"\x94\x01\n" +
+	"\awaiting\x18\x11 \x01(\tR\awaiting\x12?\n" +
+	"\n" +
+	"p2v_source\x18\x12 \x01(\v2 .hikkoshi.converter.v1.P2VSourceR\tp2vSource\x12<\n" +
+	"\tp2v_image\x18\x13 \x01(\v2\x1f.hikkoshi.converter.v1.P2VImageR\bp2vImage\x12?\n" +
+	"\n" +
+	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"_\n" +
+	"\tP2VSource\x12\x1b\n" +
+	"\tdisk_path\x18\x01 \x01(\tR\bdiskPath\x12\x12\n" +
+	"\x04nics\x18\x02 \x03(\tR\x04nics\x12!\n" +
+	"\finspect_only\x18\x03 \x01(\bR\vinspectOnly\"4\n" +
+	"\bP2VImage\x12\x14\n" +
+	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xed\x02\n" +
+	"\tP2VResult\x12A\n" +
+	"\n" +
+	"inspection\x18\x01 \x01(\v2!.hikkoshi.converter.v1.InspectionR\n" +
+	"inspection\x12\x1b\n" +
+	"\troot_uuid\x18\x02 \x01(\tR\brootUuid\x12#\n" +
+	"\rvirtual_bytes\x18\x03 \x01(\x03R\fvirtualBytes\x12\x1f\n" +
+	"\vimage_bytes\x18\x04 \x01(\x03R\n" +
+	"imageBytes\x12\x16\n" +
+	"\x06sha512\x18\x05 \x01(\tR\x06sha512\x12\x14\n" +
+	"\x05notes\x18\x06 \x03(\tR\x05notes\x12N\n" +
+	"\n" +
+	"timings_ms\x18\a \x03(\v2/.hikkoshi.converter.v1.P2VResult.TimingsMsEntryR\ttimingsMs\x1a<\n" +
+	"\x0eTimingsMsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xca\x03\n" +
+	"\n" +
+	"Inspection\x12'\n" +
+	"\x0fpartition_table\x18\x01 \x01(\tR\x0epartitionTable\x12I\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\v2).hikkoshi.converter.v1.InspectedPartitionR\n" +
+	"partitions\x12\x13\n" +
+	"\x05os_id\x18\x03 \x01(\tR\x04osId\x12\x1b\n" +
+	"\tos_family\x18\x04 \x01(\tR\bosFamily\x12\x1d\n" +
+	"\n" +
+	"os_version\x18\x05 \x01(\tR\tosVersion\x12\x1b\n" +
+	"\tos_pretty\x18\x06 \x01(\tR\bosPretty\x12\x18\n" +
+	"\akernels\x18\a \x03(\tR\akernels\x12%\n" +
+	"\x0einitramfs_tool\x18\b \x01(\tR\rinitramfsTool\x12\x1e\n" +
+	"\n" +
+	"bootloader\x18\t \x01(\tR\n" +
+	"bootloader\x12>\n" +
+	"\anetwork\x18\n" +
+	" \x03(\v2$.hikkoshi.converter.v1.NetworkConfigR\anetwork\x12\x1d\n" +
+	"\n" +
+	"cloud_init\x18\v \x01(\bR\tcloudInit\x12\x1a\n" +
+	"\bproblems\x18\f \x03(\tR\bproblems\"\xce\x01\n" +
+	"\x12InspectedPartition\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
+	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +
+	"\x04uuid\x18\x03 \x01(\tR\x04uuid\x12\x14\n" +
+	"\x05label\x18\x04 \x01(\tR\x05label\x12\x1f\n" +
+	"\vmount_point\x18\x05 \x01(\tR\n" +
+	"mountPoint\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes\x12\x1d\n" +
+	"\n" +
+	"used_bytes\x18\a \x01(\x03R\tusedBytes\"\xce\x01\n" +
+	"\rNetworkConfig\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05files\x18\x02 \x03(\tR\x05files\x12T\n" +
+	"\n" +
+	"interfaces\x18\x03 \x03(\v24.hikkoshi.converter.v1.NetworkConfig.InterfacesEntryR\n" +
+	"interfaces\x1a=\n" +
+	"\x0fInterfacesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x94\x01\n" +
 	"\fDecommission\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
 	"\x10source_server_id\x18\x02 \x01(\tR\x0esourceServerId\x12*\n" +
@@ -988,7 +1627,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x05*\xb3\x01\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x05*\xf2\x01\n" +
 	"\aJobStep\x12\x18\n" +
 	"\x14JOB_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STEP_PREFLIGHT\x10\x01\x12\x11\n" +
@@ -997,7 +1636,11 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\rJOB_STEP_COPY\x10\x04\x12\x11\n" +
 	"\rJOB_STEP_BOOT\x10\x05\x12\x13\n" +
 	"\x0fJOB_STEP_HEALTH\x10\x06\x12\x11\n" +
-	"\rJOB_STEP_DONE\x10\aBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
+	"\rJOB_STEP_DONE\x10\a\x12\x14\n" +
+	"\x10JOB_STEP_INSPECT\x10\b\x12\x12\n" +
+	"\x0eJOB_STEP_BUILD\x10\t\x12\x13\n" +
+	"\x0fJOB_STEP_UPLOAD\x10\n" +
+	"BDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
 
 var (
 	file_hikkoshi_converter_v1_job_proto_rawDescOnce sync.Once
@@ -1012,37 +1655,53 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hikkoshi.converter.v1.JobState
 	(JobStep)(0),                  // 1: hikkoshi.converter.v1.JobStep
 	(*Job)(nil),                   // 2: hikkoshi.converter.v1.Job
-	(*Decommission)(nil),          // 3: hikkoshi.converter.v1.Decommission
-	(*V2VSource)(nil),             // 4: hikkoshi.converter.v1.V2VSource
-	(*V2VDestination)(nil),        // 5: hikkoshi.converter.v1.V2VDestination
-	(*CopyProgress)(nil),          // 6: hikkoshi.converter.v1.CopyProgress
-	(*Chunk)(nil),                 // 7: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 8: hikkoshi.converter.v1.Created
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*P2VSource)(nil),             // 3: hikkoshi.converter.v1.P2VSource
+	(*P2VImage)(nil),              // 4: hikkoshi.converter.v1.P2VImage
+	(*P2VResult)(nil),             // 5: hikkoshi.converter.v1.P2VResult
+	(*Inspection)(nil),            // 6: hikkoshi.converter.v1.Inspection
+	(*InspectedPartition)(nil),    // 7: hikkoshi.converter.v1.InspectedPartition
+	(*NetworkConfig)(nil),         // 8: hikkoshi.converter.v1.NetworkConfig
+	(*Decommission)(nil),          // 9: hikkoshi.converter.v1.Decommission
+	(*V2VSource)(nil),             // 10: hikkoshi.converter.v1.V2VSource
+	(*V2VDestination)(nil),        // 11: hikkoshi.converter.v1.V2VDestination
+	(*CopyProgress)(nil),          // 12: hikkoshi.converter.v1.CopyProgress
+	(*Chunk)(nil),                 // 13: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 14: hikkoshi.converter.v1.Created
+	nil,                           // 15: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	nil,                           // 16: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
-	4,  // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
-	5,  // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
+	10, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
+	11, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
 	0,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
 	1,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
-	6,  // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	8,  // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	9,  // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	9,  // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	3,  // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
-	9,  // 10: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
-	7,  // 11: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	14, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	17, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	17, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	17, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	9,  // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
+	3,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
+	4,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
+	5,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
+	6,  // 13: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
+	15, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	7,  // 15: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
+	8,  // 16: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
+	16, // 17: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	17, // 18: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	13, // 19: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -1056,7 +1715,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

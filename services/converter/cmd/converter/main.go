@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	var workers int
-	var cloudsYAML, inventory, cloudJobs string
+	var cloudsYAML, inventory, cloudJobs, p2vWork, cloudInitDebs string
 	var chunk, bandwidth int64
 	var poll time.Duration
 	fs.IntVar(&workers, "workers", 2, "jobs this process runs at once (0: API only)")
@@ -48,6 +48,8 @@ func run(ctx context.Context, args []string) error {
 	fs.Int64Var(&bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
 	fs.DurationVar(&poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
 	fs.StringVar(&cloudJobs, "cloud-jobs", "", "most jobs running at once against a cloud, across every converter on this etcd (old=2,new=4); give each converter the same")
+	fs.StringVar(&p2vWork, "p2v-work-dir", jobs.DefaultP2VWork, "where P2V jobs build their disks (needs room for one disk per job; P2V needs root: loop devices, mounts, chroot)")
+	fs.StringVar(&cloudInitDebs, "cloud-init-debs", "", "directory of .deb files P2V installs cloud-init from (an offline worker); empty: from the server's own package sources")
 	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
@@ -62,7 +64,8 @@ func run(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		store := jobs.NewStore(rt.Etcd)
-		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger}
+		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger,
+			P2VWork: p2vWork, CloudInitDebs: cloudInitDebs}
 		var inv inventoryv1.InventoryServiceClient
 		if inventory != "" {
 			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))

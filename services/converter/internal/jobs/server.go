@@ -2,8 +2,10 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -54,11 +56,32 @@ func checkName(name string) error {
 	return nil
 }
 
-// ValidateCreateJob checks a CreateJobRequest.
+// ValidateCreateJob checks a CreateJobRequest: a V2V job (source and destination)
+// or a P2V job (p2v_source and p2v_image), never both.
 func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	var v apierr.Violations
 	v.RequestID("request_id", r.GetRequestId())
 	j := r.GetJob()
+	if IsP2V(j) {
+		if j.GetSource() != nil || j.GetDestination() != nil {
+			v.Add("job.source", "a job is V2V (source, destination) or P2V (p2v_source, p2v_image), not both")
+		}
+		if p := j.GetP2VSource().GetDiskPath(); !filepath.IsAbs(p) {
+			v.Add("job.p2v_source.disk_path", "%q: give the absolute path of the disk (a raw image file or a block device) on the converter worker", p)
+		}
+		for i, n := range j.GetP2VSource().GetNics() {
+			if _, err := ParseNICs([]string{n}); err != nil {
+				v.Add(fmt.Sprintf("job.p2v_source.nics[%d]", i), "%v", err)
+			}
+		}
+		if j.GetP2VImage().GetCloud() == "" && !j.GetP2VSource().GetInspectOnly() {
+			v.Add("job.p2v_image.cloud", "required: the clouds.yaml entry whose Glance gets the image (or set p2v_source.inspect_only for a dry run)")
+		}
+		return v.Err()
+	}
+	if j.GetP2VImage() != nil {
+		v.Add("job.p2v_image", "only for a P2V job (with p2v_source)")
+	}
 	if j.GetSource().GetCloud() == "" {
 		v.Add("job.source.cloud", "required: the source cloud's clouds.yaml entry")
 	}
@@ -105,7 +128,8 @@ func (s *Server) CreateJob(ctx context.Context, req *converterv1.CreateJobReques
 	if req.GetRequestId() != "" {
 		fp = pagetoken.MessageFingerprint(req, func(r *converterv1.CreateJobRequest) { r.RequestId = "" })
 	}
-	in := &converterv1.Job{Workload: req.GetJob().GetWorkload(), Source: req.GetJob().GetSource(), Destination: req.GetJob().GetDestination()}
+	in := &converterv1.Job{Workload: req.GetJob().GetWorkload(), Source: req.GetJob().GetSource(), Destination: req.GetJob().GetDestination(),
+		P2VSource: req.GetJob().GetP2VSource(), P2VImage: req.GetJob().GetP2VImage()}
 	j, err := s.store.Create(ctx, in, req.GetRequestId(), fp)
 	if err != nil {
 		return nil, err
@@ -206,6 +230,9 @@ func (s *Server) DecommissionSource(ctx context.Context, req *converterv1.Decomm
 	}
 	if j.GetDecommission().GetTime() != nil {
 		return &converterv1.DecommissionSourceResponse{Job: j}, nil
+	}
+	if IsP2V(j) {
+		return nil, apierr.New(codes.FailedPrecondition, "NOT_DECOMMISSIONABLE", "job %s converted a physical server: its operator switches it off, not the cloud", j.GetName())
 	}
 	if j.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
 		return nil, apierr.New(codes.FailedPrecondition, "JOB_NOT_SUCCEEDED",

@@ -22,6 +22,9 @@ import (
 // jobClouds returns the distinct clouds a job touches, sorted (a fixed order of
 // acquisition).
 func jobClouds(j *converterv1.Job) []string {
+	if IsP2V(j) {
+		return []string{j.GetP2VImage().GetCloud()}
+	}
 	cs := []string{j.GetSource().GetCloud()}
 	if d := j.GetDestination().GetCloud(); d != cs[0] {
 		cs = append(cs, d)

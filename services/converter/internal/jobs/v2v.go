@@ -29,6 +29,9 @@ import (
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
+// ErrNotDecommissionable refuses DecommissionSource for a P2V job.
+var ErrNotDecommissionable = errors.New("jobs: nothing to decommission")
+
 // ErrCancelled ends a job whose cancel was requested.
 var ErrCancelled = errors.New("jobs: cancelled on request")
 
@@ -49,6 +52,11 @@ type Runner struct {
 	Bandwidth int64
 	// Poll is the pause between status reads while waiting (0: 1 s).
 	Poll time.Duration
+	// P2VWork is where P2V jobs build their disks (DefaultP2VWork when empty).
+	P2VWork string
+	// CloudInitDebs is a directory of .deb files P2V installs cloud-init from (an
+	// offline worker); empty: from the server's own package sources.
+	CloudInitDebs string
 	Log  *slog.Logger
 }
 
@@ -119,6 +127,14 @@ type plan struct {
 // Run runs j from the step after its last recorded one. save records the job
 // (fenced by the claim); cancelled reports a cancel request.
 func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.Context, *converterv1.Job) error) error {
+	if IsP2V(j) {
+		id, _ := ID(j.GetName())
+		if err := r.runP2V(ctx, j, id, save); err != nil {
+			return err
+		}
+		j.Step = converterv1.JobStep_JOB_STEP_DONE
+		return nil
+	}
 	src, err := r.open(ctx, j.GetSource().GetCloud())
 	if err != nil {
 		return fmt.Errorf("source cloud %q: %w", j.GetSource().GetCloud(), err)
@@ -472,6 +488,9 @@ func portName(jobID string) string     { return "hikkoshi-" + jobID }
 // resources — and it waits for a snapshot still being taken to end before it
 // deletes the snapshot and starts the server. It is safe to run again.
 func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
+	if IsP2V(j) {
+		return r.cleanupP2V(ctx, j)
+	}
 	c := j.GetCreated()
 	if c == nil {
 		return nil
@@ -610,6 +629,9 @@ func (r *Runner) deleteServer(ctx context.Context, cc *gophercloud.ServiceClient
 // Decommission deletes a succeeded job's source server and its snapshot image in
 // the source Glance. Both are safe to repeat (already gone is success).
 func (r *Runner) Decommission(ctx context.Context, j *converterv1.Job) (*converterv1.Decommission, error) {
+	if IsP2V(j) {
+		return nil, fmt.Errorf("%w: a physical server is switched off by its operator, not through the cloud", ErrNotDecommissionable)
+	}
 	src, err := r.open(ctx, j.GetSource().GetCloud())
 	if err != nil {
 		return nil, fmt.Errorf("source cloud %q: %w", j.GetSource().GetCloud(), err)

@@ -406,3 +406,30 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 	}
 	return fmt.Errorf("%w: cannot install cloud-init on %q (family %q)", ErrUnsupported, a.OS.ID, a.OS.Family)
 }
+
+// ReadFiles reads files of the server on the disk at path, by the paths the server
+// sees (its fstab decides which partition holds each), attaching the disk read-only.
+func ReadFiles(ctx context.Context, path, work string, files ...string) (map[string][]byte, error) {
+	u := &undo{}
+	defer u.run()
+	d, err := attach(ctx, u, path, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := mountRO(ctx, u, d, work); err != nil {
+		return nil, err
+	}
+	rs, _, err := roots(d)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		b, err := os.ReadFile(resolve(rs, f))
+		if err != nil {
+			return nil, err
+		}
+		out[f] = b
+	}
+	return out, nil
+}

@@ -6,31 +6,15 @@ import (
 	"encoding/hex"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
 )
 
-// fixture returns the P2V fixture disk (tilt/p2v/fixture.sh), building it if needed
-// under CI; elsewhere a missing one skips loudly.
-func fixture(t *testing.T) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("P2V TESTS NEED ROOT (loop devices, mounts)")
-	}
-	script, _ := filepath.Abs("../../../../tilt/p2v/fixture.sh")
-	if os.Getenv("CI") != "true" && os.Getenv("HIKKOSHI_P2V") != "1" {
-		t.Skip("P2V FIXTURE NOT BUILT HERE: set HIKKOSHI_P2V=1 (it builds it once, ~3 min) or run under CI=true")
-	}
-	out, err := exec.Command(script).Output()
-	if err != nil {
-		t.Fatalf("%s: %v", script, err)
-	}
-	return strings.TrimSpace(string(out))
-}
+func fixture(t *testing.T) string { return p2vtest.Fixture(t) }
 
 func sum(t *testing.T, path string) string {
 	t.Helper()
@@ -46,24 +30,7 @@ func sum(t *testing.T, path string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// leftovers lists loop devices backed by files under dir and mounts under it.
-func leftovers(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	l, _ := exec.Command("losetup", "-a").Output()
-	for _, line := range strings.Split(string(l), "\n") {
-		if strings.Contains(line, dir) {
-			out = append(out, line)
-		}
-	}
-	m, _ := os.ReadFile("/proc/mounts")
-	for _, line := range strings.Split(string(m), "\n") {
-		if strings.Contains(line, dir) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
+func leftovers(_ *testing.T, dir string) []string { return p2vtest.Leftovers(dir) }
 
 func TestConvertFixture(t *testing.T) {
 	disk := fixture(t)

@@ -1,0 +1,200 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
+)
+
+// IsP2V reports whether j converts a physical server's disk.
+func IsP2V(j *converterv1.Job) bool { return j.GetP2VSource() != nil }
+
+// ParseNICs parses "NAME=MAC" pins.
+func ParseNICs(pins []string) ([]p2v.NIC, error) {
+	var out []p2v.NIC
+	for _, s := range pins {
+		name, mac, ok := strings.Cut(s, "=")
+		if !ok || name == "" || !macLike(mac) {
+			return nil, fmt.Errorf("%q: write NAME=MAC (eno1=52:54:00:12:34:56)", s)
+		}
+		out = append(out, p2v.NIC{Name: name, MAC: mac})
+	}
+	return out, nil
+}
+
+func macLike(s string) bool {
+	if len(s) != 17 {
+		return false
+	}
+	for i, c := range s {
+		if i%3 == 2 {
+			if c != ':' {
+				return false
+			}
+		} else if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
+	in := &converterv1.Inspection{}
+	if d != nil {
+		in.PartitionTable = d.Label
+		for _, p := range d.Partitions {
+			in.Partitions = append(in.Partitions, &converterv1.InspectedPartition{Number: int32(p.Number), FsType: p.FSType, Uuid: p.UUID,
+				Label: p.Label, MountPoint: p.MountPoint, SizeBytes: p.Size, UsedBytes: p.UsedBytes})
+		}
+	}
+	if a != nil {
+		in.OsId, in.OsFamily, in.OsVersion, in.OsPretty = a.OS.ID, a.OS.Family, a.OS.Version, a.OS.Pretty
+		in.Kernels, in.InitramfsTool, in.Bootloader, in.CloudInit, in.Problems = a.Kernels, a.InitramfsTool, a.Bootloader, a.CloudInit, a.Problems
+		for _, n := range a.Network {
+			in.Network = append(in.Network, &converterv1.NetworkConfig{Kind: n.Kind, Files: n.Files, Interfaces: n.Interfaces})
+		}
+	}
+	return in
+}
+
+func (r *Runner) p2vWork(id string) string {
+	root := r.P2VWork
+	if root == "" {
+		root = DefaultP2VWork
+	}
+	return filepath.Join(root, id)
+}
+
+// DefaultP2VWork is where P2V jobs build their disks.
+const DefaultP2VWork = "/var/lib/hikkoshi/p2v"
+
+// runP2V runs a P2V job: inspect (read-only), build the image on this worker, upload
+// it. A worker taking the job over builds again (the image was on the other's disk)
+// unless the upload had finished.
+func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save func(context.Context, *converterv1.Job) error) error {
+	src := j.GetP2VSource()
+	if j.P2VResult == nil {
+		j.P2VResult = &converterv1.P2VResult{}
+	}
+	if j.Created == nil {
+		j.Created = &converterv1.Created{}
+	}
+	work := r.p2vWork(id)
+	defer os.RemoveAll(work)
+	step := func(s converterv1.JobStep) error { j.Step = s; return save(ctx, j) }
+	if err := step(converterv1.JobStep_JOB_STEP_INSPECT); err != nil {
+		return err
+	}
+	d, a, err := p2v.Inspect(ctx, src.GetDiskPath(), filepath.Join(work, "inspect"))
+	j.P2VResult.Inspection = inspectionProto(d, a)
+	if err != nil {
+		_ = save(ctx, j)
+		return fmt.Errorf("inspect: %w", err)
+	}
+	if err := save(ctx, j); err != nil || src.GetInspectOnly() {
+		return err
+	}
+	if j.GetCreated().GetImageId() != "" {
+		img, err := images.Get(ctx, r.imageClient(ctx, j), j.GetCreated().GetImageId()).Extract()
+		if err == nil && img.Status == images.ImageStatusActive {
+			return nil // uploaded before this worker took the job over
+		}
+	}
+	if err := step(converterv1.JobStep_JOB_STEP_BUILD); err != nil {
+		return err
+	}
+	nics, err := ParseNICs(src.GetNics())
+	if err != nil {
+		return err
+	}
+	res, err := p2v.Convert(ctx, src.GetDiskPath(), p2v.Options{Work: filepath.Join(work, "build"), NICs: nics, CloudInitDebs: r.CloudInitDebs, Log: r.Log})
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	pr := j.P2VResult
+	pr.RootUuid, pr.VirtualBytes, pr.Notes, pr.TimingsMs = res.RootUUID, res.Size, res.Notes, res.Timings
+	if fi, err := os.Stat(res.Image); err == nil {
+		pr.ImageBytes = fi.Size()
+	}
+	if err := step(converterv1.JobStep_JOB_STEP_UPLOAD); err != nil {
+		return err
+	}
+	g := imagecopy.NewGlance(r.imageClient(ctx, j))
+	if old := j.GetCreated().GetImageId(); old != "" {
+		_ = g.Delete(ctx, old) // a half-made upload of an earlier attempt
+	}
+	name := j.GetP2VImage().GetName()
+	if name == "" {
+		name = "p2v-" + id
+	}
+	props := map[string]string{"hw_disk_bus": "virtio", "hw_vif_model": "virtio", "hikkoshi_job": id, "hw_serial_port_count": "1"}
+	if a.OS.ID != "" {
+		props["os_distro"], props["os_version"] = a.OS.ID, a.OS.Version
+	}
+	img, err := g.Create(ctx, images.CreateOpts{Name: name, DiskFormat: "qcow2", ContainerFormat: "bare",
+		MinDisk: int(math.Ceil(float64(res.Size) / (1 << 30))), Properties: props, Tags: []string{"hikkoshi-p2v"}})
+	if err != nil {
+		return fmt.Errorf("upload: create the image: %w", err)
+	}
+	j.Created.ImageId = img.ID
+	if err := save(ctx, j); err != nil {
+		return err
+	}
+	f, err := os.Open(res.Image)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha512.New()
+	if err := g.Upload(ctx, img.ID, io.TeeReader(f, h)); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	pr.Sha512 = hex.EncodeToString(h.Sum(nil))
+	up, err := g.Image(ctx, img.ID)
+	if err != nil {
+		return err
+	}
+	if v, _ := up.Properties["os_hash_value"].(string); v != "" && v != pr.Sha512 {
+		return fmt.Errorf("upload: Glance's sha512 %s… differs from the image's %s…: the upload was corrupted", v[:16], pr.Sha512[:16])
+	}
+	return save(ctx, j)
+}
+
+// imageClient returns the Glance client of a P2V job's image cloud (nil if it
+// cannot be opened; the calls then fail with the reason).
+func (r *Runner) imageClient(ctx context.Context, j *converterv1.Job) *gophercloud.ServiceClient {
+	cl, err := r.open(ctx, j.GetP2VImage().GetCloud())
+	if err != nil {
+		r.Log.Warn("open the image cloud", "cloud", j.GetP2VImage().GetCloud(), "err", err)
+		return nil
+	}
+	return cl.image
+}
+
+// cleanupP2V deletes a failed or cancelled P2V job's image and its work directory
+// (Convert has already undone its mounts and loop devices).
+func (r *Runner) cleanupP2V(ctx context.Context, j *converterv1.Job) error {
+	id, _ := ID(j.GetName())
+	_ = os.RemoveAll(r.p2vWork(id))
+	if j.GetCreated().GetImageId() == "" {
+		return nil
+	}
+	cl, err := r.open(ctx, j.GetP2VImage().GetCloud())
+	if err != nil {
+		return err
+	}
+	return imagecopy.NewGlance(cl.image).Delete(ctx, j.GetCreated().GetImageId())
+}
