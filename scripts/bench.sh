@@ -7,6 +7,9 @@
 #                              from a local HTTP server) against the bare listing
 #   scripts/bench.sh copy      an image copy of 256 MiB and 1 GiB between the dev
 #                              cloud's Glance services: pipe, two-step, chunked
+#   scripts/bench.sh p2v [n]   the P2V fixture converted n times (default 3) against
+#                              qemu-img convert of the same disk (and virt-v2v, see
+#                              BenchmarkP2V)
 #   scripts/bench.sh lbaas     20 load balancers created at once through the lbaas
 #                              service, against Octavia's own time (needs the dev cloud:
 #                              tilt/devcloud/devcloud.sh up)
@@ -26,6 +29,12 @@ fi
 if [[ "${1:-}" == copy ]]; then
   # 256 MiB and 1 GiB between the dev cloud's two Glance services: pipe, two-step, chunked.
   go test -run '^$' -bench 'BenchmarkImageCopy' -benchtime 1x ./services/converter/test/integration/ | grep -E '^Benchmark'
+  exit
+fi
+if [[ "${1:-}" == p2v ]]; then
+  # The fixture disk converted, against qemu-img convert of the same disk (and
+  # virt-v2v with HIKKOSHI_BENCH_VIRT_V2V=1, where it is installed), same run.
+  HIKKOSHI_P2V=1 go test -run '^$' -bench 'BenchmarkP2V' -benchtime "${2:-3}x" -timeout 60m ./services/converter/internal/p2v/ | grep -E '^Benchmark'
   exit
 fi
 if [[ "${1:-}" == lbaas ]]; then

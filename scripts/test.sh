@@ -3,7 +3,7 @@
 # machine it installs what it needs itself (Go tools through the module proxy, Tilt
 # built once per machine, the dev cloud's Debian packages), then: buf lint and breaking
 # check, the gen/ freshness check, gofmt, go vet, a GOWORK=off build of every service module,
-# the dev cloud up (listeners on loopback only; state kept across down and up),
+# the dev cloud up (listeners on loopback only; state kept across down and up), the P2V fixture disk,
 # `tilt ci` on tilt/Tiltfile, and go test -race for every module in go.work (last, so
 # its summary closes the output). The integration tests run against the dev cloud;
 # under CI=true a dev cloud that is not up fails them instead of skipping them.
@@ -73,6 +73,9 @@ HIKKOSHI_DEVCLOUD_RESTART=1 go test -count=1 -run TestStateSurvivesRestart ./pla
 step "tilt ci (tilt/Tiltfile)"
 tilt="$(scripts/tilt.sh)"
 (cd tilt && timeout 600 "$tilt" ci --port 0 --timeout 5m)
+
+step "P2V fixture disk (tilt/p2v/fixture.sh: built once per machine, then cached)"
+tilt/p2v/fixture.sh
 
 step "go test -race ${patterns[*]}"
 go test -race -count=1 -timeout 20m "${patterns[@]}"

@@ -16,12 +16,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v
 hash=$(sha256sum "$here/fixture.sh" | cut -c1-12)
 out=${1:-$cache/fixture-$hash.raw}
-if [[ -s "$out" && -s "$out.json" ]]; then echo "$out"; exit 0; fi
 mkdir -p "$(dirname "$out")"
+# One build at a time per machine: tests in parallel packages may all ask for it.
+exec 9>"$out.lock"
+flock 9
+if [[ -s "$out" && -s "$out.json" ]]; then echo "$out"; exit 0; fi
 log() { printf '[p2v-fixture %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 need=()
-for t in debootstrap:debootstrap sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils; do
+for t in debootstrap:debootstrap sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
 [[ -d /usr/lib/grub/i386-pc ]] || need+=(grub-pc-bin)

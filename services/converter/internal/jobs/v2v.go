@@ -57,7 +57,7 @@ type Runner struct {
 	// CloudInitDebs is a directory of .deb files P2V installs cloud-init from (an
 	// offline worker); empty: from the server's own package sources.
 	CloudInitDebs string
-	Log  *slog.Logger
+	Log           *slog.Logger
 }
 
 func (r *Runner) open(ctx context.Context, name string) (clients, error) {
