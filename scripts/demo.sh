@@ -382,6 +382,53 @@ d = json.load(sys.stdin)["job"]["decommission"]
 print("  deleted source server %s and snapshot %s at %s" % (d["sourceServerId"], d.get("snapshotImageId", "-"), d["time"]))'
 echo "  the workload is done:"
 inv GetWorkload '{"name":"workloads/db-1"}' | brief
+say "P2V: a physical database host (pg-legacy-1: /boot, / and /var apart, SATA-only initramfs, no cloud-init) into one cloud image"
+disk=$(tilt/p2v/fixture.sh) # built once per machine (~2.5 min), then cached
+echo "  the server's disk: $disk"
+pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
+cv WatchJob "{\"name\":\"$pj\"}" >"$state/p2v-dry.json"
+/usr/bin/python3 -c '
+import json, sys
+text = open(sys.argv[1]).read(); dec = json.JSONDecoder(); i = 0; last = None
+while True:
+    j = text.find("{", i)
+    if j < 0: break
+    doc, i = dec.raw_decode(text, j); last = doc["job"]
+i = last["p2vResult"]["inspection"]
+print("  dry run (inspect_only): %s, %s, bootloader %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("cloudInit", False)))
+for p in i["partitions"]:
+    print("    partition %s  %-5s %-6s %5.0f MiB used of %5.0f" % (p["number"], p["fsType"], p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
+for n in i["network"]: print("    network: %s %s" % (n["kind"], n["interfaces"]))' "$state/p2v-dry.json"
+pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"]},
+  \"p2v_image\":{\"cloud\":\"new\",\"name\":\"pg-legacy-1\"}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
+echo "  CreateJob → $pj; WatchJob:"
+cv WatchJob "{\"name\":\"$pj\"}" | /usr/bin/python3 -c '
+import json, sys
+text = sys.stdin.read(); dec = json.JSONDecoder(); i = 0; seen = set(); last = None
+while True:
+    j = text.find("{", i)
+    if j < 0: break
+    doc, i = dec.raw_decode(text, j); job = doc["job"]; last = job
+    st = job.get("step", "").replace("JOB_STEP_", "").lower()
+    if st not in seen: seen.add(st); print("    %-9s %s" % (job.get("state", "").replace("JOB_STATE_", "").lower(), st))
+r = last.get("p2vResult", {})
+print("  %s: image %s in the new Glance, %.0f MiB qcow2 of a %.0f MiB disk, root UUID %s" % (last["state"].replace("JOB_STATE_", "").lower(),
+      last.get("created", {}).get("imageId"), int(r.get("imageBytes", 0)) / 2**20, int(r.get("virtualBytes", 0)) / 2**20, r.get("rootUuid")))
+print("  steps (ms): %s" % ", ".join("%s %s" % kv for kv in sorted(r.get("timingsMs", {}).items(), key=lambda kv: -int(kv[1]))))
+open(sys.argv[1], "w").write(last.get("created", {}).get("imageId", ""))' "$state/p2v-image-id"
+echo "  the image, fetched back from Glance, booted under qemu (TCG) on a virtio disk, NIC with the pinned MAC (user network, restrict=on):"
+OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image save --file "$state/p2v.qcow2" "$(cat "$state/p2v-image-id")"
+rm -f "$state/p2v-boot.log"
+timeout 300 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -no-reboot -display none -monitor none -serial "file:$state/p2v-boot.log" \
+  -drive "file=$state/p2v.qcow2,format=qcow2,if=virtio,snapshot=on" -nic user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56 &
+qpid=$!
+t0=$SECONDS
+until grep -q "login:" "$state/p2v-boot.log" 2>/dev/null || ! kill -0 "$qpid" 2>/dev/null; do sleep 1; done
+kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null || true
+grep -a -E "Command line|EXT4-fs \(vda1\): mounted|renamed from|login:" "$state/p2v-boot.log" | sed 's/^/    /' | cut -c1-150 || true
+echo "  (login prompt after $((SECONDS - t0)) s)"
+OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image delete "$(cat "$state/p2v-image-id")"
+rm -f "$state/p2v.qcow2"
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
 say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan, refusals, console ports, rollback)"

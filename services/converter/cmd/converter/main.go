@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/jobs"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
 )
 
 // DefaultPort is the converter's gRPC port on 127.0.0.1.
@@ -64,8 +66,18 @@ func run(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		store := jobs.NewStore(rt.Etcd)
+		// Each process builds under its own directory: a restarted one sweeps what
+		// its previous life left (a kill in mid-build), never another's builds.
+		work := filepath.Join(p2vWork, cfg.Instance)
+		if workers > 0 {
+			if um, det, err := p2v.Sweep(ctx, work); err != nil {
+				rt.Logger.Warn("p2v: sweep of the work directory", "dir", work, "err", err)
+			} else if um+det > 0 {
+				rt.Logger.Info("p2v: swept what a killed conversion left", "dir", work, "unmounted", um, "loop_devices", det)
+			}
+		}
 		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger,
-			P2VWork: p2vWork, CloudInitDebs: cloudInitDebs}
+			P2VWork: work, CloudInitDebs: cloudInitDebs}
 		var inv inventoryv1.InventoryServiceClient
 		if inventory != "" {
 			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -47,6 +47,9 @@ type Disk struct {
 type undo struct {
 	steps []func() error
 	log   *slog.Logger
+	// record, if set, is told each loop device made, so that Sweep finds it after
+	// the process was killed before it could undo.
+	record func(loop string)
 }
 
 func (u *undo) push(f func() error) { u.steps = append(u.steps, f) }
@@ -99,6 +102,9 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 	}
 	loop := strings.TrimSpace(out)
 	u.push(func() error { _, err := run(context.Background(), "losetup", "-d", loop); return err })
+	if u.record != nil {
+		u.record(loop)
+	}
 	d := &Disk{Path: path, loop: loop}
 	js, err := run(ctx, "sfdisk", "--json", loop)
 	if err != nil {
@@ -129,8 +135,12 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 		d.Size = fi.Size()
 	}
 	// The kernel here may lack partition parsers: partx makes the partition devices.
-	if _, err := run(ctx, "partx", "-a", loop); err != nil && !strings.Contains(err.Error(), "busy") {
-		return nil, err
+	// A reused loop number can still carry partition devices from its last use.
+	_, _ = run(ctx, "partx", "-d", loop)
+	if _, err := run(ctx, "partx", "-a", loop); err != nil {
+		if _, uerr := run(ctx, "partx", "-u", loop); uerr != nil {
+			return nil, err
+		}
 	}
 	u.push(func() error { _, _ = run(context.Background(), "partx", "-d", loop); return nil })
 	for i, p := range t.PartitionTable.Partitions {

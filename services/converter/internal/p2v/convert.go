@@ -55,7 +55,10 @@ func newUUID() string {
 // Inspect attaches the disk at path read-only and reports what is on it, changing
 // nothing; everything is detached again before it returns.
 func Inspect(ctx context.Context, path, work string) (*Disk, *Analysis, error) {
-	u := &undo{}
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return nil, nil, err
+	}
+	u := &undo{record: recorder(work)}
 	defer u.run()
 	return inspect(ctx, u, path, work)
 }
@@ -105,7 +108,7 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	if err := os.MkdirAll(o.Work, 0o700); err != nil {
 		return nil, err
 	}
-	u := &undo{log: o.Log}
+	u := &undo{log: o.Log, record: recorder(o.Work)}
 	raw := filepath.Join(o.Work, "disk.raw") // scratch: removed whatever happens
 	defer func() {
 		if uerr := u.run(); uerr != nil {
