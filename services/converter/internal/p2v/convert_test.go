@@ -54,4 +54,3 @@ func TestConvertFixture(t *testing.T) {
 		t.Fatalf("no image: %v", err)
 	}
 }
-
