@@ -2,7 +2,7 @@
 # fixture.sh builds the "physical server" disk that the P2V tests convert: Debian
 # bookworm as an old box would have it — /boot, / and /var on separate MBR
 # partitions, fstab by UUID, an initramfs with SATA/IDE drivers only (no virtio),
-# the console on tty0 only, a static NIC configuration (ifupdown), no cloud-init —
+# the console on tty0 only, a static NIC configuration (ifupdown), grub-pc, no cloud-init —
 # booting from GRUB in the MBR. It is assembled without loop devices or mounts
 # (mkfs.ext4 -d per partition, grub-mkimage and dd), as ../shared/p2v-notes.md
 # measured (~3.5 min, most of it debootstrap).
@@ -40,7 +40,7 @@ tree=$work/tree
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 log "debootstrap bookworm (minbase + kernel, grub, ifupdown, ssh) from $mirror"
 DEBIAN_FRONTEND=noninteractive debootstrap --variant=minbase \
-  --include=linux-image-amd64,systemd-sysv,udev,kmod,initramfs-tools,e2fsprogs,ifupdown,iproute2,isc-dhcp-client,openssh-server,passwd,login,sudo \
+  --include=linux-image-amd64,grub-pc,systemd-sysv,udev,kmod,initramfs-tools,e2fsprogs,ifupdown,iproute2,isc-dhcp-client,openssh-server,passwd,login,sudo \
   bookworm "$tree" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
 
 uuid_boot=$(cat /proc/sys/kernel/random/uuid)

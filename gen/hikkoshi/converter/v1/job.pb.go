@@ -113,6 +113,8 @@ const (
 	JobStep_JOB_STEP_BUILD JobStep = 9
 	// JOB_STEP_UPLOAD uploads the image to Glance (P2V).
 	JobStep_JOB_STEP_UPLOAD JobStep = 10
+	// JOB_STEP_FETCH fetches the disk from a P2V agent (P2V).
+	JobStep_JOB_STEP_FETCH JobStep = 11
 )
 
 // Enum value maps for JobStep.
@@ -129,6 +131,7 @@ var (
 		8:  "JOB_STEP_INSPECT",
 		9:  "JOB_STEP_BUILD",
 		10: "JOB_STEP_UPLOAD",
+		11: "JOB_STEP_FETCH",
 	}
 	JobStep_value = map[string]int32{
 		"JOB_STEP_UNSPECIFIED": 0,
@@ -142,6 +145,7 @@ var (
 		"JOB_STEP_INSPECT":     8,
 		"JOB_STEP_BUILD":       9,
 		"JOB_STEP_UPLOAD":      10,
+		"JOB_STEP_FETCH":       11,
 	}
 )
 
@@ -404,13 +408,20 @@ func (x *Job) GetP2VResult() *P2VResult {
 type P2VSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// disk_path is the disk as the converter worker sees it: a raw image file or a
-	// block device (absolute path). It is only ever read.
+	// block device (absolute path). It is only ever read. Empty with agent_url.
 	DiskPath string `protobuf:"bytes,1,opt,name=disk_path,json=diskPath,proto3" json:"disk_path,omitempty"`
 	// nics pin interface names to MAC addresses ("eno1=52:54:00:12:34:56"), so the
 	// server's own network configuration applies to the cloud's NIC with that MAC.
 	Nics []string `protobuf:"bytes,2,rep,name=nics,proto3" json:"nics,omitempty"`
 	// inspect_only ends the job after the inspection: a dry run that changes nothing.
-	InspectOnly   bool `protobuf:"varint,3,opt,name=inspect_only,json=inspectOnly,proto3" json:"inspect_only,omitempty"`
+	InspectOnly bool `protobuf:"varint,3,opt,name=inspect_only,json=inspectOnly,proto3" json:"inspect_only,omitempty"`
+	// agent_url is a hikkoshi-p2v-agent on the server booted into a live Linux
+	// ("http://10.0.0.5:7420"), instead of disk_path: the worker first fetches the disk
+	// in verified chunks (zeros skipped) into its work directory. The agent's token
+	// is the worker's --p2v-agent-token-file, never part of the job.
+	AgentUrl string `protobuf:"bytes,4,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
+	// agent_disk is the index of the agent's disk to convert (0 for the first).
+	AgentDisk     int32 `protobuf:"varint,5,opt,name=agent_disk,json=agentDisk,proto3" json:"agent_disk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -464,6 +475,20 @@ func (x *P2VSource) GetInspectOnly() bool {
 		return x.InspectOnly
 	}
 	return false
+}
+
+func (x *P2VSource) GetAgentUrl() string {
+	if x != nil {
+		return x.AgentUrl
+	}
+	return ""
+}
+
+func (x *P2VSource) GetAgentDisk() int32 {
+	if x != nil {
+		return x.AgentDisk
+	}
+	return 0
 }
 
 // P2VImage is where a P2V job's image goes.
@@ -1509,11 +1534,14 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"p2v_source\x18\x12 \x01(\v2 .hikkoshi.converter.v1.P2VSourceR\tp2vSource\x12<\n" +
 	"\tp2v_image\x18\x13 \x01(\v2\x1f.hikkoshi.converter.v1.P2VImageR\bp2vImage\x12?\n" +
 	"\n" +
-	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"_\n" +
+	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"\x9b\x01\n" +
 	"\tP2VSource\x12\x1b\n" +
 	"\tdisk_path\x18\x01 \x01(\tR\bdiskPath\x12\x12\n" +
 	"\x04nics\x18\x02 \x03(\tR\x04nics\x12!\n" +
-	"\finspect_only\x18\x03 \x01(\bR\vinspectOnly\"4\n" +
+	"\finspect_only\x18\x03 \x01(\bR\vinspectOnly\x12\x1b\n" +
+	"\tagent_url\x18\x04 \x01(\tR\bagentUrl\x12\x1d\n" +
+	"\n" +
+	"agent_disk\x18\x05 \x01(\x05R\tagentDisk\"4\n" +
 	"\bP2VImage\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\xed\x02\n" +
@@ -1627,7 +1655,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x05*\xf2\x01\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x05*\x86\x02\n" +
 	"\aJobStep\x12\x18\n" +
 	"\x14JOB_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STEP_PREFLIGHT\x10\x01\x12\x11\n" +
@@ -1640,7 +1668,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x10JOB_STEP_INSPECT\x10\b\x12\x12\n" +
 	"\x0eJOB_STEP_BUILD\x10\t\x12\x13\n" +
 	"\x0fJOB_STEP_UPLOAD\x10\n" +
-	"BDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
+	"\x12\x12\n" +
+	"\x0eJOB_STEP_FETCH\x10\vBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
 
 var (
 	file_hikkoshi_converter_v1_job_proto_rawDescOnce sync.Once

@@ -17,6 +17,7 @@ import (
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/agent"
 )
 
 // IsP2V reports whether j converts a physical server's disk.
@@ -84,7 +85,7 @@ const DefaultP2VWork = "/var/lib/hikkoshi/p2v"
 // runP2V runs a P2V job: inspect (read-only), build the image on this worker, upload
 // it. A worker taking the job over builds again (the image was on the other's disk)
 // unless the upload had finished.
-func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save func(context.Context, *converterv1.Job) error) error {
+func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save func(context.Context, *converterv1.Job) error) (err error) {
 	src := j.GetP2VSource()
 	if j.P2VResult == nil {
 		j.P2VResult = &converterv1.P2VResult{}
@@ -95,10 +96,19 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	work := r.p2vWork(id)
 	defer os.RemoveAll(work)
 	step := func(s converterv1.JobStep) error { j.Step = s; return save(ctx, j) }
+	diskPath := src.GetDiskPath()
+	if src.GetAgentUrl() != "" {
+		if err := step(converterv1.JobStep_JOB_STEP_FETCH); err != nil {
+			return err
+		}
+		if diskPath, err = r.fetch(ctx, j, work, save); err != nil {
+			return fmt.Errorf("fetch: %w", err)
+		}
+	}
 	if err := step(converterv1.JobStep_JOB_STEP_INSPECT); err != nil {
 		return err
 	}
-	d, a, err := p2v.Inspect(ctx, src.GetDiskPath(), filepath.Join(work, "inspect"))
+	d, a, err := p2v.Inspect(ctx, diskPath, filepath.Join(work, "inspect"))
 	j.P2VResult.Inspection = inspectionProto(d, a)
 	if err != nil {
 		_ = save(ctx, j)
@@ -120,7 +130,7 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if err != nil {
 		return err
 	}
-	res, err := p2v.Convert(ctx, src.GetDiskPath(), p2v.Options{Work: filepath.Join(work, "build"), NICs: nics, CloudInitDebs: r.CloudInitDebs, Log: r.Log})
+	res, err := p2v.Convert(ctx, diskPath, p2v.Options{Work: filepath.Join(work, "build"), NICs: nics, CloudInitDebs: r.CloudInitDebs, Log: r.Log})
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
@@ -197,4 +207,33 @@ func (r *Runner) cleanupP2V(ctx context.Context, j *converterv1.Job) error {
 		return err
 	}
 	return imagecopy.NewGlance(cl.image).Delete(ctx, j.GetCreated().GetImageId())
+}
+
+// fetch copies the agent's disk into the work directory in verified chunks, the
+// job's progress following, and returns the copy's path. A broken or corrupted chunk
+// is fetched again; zeros are holes.
+func (r *Runner) fetch(ctx context.Context, j *converterv1.Job, work string, save func(context.Context, *converterv1.Job) error) (string, error) {
+	src := j.GetP2VSource()
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return "", err
+	}
+	token := ""
+	if r.AgentTokenFile != "" {
+		b, err := os.ReadFile(r.AgentTokenFile)
+		if err != nil {
+			return "", fmt.Errorf("the agent token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	dst := filepath.Join(work, "fetched.raw")
+	c := &agent.Client{URL: src.GetAgentUrl(), Token: token}
+	p := &agent.Progress{}
+	if j.Progress == nil {
+		j.Progress = &converterv1.CopyProgress{}
+	}
+	err := c.Fetch(ctx, int(src.GetAgentDisk()), dst, p, func(p *agent.Progress) error {
+		j.Progress.TotalBytes, j.Progress.DoneBytes, j.Progress.TransferredBytes = p.Size, min(p.Verified*p.ChunkSize, p.Size), p.Transferred
+		return save(ctx, j)
+	})
+	return dst, err
 }

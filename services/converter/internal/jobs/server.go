@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -66,8 +67,18 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 		if j.GetSource() != nil || j.GetDestination() != nil {
 			v.Add("job.source", "a job is V2V (source, destination) or P2V (p2v_source, p2v_image), not both")
 		}
-		if p := j.GetP2VSource().GetDiskPath(); !filepath.IsAbs(p) {
-			v.Add("job.p2v_source.disk_path", "%q: give the absolute path of the disk (a raw image file or a block device) on the converter worker", p)
+		switch src := j.GetP2VSource(); {
+		case src.GetAgentUrl() != "" && src.GetDiskPath() != "":
+			v.Add("job.p2v_source.agent_url", "give disk_path (a disk on the worker) or agent_url (a disk served by hikkoshi-p2v-agent), not both")
+		case src.GetAgentUrl() != "":
+			if u, err := url.Parse(src.GetAgentUrl()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				v.Add("job.p2v_source.agent_url", "%q: give the agent's URL, http://HOST:PORT", src.GetAgentUrl())
+			}
+			if src.GetAgentDisk() < 0 {
+				v.Add("job.p2v_source.agent_disk", "%d: give the agent's disk index (0 for the first)", src.GetAgentDisk())
+			}
+		case !filepath.IsAbs(src.GetDiskPath()):
+			v.Add("job.p2v_source.disk_path", "%q: give the absolute path of the disk (a raw image file or a block device) on the converter worker, or agent_url", src.GetDiskPath())
 		}
 		for i, n := range j.GetP2VSource().GetNics() {
 			if _, err := ParseNICs([]string{n}); err != nil {

@@ -57,6 +57,9 @@ type Runner struct {
 	// CloudInitDebs is a directory of .deb files P2V installs cloud-init from (an
 	// offline worker); empty: from the server's own package sources.
 	CloudInitDebs string
+	// AgentTokenFile holds the bearer token of the P2V agents (read per job; never
+	// logged or stored).
+	AgentTokenFile string
 	Log           *slog.Logger
 }
 

@@ -34,15 +34,17 @@ import (
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
-var binary, inventoryBinary string
+var binary, inventoryBinary, agentBinary string
 
 func TestMain(m *testing.M) {
 	bin, cleanup := servicetest.MustBuild("github.com/hikkoshi/hikkoshi/services/converter/cmd/converter")
 	inv, cleanupInv := servicetest.MustBuild("github.com/hikkoshi/hikkoshi/services/inventory/cmd/inventory")
-	binary, inventoryBinary = bin, inv
+	ag, cleanupAgent := servicetest.MustBuild("github.com/hikkoshi/hikkoshi/services/converter/cmd/hikkoshi-p2v-agent")
+	binary, inventoryBinary, agentBinary = bin, inv, ag
 	code := m.Run()
 	cleanup()
 	cleanupInv()
+	cleanupAgent()
 	os.Exit(code)
 }
 
