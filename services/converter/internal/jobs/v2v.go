@@ -60,7 +60,7 @@ type Runner struct {
 	// AgentTokenFile holds the bearer token of the P2V agents (read per job; never
 	// logged or stored).
 	AgentTokenFile string
-	Log           *slog.Logger
+	Log            *slog.Logger
 }
 
 func (r *Runner) open(ctx context.Context, name string) (clients, error) {
