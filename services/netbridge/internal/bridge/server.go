@@ -154,6 +154,25 @@ func (s *Server) lock(ctx context.Context, id string) (func(), error) {
 	return unlock, nil
 }
 
+// begin starts an apply, rollback or move of bridge id: detached from the caller
+// (OpTimeout at most), under the bridge's lock, with the bridge as stored. done
+// releases the lock.
+func (s *Server) begin(ctx context.Context, id string) (context.Context, *netbridgev1.Bridge, func(), error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OpTimeout)
+	unlock, err := s.lock(ctx, id)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	b, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		unlock()
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, b, func() { unlock(); cancel() }, nil
+}
+
 // CreateBridge implements NetbridgeService.
 func (s *Server) CreateBridge(ctx context.Context, req *netbridgev1.CreateBridgeRequest) (*netbridgev1.CreateBridgeResponse, error) {
 	fp := ""
@@ -230,17 +249,11 @@ func mergeResources(have, add []*netbridgev1.Resource) []*netbridgev1.Resource {
 // ApplyBridge implements NetbridgeService.
 func (s *Server) ApplyBridge(ctx context.Context, req *netbridgev1.ApplyBridgeRequest) (*netbridgev1.ApplyBridgeResponse, error) {
 	id, _ := ID(req.GetName())
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OpTimeout)
-	defer cancel()
-	unlock, err := s.lock(ctx, id)
+	ctx, b, done, err := s.begin(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	b, _, err := s.store.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	if req.GetPlanEtag() != "" && req.GetPlanEtag() != b.GetEtag() {
 		return nil, apierr.New(codes.Aborted, "PLAN_STALE", "bridge %s changed since the plan you reviewed (etag %s, now %s): plan again", b.GetName(), req.GetPlanEtag(), b.GetEtag())
 	}
@@ -300,17 +313,11 @@ func (s *Server) ApplyBridge(ctx context.Context, req *netbridgev1.ApplyBridgeRe
 // RollbackBridge implements NetbridgeService.
 func (s *Server) RollbackBridge(ctx context.Context, req *netbridgev1.RollbackBridgeRequest) (*netbridgev1.RollbackBridgeResponse, error) {
 	id, _ := ID(req.GetName())
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OpTimeout)
-	defer cancel()
-	unlock, err := s.lock(ctx, id)
+	ctx, b, done, err := s.begin(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	b, _, err := s.store.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	undone, rerr := s.engine.Rollback(ctx, b)
 	if errors.Is(rerr, ErrMoved) {
 		return nil, cloudErr("roll back "+b.GetName(), rerr)
@@ -333,17 +340,11 @@ func (s *Server) RollbackBridge(ctx context.Context, req *netbridgev1.RollbackBr
 // MoveAddress implements NetbridgeService.
 func (s *Server) MoveAddress(ctx context.Context, req *netbridgev1.MoveAddressRequest) (*netbridgev1.MoveAddressResponse, error) {
 	id, _ := ID(req.GetBridge())
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), OpTimeout)
-	defer cancel()
-	unlock, err := s.lock(ctx, id)
+	ctx, b, done, err := s.begin(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-	b, _, err := s.store.Get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+	defer done()
 	if b.GetMode() != netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2 || b.GetState() != netbridgev1.BridgeState_BRIDGE_STATE_APPLIED {
 		return nil, apierr.New(codes.FailedPrecondition, "BRIDGE_NOT_APPLIED", "bridge %s is %s %s: addresses move across an applied BRIDGE_MODE_SHARED_L2 bridge", b.GetName(), b.GetMode(), b.GetState())
 	}
