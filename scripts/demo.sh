@@ -420,7 +420,7 @@ echo "  the image, fetched back from Glance, booted under qemu (TCG) on a virtio
 OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image save --file "$state/p2v.qcow2" "$(cat "$state/p2v-image-id")"
 rm -f "$state/p2v-boot.log"
 timeout 300 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -no-reboot -display none -monitor none -serial "file:$state/p2v-boot.log" \
-  -drive "file=$state/p2v.qcow2,format=qcow2,if=virtio,snapshot=on" -nic user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56 &
+  -drive "file=$state/p2v.qcow2,format=qcow2,if=virtio,snapshot=on" -nic user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56 2>/dev/null &
 qpid=$!
 t0=$SECONDS
 until grep -q "login:" "$state/p2v-boot.log" 2>/dev/null || ! kill -0 "$qpid" 2>/dev/null; do sleep 1; done
