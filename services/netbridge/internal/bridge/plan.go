@@ -36,8 +36,8 @@ type Engine struct {
 
 // state carries the IDs that later steps of an apply need from earlier ones.
 type state struct {
-	mu                                                sync.Mutex
-	newNet, newSub, extNet, extSub, router, oldSubnet string
+	mu                                     sync.Mutex
+	newNet, newSub, extNet, extSub, router string
 }
 
 func (s *state) get(f *string) string    { s.mu.Lock(); defer s.mu.Unlock(); return *f }
@@ -127,7 +127,7 @@ func (e *Engine) Plan(ctx context.Context, b *netbridgev1.Bridge) (*Planned, err
 	if err != nil {
 		return nil, err
 	}
-	p := &Planned{Plan: &netbridgev1.Plan{Bridge: b.GetName(), PlanEtag: b.GetEtag()}, st: &state{oldSubnet: osub.ID}, old: o, new: n}
+	p := &Planned{Plan: &netbridgev1.Plan{Bridge: b.GetName(), PlanEtag: b.GetEtag()}, st: &state{}, old: o, new: n}
 	nets, err := ourNetworks(ctx, n, id)
 	if err != nil {
 		return nil, err
