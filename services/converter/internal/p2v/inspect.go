@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"gopkg.in/yaml.v2"
 )
 
 // FstabEntry is one line of /etc/fstab.
@@ -193,8 +195,7 @@ func glob(path func(string) string, pattern string) []string {
 }
 
 var (
-	ifaceRE   = regexp.MustCompile(`(?m)^\s*iface\s+(\S+)\s+inet6?\s+(\S+)`)
-	netplanRE = regexp.MustCompile(`(?m)^\s{2,}([a-z][a-z0-9]+):\s*$`)
+	ifaceRE = regexp.MustCompile(`(?m)^\s*iface\s+(\S+)\s+inet6?\s+(\S+)`)
 )
 
 func readNetwork(path func(string) string) []NetConfig {
@@ -222,14 +223,21 @@ func readNetwork(path func(string) string) []NetConfig {
 		nc := NetConfig{Kind: "netplan", Files: files, Interfaces: map[string]string{}}
 		for _, f := range files {
 			b, _ := os.ReadFile(f)
-			text := string(b)
-			for _, m := range netplanRE.FindAllStringSubmatch(text, -1) {
-				if m[1] == "ethernets" || m[1] == "network" || m[1] == "bonds" || m[1] == "vlans" || m[1] == "bridges" {
-					continue
-				}
-				nc.Interfaces[m[1]] = "static"
-				if strings.Contains(text, "dhcp4: true") || strings.Contains(text, "dhcp4: yes") {
-					nc.Interfaces[m[1]] = "dhcp"
+			var doc struct {
+				Network map[string]any `yaml:"network"`
+			}
+			if yaml.Unmarshal(b, &doc) != nil {
+				continue
+			}
+			for _, kind := range []string{"ethernets", "bonds", "vlans", "bridges"} {
+				ifs, _ := doc.Network[kind].(map[any]any)
+				for name, v := range ifs {
+					conf, _ := v.(map[any]any)
+					mode := "static"
+					if d, _ := conf["dhcp4"].(bool); d {
+						mode = "dhcp"
+					}
+					nc.Interfaces[fmt.Sprint(name)] = mode
 				}
 			}
 		}

@@ -85,11 +85,12 @@ func TestAnalyzeTree(t *testing.T) {
 				"etc/os-release":            "ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\n",
 				"etc/fstab":                 "UUID=e / ext4 defaults 0 1\n",
 				"usr/sbin/update-initramfs": "", "boot/vmlinuz-5.15.0-91-generic": "", "boot/grub/grub.cfg": "",
-				"etc/netplan/50-cloud.yaml": "network:\n  ethernets:\n    enp3s0:\n      addresses: [10.0.0.7/24]\n  version: 2\n",
+				"etc/netplan/50-cloud.yaml": "network:\n  version: 2\n  ethernets:\n    enp3s0:\n      addresses: [10.0.0.7/24]\n      nameservers:\n        addresses: [10.0.0.2]\n" +
+					"    enp4s0:\n      dhcp4: true\n  bonds:\n    bond0:\n      interfaces: [enp3s0]\n      addresses: [10.0.1.7/24]\n",
 			},
 			os:   OS{ID: "ubuntu", Family: "debian", Version: "22.04"},
 			tool: "initramfs-tools", loader: "grub2", cfg: "/boot/grub/grub.cfg", fstab: 1,
-			net: []NetConfig{{Kind: "netplan", Interfaces: map[string]string{"enp3s0": "static"}}},
+			net: []NetConfig{{Kind: "netplan", Interfaces: map[string]string{"enp3s0": "static", "enp4s0": "dhcp", "bond0": "static"}}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
