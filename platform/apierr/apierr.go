@@ -134,6 +134,25 @@ func (v *Violations) RequestID(path, id string) {
 	}
 }
 
+// IsUUID reports whether s is a UUID in its usual form (8-4-4-4-12 hex digits):
+// the IDs of Nova servers, Neutron networks and ports, Glance images.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
+			return false
+		}
+	}
+	return true
+}
+
 // Prefix returns err with prefix put before its message, keeping its code and
 // details. An error that is not a status error becomes UNKNOWN.
 func Prefix(err error, prefix string) error {

@@ -42,3 +42,19 @@ func ExampleInvalidArgument() {
 	fmt.Println(status.Code(err), apierr.FieldViolations(err)["page_size"])
 	// Output: InvalidArgument must be 0 or more
 }
+
+func TestIsUUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"6e3c1b0a-9f4e-4c2a-8d1b-2f3e4a5b6c7d": true,
+		"6E3C1B0A-9F4E-4C2A-8D1B-2F3E4A5B6C7D": true,
+		"6e3c1b0a9f4e4c2a8d1b2f3e4a5b6c7d":     false, // Keystone's form, not a UUID's
+		"6e3c1b0a-9f4e-4c2a-8d1b-2f3e4a5b6c7":  false,
+		"6e3c1b0a-9f4e-4c2a-8d1b_2f3e4a5b6c7d": false,
+		"6e3c1b0a-9f4e-4c2a-8d1b-2f3e4a5b6c7g": false,
+		"":                                     false,
+	} {
+		if got := apierr.IsUUID(s); got != want {
+			t.Errorf("IsUUID(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -23,35 +23,6 @@ import (
 // IsP2V reports whether j converts a physical server's disk.
 func IsP2V(j *converterv1.Job) bool { return j.GetP2VSource() != nil }
 
-// ParseNICs parses "NAME=MAC" pins.
-func ParseNICs(pins []string) ([]p2v.NIC, error) {
-	var out []p2v.NIC
-	for _, s := range pins {
-		name, mac, ok := strings.Cut(s, "=")
-		if !ok || name == "" || !macLike(mac) {
-			return nil, fmt.Errorf("%q: write NAME=MAC (eno1=52:54:00:12:34:56)", s)
-		}
-		out = append(out, p2v.NIC{Name: name, MAC: mac})
-	}
-	return out, nil
-}
-
-func macLike(s string) bool {
-	if len(s) != 17 {
-		return false
-	}
-	for i, c := range s {
-		if i%3 == 2 {
-			if c != ':' {
-				return false
-			}
-		} else if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
-}
-
 func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 	in := &converterv1.Inspection{}
 	if d != nil {
@@ -126,7 +97,7 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if err := step(converterv1.JobStep_JOB_STEP_BUILD); err != nil {
 		return err
 	}
-	nics, err := ParseNICs(src.GetNics())
+	nics, err := p2v.ParseNICs(src.GetNics())
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
 )
 
 // Server implements hikkoshi.converter.v1.ConverterService.
@@ -81,7 +82,7 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 			v.Add("job.p2v_source.disk_path", "%q: give the absolute path of the disk (a raw image file or a block device) on the converter worker, or agent_url", src.GetDiskPath())
 		}
 		for i, n := range j.GetP2VSource().GetNics() {
-			if _, err := ParseNICs([]string{n}); err != nil {
+			if _, err := p2v.ParseNICs([]string{n}); err != nil {
 				v.Add(fmt.Sprintf("job.p2v_source.nics[%d]", i), "%v", err)
 			}
 		}
@@ -96,16 +97,16 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if j.GetSource().GetCloud() == "" {
 		v.Add("job.source.cloud", "required: the source cloud's clouds.yaml entry")
 	}
-	if !idLike(j.GetSource().GetServerId()) {
+	if !apierr.IsUUID(j.GetSource().GetServerId()) {
 		v.Add("job.source.server_id", "%q: give the source server's ID (a UUID)", j.GetSource().GetServerId())
 	}
 	if j.GetDestination().GetCloud() == "" {
 		v.Add("job.destination.cloud", "required: the destination cloud's clouds.yaml entry")
 	}
 	switch d := j.GetDestination(); {
-	case d.GetPortId() != "" && !idLike(d.GetPortId()):
+	case d.GetPortId() != "" && !apierr.IsUUID(d.GetPortId()):
 		v.Add("job.destination.port_id", "%q: give the destination port's ID (a UUID), or leave it empty for a new port on network_id", d.GetPortId())
-	case d.GetPortId() == "" && !idLike(d.GetNetworkId()):
+	case d.GetPortId() == "" && !apierr.IsUUID(d.GetNetworkId()):
 		v.Add("job.destination.network_id", "%q: give the destination network's ID (a UUID), or port_id of a port made for the server", d.GetNetworkId())
 	case d.GetPortId() != "" && d.GetFixedIp() != "":
 		v.Add("job.destination.fixed_ip", "with port_id the server keeps the port's own address: leave fixed_ip empty")
@@ -114,23 +115,6 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
 	}
 	return v.Err()
-}
-
-func idLike(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'):
-			return false
-		}
-	}
-	return true
 }
 
 // CreateJob implements ConverterService.

@@ -205,7 +205,7 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 			return res, err
 		}
 	}
-	if err := chrootPrep(ctx, u, nt); err != nil {
+	if err := chrootPrep(u, nt); err != nil {
 		return res, err
 	}
 	if !a.CloudInit {
@@ -318,7 +318,7 @@ func writeFile(p, content string) error {
 // chrootPrep binds /dev, /proc and /sys into the new tree, gives it the worker's
 // resolv.conf and a policy-rc.d that keeps packages from starting services; all
 // undone by u.
-func chrootPrep(ctx context.Context, u *undo, nt string) error {
+func chrootPrep(u *undo, nt string) error {
 	for _, d := range []string{"dev", "proc", "sys"} {
 		to := filepath.Join(nt, d)
 		if err := os.MkdirAll(to, 0o755); err != nil {
@@ -360,7 +360,6 @@ func chrootPrep(ctx context.Context, u *undo, nt string) error {
 			return nil
 		})
 	}
-	_ = ctx
 	return nil
 }
 

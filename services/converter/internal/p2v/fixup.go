@@ -41,6 +41,19 @@ type Fixup struct {
 
 var macRE = regexp.MustCompile(`^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$`)
 
+// ParseNICs parses "NAME=MAC" pins (eno1=52:54:00:12:34:56).
+func ParseNICs(pins []string) ([]NIC, error) {
+	var out []NIC
+	for _, s := range pins {
+		name, mac, ok := strings.Cut(s, "=")
+		if !ok || name == "" || !macRE.MatchString(mac) {
+			return nil, fmt.Errorf("%q: write NAME=MAC (eno1=52:54:00:12:34:56)", s)
+		}
+		out = append(out, NIC{Name: name, MAC: mac})
+	}
+	return out, nil
+}
+
 // PlanFixup decides the changes for a server analyzed as a, whose new root file
 // system has UUID rootUUID, read from the tree at dir (the new root, after the copy).
 func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*Fixup, error) {

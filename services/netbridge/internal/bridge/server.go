@@ -67,11 +67,11 @@ func Register(rt *service.Runtime, engine *Engine) {
 	})
 }
 
-var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
-func uuidLike(s string) bool {
-	return regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`).MatchString(s)
-}
+var (
+	idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// keystoneRE is a Keystone project ID (32 hex digits, no dashes).
+	keystoneRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
 
 // ValidateCreate checks a CreateBridgeRequest.
 func ValidateCreate(r *netbridgev1.CreateBridgeRequest) error {
@@ -84,11 +84,11 @@ func ValidateCreate(r *netbridgev1.CreateBridgeRequest) error {
 	if b.GetOld().GetCloud() == "" {
 		v.Add("bridge.old.cloud", "required: the old cloud's clouds.yaml entry (admin-scoped)")
 	}
-	if !uuidLike(b.GetOld().GetNetworkId()) {
+	if !apierr.IsUUID(b.GetOld().GetNetworkId()) {
 		v.Add("bridge.old.network_id", "%q: give the old network's ID (a UUID)", b.GetOld().GetNetworkId())
 	}
 	for path, id := range map[string]string{"bridge.old.subnet_id": b.GetOld().GetSubnetId(), "bridge.old.router_id": b.GetOld().GetRouterId(), "bridge.new.project_id": b.GetNew().GetProjectId()} {
-		if id != "" && !uuidLike(id) && !(path == "bridge.new.project_id" && regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id)) {
+		if id != "" && !apierr.IsUUID(id) && !(path == "bridge.new.project_id" && keystoneRE.MatchString(id)) {
 			v.Add(path, "%q is not an ID", id)
 		}
 	}
