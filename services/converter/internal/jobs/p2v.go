@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -88,8 +87,12 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if err := save(ctx, j); err != nil || src.GetInspectOnly() {
 		return err
 	}
+	ic, err := r.open(ctx, j.GetP2VImage().GetCloud())
+	if err != nil {
+		return fmt.Errorf("image cloud %q: %w", j.GetP2VImage().GetCloud(), err)
+	}
 	if j.GetCreated().GetImageId() != "" {
-		img, err := images.Get(ctx, r.imageClient(ctx, j), j.GetCreated().GetImageId()).Extract()
+		img, err := images.Get(ctx, ic.image, j.GetCreated().GetImageId()).Extract()
 		if err == nil && img.Status == images.ImageStatusActive {
 			return nil // uploaded before this worker took the job over
 		}
@@ -113,7 +116,7 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if err := step(converterv1.JobStep_JOB_STEP_UPLOAD); err != nil {
 		return err
 	}
-	g := imagecopy.NewGlance(r.imageClient(ctx, j))
+	g := imagecopy.NewGlance(ic.image)
 	if old := j.GetCreated().GetImageId(); old != "" {
 		_ = g.Delete(ctx, old) // a half-made upload of an earlier attempt
 	}
@@ -152,17 +155,6 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 		return fmt.Errorf("upload: Glance's sha512 %s… differs from the image's %s…: the upload was corrupted", v[:16], pr.Sha512[:16])
 	}
 	return save(ctx, j)
-}
-
-// imageClient returns the Glance client of a P2V job's image cloud (nil if it
-// cannot be opened; the calls then fail with the reason).
-func (r *Runner) imageClient(ctx context.Context, j *converterv1.Job) *gophercloud.ServiceClient {
-	cl, err := r.open(ctx, j.GetP2VImage().GetCloud())
-	if err != nil {
-		r.Log.Warn("open the image cloud", "cloud", j.GetP2VImage().GetCloud(), "err", err)
-		return nil
-	}
-	return cl.image
 }
 
 // cleanupP2V deletes a failed or cancelled P2V job's image and its work directory

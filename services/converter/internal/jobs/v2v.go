@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -515,7 +516,13 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	if c.GetServerId() != "" {
 		srvIDs[c.GetServerId()] = true
 	}
-	if pages, err := servers.List(dst.compute, servers.ListOpts{}).AllPages(ctx); err == nil {
+	// The job names the destination server after the source; Nova filters by name
+	// (a regex). Only when the source is gone is the whole project listed.
+	listOpts := servers.ListOpts{}
+	if s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract(); err == nil && s.Name != "" {
+		listOpts.Name = "^" + regexp.QuoteMeta(s.Name) + "$"
+	}
+	if pages, err := servers.List(dst.compute, listOpts).AllPages(ctx); err == nil {
 		list, _ := servers.ExtractServers(pages)
 		for _, s := range list {
 			if s.Metadata["hikkoshi_job"] == id {

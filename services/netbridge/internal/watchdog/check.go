@@ -57,9 +57,10 @@ type Checker struct {
 
 // vrrpPort is what the watchdog reads of a network:router_ha_interface port.
 type vrrpPort struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	Host   string `json:"binding:host_id"`
+	ID       string `json:"id"`
+	DeviceID string `json:"device_id"`
+	Status   string `json:"status"`
+	Host     string `json:"binding:host_id"`
 }
 
 type haRouter struct {
@@ -111,6 +112,20 @@ func (c *Checker) Pass(ctx context.Context, clouds []string, st *netbridgev1.Wat
 			errs = append(errs, err)
 			continue
 		}
+		// Every VRRP port of the cloud in one listing, by router.
+		pp, err := ports.List(nc, ports.ListOpts{DeviceOwner: "network:router_ha_interface"}).AllPages(ctx)
+		var all []vrrpPort
+		if err == nil {
+			err = ports.ExtractPortsInto(pp, &all)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cloud %s: VRRP ports: %w", cloud, err))
+			continue
+		}
+		byRouter := map[string][]vrrpPort{}
+		for _, p := range all {
+			byRouter[p.DeviceID] = append(byRouter[p.DeviceID], p)
+		}
 		for _, r := range rs {
 			if !r.HA {
 				continue
@@ -120,7 +135,7 @@ func (c *Checker) Pass(ctx context.Context, clouds []string, st *netbridgev1.Wat
 				h = &netbridgev1.RouterHealth{Cloud: cloud, RouterId: r.ID}
 			}
 			h.Name = r.Name
-			if err := c.router(ctx, nc, st, h, r, now, save); err != nil {
+			if err := c.router(ctx, nc, st, h, r, byRouter[r.ID], now, save); err != nil {
 				errs = append(errs, err)
 			}
 			next = append(next, h)
@@ -135,7 +150,7 @@ func (c *Checker) Pass(ctx context.Context, clouds []string, st *netbridgev1.Wat
 
 // router checks and maybe heals one HA router.
 func (c *Checker) router(ctx context.Context, nc *gophercloud.ServiceClient, st *netbridgev1.WatchdogStatus, h *netbridgev1.RouterHealth,
-	r haRouter, now time.Time, save func(context.Context) error) error {
+	r haRouter, vrrp []vrrpPort, now time.Time, save func(context.Context) error) error {
 	if h.GetHealing() {
 		// A heal was under way when the last leader stopped: finish it first.
 		if err := setUp(ctx, nc, r.ID, true); err != nil {
@@ -144,14 +159,6 @@ func (c *Checker) router(ctx context.Context, nc *gophercloud.ServiceClient, st 
 		h.Healing = false
 		c.event(st, now, "healed", h.GetCloud(), r.ID, "finished the heal a previous leader began: router enabled again")
 		return nil
-	}
-	pp, err := ports.List(nc, ports.ListOpts{DeviceID: r.ID, DeviceOwner: "network:router_ha_interface"}).AllPages(ctx)
-	if err != nil {
-		return fmt.Errorf("router %s: VRRP ports: %w", r.ID, err)
-	}
-	var vrrp []vrrpPort
-	if err := ports.ExtractPortsInto(pp, &vrrp); err != nil {
-		return fmt.Errorf("router %s: VRRP ports: %w", r.ID, err)
 	}
 	ap, err := routers.ListL3Agents(nc, r.ID).AllPages(ctx)
 	if err != nil {

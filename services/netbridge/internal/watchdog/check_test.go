@@ -69,8 +69,8 @@ func (f *fakeNeutron) serve(t *testing.T) *gophercloud.ServiceClient {
 	})
 	fs.Mux.HandleFunc("/v2.0/ports", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Query().Get("device_id") != "r1" || r.URL.Query().Get("device_owner") != "network:router_ha_interface" {
-			t.Errorf("ports listed with %s", r.URL.RawQuery)
+		if r.URL.Query().Get("device_owner") != "network:router_ha_interface" || r.URL.Query().Get("device_id") != "" {
+			t.Errorf("ports listed with %s: want every VRRP port of the cloud in one listing", r.URL.RawQuery)
 		}
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -78,7 +78,7 @@ func (f *fakeNeutron) serve(t *testing.T) *gophercloud.ServiceClient {
 		if f.portUp {
 			st = "ACTIVE"
 		}
-		fmt.Fprintf(w, `{"ports":[{"id":"p1","status":%q,"binding:host_id":"net-1"},{"id":"p2","status":"ACTIVE","binding:host_id":"net-2"}]}`, st)
+		fmt.Fprintf(w, `{"ports":[{"id":"p1","device_id":"r1","status":%q,"binding:host_id":"net-1"},{"id":"p2","device_id":"r1","status":"ACTIVE","binding:host_id":"net-2"},{"id":"p3","device_id":"r9","status":"DOWN","binding:host_id":"net-3"}]}`, st)
 	})
 	nc := fake.ServiceClient(fs)
 	nc.ResourceBase = fs.Endpoint() + "v2.0/"

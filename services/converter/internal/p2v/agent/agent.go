@@ -160,11 +160,14 @@ type Progress struct {
 	Zero int64 `json:"zero_chunks"`
 }
 
+// defaultHTTP bounds one chunk's request (16 MiB even over a slow link).
+var defaultHTTP = &http.Client{Timeout: 5 * time.Minute}
+
 // Client fetches disks from an agent.
 type Client struct {
 	URL   string // "http://10.0.0.5:7420"
 	Token string
-	HTTP  *http.Client
+	HTTP  *http.Client // nil: defaultHTTP
 	// Retries is how often one chunk is fetched again (broken or corrupted).
 	Retries int
 }
@@ -179,7 +182,7 @@ func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: 5 * time.Minute}
+		hc = defaultHTTP
 	}
 	return hc.Do(req)
 }
