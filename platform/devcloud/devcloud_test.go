@@ -142,7 +142,7 @@ func TestServerBootsOnVLANPortWithFixedIP(t *testing.T) {
 			break
 		}
 		if s.Status == "ERROR" {
-			t.Fatalf("server went to ERROR: %+v", s.Fault)
+			t.Fatalf("server went to ERROR: %+v\n%s", s.Fault, devcloud.ComputeErrors(srv.ID))
 		}
 		select {
 		case <-ctx.Done():

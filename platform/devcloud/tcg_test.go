@@ -38,7 +38,7 @@ func TestTCGSnapshotCarriesDiskBytes(t *testing.T) {
 			return "", err
 		}
 		if s.Status == "ERROR" {
-			t.Fatalf("server went to ERROR: %+v", s.Fault)
+			t.Fatalf("server went to ERROR: %+v\n%s", s.Fault, devcloud.ComputeErrors(srv.ID))
 		}
 		return s.Status, nil
 	}, "ACTIVE")

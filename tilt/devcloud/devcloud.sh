@@ -25,8 +25,9 @@
 # bytes; it boots only without network ports (--nic none), because nothing here plugs
 # an OVS port into a guest. libvirt keeps its own state where Debian puts it
 # (/var/lib/libvirt, /run/libvirt); up writes /etc/libvirt/qemu.conf (root, no
-# cgroups, no namespaces, no security driver: what a container allows) and never
-# autostarts libvirt's "default" NAT network.
+# cgroups, no namespaces, no security driver: what a container allows), never
+# autostarts libvirt's "default" NAT network, and drops the guest definitions another
+# state (another clone, a wiped state) left there, whose names this state's Nova reuses.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -549,10 +550,17 @@ libvirt_up() {
   done
 }
 
-# libvirt_domains ACTION: destroy (stop) or undefine the guests of this state directory.
+# libvirt_domains ACTION: destroy (stop) or undefine the guests of this state directory;
+# "foreign" undefines the guests another dev cloud state left in libvirt's system-wide
+# /etc/libvirt/qemu (a wiped state, another clone). Nova names its guests
+# instance-<db id>, and a fresh state counts from 1 again: a leftover instance-00000002
+# makes libvirt refuse this state's instance-00000002 ("already exists with uuid"), and
+# Nova puts that server in ERROR. A guest of another state gets its definition back
+# from Nova when that state starts it again (a start re-creates it). A domain that is not
+# a dev cloud's but whose name a guest of ours could take is left alone and named.
 libvirt_domains() {
-  "$PY" - "$1" "$S" <<'PYEOF2'
-import sys, libvirt
+  "$PY" - "$1" "$S/" <<'PYEOF2'
+import re, sys, libvirt
 libvirt.registerErrorHandler(lambda *a: None, None)
 action, state = sys.argv[1], sys.argv[2]
 try:
@@ -560,7 +568,21 @@ try:
 except libvirt.libvirtError:
     sys.exit(0)
 for d in conn.listAllDomains():
-    if state not in d.XMLDesc():
+    xml = d.XMLDesc()
+    if action == "foreign":
+        if state in xml:
+            continue
+        m = re.search(r"<source file='([^']*)/lib/nova-old-tcg/instances/", xml)
+        if not m:
+            if d.name().startswith("instance-"):
+                print(f"libvirt guest {d.name()} is not a dev cloud's; if Nova here needs that name, its server will fail to build", file=sys.stderr)
+            continue
+        print(f"dropping libvirt guest {d.name()} of another dev cloud state ({m.group(1)})", file=sys.stderr)
+        if d.isActive():
+            d.destroy()
+        d.undefine()
+        continue
+    if state not in xml:
         continue  # not a guest of this dev cloud
     if d.isActive():
         d.destroy()
@@ -593,6 +615,7 @@ start_services() {
   done
   if libvirt_enabled; then
     libvirt_up
+    libvirt_domains foreign
     start nova-compute-old-tcg "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
       --config-file "$S/etc/nova-old/nova.conf" --config-file "$S/etc/nova-old-tcg/nova-tcg.conf"
   elif running libvirtd || running nova-compute-old-tcg; then # up --no-libvirt

@@ -104,7 +104,7 @@ func waitStatus(t *testing.T, cc *gophercloud.ServiceClient, id, want string) *s
 			return s
 		}
 		if err == nil && s.Status == "ERROR" {
-			t.Fatalf("server %s in ERROR: %v", id, s.Fault)
+			t.Fatalf("server %s in ERROR: %v\n%s", id, s.Fault, devcloud.ComputeErrors(id))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -220,7 +220,7 @@ func waitServer(ctx context.Context, t *testing.T, cc *gophercloud.ServiceClient
 		case err == nil && want != "" && s.Status == want:
 			return
 		case err == nil && s.Status == "ERROR":
-			t.Fatalf("server %s went to ERROR: %+v", id, s.Fault)
+			t.Fatalf("server %s went to ERROR: %+v\n%s", id, s.Fault, devcloud.ComputeErrors(id))
 		}
 		select {
 		case <-ctx.Done():
