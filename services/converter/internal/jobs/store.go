@@ -7,7 +7,6 @@ package jobs
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/idem"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 )
 
@@ -59,11 +59,6 @@ func etcdErr(op string, err error) error {
 	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
 }
 
-type requestRecord struct {
-	JobID       string `json:"job_id"`
-	Fingerprint string `json:"fingerprint"`
-}
-
 // Create queues a job. With a requestID, a repeat of the same request (same
 // fingerprint) returns the job the first one created.
 func (s *Store) Create(ctx context.Context, j *converterv1.Job, requestID, fingerprint string) (*converterv1.Job, error) {
@@ -73,39 +68,23 @@ func (s *Store) Create(ctx context.Context, j *converterv1.Job, requestID, finge
 	j.Name, j.State, j.Step = "jobs/"+id, converterv1.JobState_JOB_STATE_QUEUED, converterv1.JobStep_JOB_STEP_UNSPECIFIED
 	j.CreateTime, j.UpdateTime = timestamppb.New(now), timestamppb.New(now)
 	val, _ := proto.Marshal(j)
-	ops := []clientv3.Op{clientv3.OpPut(keys.Job(id), string(val))}
-	var cmps []clientv3.Cmp
+	req := idem.Request{Fingerprint: fingerprint, TTL: RequestTTL}
 	if requestID != "" {
-		lease, err := s.c.Grant(ctx, int64(RequestTTL/time.Second))
-		if err != nil {
-			return nil, etcdErr("CreateJob", err)
-		}
-		rec, _ := json.Marshal(requestRecord{id, fingerprint})
-		rkey := keys.JobRequest(requestID)
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(rkey), "=", 0))
-		ops = append(ops, clientv3.OpPut(rkey, string(rec), clientv3.WithLease(lease.ID)))
-		resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(rkey)).Commit()
-		if err != nil {
-			return nil, etcdErr("CreateJob", err)
-		}
-		if resp.Succeeded {
-			return j, nil
-		}
-		_, _ = s.c.Revoke(ctx, lease.ID)
-		var rec2 requestRecord
-		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 0 || json.Unmarshal(kvs[0].Value, &rec2) != nil {
-			return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "request record of %q unreadable", requestID)
-		}
-		if rec2.Fingerprint != fingerprint {
-			return nil, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
-		}
-		got, _, err := s.Get(ctx, rec2.JobID)
-		return got, err
+		req.Key = keys.JobRequest(requestID)
 	}
-	if _, err := s.c.Txn(ctx).Then(ops...).Commit(); err != nil {
+	r, err := idem.Create(ctx, s.c, keys.Job(id), string(val), id, req)
+	switch {
+	case errors.Is(err, idem.ErrOtherRequest):
+		return nil, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
+	case errors.Is(err, idem.ErrCorruptRecord):
+		return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "request record of %q unreadable", requestID)
+	case err != nil:
 		return nil, etcdErr("CreateJob", err)
+	case r.Created:
+		return j, nil
 	}
-	return j, nil
+	got, _, err := s.Get(ctx, r.Existing)
+	return got, err
 }
 
 // Get returns a job and its revision.

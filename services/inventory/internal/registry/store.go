@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/idem"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 )
 
@@ -121,12 +121,6 @@ func etcdErr(op string, err error) error {
 	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
 }
 
-// requestRecord is the value of an idempotency key.
-type requestRecord struct {
-	WorkloadID  string `json:"workload_id"`
-	Fingerprint string `json:"fingerprint"`
-}
-
 // newID returns a server-chosen workload ID.
 func newID() string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -163,54 +157,32 @@ func (s *Store) Create(ctx context.Context, id string, w *inventoryv1.Workload, 
 		return nil, apierr.New(codes.Internal, "ENCODE", "%v", err)
 	}
 
-	wkey := keys.Workload(id)
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(wkey), "=", 0)}
-	thens := []clientv3.Op{clientv3.OpPut(wkey, val)}
-	elses := []clientv3.Op{clientv3.OpGet(wkey)}
-	var lease clientv3.LeaseID
+	req := idem.Request{Fingerprint: fingerprint, TTL: s.opts.requestTTL}
 	if requestID != "" {
-		rkey := keys.Request(requestID)
-		rec, _ := json.Marshal(requestRecord{WorkloadID: id, Fingerprint: fingerprint}) // two strings
-		lresp, err := s.c.Grant(ctx, int64(s.opts.requestTTL/time.Second))
-		if err != nil {
-			return nil, etcdErr("CreateWorkload", err)
-		}
-		lease = lresp.ID
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(rkey), "=", 0))
-		thens = append(thens, clientv3.OpPut(rkey, string(rec), clientv3.WithLease(lease)))
-		elses = append(elses, clientv3.OpGet(rkey))
+		req.Key = keys.Request(requestID)
 	}
-	resp, err := s.c.Txn(ctx).If(cmps...).Then(thens...).Else(elses...).Commit()
-	if err != nil {
+	r, err := idem.Create(ctx, s.c, keys.Workload(id), val, id, req)
+	switch {
+	case errors.Is(err, idem.ErrOtherRequest):
+		return nil, apierr.InvalidArgument("request_id",
+			"%q was already used for a different request: use a new request_id for a new request", requestID)
+	case errors.Is(err, idem.ErrCorruptRecord):
+		return nil, etcdErr("CreateWorkload", fmt.Errorf("%w: %w", ErrCorrupt, err))
+	case errors.Is(err, idem.ErrExists):
+		return nil, apierr.New(codes.AlreadyExists, "WORKLOAD_EXISTS",
+			"workload %q already exists: pick another workload_id, or update the existing one", namePrefix+id)
+	case err != nil:
 		return nil, etcdErr("CreateWorkload", err)
-	}
-	if resp.Succeeded {
-		w.Etag = etag(resp.Header.Revision)
+	case r.Created:
+		w.Etag = etag(r.Revision)
 		return w, nil
 	}
-	if lease != 0 {
-		_, _ = s.c.Revoke(ctx, lease) // unused; it would expire on its own anyway
+	got, err := s.Get(ctx, r.Existing)
+	if status := apierr.Reason(err); status == "WORKLOAD_NOT_FOUND" {
+		return nil, apierr.New(codes.NotFound, "WORKLOAD_NOT_FOUND",
+			"request_id %q created workload %q, which has since been deleted", requestID, namePrefix+r.Existing)
 	}
-	if requestID != "" {
-		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
-			var rec requestRecord
-			if err := json.Unmarshal(kvs[0].Value, &rec); err != nil {
-				return nil, etcdErr("CreateWorkload", fmt.Errorf("%w: request record: %w", ErrCorrupt, err))
-			}
-			if rec.Fingerprint != fingerprint {
-				return nil, apierr.InvalidArgument("request_id",
-					"%q was already used for a different request: use a new request_id for a new request", requestID)
-			}
-			got, err := s.Get(ctx, rec.WorkloadID)
-			if status := apierr.Reason(err); status == "WORKLOAD_NOT_FOUND" {
-				return nil, apierr.New(codes.NotFound, "WORKLOAD_NOT_FOUND",
-					"request_id %q created workload %q, which has since been deleted", requestID, namePrefix+rec.WorkloadID)
-			}
-			return got, err
-		}
-	}
-	return nil, apierr.New(codes.AlreadyExists, "WORKLOAD_EXISTS",
-		"workload %q already exists: pick another workload_id, or update the existing one", namePrefix+id)
+	return got, err
 }
 
 // Get returns the workload with the given ID.

@@ -3,7 +3,7 @@ package bridge
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,6 +16,7 @@ import (
 
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/idem"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 )
 
@@ -54,11 +55,6 @@ func encode(b *netbridgev1.Bridge) string {
 	return string(v)
 }
 
-type requestRecord struct {
-	BridgeID    string `json:"bridge_id"`
-	Fingerprint string `json:"fingerprint"`
-}
-
 // Create records a new bridge. With a requestID, a repeat of the same request
 // returns the bridge the first made.
 func (s *Store) Create(ctx context.Context, b *netbridgev1.Bridge, id, requestID, fingerprint string) (*netbridgev1.Bridge, error) {
@@ -71,43 +67,24 @@ func (s *Store) Create(ctx context.Context, b *netbridgev1.Bridge, id, requestID
 	b = proto.CloneOf(b)
 	b.Name, b.State, b.CreateTime, b.UpdateTime = "bridges/"+id, netbridgev1.BridgeState_BRIDGE_STATE_NEW, now, now
 	b.Error, b.Split, b.Resources = "", nil, nil
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(keys.Bridge(id)), "=", 0)}
-	ops := []clientv3.Op{clientv3.OpPut(keys.Bridge(id), encode(b))}
-	var lease clientv3.LeaseID
+	req := idem.Request{Fingerprint: fingerprint, TTL: RequestTTL}
 	if requestID != "" {
-		l, err := s.c.Grant(ctx, int64(RequestTTL/time.Second))
-		if err != nil {
-			return nil, etcdErr("CreateBridge", err)
-		}
-		lease = l.ID
-		rec, _ := json.Marshal(requestRecord{id, fingerprint})
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(keys.BridgeRequest(requestID)), "=", 0))
-		ops = append(ops, clientv3.OpPut(keys.BridgeRequest(requestID), string(rec), clientv3.WithLease(lease)))
+		req.Key = keys.BridgeRequest(requestID)
 	}
-	resp, err := s.c.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
+	r, err := idem.Create(ctx, s.c, keys.Bridge(id), encode(b), id, req)
+	switch {
+	case errors.Is(err, idem.ErrOtherRequest), errors.Is(err, idem.ErrCorruptRecord):
+		return nil, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
+	case errors.Is(err, idem.ErrExists):
+		return nil, apierr.New(codes.AlreadyExists, "BRIDGE_EXISTS", "bridge %q exists: choose another bridge_id", "bridges/"+id)
+	case err != nil:
 		return nil, etcdErr("CreateBridge", err)
-	}
-	if resp.Succeeded {
-		b.Etag = strconv.FormatInt(resp.Header.Revision, 10)
+	case r.Created:
+		b.Etag = strconv.FormatInt(r.Revision, 10)
 		return b, nil
 	}
-	if lease != 0 {
-		_, _ = s.c.Revoke(ctx, lease)
-		got, err := s.c.Get(ctx, keys.BridgeRequest(requestID))
-		if err != nil {
-			return nil, etcdErr("CreateBridge", err)
-		}
-		if len(got.Kvs) > 0 {
-			var rec requestRecord
-			if json.Unmarshal(got.Kvs[0].Value, &rec) != nil || rec.Fingerprint != fingerprint {
-				return nil, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
-			}
-			br, _, err := s.Get(ctx, rec.BridgeID)
-			return br, err
-		}
-	}
-	return nil, apierr.New(codes.AlreadyExists, "BRIDGE_EXISTS", "bridge %q exists: choose another bridge_id", "bridges/"+id)
+	br, _, err := s.Get(ctx, r.Existing)
+	return br, err
 }
 
 // Get returns a bridge and its revision.
