@@ -383,11 +383,14 @@ print("  deleted source server %s and snapshot %s at %s" % (d["sourceServerId"],
 echo "  the workload is done:"
 inv GetWorkload '{"name":"workloads/db-1"}' | brief
 say "P2V: a physical database host (pg-legacy-1: /boot, / and /var apart, SATA-only initramfs, no cloud-init) into one cloud image"
-disk=$(tilt/p2v/fixture.sh) # built once per machine (~2.5 min), then cached
+disk=$(tilt/p2v/fixture.sh) # built once per machine (~3 min, with its LVM twin), then cached
 echo "  the server's disk: $disk"
-pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
-cv WatchJob "{\"name\":\"$pj\"}" >"$state/p2v-dry.json"
-/usr/bin/python3 -c '
+# dry_run DISK: an inspect_only job on DISK, and what it found.
+dry_run() {
+  local pj
+  pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{\"disk_path\":\"$1\",\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
+  cv WatchJob "{\"name\":\"$pj\"}" >"$state/p2v-dry.json"
+  /usr/bin/python3 -c '
 import json, sys
 text = open(sys.argv[1]).read(); dec = json.JSONDecoder(); i = 0; last = None
 while True:
@@ -397,8 +400,14 @@ while True:
 i = last["p2vResult"]["inspection"]
 print("  dry run (inspect_only): %s, %s, bootloader %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("cloudInit", False)))
 for p in i["partitions"]:
-    print("    partition %s  %-5s %-6s %5.0f MiB used of %5.0f" % (p["number"], p["fsType"], p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
+    what = "partition %s" % p["number"] if not p.get("logicalVolume") else "  lv %s" % p["logicalVolume"]
+    print("    %-18s %-11s %-6s %5.0f MiB used of %5.0f" % (what, p.get("fsType", "-"), p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
 for n in i["network"]: print("    network: %s %s" % (n["kind"], n["interfaces"]))' "$state/p2v-dry.json"
+}
+dry_run "$disk"
+echo "  the same host laid out as CentOS's installer does it (/boot, then volume group vg-legacy; /var in two runs of extents):"
+echo "  its logical volumes read with lvm2's reports, activation off — nothing activated, the worker's own VGs never seen:"
+dry_run "${disk%.raw}-lvm.raw"
 pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"]},
   \"p2v_image\":{\"cloud\":\"new\",\"name\":\"pg-legacy-1\"}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
 echo "  CreateJob → $pj; WatchJob:"

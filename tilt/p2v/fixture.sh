@@ -7,6 +7,15 @@
 # (mkfs.ext4 -d per partition, grub-mkimage and dd), as ../shared/p2v-notes.md
 # measured (~3.5 min, most of it debootstrap).
 #
+# From the same tree it builds a second disk, OUT with -lvm before .raw, as a
+# CentOS-style installer lays one out: /boot on a partition, everything else on LVM
+# (volume group vg-legacy — a hyphen, so /dev/mapper doubles it — with root, var in
+# two runs of extents, as an lvextend after another volume leaves it, and swap;
+# OUT-lvm.raw.var.sha256 sums every file of its /var), fstab
+# by /dev/mapper and /dev/VG/LV paths, and a resume device in the initramfs config.
+# The kernel here has no device-mapper: lvm2 runs with activation off and writes only
+# metadata; the file systems go in at the extents `lvs` reports.
+#
 #   tilt/p2v/fixture.sh [OUT]    # default ~/.cache/hikkoshi/p2v/fixture-<hash>.raw
 #
 # It prints the image's path. The result is cached under a name carrying this
@@ -20,11 +29,12 @@ mkdir -p "$(dirname "$out")"
 # One build at a time per machine: tests in parallel packages may all ask for it.
 exec 9>"$out.lock"
 flock 9
-if [[ -s "$out" && -s "$out.json" ]]; then echo "$out"; exit 0; fi
+lvmout=${out%.raw}-lvm.raw
+if [[ -s "$out" && -s "$out.json" && -s "$lvmout" && -s "$lvmout.json" ]]; then echo "$out"; exit 0; fi
 log() { printf '[p2v-fixture %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 need=()
-for t in debootstrap:debootstrap sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
+for t in debootstrap:debootstrap pvcreate:lvm2 sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
 [[ -d /usr/lib/grub/i386-pc ]] || need+=(grub-pc-bin)
@@ -35,12 +45,14 @@ if ((${#need[@]})); then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/p2v-fixture.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+loop=""
+# A debootstrap killed mid-way leaves its /proc mounted in the tree.
+trap '[[ -z "$loop" ]] || losetup -d "$loop"; awk -v w="$work/" '"'"'index($2, w) == 1 { print $2 }'"'"' /proc/mounts | sort -r | xargs -r umount -l; rm -rf "$work"' EXIT
 tree=$work/tree
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 log "debootstrap bookworm (minbase + kernel, grub, ifupdown, ssh) from $mirror"
 DEBIAN_FRONTEND=noninteractive debootstrap --variant=minbase \
-  --include=linux-image-amd64,grub-pc,systemd-sysv,udev,kmod,initramfs-tools,e2fsprogs,ifupdown,iproute2,isc-dhcp-client,openssh-server,passwd,login,sudo \
+  --include=linux-image-amd64,grub-pc,systemd-sysv,udev,kmod,initramfs-tools,e2fsprogs,lvm2,ifupdown,iproute2,isc-dhcp-client,openssh-server,passwd,login,sudo \
   bookworm "$tree" "$mirror" >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
 
 uuid_boot=$(cat /proc/sys/kernel/random/uuid)
@@ -117,4 +129,70 @@ cat >"$out.json" <<JSON
  "nic": "eno1", "address": "10.101.0.55/24"}
 JSON
 log "done: $out ($(du -h "$out" | cut -f1) used of $(du -h --apparent-size "$out" | cut -f1))"
+
+# ---- the LVM disk: /boot (msdos1) + a physical volume (msdos2, type 8e)
+log "LVM disk: /boot + vg-legacy (root, var in two runs, swap)"
+cat >"$tree/etc/fstab" <<FSTAB
+# /etc/fstab of pg-legacy-1 (LVM, as the installer made it)
+/dev/mapper/vg--legacy-root  /      ext4  errors=remount-ro  0  1
+UUID=$uuid_boot              /boot  ext4  defaults           0  2
+/dev/vg-legacy/var           /var   ext4  defaults           0  2
+/dev/mapper/vg--legacy-swap  none   swap  sw                 0  0
+proc                         /proc  proc  defaults           0  0
+FSTAB
+echo 'RESUME=/dev/mapper/vg--legacy-swap' >"$tree/etc/initramfs-tools/conf.d/resume"
+sed -i "s|root=UUID=$uuid_root|root=/dev/mapper/vg--legacy-root|" "$work/boot/grub/grub.cfg"
+# Layout (MiB): 1 gap, /boot 256, the PV 3000: 3257 MiB.
+img=$work/lvm.raw
+truncate -s 3260M "$img"
+sfdisk -q "$img" <<'PARTS'
+label: dos
+start=2048, size=524288, type=83, bootable
+start=526336, size=6144000, type=8e
+PARTS
+pv_off=$((526336 * 512))
+loop=$(losetup -f --show -o "$pv_off" --sizelimit $((6144000 * 512)) "$img")
+cfg='global{activation=0} devices{obtain_device_list_from_udev=0 use_devicesfile=0 filter=["a|^'$loop'$|","r|.*|"]} activation{udev_sync=0 udev_rules=0} backup{backup=0 archive=0}'
+lv() { local o; o=$(LVM_SUPPRESS_FD_WARNINGS=1 "$@" --config "$cfg" 2>&1) || { echo "$o" >&2; exit 1; }; }
+lv pvcreate -q "$loop"
+lv vgcreate -q vg-legacy "$loop"
+lv lvcreate -q -an -Zn -y -n root -L 2048M vg-legacy
+# var: 16 MiB, then swap, then var grown by 752 MiB — most of its file system (the
+# journal, the data) lies in the second run.
+lv lvcreate -q -an -Zn -y -n var -L 16M vg-legacy
+lv lvcreate -q -an -Zn -y -n swap -L 128M vg-legacy
+lv lvextend -q -L +752M vg-legacy/var
+rep() { LVM_SUPPRESS_FD_WARNINGS=1 "$@" --config "$cfg" --readonly --noheadings --units b --nosuffix 2>/dev/null; }
+pe_start=$(rep pvs -o pe_start "$loop" | tr -d ' ')
+ext=$(rep vgs -o vg_extent_size vg-legacy | tr -d ' ')
+segs=$(rep lvs -o lv_name,seg_start_pe,seg_size_pe,seg_pe_ranges vg-legacy)
+losetup -d "$loop"
+loop=""
+[[ -n "$pe_start" && -n "$ext" && $(grep -c . <<<"$segs") -eq 4 ]] || { echo "lvm2 did not report the volumes: $segs" >&2; exit 1; }
+uuid_lvroot=$(cat /proc/sys/kernel/random/uuid)
+uuid_lvvar=$(cat /proc/sys/kernel/random/uuid)
+mkfs.ext4 -q -F -U "$uuid_lvroot" -L root -d "$tree" "$work/lv-root" 2048M >&2
+mkfs.ext4 -q -F -U "$uuid_lvvar" -L var -d "$work/var" "$work/lv-var" 768M >&2
+truncate -s 128M "$work/lv-swap" && mkswap -q "$work/lv-swap"
+# Each run of extents of each volume, where lvm2 put it (MiB: extents are 4 MiB, the
+# data area starts 1 MiB into the PV).
+m=$((1024 * 1024))
+while read -r name lvstart count ranges; do
+  first=${ranges##*:}
+  first=${first%-*}
+  dd if="$work/lv-$name" of="$img" bs=1M conv=notrunc,sparse status=none \
+    skip=$((lvstart * ext / m)) seek=$(((pv_off + pe_start + first * ext) / m)) count=$((count * ext / m))
+done <<<"$segs"
+mk "$work/boot" "$uuid_boot" 2048 524288 boot
+dd if=/usr/lib/grub/i386-pc/boot.img of="$img" bs=440 count=1 conv=notrunc status=none
+dd if="$work/core.img" of="$img" bs=512 seek=1 conv=notrunc status=none
+# What /var holds, file by file, summed from the tree: a test reads it back through
+# the converter's LVM reading and compares.
+(cd "$work/var" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$lvmout.var.sha256"
+mv "$img" "$lvmout"
+cat >"$lvmout.json" <<JSON
+{"kernel": "$kver", "hostname": "pg-legacy-1", "uuid_boot": "$uuid_boot", "uuid_root": "$uuid_lvroot", "uuid_var": "$uuid_lvvar",
+ "vg": "vg-legacy", "nic": "eno1", "address": "10.101.0.55/24"}
+JSON
+log "done: $lvmout ($(du -h "$lvmout" | cut -f1) used of $(du -h --apparent-size "$lvmout" | cut -f1))"
 echo "$out"

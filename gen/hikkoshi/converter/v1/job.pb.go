@@ -791,7 +791,8 @@ func (x *Inspection) GetProblems() []string {
 	return nil
 }
 
-// InspectedPartition is one partition of a physical server's disk.
+// InspectedPartition is one partition of a physical server's disk, or one logical
+// volume on it.
 type InspectedPartition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// number is its number in the table.
@@ -807,7 +808,10 @@ type InspectedPartition struct {
 	// size_bytes is the partition's size.
 	SizeBytes int64 `protobuf:"varint,6,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// used_bytes are the bytes its file system uses.
-	UsedBytes     int64 `protobuf:"varint,7,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	UsedBytes int64 `protobuf:"varint,7,opt,name=used_bytes,json=usedBytes,proto3" json:"used_bytes,omitempty"`
+	// logical_volume is "vg/lv" when this is an LVM logical volume (read without
+	// activating its volume group); number is then its physical volume's partition.
+	LogicalVolume string `protobuf:"bytes,8,opt,name=logical_volume,json=logicalVolume,proto3" json:"logical_volume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -889,6 +893,13 @@ func (x *InspectedPartition) GetUsedBytes() int64 {
 		return x.UsedBytes
 	}
 	return 0
+}
+
+func (x *InspectedPartition) GetLogicalVolume() string {
+	if x != nil {
+		return x.LogicalVolume
+	}
+	return ""
 }
 
 // NetworkConfig is one network configuration of a server.
@@ -1580,7 +1591,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	" \x03(\v2$.hikkoshi.converter.v1.NetworkConfigR\anetwork\x12\x1d\n" +
 	"\n" +
 	"cloud_init\x18\v \x01(\bR\tcloudInit\x12\x1a\n" +
-	"\bproblems\x18\f \x03(\tR\bproblems\"\xce\x01\n" +
+	"\bproblems\x18\f \x03(\tR\bproblems\"\xf5\x01\n" +
 	"\x12InspectedPartition\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
 	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +
@@ -1591,7 +1602,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes\x12\x1d\n" +
 	"\n" +
-	"used_bytes\x18\a \x01(\x03R\tusedBytes\"\xce\x01\n" +
+	"used_bytes\x18\a \x01(\x03R\tusedBytes\x12%\n" +
+	"\x0elogical_volume\x18\b \x01(\tR\rlogicalVolume\"\xce\x01\n" +
 	"\rNetworkConfig\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05files\x18\x02 \x03(\tR\x05files\x12T\n" +

@@ -28,7 +28,7 @@ func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 		in.PartitionTable = d.Label
 		for _, p := range d.Partitions {
 			in.Partitions = append(in.Partitions, &converterv1.InspectedPartition{Number: int32(p.Number), FsType: p.FSType, Uuid: p.UUID,
-				Label: p.Label, MountPoint: p.MountPoint, SizeBytes: p.Size, UsedBytes: p.UsedBytes})
+				Label: p.Label, MountPoint: p.MountPoint, SizeBytes: p.Size, UsedBytes: p.UsedBytes, LogicalVolume: p.Volume})
 		}
 	}
 	if a != nil {

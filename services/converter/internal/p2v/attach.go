@@ -20,14 +20,17 @@ var ErrUnsupported = errors.New("p2v: unsupported source")
 
 // Partition is one partition of a disk with what blkid says of it.
 type Partition struct {
-	Number     int    `json:"number"`
-	Start      int64  `json:"start_bytes"`
-	Size       int64  `json:"size_bytes"`
-	Type       string `json:"type"` // the table's type (83, 8e, a GPT GUID …)
-	Bootable   bool   `json:"bootable"`
-	FSType     string `json:"fs_type"` // ext4, xfs, swap, LVM2_member, vfat, …
-	UUID       string `json:"uuid"`
-	Label      string `json:"label"`
+	Number   int    `json:"number"`
+	Start    int64  `json:"start_bytes"`
+	Size     int64  `json:"size_bytes"`
+	Type     string `json:"type"` // the table's type (83, 8e, a GPT GUID …)
+	Bootable bool   `json:"bootable"`
+	FSType   string `json:"fs_type"` // ext4, xfs, swap, LVM2_member, vfat, …
+	UUID     string `json:"uuid"`
+	Label    string `json:"label"`
+	// Volume is "vg/lv" for an LVM logical volume; Number is then its physical
+	// volume's partition, Start where its first extent lies on the disk.
+	Volume     string `json:"logical_volume,omitempty"`
 	MountPoint string `json:"mount_point,omitempty"` // from the server's fstab
 	UsedBytes  int64  `json:"used_bytes,omitempty"`
 	device     string
@@ -68,8 +71,16 @@ func (u *undo) run() error {
 
 // run runs a command and returns its standard output; the error carries stderr.
 func run(ctx context.Context, name string, args ...string) (string, error) {
+	return runEnv(ctx, nil, name, args...)
+}
+
+// runEnv is run with env added to the worker's environment.
+func runEnv(ctx context.Context, env []string, name string, args ...string) (string, error) {
 	var out, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		return out.String(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
@@ -145,22 +156,49 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 	u.push(func() error { _, _ = run(context.Background(), "partx", "-d", loop); return nil })
 	for i, p := range t.PartitionTable.Partitions {
 		part := Partition{Number: i + 1, Start: p.Start * ss, Size: p.Size * ss, Type: p.Type, Bootable: p.Bootable, device: fmt.Sprintf("%sp%d", loop, i+1)}
-		if kv, err := run(ctx, "blkid", "-o", "export", part.device); err == nil {
-			for _, line := range strings.Split(kv, "\n") {
-				k, v, _ := strings.Cut(line, "=")
-				switch k {
-				case "TYPE":
-					part.FSType = v
-				case "UUID":
-					part.UUID = v
-				case "LABEL":
-					part.Label = v
-				}
-			}
-		}
+		part.FSType, part.UUID, part.Label = blkid(ctx, part.device)
 		d.Partitions = append(d.Partitions, part)
 	}
 	return d, nil
+}
+
+// blkid says what file system a device holds.
+func blkid(ctx context.Context, dev string) (fsType, uuid, label string) {
+	kv, err := run(ctx, "blkid", "-o", "export", dev)
+	if err != nil {
+		return "", "", ""
+	}
+	for _, line := range strings.Split(kv, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "TYPE":
+			fsType = v
+		case "UUID":
+			uuid = v
+		case "LABEL":
+			label = v
+		}
+	}
+	return fsType, uuid, label
+}
+
+// attachSource attaches a server's disk read-only with its partitions and the
+// logical volumes on its LVM physical volumes.
+func attachSource(ctx context.Context, u *undo, path, work string) (*Disk, error) {
+	d, err := attach(ctx, u, path, true)
+	if err != nil {
+		return nil, err
+	}
+	return d, lvmVolumes(ctx, u, d, work)
+}
+
+// name is how a volume of the disk is called in messages: "partition 2", or
+// "logical volume vg/lv".
+func (p *Partition) name() string {
+	if p.Volume != "" {
+		return "logical volume " + p.Volume
+	}
+	return fmt.Sprintf("partition %d", p.Number)
 }
 
 // mountRO mounts every file system of d read-only (ext: without replaying its
@@ -176,17 +214,18 @@ func mountRO(ctx context.Context, u *undo, d *Disk, dir string) error {
 			opts = "ro,norecovery"
 		case "vfat", "btrfs":
 			opts = "ro"
-		case "LVM2_member":
-			return fmt.Errorf("%w: partition %d is an LVM physical volume: LVM sources are not converted yet — activate the volume group on a live system and give the converter the logical volumes' file systems as disk images", ErrUnsupported, p.Number)
 		default:
-			continue // swap, unknown: nothing to copy
+			continue // swap, an LVM physical volume (its logical volumes are mounted), unknown: nothing to copy
 		}
 		mnt := filepath.Join(dir, fmt.Sprintf("p%d", p.Number))
+		if p.Volume != "" {
+			mnt = filepath.Join(dir, "lv-"+strings.ReplaceAll(p.Volume, "/", "-"))
+		}
 		if err := os.MkdirAll(mnt, 0o700); err != nil {
 			return err
 		}
 		if _, err := run(ctx, "mount", "-o", opts, "-t", p.FSType, p.device, mnt); err != nil {
-			return err
+			return fmt.Errorf("%s (%s): %w", p.name(), p.FSType, err)
 		}
 		p.mnt = mnt
 		u.push(func() error { return umount(mnt) })
@@ -237,6 +276,11 @@ func (d *Disk) byFstabSpec(spec string) *Partition {
 			return p
 		case p.Label != "" && (spec == "LABEL="+p.Label || spec == "/dev/disk/by-label/"+p.Label):
 			return p
+		case p.Volume != "":
+			vg, lv, _ := strings.Cut(p.Volume, "/")
+			if spec == "/dev/mapper/"+mapperName(vg, lv) || spec == "/dev/"+p.Volume {
+				return p
+			}
 		case (strings.HasPrefix(spec, "/dev/sda") || strings.HasPrefix(spec, "/dev/hda") || strings.HasPrefix(spec, "/dev/vda")) && len(spec) > 8:
 			// The first disk by name: this one (one disk per conversion).
 			if spec[8:] == fmt.Sprint(p.Number) {

@@ -64,9 +64,9 @@ func Inspect(ctx context.Context, path, work string) (*Disk, *Analysis, error) {
 }
 
 func inspect(ctx context.Context, u *undo, path, work string) (*Disk, *Analysis, error) {
-	d, err := attach(ctx, u, path, true)
+	d, err := attachSource(ctx, u, path, work)
 	if err != nil {
-		return nil, nil, err
+		return d, nil, err
 	}
 	if err := mountRO(ctx, u, d, filepath.Join(work, "src")); err != nil {
 		return d, nil, err
@@ -414,7 +414,7 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 func ReadFiles(ctx context.Context, path, work string, files ...string) (map[string][]byte, error) {
 	u := &undo{}
 	defer u.run()
-	d, err := attach(ctx, u, path, true)
+	d, err := attachSource(ctx, u, path, work)
 	if err != nil {
 		return nil, err
 	}

@@ -70,8 +70,11 @@ func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*F
 		if len(fs) < 3 || strings.HasPrefix(fs[0], "#") {
 			continue
 		}
-		onDisk := strings.HasPrefix(fs[0], "UUID=") || strings.HasPrefix(fs[0], "LABEL=") || strings.HasPrefix(fs[0], "/dev/sd") ||
-			strings.HasPrefix(fs[0], "/dev/hd") || strings.HasPrefix(fs[0], "/dev/vd") || strings.HasPrefix(fs[0], "/dev/mapper/") || strings.HasPrefix(fs[0], "/dev/disk/")
+		// A block device (by UUID, label or path: /dev/sda2, /dev/mapper/vg-lv,
+		// /dev/VolGroup00/lv_var, /dev/md0) was on the old disks; proc, tmpfs, NFS
+		// and bind mounts name no device.
+		onDisk := strings.HasPrefix(fs[0], "UUID=") || strings.HasPrefix(fs[0], "LABEL=") || strings.HasPrefix(fs[0], "PARTUUID=") ||
+			strings.HasPrefix(fs[0], "PARTLABEL=") || strings.HasPrefix(fs[0], "/dev/")
 		if onDisk {
 			if fs[2] == "swap" {
 				f.Notes = append(f.Notes, fmt.Sprintf("swap %s dropped: give the instance swap as a volume or a file", fs[0]))
@@ -104,6 +107,11 @@ func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*F
 	if g := read("/etc/default/grub"); g != "" {
 		f.Files["/etc/default/grub"] = withSerial(g)
 	}
+	// A resume device that is gone makes initramfs-tools wait for it at every boot.
+	if r := read("/etc/initramfs-tools/conf.d/resume"); r != "" && !strings.Contains(r, "RESUME=none") {
+		f.Files["/etc/initramfs-tools/conf.d/resume"] = "# Written by Hikkoshi's P2V converter: the old disk's swap is gone (was: " +
+			strings.TrimSpace(r) + ")\nRESUME=none\n"
+	}
 	switch a.InitramfsTool {
 	case "initramfs-tools":
 		mods := read("/etc/initramfs-tools/modules")
@@ -127,19 +135,32 @@ func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*F
 
 var cmdlineRE = regexp.MustCompile(`(?m)^(GRUB_CMDLINE_LINUX=)"(.*)"`)
 
+// oldDiskArg reports whether a kernel argument names the old disk's devices: its
+// root, its swap to resume from, the logical volumes dracut must activate
+// (rd.lvm.lv=, CentOS 6's rd_LVM_LV=). dracut waits for those and then drops
+// to its emergency shell on a disk that has none of them.
+func oldDiskArg(a string) bool {
+	for _, p := range []string{"root=", "resume=", "rd.lvm.lv=", "rd.lvm.vg=", "rd_LVM_LV=", "rd_LVM_VG=", "rd.md.uuid=", "rd_MD_UUID="} {
+		if strings.HasPrefix(a, p) {
+			return true
+		}
+	}
+	return a == "rd.lvm=1"
+}
+
 // withSerial adds the serial console to /etc/default/grub's kernel command line
-// and the serial terminal to GRUB.
+// (GRUB_CMDLINE_LINUX, where RHEL keeps rd.lvm.lv=; Debian's _DEFAULT is left as it
+// is) and the serial terminal to GRUB, and drops the arguments that name the old
+// disk's devices.
 func withSerial(g string) string {
 	if m := cmdlineRE.FindStringSubmatch(g); m != nil {
-		if !strings.Contains(m[2], "console=ttyS0") {
-			var args []string
-			for _, f := range strings.Fields(m[2]) {
-				if f != "console=tty0" {
-					args = append(args, f)
-				}
+		var args []string
+		for _, f := range strings.Fields(m[2]) {
+			if f != "console=tty0" && !strings.HasPrefix(f, "console=ttyS0") && !oldDiskArg(f) {
+				args = append(args, f)
 			}
-			g = cmdlineRE.ReplaceAllString(g, `${1}"`+strings.Join(append(args, SerialConsole), " ")+`"`)
 		}
+		g = cmdlineRE.ReplaceAllLiteralString(g, m[1]+`"`+strings.Join(append(args, SerialConsole), " ")+`"`)
 	} else {
 		g += "\nGRUB_CMDLINE_LINUX=\"" + SerialConsole + "\"\n"
 	}

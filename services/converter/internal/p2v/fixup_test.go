@@ -8,10 +8,11 @@ import (
 
 func TestPlanFixupDebian(t *testing.T) {
 	dir := tree(t, map[string]string{
-		"etc/fstab":                   "UUID=a / ext4 errors=remount-ro 0 1\nUUID=b /boot ext4 defaults 0 2\nUUID=c /var ext4 defaults 0 2\nproc /proc proc defaults 0 0\n",
-		"etc/initramfs-tools/modules": "ata_piix\nahci\n",
-		"lib/systemd/systemd-udevd":   "",
-		"etc/default/grub":            "GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX=\"\"\n",
+		"etc/fstab":                         "UUID=a / ext4 errors=remount-ro 0 1\nUUID=b /boot ext4 defaults 0 2\nUUID=c /var ext4 defaults 0 2\nproc /proc proc defaults 0 0\n",
+		"etc/initramfs-tools/modules":       "ata_piix\nahci\n",
+		"lib/systemd/systemd-udevd":         "",
+		"etc/default/grub":                  "GRUB_DEFAULT=0\nGRUB_CMDLINE_LINUX=\"\"\n",
+		"etc/initramfs-tools/conf.d/resume": "RESUME=/dev/mapper/vg--legacy-swap\n",
 	})
 	a := &Analysis{OS: OS{Family: "debian", Pretty: "Debian 12"}, InitramfsTool: "initramfs-tools", Kernels: []string{"6.1.0-27-amd64"}}
 	f, err := PlanFixup(dir, a, "new-uuid", "6.1.0-27-amd64", []NIC{{Name: "eno1", MAC: "52:54:00:AA:BB:CC"}})
@@ -36,6 +37,9 @@ func TestPlanFixupDebian(t *testing.T) {
 	if got := f.Files["/etc/default/grub"]; !strings.Contains(got, `GRUB_CMDLINE_LINUX="`+SerialConsole+`"`) || !strings.Contains(got, "GRUB_TERMINAL") {
 		t.Fatalf("default/grub:\n%s", got)
 	}
+	if got := f.Files["/etc/initramfs-tools/conf.d/resume"]; !strings.HasSuffix(got, "\nRESUME=none\n") {
+		t.Fatalf("resume conf %q", got)
+	}
 	if f.Files["/etc/cloud/cloud.cfg.d/90-hikkoshi.cfg"] != CloudInitConfig || !strings.Contains(CloudInitConfig, "network: {config: disabled}") {
 		t.Fatal("cloud-init config")
 	}
@@ -48,7 +52,7 @@ func TestPlanFixupDebian(t *testing.T) {
 func TestPlanFixupRHEL(t *testing.T) {
 	rhel8 := tree(t, map[string]string{
 		"etc/fstab":                                  "UUID=d / xfs defaults 0 0\nUUID=e /boot xfs defaults 0 0\n",
-		"etc/default/grub":                           "GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\"crashkernel=auto rhgb quiet console=tty0\"\n",
+		"etc/default/grub":                           "GRUB_TIMEOUT=5\nGRUB_CMDLINE_LINUX=\"crashkernel=auto resume=/dev/mapper/rhel-swap rd.lvm.lv=rhel/root rd.lvm.lv=rhel/swap rhgb quiet console=tty0\"\n",
 		"usr/lib/systemd/systemd-udevd":              "",
 		"etc/sysconfig/network-scripts/ifcfg-ens192": "DEVICE=ens192\nBOOTPROTO=none\nIPADDR=10.0.0.8\n",
 	})
@@ -58,7 +62,10 @@ func TestPlanFixupRHEL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := f.Files["/etc/default/grub"]; !strings.Contains(got, `GRUB_CMDLINE_LINUX="crashkernel=auto rhgb quiet `+SerialConsole+`"`) {
-		t.Fatalf("default/grub:\n%s", got)
+		t.Fatalf("default/grub (the old disk's LVs and resume device gone, the serial console in):\n%s", got)
+	}
+	if again := withSerial(f.Files["/etc/default/grub"]); again != f.Files["/etc/default/grub"] {
+		t.Fatalf("withSerial twice:\n%s", again)
 	}
 	if got := f.Files["/etc/dracut.conf.d/90-hikkoshi-virtio.conf"]; !strings.Contains(got, `add_drivers+=" virtio_pci virtio_blk virtio_scsi virtio_net "`) {
 		t.Fatalf("dracut conf %q", got)
@@ -74,7 +81,8 @@ func TestPlanFixupRHEL(t *testing.T) {
 	}
 
 	centos6 := tree(t, map[string]string{
-		"etc/fstab": "/dev/mapper/vg_root-lv_root / ext4 defaults 1 1\nUUID=f /boot ext4 defaults 1 2\n/dev/mapper/vg_root-lv_swap swap swap defaults 0 0\ntmpfs /dev/shm tmpfs defaults 0 0\n",
+		"etc/fstab": "/dev/mapper/vg_root-lv_root / ext4 defaults 1 1\nUUID=f /boot ext4 defaults 1 2\n/dev/vg_root/lv_var /var ext4 defaults 1 2\n" +
+			"/dev/mapper/vg_root-lv_swap swap swap defaults 0 0\ntmpfs /dev/shm tmpfs defaults 0 0\nnas:/export /srv nfs defaults 0 0\n",
 	})
 	a6 := &Analysis{OS: OS{Family: "rhel"}, InitramfsTool: "dracut", Kernels: []string{"2.6.32-754.el6.x86_64"}}
 	f6, err := PlanFixup(centos6, a6, "u6", "2.6.32-754.el6.x86_64", []NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}})
@@ -85,7 +93,7 @@ func TestPlanFixupRHEL(t *testing.T) {
 		t.Fatalf("udev rule %q", got)
 	}
 	fst := f6.Files["/etc/fstab"]
-	if strings.Contains(fst, "/dev/mapper") || !strings.Contains(fst, "tmpfs /dev/shm") || len(f6.Notes) != 1 || !strings.Contains(f6.Notes[0], "swap") {
+	if strings.Contains(fst, "/dev/mapper") || strings.Contains(fst, "/dev/vg_root") || !strings.Contains(fst, "tmpfs /dev/shm") || !strings.Contains(fst, "nas:/export") || len(f6.Notes) != 1 || !strings.Contains(f6.Notes[0], "swap") {
 		t.Fatalf("fstab:\n%s\nnotes %v", fst, f6.Notes)
 	}
 	if _, err := PlanFixup(centos6, a6, "u6", "", []NIC{{Name: "eth0", MAC: "not-a-mac"}}); err == nil {

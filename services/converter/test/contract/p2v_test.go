@@ -224,3 +224,32 @@ func TestP2VThroughAgent(t *testing.T) {
 		}
 	}
 }
+
+// TestP2VInspectsLVM: a dry-run job on the fixture's LVM disk (CentOS-style: /boot on
+// a partition, the rest in volume group vg-legacy) reports each logical volume with
+// its mount point from the server's fstab of /dev/mapper and /dev/VG/LV paths. The
+// conversion and boot of that disk are the p2v package's TestConvertLVMFixtureBoots.
+func TestP2VInspectsLVM(t *testing.T) {
+	disk := p2vtest.FixtureLVM(t)
+	work := t.TempDir()
+	env := servicetest.NewEnv(t)
+	_, client := start(t, env, "--p2v-work-dir", filepath.Join(work, "jobs"))
+	dry := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{DiskPath: disk, InspectOnly: true},
+	}}))(t).GetJob()
+	dry = watchJob(t, client, dry.GetName(), nil, nil)
+	if dry.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("dry run %s: %s", dry.GetState(), dry.GetError())
+	}
+	var got []string
+	for _, p := range dry.GetP2VResult().GetInspection().GetPartitions() {
+		got = append(got, fmt.Sprintf("%d:%s:%s:%s", p.GetNumber(), p.GetLogicalVolume(), p.GetFsType(), p.GetMountPoint()))
+	}
+	want := "1::ext4:/boot,2::LVM2_member:,2:vg-legacy/root:ext4:/,2:vg-legacy/swap:swap:,2:vg-legacy/var:ext4:/var"
+	if strings.Join(got, ",") != want {
+		t.Fatalf("inspection:\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+	if left := p2vtest.Leftovers(work); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}

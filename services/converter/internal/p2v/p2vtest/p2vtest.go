@@ -11,7 +11,7 @@ import (
 )
 
 // Fixture returns the fixture disk's path, building it if it is not cached (about
-// 2.5 minutes, once per machine). Outside CI it runs only with HIKKOSHI_P2V=1 and
+// 3 minutes for both disks, once per machine). Outside CI it runs only with HIKKOSHI_P2V=1 and
 // skips loudly otherwise; it needs root (loop devices, mounts, debootstrap).
 func Fixture(tb testing.TB) string {
 	tb.Helper()
@@ -22,7 +22,7 @@ func Fixture(tb testing.TB) string {
 		tb.Skip("P2V TESTS NEED ROOT (loop devices, mounts, chroot)")
 	}
 	if os.Getenv("CI") != "true" && os.Getenv("HIKKOSHI_P2V") != "1" {
-		tb.Skip("P2V FIXTURE NOT BUILT HERE: set HIKKOSHI_P2V=1 (builds it once, ~2.5 min) or run under CI=true")
+		tb.Skip("P2V FIXTURE NOT BUILT HERE: set HIKKOSHI_P2V=1 (builds it once, ~3 min) or run under CI=true")
 	}
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "../../../../../tilt/p2v/fixture.sh")
@@ -33,6 +33,14 @@ func Fixture(tb testing.TB) string {
 		tb.Fatalf("%s: %v", script, err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// FixtureLVM returns the path of the fixture's LVM disk (/boot on a partition, root,
+// /var and swap as logical volumes of vg-legacy; built with the other). Beside it,
+// PATH.var.sha256 holds the sha256sum of every file of its /var, as built.
+func FixtureLVM(tb testing.TB) string {
+	tb.Helper()
+	return strings.TrimSuffix(Fixture(tb), ".raw") + "-lvm.raw"
 }
 
 // Leftovers lists loop devices backed by files under dir and mounts under it.

@@ -1,0 +1,241 @@
+package p2v
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// LVM sources are read without device-mapper and without activating anything: lvm2's
+// own reporting commands (read-only, with a device filter that lets them see only
+// this disk's physical volumes, and activation switched off) say where each logical
+// volume's extents lie, and each volume is then a read-only loop device at that
+// offset of the source — or, when its extents are not contiguous, a sparse copy of
+// them in the work directory. The conversion host's own volume groups are never
+// seen, so a source VG that has the same name as one of the host's (VolGroup00 on
+// every CentOS box) does not collide with it, and nothing on the source is written.
+// Linear volumes only: striped, mirrored, RAID, thin and cache volumes are refused.
+
+// lvmConfig is the --config of every lvm2 command: only devs, no activation, no
+// udev, no devices file, no metadata backups.
+func lvmConfig(devs []string) string {
+	var accept []string
+	for _, d := range devs {
+		accept = append(accept, fmt.Sprintf(`"a|^%s$|"`, d))
+	}
+	return `global{activation=0} devices{obtain_device_list_from_udev=0 use_devicesfile=0 filter=[` +
+		strings.Join(accept, ",") + `,"r|.*|"]} activation{udev_sync=0 udev_rules=0} backup{backup=0 archive=0}`
+}
+
+// lvmReport runs an lvm2 reporting command (pvs, lvs) read-only on devs and returns
+// its JSON report's rows.
+func lvmReport(ctx context.Context, devs []string, cmd, kind, fields string) ([]map[string]string, error) {
+	out, err := runEnv(ctx, []string{"LVM_SUPPRESS_FD_WARNINGS=1"}, cmd, "--readonly", "--config", lvmConfig(devs),
+		"--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is lvm2 installed on the worker?)", err)
+	}
+	var r struct {
+		Report []map[string][]map[string]string `json:"report"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		return nil, fmt.Errorf("%s report: %w", cmd, err)
+	}
+	var rows []map[string]string
+	for _, rep := range r.Report {
+		rows = append(rows, rep[kind]...)
+	}
+	return rows, nil
+}
+
+// lvSegment is one run of a logical volume's extents on a physical volume.
+type lvSegment struct {
+	LVStart int64 // first extent in the LV
+	Count   int64 // extents
+	PV      string
+	PVStart int64 // first extent on the PV
+}
+
+// lvmVolumes finds the logical volumes on d's LVM physical volumes and appends each
+// as a volume of d (a read-only block device of its own), pushing the clean-up onto u.
+func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
+	pvPart := map[string]*Partition{}
+	var devs []string
+	for i := range d.Partitions {
+		if p := &d.Partitions[i]; p.FSType == "LVM2_member" {
+			pvPart[p.device] = p
+			devs = append(devs, p.device)
+		}
+	}
+	if len(devs) == 0 {
+		return nil
+	}
+	pvs, err := lvmReport(ctx, devs, "pvs", "pv", "pv_name,pe_start,vg_name")
+	if err != nil {
+		return err
+	}
+	peStart := map[string]int64{}
+	for _, r := range pvs {
+		v, _ := strconv.ParseInt(r["pe_start"], 10, 64)
+		peStart[r["pv_name"]] = v
+	}
+	rows, err := lvmReport(ctx, devs, "lvs", "lv",
+		"vg_name,lv_name,lv_size,vg_extent_size,segtype,stripes,seg_start_pe,seg_size_pe,seg_pe_ranges,vg_missing_pv_count")
+	if err != nil {
+		return err
+	}
+	type lv struct {
+		vg, name    string
+		size, ext   int64
+		segs        []lvSegment
+		unsupported string
+	}
+	byName := map[string]*lv{}
+	var names []string
+	for _, r := range rows {
+		key := r["vg_name"] + "/" + r["lv_name"]
+		v := byName[key]
+		if v == nil {
+			v = &lv{vg: r["vg_name"], name: r["lv_name"]}
+			v.size, _ = strconv.ParseInt(r["lv_size"], 10, 64)
+			v.ext, _ = strconv.ParseInt(r["vg_extent_size"], 10, 64)
+			byName[key] = v
+			names = append(names, key)
+		}
+		if n, _ := strconv.Atoi(r["vg_missing_pv_count"]); n > 0 {
+			return fmt.Errorf("%w: volume group %s has %d physical volume(s) that are not on this disk: give the converter the one disk that holds the whole volume group", ErrUnsupported, r["vg_name"], n)
+		}
+		if st := r["segtype"]; (st != "linear" && st != "striped") || r["stripes"] != "1" {
+			v.unsupported = fmt.Sprintf("%s with %s stripe(s)", st, r["stripes"])
+			continue
+		}
+		seg := lvSegment{}
+		seg.LVStart, _ = strconv.ParseInt(r["seg_start_pe"], 10, 64)
+		seg.Count, _ = strconv.ParseInt(r["seg_size_pe"], 10, 64)
+		// seg_pe_ranges is "/dev/loop3p2:0-99" for a linear segment.
+		rng := r["seg_pe_ranges"]
+		i := strings.LastIndexByte(rng, ':')
+		a, b, ok := strings.Cut(rng[i+1:], "-")
+		if i < 0 || !ok {
+			return fmt.Errorf("lvs: logical volume %s: unreadable extent range %q", key, rng)
+		}
+		seg.PV = rng[:i]
+		seg.PVStart, _ = strconv.ParseInt(a, 10, 64)
+		if end, _ := strconv.ParseInt(b, 10, 64); end-seg.PVStart+1 != seg.Count || pvPart[seg.PV] == nil {
+			return fmt.Errorf("lvs: logical volume %s: extent range %q does not match its %d extents on this disk", key, rng, seg.Count)
+		}
+		v.segs = append(v.segs, seg)
+	}
+	sort.Strings(names)
+	for _, key := range names {
+		v := byName[key]
+		if v.unsupported != "" {
+			return fmt.Errorf("%w: logical volume %s is %s: only linear logical volumes are converted", ErrUnsupported, key, v.unsupported)
+		}
+		sort.Slice(v.segs, func(i, j int) bool { return v.segs[i].LVStart < v.segs[j].LVStart })
+		// Where each segment lies in the source, in bytes.
+		type piece struct{ at, from, n int64 }
+		var pieces []piece
+		var next int64
+		for _, s := range v.segs {
+			if s.LVStart != next {
+				return fmt.Errorf("lvs: logical volume %s: extents %d to %d are missing", key, next, s.LVStart-1)
+			}
+			next = s.LVStart + s.Count
+			from := pvPart[s.PV].Start + peStart[s.PV] + s.PVStart*v.ext
+			if n := len(pieces); n > 0 && pieces[n-1].from+pieces[n-1].n == from {
+				pieces[n-1].n += s.Count * v.ext // adjacent on the PV: one piece
+				continue
+			}
+			pieces = append(pieces, piece{at: s.LVStart * v.ext, from: from, n: s.Count * v.ext})
+		}
+		var dev string
+		if len(pieces) == 1 {
+			out, err := run(ctx, "losetup", "-f", "--show", "-r", "-o", strconv.FormatInt(pieces[0].from, 10),
+				"--sizelimit", strconv.FormatInt(pieces[0].n, 10), d.loop)
+			if err != nil {
+				return err
+			}
+			dev = strings.TrimSpace(out)
+		} else {
+			// Not contiguous (an lvextend after another volume was made): a sparse copy.
+			img := filepath.Join(work, "lv-"+v.vg+"-"+v.name+".img")
+			if err := func() error {
+				if err := os.MkdirAll(work, 0o700); err != nil {
+					return err
+				}
+				src, err := os.Open(d.loop)
+				if err != nil {
+					return err
+				}
+				defer src.Close()
+				dst, err := os.OpenFile(img, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+				if err != nil {
+					return err
+				}
+				defer dst.Close()
+				if err := dst.Truncate(v.size); err != nil {
+					return err
+				}
+				for _, p := range pieces {
+					if err := copySparse(ctx, dst, p.at, src, p.from, p.n); err != nil {
+						return fmt.Errorf("copy logical volume %s: %w", key, err)
+					}
+				}
+				return dst.Close()
+			}(); err != nil {
+				_ = os.Remove(img)
+				return err
+			}
+			u.push(func() error { return os.Remove(img) })
+			out, err := run(ctx, "losetup", "-f", "--show", "-r", img)
+			if err != nil {
+				return err
+			}
+			dev = strings.TrimSpace(out)
+		}
+		u.push(func() error { _, err := run(context.Background(), "losetup", "-d", dev); return err })
+		if u.record != nil {
+			u.record(dev)
+		}
+		p := Partition{Number: pvPart[v.segs[0].PV].Number, Volume: key, Start: pieces[0].from, Size: v.size, Type: "lvm", device: dev}
+		p.FSType, p.UUID, p.Label = blkid(ctx, dev)
+		d.Partitions = append(d.Partitions, p)
+	}
+	return nil
+}
+
+// copySparse copies n bytes from src at from to dst at at, leaving runs of zeros
+// as holes.
+func copySparse(ctx context.Context, dst io.WriterAt, at int64, src io.ReaderAt, from, n int64) error {
+	buf := make([]byte, 1<<20)
+	zero := make([]byte, len(buf))
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b := buf[:min(int64(len(buf)), n-off)]
+		if _, err := src.ReadAt(b, from+off); err != nil {
+			return err
+		}
+		if bytes.Equal(b, zero[:len(b)]) {
+			continue
+		}
+		if _, err := dst.WriteAt(b, at+off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mapperName is the /dev/mapper name of a logical volume: hyphens doubled.
+func mapperName(vg, lv string) string {
+	return strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
+}
