@@ -401,7 +401,7 @@ i = last["p2vResult"]["inspection"]
 print("  dry run (inspect_only): %s, %s, bootloader %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("cloudInit", False)))
 for p in i["partitions"]:
     what = "partition %s" % p["number"] if not p.get("logicalVolume") else "  lv %s" % p["logicalVolume"]
-    print("    %-18s %-11s %-6s %5.0f MiB used of %5.0f" % (what, p.get("fsType", "-"), p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
+    print("    %-20s %-11s %-6s %5.0f MiB used of %5.0f" % (what, p.get("fsType", "-"), p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
 for n in i["network"]: print("    network: %s %s" % (n["kind"], n["interfaces"]))' "$state/p2v-dry.json"
 }
 dry_run "$disk"
@@ -440,7 +440,7 @@ OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-c
 rm -f "$state/p2v.qcow2"
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
-say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan, refusals, console ports, rollback)"
+say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan, refusals, an address moved and back, console ports, rollback)"
 go build -o bin/netbridge ./services/netbridge/cmd/netbridge
 bin/netbridge --listen 127.0.0.1:7403 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
   --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/netbridge.log" 2>&1 &
@@ -483,6 +483,21 @@ sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
 echo "  - web-1 still runs, so its address cannot move yet (FAILED_PRECONDITION):"
 if out=$(nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.21\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+echo "  - web-2 stopped for its cutover: MoveAddress hands 10.101.0.22 to a port in the new cloud (MAC kept), then the"
+echo "    cutover is called off and MoveAddressBack gives it back — neither cloud ever has the address free:"
+oscli() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old "$@"; }
+waitsrv() { for _ in $(seq 1 60); do [[ "$(oscli server show "$1" -f value -c status)" == "$2" ]] && return 0; sleep 1; done; echo "server $1 not $2" >&2; return 1; }
+oscli server stop web-2 && waitsrv web-2 SHUTOFF
+steps='import json, sys
+r = json.load(sys.stdin)
+for x in r.get("steps", []): print("      " + x)'
+nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.22\",\"keep_mac\":true}" | /usr/bin/python3 -c "$steps"
+echo "    RollbackBridge now is refused while the address is moved (FAILED_PRECONDITION):"
+if out=$(nb RollbackBridge "{\"name\":\"$bridge\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed -n 's/^ *Message: /      /p' <<<"$out" | cut -c1-160
+echo "    MoveAddressBack:"
+nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.22\"}" | /usr/bin/python3 -c "$steps"
+oscli server start web-2 && waitsrv web-2 ACTIVE && echo "    web-2 started again on its old port"
 echo "  serial-console ports for the compute nodes of both clouds (all on Nova's default 10000:20000 today):"
 nb PlanConsolePorts '{"nodes":[{"cloud":"old","host":"host-ovs-filter-active","current_range":"10000:20000"},
   {"cloud":"old","host":"tcg-libvirt","current_range":"10000:20000"},

@@ -178,7 +178,10 @@ type Bridge struct {
 	// create_time is when the bridge was created. Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// update_time is when it last changed. Output only.
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// moved are the addresses moved across the bridge and not moved back, with what
+	// their old ports were. Output only.
+	Moved         []*MovedAddress `protobuf:"bytes,14,rep,name=moved,proto3" json:"moved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +307,142 @@ func (x *Bridge) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Bridge) GetMoved() []*MovedAddress {
+	if x != nil {
+		return x.Moved
+	}
+	return nil
+}
+
+// MovedAddress is an address MoveAddress moved, recorded before the first port is
+// changed so that MoveAddressBack can restore the old port as it was.
+type MovedAddress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ip_address is the address.
+	IpAddress string `protobuf:"bytes,1,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	// old_port_id is the workload's port in the old cloud, a reservation while moved.
+	OldPortId string `protobuf:"bytes,2,opt,name=old_port_id,json=oldPortId,proto3" json:"old_port_id,omitempty"`
+	// old_port_name is that port's name before the move.
+	OldPortName string `protobuf:"bytes,3,opt,name=old_port_name,json=oldPortName,proto3" json:"old_port_name,omitempty"`
+	// old_port_description is its description before the move.
+	OldPortDescription string `protobuf:"bytes,4,opt,name=old_port_description,json=oldPortDescription,proto3" json:"old_port_description,omitempty"`
+	// old_device_owner is its device_owner before the move (compute:nova, …).
+	OldDeviceOwner string `protobuf:"bytes,5,opt,name=old_device_owner,json=oldDeviceOwner,proto3" json:"old_device_owner,omitempty"`
+	// old_device_id is its device_id before the move (the old server's ID).
+	OldDeviceId string `protobuf:"bytes,6,opt,name=old_device_id,json=oldDeviceId,proto3" json:"old_device_id,omitempty"`
+	// old_admin_state_up is its admin state before the move.
+	OldAdminStateUp bool `protobuf:"varint,7,opt,name=old_admin_state_up,json=oldAdminStateUp,proto3" json:"old_admin_state_up,omitempty"`
+	// new_port_id is the port in the new cloud that holds the address.
+	NewPortId string `protobuf:"bytes,8,opt,name=new_port_id,json=newPortId,proto3" json:"new_port_id,omitempty"`
+	// new_port_created says no reservation held the address, so the move made the
+	// new port: moving back deletes it instead of making it a reservation again.
+	NewPortCreated bool `protobuf:"varint,9,opt,name=new_port_created,json=newPortCreated,proto3" json:"new_port_created,omitempty"`
+	// move_time is when the move began.
+	MoveTime      *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=move_time,json=moveTime,proto3" json:"move_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MovedAddress) Reset() {
+	*x = MovedAddress{}
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MovedAddress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MovedAddress) ProtoMessage() {}
+
+func (x *MovedAddress) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MovedAddress.ProtoReflect.Descriptor instead.
+func (*MovedAddress) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MovedAddress) GetIpAddress() string {
+	if x != nil {
+		return x.IpAddress
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetOldPortId() string {
+	if x != nil {
+		return x.OldPortId
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetOldPortName() string {
+	if x != nil {
+		return x.OldPortName
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetOldPortDescription() string {
+	if x != nil {
+		return x.OldPortDescription
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetOldDeviceOwner() string {
+	if x != nil {
+		return x.OldDeviceOwner
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetOldDeviceId() string {
+	if x != nil {
+		return x.OldDeviceId
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetOldAdminStateUp() bool {
+	if x != nil {
+		return x.OldAdminStateUp
+	}
+	return false
+}
+
+func (x *MovedAddress) GetNewPortId() string {
+	if x != nil {
+		return x.NewPortId
+	}
+	return ""
+}
+
+func (x *MovedAddress) GetNewPortCreated() bool {
+	if x != nil {
+		return x.NewPortCreated
+	}
+	return false
+}
+
+func (x *MovedAddress) GetMoveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MoveTime
+	}
+	return nil
+}
+
 // OldSide is the old cloud's network.
 type OldSide struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -323,7 +462,7 @@ type OldSide struct {
 
 func (x *OldSide) Reset() {
 	*x = OldSide{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[1]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -335,7 +474,7 @@ func (x *OldSide) String() string {
 func (*OldSide) ProtoMessage() {}
 
 func (x *OldSide) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[1]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -348,7 +487,7 @@ func (x *OldSide) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OldSide.ProtoReflect.Descriptor instead.
 func (*OldSide) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *OldSide) GetCloud() string {
@@ -397,7 +536,7 @@ type NewSide struct {
 
 func (x *NewSide) Reset() {
 	*x = NewSide{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[2]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +548,7 @@ func (x *NewSide) String() string {
 func (*NewSide) ProtoMessage() {}
 
 func (x *NewSide) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[2]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +561,7 @@ func (x *NewSide) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewSide.ProtoReflect.Descriptor instead.
 func (*NewSide) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NewSide) GetCloud() string {
@@ -468,7 +607,7 @@ type SharedL2 struct {
 
 func (x *SharedL2) Reset() {
 	*x = SharedL2{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[3]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +619,7 @@ func (x *SharedL2) String() string {
 func (*SharedL2) ProtoMessage() {}
 
 func (x *SharedL2) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[3]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +632,7 @@ func (x *SharedL2) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SharedL2.ProtoReflect.Descriptor instead.
 func (*SharedL2) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SharedL2) GetOldKeepFree() int32 {
@@ -524,7 +663,7 @@ type Routed struct {
 
 func (x *Routed) Reset() {
 	*x = Routed{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[4]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +675,7 @@ func (x *Routed) String() string {
 func (*Routed) ProtoMessage() {}
 
 func (x *Routed) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[4]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +688,7 @@ func (x *Routed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routed.ProtoReflect.Descriptor instead.
 func (*Routed) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Routed) GetCidr() string {
@@ -584,7 +723,7 @@ type PoolSplit struct {
 
 func (x *PoolSplit) Reset() {
 	*x = PoolSplit{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[5]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +735,7 @@ func (x *PoolSplit) String() string {
 func (*PoolSplit) ProtoMessage() {}
 
 func (x *PoolSplit) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[5]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +748,7 @@ func (x *PoolSplit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolSplit.ProtoReflect.Descriptor instead.
 func (*PoolSplit) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PoolSplit) GetCidr() string {
@@ -658,7 +797,7 @@ type Resource struct {
 
 func (x *Resource) Reset() {
 	*x = Resource{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[6]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +809,7 @@ func (x *Resource) String() string {
 func (*Resource) ProtoMessage() {}
 
 func (x *Resource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[6]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +822,7 @@ func (x *Resource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resource.ProtoReflect.Descriptor instead.
 func (*Resource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{6}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Resource) GetKey() string {
@@ -738,7 +877,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[7]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -750,7 +889,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[7]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -763,7 +902,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{7}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Plan) GetBridge() string {
@@ -834,7 +973,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[8]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +985,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[8]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +998,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{8}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Change) GetKey() string {
@@ -910,7 +1049,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[9]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1061,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[9]
+	mi := &file_hikkoshi_netbridge_v1_bridge_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1074,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{9}
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Conflict) GetIpAddress() string {
@@ -956,7 +1095,7 @@ var File_hikkoshi_netbridge_v1_bridge_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_netbridge_v1_bridge_proto_rawDesc = "" +
 	"\n" +
-	"\"hikkoshi/netbridge/v1/bridge.proto\x12\x15hikkoshi.netbridge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x05\n" +
+	"\"hikkoshi/netbridge/v1/bridge.proto\x12\x15hikkoshi.netbridge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x05\n" +
 	"\x06Bridge\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\x04mode\x18\x02 \x01(\x0e2!.hikkoshi.netbridge.v1.BridgeModeR\x04mode\x120\n" +
@@ -973,7 +1112,21 @@ const file_hikkoshi_netbridge_v1_bridge_proto_rawDesc = "" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"x\n" +
+	"updateTime\x129\n" +
+	"\x05moved\x18\x0e \x03(\v2#.hikkoshi.netbridge.v1.MovedAddressR\x05moved\"\xa1\x03\n" +
+	"\fMovedAddress\x12\x1d\n" +
+	"\n" +
+	"ip_address\x18\x01 \x01(\tR\tipAddress\x12\x1e\n" +
+	"\vold_port_id\x18\x02 \x01(\tR\toldPortId\x12\"\n" +
+	"\rold_port_name\x18\x03 \x01(\tR\voldPortName\x120\n" +
+	"\x14old_port_description\x18\x04 \x01(\tR\x12oldPortDescription\x12(\n" +
+	"\x10old_device_owner\x18\x05 \x01(\tR\x0eoldDeviceOwner\x12\"\n" +
+	"\rold_device_id\x18\x06 \x01(\tR\voldDeviceId\x12+\n" +
+	"\x12old_admin_state_up\x18\a \x01(\bR\x0foldAdminStateUp\x12\x1e\n" +
+	"\vnew_port_id\x18\b \x01(\tR\tnewPortId\x12(\n" +
+	"\x10new_port_created\x18\t \x01(\bR\x0enewPortCreated\x127\n" +
+	"\tmove_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\bmoveTime\"x\n" +
 	"\aOldSide\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1d\n" +
 	"\n" +
@@ -1048,41 +1201,44 @@ func file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_netbridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hikkoshi_netbridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_hikkoshi_netbridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_hikkoshi_netbridge_v1_bridge_proto_goTypes = []any{
 	(BridgeMode)(0),               // 0: hikkoshi.netbridge.v1.BridgeMode
 	(BridgeState)(0),              // 1: hikkoshi.netbridge.v1.BridgeState
 	(*Bridge)(nil),                // 2: hikkoshi.netbridge.v1.Bridge
-	(*OldSide)(nil),               // 3: hikkoshi.netbridge.v1.OldSide
-	(*NewSide)(nil),               // 4: hikkoshi.netbridge.v1.NewSide
-	(*SharedL2)(nil),              // 5: hikkoshi.netbridge.v1.SharedL2
-	(*Routed)(nil),                // 6: hikkoshi.netbridge.v1.Routed
-	(*PoolSplit)(nil),             // 7: hikkoshi.netbridge.v1.PoolSplit
-	(*Resource)(nil),              // 8: hikkoshi.netbridge.v1.Resource
-	(*Plan)(nil),                  // 9: hikkoshi.netbridge.v1.Plan
-	(*Change)(nil),                // 10: hikkoshi.netbridge.v1.Change
-	(*Conflict)(nil),              // 11: hikkoshi.netbridge.v1.Conflict
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*MovedAddress)(nil),          // 3: hikkoshi.netbridge.v1.MovedAddress
+	(*OldSide)(nil),               // 4: hikkoshi.netbridge.v1.OldSide
+	(*NewSide)(nil),               // 5: hikkoshi.netbridge.v1.NewSide
+	(*SharedL2)(nil),              // 6: hikkoshi.netbridge.v1.SharedL2
+	(*Routed)(nil),                // 7: hikkoshi.netbridge.v1.Routed
+	(*PoolSplit)(nil),             // 8: hikkoshi.netbridge.v1.PoolSplit
+	(*Resource)(nil),              // 9: hikkoshi.netbridge.v1.Resource
+	(*Plan)(nil),                  // 10: hikkoshi.netbridge.v1.Plan
+	(*Change)(nil),                // 11: hikkoshi.netbridge.v1.Change
+	(*Conflict)(nil),              // 12: hikkoshi.netbridge.v1.Conflict
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_hikkoshi_netbridge_v1_bridge_proto_depIdxs = []int32{
 	0,  // 0: hikkoshi.netbridge.v1.Bridge.mode:type_name -> hikkoshi.netbridge.v1.BridgeMode
-	3,  // 1: hikkoshi.netbridge.v1.Bridge.old:type_name -> hikkoshi.netbridge.v1.OldSide
-	4,  // 2: hikkoshi.netbridge.v1.Bridge.new:type_name -> hikkoshi.netbridge.v1.NewSide
-	5,  // 3: hikkoshi.netbridge.v1.Bridge.shared_l2:type_name -> hikkoshi.netbridge.v1.SharedL2
-	6,  // 4: hikkoshi.netbridge.v1.Bridge.routed:type_name -> hikkoshi.netbridge.v1.Routed
+	4,  // 1: hikkoshi.netbridge.v1.Bridge.old:type_name -> hikkoshi.netbridge.v1.OldSide
+	5,  // 2: hikkoshi.netbridge.v1.Bridge.new:type_name -> hikkoshi.netbridge.v1.NewSide
+	6,  // 3: hikkoshi.netbridge.v1.Bridge.shared_l2:type_name -> hikkoshi.netbridge.v1.SharedL2
+	7,  // 4: hikkoshi.netbridge.v1.Bridge.routed:type_name -> hikkoshi.netbridge.v1.Routed
 	1,  // 5: hikkoshi.netbridge.v1.Bridge.state:type_name -> hikkoshi.netbridge.v1.BridgeState
-	7,  // 6: hikkoshi.netbridge.v1.Bridge.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
-	8,  // 7: hikkoshi.netbridge.v1.Bridge.resources:type_name -> hikkoshi.netbridge.v1.Resource
-	12, // 8: hikkoshi.netbridge.v1.Bridge.create_time:type_name -> google.protobuf.Timestamp
-	12, // 9: hikkoshi.netbridge.v1.Bridge.update_time:type_name -> google.protobuf.Timestamp
-	10, // 10: hikkoshi.netbridge.v1.Plan.changes:type_name -> hikkoshi.netbridge.v1.Change
-	11, // 11: hikkoshi.netbridge.v1.Plan.conflicts:type_name -> hikkoshi.netbridge.v1.Conflict
-	7,  // 12: hikkoshi.netbridge.v1.Plan.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	8,  // 6: hikkoshi.netbridge.v1.Bridge.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
+	9,  // 7: hikkoshi.netbridge.v1.Bridge.resources:type_name -> hikkoshi.netbridge.v1.Resource
+	13, // 8: hikkoshi.netbridge.v1.Bridge.create_time:type_name -> google.protobuf.Timestamp
+	13, // 9: hikkoshi.netbridge.v1.Bridge.update_time:type_name -> google.protobuf.Timestamp
+	3,  // 10: hikkoshi.netbridge.v1.Bridge.moved:type_name -> hikkoshi.netbridge.v1.MovedAddress
+	13, // 11: hikkoshi.netbridge.v1.MovedAddress.move_time:type_name -> google.protobuf.Timestamp
+	11, // 12: hikkoshi.netbridge.v1.Plan.changes:type_name -> hikkoshi.netbridge.v1.Change
+	12, // 13: hikkoshi.netbridge.v1.Plan.conflicts:type_name -> hikkoshi.netbridge.v1.Conflict
+	8,  // 14: hikkoshi.netbridge.v1.Plan.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_netbridge_v1_bridge_proto_init() }
@@ -1096,7 +1252,7 @@ func file_hikkoshi_netbridge_v1_bridge_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_netbridge_v1_bridge_proto_rawDesc), len(file_hikkoshi_netbridge_v1_bridge_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -834,6 +834,116 @@ func (x *MoveAddressResponse) GetSteps() []string {
 	return nil
 }
 
+// MoveAddressBackRequest is the request of MoveAddressBack.
+type MoveAddressBackRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// bridge is "bridges/{bridge_id}" the address was moved across.
+	Bridge string `protobuf:"bytes,1,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	// ip_address is the moved address.
+	IpAddress     string `protobuf:"bytes,2,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveAddressBackRequest) Reset() {
+	*x = MoveAddressBackRequest{}
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveAddressBackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveAddressBackRequest) ProtoMessage() {}
+
+func (x *MoveAddressBackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveAddressBackRequest.ProtoReflect.Descriptor instead.
+func (*MoveAddressBackRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MoveAddressBackRequest) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
+func (x *MoveAddressBackRequest) GetIpAddress() string {
+	if x != nil {
+		return x.IpAddress
+	}
+	return ""
+}
+
+// MoveAddressBackResponse is the response of MoveAddressBack.
+type MoveAddressBackResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// old_port_id is the workload's old port, holding the address again.
+	OldPortId string `protobuf:"bytes,1,opt,name=old_port_id,json=oldPortId,proto3" json:"old_port_id,omitempty"`
+	// steps say what was done, in order.
+	Steps         []string `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveAddressBackResponse) Reset() {
+	*x = MoveAddressBackResponse{}
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveAddressBackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveAddressBackResponse) ProtoMessage() {}
+
+func (x *MoveAddressBackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveAddressBackResponse.ProtoReflect.Descriptor instead.
+func (*MoveAddressBackResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MoveAddressBackResponse) GetOldPortId() string {
+	if x != nil {
+		return x.OldPortId
+	}
+	return ""
+}
+
+func (x *MoveAddressBackResponse) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 // PlanConsolePortsRequest is the request of PlanConsolePorts.
 type PlanConsolePortsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -849,7 +959,7 @@ type PlanConsolePortsRequest struct {
 
 func (x *PlanConsolePortsRequest) Reset() {
 	*x = PlanConsolePortsRequest{}
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[16]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -861,7 +971,7 @@ func (x *PlanConsolePortsRequest) String() string {
 func (*PlanConsolePortsRequest) ProtoMessage() {}
 
 func (x *PlanConsolePortsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[16]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -874,7 +984,7 @@ func (x *PlanConsolePortsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanConsolePortsRequest.ProtoReflect.Descriptor instead.
 func (*PlanConsolePortsRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{16}
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PlanConsolePortsRequest) GetNodes() []*ComputeNode {
@@ -911,7 +1021,7 @@ type PlanConsolePortsResponse struct {
 
 func (x *PlanConsolePortsResponse) Reset() {
 	*x = PlanConsolePortsResponse{}
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[17]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1033,7 @@ func (x *PlanConsolePortsResponse) String() string {
 func (*PlanConsolePortsResponse) ProtoMessage() {}
 
 func (x *PlanConsolePortsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[17]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1046,7 @@ func (x *PlanConsolePortsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanConsolePortsResponse.ProtoReflect.Descriptor instead.
 func (*PlanConsolePortsResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{17}
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PlanConsolePortsResponse) GetRanges() []*ConsoleRange {
@@ -962,7 +1072,7 @@ type GetWatchdogStatusRequest struct {
 
 func (x *GetWatchdogStatusRequest) Reset() {
 	*x = GetWatchdogStatusRequest{}
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[18]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -974,7 +1084,7 @@ func (x *GetWatchdogStatusRequest) String() string {
 func (*GetWatchdogStatusRequest) ProtoMessage() {}
 
 func (x *GetWatchdogStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[18]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -987,7 +1097,7 @@ func (x *GetWatchdogStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWatchdogStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetWatchdogStatusRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{18}
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{20}
 }
 
 // GetWatchdogStatusResponse is the response of GetWatchdogStatus.
@@ -1001,7 +1111,7 @@ type GetWatchdogStatusResponse struct {
 
 func (x *GetWatchdogStatusResponse) Reset() {
 	*x = GetWatchdogStatusResponse{}
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[19]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1123,7 @@ func (x *GetWatchdogStatusResponse) String() string {
 func (*GetWatchdogStatusResponse) ProtoMessage() {}
 
 func (x *GetWatchdogStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[19]
+	mi := &file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1136,7 @@ func (x *GetWatchdogStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWatchdogStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetWatchdogStatusResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{19}
+	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetWatchdogStatusResponse) GetStatus() *WatchdogStatus {
@@ -1082,7 +1192,14 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"\x13MoveAddressResponse\x12\x1e\n" +
 	"\vnew_port_id\x18\x01 \x01(\tR\tnewPortId\x12\x1e\n" +
 	"\vold_port_id\x18\x02 \x01(\tR\toldPortId\x12\x14\n" +
-	"\x05steps\x18\x03 \x03(\tR\x05steps\"\x98\x01\n" +
+	"\x05steps\x18\x03 \x03(\tR\x05steps\"O\n" +
+	"\x16MoveAddressBackRequest\x12\x16\n" +
+	"\x06bridge\x18\x01 \x01(\tR\x06bridge\x12\x1d\n" +
+	"\n" +
+	"ip_address\x18\x02 \x01(\tR\tipAddress\"O\n" +
+	"\x17MoveAddressBackResponse\x12\x1e\n" +
+	"\vold_port_id\x18\x01 \x01(\tR\toldPortId\x12\x14\n" +
+	"\x05steps\x18\x02 \x03(\tR\x05steps\"\x98\x01\n" +
 	"\x17PlanConsolePortsRequest\x128\n" +
 	"\x05nodes\x18\x01 \x03(\v2\".hikkoshi.netbridge.v1.ComputeNodeR\x05nodes\x12\x1d\n" +
 	"\n" +
@@ -1093,7 +1210,7 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"\boverlaps\x18\x02 \x03(\v2%.hikkoshi.netbridge.v1.ConsoleOverlapR\boverlaps\"\x1a\n" +
 	"\x18GetWatchdogStatusRequest\"Z\n" +
 	"\x19GetWatchdogStatusResponse\x12=\n" +
-	"\x06status\x18\x01 \x01(\v2%.hikkoshi.netbridge.v1.WatchdogStatusR\x06status2\xb5\b\n" +
+	"\x06status\x18\x01 \x01(\v2%.hikkoshi.netbridge.v1.WatchdogStatusR\x06status2\xa7\t\n" +
 	"\x10NetbridgeService\x12g\n" +
 	"\fCreateBridge\x12*.hikkoshi.netbridge.v1.CreateBridgeRequest\x1a+.hikkoshi.netbridge.v1.CreateBridgeResponse\x12^\n" +
 	"\tGetBridge\x12'.hikkoshi.netbridge.v1.GetBridgeRequest\x1a(.hikkoshi.netbridge.v1.GetBridgeResponse\x12d\n" +
@@ -1103,7 +1220,8 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"PlanBridge\x12(.hikkoshi.netbridge.v1.PlanBridgeRequest\x1a).hikkoshi.netbridge.v1.PlanBridgeResponse\x12d\n" +
 	"\vApplyBridge\x12).hikkoshi.netbridge.v1.ApplyBridgeRequest\x1a*.hikkoshi.netbridge.v1.ApplyBridgeResponse\x12m\n" +
 	"\x0eRollbackBridge\x12,.hikkoshi.netbridge.v1.RollbackBridgeRequest\x1a-.hikkoshi.netbridge.v1.RollbackBridgeResponse\x12d\n" +
-	"\vMoveAddress\x12).hikkoshi.netbridge.v1.MoveAddressRequest\x1a*.hikkoshi.netbridge.v1.MoveAddressResponse\x12s\n" +
+	"\vMoveAddress\x12).hikkoshi.netbridge.v1.MoveAddressRequest\x1a*.hikkoshi.netbridge.v1.MoveAddressResponse\x12p\n" +
+	"\x0fMoveAddressBack\x12-.hikkoshi.netbridge.v1.MoveAddressBackRequest\x1a..hikkoshi.netbridge.v1.MoveAddressBackResponse\x12s\n" +
 	"\x10PlanConsolePorts\x12..hikkoshi.netbridge.v1.PlanConsolePortsRequest\x1a/.hikkoshi.netbridge.v1.PlanConsolePortsResponse\x12v\n" +
 	"\x11GetWatchdogStatus\x12/.hikkoshi.netbridge.v1.GetWatchdogStatusRequest\x1a0.hikkoshi.netbridge.v1.GetWatchdogStatusResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1;netbridgev1b\x06proto3"
 
@@ -1119,7 +1237,7 @@ func file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescData
 }
 
-var file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_hikkoshi_netbridge_v1_netbridge_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_hikkoshi_netbridge_v1_netbridge_service_proto_goTypes = []any{
 	(*CreateBridgeRequest)(nil),       // 0: hikkoshi.netbridge.v1.CreateBridgeRequest
 	(*CreateBridgeResponse)(nil),      // 1: hikkoshi.netbridge.v1.CreateBridgeResponse
@@ -1137,32 +1255,34 @@ var file_hikkoshi_netbridge_v1_netbridge_service_proto_goTypes = []any{
 	(*RollbackBridgeResponse)(nil),    // 13: hikkoshi.netbridge.v1.RollbackBridgeResponse
 	(*MoveAddressRequest)(nil),        // 14: hikkoshi.netbridge.v1.MoveAddressRequest
 	(*MoveAddressResponse)(nil),       // 15: hikkoshi.netbridge.v1.MoveAddressResponse
-	(*PlanConsolePortsRequest)(nil),   // 16: hikkoshi.netbridge.v1.PlanConsolePortsRequest
-	(*PlanConsolePortsResponse)(nil),  // 17: hikkoshi.netbridge.v1.PlanConsolePortsResponse
-	(*GetWatchdogStatusRequest)(nil),  // 18: hikkoshi.netbridge.v1.GetWatchdogStatusRequest
-	(*GetWatchdogStatusResponse)(nil), // 19: hikkoshi.netbridge.v1.GetWatchdogStatusResponse
-	(*Bridge)(nil),                    // 20: hikkoshi.netbridge.v1.Bridge
-	(*Plan)(nil),                      // 21: hikkoshi.netbridge.v1.Plan
-	(*Change)(nil),                    // 22: hikkoshi.netbridge.v1.Change
-	(*ComputeNode)(nil),               // 23: hikkoshi.netbridge.v1.ComputeNode
-	(*ConsoleRange)(nil),              // 24: hikkoshi.netbridge.v1.ConsoleRange
-	(*ConsoleOverlap)(nil),            // 25: hikkoshi.netbridge.v1.ConsoleOverlap
-	(*WatchdogStatus)(nil),            // 26: hikkoshi.netbridge.v1.WatchdogStatus
+	(*MoveAddressBackRequest)(nil),    // 16: hikkoshi.netbridge.v1.MoveAddressBackRequest
+	(*MoveAddressBackResponse)(nil),   // 17: hikkoshi.netbridge.v1.MoveAddressBackResponse
+	(*PlanConsolePortsRequest)(nil),   // 18: hikkoshi.netbridge.v1.PlanConsolePortsRequest
+	(*PlanConsolePortsResponse)(nil),  // 19: hikkoshi.netbridge.v1.PlanConsolePortsResponse
+	(*GetWatchdogStatusRequest)(nil),  // 20: hikkoshi.netbridge.v1.GetWatchdogStatusRequest
+	(*GetWatchdogStatusResponse)(nil), // 21: hikkoshi.netbridge.v1.GetWatchdogStatusResponse
+	(*Bridge)(nil),                    // 22: hikkoshi.netbridge.v1.Bridge
+	(*Plan)(nil),                      // 23: hikkoshi.netbridge.v1.Plan
+	(*Change)(nil),                    // 24: hikkoshi.netbridge.v1.Change
+	(*ComputeNode)(nil),               // 25: hikkoshi.netbridge.v1.ComputeNode
+	(*ConsoleRange)(nil),              // 26: hikkoshi.netbridge.v1.ConsoleRange
+	(*ConsoleOverlap)(nil),            // 27: hikkoshi.netbridge.v1.ConsoleOverlap
+	(*WatchdogStatus)(nil),            // 28: hikkoshi.netbridge.v1.WatchdogStatus
 }
 var file_hikkoshi_netbridge_v1_netbridge_service_proto_depIdxs = []int32{
-	20, // 0: hikkoshi.netbridge.v1.CreateBridgeRequest.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	20, // 1: hikkoshi.netbridge.v1.CreateBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	20, // 2: hikkoshi.netbridge.v1.GetBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	20, // 3: hikkoshi.netbridge.v1.ListBridgesResponse.bridges:type_name -> hikkoshi.netbridge.v1.Bridge
-	21, // 4: hikkoshi.netbridge.v1.PlanBridgeResponse.plan:type_name -> hikkoshi.netbridge.v1.Plan
-	20, // 5: hikkoshi.netbridge.v1.ApplyBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	22, // 6: hikkoshi.netbridge.v1.ApplyBridgeResponse.applied:type_name -> hikkoshi.netbridge.v1.Change
-	20, // 7: hikkoshi.netbridge.v1.RollbackBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
-	22, // 8: hikkoshi.netbridge.v1.RollbackBridgeResponse.undone:type_name -> hikkoshi.netbridge.v1.Change
-	23, // 9: hikkoshi.netbridge.v1.PlanConsolePortsRequest.nodes:type_name -> hikkoshi.netbridge.v1.ComputeNode
-	24, // 10: hikkoshi.netbridge.v1.PlanConsolePortsResponse.ranges:type_name -> hikkoshi.netbridge.v1.ConsoleRange
-	25, // 11: hikkoshi.netbridge.v1.PlanConsolePortsResponse.overlaps:type_name -> hikkoshi.netbridge.v1.ConsoleOverlap
-	26, // 12: hikkoshi.netbridge.v1.GetWatchdogStatusResponse.status:type_name -> hikkoshi.netbridge.v1.WatchdogStatus
+	22, // 0: hikkoshi.netbridge.v1.CreateBridgeRequest.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	22, // 1: hikkoshi.netbridge.v1.CreateBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	22, // 2: hikkoshi.netbridge.v1.GetBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	22, // 3: hikkoshi.netbridge.v1.ListBridgesResponse.bridges:type_name -> hikkoshi.netbridge.v1.Bridge
+	23, // 4: hikkoshi.netbridge.v1.PlanBridgeResponse.plan:type_name -> hikkoshi.netbridge.v1.Plan
+	22, // 5: hikkoshi.netbridge.v1.ApplyBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	24, // 6: hikkoshi.netbridge.v1.ApplyBridgeResponse.applied:type_name -> hikkoshi.netbridge.v1.Change
+	22, // 7: hikkoshi.netbridge.v1.RollbackBridgeResponse.bridge:type_name -> hikkoshi.netbridge.v1.Bridge
+	24, // 8: hikkoshi.netbridge.v1.RollbackBridgeResponse.undone:type_name -> hikkoshi.netbridge.v1.Change
+	25, // 9: hikkoshi.netbridge.v1.PlanConsolePortsRequest.nodes:type_name -> hikkoshi.netbridge.v1.ComputeNode
+	26, // 10: hikkoshi.netbridge.v1.PlanConsolePortsResponse.ranges:type_name -> hikkoshi.netbridge.v1.ConsoleRange
+	27, // 11: hikkoshi.netbridge.v1.PlanConsolePortsResponse.overlaps:type_name -> hikkoshi.netbridge.v1.ConsoleOverlap
+	28, // 12: hikkoshi.netbridge.v1.GetWatchdogStatusResponse.status:type_name -> hikkoshi.netbridge.v1.WatchdogStatus
 	0,  // 13: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:input_type -> hikkoshi.netbridge.v1.CreateBridgeRequest
 	2,  // 14: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:input_type -> hikkoshi.netbridge.v1.GetBridgeRequest
 	4,  // 15: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:input_type -> hikkoshi.netbridge.v1.ListBridgesRequest
@@ -1171,20 +1291,22 @@ var file_hikkoshi_netbridge_v1_netbridge_service_proto_depIdxs = []int32{
 	10, // 18: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:input_type -> hikkoshi.netbridge.v1.ApplyBridgeRequest
 	12, // 19: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:input_type -> hikkoshi.netbridge.v1.RollbackBridgeRequest
 	14, // 20: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:input_type -> hikkoshi.netbridge.v1.MoveAddressRequest
-	16, // 21: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:input_type -> hikkoshi.netbridge.v1.PlanConsolePortsRequest
-	18, // 22: hikkoshi.netbridge.v1.NetbridgeService.GetWatchdogStatus:input_type -> hikkoshi.netbridge.v1.GetWatchdogStatusRequest
-	1,  // 23: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:output_type -> hikkoshi.netbridge.v1.CreateBridgeResponse
-	3,  // 24: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:output_type -> hikkoshi.netbridge.v1.GetBridgeResponse
-	5,  // 25: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:output_type -> hikkoshi.netbridge.v1.ListBridgesResponse
-	7,  // 26: hikkoshi.netbridge.v1.NetbridgeService.DeleteBridge:output_type -> hikkoshi.netbridge.v1.DeleteBridgeResponse
-	9,  // 27: hikkoshi.netbridge.v1.NetbridgeService.PlanBridge:output_type -> hikkoshi.netbridge.v1.PlanBridgeResponse
-	11, // 28: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:output_type -> hikkoshi.netbridge.v1.ApplyBridgeResponse
-	13, // 29: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:output_type -> hikkoshi.netbridge.v1.RollbackBridgeResponse
-	15, // 30: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:output_type -> hikkoshi.netbridge.v1.MoveAddressResponse
-	17, // 31: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:output_type -> hikkoshi.netbridge.v1.PlanConsolePortsResponse
-	19, // 32: hikkoshi.netbridge.v1.NetbridgeService.GetWatchdogStatus:output_type -> hikkoshi.netbridge.v1.GetWatchdogStatusResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
+	16, // 21: hikkoshi.netbridge.v1.NetbridgeService.MoveAddressBack:input_type -> hikkoshi.netbridge.v1.MoveAddressBackRequest
+	18, // 22: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:input_type -> hikkoshi.netbridge.v1.PlanConsolePortsRequest
+	20, // 23: hikkoshi.netbridge.v1.NetbridgeService.GetWatchdogStatus:input_type -> hikkoshi.netbridge.v1.GetWatchdogStatusRequest
+	1,  // 24: hikkoshi.netbridge.v1.NetbridgeService.CreateBridge:output_type -> hikkoshi.netbridge.v1.CreateBridgeResponse
+	3,  // 25: hikkoshi.netbridge.v1.NetbridgeService.GetBridge:output_type -> hikkoshi.netbridge.v1.GetBridgeResponse
+	5,  // 26: hikkoshi.netbridge.v1.NetbridgeService.ListBridges:output_type -> hikkoshi.netbridge.v1.ListBridgesResponse
+	7,  // 27: hikkoshi.netbridge.v1.NetbridgeService.DeleteBridge:output_type -> hikkoshi.netbridge.v1.DeleteBridgeResponse
+	9,  // 28: hikkoshi.netbridge.v1.NetbridgeService.PlanBridge:output_type -> hikkoshi.netbridge.v1.PlanBridgeResponse
+	11, // 29: hikkoshi.netbridge.v1.NetbridgeService.ApplyBridge:output_type -> hikkoshi.netbridge.v1.ApplyBridgeResponse
+	13, // 30: hikkoshi.netbridge.v1.NetbridgeService.RollbackBridge:output_type -> hikkoshi.netbridge.v1.RollbackBridgeResponse
+	15, // 31: hikkoshi.netbridge.v1.NetbridgeService.MoveAddress:output_type -> hikkoshi.netbridge.v1.MoveAddressResponse
+	17, // 32: hikkoshi.netbridge.v1.NetbridgeService.MoveAddressBack:output_type -> hikkoshi.netbridge.v1.MoveAddressBackResponse
+	19, // 33: hikkoshi.netbridge.v1.NetbridgeService.PlanConsolePorts:output_type -> hikkoshi.netbridge.v1.PlanConsolePortsResponse
+	21, // 34: hikkoshi.netbridge.v1.NetbridgeService.GetWatchdogStatus:output_type -> hikkoshi.netbridge.v1.GetWatchdogStatusResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1204,7 +1326,7 @@ func file_hikkoshi_netbridge_v1_netbridge_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc), len(file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	NetbridgeService_ApplyBridge_FullMethodName       = "/hikkoshi.netbridge.v1.NetbridgeService/ApplyBridge"
 	NetbridgeService_RollbackBridge_FullMethodName    = "/hikkoshi.netbridge.v1.NetbridgeService/RollbackBridge"
 	NetbridgeService_MoveAddress_FullMethodName       = "/hikkoshi.netbridge.v1.NetbridgeService/MoveAddress"
+	NetbridgeService_MoveAddressBack_FullMethodName   = "/hikkoshi.netbridge.v1.NetbridgeService/MoveAddressBack"
 	NetbridgeService_PlanConsolePorts_FullMethodName  = "/hikkoshi.netbridge.v1.NetbridgeService/PlanConsolePorts"
 	NetbridgeService_GetWatchdogStatus_FullMethodName = "/hikkoshi.netbridge.v1.NetbridgeService/GetWatchdogStatus"
 )
@@ -60,6 +61,11 @@ type NetbridgeServiceClient interface {
 	// MoveAddress moves a workload's fixed IP from its old port to a port in the new
 	// network, so that at no moment is the address free in either cloud.
 	MoveAddress(ctx context.Context, in *MoveAddressRequest, opts ...grpc.CallOption) (*MoveAddressResponse, error)
+	// MoveAddressBack undoes a MoveAddress: the old port becomes the workload's port
+	// again (name, owner, device, state as they were), then the new port a reservation
+	// again (or it is deleted, if the move made it). The address is never free in
+	// either cloud. Refused while a server is attached to the new port.
+	MoveAddressBack(ctx context.Context, in *MoveAddressBackRequest, opts ...grpc.CallOption) (*MoveAddressBackResponse, error)
 	// PlanConsolePorts gives each compute node of both clouds a serial-console port
 	// range that no other node shares, and reports overlaps of the current ones.
 	PlanConsolePorts(ctx context.Context, in *PlanConsolePortsRequest, opts ...grpc.CallOption) (*PlanConsolePortsResponse, error)
@@ -156,6 +162,16 @@ func (c *netbridgeServiceClient) MoveAddress(ctx context.Context, in *MoveAddres
 	return out, nil
 }
 
+func (c *netbridgeServiceClient) MoveAddressBack(ctx context.Context, in *MoveAddressBackRequest, opts ...grpc.CallOption) (*MoveAddressBackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveAddressBackResponse)
+	err := c.cc.Invoke(ctx, NetbridgeService_MoveAddressBack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *netbridgeServiceClient) PlanConsolePorts(ctx context.Context, in *PlanConsolePortsRequest, opts ...grpc.CallOption) (*PlanConsolePortsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PlanConsolePortsResponse)
@@ -205,6 +221,11 @@ type NetbridgeServiceServer interface {
 	// MoveAddress moves a workload's fixed IP from its old port to a port in the new
 	// network, so that at no moment is the address free in either cloud.
 	MoveAddress(context.Context, *MoveAddressRequest) (*MoveAddressResponse, error)
+	// MoveAddressBack undoes a MoveAddress: the old port becomes the workload's port
+	// again (name, owner, device, state as they were), then the new port a reservation
+	// again (or it is deleted, if the move made it). The address is never free in
+	// either cloud. Refused while a server is attached to the new port.
+	MoveAddressBack(context.Context, *MoveAddressBackRequest) (*MoveAddressBackResponse, error)
 	// PlanConsolePorts gives each compute node of both clouds a serial-console port
 	// range that no other node shares, and reports overlaps of the current ones.
 	PlanConsolePorts(context.Context, *PlanConsolePortsRequest) (*PlanConsolePortsResponse, error)
@@ -244,6 +265,9 @@ func (UnimplementedNetbridgeServiceServer) RollbackBridge(context.Context, *Roll
 }
 func (UnimplementedNetbridgeServiceServer) MoveAddress(context.Context, *MoveAddressRequest) (*MoveAddressResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MoveAddress not implemented")
+}
+func (UnimplementedNetbridgeServiceServer) MoveAddressBack(context.Context, *MoveAddressBackRequest) (*MoveAddressBackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveAddressBack not implemented")
 }
 func (UnimplementedNetbridgeServiceServer) PlanConsolePorts(context.Context, *PlanConsolePortsRequest) (*PlanConsolePortsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PlanConsolePorts not implemented")
@@ -416,6 +440,24 @@ func _NetbridgeService_MoveAddress_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NetbridgeService_MoveAddressBack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveAddressBackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NetbridgeServiceServer).MoveAddressBack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NetbridgeService_MoveAddressBack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NetbridgeServiceServer).MoveAddressBack(ctx, req.(*MoveAddressBackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _NetbridgeService_PlanConsolePorts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PlanConsolePortsRequest)
 	if err := dec(in); err != nil {
@@ -490,6 +532,10 @@ var NetbridgeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MoveAddress",
 			Handler:    _NetbridgeService_MoveAddress_Handler,
+		},
+		{
+			MethodName: "MoveAddressBack",
+			Handler:    _NetbridgeService_MoveAddressBack_Handler,
 		},
 		{
 			MethodName: "PlanConsolePorts",

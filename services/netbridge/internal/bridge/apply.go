@@ -101,7 +101,7 @@ func (e *Engine) Rollback(ctx context.Context, b *netbridgev1.Bridge) ([]*netbri
 		}
 		for _, pt := range ps {
 			if pt.Description == MovedMarker(id) {
-				return nil, fmt.Errorf("%w: address %v was moved to port %s in the new cloud; move it back before rolling back", ErrMoved, pt.FixedIPs, pt.ID)
+				return nil, fmt.Errorf("%w: address %v was moved to port %s in the new cloud; move it back (MoveAddressBack) before rolling back", ErrMoved, pt.FixedIPs, pt.ID)
 			}
 		}
 		newPorts = append(newPorts, ps...)

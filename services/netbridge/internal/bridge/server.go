@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,16 @@ func Register(rt *service.Runtime, engine *Engine) {
 	service.AddValidator(rt, func(r *netbridgev1.PlanBridgeRequest) error { return name(r.GetName()) })
 	service.AddValidator(rt, func(r *netbridgev1.ApplyBridgeRequest) error { return name(r.GetName()) })
 	service.AddValidator(rt, func(r *netbridgev1.RollbackBridgeRequest) error { return name(r.GetName()) })
+	service.AddValidator(rt, func(r *netbridgev1.MoveAddressBackRequest) error {
+		var v apierr.Violations
+		if _, ok := ID(r.GetBridge()); !ok {
+			v.Add("bridge", "%q is not a bridge name: use bridges/{bridge_id}", r.GetBridge())
+		}
+		if a, err := netip.ParseAddr(r.GetIpAddress()); err != nil || !a.Is4() {
+			v.Add("ip_address", "%q: give the IPv4 address to move back", r.GetIpAddress())
+		}
+		return v.Err()
+	})
 	service.AddValidator(rt, func(r *netbridgev1.MoveAddressRequest) error {
 		var v apierr.Violations
 		if _, ok := ID(r.GetBridge()); !ok {
@@ -348,11 +359,39 @@ func (s *Server) MoveAddress(ctx context.Context, req *netbridgev1.MoveAddressRe
 	if b.GetMode() != netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2 || b.GetState() != netbridgev1.BridgeState_BRIDGE_STATE_APPLIED {
 		return nil, apierr.New(codes.FailedPrecondition, "BRIDGE_NOT_APPLIED", "bridge %s is %s %s: addresses move across an applied BRIDGE_MODE_SHARED_L2 bridge", b.GetName(), b.GetMode(), b.GetState())
 	}
-	resp, err := s.engine.Move(ctx, b, req)
+	resp, err := s.engine.Move(ctx, b, req, func(m *netbridgev1.MovedAddress) error {
+		_, err := s.store.Update(ctx, id, func(cur *netbridgev1.Bridge) { cur.Moved = append(cur.Moved, m) })
+		return err
+	})
 	if err != nil {
 		return nil, cloudErr("move "+req.GetIpAddress(), err)
 	}
 	s.log.Info("address moved", "bridge", b.GetName(), "ip", req.GetIpAddress(), "new_port", resp.GetNewPortId(), "old_port", resp.GetOldPortId())
+	return resp, nil
+}
+
+// MoveAddressBack implements NetbridgeService.
+func (s *Server) MoveAddressBack(ctx context.Context, req *netbridgev1.MoveAddressBackRequest) (*netbridgev1.MoveAddressBackResponse, error) {
+	id, _ := ID(req.GetBridge())
+	ctx, b, done, err := s.begin(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if b.GetMode() != netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2 {
+		return nil, apierr.New(codes.FailedPrecondition, "BRIDGE_NOT_SHARED_L2", "bridge %s is %s: addresses move across a BRIDGE_MODE_SHARED_L2 bridge", b.GetName(), b.GetMode())
+	}
+	resp, err := s.engine.MoveBack(ctx, b, req.GetIpAddress())
+	if err != nil {
+		return nil, cloudErr("move "+req.GetIpAddress()+" back", err)
+	}
+	a, _ := netip.ParseAddr(req.GetIpAddress())
+	if _, err := s.store.Update(ctx, id, func(cur *netbridgev1.Bridge) {
+		cur.Moved = slices.DeleteFunc(cur.Moved, func(m *netbridgev1.MovedAddress) bool { return m.GetIpAddress() == a.String() })
+	}); err != nil {
+		return nil, err
+	}
+	s.log.Info("address moved back", "bridge", b.GetName(), "ip", req.GetIpAddress(), "old_port", resp.GetOldPortId())
 	return resp, nil
 }
 

@@ -287,4 +287,14 @@ func TestConflictsAndRefusals(t *testing.T) {
 			t.Fatalf("bad create: %v; want INVALID_ARGUMENT on %s", err, field)
 		}
 	}
+	_, err = c.MoveAddressBack(ctx, &netbridgev1.MoveAddressBackRequest{Bridge: "br-1", IpAddress: "10.0.0.300"})
+	fv = apierr.FieldViolations(err)
+	if status.Code(err) != codes.InvalidArgument || fv["bridge"] == "" || fv["ip_address"] == "" {
+		t.Fatalf("bad move back: %v; want INVALID_ARGUMENT on bridge and ip_address", err)
+	}
+	// An address that was never moved, on a bridge not applied: its old port holds it.
+	back := must(c.MoveAddressBack(ctx, &netbridgev1.MoveAddressBackRequest{Bridge: b.GetName(), IpAddress: p + ".15"}))(t)
+	if back.GetOldPortId() != f.ports["15"] {
+		t.Fatalf("move back of an address never moved: %v", back)
+	}
 }

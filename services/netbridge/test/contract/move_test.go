@@ -27,10 +27,70 @@ func holdersOf(ctx context.Context, sc *gophercloud.ServiceClient, netID, ip str
 	return ports.ExtractPorts(pages)
 }
 
+// raceStats are what the racers and watchers of one address saw.
+type raceStats struct{ attempts, won, gaps, looks atomic.Int64 }
+
+// raced runs f while, on each side, a client keeps asking Neutron for a port with ip
+// and a watcher keeps listing who holds it.
+func raced(sides []raceSide, ip string, f func()) *raceStats {
+	st := &raceStats{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, side := range sides {
+		wg.Add(2)
+		go func() { // a client that wants this very address
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st.attempts.Add(1)
+				p, err := ports.Create(context.Background(), side.sc, ports.CreateOpts{Name: "ctest-racer", NetworkID: side.net, ProjectID: side.owner,
+					FixedIPs: []ports.IP{{IPAddress: ip}}}).Extract()
+				if err == nil {
+					st.won.Add(1)
+					_ = ports.Delete(context.Background(), side.sc, p.ID).ExtractErr()
+				}
+			}
+		}()
+		go func() { // a watcher: somebody must hold the address at every look
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if hs, err := holdersOf(context.Background(), side.sc, side.net, ip); err == nil {
+					st.looks.Add(1)
+					if len(hs) == 0 {
+						st.gaps.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the racers are at it before f begins
+	f()
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	return st
+}
+
+type raceSide struct {
+	sc         *gophercloud.ServiceClient
+	net, owner string
+}
+
 // TestMoveAddressRaced moves a workload's address from the old network to the new
-// one while other clients keep asking both Neutrons for a port with that very
-// address, and a watcher keeps listing who holds it on each side: no create may
-// succeed, and no listing may find the address free on either side.
+// one, and back, while other clients keep asking both Neutrons for a port with that
+// very address, and a watcher keeps listing who holds it on each side: no create may
+// succeed, and no listing may find the address free on either side. Moved back,
+// the old port is the workload's port again as it was (name, description, owner,
+// device, state), the new port a reservation again, and the bridge rolls back.
 func TestMoveAddressRaced(t *testing.T) {
 	f := fixture(t)
 	c := start(t)
@@ -54,70 +114,33 @@ func TestMoveAddressRaced(t *testing.T) {
 	np := must(networks.List(f.nc, networks.ListOpts{Description: "hikkoshi-bridge:" + bridgeID(b), ProjectID: f.np}).AllPages(ctx))(t)
 	newNet = must(networks.ExtractNetworks(np))(t)[0].ID
 	ip := f.prefix + ".15"
-	old := must(ports.Get(ctx, f.oc, f.ports["15"]).Extract())(t)
+	// The workload's port as Nova leaves it: owned by a (stopped, here absent) server.
+	vm, owner, desc := "5d4e1a1c-7c4b-4a53-9a51-0c1e2b3d4f15", "compute:nova", "web-1 eth0"
+	old := must(ports.Update(ctx, f.oc, f.ports["15"], ports.UpdateOpts{DeviceOwner: &owner, DeviceID: &vm, Description: &desc}).Extract())(t)
+	sides := []raceSide{{f.oc, f.net, f.op}, {f.nc, newNet, f.np}}
 
-	stop := make(chan struct{})
-	var attempts, won, gaps, looks atomic.Int64
-	var wg sync.WaitGroup
-	for _, side := range []struct {
-		sc    *gophercloud.ServiceClient
-		net   string
-		owner string
-	}{{f.oc, f.net, f.op}, {f.nc, newNet, f.np}} {
-		wg.Add(2)
-		go func() { // a client that wants this very address
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				attempts.Add(1)
-				p, err := ports.Create(context.Background(), side.sc, ports.CreateOpts{Name: "ctest-racer", NetworkID: side.net, ProjectID: side.owner,
-					FixedIPs: []ports.IP{{IPAddress: ip}}}).Extract()
-				if err == nil {
-					won.Add(1)
-					_ = ports.Delete(context.Background(), side.sc, p.ID).ExtractErr()
-				}
-			}
-		}()
-		go func() { // a watcher: somebody must hold the address at every look
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				hs, err := holdersOf(context.Background(), side.sc, side.net, ip)
-				if err == nil {
-					looks.Add(1)
-					if len(hs) == 0 {
-						gaps.Add(1)
-					}
-				}
-			}
-		}()
-	}
-	time.Sleep(500 * time.Millisecond) // the racers are at it before the move begins
-	resp, err := c.MoveAddress(ctx, &netbridgev1.MoveAddressRequest{Bridge: b.GetName(), IpAddress: ip, KeepMac: true})
-	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	var resp *netbridgev1.MoveAddressResponse
+	var err error
+	st := raced(sides, ip, func() {
+		resp, err = c.MoveAddress(ctx, &netbridgev1.MoveAddressRequest{Bridge: b.GetName(), IpAddress: ip, KeepMac: true})
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if won.Load() != 0 || gaps.Load() != 0 {
-		t.Fatalf("during the move %d of %d racing creates got %s, and %d of %d looks found it free", won.Load(), attempts.Load(), ip, gaps.Load(), looks.Load())
+	if st.won.Load() != 0 || st.gaps.Load() != 0 {
+		t.Fatalf("during the move %d of %d racing creates got %s, and %d of %d looks found it free", st.won.Load(), st.attempts.Load(), ip, st.gaps.Load(), st.looks.Load())
 	}
 	nw := must(ports.Get(ctx, f.nc, resp.GetNewPortId()).Extract())(t)
 	od := must(ports.Get(ctx, f.oc, resp.GetOldPortId()).Extract())(t)
 	if nw.MACAddress != old.MACAddress || nw.Name != old.Name || nw.DeviceOwner != "" || len(nw.FixedIPs) != 1 || nw.FixedIPs[0].IPAddress != ip {
 		t.Fatalf("new port %s: %s %q %q %v (old MAC %s, name %q)", nw.ID, nw.MACAddress, nw.Name, nw.DeviceOwner, nw.FixedIPs, old.MACAddress, old.Name)
 	}
-	if od.ID != old.ID || od.DeviceOwner != "reserved:hikkoshi" || od.AdminStateUp {
-		t.Fatalf("old port after the move: %s owner %q up %v, want the workload's port turned into a reservation", od.ID, od.DeviceOwner, od.AdminStateUp)
+	if od.ID != old.ID || od.DeviceOwner != "reserved:hikkoshi" || od.AdminStateUp || od.DeviceID != "" {
+		t.Fatalf("old port after the move: %s owner %q device %q up %v, want the workload's port turned into a reservation", od.ID, od.DeviceOwner, od.DeviceID, od.AdminStateUp)
+	}
+	rec := must(c.GetBridge(ctx, &netbridgev1.GetBridgeRequest{Name: b.GetName()}))(t).GetBridge().GetMoved()
+	if len(rec) != 1 || rec[0].GetOldDeviceId() != vm || rec[0].GetOldDeviceOwner() != owner || rec[0].GetNewPortCreated() {
+		t.Fatalf("move record %v", rec)
 	}
 	again := must(c.MoveAddress(ctx, &netbridgev1.MoveAddressRequest{Bridge: b.GetName(), IpAddress: ip}))(t)
 	if again.GetNewPortId() != resp.GetNewPortId() || again.GetOldPortId() != resp.GetOldPortId() {
@@ -125,7 +148,47 @@ func TestMoveAddressRaced(t *testing.T) {
 	}
 	_, err = c.RollbackBridge(ctx, &netbridgev1.RollbackBridgeRequest{Name: b.GetName()})
 	servicetest.WantCode(t, err, codes.FailedPrecondition) // a moved address stops the rollback
-	t.Logf("moved %s: %d racing creates all refused, %d looks all found it held; steps %v", ip, attempts.Load(), looks.Load(), resp.GetSteps())
+	t.Logf("moved %s: %d racing creates all refused, %d looks all found it held; steps %v", ip, st.attempts.Load(), st.looks.Load(), resp.GetSteps())
+
+	// Back: refused while a server is on the new port.
+	newVM, newOwner := "6e5f2b2d-8d5c-4b64-8b62-1d2f3c4e5a26", "compute:nova"
+	must(ports.Update(ctx, f.nc, nw.ID, ports.UpdateOpts{DeviceOwner: &newOwner, DeviceID: &newVM}).Extract())(t)
+	_, err = c.MoveAddressBack(ctx, &netbridgev1.MoveAddressBackRequest{Bridge: b.GetName(), IpAddress: ip})
+	servicetest.WantCode(t, err, codes.FailedPrecondition)
+	none := ""
+	must(ports.Update(ctx, f.nc, nw.ID, ports.UpdateOpts{DeviceOwner: &none, DeviceID: &none}).Extract())(t)
+	var back *netbridgev1.MoveAddressBackResponse
+	st = raced(sides, ip, func() {
+		back, err = c.MoveAddressBack(ctx, &netbridgev1.MoveAddressBackRequest{Bridge: b.GetName(), IpAddress: ip})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.won.Load() != 0 || st.gaps.Load() != 0 {
+		t.Fatalf("during the move back %d of %d racing creates got %s, and %d of %d looks found it free", st.won.Load(), st.attempts.Load(), ip, st.gaps.Load(), st.looks.Load())
+	}
+	od = must(ports.Get(ctx, f.oc, old.ID).Extract())(t)
+	if back.GetOldPortId() != old.ID || od.Name != old.Name || od.Description != desc || od.DeviceOwner != owner || od.DeviceID != vm || od.AdminStateUp != old.AdminStateUp || od.MACAddress != old.MACAddress {
+		t.Fatalf("old port after the move back: %q %q %q %q up %v, want %q %q %q %q up %v", od.Name, od.Description, od.DeviceOwner, od.DeviceID, od.AdminStateUp,
+			old.Name, desc, owner, vm, old.AdminStateUp)
+	}
+	nw = must(ports.Get(ctx, f.nc, nw.ID).Extract())(t)
+	if nw.DeviceOwner != "reserved:hikkoshi" || nw.AdminStateUp || nw.Description != "hikkoshi-bridge:"+bridgeID(b) {
+		t.Fatalf("new port after the move back: owner %q up %v description %q, want a reservation again", nw.DeviceOwner, nw.AdminStateUp, nw.Description)
+	}
+	if rec := must(c.GetBridge(ctx, &netbridgev1.GetBridgeRequest{Name: b.GetName()}))(t).GetBridge().GetMoved(); len(rec) != 0 {
+		t.Fatalf("move records after the move back: %v", rec)
+	}
+	twice := must(c.MoveAddressBack(ctx, &netbridgev1.MoveAddressBackRequest{Bridge: b.GetName(), IpAddress: ip}))(t)
+	if twice.GetOldPortId() != old.ID {
+		t.Fatalf("a repeated move back: %v", twice)
+	}
+	// Nothing left to undo by hand: the plan has nothing to change, and the bridge rolls back.
+	if p := must(c.PlanBridge(ctx, &netbridgev1.PlanBridgeRequest{Name: b.GetName()}))(t); len(p.GetPlan().GetChanges()) != 0 {
+		t.Fatalf("plan after the move back: %v", p.GetPlan().GetChanges())
+	}
+	must(c.RollbackBridge(ctx, &netbridgev1.RollbackBridgeRequest{Name: b.GetName()}))(t)
+	t.Logf("moved back: %d racing creates all refused, %d looks all found it held; steps %v", st.attempts.Load(), st.looks.Load(), back.GetSteps())
 }
 
 // TestRouted plans, applies, re-applies and rolls back a routed bridge: the old VLAN
