@@ -7,7 +7,10 @@
 # (mkfs.ext4 -d per partition, grub-mkimage and dd), as ../shared/p2v-notes.md
 # measured (~3.5 min, most of it debootstrap).
 #
-# From the same tree it builds a second disk, OUT with -lvm before .raw, as a
+# From the same tree it builds two more disks. A UEFI one, OUT with -uefi before
+# .raw: GPT, an EFI system partition (FAT, made with mkfs.vfat -C and mtools, no
+# mounts) holding the vendor's GRUB at EFI/debian and the fallback EFI/BOOT/BOOTX64.EFI,
+# and one root with /boot and /var in it. And a second disk, OUT with -lvm before .raw, as a
 # CentOS-style installer lays one out: /boot on a partition, everything else on LVM
 # (volume group vg-legacy — a hyphen, so /dev/mapper doubles it — with root, var in
 # two runs of extents, as an lvextend after another volume leaves it, and swap;
@@ -30,14 +33,17 @@ mkdir -p "$(dirname "$out")"
 exec 9>"$out.lock"
 flock 9
 lvmout=${out%.raw}-lvm.raw
-if [[ -s "$out" && -s "$out.json" && -s "$lvmout" && -s "$lvmout.json" ]]; then echo "$out"; exit 0; fi
+uefiout=${out%.raw}-uefi.raw
+if [[ -s "$out" && -s "$out.json" && -s "$lvmout" && -s "$lvmout.json" && -s "$uefiout" && -s "$uefiout.json" ]]; then echo "$out"; exit 0; fi
 log() { printf '[p2v-fixture %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 need=()
-for t in debootstrap:debootstrap pvcreate:lvm2 sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
+for t in debootstrap:debootstrap pvcreate:lvm2 mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
 [[ -d /usr/lib/grub/i386-pc ]] || need+=(grub-pc-bin)
+[[ -d /usr/lib/grub/x86_64-efi ]] || need+=(grub-efi-amd64-bin)
+[[ -f /usr/share/ovmf/OVMF.fd ]] || need+=(ovmf) # the tests boot the UEFI disk's conversion with it
 if ((${#need[@]})); then
   log "apt-get install ${need[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >&2 ||
@@ -195,4 +201,54 @@ cat >"$lvmout.json" <<JSON
  "vg": "vg-legacy", "nic": "eno1", "address": "10.101.0.55/24"}
 JSON
 log "done: $lvmout ($(du -h "$lvmout" | cut -f1) used of $(du -h --apparent-size "$lvmout" | cut -f1))"
+
+# ---- the UEFI disk: GPT, an EFI system partition, one root holding /boot and /var
+log "UEFI disk: GPT, EFI system partition (FAT32) + root"
+(shopt -s dotglob; mv "$work/boot"/* "$tree/boot/"; mv "$work/var"/* "$tree/var/")
+rm -f "$tree/etc/initramfs-tools/conf.d/resume"
+uuid_uroot=$(cat /proc/sys/kernel/random/uuid)
+vol=$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n' | tr a-f A-F)
+uuid_esp=${vol:0:4}-${vol:4:4}
+mkdir -p "$tree/boot/efi"
+cat >"$tree/etc/fstab" <<FSTAB
+# /etc/fstab of pg-legacy-1 (UEFI)
+UUID=$uuid_uroot  /          ext4  errors=remount-ro  0  1
+UUID=$uuid_esp         /boot/efi  vfat  umask=0077         0  1
+proc              /proc      proc  defaults           0  0
+FSTAB
+cat >"$tree/boot/grub/grub.cfg" <<GRUB
+set timeout=1
+search --no-floppy --fs-uuid --set=root $uuid_uroot
+menuentry 'Debian GNU/Linux (pg-legacy-1, UEFI)' {
+  linux /boot/vmlinuz-$kver root=UUID=$uuid_uroot ro console=tty0
+  initrd /boot/initrd.img-$kver
+}
+GRUB
+mkdir -p "$tree/boot/grub/x86_64-efi"
+cp /usr/lib/grub/x86_64-efi/*.mod /usr/lib/grub/x86_64-efi/*.lst "$tree/boot/grub/x86_64-efi/"
+printf 'search.fs_uuid %s root\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n' "$uuid_uroot" >"$work/stub.cfg"
+grub-mkimage -O x86_64-efi -o "$work/grubx64.efi" -c "$work/stub.cfg" -p /boot/grub \
+  part_gpt fat ext2 search search_fs_uuid normal linux configfile echo
+esp=$work/esp.img
+mkfs.vfat -C -F 32 -n EFI -i "$vol" "$esp" $((128 * 1024)) >&2
+mmd -i "$esp" ::/EFI ::/EFI/debian ::/EFI/BOOT
+mcopy -i "$esp" "$work/grubx64.efi" ::/EFI/debian/grubx64.efi
+mcopy -i "$esp" "$work/stub.cfg" ::/EFI/debian/grub.cfg
+mcopy -i "$esp" "$work/grubx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+# Layout (MiB): 1 gap, the ESP 128, the root 3070, 1 for GPT's backup: 3200 MiB.
+img=$work/uefi.raw
+truncate -s 3200M "$img"
+sfdisk -q "$img" <<'PARTS'
+label: gpt
+start=2048, size=262144, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=EFI
+start=264192, size=6287360, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
+PARTS
+dd if="$esp" of="$img" bs=1M seek=1 conv=notrunc status=none
+mk "$tree" "$uuid_uroot" 264192 6287360 root
+mv "$img" "$uefiout"
+cat >"$uefiout.json" <<JSON
+{"kernel": "$kver", "hostname": "pg-legacy-1", "uuid_root": "$uuid_uroot", "uuid_esp": "$uuid_esp", "firmware": "uefi",
+ "nic": "eno1", "address": "10.101.0.55/24"}
+JSON
+log "done: $uefiout ($(du -h "$uefiout" | cut -f1) used of $(du -h --apparent-size "$uefiout" | cut -f1))"
 echo "$out"

@@ -562,7 +562,11 @@ type P2VResult struct {
 	// notes say what the operator should know (a swap partition dropped, …).
 	Notes []string `protobuf:"bytes,6,rep,name=notes,proto3" json:"notes,omitempty"`
 	// timings_ms are each build step's duration.
-	TimingsMs     map[string]int64 `protobuf:"bytes,7,rep,name=timings_ms,json=timingsMs,proto3" json:"timings_ms,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	TimingsMs map[string]int64 `protobuf:"bytes,7,rep,name=timings_ms,json=timingsMs,proto3" json:"timings_ms,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// firmware is what the image boots with: "bios", or "uefi" (GRUB at
+	// EFI/BOOT/BOOTX64.EFI of a new EFI system partition; the image carries
+	// hw_firmware_type=uefi).
+	Firmware      string `protobuf:"bytes,8,opt,name=firmware,proto3" json:"firmware,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -646,6 +650,13 @@ func (x *P2VResult) GetTimingsMs() map[string]int64 {
 	return nil
 }
 
+func (x *P2VResult) GetFirmware() string {
+	if x != nil {
+		return x.Firmware
+	}
+	return ""
+}
+
 // Inspection is a physical server's disk as found.
 type Inspection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -672,7 +683,9 @@ type Inspection struct {
 	// cloud_init says whether cloud-init is installed.
 	CloudInit bool `protobuf:"varint,11,opt,name=cloud_init,json=cloudInit,proto3" json:"cloud_init,omitempty"`
 	// problems are what the inspection could not find.
-	Problems      []string `protobuf:"bytes,12,rep,name=problems,proto3" json:"problems,omitempty"`
+	Problems []string `protobuf:"bytes,12,rep,name=problems,proto3" json:"problems,omitempty"`
+	// firmware is "bios", or "uefi" when the disk has an EFI system partition.
+	Firmware      string `protobuf:"bytes,13,opt,name=firmware,proto3" json:"firmware,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +802,13 @@ func (x *Inspection) GetProblems() []string {
 		return x.Problems
 	}
 	return nil
+}
+
+func (x *Inspection) GetFirmware() string {
+	if x != nil {
+		return x.Firmware
+	}
+	return ""
 }
 
 // InspectedPartition is one partition of a physical server's disk, or one logical
@@ -1555,7 +1575,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"agent_disk\x18\x05 \x01(\x05R\tagentDisk\"4\n" +
 	"\bP2VImage\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\xed\x02\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\x89\x03\n" +
 	"\tP2VResult\x12A\n" +
 	"\n" +
 	"inspection\x18\x01 \x01(\v2!.hikkoshi.converter.v1.InspectionR\n" +
@@ -1567,10 +1587,11 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x06sha512\x18\x05 \x01(\tR\x06sha512\x12\x14\n" +
 	"\x05notes\x18\x06 \x03(\tR\x05notes\x12N\n" +
 	"\n" +
-	"timings_ms\x18\a \x03(\v2/.hikkoshi.converter.v1.P2VResult.TimingsMsEntryR\ttimingsMs\x1a<\n" +
+	"timings_ms\x18\a \x03(\v2/.hikkoshi.converter.v1.P2VResult.TimingsMsEntryR\ttimingsMs\x12\x1a\n" +
+	"\bfirmware\x18\b \x01(\tR\bfirmware\x1a<\n" +
 	"\x0eTimingsMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xca\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe6\x03\n" +
 	"\n" +
 	"Inspection\x12'\n" +
 	"\x0fpartition_table\x18\x01 \x01(\tR\x0epartitionTable\x12I\n" +
@@ -1591,7 +1612,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	" \x03(\v2$.hikkoshi.converter.v1.NetworkConfigR\anetwork\x12\x1d\n" +
 	"\n" +
 	"cloud_init\x18\v \x01(\bR\tcloudInit\x12\x1a\n" +
-	"\bproblems\x18\f \x03(\tR\bproblems\"\xf5\x01\n" +
+	"\bproblems\x18\f \x03(\tR\bproblems\x12\x1a\n" +
+	"\bfirmware\x18\r \x01(\tR\bfirmware\"\xf5\x01\n" +
 	"\x12InspectedPartition\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
 	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +

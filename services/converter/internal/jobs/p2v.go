@@ -33,7 +33,7 @@ func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 	}
 	if a != nil {
 		in.OsId, in.OsFamily, in.OsVersion, in.OsPretty = a.OS.ID, a.OS.Family, a.OS.Version, a.OS.Pretty
-		in.Kernels, in.InitramfsTool, in.Bootloader, in.CloudInit, in.Problems = a.Kernels, a.InitramfsTool, a.Bootloader, a.CloudInit, a.Problems
+		in.Kernels, in.InitramfsTool, in.Bootloader, in.CloudInit, in.Problems, in.Firmware = a.Kernels, a.InitramfsTool, a.Bootloader, a.CloudInit, a.Problems, a.Firmware
 		for _, n := range a.Network {
 			in.Network = append(in.Network, &converterv1.NetworkConfig{Kind: n.Kind, Files: n.Files, Interfaces: n.Interfaces})
 		}
@@ -109,7 +109,7 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 		return fmt.Errorf("build: %w", err)
 	}
 	pr := j.P2VResult
-	pr.RootUuid, pr.VirtualBytes, pr.Notes, pr.TimingsMs = res.RootUUID, res.Size, res.Notes, res.Timings
+	pr.RootUuid, pr.VirtualBytes, pr.Notes, pr.TimingsMs, pr.Firmware = res.RootUUID, res.Size, res.Notes, res.Timings, res.Firmware
 	if fi, err := os.Stat(res.Image); err == nil {
 		pr.ImageBytes = fi.Size()
 	}
@@ -127,6 +127,9 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	props := map[string]string{"hw_disk_bus": "virtio", "hw_vif_model": "virtio", "hikkoshi_job": id, "hw_serial_port_count": "1"}
 	if a.OS.ID != "" {
 		props["os_distro"], props["os_version"] = a.OS.ID, a.OS.Version
+	}
+	if res.Firmware == "uefi" {
+		props["hw_firmware_type"] = "uefi" // Nova boots it with OVMF
 	}
 	img, err := g.Create(ctx, images.CreateOpts{Name: name, DiskFormat: "qcow2", ContainerFormat: "bare",
 		MinDisk: int(math.Ceil(float64(res.Size) / (1 << 30))), Properties: props, Tags: []string{"hikkoshi-p2v"}})

@@ -162,6 +162,55 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 	return d, nil
 }
 
+// mtoolsEnv lets mtools work on partitions and images of any geometry.
+var mtoolsEnv = []string{"MTOOLS_SKIP_CHECK=1"}
+
+// extractFAT copies every file of the FAT file system on dev into dir (mcopy: the
+// device is only read) and returns the bytes copied.
+func extractFAT(ctx context.Context, dev, dir string) (int64, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, err
+	}
+	ls, err := runEnv(ctx, mtoolsEnv, "mdir", "-b", "-i", dev, "::/")
+	if err != nil {
+		return 0, err
+	}
+	if strings.TrimSpace(ls) != "" {
+		if _, err := runEnv(ctx, mtoolsEnv, "mcopy", "-s", "-p", "-n", "-i", dev, "::/*", dir+"/"); err != nil {
+			return 0, err
+		}
+	}
+	var n int64
+	err = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+		return err
+	})
+	return n, err
+}
+
+// fillFAT makes a FAT32 file system on dev labelled label with volume ID vol and
+// copies the tree at dir into it (mtools; no mount).
+func fillFAT(ctx context.Context, dev, vol, label, dir string) error {
+	if _, err := run(ctx, "mkfs.vfat", "-F", "32", "-n", label, "-i", vol, dev); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	args := []string{"-s", "-p", "-i", dev}
+	for _, e := range ents {
+		args = append(args, filepath.Join(dir, e.Name()))
+	}
+	if len(ents) == 0 {
+		return nil
+	}
+	_, err = runEnv(ctx, mtoolsEnv, "mcopy", append(args, "::/")...)
+	return err
+}
+
 // blkid says what file system a device holds.
 func blkid(ctx context.Context, dev string) (fsType, uuid, label string) {
 	kv, err := run(ctx, "blkid", "-o", "export", dev)
@@ -212,7 +261,17 @@ func mountRO(ctx context.Context, u *undo, d *Disk, dir string) error {
 			opts = "ro,noload"
 		case "xfs":
 			opts = "ro,norecovery"
-		case "vfat", "btrfs":
+		case "vfat":
+			// FAT (an EFI system partition) is read with mtools, not mounted: the
+			// kernels here have no vfat, and a copy is all the converter needs of it.
+			mnt := filepath.Join(dir, fmt.Sprintf("p%d", p.Number))
+			n, err := extractFAT(ctx, p.device, mnt)
+			if err != nil {
+				return fmt.Errorf("%s (vfat): %w", p.name(), err)
+			}
+			p.mnt, p.UsedBytes = mnt, n
+			continue
+		case "btrfs":
 			opts = "ro"
 		default:
 			continue // swap, an LVM physical volume (its logical volumes are mounted), unknown: nothing to copy

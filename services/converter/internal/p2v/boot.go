@@ -28,7 +28,12 @@ type BootOptions struct {
 	Fail []string
 	// Timeout bounds the boot.
 	Timeout time.Duration
+	// UEFI boots with OVMF (Debian's ovmf package) instead of SeaBIOS.
+	UEFI bool
 }
+
+// OVMF is the UEFI firmware Boot uses.
+const OVMF = "/usr/share/ovmf/OVMF.fd"
 
 // Boot boots an image under qemu with TCG (KVM does not work on these machines) and
 // watches its serial console. It returns the console's text and whether Want
@@ -53,6 +58,9 @@ func Boot(ctx context.Context, o BootOptions) (string, bool, error) {
 		args = append(args, "-nic", "user,restrict=on,model=virtio-net-pci,mac="+o.MAC)
 	} else {
 		args = append(args, "-nic", "none")
+	}
+	if o.UEFI {
+		args = append(args, "-bios", OVMF)
 	}
 	if o.Kernel != "" {
 		args = append(args, "-kernel", o.Kernel, "-initrd", o.Initrd, "-append", o.Append)

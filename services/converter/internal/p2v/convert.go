@@ -40,6 +40,10 @@ type Result struct {
 	// Image is the qcow2 file (in Options.Work: the caller uploads, then removes it).
 	Image    string           `json:"image"`
 	RootUUID string           `json:"root_uuid"`
+	// Firmware is what the image boots with: "bios", or "uefi" (GRUB in an EFI
+	// system partition at the removable-media path, EFI/BOOT/BOOTX64.EFI).
+	Firmware string `json:"firmware"`
+	ESPUUID  string `json:"esp_uuid,omitempty"`
 	Size     int64            `json:"size_bytes"` // the new disk's virtual size
 	Notes    []string         `json:"notes,omitempty"`
 	Timings  map[string]int64 `json:"timings_ms"`
@@ -79,12 +83,27 @@ func inspect(ctx context.Context, u *undo, path, work string) (*Disk, *Analysis,
 	if err != nil {
 		return d, nil, err
 	}
-	for _, p := range d.Partitions {
-		if p.Type == "c12a7328-f81f-11d2-ba4b-00a0c93ec93b" || strings.EqualFold(p.Type, "C12A7328-F81F-11D2-BA4B-00A0C93EC93B") || p.Type == "ef" {
-			return d, a, fmt.Errorf("%w: partition %d is an EFI system partition: UEFI sources are not converted yet (BIOS only)", ErrUnsupported, p.Number)
+	a.Firmware = "bios"
+	if esp := d.esp(); esp != nil {
+		a.Firmware = "uefi"
+		if esp.FSType != "vfat" {
+			return d, a, fmt.Errorf("%w: the EFI system partition (partition %d) holds %q, not a FAT file system", ErrUnsupported, esp.Number, esp.FSType)
 		}
 	}
 	return d, a, nil
+}
+
+// ESPType is the GPT type of an EFI system partition.
+const ESPType = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+
+// esp returns the disk's EFI system partition, or nil.
+func (d *Disk) esp() *Partition {
+	for i := range d.Partitions {
+		if p := &d.Partitions[i]; p.Volume == "" && (strings.EqualFold(p.Type, ESPType) || p.Type == "ef") {
+			return p
+		}
+	}
+	return nil
 }
 
 // Convert builds one cloud image from the disk at path: a single root file system
@@ -135,11 +154,18 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	o.Step("build")
 	var used int64
 	var mounted []Partition
+	srcESP := src.esp()
 	for _, p := range src.Partitions {
-		if p.MountPoint != "" && p.mnt != "" {
+		if p.MountPoint != "" && p.mnt != "" && (srcESP == nil || p.device != srcESP.device) {
 			used += p.UsedBytes
 			mounted = append(mounted, p)
 		}
+	}
+	uefi := a.Firmware == "uefi"
+	res.Firmware = a.Firmware
+	espVol := newVolumeID()
+	if uefi {
+		res.ESPUUID = espVol[:4] + "-" + espVol[4:]
 	}
 	size := int64(float64(used)*(1+o.Headroom)) + 512<<20
 	size = max(size, 2<<30)
@@ -154,7 +180,17 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	if err := os.Truncate(raw, size); err != nil {
 		return res, err
 	}
-	if err := runIn(ctx, "label: dos\nstart=2048, type=83, bootable\n", "sfdisk", "-q", raw); err != nil {
+	table := "label: dos\nstart=2048, type=83, bootable\n"
+	if uefi {
+		// GPT: the EFI system partition, then the root.
+		table = "label: gpt\nstart=2048, size=" + fmt.Sprint(espBytes/512) + ", type=" + ESPType + ", name=EFI\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n"
+		size += espBytes
+		res.Size = size
+		if err := os.Truncate(raw, size); err != nil {
+			return res, err
+		}
+	}
+	if err := runIn(ctx, table, "sfdisk", "-q", raw); err != nil {
 		return res, err
 	}
 	dst, err := attach(ctx, u, raw, false)
@@ -162,6 +198,9 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 		return res, err
 	}
 	part := dst.Partitions[0].device
+	if uefi {
+		part = dst.Partitions[1].device
+	}
 	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-U", res.RootUUID, "-L", "root", part); err != nil {
 		return res, err
 	}
@@ -200,6 +239,9 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 		return res, err
 	}
 	res.Notes = append(res.Notes, fx.Notes...)
+	if uefi {
+		fx.Files["/etc/fstab"] += fmt.Sprintf("UUID=%s  /boot/efi  vfat  umask=0077  0  1\n", res.ESPUUID)
+	}
 	for p, content := range fx.Files {
 		if err := writeFile(filepath.Join(nt, p), content); err != nil {
 			return res, err
@@ -241,6 +283,39 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	if err := writeFile(filepath.Join(gdir, "grub.cfg"), GrubConfig(a, res.RootUUID)); err != nil {
 		return res, err
 	}
+	if uefi {
+		// The new EFI system partition: what the old one held (the vendor's boot
+		// files, their grub.cfg stubs pointed at the new root) and GRUB at the
+		// fallback path, written with mtools.
+		stage := filepath.Join(o.Work, "esp")
+		for _, d := range []string{stage, filepath.Join(nt, "boot/efi")} { // the mount point in the root, too
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return res, err
+			}
+		}
+		if srcESP != nil && srcESP.mnt != "" {
+			if _, err := run(ctx, "cp", "-r", srcESP.mnt+"/.", stage); err != nil {
+				return res, fmt.Errorf("copy the EFI system partition: %w", err)
+			}
+		}
+		if err := installGrubEFI(ctx, nt, stage, res.RootUUID); err != nil {
+			return res, err
+		}
+		if err := fillFAT(ctx, dst.Partitions[0].device, espVol, "EFI", stage); err != nil {
+			return res, fmt.Errorf("the new EFI system partition: %w", err)
+		}
+		_ = os.RemoveAll(stage)
+		if err := u.run(); err != nil {
+			return res, err
+		}
+		lap("bootloader")
+		o.Step("qcow2")
+		if _, err := run(ctx, "qemu-img", "convert", "-O", "qcow2", raw, res.Image); err != nil {
+			return res, err
+		}
+		lap("qcow2")
+		return res, nil
+	}
 	core := filepath.Join(o.Work, "core.img")
 	if _, err := run(ctx, "grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
 		"biosdisk", "part_msdos", "ext2", "search_fs_uuid", "search", "normal", "linux", "serial", "terminal"); err != nil {
@@ -263,6 +338,60 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	}
 	lap("qcow2")
 	return res, nil
+}
+
+// espBytes is the size of the EFI system partition of a UEFI image.
+const espBytes = 256 << 20
+
+func newVolumeID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%X", b)
+}
+
+// grubEFIModules are built into the UEFI GRUB image: enough to find the root by
+// UUID on GPT, read ext4 and FAT, and boot Linux with a serial console.
+var grubEFIModules = []string{"part_gpt", "part_msdos", "fat", "ext2", "search", "search_fs_uuid", "normal", "linux",
+	"configfile", "echo", "serial", "terminal", "efi_gop", "all_video", "gzio"}
+
+// installGrubEFI puts GRUB for x86_64 UEFI into esp (the new EFI system
+// partition's tree): at the removable-media path EFI/BOOT/BOOTX64.EFI, which
+// firmware boots without an NVRAM entry (a cloud's instance has none for it), with
+// an embedded configuration that finds the root by UUID and reads its
+// /boot/grub/grub.cfg; GRUB's modules go to the root tree nt. The vendor's grub.cfg
+// stubs (EFI/debian, EFI/centos, …) are pointed at the new root too.
+func installGrubEFI(ctx context.Context, nt, esp, rootUUID string) error {
+	if _, err := os.Stat("/usr/lib/grub/x86_64-efi"); err != nil {
+		return fmt.Errorf("%w: GRUB's x86_64-efi modules are not on the worker (apt-get install grub-efi-amd64-bin)", ErrUnsupported)
+	}
+	stub := fmt.Sprintf("search --no-floppy --fs-uuid --set=root %s\nset prefix=($root)/boot/grub\nconfigfile $prefix/grub.cfg\n", rootUUID)
+	emb := filepath.Join(filepath.Dir(esp), "grub-efi-embedded.cfg")
+	if err := os.WriteFile(emb, []byte(stub), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(emb)
+	if err := os.MkdirAll(filepath.Join(esp, "EFI/BOOT"), 0o755); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "grub-mkimage", append([]string{"-O", "x86_64-efi", "-o", filepath.Join(esp, "EFI/BOOT/BOOTX64.EFI"),
+		"-c", emb, "-p", "/boot/grub"}, grubEFIModules...)...); err != nil {
+		return err
+	}
+	// GRUB loads its other modules from /boot/grub/x86_64-efi.
+	mods := filepath.Join(nt, "boot/grub/x86_64-efi")
+	if err := os.MkdirAll(mods, 0o755); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "sh", "-c", `cp /usr/lib/grub/x86_64-efi/*.mod /usr/lib/grub/x86_64-efi/*.lst "$1"`, "sh", mods); err != nil {
+		return err
+	}
+	stubs, _ := filepath.Glob(filepath.Join(esp, "EFI", "*", "grub.cfg"))
+	for _, s := range stubs {
+		if err := os.WriteFile(s, []byte("# Written by Hikkoshi's P2V converter: the new root.\n"+stub), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyTree copies the tree at from into to with tar (owners by number, modes,

@@ -55,7 +55,9 @@ type Analysis struct {
 	GrubConfig    string       `json:"grub_config"`    // the configuration file found
 	Network       []NetConfig  `json:"network"`
 	CloudInit     bool         `json:"cloud_init"`
-	Problems      []string     `json:"problems,omitempty"`
+	// Firmware is "bios", or "uefi" when the disk has an EFI system partition.
+	Firmware string   `json:"firmware"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 // AnalyzeTree analyzes the server mounted at roots: mount point ("/", "/boot",

@@ -246,8 +246,35 @@ func TestP2VInspectsLVM(t *testing.T) {
 		got = append(got, fmt.Sprintf("%d:%s:%s:%s", p.GetNumber(), p.GetLogicalVolume(), p.GetFsType(), p.GetMountPoint()))
 	}
 	want := "1::ext4:/boot,2::LVM2_member:,2:vg-legacy/root:ext4:/,2:vg-legacy/swap:swap:,2:vg-legacy/var:ext4:/var"
-	if strings.Join(got, ",") != want {
+	if strings.Join(got, ",") != want || dry.GetP2VResult().GetInspection().GetFirmware() != "bios" {
 		t.Fatalf("inspection:\n got %s\nwant %s", strings.Join(got, ","), want)
+	}
+	if left := p2vtest.Leftovers(work); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// TestP2VUEFIJob: a P2V job on the fixture's UEFI disk uploads an image that says
+// how it boots (hw_firmware_type=uefi; firmware "uefi" in the job's result). Its boot
+// with OVMF is the p2v package's TestConvertUEFIFixtureBoots.
+func TestP2VUEFIJob(t *testing.T) {
+	disk := p2vtest.FixtureUEFI(t)
+	c := open(t)
+	work := t.TempDir()
+	env := servicetest.NewEnv(t)
+	_, client := start(t, env, "--p2v-work-dir", filepath.Join(work, "jobs"))
+	job := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{DiskPath: disk, Nics: []string{"eno1=" + fixtureMAC}},
+		P2VImage:  &converterv1.P2VImage{Cloud: "new", Name: "ctest-p2v-uefi"},
+	}}))(t).GetJob()
+	job = watchJob(t, client, job.GetName(), nil, nil)
+	if job.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("P2V job %s: %s", job.GetState(), job.GetError())
+	}
+	t.Cleanup(func() { _ = images.Delete(context.Background(), c.newI, job.GetCreated().GetImageId()).ExtractErr() })
+	img := must(images.Get(t.Context(), c.newI, job.GetCreated().GetImageId()).Extract())(t)
+	if img.Properties["hw_firmware_type"] != "uefi" || job.GetP2VResult().GetFirmware() != "uefi" || job.GetP2VResult().GetInspection().GetFirmware() != "uefi" {
+		t.Fatalf("image properties %v, result firmware %q", img.Properties, job.GetP2VResult().GetFirmware())
 	}
 	if left := p2vtest.Leftovers(work); len(left) != 0 {
 		t.Fatalf("left behind: %v", left)

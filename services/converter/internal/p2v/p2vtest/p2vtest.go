@@ -43,6 +43,13 @@ func FixtureLVM(tb testing.TB) string {
 	return strings.TrimSuffix(Fixture(tb), ".raw") + "-lvm.raw"
 }
 
+// FixtureUEFI returns the path of the fixture's UEFI disk (GPT; an EFI system
+// partition with the vendor's GRUB; one root holding /boot and /var).
+func FixtureUEFI(tb testing.TB) string {
+	tb.Helper()
+	return strings.TrimSuffix(Fixture(tb), ".raw") + "-uefi.raw"
+}
+
 // Leftovers lists loop devices backed by files under dir and mounts under it.
 func Leftovers(dir string) []string {
 	var out []string
