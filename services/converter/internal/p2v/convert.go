@@ -38,12 +38,12 @@ type Result struct {
 	Source   *Disk     `json:"source"`
 	Analysis *Analysis `json:"analysis"`
 	// Image is the qcow2 file (in Options.Work: the caller uploads, then removes it).
-	Image    string           `json:"image"`
-	RootUUID string           `json:"root_uuid"`
+	Image    string `json:"image"`
+	RootUUID string `json:"root_uuid"`
 	// Firmware is what the image boots with: "bios", or "uefi" (GRUB in an EFI
 	// system partition at the removable-media path, EFI/BOOT/BOOTX64.EFI).
-	Firmware string `json:"firmware"`
-	ESPUUID  string `json:"esp_uuid,omitempty"`
+	Firmware string           `json:"firmware"`
+	ESPUUID  string           `json:"esp_uuid,omitempty"`
 	Size     int64            `json:"size_bytes"` // the new disk's virtual size
 	Notes    []string         `json:"notes,omitempty"`
 	Timings  map[string]int64 `json:"timings_ms"`
