@@ -398,7 +398,7 @@ while True:
     if j < 0: break
     doc, i = dec.raw_decode(text, j); last = doc["job"]
 i = last["p2vResult"]["inspection"]
-print("  dry run (inspect_only): %s, %s, bootloader %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("cloudInit", False)))
+print("  dry run (inspect_only): %s, %s, bootloader %s, firmware %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("firmware", "-"), i.get("cloudInit", False)))
 for p in i["partitions"]:
     what = "partition %s" % p["number"] if not p.get("logicalVolume") else "  lv %s" % p["logicalVolume"]
     print("    %-20s %-11s %-6s %5.0f MiB used of %5.0f" % (what, p.get("fsType", "-"), p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
@@ -408,6 +408,8 @@ dry_run "$disk"
 echo "  the same host laid out as CentOS's installer does it (/boot, then volume group vg-legacy; /var in two runs of extents):"
 echo "  its logical volumes read with lvm2's reports, activation off — nothing activated, the worker's own VGs never seen:"
 dry_run "${disk%.raw}-lvm.raw"
+echo "  and as a UEFI box (GPT, an EFI system partition): converted, it gets GRUB at EFI/BOOT/BOOTX64.EFI and hw_firmware_type=uefi:"
+dry_run "${disk%.raw}-uefi.raw"
 pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"]},
   \"p2v_image\":{\"cloud\":\"new\",\"name\":\"pg-legacy-1\"}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
 echo "  CreateJob → $pj; WatchJob:"
@@ -451,6 +453,9 @@ for _ in $(seq 1 60); do
 done
 nb() { grpcurl -plaintext -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
 oldnet=$(bin/hikkoshi-devcloud network-id)
+for p in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do
+  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port delete "$p" # an interrupted run's
+done
 bridge=$(nb CreateBridge "{\"request_id\":\"demo-bridge-$oldnet\",\"bridge_id\":\"old-vlan-101\",\"bridge\":{
   \"mode\":\"BRIDGE_MODE_SHARED_L2\",\"old\":{\"cloud\":\"old-admin\",\"network_id\":\"$oldnet\"},
   \"new\":{\"cloud\":\"new-admin\",\"physical_network\":\"physnet2\",\"network_name\":\"old-vlan-101-bridged\"},
@@ -483,21 +488,21 @@ sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
 echo "  - web-1 still runs, so its address cannot move yet (FAILED_PRECONDITION):"
 if out=$(nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.21\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
-echo "  - web-2 stopped for its cutover: MoveAddress hands 10.101.0.22 to a port in the new cloud (MAC kept), then the"
-echo "    cutover is called off and MoveAddressBack gives it back — neither cloud ever has the address free:"
-oscli() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old "$@"; }
-waitsrv() { for _ in $(seq 1 60); do [[ "$(oscli server show "$1" -f value -c status)" == "$2" ]] && return 0; sleep 1; done; echo "server $1 not $2" >&2; return 1; }
-oscli server stop web-2 && waitsrv web-2 SHUTOFF
+echo "  - pg-legacy-2, a physical database host, keeps 10.101.0.40: a port in the old cloud holds it (no DHCP hands it out)."
+echo "    At its cut-over MoveAddress hands it to a port in the new cloud (MAC kept); the cut-over is called off and"
+echo "    MoveAddressBack gives it back — neither cloud ever has the address free:"
+osadm() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin "$@"; }
+pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.40 --description "pg-legacy-2 (physical)" pg-legacy-2 -f value -c id)
 steps='import json, sys
 r = json.load(sys.stdin)
 for x in r.get("steps", []): print("      " + x)'
-nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.22\",\"keep_mac\":true}" | /usr/bin/python3 -c "$steps"
-echo "    RollbackBridge now is refused while the address is moved (FAILED_PRECONDITION):"
+nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\",\"keep_mac\":true}" | /usr/bin/python3 -c "$steps"
+echo "    RollbackBridge is refused while the address is moved (FAILED_PRECONDITION):"
 if out=$(nb RollbackBridge "{\"name\":\"$bridge\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Message: /      /p' <<<"$out" | cut -c1-160
 echo "    MoveAddressBack:"
-nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.22\"}" | /usr/bin/python3 -c "$steps"
-oscli server start web-2 && waitsrv web-2 ACTIVE && echo "    web-2 started again on its old port"
+nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\"}" | /usr/bin/python3 -c "$steps"
+osadm port delete "$pgport"
 echo "  serial-console ports for the compute nodes of both clouds (all on Nova's default 10000:20000 today):"
 nb PlanConsolePorts '{"nodes":[{"cloud":"old","host":"host-ovs-filter-active","current_range":"10000:20000"},
   {"cloud":"old","host":"tcg-libvirt","current_range":"10000:20000"},
