@@ -305,31 +305,25 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 			return res, fmt.Errorf("the new EFI system partition: %w", err)
 		}
 		_ = os.RemoveAll(stage)
-		if err := u.run(); err != nil {
-			return res, err
-		}
-		lap("bootloader")
-		o.Step("qcow2")
-		if _, err := run(ctx, "qemu-img", "convert", "-O", "qcow2", raw, res.Image); err != nil {
-			return res, err
-		}
-		lap("qcow2")
-		return res, nil
 	}
 	core := filepath.Join(o.Work, "core.img")
-	if _, err := run(ctx, "grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
-		"biosdisk", "part_msdos", "ext2", "search_fs_uuid", "search", "normal", "linux", "serial", "terminal"); err != nil {
-		return res, err
+	if !uefi {
+		if _, err := run(ctx, "grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
+			"biosdisk", "part_msdos", "ext2", "search_fs_uuid", "search", "normal", "linux", "serial", "terminal"); err != nil {
+			return res, err
+		}
 	}
 	// Detach the new disk (and everything on it) before writing its first sectors.
 	if err := u.run(); err != nil {
 		return res, err
 	}
-	if _, err := run(ctx, "dd", "if=/usr/lib/grub/i386-pc/boot.img", "of="+raw, "bs=440", "count=1", "conv=notrunc", "status=none"); err != nil {
-		return res, err
-	}
-	if _, err := run(ctx, "dd", "if="+core, "of="+raw, "bs=512", "seek=1", "conv=notrunc", "status=none"); err != nil {
-		return res, err
+	if !uefi {
+		if _, err := run(ctx, "dd", "if=/usr/lib/grub/i386-pc/boot.img", "of="+raw, "bs=440", "count=1", "conv=notrunc", "status=none"); err != nil {
+			return res, err
+		}
+		if _, err := run(ctx, "dd", "if="+core, "of="+raw, "bs=512", "seek=1", "conv=notrunc", "status=none"); err != nil {
+			return res, err
+		}
 	}
 	lap("bootloader")
 	o.Step("qcow2")

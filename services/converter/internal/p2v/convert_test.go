@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"io"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,4 +56,47 @@ func TestConvertFixture(t *testing.T) {
 	if fi, err := os.Stat(res.Image); err != nil || fi.Size() == 0 {
 		t.Fatalf("no image: %v", err)
 	}
+}
+
+// converted converts disk with eno1 pinned to mac, checks that nothing is left
+// attached and the source is unchanged, and returns the result with the files
+// asked for, read back from the new image.
+func converted(ctx context.Context, t *testing.T, disk, mac string, files ...string) (*Result, map[string][]byte) {
+	t.Helper()
+	before := sum(t, disk)
+	work := t.TempDir()
+	res, err := Convert(ctx, disk, Options{Work: work, NICs: []NIC{{Name: "eno1", MAC: mac}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("converted: firmware %s, timings %v ms, size %d, notes %v", res.Firmware, res.Timings, res.Size, res.Notes)
+	if left := leftovers(t, work); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+	if after := sum(t, disk); after != before {
+		t.Fatal("the source disk changed")
+	}
+	raw := filepath.Join(work, "new.raw")
+	if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-O", "raw", res.Image, raw).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	got, err := ReadFiles(ctx, raw, filepath.Join(work, "read"), files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, got
+}
+
+// bootsToLogin boots the qcow2 image img from a virtio disk with a NIC of mac, and
+// fails t unless it reaches a login prompt on the serial console; it returns the
+// console's text.
+func bootsToLogin(ctx context.Context, t *testing.T, img, mac string, uefi bool) string {
+	t.Helper()
+	console, ok, err := Boot(ctx, BootOptions{Disk: img, Format: "qcow2", Bus: "virtio", MAC: mac, UEFI: uefi,
+		Want: `login:`, Fail: []string{`ALERT!`, `Kernel panic`, `Gave up waiting`, `emergency mode`}, Timeout: 6 * time.Minute})
+	if err != nil || !ok {
+		lines := strings.Split(console, "\n")
+		t.Fatalf("the converted server did not reach a login prompt (%v):\n%s", err, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+	}
+	return console
 }

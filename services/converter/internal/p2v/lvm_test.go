@@ -117,38 +117,16 @@ func TestLVMSourceReadBack(t *testing.T) {
 // no logical volume and the resume device is gone.
 func TestConvertLVMFixtureBoots(t *testing.T) {
 	disk := p2vtest.FixtureLVM(t)
-	work := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
-	res, err := Convert(ctx, disk, Options{Work: work, NICs: []NIC{{Name: "eno1", MAC: "52:54:00:12:34:57"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("converted: timings %v ms, size %d, notes %v", res.Timings, res.Size, res.Notes)
-	if left := leftovers(t, work); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
-	raw := filepath.Join(work, "new.raw")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-O", "raw", res.Image, raw).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v: %s", err, out)
-	}
-	files, err := ReadFiles(ctx, raw, filepath.Join(work, "read"), "/etc/fstab", "/etc/initramfs-tools/conf.d/resume")
-	if err != nil {
-		t.Fatal(err)
-	}
+	res, files := converted(ctx, t, disk, "52:54:00:12:34:57", "/etc/fstab", "/etc/initramfs-tools/conf.d/resume")
 	if f := string(files["/etc/fstab"]); strings.Contains(f, "/dev/mapper") || strings.Contains(f, "/dev/vg-legacy") || !strings.Contains(f, "UUID="+res.RootUUID) {
 		t.Fatalf("new fstab:\n%s", f)
 	}
 	if r := string(files["/etc/initramfs-tools/conf.d/resume"]); !strings.Contains(r, "\nRESUME=none\n") {
 		t.Fatalf("resume config %q", r)
 	}
-	console, ok, err := Boot(ctx, BootOptions{Disk: res.Image, Format: "qcow2", Bus: "virtio", MAC: "52:54:00:12:34:57",
-		Want: `login:`, Fail: []string{`ALERT!`, `Kernel panic`, `Gave up waiting`}, Timeout: 5 * time.Minute})
-	if err != nil || !ok {
-		lines := strings.Split(console, "\n")
-		t.Fatalf("the converted LVM server did not reach a login prompt (%v):\n%s", err, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-	}
-	if !strings.Contains(console, "root=UUID="+res.RootUUID) {
+	if console := bootsToLogin(ctx, t, res.Image, "52:54:00:12:34:57", false); !strings.Contains(console, "root=UUID="+res.RootUUID) {
 		t.Errorf("serial console lacks root=UUID=%s", res.RootUUID)
 	}
 }

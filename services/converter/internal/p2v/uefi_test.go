@@ -3,7 +3,6 @@ package p2v
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +19,6 @@ import (
 // not changed.
 func TestConvertUEFIFixtureBoots(t *testing.T) {
 	disk := p2vtest.FixtureUEFI(t)
-	before := sum(t, disk)
 	work := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
 	defer cancel()
@@ -35,27 +33,9 @@ func TestConvertUEFIFixtureBoots(t *testing.T) {
 	if a.Firmware != "uefi" || d.Label != "gpt" || strings.Join(mps, ",") != "vfat:/boot/efi,ext4:/" {
 		t.Fatalf("inspection: firmware %q, table %q, partitions %v", a.Firmware, d.Label, mps)
 	}
-	res, err := Convert(ctx, disk, Options{Work: work, NICs: []NIC{{Name: "eno1", MAC: "52:54:00:12:34:58"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("converted: firmware %s, timings %v ms, size %d", res.Firmware, res.Timings, res.Size)
+	res, files := converted(ctx, t, disk, "52:54:00:12:34:58", "/etc/fstab", "/boot/efi/EFI/BOOT/BOOTX64.EFI", "/boot/efi/EFI/debian/grub.cfg")
 	if res.Firmware != "uefi" || res.ESPUUID == "" {
 		t.Fatalf("result firmware %q, ESP %q", res.Firmware, res.ESPUUID)
-	}
-	if left := leftovers(t, work); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
-	if after := sum(t, disk); after != before {
-		t.Fatal("the source disk changed")
-	}
-	raw := filepath.Join(work, "new.raw")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "convert", "-O", "raw", res.Image, raw).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v: %s", err, out)
-	}
-	files, err := ReadFiles(ctx, raw, filepath.Join(work, "read"), "/etc/fstab", "/boot/efi/EFI/BOOT/BOOTX64.EFI", "/boot/efi/EFI/debian/grub.cfg")
-	if err != nil {
-		t.Fatal(err)
 	}
 	if f := string(files["/etc/fstab"]); !strings.Contains(f, "UUID="+res.ESPUUID+"  /boot/efi  vfat") || !strings.Contains(f, "UUID="+res.RootUUID+"  /  ext4") {
 		t.Fatalf("new fstab:\n%s", f)
@@ -66,12 +46,7 @@ func TestConvertUEFIFixtureBoots(t *testing.T) {
 	if _, err := os.Stat(OVMF); err != nil {
 		t.Fatalf("no OVMF (%v): tilt/p2v/fixture.sh installs Debian's ovmf", err)
 	}
-	console, ok, err := Boot(ctx, BootOptions{Disk: res.Image, Format: "qcow2", Bus: "virtio", MAC: "52:54:00:12:34:58", UEFI: true,
-		Want: `login:`, Fail: []string{`ALERT!`, `Kernel panic`, `emergency mode`}, Timeout: 6 * time.Minute})
-	if err != nil || !ok {
-		lines := strings.Split(console, "\n")
-		t.Fatalf("the converted UEFI server did not reach a login prompt (%v):\n%s", err, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-	}
+	console := bootsToLogin(ctx, t, res.Image, "52:54:00:12:34:58", true)
 	for _, want := range []string{"root=UUID=" + res.RootUUID, "EFI v"} {
 		if !strings.Contains(console, want) {
 			t.Errorf("serial console lacks %q", want)
