@@ -29,8 +29,15 @@ cvpid=""
 nbpid=""
 watcher=""
 devcloud_started=0
+bridge_applied=0
 cleanup() {
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
+  if ((bridge_applied)) && [[ -n "$nbpid" ]]; then
+    # A run stopped in the netbridge step: put the address and the networks back.
+    echo "rolling the bridge back (the run stopped before its rollback)"
+    nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\"}" >/dev/null 2>&1 || true
+    nb RollbackBridge "{\"name\":\"$bridge\"}" >/dev/null 2>&1 || true
+  fi
   [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
   [[ -n "$cvpid" ]] && kill -TERM "$cvpid" 2>/dev/null && wait "$cvpid" 2>/dev/null || true
   [[ -n "$nbpid" ]] && kill -TERM "$nbpid" 2>/dev/null && wait "$nbpid" 2>/dev/null || true
@@ -479,6 +486,7 @@ nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" | /usr/bin/pytho
 import json, sys
 r = json.load(sys.stdin); b = r["bridge"]
 print("  ApplyBridge: %d changes made, state %s, %d resources recorded" % (len(r.get("applied", [])), b["state"], len(b.get("resources", []))))'
+bridge_applied=1
 echo "  (apply took $((SECONDS - t0)) s)"
 echo "  PlanBridge again (nothing to do):"
 nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | head -1
@@ -517,6 +525,7 @@ import json, sys
 r = json.load(sys.stdin)
 print("  RollbackBridge: state %s" % r["bridge"]["state"])
 for c in r.get("undone", []): print("    %s" % c["description"])'
+bridge_applied=0
 echo "  (rollback took $((SECONDS - t0)) s; the old pools are as they were, for the next run)"
 kill -TERM "$nbpid"; wait "$nbpid" 2>/dev/null || true; nbpid=""
 
