@@ -1,6 +1,7 @@
 package p2v
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ func TestSweepAfterAKill(t *testing.T) {
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _, _ = Sweep(t.Context(), root) }) // whatever fails below
+	t.Cleanup(func() { _, _, _ = Sweep(context.Background(), root) }) // whatever fails below
 	u := &undo{record: recorder(work)}                       // never run: the process "died"
 	d, err := attach(t.Context(), u, disk, true)
 	if err != nil {

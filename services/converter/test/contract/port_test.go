@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"context"
 	"testing"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
@@ -17,7 +18,7 @@ func TestBootsOnGivenPort(t *testing.T) {
 	srvID, netID := fixture(t, c)
 	port := must(ports.Create(t.Context(), c.newN, ports.CreateOpts{Name: "ctest-moved", NetworkID: netID,
 		FixedIPs: []ports.IP{{IPAddress: "10.101.0.81"}}}).Extract())(t)
-	t.Cleanup(func() { _ = ports.Delete(t.Context(), c.newN, port.ID).ExtractErr() })
+	t.Cleanup(func() { _ = ports.Delete(context.Background(), c.newN, port.ID).ExtractErr() })
 	env := servicetest.NewEnv(t)
 	_, client := start(t, env)
 	bad, err := client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
