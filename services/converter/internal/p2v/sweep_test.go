@@ -40,7 +40,7 @@ func TestSweepAfterAKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _, _, _ = Sweep(context.Background(), root) }) // whatever fails below
-	u := &undo{record: recorder(work)}                       // never run: the process "died"
+	u := &undo{record: recorder(work)}                                // never run: the process "died"
 	d, err := attach(t.Context(), u, disk, true)
 	if err != nil {
 		t.Fatal(err)
