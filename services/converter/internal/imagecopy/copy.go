@@ -15,6 +15,15 @@
 // way), which is verified against the source's digests; then the chunk images are
 // deleted. The price: the destination Glance writes the bytes twice and reads them
 // once more; the source and the link between the clouds carry them once.
+//
+// An image that fits in one chunk skips the chunk image and the assembly pass: it is
+// streamed straight into the final image, checked the same way (a break reads that
+// one chunk again, which is all a chunk image would save).
+//
+// The final image carries the source image's ID (SourceProperty), so a worker taking
+// over finds what a dead one left under the copy's name: a whole image (verified
+// against the source's digests) is taken as it is, anything else is deleted before a
+// new one is made — a copy never leaves two.
 package imagecopy
 
 import (
@@ -41,6 +50,9 @@ const DefaultChunkSize = 64 << 20
 
 // ChunkTag marks the hidden chunk images of copies in flight.
 const ChunkTag = "hikkoshi-chunk"
+
+// SourceProperty is the final image's property naming the source image it copies.
+const SourceProperty = "hikkoshi_source_image"
 
 // ErrChecksum is a copy whose bytes do not match the source's digest.
 var ErrChecksum = errors.New("imagecopy: checksum mismatch")
@@ -135,11 +147,29 @@ func (c *Copier) Copy(ctx context.Context, srcID, name string, p *converterv1.Co
 	if err != nil {
 		return "", err
 	}
+	done, err := c.earlier(ctx, src, name)
+	if err != nil {
+		return "", fmt.Errorf("imagecopy: images an earlier attempt left: %w", err)
+	}
+	if done != "" {
+		// A dead worker finished the image but did not live to record it (its chunks
+		// may be deleted already: the recorded hash state still gives the SHA-256).
+		if p.GetSha256() == "" && p.GetDoneBytes() == p.GetTotalBytes() && restore(sum, p.GetSha256State()) == nil && len(p.GetSha256State()) > 0 {
+			p.Sha256 = hex.EncodeToString(sum.Sum(nil))
+		}
+		if err := c.Cleanup(ctx, p); err != nil {
+			return done, fmt.Errorf("imagecopy: image %s is whole, but deleting its chunk images failed: %w", done, err)
+		}
+		return done, nil
+	}
 	if err := c.resume(ctx, p, sum, mh); err != nil {
 		return "", err
 	}
 	if err := c.orphans(ctx, p); err != nil {
 		return "", fmt.Errorf("imagecopy: delete chunk images a dead worker left: %w", err)
+	}
+	if len(p.GetChunks()) == 0 && p.GetTotalBytes() <= chunkSize {
+		return c.direct(ctx, src, name, p, sum, mh)
 	}
 	start := time.Now()
 	startDone := p.GetDoneBytes()
@@ -258,15 +288,138 @@ func (c *Copier) chunk(ctx context.Context, srcID, name string, n int, off, size
 	return &converterv1.Chunk{Offset: off, Size: size, Sha256: hex.EncodeToString(chunkSum.Sum(nil)), ImageId: img.ID}, nil
 }
 
+// finalOpts is the final image's record: the source's boot properties, and the
+// source's ID in SourceProperty.
+func finalOpts(src *images.Image, name string) images.CreateOpts {
+	props := carried(src)
+	props[SourceProperty] = src.ID
+	return images.CreateOpts{
+		Name: name, DiskFormat: src.DiskFormat, ContainerFormat: src.ContainerFormat,
+		MinDisk: src.MinDiskGigabytes, MinRAM: src.MinRAMMegabytes, Properties: props,
+		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{"hikkoshi"},
+	}
+}
+
+// sameBytes reports whether Glance's digests of img and src say they hold the same
+// bytes: the multihash when both have it in the same algorithm, else the MD5
+// checksum; false when neither can tell.
+func sameBytes(img, src *images.Image) bool {
+	if img.SizeBytes != src.SizeBytes {
+		return false
+	}
+	ga, gv := osHash(img)
+	sa, sv := osHash(src)
+	if sa != "" && ga == sa {
+		return gv == sv
+	}
+	return src.Checksum != "" && img.Checksum == src.Checksum
+}
+
+// earlier looks at the images an earlier attempt of this copy left under its name:
+// it returns one that is active and whole, and deletes the others (begun, cut short).
+func (c *Copier) earlier(ctx context.Context, src *images.Image, name string) (string, error) {
+	list, err := c.Dst.Named(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	var whole string
+	for _, img := range list {
+		if img.Properties[SourceProperty] != src.ID {
+			continue // not this copy's
+		}
+		if whole == "" && img.Status == images.ImageStatusActive && sameBytes(&img, src) {
+			whole = img.ID
+			continue
+		}
+		if err := c.Dst.Delete(ctx, img.ID); err != nil {
+			return "", err
+		}
+	}
+	return whole, nil
+}
+
+// direct streams an image that fits in one chunk straight into the final image:
+// no chunk image, no assembly pass. A broken read or upload is tried again from the
+// start (one chunk, as the chunked path would); a digest that differs from the
+// source's fails with ErrChecksum and leaves no image.
+func (c *Copier) direct(ctx context.Context, src *images.Image, name string, p *converterv1.CopyProgress, sum, mh hash.Hash) (string, error) {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		sum.Reset()
+		if mh != nil {
+			mh.Reset()
+		}
+		id, err := c.directOnce(ctx, src, name, p, sum, mh)
+		if err == nil {
+			p.DoneBytes, p.Sha256State, p.OsHashState = p.GetTotalBytes(), snapshot(sum), snapshot(mh)
+			if el := time.Since(start).Seconds(); el > 0 {
+				p.BytesPerSecond, p.EtaSeconds = int64(float64(p.GetTotalBytes())/el), 0
+			}
+			if c.Observe != nil {
+				c.Observe(p)
+			}
+			return id, nil
+		}
+		if errors.Is(err, ErrChecksum) || attempt >= c.Retries || ctx.Err() != nil {
+			return "", fmt.Errorf("imagecopy: copy %q: %w", name, err)
+		}
+	}
+}
+
+func (c *Copier) directOnce(ctx context.Context, src *images.Image, name string, p *converterv1.CopyProgress, sum, mh hash.Hash) (string, error) {
+	final, err := c.Dst.Create(ctx, finalOpts(src, name))
+	if err != nil {
+		return "", fmt.Errorf("create image: %w", err)
+	}
+	fail := func(err error) (string, error) {
+		_ = c.Dst.Delete(context.WithoutCancel(ctx), final.ID)
+		return "", err
+	}
+	size := p.GetTotalBytes()
+	var body io.ReadCloser = io.NopCloser(strings.NewReader(""))
+	if size > 0 {
+		if body, err = c.Src.Download(ctx, src.ID, 0, size-1); err != nil {
+			return fail(fmt.Errorf("read image %s: %w", src.ID, err))
+		}
+	}
+	defer body.Close()
+	md := md5.New()
+	writers := []io.Writer{md, sum, &counter{p: p}}
+	if mh != nil {
+		writers = append(writers, mh)
+	}
+	cr := &countingReader{r: io.TeeReader(io.LimitReader(body, size), io.MultiWriter(writers...))}
+	if err := c.Dst.Upload(ctx, final.ID, cr); err != nil {
+		return fail(err)
+	}
+	if cr.n != size {
+		return fail(fmt.Errorf("the source gave %d bytes of %d", cr.n, size))
+	}
+	got, err := c.Dst.Image(ctx, final.ID)
+	if err != nil {
+		return fail(err)
+	}
+	if got.SizeBytes != size || (got.Checksum != "" && got.Checksum != hex.EncodeToString(md.Sum(nil))) {
+		return fail(fmt.Errorf("%w: arrived as %d bytes with MD5 %s, sent %d bytes with MD5 %s",
+			ErrChecksum, got.SizeBytes, got.Checksum, size, hex.EncodeToString(md.Sum(nil))))
+	}
+	p.Sha256 = hex.EncodeToString(sum.Sum(nil))
+	if _, want := osHash(src); mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
+		return fail(fmt.Errorf("%w: the bytes read from image %s have %s %s…, the source says %s…; no image is left",
+			ErrChecksum, src.ID, p.GetOsHashAlgo(), hex.EncodeToString(mh.Sum(nil))[:16], want[:min(16, len(want))]))
+	}
+	if ga, gv := osHash(got); ga != "" && ga == p.GetOsHashAlgo() {
+		if _, sv := osHash(src); sv != "" && gv != sv {
+			return fail(fmt.Errorf("%w: destination %s %s… differs from the source's %s…", ErrChecksum, ga, gv[:min(16, len(gv))], sv[:min(16, len(sv))]))
+		}
+	}
+	return final.ID, nil
+}
+
 // assemble streams the chunks, inside the destination, into the final image and
 // checks it against the digests of the source's bytes; the chunks are deleted after.
 func (c *Copier) assemble(ctx context.Context, src *images.Image, name string, p *converterv1.CopyProgress) (string, error) {
-	opts := images.CreateOpts{
-		Name: name, DiskFormat: src.DiskFormat, ContainerFormat: src.ContainerFormat,
-		MinDisk: src.MinDiskGigabytes, MinRAM: src.MinRAMMegabytes, Properties: carried(src),
-		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{"hikkoshi"},
-	}
-	final, err := c.Dst.Create(ctx, opts)
+	final, err := c.Dst.Create(ctx, finalOpts(src, name))
 	if err != nil {
 		return "", fmt.Errorf("imagecopy: create image %q: %w", name, err)
 	}
@@ -318,7 +471,8 @@ func (c *Copier) assemble(ctx context.Context, src *images.Image, name string, p
 }
 
 // Cleanup deletes the chunk images recorded in p, and any other chunk image of the
-// same copy (one a dead worker had begun and not recorded).
+// same copy (one a dead worker had begun and not recorded). The final image is the
+// caller's: see Discard.
 func (c *Copier) Cleanup(ctx context.Context, p *converterv1.CopyProgress) error {
 	var errs []error
 	ids := map[string]bool{}
@@ -378,3 +532,20 @@ func (c *countingReader) Read(b []byte) (int, error) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Discard deletes what a copy into name made in Dst: its chunk images and every
+// image named name that carries SourceProperty (a final image begun or finished by
+// a worker that did not live to record it). For a failed or cancelled job.
+func (c *Copier) Discard(ctx context.Context, p *converterv1.CopyProgress) error {
+	errs := []error{c.Cleanup(ctx, p)}
+	if p.GetImageName() != "" {
+		list, err := c.Dst.Named(ctx, p.GetImageName())
+		errs = append(errs, err)
+		for _, img := range list {
+			if _, ours := img.Properties[SourceProperty]; ours {
+				errs = append(errs, c.Dst.Delete(ctx, img.ID))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

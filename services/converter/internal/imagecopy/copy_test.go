@@ -123,3 +123,92 @@ func TestCorruptByteFailsAndLeavesNothing(t *testing.T) {
 		t.Fatalf("%d images left in the destination", n)
 	}
 }
+
+// TestOneChunkImageGoesStraightIn: an image no larger than a chunk is streamed into
+// the final image alone (one image ever created in the destination: no chunk image,
+// no assembly pass), byte-identical, with the source's ID on it.
+func TestOneChunkImageGoesStraightIn(t *testing.T) {
+	src, dst, id, data := setup(t, 700*1024)
+	c := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib}
+	p := &converterv1.CopyProgress{}
+	finalID, err := c.Copy(t.Context(), id, "db-1", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, got := only(t, dst)
+	if img["id"] != finalID || !bytes.Equal(got, data) || img["hw_disk_bus"] != "virtio" || img[SourceProperty] != id || dst.next != 1 {
+		t.Fatalf("final image %v (data equal: %v), %d images created", img, bytes.Equal(got, data), dst.next)
+	}
+	if p.GetDoneBytes() != int64(len(data)) || p.GetTransferredBytes() != int64(len(data)) || len(p.GetChunks()) != 0 || p.GetSha256() == "" {
+		t.Fatalf("progress %v", p)
+	}
+}
+
+// TestOneChunkImageBrokenReadAndCorruptByte: the straight path reads again after a
+// broken connection, and a flipped byte fails with ErrChecksum leaving no image.
+func TestOneChunkImageBrokenReadAndCorruptByte(t *testing.T) {
+	src, dst, id, data := setup(t, 900*1024)
+	src.breakAt = 300 * 1024
+	c := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Retries: 2}
+	p := &converterv1.CopyProgress{}
+	if _, err := c.Copy(t.Context(), id, "db-1", p); err != nil {
+		t.Fatal(err)
+	}
+	if _, got := only(t, dst); !bytes.Equal(got, data) || p.GetTransferredBytes() != 1200*1024 {
+		t.Fatalf("after a break: equal %v, transferred %d (want 900 KiB + the 300 KiB read twice)", bytes.Equal(got, data), p.GetTransferredBytes())
+	}
+	src2, dst2, id2, _ := setup(t, 900*1024)
+	src2.corruptAt = 4242
+	_, err := (&Copier{Src: src2.client(), Dst: dst2.client(), ChunkSize: mib, Retries: 2}).Copy(t.Context(), id2, "db-1", &converterv1.CopyProgress{})
+	if !errors.Is(err, ErrChecksum) || dst2.count() != 0 {
+		t.Fatalf("a flipped byte: %v, %d images left", err, dst2.count())
+	}
+}
+
+// TestTakeoverFindsTheFinalImage: a worker that died after the final image was whole
+// but before it was recorded — the next one takes that image and reads nothing from
+// the source; one that died while the final image was being written — the next one
+// deletes it and makes one whole image. Either way one image is left.
+func TestTakeoverFindsTheFinalImage(t *testing.T) {
+	src, dst, id, _ := setup(t, 3*mib)
+	var saved *converterv1.CopyProgress
+	c := &Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Save: func(_ context.Context, p *converterv1.CopyProgress) error {
+		saved = proto.CloneOf(p)
+		return nil
+	}}
+	finalID, err := c.Copy(t.Context(), id, "db-1", &converterv1.CopyProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The record as the last chunk left it: the chunks (deleted since) and no image.
+	readBefore := src.served()
+	p := proto.CloneOf(saved)
+	again, err := (&Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib}).Copy(t.Context(), id, "db-1", p)
+	if err != nil || again != finalID || src.served() != readBefore || p.GetSha256() == "" {
+		t.Fatalf("takeover after the image was whole: %s, %v (want %s), read %d bytes again, sha256 %q", again, err, finalID, src.served()-readBefore, p.GetSha256())
+	}
+	only(t, dst)
+
+	// A final image begun and never finished (queued, no data), and one of the same
+	// name that is not this copy's (no SourceProperty): the first is deleted, the
+	// second left alone.
+	src2, dst2, id2, data2 := setup(t, 3*mib)
+	dst2.mu.Lock()
+	dst2.images["begun"] = map[string]any{"id": "begun", "name": "db-1", "status": "saving", SourceProperty: id2}
+	dst2.images["theirs"] = map[string]any{"id": "theirs", "name": "db-1", "status": "active"}
+	dst2.mu.Unlock()
+	finalID, err = (&Copier{Src: src2.client(), Dst: dst2.client(), ChunkSize: mib}).Copy(t.Context(), id2, "db-1", &converterv1.CopyProgress{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dst2.count() != 2 || dst2.images["begun"] != nil || dst2.images["theirs"] == nil || !bytes.Equal(dst2.data[finalID], data2) {
+		t.Fatalf("destination after a takeover over a begun image: %v", dst2.images)
+	}
+	// Discard (a cancelled job) deletes this copy's image even unrecorded, not theirs.
+	if err := (&Copier{Dst: dst2.client()}).Discard(t.Context(), &converterv1.CopyProgress{ImageName: "db-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if dst2.count() != 1 || dst2.images["theirs"] == nil {
+		t.Fatalf("after Discard: %v", dst2.images)
+	}
+}

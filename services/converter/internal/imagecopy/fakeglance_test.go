@@ -111,7 +111,7 @@ func (g *fakeGlance) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 		_ = json.NewEncoder(w).Encode(body)
 	case r.Method == http.MethodGet && path == "":
-		tag, hidden := r.URL.Query().Get("tag"), r.URL.Query().Get("os_hidden") == "true"
+		tag, hidden, name := r.URL.Query().Get("tag"), r.URL.Query().Get("os_hidden") == "true", r.URL.Query().Get("name")
 		out := []map[string]any{}
 		g.mu.Lock()
 		for _, im := range g.images {
@@ -121,7 +121,7 @@ func (g *fakeGlance) serve(w http.ResponseWriter, r *http.Request) {
 			for _, t := range tags {
 				has = has || t == tag
 			}
-			if has && h == hidden {
+			if has && h == hidden && (name == "" || im["name"] == name) {
 				out = append(out, im)
 			}
 		}

@@ -28,6 +28,8 @@ type Glance interface {
 	Delete(ctx context.Context, id string) error
 	// Tagged lists the images (hidden ones included) that carry tag.
 	Tagged(ctx context.Context, tag string) ([]images.Image, error)
+	// Named lists the images (hidden ones included) named name.
+	Named(ctx context.Context, name string) ([]images.Image, error)
 }
 
 // NewGlance returns a Glance over a gophercloud image v2 client.
@@ -72,6 +74,10 @@ func (g glance) Upload(ctx context.Context, id string, r io.Reader) error {
 
 func (g glance) Tagged(ctx context.Context, tag string) ([]images.Image, error) {
 	return g.list(ctx, images.ListOpts{Tags: []string{tag}})
+}
+
+func (g glance) Named(ctx context.Context, name string) ([]images.Image, error) {
+	return g.list(ctx, images.ListOpts{Name: name})
 }
 
 // list lists the images opts selects, hidden ones included (Glance lists them only
@@ -162,9 +168,5 @@ func (l *limitedReader) Close() error { return l.rc.Close() }
 
 // Named returns the images named name (hidden ones included).
 func Named(ctx context.Context, g Glance, name string) ([]images.Image, error) {
-	gg, ok := g.(glance)
-	if !ok {
-		return nil, fmt.Errorf("imagecopy: Named needs a Glance from NewGlance")
-	}
-	return gg.list(ctx, images.ListOpts{Name: name})
+	return g.Named(ctx, name)
 }

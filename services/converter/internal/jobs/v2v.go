@@ -557,7 +557,7 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		errs = append(errs, dg.Delete(ctx, c.GetImageId()))
 	}
 	if p := j.GetProgress(); p != nil {
-		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Cleanup(ctx, p))
+		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Discard(ctx, p))
 	}
 	// Source: let a snapshot being taken end, delete it, start the server again.
 	if err := r.wait(ctx, "the source server's task to end", func() (string, error) {
