@@ -947,14 +947,24 @@ func (x *MoveAddressBackResponse) GetSteps() []string {
 // PlanConsolePortsRequest is the request of PlanConsolePorts.
 type PlanConsolePortsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// nodes are the compute nodes of both clouds.
+	// nodes are compute nodes of both clouds, with their current ranges where known.
+	// A node keeps its current range when that overlaps no other node's, so a plan
+	// applied and planned again changes nothing; the others get ranges of
+	// ports_per_node ports from first_port on, around the kept ones.
 	Nodes []*ComputeNode `protobuf:"bytes,1,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// first_port is where the ranges begin; 0 means 10000 (Nova's default start).
 	FirstPort int32 `protobuf:"varint,2,opt,name=first_port,json=firstPort,proto3" json:"first_port,omitempty"`
 	// ports_per_node is each node's range size; 0 means 100.
-	PortsPerNode  int32 `protobuf:"varint,3,opt,name=ports_per_node,json=portsPerNode,proto3" json:"ports_per_node,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PortsPerNode int32 `protobuf:"varint,3,opt,name=ports_per_node,json=portsPerNode,proto3" json:"ports_per_node,omitempty"`
+	// clouds are clouds.yaml entries (admin-scoped) whose nova-compute services are
+	// read from Nova and planned after nodes, by cloud and host (a node already in
+	// nodes is not added again).
+	Clouds []string `protobuf:"bytes,4,rep,name=clouds,proto3" json:"clouds,omitempty"`
+	// assumed_current_range is the current range of the nodes read from clouds,
+	// which Nova does not report ("10000:20000", Nova's default); empty for unknown.
+	AssumedCurrentRange string `protobuf:"bytes,5,opt,name=assumed_current_range,json=assumedCurrentRange,proto3" json:"assumed_current_range,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *PlanConsolePortsRequest) Reset() {
@@ -1006,6 +1016,20 @@ func (x *PlanConsolePortsRequest) GetPortsPerNode() int32 {
 		return x.PortsPerNode
 	}
 	return 0
+}
+
+func (x *PlanConsolePortsRequest) GetClouds() []string {
+	if x != nil {
+		return x.Clouds
+	}
+	return nil
+}
+
+func (x *PlanConsolePortsRequest) GetAssumedCurrentRange() string {
+	if x != nil {
+		return x.AssumedCurrentRange
+	}
+	return ""
 }
 
 // PlanConsolePortsResponse is the response of PlanConsolePorts.
@@ -1199,12 +1223,14 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"ip_address\x18\x02 \x01(\tR\tipAddress\"O\n" +
 	"\x17MoveAddressBackResponse\x12\x1e\n" +
 	"\vold_port_id\x18\x01 \x01(\tR\toldPortId\x12\x14\n" +
-	"\x05steps\x18\x02 \x03(\tR\x05steps\"\x98\x01\n" +
+	"\x05steps\x18\x02 \x03(\tR\x05steps\"\xe4\x01\n" +
 	"\x17PlanConsolePortsRequest\x128\n" +
 	"\x05nodes\x18\x01 \x03(\v2\".hikkoshi.netbridge.v1.ComputeNodeR\x05nodes\x12\x1d\n" +
 	"\n" +
 	"first_port\x18\x02 \x01(\x05R\tfirstPort\x12$\n" +
-	"\x0eports_per_node\x18\x03 \x01(\x05R\fportsPerNode\"\x9a\x01\n" +
+	"\x0eports_per_node\x18\x03 \x01(\x05R\fportsPerNode\x12\x16\n" +
+	"\x06clouds\x18\x04 \x03(\tR\x06clouds\x122\n" +
+	"\x15assumed_current_range\x18\x05 \x01(\tR\x13assumedCurrentRange\"\x9a\x01\n" +
 	"\x18PlanConsolePortsResponse\x12;\n" +
 	"\x06ranges\x18\x01 \x03(\v2#.hikkoshi.netbridge.v1.ConsoleRangeR\x06ranges\x12A\n" +
 	"\boverlaps\x18\x02 \x03(\v2%.hikkoshi.netbridge.v1.ConsoleOverlapR\boverlaps\"\x1a\n" +

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	novaservices "github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -395,9 +397,67 @@ func (s *Server) MoveAddressBack(ctx context.Context, req *netbridgev1.MoveAddre
 	return resp, nil
 }
 
-// PlanConsolePorts implements NetbridgeService.
-func (s *Server) PlanConsolePorts(_ context.Context, req *netbridgev1.PlanConsolePortsRequest) (*netbridgev1.PlanConsolePortsResponse, error) {
-	return console.Plan(req)
+// PlanConsolePorts implements NetbridgeService. The nodes of req.clouds are read
+// from each cloud's Nova (its nova-compute services) and planned after the nodes
+// given.
+func (s *Server) PlanConsolePorts(ctx context.Context, req *netbridgev1.PlanConsolePortsRequest) (*netbridgev1.PlanConsolePortsResponse, error) {
+	var v apierr.Violations
+	for i, c := range req.GetClouds() {
+		if c == "" {
+			v.Add(fmt.Sprintf("clouds[%d]", i), "empty: give a clouds.yaml entry (admin-scoped, to list Nova's services)")
+		}
+	}
+	if r := req.GetAssumedCurrentRange(); r != "" {
+		if err := console.CheckRange(r); err != nil {
+			v.Add("assumed_current_range", "%v", err)
+		}
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	if len(req.GetClouds()) == 0 {
+		return console.Plan(req)
+	}
+	full := proto.CloneOf(req)
+	given := map[string]bool{}
+	for _, n := range req.GetNodes() {
+		given[n.GetCloud()+"/"+n.GetHost()] = true
+	}
+	for i, c := range req.GetClouds() {
+		hosts, err := s.computeHosts(ctx, c)
+		if err != nil {
+			return nil, cloudErr(fmt.Sprintf("clouds[%d] %q: list nova-compute services", i, c), err)
+		}
+		for _, h := range hosts {
+			if !given[c+"/"+h] {
+				given[c+"/"+h] = true
+				full.Nodes = append(full.Nodes, &netbridgev1.ComputeNode{Cloud: c, Host: h, CurrentRange: req.GetAssumedCurrentRange()})
+			}
+		}
+	}
+	return console.Plan(full)
+}
+
+// computeHosts lists the hosts of a cloud's nova-compute services, sorted.
+func (s *Server) computeHosts(ctx context.Context, cloudName string) ([]string, error) {
+	side, err := s.engine.Open(ctx, cloudName, "console")
+	if err != nil {
+		return nil, err
+	}
+	pages, err := novaservices.List(side.Compute, novaservices.ListOpts{Binary: "nova-compute"}).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := novaservices.ExtractServices(pages)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, svc := range list {
+		hosts = append(hosts, svc.Host)
+	}
+	slices.Sort(hosts)
+	return slices.Compact(hosts), nil
 }
 
 // GetWatchdogStatus implements NetbridgeService.

@@ -6,6 +6,8 @@ package console
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -32,11 +34,22 @@ func parse(s string) (span, error) {
 	return span{lo, hi}, nil
 }
 
+// CheckRange says why s is not a port range LOW:HIGH within 1–65535 (nil if it is).
+func CheckRange(s string) error {
+	_, err := parse(s)
+	return err
+}
+
 func (s span) String() string { return fmt.Sprintf("%d:%d", s.lo, s.hi) }
 
-// Plan gives each node a range of portsPerNode ports from firstPort on, in the
-// order given, and lists the pairs of nodes whose current ranges overlap. Bad input
-// is INVALID_ARGUMENT naming the field.
+// Plan gives each node a range that no other node shares, changing as few nodes as
+// it can: a node keeps its current range when that overlaps no range kept before it
+// (the narrowest current ranges are looked at first, so Nova's default 10000:20000
+// on many nodes is what gives way); every other node, in the order given, gets the
+// next portsPerNode ports from firstPort on that touch no kept or given range. A
+// plan applied and planned again therefore changes nothing. It also lists the pairs
+// of nodes whose current ranges overlap. Bad input is INVALID_ARGUMENT naming the
+// field.
 func Plan(req *netbridgev1.PlanConsolePortsRequest) (*netbridgev1.PlanConsolePortsResponse, error) {
 	first, per := int(req.GetFirstPort()), int(req.GetPortsPerNode())
 	if first == 0 {
@@ -53,10 +66,7 @@ func Plan(req *netbridgev1.PlanConsolePortsRequest) (*netbridgev1.PlanConsolePor
 		v.Add("ports_per_node", "%d: give at least 1", per)
 	}
 	if len(req.GetNodes()) == 0 {
-		v.Add("nodes", "required: the compute nodes of both clouds")
-	}
-	if end := first + per*len(req.GetNodes()) - 1; first >= 1 && per >= 1 && end > maxPort {
-		v.Add("ports_per_node", "%d nodes × %d ports from %d end at %d, past 65535: give fewer ports per node or a lower first_port", len(req.GetNodes()), per, first, end)
+		v.Add("nodes", "required: the compute nodes of both clouds (or clouds to read them from)")
 	}
 	seen := map[string]int{}
 	current := make([]*span, len(req.GetNodes()))
@@ -80,11 +90,49 @@ func Plan(req *netbridgev1.PlanConsolePortsRequest) (*netbridgev1.PlanConsolePor
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	// Kept: current ranges overlapping no range kept before, narrowest first.
+	order := make([]int, 0, len(current))
+	for i, c := range current {
+		if c != nil {
+			order = append(order, i)
+		}
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return current[order[a]].hi-current[order[a]].lo < current[order[b]].hi-current[order[b]].lo
+	})
+	planned := make([]*span, len(current))
+	var taken []span
+	for _, i := range order {
+		if c := *current[i]; !slices.ContainsFunc(taken, func(t span) bool { return c.lo <= t.hi && t.lo <= c.hi }) {
+			planned[i] = current[i]
+			taken = append(taken, *current[i])
+		}
+	}
+	next := first
+	for i := range planned {
+		if planned[i] != nil {
+			continue
+		}
+		s := span{next, next + per - 1}
+		for moved := true; moved && s.hi <= maxPort; {
+			moved = false
+			for _, t := range taken { // past every range it would touch
+				if s.lo <= t.hi && t.lo <= s.hi {
+					s, moved = span{t.hi + 1, t.hi + per}, true
+				}
+			}
+		}
+		if s.hi > maxPort {
+			return nil, apierr.InvalidArgument("ports_per_node", "%d ports for each of %d nodes from port %d, around the ranges kept, end past 65535: give fewer ports per node or a lower first_port", per, len(planned), first)
+		}
+		planned[i] = &s
+		taken = append(taken, s)
+		next = s.hi + 1
+	}
 	resp := &netbridgev1.PlanConsolePortsResponse{}
 	for i, n := range req.GetNodes() {
-		s := span{first + i*per, first + (i+1)*per - 1}
 		resp.Ranges = append(resp.Ranges, &netbridgev1.ConsoleRange{
-			Cloud: n.GetCloud(), Host: n.GetHost(), PortRange: s.String(), Changed: current[i] == nil || *current[i] != s,
+			Cloud: n.GetCloud(), Host: n.GetHost(), PortRange: planned[i].String(), Changed: current[i] == nil || *current[i] != *planned[i],
 		})
 	}
 	for i := range req.GetNodes() {

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -50,5 +52,46 @@ func TestPlanRefusals(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[tc.field] == "" {
 			t.Fatalf("%v: %v, want INVALID_ARGUMENT on %s", tc.req, err, tc.field)
 		}
+	}
+}
+
+// TestPlanKeepsWhatIsDisjoint: a node whose current range overlaps no other keeps
+// it; new ranges go around the kept ones; the plan applied and planned again
+// changes nothing, in any order of the nodes.
+func TestPlanKeepsWhatIsDisjoint(t *testing.T) {
+	nodes := []*netbridgev1.ComputeNode{
+		{Cloud: "old", Host: "cmp-1", CurrentRange: "10100:10199"}, // planned by hand before
+		{Cloud: "old", Host: "cmp-2", CurrentRange: "10000:20000"}, // Nova's default
+		{Cloud: "new", Host: "cmp-1"},
+		{Cloud: "new", Host: "cmp-2", CurrentRange: "10000:20000"},
+	}
+	resp, err := Plan(&netbridgev1.PlanConsolePortsRequest{Nodes: nodes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range resp.GetRanges() {
+		got = append(got, fmt.Sprintf("%s/%s=%s,%v", r.GetCloud(), r.GetHost(), r.GetPortRange(), r.GetChanged()))
+	}
+	want := "old/cmp-1=10100:10199,false old/cmp-2=10000:10099,true new/cmp-1=10200:10299,true new/cmp-2=10300:10399,true"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("plan %v\nwant %s", got, want)
+	}
+	// Applied: each node now has its planned range. Planned again, reversed: no change.
+	applied := make([]*netbridgev1.ComputeNode, len(nodes))
+	for i, r := range resp.GetRanges() {
+		applied[len(nodes)-1-i] = &netbridgev1.ComputeNode{Cloud: r.GetCloud(), Host: r.GetHost(), CurrentRange: r.GetPortRange()}
+	}
+	again, err := Plan(&netbridgev1.PlanConsolePortsRequest{Nodes: applied})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range again.GetRanges() {
+		if r.GetChanged() {
+			t.Fatalf("re-plan changes %s/%s to %s", r.GetCloud(), r.GetHost(), r.GetPortRange())
+		}
+	}
+	if len(again.GetOverlaps()) != 0 {
+		t.Fatalf("overlaps after the plan: %v", again.GetOverlaps())
 	}
 }
