@@ -75,3 +75,44 @@ func glances(ctx context.Context, tb testing.TB) (oi, ni *gophercloud.ServiceCli
 	}
 	return oi, ni, seedID
 }
+
+// TestCopyOneChunkStraightAndTakeover: with the default 64 MiB chunks the 8 MiB seed
+// image goes straight into the final image (no chunk image is ever made), which the
+// real Glance stores with the source's ID as a property; a second copy under the same
+// name — a worker taking over after the first died unrecorded — takes that image as
+// it is, reading nothing, and one image is left.
+func TestCopyOneChunkStraightAndTakeover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	oi, ni, srcID := glances(ctx, t)
+	src, dst := imagecopy.NewGlance(oi), imagecopy.NewGlance(ni)
+	name := "itest-straight-" + time.Now().Format("150405.000")
+	p := &converterv1.CopyProgress{}
+	id, err := (&imagecopy.Copier{Src: src, Dst: dst}).Copy(ctx, srcID, name, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = (&imagecopy.Copier{Dst: dst}).Discard(context.Background(), &converterv1.CopyProgress{ImageName: name}) })
+	s, err := src.Image(ctx, srcID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := dst.Image(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Status != images.ImageStatusActive || d.Properties["os_hash_value"] != s.Properties["os_hash_value"] || d.Properties[imagecopy.SourceProperty] != srcID ||
+		len(p.GetChunks()) != 0 || p.GetTransferredBytes() != s.SizeBytes {
+		t.Fatalf("straight copy %s: %s, hash equal %v, source property %v; progress %v", id, d.Status,
+			d.Properties["os_hash_value"] == s.Properties["os_hash_value"], d.Properties[imagecopy.SourceProperty], p)
+	}
+	q := &converterv1.CopyProgress{}
+	again, err := (&imagecopy.Copier{Src: src, Dst: dst}).Copy(ctx, srcID, name, q)
+	if err != nil || again != id || q.GetTransferredBytes() != 0 {
+		t.Fatalf("takeover: %s, %v (want %s), read %d bytes", again, err, id, q.GetTransferredBytes())
+	}
+	named, err := imagecopy.Named(ctx, dst, name)
+	if err != nil || len(named) != 1 {
+		t.Fatalf("%d images named %s (%v), want 1", len(named), name, err)
+	}
+}
