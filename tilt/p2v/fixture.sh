@@ -7,7 +7,9 @@
 # (mkfs.ext4 -d per partition, grub-mkimage and dd), as ../shared/p2v-notes.md
 # measured (~3.5 min, most of it debootstrap).
 #
-# From the same tree it builds two more disks. A UEFI one, OUT with -uefi before
+# From the same tree it builds three more disks, and a server of two disks
+# (OUT with -multi-a and -multi-b before .raw: /boot and / on the first, /var on the
+# second, which its fstab names /dev/sdb1). A UEFI one, OUT with -uefi before
 # .raw: GPT, an EFI system partition (FAT, made with mkfs.vfat -C and mtools, no
 # mounts) holding the vendor's GRUB at EFI/debian and the fallback EFI/BOOT/BOOTX64.EFI,
 # and one root with /boot and /var in it. And a second disk, OUT with -lvm before .raw, as a
@@ -34,7 +36,11 @@ exec 9>"$out.lock"
 flock 9
 lvmout=${out%.raw}-lvm.raw
 uefiout=${out%.raw}-uefi.raw
-if [[ -s "$out" && -s "$out.json" && -s "$lvmout" && -s "$lvmout.json" && -s "$uefiout" && -s "$uefiout.json" ]]; then echo "$out"; exit 0; fi
+multia=${out%.raw}-multi-a.raw multib=${out%.raw}-multi-b.raw
+if [[ -s "$out" && -s "$out.json" && -s "$lvmout" && -s "$lvmout.json" && -s "$uefiout" && -s "$uefiout.json" && -s "$multia" && -s "$multib" ]]; then
+  echo "$out"
+  exit 0
+fi
 log() { printf '[p2v-fixture %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 need=()
@@ -251,4 +257,40 @@ cat >"$uefiout.json" <<JSON
  "nic": "eno1", "address": "10.101.0.55/24"}
 JSON
 log "done: $uefiout ($(du -h "$uefiout" | cut -f1) used of $(du -h --apparent-size "$uefiout" | cut -f1))"
+
+# ---- a server of two disks: /boot and / on sda, /var on sdb (by kernel name)
+log "two disks: /boot + / on the first, /var on the second (/dev/sdb1)"
+mkdir -p "$work/boot" "$work/var"
+(shopt -s dotglob; mv "$tree"/boot/* "$work/boot/"; mv "$tree"/var/* "$work/var/")
+rm -rf "$work/boot/efi"
+uuid_mroot=$(cat /proc/sys/kernel/random/uuid)
+uuid_mvar=$(cat /proc/sys/kernel/random/uuid)
+cat >"$tree/etc/fstab" <<FSTAB
+# /etc/fstab of pg-legacy-1 (two disks)
+UUID=$uuid_mroot  /      ext4  errors=remount-ro  0  1
+UUID=$uuid_boot   /boot  ext4  defaults           0  2
+/dev/sdb1         /var   ext4  defaults           0  2
+proc              /proc  proc  defaults           0  0
+FSTAB
+img=$work/multi-a.raw
+truncate -s 2310M "$img"
+sfdisk -q "$img" <<'PARTS'
+label: dos
+start=2048, size=524288, type=83, bootable
+start=526336, size=4194304, type=83
+PARTS
+mk "$work/boot" "$uuid_boot" 2048 524288 boot
+mk "$tree" "$uuid_mroot" 526336 4194304 root
+dd if=/usr/lib/grub/i386-pc/boot.img of="$img" bs=440 count=1 conv=notrunc status=none
+dd if="$work/core.img" of="$img" bs=512 seek=1 conv=notrunc status=none
+img=$work/multi-b.raw
+truncate -s 770M "$img"
+sfdisk -q "$img" <<'PARTS'
+label: dos
+start=2048, size=1572864, type=83
+PARTS
+mk "$work/var" "$uuid_mvar" 2048 1572864 var
+mv "$work/multi-a.raw" "$multia"
+mv "$work/multi-b.raw" "$multib"
+log "done: $multia, $multib"
 echo "$out"

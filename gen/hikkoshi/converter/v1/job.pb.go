@@ -421,9 +421,19 @@ type P2VSource struct {
 	// is the worker's --p2v-agent-token-file, never part of the job.
 	AgentUrl string `protobuf:"bytes,4,opt,name=agent_url,json=agentUrl,proto3" json:"agent_url,omitempty"`
 	// agent_disk is the index of the agent's disk to convert (0 for the first).
-	AgentDisk     int32 `protobuf:"varint,5,opt,name=agent_disk,json=agentDisk,proto3" json:"agent_disk,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AgentDisk int32 `protobuf:"varint,5,opt,name=agent_disk,json=agentDisk,proto3" json:"agent_disk,omitempty"`
+	// more_disk_paths are the server's further disks after disk_path, in its own
+	// order (the first of them is what it calls sdb): their partitions and LVM
+	// physical volumes are read with disk_path's, and every file system the
+	// server's fstab mounts goes into the one root. With disk_path.
+	MoreDiskPaths []string `protobuf:"bytes,6,rep,name=more_disk_paths,json=moreDiskPaths,proto3" json:"more_disk_paths,omitempty"`
+	// more_agent_disks are the agent's indexes of the server's further disks after
+	// agent_disk, in the server's own order (the first of them is its sdb): each is
+	// fetched like agent_disk, and they are read together as with more_disk_paths.
+	// With agent_url.
+	MoreAgentDisks []int32 `protobuf:"varint,7,rep,packed,name=more_agent_disks,json=moreAgentDisks,proto3" json:"more_agent_disks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *P2VSource) Reset() {
@@ -489,6 +499,20 @@ func (x *P2VSource) GetAgentDisk() int32 {
 		return x.AgentDisk
 	}
 	return 0
+}
+
+func (x *P2VSource) GetMoreDiskPaths() []string {
+	if x != nil {
+		return x.MoreDiskPaths
+	}
+	return nil
+}
+
+func (x *P2VSource) GetMoreAgentDisks() []int32 {
+	if x != nil {
+		return x.MoreAgentDisks
+	}
+	return nil
 }
 
 // P2VImage is where a P2V job's image goes.
@@ -832,6 +856,9 @@ type InspectedPartition struct {
 	// logical_volume is "vg/lv" when this is an LVM logical volume (read without
 	// activating its volume group); number is then its physical volume's partition.
 	LogicalVolume string `protobuf:"bytes,8,opt,name=logical_volume,json=logicalVolume,proto3" json:"logical_volume,omitempty"`
+	// disk is the index of the server's disk it is on (0: disk_path, 1: the first
+	// of more_disk_paths, …).
+	Disk          int32 `protobuf:"varint,9,opt,name=disk,proto3" json:"disk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -920,6 +947,13 @@ func (x *InspectedPartition) GetLogicalVolume() string {
 		return x.LogicalVolume
 	}
 	return ""
+}
+
+func (x *InspectedPartition) GetDisk() int32 {
+	if x != nil {
+		return x.Disk
+	}
+	return 0
 }
 
 // NetworkConfig is one network configuration of a server.
@@ -1565,14 +1599,16 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"p2v_source\x18\x12 \x01(\v2 .hikkoshi.converter.v1.P2VSourceR\tp2vSource\x12<\n" +
 	"\tp2v_image\x18\x13 \x01(\v2\x1f.hikkoshi.converter.v1.P2VImageR\bp2vImage\x12?\n" +
 	"\n" +
-	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"\x9b\x01\n" +
+	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"\xed\x01\n" +
 	"\tP2VSource\x12\x1b\n" +
 	"\tdisk_path\x18\x01 \x01(\tR\bdiskPath\x12\x12\n" +
 	"\x04nics\x18\x02 \x03(\tR\x04nics\x12!\n" +
 	"\finspect_only\x18\x03 \x01(\bR\vinspectOnly\x12\x1b\n" +
 	"\tagent_url\x18\x04 \x01(\tR\bagentUrl\x12\x1d\n" +
 	"\n" +
-	"agent_disk\x18\x05 \x01(\x05R\tagentDisk\"4\n" +
+	"agent_disk\x18\x05 \x01(\x05R\tagentDisk\x12&\n" +
+	"\x0fmore_disk_paths\x18\x06 \x03(\tR\rmoreDiskPaths\x12(\n" +
+	"\x10more_agent_disks\x18\a \x03(\x05R\x0emoreAgentDisks\"4\n" +
 	"\bP2VImage\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x89\x03\n" +
@@ -1613,7 +1649,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"cloud_init\x18\v \x01(\bR\tcloudInit\x12\x1a\n" +
 	"\bproblems\x18\f \x03(\tR\bproblems\x12\x1a\n" +
-	"\bfirmware\x18\r \x01(\tR\bfirmware\"\xf5\x01\n" +
+	"\bfirmware\x18\r \x01(\tR\bfirmware\"\x89\x02\n" +
 	"\x12InspectedPartition\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
 	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +
@@ -1625,7 +1661,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"size_bytes\x18\x06 \x01(\x03R\tsizeBytes\x12\x1d\n" +
 	"\n" +
 	"used_bytes\x18\a \x01(\x03R\tusedBytes\x12%\n" +
-	"\x0elogical_volume\x18\b \x01(\tR\rlogicalVolume\"\xce\x01\n" +
+	"\x0elogical_volume\x18\b \x01(\tR\rlogicalVolume\x12\x12\n" +
+	"\x04disk\x18\t \x01(\x05R\x04disk\"\xce\x01\n" +
 	"\rNetworkConfig\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05files\x18\x02 \x03(\tR\x05files\x12T\n" +

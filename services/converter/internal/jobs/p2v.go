@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha512"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -28,7 +29,7 @@ func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 		in.PartitionTable = d.Label
 		for _, p := range d.Partitions {
 			in.Partitions = append(in.Partitions, &converterv1.InspectedPartition{Number: int32(p.Number), FsType: p.FSType, Uuid: p.UUID,
-				Label: p.Label, MountPoint: p.MountPoint, SizeBytes: p.Size, UsedBytes: p.UsedBytes, LogicalVolume: p.Volume})
+				Label: p.Label, MountPoint: p.MountPoint, SizeBytes: p.Size, UsedBytes: p.UsedBytes, LogicalVolume: p.Volume, Disk: int32(p.Disk)})
 		}
 	}
 	if a != nil {
@@ -66,19 +67,21 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	work := r.p2vWork(id)
 	defer os.RemoveAll(work)
 	step := func(s converterv1.JobStep) error { j.Step = s; return save(ctx, j) }
-	diskPath := src.GetDiskPath()
+	diskPath, more := src.GetDiskPath(), src.GetMoreDiskPaths()
 	if src.GetAgentUrl() != "" {
 		if err := step(converterv1.JobStep_JOB_STEP_FETCH); err != nil {
 			return err
 		}
-		if diskPath, err = r.fetch(ctx, j, work, save); err != nil {
+		paths, err := r.fetch(ctx, j, work, save)
+		if err != nil {
 			return fmt.Errorf("fetch: %w", err)
 		}
+		diskPath, more = paths[0], paths[1:]
 	}
 	if err := step(converterv1.JobStep_JOB_STEP_INSPECT); err != nil {
 		return err
 	}
-	d, a, err := p2v.Inspect(ctx, diskPath, filepath.Join(work, "inspect"))
+	d, a, err := p2v.Inspect(ctx, diskPath, filepath.Join(work, "inspect"), more...)
 	j.P2VResult.Inspection = inspectionProto(d, a)
 	if err != nil {
 		_ = save(ctx, j)
@@ -104,7 +107,7 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if err != nil {
 		return err
 	}
-	res, err := p2v.Convert(ctx, diskPath, p2v.Options{Work: filepath.Join(work, "build"), NICs: nics, CloudInitDebs: r.CloudInitDebs, Log: r.Log})
+	res, err := p2v.Convert(ctx, diskPath, p2v.Options{Work: filepath.Join(work, "build"), MoreDisks: more, NICs: nics, CloudInitDebs: r.CloudInitDebs, Log: r.Log})
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}
@@ -117,12 +120,11 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 		return err
 	}
 	g := imagecopy.NewGlance(ic.image)
-	if old := j.GetCreated().GetImageId(); old != "" {
-		_ = g.Delete(ctx, old) // a half-made upload of an earlier attempt
-	}
-	name := j.GetP2VImage().GetName()
-	if name == "" {
-		name = "p2v-" + id
+	name := p2vImageName(j, id)
+	// A half-made upload of an earlier attempt, recorded or not (a worker may die
+	// between the image's creation and its record).
+	if err := deleteP2VImages(ctx, g, j, id); err != nil {
+		return fmt.Errorf("upload: delete an earlier attempt's image: %w", err)
 	}
 	props := map[string]string{"hw_disk_bus": "virtio", "hw_vif_model": "virtio", "hikkoshi_job": id, "hw_serial_port_count": "1"}
 	if a.OS.ID != "" {
@@ -165,41 +167,80 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 func (r *Runner) cleanupP2V(ctx context.Context, j *converterv1.Job) error {
 	id, _ := ID(j.GetName())
 	_ = os.RemoveAll(r.p2vWork(id))
-	if j.GetCreated().GetImageId() == "" {
-		return nil
+	if j.GetP2VImage().GetCloud() == "" {
+		return nil // a dry run: no image
 	}
 	cl, err := r.open(ctx, j.GetP2VImage().GetCloud())
 	if err != nil {
 		return err
 	}
-	return imagecopy.NewGlance(cl.image).Delete(ctx, j.GetCreated().GetImageId())
+	return deleteP2VImages(ctx, imagecopy.NewGlance(cl.image), j, id)
 }
 
-// fetch copies the agent's disk into the work directory in verified chunks, the
-// job's progress following, and returns the copy's path. A broken or corrupted chunk
-// is fetched again; zeros are holes.
-func (r *Runner) fetch(ctx context.Context, j *converterv1.Job, work string, save func(context.Context, *converterv1.Job) error) (string, error) {
+// p2vImageName is the name of a P2V job's image.
+func p2vImageName(j *converterv1.Job, id string) string {
+	if n := j.GetP2VImage().GetName(); n != "" {
+		return n
+	}
+	return "p2v-" + id
+}
+
+// deleteP2VImages deletes the job's image: the one recorded, and any image of its
+// name that carries the job's ID (hikkoshi_job) — one made by an attempt that did
+// not live to record it.
+func deleteP2VImages(ctx context.Context, g imagecopy.Glance, j *converterv1.Job, id string) error {
+	var errs []error
+	if old := j.GetCreated().GetImageId(); old != "" {
+		errs = append(errs, g.Delete(ctx, old))
+	}
+	list, err := g.Named(ctx, p2vImageName(j, id))
+	errs = append(errs, err)
+	for _, img := range list {
+		if img.Properties["hikkoshi_job"] == id && img.ID != j.GetCreated().GetImageId() {
+			errs = append(errs, g.Delete(ctx, img.ID))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fetch copies the agent's disks (agent_disk, then more_agent_disks) into the work
+// directory in verified chunks, the job's progress following (its total grows as
+// each disk's size is learnt), and returns the copies' paths in the server's order.
+// A broken or corrupted chunk is fetched again; zeros are holes.
+func (r *Runner) fetch(ctx context.Context, j *converterv1.Job, work string, save func(context.Context, *converterv1.Job) error) ([]string, error) {
 	src := j.GetP2VSource()
 	if err := os.MkdirAll(work, 0o700); err != nil {
-		return "", err
+		return nil, err
 	}
 	token := ""
 	if r.AgentTokenFile != "" {
 		b, err := os.ReadFile(r.AgentTokenFile)
 		if err != nil {
-			return "", fmt.Errorf("the agent token: %w", err)
+			return nil, fmt.Errorf("the agent token: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	dst := filepath.Join(work, "fetched.raw")
 	c := &agent.Client{URL: src.GetAgentUrl(), Token: token}
-	p := &agent.Progress{}
 	if j.Progress == nil {
 		j.Progress = &converterv1.CopyProgress{}
 	}
-	err := c.Fetch(ctx, int(src.GetAgentDisk()), dst, p, func(p *agent.Progress) error {
-		j.Progress.TotalBytes, j.Progress.DoneBytes, j.Progress.TransferredBytes = p.Size, min(p.Verified*p.ChunkSize, p.Size), p.Transferred
-		return save(ctx, j)
-	})
-	return dst, err
+	var paths []string
+	var total, done, moved int64 // of the disks fetched before this one
+	for i, d := range append([]int32{src.GetAgentDisk()}, src.GetMoreAgentDisks()...) {
+		dst := filepath.Join(work, "fetched.raw")
+		if i > 0 {
+			dst = filepath.Join(work, fmt.Sprintf("fetched-%d.raw", i))
+		}
+		p := &agent.Progress{}
+		err := c.Fetch(ctx, int(d), dst, p, func(p *agent.Progress) error {
+			j.Progress.TotalBytes, j.Progress.DoneBytes, j.Progress.TransferredBytes = total+p.Size, done+min(p.Verified*p.ChunkSize, p.Size), moved+p.Transferred
+			return save(ctx, j)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("agent disk %d: %w", d, err)
+		}
+		total, done, moved = total+p.Size, done+p.Size, moved+p.Transferred
+		paths = append(paths, dst)
+	}
+	return paths, nil
 }

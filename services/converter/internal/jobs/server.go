@@ -81,6 +81,28 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 		case !filepath.IsAbs(src.GetDiskPath()):
 			v.Add("job.p2v_source.disk_path", "%q: give the absolute path of the disk (a raw image file or a block device) on the converter worker, or agent_url", src.GetDiskPath())
 		}
+		for i, m := range j.GetP2VSource().GetMoreDiskPaths() {
+			switch {
+			case j.GetP2VSource().GetAgentUrl() != "":
+				v.Add(fmt.Sprintf("job.p2v_source.more_disk_paths[%d]", i), "further disks on the worker go with disk_path; through an agent, give the agent's disk indexes in more_agent_disks")
+			case !filepath.IsAbs(m):
+				v.Add(fmt.Sprintf("job.p2v_source.more_disk_paths[%d]", i), "%q: give the absolute path of the server's disk on the converter worker", m)
+			}
+		}
+		src := j.GetP2VSource()
+		seen := map[int32]string{src.GetAgentDisk(): "agent_disk"}
+		for i, d := range src.GetMoreAgentDisks() {
+			field := fmt.Sprintf("job.p2v_source.more_agent_disks[%d]", i)
+			switch other, dup := seen[d]; {
+			case src.GetAgentUrl() == "":
+				v.Add(field, "further agent disks go with agent_url; for disks on the worker, give more_disk_paths")
+			case d < 0:
+				v.Add(field, "%d: give the agent's disk index (0 for the first)", d)
+			case dup:
+				v.Add(field, "disk %d is also %s: give each of the server's disks once", d, other)
+			}
+			seen[d] = field
+		}
 		for i, n := range j.GetP2VSource().GetNics() {
 			if _, err := p2v.ParseNICs([]string{n}); err != nil {
 				v.Add(fmt.Sprintf("job.p2v_source.nics[%d]", i), "%v", err)

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -30,11 +32,15 @@ type Partition struct {
 	Label    string `json:"label"`
 	// Volume is "vg/lv" for an LVM logical volume; Number is then its physical
 	// volume's partition, Start where its first extent lies on the disk.
-	Volume     string `json:"logical_volume,omitempty"`
+	Volume string `json:"logical_volume,omitempty"`
+	// Disk is the index of the server's disk it is on (0: the first, sda; 1: sdb …).
+	Disk       int    `json:"disk,omitempty"`
 	MountPoint string `json:"mount_point,omitempty"` // from the server's fstab
 	UsedBytes  int64  `json:"used_bytes,omitempty"`
 	device     string
 	mnt        string
+	diskLoop   string // the loop device of its whole disk
+	partUUID   string // the kernel's PARTUUID: the GPT entry's GUID, or disk id-NN on MBR
 }
 
 // Disk is an attached disk: a loop device with its partitions.
@@ -43,7 +49,9 @@ type Disk struct {
 	Label      string      `json:"label"` // dos or gpt
 	Size       int64       `json:"size_bytes"`
 	Partitions []Partition `json:"partitions"`
-	loop       string
+	// More are the server's further disks, whose partitions are in Partitions too.
+	More []string `json:"more_disks,omitempty"`
+	loop string
 }
 
 // undo is a stack of clean-up steps, run last-in first-out.
@@ -124,12 +132,14 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 	var t struct {
 		PartitionTable struct {
 			Label      string `json:"label"`
+			ID         string `json:"id"` // the disk's: 0x… (dos) or a GUID (gpt)
 			SectorSize int64  `json:"sectorsize"`
 			Partitions []struct {
 				Node     string `json:"node"`
 				Start    int64  `json:"start"`
 				Size     int64  `json:"size"`
 				Type     string `json:"type"`
+				UUID     string `json:"uuid"` // gpt
 				Bootable bool   `json:"bootable"`
 			} `json:"partitions"`
 		} `json:"partitiontable"`
@@ -155,8 +165,22 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 	}
 	u.push(func() error { _, _ = run(context.Background(), "partx", "-d", loop); return nil })
 	for i, p := range t.PartitionTable.Partitions {
-		part := Partition{Number: i + 1, Start: p.Start * ss, Size: p.Size * ss, Type: p.Type, Bootable: p.Bootable, device: fmt.Sprintf("%sp%d", loop, i+1)}
+		// The number is the node's (an MBR's logical partitions are 5, 6, … whatever
+		// the primary ones are).
+		n := i + 1
+		if m := nodeNumRE.FindStringSubmatch(p.Node); m != nil {
+			n, _ = strconv.Atoi(m[1])
+		}
+		part := Partition{Number: n, Start: p.Start * ss, Size: p.Size * ss, Type: p.Type, Bootable: p.Bootable, device: fmt.Sprintf("%sp%d", loop, n), diskLoop: loop}
 		part.FSType, part.UUID, part.Label = blkid(ctx, part.device)
+		switch d.Label {
+		case "gpt":
+			part.partUUID = strings.ToLower(p.UUID)
+		case "dos":
+			if id := strings.TrimPrefix(strings.ToLower(t.PartitionTable.ID), "0x"); id != "" {
+				part.partUUID = fmt.Sprintf("%08s-%02x", id, n)
+			}
+		}
 		d.Partitions = append(d.Partitions, part)
 	}
 	return d, nil
@@ -231,12 +255,25 @@ func blkid(ctx context.Context, dev string) (fsType, uuid, label string) {
 	return fsType, uuid, label
 }
 
-// attachSource attaches a server's disk read-only with its partitions and the
-// logical volumes on its LVM physical volumes.
-func attachSource(ctx context.Context, u *undo, path, work string) (*Disk, error) {
+// attachSource attaches a server's disks read-only — path is the first (sda),
+// more the others in the server's own order — with their partitions, and the
+// logical volumes on their LVM physical volumes (a volume group may span them).
+// The partitions of all of them are the returned Disk's, each with its Disk index.
+func attachSource(ctx context.Context, u *undo, path, work string, more ...string) (*Disk, error) {
 	d, err := attach(ctx, u, path, true)
 	if err != nil {
 		return nil, err
+	}
+	for i, m := range more {
+		e, err := attach(ctx, u, m, true)
+		if err != nil {
+			return d, fmt.Errorf("disk %d (%s): %w", i+2, m, err)
+		}
+		for _, p := range e.Partitions {
+			p.Disk = i + 1
+			d.Partitions = append(d.Partitions, p)
+		}
+		d.More = append(d.More, m)
 	}
 	return d, lvmVolumes(ctx, u, d, work)
 }
@@ -248,6 +285,14 @@ func (p *Partition) name() string {
 		return "logical volume " + p.Volume
 	}
 	return fmt.Sprintf("partition %d", p.Number)
+}
+
+// dirName names a partition's mount directory: p2, or d1-p1 on the second disk.
+func (p *Partition) dirName() string {
+	if p.Disk > 0 {
+		return fmt.Sprintf("d%d-p%d", p.Disk, p.Number)
+	}
+	return fmt.Sprintf("p%d", p.Number)
 }
 
 // mountRO mounts every file system of d read-only (ext: without replaying its
@@ -264,7 +309,7 @@ func mountRO(ctx context.Context, u *undo, d *Disk, dir string) error {
 		case "vfat":
 			// FAT (an EFI system partition) is read with mtools, not mounted: the
 			// kernels here have no vfat, and a copy is all the converter needs of it.
-			mnt := filepath.Join(dir, fmt.Sprintf("p%d", p.Number))
+			mnt := filepath.Join(dir, p.dirName())
 			n, err := extractFAT(ctx, p.device, mnt)
 			if err != nil {
 				return fmt.Errorf("%s (vfat): %w", p.name(), err)
@@ -276,7 +321,7 @@ func mountRO(ctx context.Context, u *undo, d *Disk, dir string) error {
 		default:
 			continue // swap, an LVM physical volume (its logical volumes are mounted), unknown: nothing to copy
 		}
-		mnt := filepath.Join(dir, fmt.Sprintf("p%d", p.Number))
+		mnt := filepath.Join(dir, p.dirName())
 		if p.Volume != "" {
 			mnt = filepath.Join(dir, "lv-"+strings.ReplaceAll(p.Volume, "/", "-"))
 		}
@@ -317,13 +362,46 @@ func roots(d *Disk) (map[string]string, *Partition, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	var missing []string
 	for _, e := range fstab {
 		if p := d.byFstabSpec(e.Spec); p != nil && p.mnt != "" && e.MountPoint != "/" && strings.HasPrefix(e.MountPoint, "/") {
 			p.MountPoint = e.MountPoint
 			m[e.MountPoint] = p.mnt
+		} else if p == nil && localMount(e) {
+			missing = append(missing, fmt.Sprintf("%s (%s)", e.MountPoint, e.Spec))
 		}
 	}
+	if len(missing) > 0 {
+		return nil, nil, fmt.Errorf("%w: the server's fstab mounts %s from devices on none of the disks given: add the server's other disks (more_disk_paths, in its own order), or the image would lack them",
+			ErrUnsupported, strings.Join(missing, ", "))
+	}
 	return m, root, nil
+}
+
+var (
+	devNameRE = regexp.MustCompile(`^/dev/(?:sd|hd|vd|xvd)([a-z])([0-9]+)$`)
+	nodeNumRE = regexp.MustCompile(`p?([0-9]+)$`)
+)
+
+// localMount reports whether an fstab entry mounts a local block device's file
+// system at boot: by UUID, label or device path, not swap, not noauto, not removable
+// media.
+func localMount(e FstabEntry) bool {
+	spec := e.Spec
+	local := strings.HasPrefix(spec, "UUID=") || strings.HasPrefix(spec, "LABEL=") || strings.HasPrefix(spec, "PARTUUID=") || strings.HasPrefix(spec, "/dev/")
+	if !local || !strings.HasPrefix(e.MountPoint, "/") || e.MountPoint == "/" {
+		return false
+	}
+	switch e.FSType {
+	case "swap", "iso9660", "udf", "auto", "none":
+		return false
+	}
+	for _, o := range strings.Split(e.Options, ",") {
+		if o == "noauto" || o == "bind" {
+			return false
+		}
+	}
+	return true
 }
 
 // byFstabSpec returns the partition an fstab spec names, if it is on d.
@@ -335,14 +413,16 @@ func (d *Disk) byFstabSpec(spec string) *Partition {
 			return p
 		case p.Label != "" && (spec == "LABEL="+p.Label || spec == "/dev/disk/by-label/"+p.Label):
 			return p
+		case p.partUUID != "" && (strings.EqualFold(spec, "PARTUUID="+p.partUUID) || strings.EqualFold(spec, "/dev/disk/by-partuuid/"+p.partUUID)):
+			return p
 		case p.Volume != "":
 			vg, lv, _ := strings.Cut(p.Volume, "/")
 			if spec == "/dev/mapper/"+mapperName(vg, lv) || spec == "/dev/"+p.Volume {
 				return p
 			}
-		case (strings.HasPrefix(spec, "/dev/sda") || strings.HasPrefix(spec, "/dev/hda") || strings.HasPrefix(spec, "/dev/vda")) && len(spec) > 8:
-			// The first disk by name: this one (one disk per conversion).
-			if spec[8:] == fmt.Sprint(p.Number) {
+		default:
+			// By kernel name: sda is the first disk given, sdb the second, …
+			if m := devNameRE.FindStringSubmatch(spec); m != nil && int(m[1][0]-'a') == p.Disk && m[2] == fmt.Sprint(p.Number) {
 				return p
 			}
 		}

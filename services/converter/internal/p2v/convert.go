@@ -21,6 +21,10 @@ type Options struct {
 	// Work is a scratch directory on the worker; the new disk is built there and it
 	// is removed at the end.
 	Work string
+	// MoreDisks are the server's further disks after the one given to Convert, in
+	// its own order (the first of them is its sdb): all their file systems go into
+	// the one root.
+	MoreDisks []string
 	// NICs pin interface names to MAC addresses (from the inventory's facts).
 	NICs []NIC
 	// Headroom is the free share added to the used bytes (0: 0.3).
@@ -58,17 +62,19 @@ func newUUID() string {
 
 // Inspect attaches the disk at path read-only and reports what is on it, changing
 // nothing; everything is detached again before it returns.
-func Inspect(ctx context.Context, path, work string) (*Disk, *Analysis, error) {
+//
+// more are the server's further disks, in its own order (the second is its sdb).
+func Inspect(ctx context.Context, path, work string, more ...string) (*Disk, *Analysis, error) {
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return nil, nil, err
 	}
 	u := &undo{record: recorder(work)}
 	defer u.run()
-	return inspect(ctx, u, path, work)
+	return inspect(ctx, u, path, work, more...)
 }
 
-func inspect(ctx context.Context, u *undo, path, work string) (*Disk, *Analysis, error) {
-	d, err := attachSource(ctx, u, path, work)
+func inspect(ctx context.Context, u *undo, path, work string, more ...string) (*Disk, *Analysis, error) {
+	d, err := attachSource(ctx, u, path, work, more...)
 	if err != nil {
 		return d, nil, err
 	}
@@ -143,7 +149,7 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	t0 := time.Now()
 	lap := func(name string) { res.Timings[name] = time.Since(t0).Milliseconds(); t0 = time.Now() }
 	o.Step("inspect")
-	src, a, err := inspect(ctx, u, path, o.Work)
+	src, a, err := inspect(ctx, u, path, o.Work, o.MoreDisks...)
 	res.Source, res.Analysis = src, a
 	if err != nil {
 		return res, err
@@ -535,9 +541,15 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 // ReadFiles reads files of the server on the disk at path, by the paths the server
 // sees (its fstab decides which partition holds each), attaching the disk read-only.
 func ReadFiles(ctx context.Context, path, work string, files ...string) (map[string][]byte, error) {
+	return ReadFilesOf(ctx, []string{path}, work, files...)
+}
+
+// ReadFilesOf is ReadFiles for a server of several disks (disks[0] is its sda).
+func ReadFilesOf(ctx context.Context, disks []string, work string, files ...string) (map[string][]byte, error) {
+	path := disks[0]
 	u := &undo{}
 	defer u.run()
-	d, err := attachSource(ctx, u, path, work)
+	d, err := attachSource(ctx, u, path, work, disks[1:]...)
 	if err != nil {
 		return nil, err
 	}

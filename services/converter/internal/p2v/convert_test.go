@@ -63,9 +63,16 @@ func TestConvertFixture(t *testing.T) {
 // asked for, read back from the new image.
 func converted(ctx context.Context, t *testing.T, disk, mac string, files ...string) (*Result, map[string][]byte) {
 	t.Helper()
+	return convertedOf(ctx, t, []string{disk}, mac, files...)
+}
+
+// convertedOf is converted for a server of several disks (disks[0] is its sda).
+func convertedOf(ctx context.Context, t *testing.T, disks []string, mac string, files ...string) (*Result, map[string][]byte) {
+	t.Helper()
+	disk := disks[0]
 	before := sum(t, disk)
 	work := t.TempDir()
-	res, err := Convert(ctx, disk, Options{Work: work, NICs: []NIC{{Name: "eno1", MAC: mac}}})
+	res, err := Convert(ctx, disk, Options{Work: work, MoreDisks: disks[1:], NICs: []NIC{{Name: "eno1", MAC: mac}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 // this disk's physical volumes, and activation switched off) say where each logical
 // volume's extents lie, and each volume is then a read-only loop device at that
 // offset of the source — or, when its extents are not contiguous, a sparse copy of
-// them in the work directory. The conversion host's own volume groups are never
-// seen, so a source VG that has the same name as one of the host's (VolGroup00 on
+// them in the work directory (the runs may lie on different disks of the server).
+// The conversion host's own volume groups are never seen, so a source VG that has the same name as one of the host's (VolGroup00 on
 // every CentOS box) does not collide with it, and nothing on the source is written.
 // Linear volumes only: striped, mirrored, RAID, thin and cache volumes are refused.
 
@@ -110,7 +110,7 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 			names = append(names, key)
 		}
 		if n, _ := strconv.Atoi(r["vg_missing_pv_count"]); n > 0 {
-			return fmt.Errorf("%w: volume group %s has %d physical volume(s) that are not on this disk: give the converter the one disk that holds the whole volume group", ErrUnsupported, r["vg_name"], n)
+			return fmt.Errorf("%w: volume group %s has %d physical volume(s) that are not on the disks given: add the server's other disks (more_disk_paths)", ErrUnsupported, r["vg_name"], n)
 		}
 		if st := r["segtype"]; (st != "linear" && st != "striped") || r["stripes"] != "1" {
 			v.unsupported = fmt.Sprintf("%s with %s stripe(s)", st, r["stripes"])
@@ -141,7 +141,10 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 		}
 		sort.Slice(v.segs, func(i, j int) bool { return v.segs[i].LVStart < v.segs[j].LVStart })
 		// Where each segment lies in the source, in bytes.
-		type piece struct{ at, from, n int64 }
+		type piece struct {
+			at, from, n int64
+			src         string // the loop device of the PV's disk
+		}
 		var pieces []piece
 		var next int64
 		for _, s := range v.segs {
@@ -149,17 +152,17 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 				return fmt.Errorf("lvs: logical volume %s: extents %d to %d are missing", key, next, s.LVStart-1)
 			}
 			next = s.LVStart + s.Count
-			from := pvPart[s.PV].Start + peStart[s.PV] + s.PVStart*v.ext
-			if n := len(pieces); n > 0 && pieces[n-1].from+pieces[n-1].n == from {
-				pieces[n-1].n += s.Count * v.ext // adjacent on the PV: one piece
+			from, src := pvPart[s.PV].Start+peStart[s.PV]+s.PVStart*v.ext, pvPart[s.PV].diskLoop
+			if n := len(pieces); n > 0 && pieces[n-1].src == src && pieces[n-1].from+pieces[n-1].n == from {
+				pieces[n-1].n += s.Count * v.ext // adjacent on the disk: one piece
 				continue
 			}
-			pieces = append(pieces, piece{at: s.LVStart * v.ext, from: from, n: s.Count * v.ext})
+			pieces = append(pieces, piece{at: s.LVStart * v.ext, from: from, n: s.Count * v.ext, src: src})
 		}
 		var dev string
 		if len(pieces) == 1 {
 			out, err := run(ctx, "losetup", "-f", "--show", "-r", "-o", strconv.FormatInt(pieces[0].from, 10),
-				"--sizelimit", strconv.FormatInt(pieces[0].n, 10), d.loop)
+				"--sizelimit", strconv.FormatInt(pieces[0].n, 10), pieces[0].src)
 			if err != nil {
 				return err
 			}
@@ -171,11 +174,6 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 				if err := os.MkdirAll(work, 0o700); err != nil {
 					return err
 				}
-				src, err := os.Open(d.loop)
-				if err != nil {
-					return err
-				}
-				defer src.Close()
 				dst, err := os.OpenFile(img, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 				if err != nil {
 					return err
@@ -185,7 +183,13 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 					return err
 				}
 				for _, p := range pieces {
-					if err := copySparse(ctx, dst, p.at, src, p.from, p.n); err != nil {
+					src, err := os.Open(p.src)
+					if err != nil {
+						return err
+					}
+					err = copySparse(ctx, dst, p.at, src, p.from, p.n)
+					_ = src.Close()
+					if err != nil {
 						return fmt.Errorf("copy logical volume %s: %w", key, err)
 					}
 				}
@@ -205,7 +209,7 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 		if u.record != nil {
 			u.record(dev)
 		}
-		p := Partition{Number: pvPart[v.segs[0].PV].Number, Volume: key, Start: pieces[0].from, Size: v.size, Type: "lvm", device: dev}
+		p := Partition{Number: pvPart[v.segs[0].PV].Number, Disk: pvPart[v.segs[0].PV].Disk, Volume: key, Start: pieces[0].from, Size: v.size, Type: "lvm", device: dev}
 		p.FSType, p.UUID, p.Label = blkid(ctx, dev)
 		d.Partitions = append(d.Partitions, p)
 	}

@@ -58,7 +58,8 @@ func lvmDisk(t *testing.T, path string, sizes []int, setup func(lvm func(args ..
 
 // TestLVMRefusals: what the converter does not convert is refused by name, before
 // anything is mounted: a striped volume, and a volume group with a physical volume on
-// a disk it was not given.
+// a disk it was not given. Given both disks, the volume group is read whole: a
+// 24 MiB volume over two 16 MiB physical volumes.
 func TestLVMRefusals(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("LVM TESTS NEED ROOT (loop devices)")
@@ -96,13 +97,30 @@ func TestLVMRefusals(t *testing.T) {
 		lvm(append([]string{"vgcreate", "-q", "vgspan"}, both...)...)
 		lvm("lvcreate", "-q", "-an", "-Zn", "-y", "-n", "big", "-L", "24M", "vgspan")
 	})
-	for _, c := range []struct{ disk, want string }{
-		{striped, "logical volume vgstripe/data is striped with 2 stripe(s): only linear logical volumes are converted"},
-		{spanA, "volume group vgspan has 1 physical volume(s) that are not on this disk"},
+	for _, c := range []struct {
+		disks []string
+		want  string
+	}{
+		{[]string{striped}, "logical volume vgstripe/data is striped with 2 stripe(s): only linear logical volumes are converted"},
+		{[]string{spanA}, "volume group vgspan has 1 physical volume(s) that are not on the disks given: add the server's other disks"},
+		// Both disks: the volume group is whole (its one volume holds no system, so
+		// no root is found — past the LVM reading).
+		{[]string{spanA, spanB}, "no partition holds /etc/fstab"},
 	} {
-		_, _, err := Inspect(t.Context(), c.disk, filepath.Join(dir, "work-"+filepath.Base(c.disk)))
+		d, _, err := Inspect(t.Context(), c.disks[0], filepath.Join(dir, "work"), c.disks[1:]...)
 		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want %q", filepath.Base(c.disk), err, c.want)
+			t.Errorf("%v: %v, want %q", c.disks, err, c.want)
+		}
+		if len(c.disks) == 2 {
+			var lv *Partition
+			for i := range d.Partitions {
+				if d.Partitions[i].Volume == "vgspan/big" {
+					lv = &d.Partitions[i]
+				}
+			}
+			if lv == nil || lv.Size != 24<<20 {
+				t.Errorf("vgspan/big over two disks: %+v", lv)
+			}
 		}
 		if left := leftovers(t, dir); len(left) != 0 {
 			t.Fatalf("left behind: %v", left)

@@ -15,8 +15,10 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
@@ -165,6 +167,37 @@ func firstMatch(s, sub string) string {
 	return ""
 }
 
+// startAgent starts hikkoshi-p2v-agent on a free loopback port serving disks, with
+// args, and returns its address and what it logs.
+func startAgent(t *testing.T, args []string, disks ...string) (string, *strings.Builder) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", servicetest.FreePort(t))
+	args = append([]string{"--listen", addr}, args...)
+	for _, d := range disks {
+		args = append(args, "--disk", d)
+	}
+	ag := exec.Command(agentBinary, args...)
+	var log strings.Builder
+	ag.Stderr = &log
+	must(0, ag.Start())(t)
+	t.Cleanup(func() { _ = ag.Process.Kill(); _ = ag.Wait() })
+	return addr, &log
+}
+
+// agentJob runs a job on an agent's disks to its end, again while it fails for up
+// to 20 s (the agent may still be starting).
+func agentJob(t *testing.T, client converterv1.ConverterServiceClient, req *converterv1.CreateJobRequest) *converterv1.Job {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		job := watchJob(t, client, must(client.CreateJob(t.Context(), req))(t).GetJob().GetName(), nil, nil)
+		if job.GetState() == converterv1.JobState_JOB_STATE_SUCCEEDED || time.Now().After(deadline) {
+			return job
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 // TestP2VThroughAgent: the server's disk is served by hikkoshi-p2v-agent (as on a
 // server booted into a live Linux; here on loopback): a dry-run job fetches it in
 // verified chunks — the zeros not sent — and inspects the copy. A converter without
@@ -176,25 +209,12 @@ func TestP2VThroughAgent(t *testing.T) {
 	tokenFile := filepath.Join(dir, "token")
 	const token = "ctest-agent-token-9f2c"
 	must(0, os.WriteFile(tokenFile, []byte(token+"\n"), 0o600))(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", servicetest.FreePort(t))
-	ag := exec.Command(agentBinary, "--listen", addr, "--disk", disk, "--token-file", tokenFile)
-	var agLog strings.Builder
-	ag.Stderr = &agLog
-	must(0, ag.Start())(t)
-	t.Cleanup(func() { _ = ag.Process.Kill(); _ = ag.Wait() })
+	addr, agLog := startAgent(t, []string{"--token-file", tokenFile}, disk)
 	env := servicetest.NewEnv(t)
 	withToken, client := start(t, env, "--p2v-work-dir", filepath.Join(dir, "jobs"), "--p2v-agent-token-file", tokenFile)
 	ctx := t.Context()
 	req := &converterv1.CreateJobRequest{Job: &converterv1.Job{P2VSource: &converterv1.P2VSource{AgentUrl: "http://" + addr, InspectOnly: true}}}
-	var job *converterv1.Job
-	deadline := time.Now().Add(20 * time.Second) // the agent may still be starting
-	for {
-		job = watchJob(t, client, must(client.CreateJob(ctx, req))(t).GetJob().GetName(), nil, nil)
-		if job.GetState() == converterv1.JobState_JOB_STATE_SUCCEEDED || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	job := agentJob(t, client, req)
 	p := job.GetProgress()
 	in := job.GetP2VResult().GetInspection()
 	if job.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED || len(in.GetPartitions()) != 3 || in.GetOsId() != "debian" {
@@ -275,6 +295,59 @@ func TestP2VUEFIJob(t *testing.T) {
 	img := must(images.Get(t.Context(), c.newI, job.GetCreated().GetImageId()).Extract())(t)
 	if img.Properties["hw_firmware_type"] != "uefi" || job.GetP2VResult().GetFirmware() != "uefi" || job.GetP2VResult().GetInspection().GetFirmware() != "uefi" {
 		t.Fatalf("image properties %v, result firmware %q", img.Properties, job.GetP2VResult().GetFirmware())
+	}
+	if left := p2vtest.Leftovers(work); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// TestP2VTwoDisksDryRun: a dry-run job given a server's two disks in its order reports
+// /var on the second (disk 1), which the server's fstab names /dev/sdb1 — given as
+// paths on the worker, and served by the agent (both fetched); a further disk that
+// is not an absolute path, or an agent disk given twice, is refused, naming the field.
+func TestP2VTwoDisksDryRun(t *testing.T) {
+	a, b := p2vtest.FixtureTwoDisks(t)
+	work := t.TempDir()
+	env := servicetest.NewEnv(t)
+	_, client := start(t, env, "--p2v-work-dir", filepath.Join(work, "jobs"))
+	_, err := client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{DiskPath: a, MoreDiskPaths: []string{"multi-b.raw"}, InspectOnly: true},
+	}})
+	if fv := apierr.FieldViolations(err); status.Code(err) != codes.InvalidArgument || fv["job.p2v_source.more_disk_paths[0]"] == "" {
+		t.Fatalf("a relative further disk: %v", err)
+	}
+	dry := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{DiskPath: a, MoreDiskPaths: []string{b}, InspectOnly: true},
+	}}))(t).GetJob()
+	dry = watchJob(t, client, dry.GetName(), nil, nil)
+	var got []string
+	for _, p := range dry.GetP2VResult().GetInspection().GetPartitions() {
+		got = append(got, fmt.Sprintf("%d:%d:%s", p.GetDisk(), p.GetNumber(), p.GetMountPoint()))
+	}
+	if dry.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED || strings.Join(got, ",") != "0:1:/boot,0:2:/,1:1:/var" {
+		t.Fatalf("dry run %s (%s): %v", dry.GetState(), dry.GetError(), got)
+	}
+
+	// Through the agent: it serves both disks; the job fetches disk 0 and then 1.
+	addr, agLog := startAgent(t, nil, a, b)
+	_, err = client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{AgentUrl: "http://" + addr, MoreAgentDisks: []int32{0}, InspectOnly: true},
+	}})
+	if fv := apierr.FieldViolations(err); status.Code(err) != codes.InvalidArgument || fv["job.p2v_source.more_agent_disks[0]"] == "" {
+		t.Fatalf("an agent disk given twice: %v", err)
+	}
+	req := &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{AgentUrl: "http://" + addr, MoreAgentDisks: []int32{1}, InspectOnly: true},
+	}}
+	dry = agentJob(t, client, req)
+	got = nil
+	for _, p := range dry.GetP2VResult().GetInspection().GetPartitions() {
+		got = append(got, fmt.Sprintf("%d:%d:%s", p.GetDisk(), p.GetNumber(), p.GetMountPoint()))
+	}
+	size := must(os.Stat(a))(t).Size() + must(os.Stat(b))(t).Size()
+	if p := dry.GetProgress(); dry.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED || strings.Join(got, ",") != "0:1:/boot,0:2:/,1:1:/var" ||
+		p.GetTotalBytes() != size || p.GetDoneBytes() != size {
+		t.Fatalf("dry run through the agent %s (%s): %v, progress %v\nagent: %s", dry.GetState(), dry.GetError(), got, dry.GetProgress(), agLog.String())
 	}
 	if left := p2vtest.Leftovers(work); len(left) != 0 {
 		t.Fatalf("left behind: %v", left)

@@ -50,6 +50,14 @@ func FixtureUEFI(tb testing.TB) string {
 	return strings.TrimSuffix(Fixture(tb), ".raw") + "-uefi.raw"
 }
 
+// FixtureTwoDisks returns the paths of the fixture's server of two disks: /boot and
+// / on the first, /var on the second (its fstab says /dev/sdb1).
+func FixtureTwoDisks(tb testing.TB) (string, string) {
+	tb.Helper()
+	base := strings.TrimSuffix(Fixture(tb), ".raw")
+	return base + "-multi-a.raw", base + "-multi-b.raw"
+}
+
 // Leftovers lists loop devices backed by files under dir and mounts under it.
 func Leftovers(dir string) []string {
 	var out []string
