@@ -92,7 +92,9 @@ func TestCopyOneChunkStraightAndTakeover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = (&imagecopy.Copier{Dst: dst}).Discard(context.Background(), &converterv1.CopyProgress{ImageName: name}) })
+	t.Cleanup(func() {
+		_ = (&imagecopy.Copier{Dst: dst}).Discard(context.Background(), &converterv1.CopyProgress{ImageName: name})
+	})
 	s, err := src.Image(ctx, srcID)
 	if err != nil {
 		t.Fatal(err)
