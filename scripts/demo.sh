@@ -392,10 +392,11 @@ inv GetWorkload '{"name":"workloads/db-1"}' | brief
 say "P2V: a physical database host (pg-legacy-1: /boot, / and /var apart, SATA-only initramfs, no cloud-init) into one cloud image"
 disk=$(tilt/p2v/fixture.sh) # built once per machine (~3 min, with its LVM twin), then cached
 echo "  the server's disk: $disk"
-# dry_run DISK: an inspect_only job on DISK, and what it found.
+# dry_run DISK [MORE...]: an inspect_only job on a server's disks, and what it found.
 dry_run() {
-  local pj
-  pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{\"disk_path\":\"$1\",\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
+  local pj more
+  more=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${@:2}")
+  pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{\"disk_path\":\"$1\",\"more_disk_paths\":$more,\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
   cv WatchJob "{\"name\":\"$pj\"}" >"$state/p2v-dry.json"
   /usr/bin/python3 -c '
 import json, sys
@@ -408,6 +409,7 @@ i = last["p2vResult"]["inspection"]
 print("  dry run (inspect_only): %s, %s, bootloader %s, firmware %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("firmware", "-"), i.get("cloudInit", False)))
 for p in i["partitions"]:
     what = "partition %s" % p["number"] if not p.get("logicalVolume") else "  lv %s" % p["logicalVolume"]
+    if p.get("disk"): what = "disk %d %s" % (p["disk"] + 1, what)
     print("    %-20s %-11s %-6s %5.0f MiB used of %5.0f" % (what, p.get("fsType", "-"), p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
 for n in i["network"]: print("    network: %s %s" % (n["kind"], n["interfaces"]))' "$state/p2v-dry.json"
 }
@@ -417,6 +419,8 @@ echo "  its logical volumes read with lvm2's reports, activation off — nothing
 dry_run "${disk%.raw}-lvm.raw"
 echo "  and as a UEFI box (GPT, an EFI system partition): converted, it gets GRUB at EFI/BOOT/BOOTX64.EFI and hw_firmware_type=uefi:"
 dry_run "${disk%.raw}-uefi.raw"
+echo "  and as a server of two disks (/var on the second, /dev/sdb1 in its fstab), both given in its own order:"
+dry_run "${disk%.raw}-multi-a.raw" "${disk%.raw}-multi-b.raw"
 pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"]},
   \"p2v_image\":{\"cloud\":\"new\",\"name\":\"pg-legacy-1\"}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
 echo "  CreateJob → $pj; WatchJob:"
@@ -511,13 +515,11 @@ sed -n 's/^ *Message: /      /p' <<<"$out" | cut -c1-160
 echo "    MoveAddressBack:"
 nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\"}" | /usr/bin/python3 -c "$steps"
 osadm port delete "$pgport"
-echo "  serial-console ports for the compute nodes of both clouds (all on Nova's default 10000:20000 today):"
-nb PlanConsolePorts '{"nodes":[{"cloud":"old","host":"host-ovs-filter-active","current_range":"10000:20000"},
-  {"cloud":"old","host":"tcg-libvirt","current_range":"10000:20000"},
-  {"cloud":"new","host":"host-ovs-filter-active","current_range":"10000:20000"}]}' | /usr/bin/python3 -c '
+echo "  serial-console ports for the compute nodes of both clouds, read from each Nova (all on Nova's default 10000:20000 today):"
+nb PlanConsolePorts '{"clouds":["old-admin","new-admin"],"assumed_current_range":"10000:20000"}' | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-for x in r["ranges"]: print("    %-4s %-24s [serial_console] port_range = %s" % (x["cloud"], x["host"], x["portRange"]))
+for x in r["ranges"]: print("    %-9s %-24s [serial_console] port_range = %s" % (x["cloud"], x["host"], x["portRange"]))
 for o in r.get("overlaps", []): print("    overlap now: %s and %s share %s" % (o["first"], o["second"], o["ports"]))'
 t0=$SECONDS
 nb RollbackBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c '
