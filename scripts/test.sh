@@ -17,12 +17,20 @@ step() { printf '\n=== %s (%ds)\n' "$*" "$((SECONDS - start))"; }
 # install and debootstrap) wait on the network and the disk more than on the CPU:
 # they start now, one after the other in the background, while the Go tools, the
 # checks and Tilt build; their output is shown when they are waited for.
-# Stop the dev cloud at the end if this run started it.
-if ! curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3; then
-  trap 'kill "${bg:-}" 2>/dev/null; wait; tilt/devcloud/devcloud.sh down || true' EXIT
-else
-  trap 'kill "${bg:-}" 2>/dev/null; wait' EXIT
-fi
+# At the end: stop what is still running in the background, and the dev cloud if this
+# run started it. (errexit holds inside a trap too: every step here may fail.)
+stop_devcloud=0
+curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3 || stop_devcloud=1
+bg=""
+cleanup() {
+  if [[ -n "$bg" ]]; then
+    pkill -TERM -P "$bg" 2>/dev/null || true
+    kill "$bg" 2>/dev/null || true
+    wait "$bg" 2>/dev/null || true
+  fi
+  if ((stop_devcloud)); then tilt/devcloud/devcloud.sh down || true; fi
+}
+trap cleanup EXIT
 bglog=$(mktemp)
 (
   set -e
