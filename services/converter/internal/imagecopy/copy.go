@@ -408,12 +408,21 @@ func (c *Copier) directOnce(ctx context.Context, src *images.Image, name string,
 		return fail(fmt.Errorf("%w: the bytes read from image %s have %s %s…, the source says %s…; no image is left",
 			ErrChecksum, src.ID, p.GetOsHashAlgo(), hex.EncodeToString(mh.Sum(nil))[:16], want[:min(16, len(want))]))
 	}
-	if ga, gv := osHash(got); ga != "" && ga == p.GetOsHashAlgo() {
-		if _, sv := osHash(src); sv != "" && gv != sv {
-			return fail(fmt.Errorf("%w: destination %s %s… differs from the source's %s…", ErrChecksum, ga, gv[:min(16, len(gv))], sv[:min(16, len(sv))]))
-		}
+	if err := sameHash(got, src); err != nil {
+		return fail(err)
 	}
 	return final.ID, nil
+}
+
+// sameHash fails with ErrChecksum when Glance's multihash of the copy differs from
+// the source's in the same algorithm.
+func sameHash(got, src *images.Image) error {
+	ga, gv := osHash(got)
+	sa, sv := osHash(src)
+	if ga != "" && ga == sa && gv != sv {
+		return fmt.Errorf("%w: destination %s %s… differs from the source's %s…", ErrChecksum, ga, gv[:min(16, len(gv))], sv[:min(16, len(sv))])
+	}
+	return nil
 }
 
 // assemble streams the chunks, inside the destination, into the final image and
@@ -453,11 +462,7 @@ func (c *Copier) assemble(ctx context.Context, src *images.Image, name string, p
 	if err == nil {
 		var got *images.Image
 		if got, err = c.Dst.Image(ctx, final.ID); err == nil {
-			ga, gv := osHash(got)
-			sa, sv := osHash(src)
-			if ga != "" && ga == sa && gv != sv {
-				err = fmt.Errorf("%w: destination %s %s… differs from the source's %s…", ErrChecksum, ga, gv[:16], sv[:16])
-			}
+			err = sameHash(got, src)
 		}
 	}
 	if err != nil {
