@@ -154,8 +154,28 @@ if out=$(lbcli create shop-dns --vip-subnet old-vlan-101-v4 --listener UDP:53 --
   echo "    unexpectedly accepted" >&2; exit 1
 fi
 echo "    $out"
-echo "  drain web-1 (weight 0: no new connections, the open ones stay):"
+
+say "the data plane: shop-web forwards for real (haproxy on its VIP, rendered by Octavia's amphora templates) to web-1 and web-2's stand-ins"
+echo "  the traffic meter, 5 s at 20 requests/s through shop-web's VIP, from inside the data plane's namespace:"
+bin/hikkoshi-devcloud traffic --lb shop-web --rate 20 --for 5s | sed 's/^/    /'
+echo "  drain web-1 (weight 0: no new connections, the open ones stay) while the meter runs at 50/s:"
+bin/hikkoshi-devcloud traffic --lb shop-web --rate 50 --for 0 -o json >"$state/drain-meter.json" &
+meter=$!
+sleep 2
 lbcli member drain shop-web 10.101.0.21:8080 2>&1 | grep -E 'weight|member ' | sed -n 1,3p | sed 's/^/  /'
+drained=$(date +%s%3N)
+sleep 3
+kill -TERM "$meter"; wait "$meter" || true
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1])); drained = int(sys.argv[2])
+print("    sent %d, answered %d, failed %d %s" % (r["sent"], r["answered"], r["failed"], r["failures"] or ""))
+for n, s in sorted(r["servers"].items()):
+    print("    %-6s %4d answers, the last to a request sent %+.1f s after the drain was ACTIVE" % (n, s["count"], (s["last_sent_unix_ms"] - drained) / 1000))
+print("    PROXY v2 headers naming the meter'"'"'s own address and port: %d of %d" % (r["proxy_client_matched"], r["answered"]))
+' "$state/drain-meter.json" "$drained"
+echo "  what Octavia now reports for the members (its health, fed from haproxy as an amphora's heartbeat would):"
+lbcli show shop-web 2>/dev/null | grep -iE 'member|operating' | sed 's/^/  /' || true
 
 say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory

@@ -69,6 +69,9 @@ mapfile -t modules < <(go list -m -f '{{.Dir}}')
 patterns=()
 for m in "${modules[@]}"; do patterns+=("./${m#"$root"/}/..."); done
 
+step "the dev cloud data plane's stand-in (python unittest, loopback only)"
+/usr/bin/python3 -m unittest discover -s tilt/devcloud/dataplane -p 'test_*.py'
+
 step "gofmt"
 unformatted=$(gofmt -l "${modules[@]}")
 if [[ -n "$unformatted" ]]; then

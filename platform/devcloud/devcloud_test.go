@@ -256,6 +256,19 @@ func TestStateSurvivesRestart(t *testing.T) {
 			t.Fatalf("devcloud.sh %s: %v\n%s", args[0], err, out)
 		}
 		t.Logf("devcloud.sh %s:\n%s", args[0], lastLines(string(out), 12))
+		if args[0] == "down" {
+			// down stops the data plane too: no namespace, no stand-in, no haproxy,
+			// and the host's unreachable routes gone with them.
+			if devcloud.NetnsUp() {
+				t.Fatalf("the data plane's namespace %s is still there after down", devcloud.Netns)
+			}
+			if ps, _ := exec.Command("pgrep", "-af", "standin.py|haproxy").Output(); len(ps) != 0 {
+				t.Fatalf("data plane processes left after down:\n%s", ps)
+			}
+		}
+	}
+	if !devcloud.NetnsUp() {
+		t.Fatalf("the data plane's namespace %s is missing after up", devcloud.Netns)
 	}
 	old2, err := cloud.Open(ctx, "old", cloud.WithCloudsYAML(devcloud.CloudsYAML()))
 	if err != nil {

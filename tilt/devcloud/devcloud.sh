@@ -40,6 +40,7 @@ declare -A GLANCE_PORT=([old]=9292 [new]=9293)
 declare -A PLACEMENT_PORT=([old]=8778 [new]=8779)
 declare -A NOVA_PORT=([old]=8774 [new]=8775)
 declare -A REGION=([old]=RegionOld [new]=RegionNew)
+BASTION_PORT=1080 # the data plane's jump host (SOCKS5; dataplane/bastion.py)
 regions=(old new)
 
 log() { printf '[devcloud %s] %s\n' "$(date +%T)" "$*"; }
@@ -288,7 +289,7 @@ default_schedule_zone = nova
 my_ip = 127.0.0.1
 state_path = $S/lib/nova-$r
 transport_url = $(transport_url "nova_$r")
-compute_driver = fake.FakeDriver
+compute_driver = hikkoshi_devcloud_nova.DiskFakeDriver
 enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
 osapi_compute_listen_port = ${NOVA_PORT[$r]}
@@ -380,9 +381,9 @@ enabled_provider_drivers = amphora:The Octavia Amphora driver (no-op backends in
 [database]
 connection = $(db_url octavia)
 [controller_worker]
-amphora_driver = amphora_noop_driver
+amphora_driver = hikkoshi_netns_amphora_driver
 compute_driver = compute_noop_driver
-network_driver = network_noop_driver
+network_driver = hikkoshi_vip_network_driver
 volume_driver = volume_noop_driver
 image_driver = image_noop_driver
 distributor_driver = noop_distributor
@@ -400,6 +401,10 @@ ca_private_key = $S/etc/octavia/certs/private/cakey.pem
 ca_private_key_passphrase = $OCTAVIA_PASSPHRASE
 server_certs_key_passphrase = $OCTAVIA_PASSPHRASE
 [haproxy_amphora]
+# The data plane's haproxy needs two file descriptors per connection, and this
+# machine's hard limit is 20000 (an amphora's unit allows 2600000): Octavia's default
+# of 50000 connections per listener would not start.
+default_connection_limit = 1000
 server_ca = $S/etc/octavia/certs/ca_01.pem
 client_cert = $S/etc/octavia/certs/client.pem
 [task_flow]
@@ -483,6 +488,24 @@ uwsgi() {
     --processes 1 --threads 4 --http-socket "127.0.0.1:$port" --add-header "Connection: close" \
     --wsgi-file "$file" --pidfile "$S/run/$name.uwsgi.pid"
 }
+
+# dataplane_drivers installs the data plane's drivers (dataplane/: Nova's
+# DiskFakeDriver, Octavia's amphora and network drivers, the stand-in) beside the ML2
+# driver, and the entry points through which Octavia's stevedore finds its two drivers.
+dataplane_drivers() {
+  local d="$S/pylib" di="$S/pylib/hikkoshi_devcloud_dataplane-1.0.dist-info"
+  mkdir -p "$di" "$S/dataplane"
+  cp "$here"/dataplane/*.py "$d/"
+  printf 'Metadata-Version: 2.1\nName: hikkoshi-devcloud-dataplane\nVersion: 1.0\n' >"$di/METADATA"
+  printf '%s\n' '[octavia.amphora.drivers]' \
+    'hikkoshi_netns_amphora_driver = hikkoshi_devcloud_octavia:NetnsAmphoraDriver' \
+    '[octavia.network.drivers]' \
+    'hikkoshi_vip_network_driver = hikkoshi_devcloud_octavia:VipNetworkDriver' >"$di/entry_points.txt"
+}
+
+# dp runs the data plane's own helper: up (the namespace), down (every stand-in and
+# haproxy stopped, the namespace removed), status (who holds which address).
+dp() { HIKKOSHI_DATAPLANE_DIR="$S/dataplane" "$PY" "$here/dataplane/hikkoshi_dataplane.py" "$@"; }
 
 # ---------------------------------------------------------------- libvirt (TCG compute)
 
@@ -597,13 +620,17 @@ start_identity() {
 }
 
 start_services() {
-  local r
+  local r dpenv=(PYTHONPATH="$S/pylib" HIKKOSHI_DATAPLANE_DIR="$S/dataplane")
   fake_ml2
+  dataplane_drivers
+  dp up | sed 's/^/  /'
   start neutron-server env PYTHONPATH="$S/pylib" /usr/bin/neutron-server \
     --config-file "$S/etc/neutron/neutron.conf" --config-file "$S/etc/neutron/ml2_conf.ini"
   uwsgi octavia-api 9876 /usr/bin/octavia-wsgi OCTAVIA_CONFIG_FILE="$S/etc/octavia/octavia.conf" \
-    UWSGI_PYARGV="--config-file $S/etc/octavia/octavia.conf"
-  start octavia-worker /usr/bin/octavia-worker --config-file "$S/etc/octavia/octavia.conf"
+    UWSGI_PYARGV="--config-file $S/etc/octavia/octavia.conf" "${dpenv[@]}"
+  start octavia-worker env "${dpenv[@]}" ${HIKKOSHI_HEALTH_INTERVAL:+HIKKOSHI_HEALTH_INTERVAL=$HIKKOSHI_HEALTH_INTERVAL} /usr/bin/octavia-worker --config-file "$S/etc/octavia/octavia.conf"
+  # The jump host: SOCKS5 on the host's loopback, connecting inside the data plane.
+  start dataplane-bastion env "${dpenv[@]}" "$PY" "$S/pylib/bastion.py" --listen "127.0.0.1:$BASTION_PORT"
   for r in "${regions[@]}"; do
     start "glance-$r" /usr/bin/glance-api --config-file "$S/etc/glance-$r/glance-api.conf"
     uwsgi "placement-$r" "${PLACEMENT_PORT[$r]}" /usr/bin/placement-api OS_PLACEMENT_CONFIG_DIR="$S/etc/placement-$r"
@@ -611,7 +638,9 @@ start_services() {
     start "nova-api-$r" /usr/bin/nova-api --config-file "$nc"
     start "nova-conductor-$r" /usr/bin/nova-conductor --config-file "$nc"
     start "nova-scheduler-$r" /usr/bin/nova-scheduler --config-file "$nc"
-    start "nova-compute-$r" "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' --config-file "$nc"
+    # Nova loads compute_driver from nova.virt only: the launcher adds the data
+    # plane's directory to that package's path (nova.virt.hikkoshi_devcloud_nova).
+    start "nova-compute-$r" env "${dpenv[@]}" "$PY" -c "import sys, nova.virt; nova.virt.__path__.append('$S/pylib'); from nova.cmd.compute import main; sys.exit(main())" --config-file "$nc"
   done
   if libvirt_enabled; then
     libvirt_up
@@ -637,7 +666,7 @@ wait_apis() {
   done
 }
 
-services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-worker
+services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-worker dataplane-bastion
   glance-old placement-old nova-api-old nova-conductor-old nova-scheduler-old nova-compute-old
   glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new
   libvirtd nova-compute-old-tcg)
@@ -713,6 +742,9 @@ cmd_down() {
   done
   for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
   for s in "${services[@]}"; do rm -f "$(pidfile "$s")"; done
+  # The data plane's stand-ins and haproxies outlive their services' restarts (as
+  # guests and amphorae do): down stops them and removes the namespace.
+  if [[ -d "$S/dataplane" ]]; then dp down | sed 's/^/  /'; fi
   log "stopped in $((SECONDS - t0))s"
   if ((wipe)); then
     # libvirt keeps guest definitions in /etc/libvirt/qemu; drop those of this state.
@@ -763,7 +795,7 @@ case "${1:-}" in
   listeners) cmd_listeners ;;
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
-  status) cmd_status ;;
+  status) cmd_status; if [[ -d "$S/dataplane" ]]; then dp status | sed "s/^/  /"; fi ;;
   wait) wait_apis ;;
   *) echo "usage: $0 up [--libvirt | --no-libvirt] | down [--wipe] | status | wait | listeners" >&2; exit 2 ;;
 esac

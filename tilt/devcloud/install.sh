@@ -13,6 +13,7 @@ packages=(
   nova-api nova-conductor nova-scheduler python3-nova placement-api
   rabbitmq-server mariadb-server python3-pymysql python3-openstackclient
   python3-octaviaclient uwsgi-core uwsgi-plugin-python3 curl openssl iproute2 procps
+  haproxy # the data plane's load balancers (tilt/devcloud/dataplane)
 )
 if [[ "${1:-}" == "--libvirt" ]]; then
   # libvirt-daemon-system creates the libvirt-qemu user the qemu driver insists on.

@@ -6,6 +6,11 @@
 //	                            and print one JSON object per server
 //	hikkoshi-devcloud snapshot  boot the seed image on the TCG compute, snapshot it, and
 //	                            compare the snapshot's bytes with the seed's (then clean up)
+//	hikkoshi-devcloud traffic --lb NAME [--rate N] [--for D] [-o json]
+//	                            the traffic meter: requests through a load balancer's VIP
+//	                            from inside the data plane's namespace, counted (traffic.go)
+//	hikkoshi-devcloud disk-marker IMAGE [--cloud new]
+//	                            the server marker a dev cloud snapshot carries (marker.go)
 package main
 
 import (
@@ -31,9 +36,22 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 )
 
+const usage = "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id | network-id | dest-network | undo-moves | traffic ... | disk-marker ..."
+
 func main() {
+	if len(os.Args) >= 2 && (os.Args[1] == "traffic" || os.Args[1] == "disk-marker") {
+		run := traffic
+		if os.Args[1] == "disk-marker" {
+			run = diskMarker
+		}
+		if err := run(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "hikkoshi-devcloud:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id | network-id | dest-network | undo-moves")
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -326,6 +344,9 @@ type member struct {
 	Zone string `json:"zone"`
 }
 
+// The web and API servers sit behind PROXY-protocol load balancers and are
+// configured to require the header (the data plane's stand-ins refuse a connection
+// without one, as nginx with proxy_protocol does).
 var members = []member{
 	{Name: "web-1", Role: "web", IP: "10.101.0.21", Zone: "nova"},
 	{Name: "web-2", Role: "web", IP: "10.101.0.22", Zone: "nova"},
@@ -388,6 +409,9 @@ func ensureServer(ctx context.Context, cl clients, m member, image, flavor strin
 	}
 	opts := servers.CreateOpts{Name: m.Name, ImageRef: image, FlavorRef: flavor, AvailabilityZone: m.Zone,
 		Metadata: map[string]string{"role": m.Role}, Networks: "none"}
+	if m.IP != "" {
+		opts.Metadata[devcloud.MetaProxyProtocol] = "required"
+	}
 	portID := ""
 	if m.IP != "" {
 		if portID, err = ensurePort(ctx, cl.network, m.Name+"-port", m.IP); err != nil {

@@ -102,9 +102,28 @@ func withoutMode(lb *lbaasv1.LoadBalancer) *lbaasv1.LoadBalancer {
 	return c
 }
 
+// withoutTimes drops what changes between two reads of a settled load balancer: its
+// times, and the operating statuses, which the dev cloud's data plane keeps current
+// from haproxy's health checks (a member without a server goes ONLINE → ERROR).
 func withoutTimes(lb *lbaasv1.LoadBalancer) *lbaasv1.LoadBalancer {
 	c := proto.CloneOf(lb)
 	c.UpdateTime, c.CreateTime = nil, nil
+	clear := func(st *lbaasv1.Status) {
+		if st != nil {
+			st.OperatingStatus = ""
+		}
+	}
+	clear(c.GetStatus())
+	for _, l := range c.GetListeners() {
+		clear(l.GetStatus())
+		if p := l.GetPool(); p != nil {
+			clear(p.GetStatus())
+			for _, m := range p.GetMembers() {
+				clear(m.GetStatus())
+			}
+			clear(p.GetHealthMonitor().GetStatus())
+		}
+	}
 	return c
 }
 
