@@ -2,6 +2,7 @@ package octavia
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
@@ -94,4 +95,47 @@ func (c *Client) Pools(ctx context.Context, lbID string) ([]pools.Pool, error) {
 		return err
 	})
 	return out, err
+}
+
+// Missing lists what of spec the tree lacks: a listener (protocol and port), its
+// default pool (protocol), a member (address and port), a pool's health monitor
+// (type). An empty list means the tree is whole. A create interrupted part way (an
+// Octavia API restart, a process killed) leaves a load balancer that is ACTIVE but
+// not whole; it must not be taken for the one asked for.
+func Missing(t *Tree, spec Spec) []string {
+	var out []string
+	for i, ls := range spec.Listeners {
+		var lt *ListenerTree
+		for j := range t.Listeners {
+			l := &t.Listeners[j]
+			if l.Listener.Protocol == ls.Protocol && l.Listener.ProtocolPort == ls.Port {
+				lt = l
+			}
+		}
+		field := fmt.Sprintf("listeners[%d]", i)
+		if lt == nil {
+			out = append(out, fmt.Sprintf("%s (%s:%d)", field, ls.Protocol, ls.Port))
+			continue
+		}
+		if ls.Pool == nil {
+			continue
+		}
+		if lt.Pool == nil || lt.Pool.Pool.Protocol != ls.Pool.Protocol {
+			out = append(out, fmt.Sprintf("%s.pool (%s)", field, ls.Pool.Protocol))
+			continue
+		}
+		for k, ms := range ls.Pool.Members {
+			found := false
+			for _, m := range lt.Pool.Members {
+				found = found || m.Address == ms.Address && m.ProtocolPort == ms.Port
+			}
+			if !found {
+				out = append(out, fmt.Sprintf("%s.pool.members[%d] (%s:%d)", field, k, ms.Address, ms.Port))
+			}
+		}
+		if ls.Pool.Monitor != nil && (lt.Pool.Monitor == nil || lt.Pool.Monitor.Type != ls.Pool.Monitor.Type) {
+			out = append(out, fmt.Sprintf("%s.pool.health_monitor (%s)", field, ls.Pool.Monitor.Type))
+		}
+	}
+	return out
 }

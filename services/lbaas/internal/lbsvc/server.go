@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -163,12 +164,19 @@ func (s *Server) createOnce(ctx context.Context, rid, fp string, spec octavia.Sp
 		}
 		t, err := s.oc.WaitReady(ctx, lb.ID, nil)
 		if err == nil {
+			if missing := octavia.Missing(t, spec); len(missing) > 0 {
+				err = fmt.Errorf("it lacks %s", strings.Join(missing, ", "))
+			}
+		}
+		if err == nil {
 			if err := s.writeRequest(ctx, key, requestRecord{lb.ID, fp, "taken-over", time.Now().UTC()}); err != nil {
 				return nil, err
 			}
 			s.log.Info("took over the load balancer of an interrupted create", "request_id", rid, "load_balancer", lb.ID)
 			return withMode(treeOf(t), "taken-over"), nil
 		}
+		// Not whole, or not ACTIVE: it is deleted and the tree built again to the
+		// request's spec, never handed out as the load balancer asked for.
 		s.log.Warn("deleting the unusable load balancer of an interrupted create", "request_id", rid, "load_balancer", lb.ID, "err", err)
 		if derr := s.oc.Delete(ctx, lb.ID); derr != nil {
 			return nil, toStatus("delete the unusable load balancer "+lb.ID+" of an interrupted create", derr)
