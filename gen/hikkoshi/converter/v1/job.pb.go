@@ -1095,8 +1095,13 @@ type V2VSource struct {
 	// already_stopped says the operator has made the instance safe to snapshot (for
 	// example, it is stopped by hand); the job then does not stop it.
 	AlreadyStopped bool `protobuf:"varint,3,opt,name=already_stopped,json=alreadyStopped,proto3" json:"already_stopped,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// live snapshots the instance while it runs and leaves it running: for a stateless
+	// server whose replacement joins its load balancer's pool before it leaves (the
+	// wave runner stops it after the drain). Not for a server whose disk changes under
+	// it (a database): its snapshot would not be consistent.
+	Live          bool `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *V2VSource) Reset() {
@@ -1150,6 +1155,13 @@ func (x *V2VSource) GetAlreadyStopped() bool {
 	return false
 }
 
+func (x *V2VSource) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
 // V2VDestination is where the instance boots.
 type V2VDestination struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1176,7 +1188,10 @@ type V2VDestination struct {
 	// port_id is an existing destination port to boot on, with its fixed IP — the one
 	// netbridge's MoveAddress made. The job neither creates nor deletes it. Empty: the
 	// job makes a port on network_id.
-	PortId        string `protobuf:"bytes,9,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	PortId string `protobuf:"bytes,9,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	// stopped leaves the new server stopped (SHUTOFF) once it has booted: a server that
+	// was stopped in the old cloud moves cold and stays stopped. No health check then.
+	Stopped       bool `protobuf:"varint,10,opt,name=stopped,proto3" json:"stopped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1272,6 +1287,13 @@ func (x *V2VDestination) GetPortId() string {
 		return x.PortId
 	}
 	return ""
+}
+
+func (x *V2VDestination) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
 }
 
 // CopyProgress is an image copy's progress.
@@ -1675,11 +1697,12 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\fDecommission\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
 	"\x10source_server_id\x18\x02 \x01(\tR\x0esourceServerId\x12*\n" +
-	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"g\n" +
+	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"{\n" +
 	"\tV2VSource\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
-	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\"\xa4\x02\n" +
+	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\x12\x12\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\"\xbe\x02\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -1690,7 +1713,9 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x0fsecurity_groups\x18\x06 \x03(\tR\x0esecurityGroups\x12!\n" +
 	"\fhealth_check\x18\a \x01(\tR\vhealthCheck\x12*\n" +
 	"\x11health_check_host\x18\b \x01(\tR\x0fhealthCheckHost\x12\x17\n" +
-	"\aport_id\x18\t \x01(\tR\x06portId\"\x9c\x03\n" +
+	"\aport_id\x18\t \x01(\tR\x06portId\x12\x18\n" +
+	"\astopped\x18\n" +
+	" \x01(\bR\astopped\"\x9c\x03\n" +
 	"\fCopyProgress\x12\x1f\n" +
 	"\vtotal_bytes\x18\x01 \x01(\x03R\n" +
 	"totalBytes\x12\x1d\n" +

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	var workers int
-	var cloudsYAML, inventory, cloudJobs, p2vWork, cloudInitDebs, agentToken string
+	var cloudsYAML, inventory, cloudJobs, p2vWork, cloudInitDebs, agentToken, probeProxy string
 	var chunk, bandwidth int64
 	var poll time.Duration
 	fs.IntVar(&workers, "workers", 2, "jobs this process runs at once (0: API only)")
@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&p2vWork, "p2v-work-dir", jobs.DefaultP2VWork, "where P2V jobs build their disks (needs room for one disk per job; P2V needs root: loop devices, mounts, chroot)")
 	fs.StringVar(&cloudInitDebs, "cloud-init-debs", "", "directory of .deb files P2V installs cloud-init from (an offline worker); empty: from the server's own package sources")
 	fs.StringVar(&agentToken, "p2v-agent-token-file", "", "file holding the bearer token of the hikkoshi-p2v-agents (never logged or stored in a job)")
+	fs.StringVar(&probeProxy, "probe-proxy", "", "SOCKS5 jump host the health probes go through (socks5://HOST:PORT) when the servers' addresses are not reachable from here; empty: straight")
 	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
@@ -63,6 +64,10 @@ func run(ctx context.Context, args []string) error {
 	limits, err := jobs.ParseCloudLimits(cloudJobs)
 	if err != nil {
 		return err
+	}
+	probe, err := jobs.NewProbeDialer(probeProxy)
+	if err != nil {
+		return fmt.Errorf("--probe-proxy: %w", err)
 	}
 	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
@@ -78,7 +83,7 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger,
-			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken}
+			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, Probe: probe}
 		var inv inventoryv1.InventoryServiceClient
 		if inventory != "" {
 			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -61,7 +61,9 @@ type Runner struct {
 	// AgentTokenFile holds the bearer token of the P2V agents (read per job; never
 	// logged or stored).
 	AgentTokenFile string
-	Log            *slog.Logger
+	// Probe dials the health probes (nil: straight).
+	Probe *ProbeDialer
+	Log   *slog.Logger
 }
 
 func (r *Runner) open(ctx context.Context, name string) (clients, error) {
@@ -316,7 +318,7 @@ func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl 
 }
 
 func (r *Runner) stop(ctx context.Context, j *converterv1.Job, src clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
-	if j.GetSource().GetAlreadyStopped() || pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
+	if j.GetSource().GetAlreadyStopped() || j.GetSource().GetLive() || pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
 		return nil
 	}
 	if pl.srv.Status != "SHUTOFF" {
@@ -416,10 +418,17 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 		portID = j.GetCreated().GetPortId()
 	}
 	if j.GetCreated().GetServerId() == "" {
+		// The server keeps its metadata (its role, what its guest is configured to
+		// do); hikkoshi_job marks it as this job's.
+		md := map[string]string{}
+		for k, v := range pl.srv.Metadata {
+			md[k] = v
+		}
+		md["hikkoshi_job"] = id
 		s, err := servers.Create(ctx, dst.compute, keypairs.CreateOptsExt{
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
-				Networks: []servers.Network{{Port: portID}}, Metadata: map[string]string{"hikkoshi_job": id},
+				Networks: []servers.Network{{Port: portID}}, Metadata: md,
 			},
 			KeyName: pl.keyName,
 		}, nil).Extract()
@@ -431,20 +440,37 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 			return err
 		}
 	}
-	return r.wait(ctx, "destination server "+j.GetCreated().GetServerId(), func() (string, error) {
+	status := func() (string, error) {
 		s, err := servers.Get(ctx, dst.compute, j.GetCreated().GetServerId()).Extract()
 		if err != nil {
 			return "", err
 		}
 		return s.Status, nil
-	}, "ACTIVE", "ERROR")
+	}
+	if j.GetDestination().GetStopped() {
+		// A repeat after a takeover may find it stopped as asked already: done.
+		if st, err := status(); err == nil && st == "SHUTOFF" {
+			return nil
+		}
+	}
+	if err := r.wait(ctx, "destination server "+j.GetCreated().GetServerId(), status, "ACTIVE", "ERROR"); err != nil {
+		return err
+	}
+	if !j.GetDestination().GetStopped() {
+		return nil
+	}
+	// A server that was stopped in the old cloud stays stopped in the new one.
+	if err := servers.Stop(ctx, dst.compute, j.GetCreated().GetServerId()).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+		return fmt.Errorf("stop the new server as the old one was: %w", err)
+	}
+	return r.wait(ctx, "stop destination server "+j.GetCreated().GetServerId(), status, "SHUTOFF", "ERROR")
 }
 
 // health probes the new server: "tcp:PORT" connects, "http:PORT/PATH" expects a 2xx
 // or 3xx. Until it answers or the context ends.
 func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error {
 	hc := j.GetDestination().GetHealthCheck()
-	if hc == "" {
+	if hc == "" || j.GetDestination().GetStopped() {
 		return nil
 	}
 	kind, rest, _ := strings.Cut(hc, ":")
@@ -455,7 +481,7 @@ func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error
 	probe := func() (string, error) {
 		switch kind {
 		case "tcp":
-			c, err := net.DialTimeout("tcp", net.JoinHostPort(host, rest), 3*time.Second)
+			c, err := r.Probe.DialContext(ctx, "tcp", net.JoinHostPort(host, rest))
 			if err != nil {
 				return "unreachable", nil
 			}
@@ -464,7 +490,8 @@ func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error
 		case "http":
 			port, path, _ := strings.Cut(rest, "/")
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/"+path, nil)
-			resp, err := http.DefaultClient.Do(req)
+			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: r.Probe.DialContext, DisableKeepAlives: true}}
+			resp, err := hc.Do(req)
 			if err != nil {
 				return "unreachable", nil
 			}

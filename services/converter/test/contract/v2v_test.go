@@ -86,13 +86,21 @@ func fixture(t *testing.T, c clouds) (srvID, netID string) {
 	}, nil).Extract())(t)
 	t.Cleanup(func() { _ = servers.Delete(context.Background(), c.oldC, srv.ID).ExtractErr() })
 	waitStatus(t, c.oldC, srv.ID, "ACTIVE")
+	return srv.ID, destNetwork(t, c, tag)
+}
+
+// destNetwork makes a network in the new project with the old VLAN's CIDR (pool
+// .200-.250), deleted when the test ends.
+func destNetwork(t *testing.T, c clouds, tag string) string {
+	t.Helper()
+	ctx := t.Context()
 	net := must(networks.Create(ctx, c.newN, networks.CreateOpts{Name: tag}).Extract())(t)
 	t.Cleanup(func() { _ = networks.Delete(context.Background(), c.newN, net.ID).ExtractErr() })
 	must(subnets.Create(ctx, c.newN, subnets.CreateOpts{
 		NetworkID: net.ID, Name: tag + "-v4", CIDR: "10.101.0.0/24", IPVersion: gophercloud.IPv4,
 		AllocationPools: []subnets.AllocationPool{{Start: "10.101.0.200", End: "10.101.0.250"}},
 	}).Extract())(t)
-	return srv.ID, net.ID
+	return net.ID
 }
 
 func waitStatus(t *testing.T, cc *gophercloud.ServiceClient, id, want string) *servers.Server {
