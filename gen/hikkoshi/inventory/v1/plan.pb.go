@@ -104,9 +104,17 @@ type Plan struct {
 	// create_time is when the plan was made. Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// accept_time is when it was accepted. Output only.
-	AcceptTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=accept_time,json=acceptTime,proto3" json:"accept_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AcceptTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=accept_time,json=acceptTime,proto3" json:"accept_time,omitempty"`
+	// include_error_servers lets servers Nova reports in ERROR into the waves. Without
+	// it they are unassigned, with the reason: a server in ERROR is usually broken in
+	// the old cloud already, and moving it is the operator's call, recorded here.
+	IncludeErrorServers bool `protobuf:"varint,11,opt,name=include_error_servers,json=includeErrorServers,proto3" json:"include_error_servers,omitempty"`
+	// start_stopped_servers starts stopped (SHUTOFF) servers at the destination too.
+	// Without it they move cold: converted, and left stopped in the new cloud, as they
+	// were in the old one.
+	StartStoppedServers bool `protobuf:"varint,12,opt,name=start_stopped_servers,json=startStoppedServers,proto3" json:"start_stopped_servers,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Plan) Reset() {
@@ -207,6 +215,20 @@ func (x *Plan) GetAcceptTime() *timestamppb.Timestamp {
 		return x.AcceptTime
 	}
 	return nil
+}
+
+func (x *Plan) GetIncludeErrorServers() bool {
+	if x != nil {
+		return x.IncludeErrorServers
+	}
+	return false
+}
+
+func (x *Plan) GetStartStoppedServers() bool {
+	if x != nil {
+		return x.StartStoppedServers
+	}
+	return false
 }
 
 // RoleRule proposes a role for workloads without one.
@@ -358,7 +380,10 @@ type PlanWave struct {
 	// workloads are the names of the workloads moving in it.
 	Workloads []string `protobuf:"bytes,3,rep,name=workloads,proto3" json:"workloads,omitempty"`
 	// stateful is true for the wave of stateful roles.
-	Stateful      bool `protobuf:"varint,4,opt,name=stateful,proto3" json:"stateful,omitempty"`
+	Stateful bool `protobuf:"varint,4,opt,name=stateful,proto3" json:"stateful,omitempty"`
+	// display_names are the workloads' display names (their servers' names), in the
+	// order of workloads.
+	DisplayNames  []string `protobuf:"bytes,5,rep,name=display_names,json=displayNames,proto3" json:"display_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -421,6 +446,13 @@ func (x *PlanWave) GetStateful() bool {
 	return false
 }
 
+func (x *PlanWave) GetDisplayNames() []string {
+	if x != nil {
+		return x.DisplayNames
+	}
+	return nil
+}
+
 // Assignment is one workload's place in a plan.
 type Assignment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -437,7 +469,15 @@ type Assignment struct {
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
 	// etag is the workload's etag when the plan was made: accepting refuses a plan
 	// whose workloads changed since.
-	Etag          string `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`
+	// display_name is the workload's display name (its server's name).
+	DisplayName string `protobuf:"bytes,7,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// server_status is Nova's status of the server when the plan was made (ACTIVE,
+	// SHUTOFF, ERROR, ...); empty for a physical server.
+	ServerStatus string `protobuf:"bytes,8,opt,name=server_status,json=serverStatus,proto3" json:"server_status,omitempty"`
+	// cold says the server is stopped and moves cold: it is not started at the
+	// destination unless the plan says start_stopped_servers.
+	Cold          bool `protobuf:"varint,9,opt,name=cold,proto3" json:"cold,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -512,6 +552,27 @@ func (x *Assignment) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Assignment) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Assignment) GetServerStatus() string {
+	if x != nil {
+		return x.ServerStatus
+	}
+	return ""
+}
+
+func (x *Assignment) GetCold() bool {
+	if x != nil {
+		return x.Cold
+	}
+	return false
 }
 
 // PreflightReport checks a wave against a destination cloud before it moves.
@@ -706,7 +767,7 @@ var File_hikkoshi_inventory_v1_plan_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_inventory_v1_plan_proto_rawDesc = "" +
 	"\n" +
-	" hikkoshi/inventory/v1/plan.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x05\n" +
+	" hikkoshi/inventory/v1/plan.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x05\n" +
 	"\x04Plan\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
 	"\x05rules\x18\x02 \x03(\v2\x1f.hikkoshi.inventory.v1.RoleRuleR\x05rules\x12I\n" +
@@ -722,7 +783,9 @@ const file_hikkoshi_inventory_v1_plan_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vaccept_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"acceptTime\x1a7\n" +
+	"acceptTime\x122\n" +
+	"\x15include_error_servers\x18\v \x01(\bR\x13includeErrorServers\x122\n" +
+	"\x15start_stopped_servers\x18\f \x01(\bR\x13startStoppedServers\x1a7\n" +
 	"\tPinsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xa7\x01\n" +
@@ -735,12 +798,13 @@ const file_hikkoshi_inventory_v1_plan_proto_rawDesc = "" +
 	"\x0eRoleDependency\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x1d\n" +
 	"\n" +
-	"depends_on\x18\x02 \x03(\tR\tdependsOn\"n\n" +
+	"depends_on\x18\x02 \x03(\tR\tdependsOn\"\x93\x01\n" +
 	"\bPlanWave\x12\x12\n" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12\x14\n" +
 	"\x05roles\x18\x02 \x03(\tR\x05roles\x12\x1c\n" +
 	"\tworkloads\x18\x03 \x03(\tR\tworkloads\x12\x1a\n" +
-	"\bstateful\x18\x04 \x01(\bR\bstateful\"\x98\x01\n" +
+	"\bstateful\x18\x04 \x01(\bR\bstateful\x12#\n" +
+	"\rdisplay_names\x18\x05 \x03(\tR\fdisplayNames\"\xf4\x01\n" +
 	"\n" +
 	"Assignment\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x12\n" +
@@ -748,7 +812,10 @@ const file_hikkoshi_inventory_v1_plan_proto_rawDesc = "" +
 	"\bstateful\x18\x03 \x01(\bR\bstateful\x12\x12\n" +
 	"\x04wave\x18\x04 \x01(\x05R\x04wave\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04etag\x18\x06 \x01(\tR\x04etag\"\xd5\x02\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\x12!\n" +
+	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\x12#\n" +
+	"\rserver_status\x18\b \x01(\tR\fserverStatus\x12\x12\n" +
+	"\x04cold\x18\t \x01(\bR\x04cold\"\xd5\x02\n" +
 	"\x0fPreflightReport\x12\x12\n" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x1c\n" +

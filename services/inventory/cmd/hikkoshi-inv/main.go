@@ -101,6 +101,13 @@ func (g *globals) print(w io.Writer, m proto.Message, table func(*tabwriter.Writ
 	_ = tw.Flush()
 }
 
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // short turns an enum value name into a word: WORKLOAD_STATE_CUT_OVER → cut_over.
 func short(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
 
@@ -121,7 +128,14 @@ func workloadRow(tw *tabwriter.Writer, w *inventoryv1.Workload) {
 	if w.GetVanished() {
 		flags += "VANISHED"
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", w.GetName(), short(w.GetKind().String(), "WORKLOAD_KIND_"), w.GetRole(),
+	if st := w.GetFacts().GetInstance().GetStatus(); st != "" && st != "ACTIVE" {
+		flags += st + " "
+	}
+	name := w.GetDisplayName()
+	if name == "" {
+		name = w.GetFacts().GetInstance().GetName()
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", orDash(name), w.GetName(), short(w.GetKind().String(), "WORKLOAD_KIND_"), w.GetRole(),
 		short(w.GetState().String(), "WORKLOAD_STATE_"), w.GetWave(), strings.Join(ips, ","), flags)
 }
 
@@ -154,7 +168,7 @@ func newWorkloads(g *globals) *cobra.Command {
 				}
 			}
 			g.print(cmd.OutOrStdout(), all, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "NAME\tKIND\tROLE\tSTATE\tWAVE\tADDRESSES\t")
+				fmt.Fprintln(tw, "SERVER\tNAME\tKIND\tROLE\tSTATE\tWAVE\tADDRESSES\t")
 				for _, w := range all.GetWorkloads() {
 					workloadRow(tw, w)
 				}
@@ -299,6 +313,7 @@ func newSync(g *globals) *cobra.Command {
 func newPlan(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "plan", Short: "Propose wave plans and accept them"}
 	var rules, after, pins []string
+	var includeError, startStopped bool
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Propose waves: stateless roles first, dependants after, stateful last",
@@ -310,7 +325,7 @@ Dependencies: --after api=web,cache (api moves after web and cache).
 Pins: --pin web-1=2 (workload web-1 in wave 2).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := &inventoryv1.Plan{Pins: map[string]int32{}}
+			p := &inventoryv1.Plan{Pins: map[string]int32{}, IncludeErrorServers: includeError, StartStoppedServers: startStopped}
 			for _, r := range rules {
 				rule, err := parseRule(r)
 				if err != nil {
@@ -346,6 +361,8 @@ Pins: --pin web-1=2 (workload web-1 in wave 2).`,
 	create.Flags().StringArrayVar(&rules, "rule", nil, "role rule (repeat): PATTERN=ROLE[:stateful] or meta:KEY=VALUE=ROLE[:stateful]")
 	create.Flags().StringArrayVar(&after, "after", nil, "dependency (repeat): ROLE=DEP[,DEP…]")
 	create.Flags().StringArrayVar(&pins, "pin", nil, "pin (repeat): WORKLOAD=WAVE")
+	create.Flags().BoolVar(&includeError, "include-error-servers", false, "place servers in ERROR too (recorded with the plan)")
+	create.Flags().BoolVar(&startStopped, "start-stopped-servers", false, "start stopped servers at the destination (else they move cold and stay stopped)")
 	accept := &cobra.Command{
 		Use: "accept NAME", Short: "Write a proposed plan's waves into the workloads", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -413,10 +430,10 @@ func (g *globals) printPlan(w io.Writer, p *inventoryv1.Plan) {
 			fmt.Fprintf(tw, "wave %d%s\troles %s\t%d workloads\n", wv.GetWave(), kind, strings.Join(wv.GetRoles(), ","), len(wv.GetWorkloads()))
 		}
 		for _, a := range p.GetAssignments() {
-			fmt.Fprintf(tw, "  %s\twave %d\t%s\n", a.GetWorkload(), a.GetWave(), a.GetReason())
+			fmt.Fprintf(tw, "  %s\t%s\twave %d\t%s\n", a.GetDisplayName(), a.GetWorkload(), a.GetWave(), a.GetReason())
 		}
 		for _, a := range p.GetUnassigned() {
-			fmt.Fprintf(tw, "  %s\t-\t%s\n", a.GetWorkload(), a.GetReason())
+			fmt.Fprintf(tw, "  %s\t%s\t-\t%s\n", a.GetDisplayName(), a.GetWorkload(), a.GetReason())
 		}
 	})
 }

@@ -81,6 +81,20 @@ func Check(p *inventoryv1.Plan) ([]compiled, error) {
 
 func serverName(w *Workload) string { return w.GetFacts().GetInstance().GetName() }
 
+// displayName is what a person calls the workload: its display name, else its
+// server's or host's name, else its ID.
+func displayName(w *Workload) string {
+	switch {
+	case w.GetDisplayName() != "":
+		return w.GetDisplayName()
+	case serverName(w) != "":
+		return serverName(w)
+	case w.GetFacts().GetPhysical().GetHostname() != "":
+		return w.GetFacts().GetPhysical().GetHostname()
+	}
+	return strings.TrimPrefix(w.GetName(), "workloads/")
+}
+
 // role returns the workload's role and stateful flag: its own, else the first rule
 // that matches, and the reason.
 func role(w *Workload, rules []compiled) (string, bool, string) {
@@ -108,7 +122,8 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 	if err != nil {
 		return nil, err
 	}
-	out := &inventoryv1.Plan{Rules: p.GetRules(), Dependencies: p.GetDependencies(), Pins: p.GetPins(), State: inventoryv1.PlanState_PLAN_STATE_PROPOSED}
+	out := &inventoryv1.Plan{Rules: p.GetRules(), Dependencies: p.GetDependencies(), Pins: p.GetPins(), State: inventoryv1.PlanState_PLAN_STATE_PROPOSED,
+		IncludeErrorServers: p.GetIncludeErrorServers(), StartStoppedServers: p.GetStartStoppedServers()}
 	type item struct {
 		a    *inventoryv1.Assignment
 		rule string
@@ -122,11 +137,17 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 			continue
 		}
 		r, stateful, why := role(w, rules)
-		a := &inventoryv1.Assignment{Workload: w.GetName(), Role: r, Stateful: stateful, Etag: w.GetEtag()}
+		status := w.GetFacts().GetInstance().GetStatus()
+		a := &inventoryv1.Assignment{Workload: w.GetName(), Role: r, Stateful: stateful, Etag: w.GetEtag(),
+			DisplayName: displayName(w), ServerStatus: status, Cold: status == "SHUTOFF" && !p.GetStartStoppedServers()}
 		switch {
 		case moving(w.GetState()):
 			a.Wave, a.Reason = w.GetWave(), "already "+strings.ToLower(strings.TrimPrefix(w.GetState().String(), "WORKLOAD_STATE_"))+": wave kept"
 			out.Assignments = append(out.Assignments, a)
+			continue
+		case status == "ERROR" && !p.GetIncludeErrorServers():
+			a.Reason = "the server is in ERROR in its cloud: repair it, or make the plan with include_error_servers to move it as it is"
+			out.Unassigned = append(out.Unassigned, a)
 			continue
 		case r == "":
 			a.Reason = "no role: set one on the workload, or add a rule that matches it"
@@ -219,6 +240,14 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 		if w, ok := p.GetPins()[a.GetWorkload()]; ok {
 			a.Wave, a.Reason = w, fmt.Sprintf("pinned to wave %d (ordering said %d)", w, a.GetWave())
 		}
+		switch {
+		case a.GetCold():
+			a.Reason += "; stopped (SHUTOFF): moves cold and stays stopped at the destination"
+		case a.GetServerStatus() == "SHUTOFF":
+			a.Reason += "; stopped (SHUTOFF): moves cold and is started at the destination (start_stopped_servers)"
+		case a.GetServerStatus() == "ERROR":
+			a.Reason += "; in ERROR: moved as it is (include_error_servers)"
+		}
 		out.Assignments = append(out.Assignments, a)
 	}
 	sort.Slice(out.Assignments, func(i, j int) bool {
@@ -240,6 +269,7 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 			out.Waves = append(out.Waves, pw)
 		}
 		pw.Workloads = append(pw.Workloads, a.GetWorkload())
+		pw.DisplayNames = append(pw.DisplayNames, a.GetDisplayName())
 		if !contains(pw.Roles, a.GetRole()) {
 			pw.Roles = append(pw.Roles, a.GetRole())
 		}

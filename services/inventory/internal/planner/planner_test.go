@@ -83,3 +83,49 @@ func TestPinsAndErrors(t *testing.T) {
 		t.Fatalf("pin of an unknown workload: %v", err)
 	}
 }
+
+func server(id, name, status string) *Workload {
+	return &Workload{Name: "workloads/" + id, Role: "web", Etag: "1",
+		Facts: &inventoryv1.Facts{Kind: &inventoryv1.Facts_Instance{Instance: &inventoryv1.InstanceFacts{Name: name, Status: status}}}}
+}
+
+// TestServersInErrorAndStopped: a server in ERROR is left out of the waves, with the
+// reason, unless the plan says include_error_servers; a stopped one is placed, and
+// marked to move cold (not started at the destination unless start_stopped_servers).
+// Assignments and waves name workloads by their servers' names.
+func TestServersInErrorAndStopped(t *testing.T) {
+	ws := []*Workload{server("i-1", "web-1", "ACTIVE"), server("i-2", "web-2", "ERROR"), server("i-3", "web-3", "SHUTOFF")}
+	p, err := Propose(ws, &inventoryv1.Plan{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := p.GetUnassigned(); len(u) != 1 || u[0].GetDisplayName() != "web-2" || u[0].GetServerStatus() != "ERROR" {
+		t.Fatalf("unassigned %v, want web-2 (ERROR)", u)
+	}
+	byName := map[string]*inventoryv1.Assignment{}
+	for _, a := range p.GetAssignments() {
+		byName[a.GetDisplayName()] = a
+	}
+	if a := byName["web-3"]; a == nil || !a.GetCold() || a.GetWave() != 1 {
+		t.Fatalf("web-3 (SHUTOFF): %v, want wave 1, cold", a)
+	}
+	if a := byName["web-1"]; a == nil || a.GetCold() {
+		t.Fatalf("web-1 (ACTIVE): %v", a)
+	}
+	if w := p.GetWaves(); len(w) != 1 || len(w[0].GetDisplayNames()) != 2 || w[0].GetDisplayNames()[0] != "web-1" {
+		t.Fatalf("waves %v: want wave 1 with web-1 and web-3 by name", w)
+	}
+
+	p, err = Propose(ws, &inventoryv1.Plan{IncludeErrorServers: true, StartStoppedServers: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.GetUnassigned()) != 0 || len(p.GetAssignments()) != 3 || !p.GetIncludeErrorServers() {
+		t.Fatalf("with include_error_servers: unassigned %v, assignments %v", p.GetUnassigned(), p.GetAssignments())
+	}
+	for _, a := range p.GetAssignments() {
+		if a.GetCold() {
+			t.Fatalf("%s cold with start_stopped_servers", a.GetDisplayName())
+		}
+	}
+}
