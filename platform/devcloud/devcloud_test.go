@@ -29,6 +29,7 @@ import (
 
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
 
 // must returns v, or fails the test (by panicking: the testing package reports the
@@ -248,6 +249,18 @@ func TestStateSurvivesRestart(t *testing.T) {
 	old := devcloud.Open(t, "old")
 	imgBefore := findImage(t, client(t, old.Image), devcloud.SeedImage)
 	netBefore := findNetwork(t, client(t, old.Network), devcloud.VLANNetwork).ID
+	// A server of the fake driver, answering: its guest is gone while the dev cloud
+	// is down and runs again after up (the driver keeps its instances' state), and
+	// Nova can still stop it (the stock fake driver forgets its instances).
+	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	srv := devcloud.BootStandin(t, fmt.Sprintf("itest-restart-%d", time.Now().UnixNano()), "10.101.0.142", nil)
+	if r := devcloud.Meter(t, meterBin, "--addr", srv.IP+":8080", "--rate", "10", "--for", "1s"); r.Failed != 0 {
+		t.Fatalf("the server does not answer before the restart: %+v", r)
+	}
 
 	for _, args := range [][]string{{"down"}, {"up"}} {
 		cmd := exec.CommandContext(ctx, devcloud.Script(), args...)
@@ -262,13 +275,27 @@ func TestStateSurvivesRestart(t *testing.T) {
 			if devcloud.NetnsUp() {
 				t.Fatalf("the data plane's namespace %s is still there after down", devcloud.Netns)
 			}
-			if ps, _ := exec.Command("pgrep", "-af", "standin.py|haproxy").Output(); len(ps) != 0 {
+			var ps []byte
+			for range 20 { // a process killed a moment ago may not have been reaped yet
+				if ps, _ = exec.Command("pgrep", "-af", "standin.py|/usr/sbin/haproxy").Output(); len(ps) == 0 {
+					break
+				}
+				time.Sleep(250 * time.Millisecond)
+			}
+			if len(ps) != 0 {
 				t.Fatalf("data plane processes left after down:\n%s", ps)
 			}
 		}
 	}
 	if !devcloud.NetnsUp() {
 		t.Fatalf("the data plane's namespace %s is missing after up", devcloud.Netns)
+	}
+	if r := devcloud.Meter(t, meterBin, "--addr", srv.IP+":8080", "--rate", "10", "--for", "1s"); r.Failed != 0 || r.Servers[srv.Name] == nil {
+		t.Fatalf("the server does not answer after down and up: %+v", r)
+	}
+	srv.Stop(t)
+	if r := devcloud.Meter(t, meterBin, "--addr", srv.IP+":8080", "--rate", "4", "--for", "1s", "--timeout", "1s"); r.Answered != 0 {
+		t.Fatalf("the server still answers after Nova stopped it: %+v", r)
 	}
 	old2, err := cloud.Open(ctx, "old", cloud.WithCloudsYAML(devcloud.CloudsYAML()))
 	if err != nil {
