@@ -171,7 +171,8 @@ import json, sys
 r = json.load(open(sys.argv[1])); drained = int(sys.argv[2])
 print("    sent %d, answered %d, failed %d %s" % (r["sent"], r["answered"], r["failed"], r["failures"] or ""))
 for n, s in sorted(r["servers"].items()):
-    print("    %-6s %4d answers, the last to a request sent %+.1f s after the drain was ACTIVE" % (n, s["count"], (s["last_sent_unix_ms"] - drained) / 1000))
+    d = (s["last_sent_unix_ms"] - drained) / 1000
+    print("    %-6s %4d answers, the last to a request sent %.1f s %s the drain was ACTIVE" % (n, s["count"], abs(d), "before" if d < 0 else "after"))
 print("    PROXY v2 headers naming the meter'"'"'s own address and port: %d of %d" % (r["proxy_client_matched"], r["answered"]))
 ' "$state/drain-meter.json" "$drained"
 echo "  what Octavia now reports for the members (its health, fed from haproxy as an amphora's heartbeat would):"

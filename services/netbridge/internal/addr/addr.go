@@ -183,27 +183,70 @@ var ErrNoRoom = errors.New("addr: no address left for the new cloud")
 // SplitTail divides pools: the old cloud keeps, from the start, every address in
 // use and keepFree free addresses after the last one in use; the new cloud gets the
 // rest (the tail). used may hold addresses outside pools (they are ignored here).
+//
+// When an address in use lies near the end of the pools — a load balancer's VIP
+// Neutron gave out at random, say — there is no tail. Then the new cloud's pools are
+// cut from the largest run of free addresses instead: the old cloud keeps, from the
+// start, the addresses in use before that run and keepFree free addresses after the
+// last of them; the new cloud gets the rest less every address in use. The addresses
+// in use after the cut stay with the ports that hold them, outside both pools (a
+// port's address need not lie in a pool), so neither cloud hands them out.
 func SplitTail(pools Set, used Set, keepFree int) (oldPools, newPools Set, err error) {
 	inUse := pools.Intersect(used)
 	all := pools.All()
+	if old, nw, ok := splitAt(pools, all, inUse, inUse.Len(), keepFree); ok {
+		return old, nw, nil
+	}
+	// The largest run of free addresses, in the pools' order.
+	best, bestLen, run := -1, 0, -1
+	for i, a := range all {
+		if inUse.Contains(a) {
+			run = -1
+			continue
+		}
+		if run < 0 {
+			run = i
+		}
+		if i-run+1 > bestLen {
+			best, bestLen = run, i-run+1
+		}
+	}
+	before := 0
+	for i := 0; i < best; i++ {
+		if inUse.Contains(all[i]) {
+			before++
+		}
+	}
+	if best >= 0 {
+		if old, nw, ok := splitAt(pools, all, inUse, before, keepFree); ok {
+			return old, nw, nil
+		}
+	}
+	return pools, Set{}, fmt.Errorf("%w: the pools hold %d addresses, %d in use, and the old cloud keeps %d free", ErrNoRoom, len(all), inUse.Len(), keepFree)
+}
+
+// splitAt gives the old cloud the prefix of the pools that holds the first inUseKept
+// addresses in use and keepFree free addresses after the last of them, and the new
+// cloud the rest less the addresses in use; ok is false when the new cloud gets none.
+func splitAt(pools Set, all []netip.Addr, inUse Set, inUseKept, keepFree int) (oldPools, newPools Set, ok bool) {
 	cut := -1 // index of the last address the old cloud keeps
 	free := 0
-	remaining := inUse.Len()
+	remaining := inUseKept
 	for i, a := range all {
 		if inUse.Contains(a) {
 			remaining--
-		} else if remaining == 0 {
+		} else if remaining <= 0 {
 			free++
 		}
-		if remaining == 0 && free >= keepFree {
+		if remaining <= 0 && free >= keepFree {
 			cut = i
 			break
 		}
 	}
 	if cut < 0 || cut == len(all)-1 {
-		return pools, Set{}, fmt.Errorf("%w: the pools hold %d addresses, %d in use, and the old cloud keeps %d free", ErrNoRoom, len(all), inUse.Len(), keepFree)
+		return Set{}, Set{}, false
 	}
 	oldPools = pools.Intersect(NewSet(Range{all[0], all[cut]}))
-	newPools = pools.Minus(oldPools)
-	return oldPools, newPools, nil
+	newPools = pools.Minus(oldPools).Minus(inUse)
+	return oldPools, newPools, !newPools.Empty()
 }

@@ -62,3 +62,26 @@ func TestSplitTail(t *testing.T) {
 		t.Fatalf("no room: %v", err)
 	}
 }
+
+// TestSplitTailAroundAddressesInUseAtTheEnd: load balancer VIPs at the top of the
+// pools (Neutron gives addresses out at random) leave no tail; the new cloud's pools
+// are cut from the largest free run, less the addresses in use, which stay outside
+// both pools.
+func TestSplitTailAroundAddressesInUseAtTheEnd(t *testing.T) {
+	pools := set(t, "10.0.0.10-10.0.0.99", "10.0.0.150-10.0.0.199")
+	used := Of(netip.MustParseAddr("10.0.0.21"), netip.MustParseAddr("10.0.0.22"), netip.MustParseAddr("10.0.0.41"),
+		netip.MustParseAddr("10.0.0.198"), netip.MustParseAddr("10.0.0.199"))
+	old, nw, err := SplitTail(pools, used, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(old.Strings(), ","); got != "10.0.0.10-10.0.0.57" {
+		t.Fatalf("old %s", got)
+	}
+	if got := strings.Join(nw.Strings(), ","); got != "10.0.0.58-10.0.0.99,10.0.0.150-10.0.0.197" {
+		t.Fatalf("new %s", got)
+	}
+	if !old.Intersect(nw).Empty() || !nw.Intersect(used).Empty() || !old.Union(nw).Union(used.Intersect(pools)).Equal(pools) {
+		t.Fatal("the split is not old + new + the addresses in use after the cut")
+	}
+}
