@@ -177,6 +177,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep.StartUnixMs = start.UnixMilli()
 	for i := 0; ; i++ {
 		next := start.Add(time.Duration(i) * interval)
+		if opts.For > 0 && next.Sub(start) >= opts.For {
+			break // the last request falls inside the duration: rate × duration sent
+		}
 		if w := time.Until(next); w > 0 {
 			select {
 			case <-sendCtx.Done():

@@ -163,6 +163,8 @@ class Haproxy:
             else:
                 raise RuntimeError("haproxy of %s did not reload within 15 s (log %s)" % (self.lb_id, self.log))
         else:
+            if not os.path.exists(self.state):
+                open(self.state, "w").close()  # no state yet: an empty one, not a warning
             self._haproxy("-W", "-f", self.cfg, "-f", self.ug, "-p", self.pid, "-L", peer)
         for port in ports:
             if not dp.wait_listening(vip, port, 15):
