@@ -1191,7 +1191,12 @@ type V2VDestination struct {
 	PortId string `protobuf:"bytes,9,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
 	// stopped leaves the new server stopped (SHUTOFF) once it has booted: a server that
 	// was stopped in the old cloud moves cold and stays stopped. No health check then.
-	Stopped       bool `protobuf:"varint,10,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	Stopped bool `protobuf:"varint,10,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	// nics places each of the server's NICs, one entry per NIC in the order the guest
+	// sees them (Nova's interface order), instead of network_id, fixed_ip and port_id.
+	// A server with several NICs needs it: the pre-flight refuses one without, naming
+	// its NICs.
+	Nics          []*V2VNic `protobuf:"bytes,11,rep,name=nics,proto3" json:"nics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1296,6 +1301,88 @@ func (x *V2VDestination) GetStopped() bool {
 	return false
 }
 
+func (x *V2VDestination) GetNics() []*V2VNic {
+	if x != nil {
+		return x.Nics
+	}
+	return nil
+}
+
+// V2VNic is where one of the server's NICs goes.
+type V2VNic struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// network_id is the destination network of the NIC's new port (not with port_id).
+	NetworkId string `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	// fixed_ip is the new port's address; empty for the source NIC's address.
+	FixedIp string `protobuf:"bytes,2,opt,name=fixed_ip,json=fixedIp,proto3" json:"fixed_ip,omitempty"`
+	// port_id is an existing free destination port (one netbridge's MoveAddress made),
+	// with its own address; the job neither creates nor deletes it.
+	PortId string `protobuf:"bytes,3,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	// keep_mac gives the new port the source NIC's MAC address, so a guest that names
+	// its interfaces by MAC finds them again.
+	KeepMac       bool `protobuf:"varint,4,opt,name=keep_mac,json=keepMac,proto3" json:"keep_mac,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *V2VNic) Reset() {
+	*x = V2VNic{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *V2VNic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*V2VNic) ProtoMessage() {}
+
+func (x *V2VNic) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use V2VNic.ProtoReflect.Descriptor instead.
+func (*V2VNic) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *V2VNic) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+func (x *V2VNic) GetFixedIp() string {
+	if x != nil {
+		return x.FixedIp
+	}
+	return ""
+}
+
+func (x *V2VNic) GetPortId() string {
+	if x != nil {
+		return x.PortId
+	}
+	return ""
+}
+
+func (x *V2VNic) GetKeepMac() bool {
+	if x != nil {
+		return x.KeepMac
+	}
+	return false
+}
+
 // CopyProgress is an image copy's progress.
 type CopyProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1331,7 +1418,7 @@ type CopyProgress struct {
 
 func (x *CopyProgress) Reset() {
 	*x = CopyProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1430,7 @@ func (x *CopyProgress) String() string {
 func (*CopyProgress) ProtoMessage() {}
 
 func (x *CopyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1443,7 @@ func (x *CopyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyProgress.ProtoReflect.Descriptor instead.
 func (*CopyProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CopyProgress) GetTotalBytes() int64 {
@@ -1453,7 +1540,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1552,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1565,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Chunk) GetOffset() int64 {
@@ -1521,14 +1608,17 @@ type Created struct {
 	// port_id is the destination port.
 	PortId string `protobuf:"bytes,4,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
 	// server_id is the destination server.
-	ServerId      string `protobuf:"bytes,5,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	ServerId string `protobuf:"bytes,5,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
+	// port_ids are the destination ports the job made for destination.nics, one per NIC
+	// in order ("" for a NIC given a port_id).
+	PortIds       []string `protobuf:"bytes,6,rep,name=port_ids,json=portIds,proto3" json:"port_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1630,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1643,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Created) GetStoppedSource() bool {
@@ -1589,6 +1679,13 @@ func (x *Created) GetServerId() string {
 		return x.ServerId
 	}
 	return ""
+}
+
+func (x *Created) GetPortIds() []string {
+	if x != nil {
+		return x.PortIds
+	}
+	return nil
 }
 
 var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
@@ -1702,7 +1799,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
 	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\x12\x12\n" +
-	"\x04live\x18\x04 \x01(\bR\x04live\"\xbe\x02\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\"\xf1\x02\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -1715,7 +1812,14 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x11health_check_host\x18\b \x01(\tR\x0fhealthCheckHost\x12\x17\n" +
 	"\aport_id\x18\t \x01(\tR\x06portId\x12\x18\n" +
 	"\astopped\x18\n" +
-	" \x01(\bR\astopped\"\x9c\x03\n" +
+	" \x01(\bR\astopped\x121\n" +
+	"\x04nics\x18\v \x03(\v2\x1d.hikkoshi.converter.v1.V2VNicR\x04nics\"v\n" +
+	"\x06V2VNic\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x19\n" +
+	"\bfixed_ip\x18\x02 \x01(\tR\afixedIp\x12\x17\n" +
+	"\aport_id\x18\x03 \x01(\tR\x06portId\x12\x19\n" +
+	"\bkeep_mac\x18\x04 \x01(\bR\akeepMac\"\x9c\x03\n" +
 	"\fCopyProgress\x12\x1f\n" +
 	"\vtotal_bytes\x18\x01 \x01(\x03R\n" +
 	"totalBytes\x12\x1d\n" +
@@ -1738,13 +1842,14 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x19\n" +
-	"\bimage_id\x18\x04 \x01(\tR\aimageId\"\xad\x01\n" +
+	"\bimage_id\x18\x04 \x01(\tR\aimageId\"\xc8\x01\n" +
 	"\aCreated\x12%\n" +
 	"\x0estopped_source\x18\x01 \x01(\bR\rstoppedSource\x12*\n" +
 	"\x11snapshot_image_id\x18\x02 \x01(\tR\x0fsnapshotImageId\x12\x19\n" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x17\n" +
 	"\aport_id\x18\x04 \x01(\tR\x06portId\x12\x1b\n" +
-	"\tserver_id\x18\x05 \x01(\tR\bserverId*\x9a\x01\n" +
+	"\tserver_id\x18\x05 \x01(\tR\bserverId\x12\x19\n" +
+	"\bport_ids\x18\x06 \x03(\tR\aportIds*\x9a\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -1780,7 +1885,7 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(JobState)(0),                 // 0: hikkoshi.converter.v1.JobState
 	(JobStep)(0),                  // 1: hikkoshi.converter.v1.JobStep
@@ -1794,39 +1899,41 @@ var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(*Decommission)(nil),          // 9: hikkoshi.converter.v1.Decommission
 	(*V2VSource)(nil),             // 10: hikkoshi.converter.v1.V2VSource
 	(*V2VDestination)(nil),        // 11: hikkoshi.converter.v1.V2VDestination
-	(*CopyProgress)(nil),          // 12: hikkoshi.converter.v1.CopyProgress
-	(*Chunk)(nil),                 // 13: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 14: hikkoshi.converter.v1.Created
-	nil,                           // 15: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	nil,                           // 16: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*V2VNic)(nil),                // 12: hikkoshi.converter.v1.V2VNic
+	(*CopyProgress)(nil),          // 13: hikkoshi.converter.v1.CopyProgress
+	(*Chunk)(nil),                 // 14: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 15: hikkoshi.converter.v1.Created
+	nil,                           // 16: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	nil,                           // 17: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
 	10, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
 	11, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
 	0,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
 	1,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
-	12, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	14, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	17, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	17, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	17, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	13, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	15, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	18, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	18, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	18, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
 	9,  // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
 	3,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
 	4,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
 	5,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
 	6,  // 13: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
-	15, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	16, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
 	7,  // 15: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
 	8,  // 16: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
-	16, // 17: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	17, // 18: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
-	13, // 19: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	17, // 17: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	18, // 18: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	12, // 19: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
+	14, // 20: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -1840,7 +1947,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

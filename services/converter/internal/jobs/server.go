@@ -125,7 +125,26 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if j.GetDestination().GetCloud() == "" {
 		v.Add("job.destination.cloud", "required: the destination cloud's clouds.yaml entry")
 	}
-	switch d := j.GetDestination(); {
+	d := j.GetDestination()
+	for i, n := range d.GetNics() {
+		f := fmt.Sprintf("job.destination.nics[%d]", i)
+		switch {
+		case n.GetPortId() != "" && !apierr.IsUUID(n.GetPortId()):
+			v.Add(f+".port_id", "%q: give the destination port's ID (a UUID), or network_id for a new port", n.GetPortId())
+		case n.GetPortId() == "" && !apierr.IsUUID(n.GetNetworkId()):
+			v.Add(f+".network_id", "%q: give the destination network's ID (a UUID), or port_id of a port made for this NIC", n.GetNetworkId())
+		case n.GetPortId() != "" && (n.GetFixedIp() != "" || n.GetNetworkId() != ""):
+			v.Add(f+".port_id", "a port brings its own network and address: give port_id alone, or network_id (and fixed_ip)")
+		}
+		if ip := n.GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
+			v.Add(f+".fixed_ip", "%q is not an IP address", ip)
+		}
+	}
+	switch {
+	case len(d.GetNics()) > 0:
+		if d.GetNetworkId() != "" || d.GetFixedIp() != "" || d.GetPortId() != "" {
+			v.Add("job.destination.nics", "give nics, or network_id/fixed_ip/port_id for a server with one NIC, not both")
+		}
 	case d.GetPortId() != "" && !apierr.IsUUID(d.GetPortId()):
 		v.Add("job.destination.port_id", "%q: give the destination port's ID (a UUID), or leave it empty for a new port on network_id", d.GetPortId())
 	case d.GetPortId() == "" && !apierr.IsUUID(d.GetNetworkId()):

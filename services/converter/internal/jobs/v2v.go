@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/limits"
@@ -128,6 +132,13 @@ type plan struct {
 	fixedIP  string
 	keyName  string
 	sgIDs    []string
+	nics     []nicPlan // destination.nics, in the guest's order
+}
+
+// nicPlan is one NIC's destination: a given port, or a new port on a network with an
+// address (and the source NIC's MAC, when kept).
+type nicPlan struct {
+	portID, networkID, fixedIP, mac string
 }
 
 // Run runs j from the step after its last recorded one. save records the job
@@ -216,7 +227,44 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 	if pl.flavorID == "" {
 		missing = append(missing, fmt.Sprintf("flavor %q", flavor))
 	}
-	if pid := d.GetPortId(); pid != "" {
+	ifaces, err := sourceNICs(ctx, src.compute, srv.ID)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.GetNics()) == 0 && len(ifaces) > 1 {
+		return nil, fmt.Errorf("the source server has %d NICs (%s): give destination.nics, one per NIC in this order", len(ifaces), describeNICs(ifaces))
+	}
+	if len(d.GetNics()) > 0 && len(d.GetNics()) != len(ifaces) {
+		return nil, fmt.Errorf("destination.nics has %d entries, the source server has %d NICs (%s): give one per NIC in this order", len(d.GetNics()), len(ifaces), describeNICs(ifaces))
+	}
+	for i, n := range d.GetNics() {
+		np := nicPlan{portID: n.GetPortId(), networkID: n.GetNetworkId(), fixedIP: n.GetFixedIp()}
+		if n.GetKeepMac() {
+			np.mac = ifaces[i].MACAddr
+		}
+		if np.portID != "" {
+			p, err := ports.Get(ctx, dst.network, np.portID).Extract()
+			switch {
+			case err != nil:
+				missing = append(missing, fmt.Sprintf("port %s of nics[%d] (%v)", np.portID, i, err))
+			case p.DeviceID != "" && p.DeviceID != j.GetCreated().GetServerId():
+				return nil, fmt.Errorf("destination port %s of nics[%d] is in use by %s %s: give a free port", np.portID, i, p.DeviceOwner, p.DeviceID)
+			case len(p.FixedIPs) > 0:
+				np.fixedIP = p.FixedIPs[0].IPAddress
+			}
+		} else {
+			if _, err := networks.Get(ctx, dst.network, np.networkID).Extract(); err != nil {
+				missing = append(missing, fmt.Sprintf("network %s of nics[%d] (%v)", np.networkID, i, err))
+			}
+			if np.fixedIP == "" && len(ifaces[i].FixedIPs) > 0 {
+				np.fixedIP = ifaces[i].FixedIPs[0].IPAddress
+			}
+		}
+		pl.nics = append(pl.nics, np)
+	}
+	if len(pl.nics) > 0 {
+		pl.fixedIP = pl.nics[0].fixedIP
+	} else if pid := d.GetPortId(); pid != "" {
 		p, err := ports.Get(ctx, dst.network, pid).Extract()
 		switch {
 		case err != nil:
@@ -245,7 +293,10 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 			}
 		}
 	}
-	for _, name := range sgNames {
+	for i, name := range sgNames {
+		if slices.Contains(sgNames[:i], name) {
+			continue // a server with several NICs lists a group once per port
+		}
 		pages, err := groups.List(dst.network, groups.ListOpts{Name: name}).AllPages(ctx)
 		if err != nil {
 			return nil, err
@@ -257,7 +308,7 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 		}
 		pl.sgIDs = append(pl.sgIDs, gs[0].ID)
 	}
-	if pl.fixedIP == "" && d.GetPortId() == "" {
+	if pl.fixedIP == "" && d.GetPortId() == "" && len(pl.nics) == 0 {
 		pages, err := ports.List(src.network, ports.ListOpts{DeviceID: srv.ID}).AllPages(ctx)
 		if err != nil {
 			return nil, err
@@ -303,7 +354,19 @@ func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl 
 		over("cores", a.TotalCoresUsed, a.MaxTotalCores, fl.VCPUs, "")
 		over("RAM", a.TotalRAMUsed, a.MaxTotalRAMSize, fl.RAM, " MiB")
 	}
-	if j.GetCreated().GetPortId() == "" {
+	need := 0
+	switch {
+	case len(j.GetDestination().GetNics()) > 0:
+		made := j.GetCreated().GetPortIds()
+		for i, n := range j.GetDestination().GetNics() {
+			if n.GetPortId() == "" && (i >= len(made) || made[i] == "") {
+				need++
+			}
+		}
+	case j.GetCreated().GetPortId() == "" && j.GetDestination().GetPortId() == "":
+		need = 1
+	}
+	if need > 0 {
 		q, err := quotas.GetDetail(ctx, dst.network, dst.project).Extract()
 		switch {
 		case gophercloud.ResponseCodeIs(err, http.StatusForbidden), notFound(err):
@@ -311,7 +374,7 @@ func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl 
 		case err != nil:
 			return nil, fmt.Errorf("destination network quota: %w", err)
 		default:
-			over("ports", q.Port.Used+q.Port.Reserved, q.Port.Limit, 1, "")
+			over("ports", q.Port.Used+q.Port.Reserved, q.Port.Limit, need, "")
 		}
 	}
 	return short, nil
@@ -396,8 +459,15 @@ func (r *Runner) copyImage(ctx context.Context, j *converterv1.Job, id string, s
 }
 
 func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+	var nets []servers.Network
+	if len(pl.nics) > 0 {
+		var err error
+		if nets, err = r.nicPorts(ctx, j, id, dst, pl, save); err != nil {
+			return err
+		}
+	}
 	portID := j.GetDestination().GetPortId() // given: not the job's to create or delete
-	if portID == "" && j.GetCreated().GetPortId() == "" {
+	if len(nets) == 0 && portID == "" && j.GetCreated().GetPortId() == "" {
 		opts := ports.CreateOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}
 		if pl.fixedIP != "" {
 			opts.FixedIPs = []ports.IP{{IPAddress: pl.fixedIP}}
@@ -417,6 +487,9 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 	if portID == "" {
 		portID = j.GetCreated().GetPortId()
 	}
+	if len(nets) == 0 {
+		nets = []servers.Network{{Port: portID}}
+	}
 	if j.GetCreated().GetServerId() == "" {
 		// The server keeps its metadata (its role, what its guest is configured to
 		// do); hikkoshi_job marks it as this job's.
@@ -428,7 +501,7 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 		s, err := servers.Create(ctx, dst.compute, keypairs.CreateOptsExt{
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
-				Networks: []servers.Network{{Port: portID}}, Metadata: md,
+				Networks: nets, Metadata: md,
 			},
 			KeyName: pl.keyName,
 		}, nil).Extract()
@@ -512,6 +585,119 @@ const CleanupTimeout = 5 * time.Minute
 
 func snapshotName(jobID string) string { return "hikkoshi-" + jobID + "-snapshot" }
 func portName(jobID string) string     { return "hikkoshi-" + jobID }
+func nicPortName(jobID string, i int) string {
+	return fmt.Sprintf("hikkoshi-%s-nic%d", jobID, i)
+}
+
+// nicPorts makes the ports of destination.nics the job has not made yet (each
+// recorded before the next), and returns the server's networks in the guest's order.
+func (r *Runner) nicPorts(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) ([]servers.Network, error) {
+	for len(j.Created.PortIds) < len(pl.nics) {
+		j.Created.PortIds = append(j.Created.PortIds, "")
+	}
+	var nets []servers.Network
+	for i, n := range pl.nics {
+		if n.portID != "" { // given: not the job's to create or delete
+			nets = append(nets, servers.Network{Port: n.portID})
+			continue
+		}
+		if j.Created.PortIds[i] == "" {
+			opts := ports.CreateOpts{Name: nicPortName(id, i), NetworkID: n.networkID, MACAddress: n.mac}
+			if n.fixedIP != "" {
+				opts.FixedIPs = []ports.IP{{IPAddress: n.fixedIP}}
+			}
+			if len(pl.sgIDs) > 0 {
+				opts.SecurityGroups = &pl.sgIDs
+			}
+			p, err := ports.Create(ctx, dst.network, opts).Extract()
+			if err != nil {
+				return nil, fmt.Errorf("port of nics[%d] with %s: %w", i, n.fixedIP, err)
+			}
+			j.Created.PortIds[i] = p.ID
+			if err := save(ctx, j); err != nil {
+				return nil, err
+			}
+		}
+		nets = append(nets, servers.Network{Port: j.Created.PortIds[i]})
+	}
+	return nets, nil
+}
+
+// sourceNICs lists the server's interfaces in the order the guest sees its NICs.
+// Nova's interface list comes in Neutron's order; the guest's is the order of the
+// server's network info, which its "addresses" keep (a JSON object, read here in
+// order, with each address's MAC).
+func sourceNICs(ctx context.Context, cc *gophercloud.ServiceClient, serverID string) ([]attachinterfaces.Interface, error) {
+	pages, err := attachinterfaces.List(cc, serverID).AllPages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source server %s interfaces: %w", serverID, err)
+	}
+	ifaces, err := attachinterfaces.ExtractInterfaces(pages)
+	if err != nil || len(ifaces) < 2 {
+		return ifaces, err
+	}
+	macs, err := GuestMACOrder(ctx, cc, serverID)
+	if err != nil {
+		return nil, err
+	}
+	rank := func(mac string) int {
+		if i := slices.Index(macs, mac); i >= 0 {
+			return i
+		}
+		return len(macs)
+	}
+	slices.SortStableFunc(ifaces, func(a, b attachinterfaces.Interface) int { return rank(a.MACAddr) - rank(b.MACAddr) })
+	return ifaces, nil
+}
+
+// GuestMACOrder returns the MAC addresses of a server's NICs in the order its guest
+// sees them: the order of its "addresses" in Nova's answer.
+func GuestMACOrder(ctx context.Context, cc *gophercloud.ServiceClient, serverID string) ([]string, error) {
+	var raw struct {
+		Server struct {
+			Addresses json.RawMessage `json:"addresses"`
+		} `json:"server"`
+	}
+	resp, err := cc.Get(ctx, cc.ServiceURL("servers", serverID), &raw, nil)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", serverID, err)
+	}
+	_ = resp.Body.Close()
+	dec := json.NewDecoder(bytes.NewReader(raw.Server.Addresses))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, fmt.Errorf("server %s addresses: %w", serverID, err)
+	}
+	var macs []string
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // the network's name
+			return nil, err
+		}
+		var addrs []struct {
+			MAC string `json:"OS-EXT-IPS-MAC:mac_addr"`
+		}
+		if err := dec.Decode(&addrs); err != nil {
+			return nil, fmt.Errorf("server %s addresses: %w", serverID, err)
+		}
+		for _, a := range addrs {
+			if a.MAC != "" && !slices.Contains(macs, a.MAC) {
+				macs = append(macs, a.MAC)
+			}
+		}
+	}
+	return macs, nil
+}
+
+func describeNICs(ifaces []attachinterfaces.Interface) string {
+	var out []string
+	for i, f := range ifaces {
+		ips := make([]string, 0, len(f.FixedIPs))
+		for _, ip := range f.FixedIPs {
+			ips = append(ips, ip.IPAddress)
+		}
+		out = append(out, fmt.Sprintf("%d: network %s %s MAC %s", i, f.NetID, strings.Join(ips, ","), f.MACAddr))
+	}
+	return strings.Join(out, "; ")
+}
 
 // Cleanup deletes what the job made, in both clouds, and starts the source again if
 // the job stopped it. Besides what the job recorded it looks for what a call cut
@@ -565,6 +751,25 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	portIDs := map[string]bool{}
 	if c.GetPortId() != "" {
 		portIDs[c.GetPortId()] = true
+	}
+	for _, pid := range c.GetPortIds() {
+		if pid != "" {
+			portIDs[pid] = true
+		}
+	}
+	for i, n := range j.GetDestination().GetNics() {
+		if n.GetPortId() != "" {
+			continue
+		}
+		// A port whose create answer was lost: found by its name.
+		if pages, err := ports.List(dst.network, ports.ListOpts{Name: nicPortName(id, i), NetworkID: n.GetNetworkId()}).AllPages(ctx); err == nil {
+			list, _ := ports.ExtractPorts(pages)
+			for _, p := range list {
+				portIDs[p.ID] = true
+			}
+		} else {
+			errs = append(errs, fmt.Errorf("list destination ports: %w", err))
+		}
 	}
 	if pages, err := ports.List(dst.network, ports.ListOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}).AllPages(ctx); err == nil {
 		list, _ := ports.ExtractPorts(pages)

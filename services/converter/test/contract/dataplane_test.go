@@ -1,15 +1,23 @@
 package contract
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/jobs"
 )
 
 // TestV2VMovesAFakeDriverServer: a web server of the estate on Nova's fake driver —
@@ -99,4 +107,92 @@ func TestV2VMovesAFakeDriverServer(t *testing.T) {
 	if s := waitStatus(t, c.oldC, src.ID, "SHUTOFF"); s == nil {
 		t.Fatal("source")
 	}
+}
+
+// TestV2VKeepsEveryNIC: a server with two NICs on two networks moves with both, in
+// the order the guest sees them, each with its network's address and its MAC; the
+// moved server answers on both addresses. Without destination.nics the pre-flight
+// refuses, naming the NICs.
+func TestV2VKeepsEveryNIC(t *testing.T) {
+	c := open(t)
+	ctx := t.Context()
+	tag := fmt.Sprintf("ctest-nics-%d", time.Now().UnixNano())
+	oc := devcloud.Open(t, "old-admin")
+	on := must(oc.Network())(t)
+	occ := must(oc.Compute())(t)
+	// A second network in the old cloud, 10.102.0.0/24.
+	n2 := must(networks.Create(ctx, on, networks.CreateOpts{Name: tag}).Extract())(t)
+	t.Cleanup(func() { _ = networks.Delete(context.Background(), on, n2.ID).ExtractErr() })
+	s2 := must(subnets.Create(ctx, on, subnets.CreateOpts{NetworkID: n2.ID, Name: tag + "-v4", CIDR: "10.102.0.0/24", IPVersion: gophercloud.IPv4}).Extract())(t)
+	p2 := must(ports.Create(ctx, on, ports.CreateOpts{Name: tag + "-nic1", NetworkID: n2.ID, FixedIPs: []ports.IP{{SubnetID: s2.ID, IPAddress: "10.102.0.5"}}}).Extract())(t)
+	t.Cleanup(func() { _ = ports.Delete(context.Background(), on, p2.ID).ExtractErr() })
+	src := devcloud.BootStandin(t, tag, "10.101.0.134", nil)
+	// The second NIC is attached after the boot: the guest sees it as its second.
+	must(attachinterfaces.Create(ctx, occ, src.ID, attachinterfaces.CreateOpts{PortID: p2.ID}).Extract())(t)
+	var ifaces []attachinterfaces.Interface
+	for range 60 {
+		ifaces = must(attachinterfaces.ExtractInterfaces(must(attachinterfaces.List(occ, src.ID).AllPages(ctx))(t)))(t)
+		if len(ifaces) == 2 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(ifaces) != 2 {
+		t.Fatalf("the source has %d NICs, want 2", len(ifaces))
+	}
+	srcMACs := must(jobs.GuestMACOrder(ctx, occ, src.ID))(t)
+	net1, net2 := destNetwork(t, c, tag+"-a"), must(networks.Create(ctx, c.newN, networks.CreateOpts{Name: tag + "-b"}).Extract())(t)
+	t.Cleanup(func() { _ = networks.Delete(context.Background(), c.newN, net2.ID).ExtractErr() })
+	must(subnets.Create(ctx, c.newN, subnets.CreateOpts{NetworkID: net2.ID, Name: tag + "-b-v4", CIDR: "10.102.0.0/24", IPVersion: gophercloud.IPv4}).Extract())(t)
+
+	env := servicetest.NewEnv(t)
+	_, client := start(t, env)
+	// One network for a server with two NICs: refused, naming them.
+	bad := must(client.CreateJob(ctx, &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: src.ID},
+		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: net1},
+	}}))(t).GetJob()
+	if j := watchJob(t, client, bad.GetName(), nil, nil); j.GetState() != converterv1.JobState_JOB_STATE_FAILED || !strings.Contains(j.GetError(), "2 NICs") {
+		t.Fatalf("a two-NIC server with one network: %s %q, want failed naming its NICs", j.GetState(), j.GetError())
+	}
+	waitStatus(t, c.oldC, src.ID, "ACTIVE")
+
+	created := must(client.CreateJob(ctx, &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		Source: &converterv1.V2VSource{Cloud: "old", ServerId: src.ID},
+		Destination: &converterv1.V2VDestination{Cloud: "new", Nics: []*converterv1.V2VNic{
+			{NetworkId: net1, KeepMac: true}, {NetworkId: net2.ID, KeepMac: true}}},
+	}}))(t).GetJob()
+	j := watchJob(t, client, created.GetName(), nil, nil)
+	cleanupJob(t, c, j)
+	t.Cleanup(func() {
+		for _, pid := range j.GetCreated().GetPortIds() {
+			_ = ports.Delete(context.Background(), c.newN, pid).ExtractErr()
+		}
+	})
+	if j.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
+		t.Fatalf("job %s: %s", j.GetState(), j.GetError())
+	}
+	got := must(jobs.GuestMACOrder(ctx, c.newC, j.GetCreated().GetServerId()))(t)
+	if strings.Join(got, ",") != strings.Join(srcMACs, ",") || len(got) != 2 {
+		t.Fatalf("the moved server's NICs in the guest's order %v, the source's %v", got, srcMACs)
+	}
+	t.Logf("NICs in the guest's order, MACs kept: %v; source interfaces %s", got, describe(ifaces))
+	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	for _, ip := range []string{"10.101.0.134", "10.102.0.5"} {
+		if r := devcloud.Meter(t, meterBin, "--addr", ip+":8080", "--rate", "10", "--for", "1s"); r.Failed != 0 || r.Servers[tag] == nil {
+			t.Fatalf("the moved server does not answer on %s: %+v", ip, r)
+		}
+	}
+}
+
+func describe(ifs []attachinterfaces.Interface) string {
+	var out []string
+	for _, f := range ifs {
+		out = append(out, f.MACAddr+" "+f.FixedIPs[0].IPAddress)
+	}
+	return strings.Join(out, ", ")
 }
