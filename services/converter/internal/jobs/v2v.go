@@ -308,15 +308,8 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 		}
 		pl.sgIDs = append(pl.sgIDs, gs[0].ID)
 	}
-	if pl.fixedIP == "" && d.GetPortId() == "" && len(pl.nics) == 0 {
-		pages, err := ports.List(src.network, ports.ListOpts{DeviceID: srv.ID}).AllPages(ctx)
-		if err != nil {
-			return nil, err
-		}
-		ps, _ := ports.ExtractPorts(pages)
-		if len(ps) > 0 && len(ps[0].FixedIPs) > 0 {
-			pl.fixedIP = ps[0].FixedIPs[0].IPAddress
-		}
+	if pl.fixedIP == "" && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
+		pl.fixedIP = ifaces[0].FixedIPs[0].IPAddress // the interfaces read above: no second call
 	}
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("the destination lacks %s", strings.Join(missing, ", "))
