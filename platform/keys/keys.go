@@ -11,6 +11,9 @@
 //	/hikkoshi/inventory/clouds/<cloud>/networks/<id> a cloud's network as last synced (protobuf)
 //	/hikkoshi/inventory/locks/sync/<cloud>        mutex: one sync per cloud (session lease)
 //	/hikkoshi/inventory/plans/<plan_id>           a proposed or accepted wave plan (protobuf)
+//	/hikkoshi/inventory/runs/<run_id>             a wave run, each workload's step (protobuf; written by the runner leader)
+//	/hikkoshi/inventory/live-runs/<wave>          the live run of a wave → run ID (one per wave)
+//	/hikkoshi/inventory/runner/election/          the wave runner's leader election (session lease)
 //	/hikkoshi/converter/jobs/<job_id>             a conversion job (protobuf)
 //	/hikkoshi/converter/claims/<job_id>           the worker holding a job → instance (its lease)
 //	/hikkoshi/converter/requests/<request_id>     idempotency record of a CreateJob (24 h lease)
@@ -95,6 +98,18 @@ func CloudNetwork(cloud, id string) string { return CloudNetworks(cloud) + id }
 
 // Plan returns the key of one wave plan.
 func Plan(id string) string { return Root + "inventory/plans/" + id }
+
+// RunsPrefix is the prefix of the inventory's wave runs.
+const RunsPrefix = Root + "inventory/runs/"
+
+// Run returns the key of one wave run.
+func Run(id string) string { return RunsPrefix + id }
+
+// LiveRun returns the key naming the live run of a wave.
+func LiveRun(wave int32) string { return Root + "inventory/live-runs/" + strconv.Itoa(int(wave)) }
+
+// RunnerElection is the prefix of the wave runner's leader election.
+const RunnerElection = Root + "inventory/runner/election/"
 
 // JobsPrefix is the prefix of the converter's jobs.
 const JobsPrefix = Root + "converter/jobs/"

@@ -619,6 +619,98 @@ func (x *DecommissionSourceResponse) GetJob() *Job {
 	return nil
 }
 
+// RevertJobRequest is the request of RevertJob.
+type RevertJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "jobs/{job_id}".
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertJobRequest) Reset() {
+	*x = RevertJobRequest{}
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertJobRequest) ProtoMessage() {}
+
+func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertJobRequest.ProtoReflect.Descriptor instead.
+func (*RevertJobRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RevertJobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// RevertJobResponse is the response of RevertJob.
+type RevertJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job is the job, REVERTED.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevertJobResponse) Reset() {
+	*x = RevertJobResponse{}
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevertJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevertJobResponse) ProtoMessage() {}
+
+func (x *RevertJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevertJobResponse.ProtoReflect.Descriptor instead.
+func (*RevertJobResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RevertJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 var File_hikkoshi_converter_v1_converter_service_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_converter_service_proto_rawDesc = "" +
@@ -654,14 +746,19 @@ const file_hikkoshi_converter_v1_converter_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x11confirm_server_id\x18\x02 \x01(\tR\x0fconfirmServerId\"J\n" +
 	"\x1aDecommissionSourceResponse\x12,\n" +
-	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job2\xe0\x04\n" +
+	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job\"&\n" +
+	"\x10RevertJobRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
+	"\x11RevertJobResponse\x12,\n" +
+	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job2\xc0\x05\n" +
 	"\x10ConverterService\x12^\n" +
 	"\tCreateJob\x12'.hikkoshi.converter.v1.CreateJobRequest\x1a(.hikkoshi.converter.v1.CreateJobResponse\x12U\n" +
 	"\x06GetJob\x12$.hikkoshi.converter.v1.GetJobRequest\x1a%.hikkoshi.converter.v1.GetJobResponse\x12[\n" +
 	"\bListJobs\x12&.hikkoshi.converter.v1.ListJobsRequest\x1a'.hikkoshi.converter.v1.ListJobsResponse\x12^\n" +
 	"\tCancelJob\x12'.hikkoshi.converter.v1.CancelJobRequest\x1a(.hikkoshi.converter.v1.CancelJobResponse\x12]\n" +
 	"\bWatchJob\x12&.hikkoshi.converter.v1.WatchJobRequest\x1a'.hikkoshi.converter.v1.WatchJobResponse0\x01\x12y\n" +
-	"\x12DecommissionSource\x120.hikkoshi.converter.v1.DecommissionSourceRequest\x1a1.hikkoshi.converter.v1.DecommissionSourceResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
+	"\x12DecommissionSource\x120.hikkoshi.converter.v1.DecommissionSourceRequest\x1a1.hikkoshi.converter.v1.DecommissionSourceResponse\x12^\n" +
+	"\tRevertJob\x12'.hikkoshi.converter.v1.RevertJobRequest\x1a(.hikkoshi.converter.v1.RevertJobResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
 
 var (
 	file_hikkoshi_converter_v1_converter_service_proto_rawDescOnce sync.Once
@@ -675,7 +772,7 @@ func file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_converter_v1_converter_service_proto_rawDescData
 }
 
-var file_hikkoshi_converter_v1_converter_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_hikkoshi_converter_v1_converter_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_hikkoshi_converter_v1_converter_service_proto_goTypes = []any{
 	(*CreateJobRequest)(nil),           // 0: hikkoshi.converter.v1.CreateJobRequest
 	(*CreateJobResponse)(nil),          // 1: hikkoshi.converter.v1.CreateJobResponse
@@ -689,35 +786,40 @@ var file_hikkoshi_converter_v1_converter_service_proto_goTypes = []any{
 	(*WatchJobResponse)(nil),           // 9: hikkoshi.converter.v1.WatchJobResponse
 	(*DecommissionSourceRequest)(nil),  // 10: hikkoshi.converter.v1.DecommissionSourceRequest
 	(*DecommissionSourceResponse)(nil), // 11: hikkoshi.converter.v1.DecommissionSourceResponse
-	(*Job)(nil),                        // 12: hikkoshi.converter.v1.Job
-	(JobState)(0),                      // 13: hikkoshi.converter.v1.JobState
+	(*RevertJobRequest)(nil),           // 12: hikkoshi.converter.v1.RevertJobRequest
+	(*RevertJobResponse)(nil),          // 13: hikkoshi.converter.v1.RevertJobResponse
+	(*Job)(nil),                        // 14: hikkoshi.converter.v1.Job
+	(JobState)(0),                      // 15: hikkoshi.converter.v1.JobState
 }
 var file_hikkoshi_converter_v1_converter_service_proto_depIdxs = []int32{
-	12, // 0: hikkoshi.converter.v1.CreateJobRequest.job:type_name -> hikkoshi.converter.v1.Job
-	12, // 1: hikkoshi.converter.v1.CreateJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	12, // 2: hikkoshi.converter.v1.GetJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	13, // 3: hikkoshi.converter.v1.ListJobsRequest.state:type_name -> hikkoshi.converter.v1.JobState
-	12, // 4: hikkoshi.converter.v1.ListJobsResponse.jobs:type_name -> hikkoshi.converter.v1.Job
-	12, // 5: hikkoshi.converter.v1.CancelJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	12, // 6: hikkoshi.converter.v1.WatchJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	12, // 7: hikkoshi.converter.v1.DecommissionSourceResponse.job:type_name -> hikkoshi.converter.v1.Job
-	0,  // 8: hikkoshi.converter.v1.ConverterService.CreateJob:input_type -> hikkoshi.converter.v1.CreateJobRequest
-	2,  // 9: hikkoshi.converter.v1.ConverterService.GetJob:input_type -> hikkoshi.converter.v1.GetJobRequest
-	4,  // 10: hikkoshi.converter.v1.ConverterService.ListJobs:input_type -> hikkoshi.converter.v1.ListJobsRequest
-	6,  // 11: hikkoshi.converter.v1.ConverterService.CancelJob:input_type -> hikkoshi.converter.v1.CancelJobRequest
-	8,  // 12: hikkoshi.converter.v1.ConverterService.WatchJob:input_type -> hikkoshi.converter.v1.WatchJobRequest
-	10, // 13: hikkoshi.converter.v1.ConverterService.DecommissionSource:input_type -> hikkoshi.converter.v1.DecommissionSourceRequest
-	1,  // 14: hikkoshi.converter.v1.ConverterService.CreateJob:output_type -> hikkoshi.converter.v1.CreateJobResponse
-	3,  // 15: hikkoshi.converter.v1.ConverterService.GetJob:output_type -> hikkoshi.converter.v1.GetJobResponse
-	5,  // 16: hikkoshi.converter.v1.ConverterService.ListJobs:output_type -> hikkoshi.converter.v1.ListJobsResponse
-	7,  // 17: hikkoshi.converter.v1.ConverterService.CancelJob:output_type -> hikkoshi.converter.v1.CancelJobResponse
-	9,  // 18: hikkoshi.converter.v1.ConverterService.WatchJob:output_type -> hikkoshi.converter.v1.WatchJobResponse
-	11, // 19: hikkoshi.converter.v1.ConverterService.DecommissionSource:output_type -> hikkoshi.converter.v1.DecommissionSourceResponse
-	14, // [14:20] is the sub-list for method output_type
-	8,  // [8:14] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 0: hikkoshi.converter.v1.CreateJobRequest.job:type_name -> hikkoshi.converter.v1.Job
+	14, // 1: hikkoshi.converter.v1.CreateJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	14, // 2: hikkoshi.converter.v1.GetJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	15, // 3: hikkoshi.converter.v1.ListJobsRequest.state:type_name -> hikkoshi.converter.v1.JobState
+	14, // 4: hikkoshi.converter.v1.ListJobsResponse.jobs:type_name -> hikkoshi.converter.v1.Job
+	14, // 5: hikkoshi.converter.v1.CancelJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	14, // 6: hikkoshi.converter.v1.WatchJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	14, // 7: hikkoshi.converter.v1.DecommissionSourceResponse.job:type_name -> hikkoshi.converter.v1.Job
+	14, // 8: hikkoshi.converter.v1.RevertJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	0,  // 9: hikkoshi.converter.v1.ConverterService.CreateJob:input_type -> hikkoshi.converter.v1.CreateJobRequest
+	2,  // 10: hikkoshi.converter.v1.ConverterService.GetJob:input_type -> hikkoshi.converter.v1.GetJobRequest
+	4,  // 11: hikkoshi.converter.v1.ConverterService.ListJobs:input_type -> hikkoshi.converter.v1.ListJobsRequest
+	6,  // 12: hikkoshi.converter.v1.ConverterService.CancelJob:input_type -> hikkoshi.converter.v1.CancelJobRequest
+	8,  // 13: hikkoshi.converter.v1.ConverterService.WatchJob:input_type -> hikkoshi.converter.v1.WatchJobRequest
+	10, // 14: hikkoshi.converter.v1.ConverterService.DecommissionSource:input_type -> hikkoshi.converter.v1.DecommissionSourceRequest
+	12, // 15: hikkoshi.converter.v1.ConverterService.RevertJob:input_type -> hikkoshi.converter.v1.RevertJobRequest
+	1,  // 16: hikkoshi.converter.v1.ConverterService.CreateJob:output_type -> hikkoshi.converter.v1.CreateJobResponse
+	3,  // 17: hikkoshi.converter.v1.ConverterService.GetJob:output_type -> hikkoshi.converter.v1.GetJobResponse
+	5,  // 18: hikkoshi.converter.v1.ConverterService.ListJobs:output_type -> hikkoshi.converter.v1.ListJobsResponse
+	7,  // 19: hikkoshi.converter.v1.ConverterService.CancelJob:output_type -> hikkoshi.converter.v1.CancelJobResponse
+	9,  // 20: hikkoshi.converter.v1.ConverterService.WatchJob:output_type -> hikkoshi.converter.v1.WatchJobResponse
+	11, // 21: hikkoshi.converter.v1.ConverterService.DecommissionSource:output_type -> hikkoshi.converter.v1.DecommissionSourceResponse
+	13, // 22: hikkoshi.converter.v1.ConverterService.RevertJob:output_type -> hikkoshi.converter.v1.RevertJobResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_converter_service_proto_init() }
@@ -732,7 +834,7 @@ func file_hikkoshi_converter_v1_converter_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_converter_service_proto_rawDesc), len(file_hikkoshi_converter_v1_converter_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	ConverterService_CancelJob_FullMethodName          = "/hikkoshi.converter.v1.ConverterService/CancelJob"
 	ConverterService_WatchJob_FullMethodName           = "/hikkoshi.converter.v1.ConverterService/WatchJob"
 	ConverterService_DecommissionSource_FullMethodName = "/hikkoshi.converter.v1.ConverterService/DecommissionSource"
+	ConverterService_RevertJob_FullMethodName          = "/hikkoshi.converter.v1.ConverterService/RevertJob"
 )
 
 // ConverterServiceClient is the client API for ConverterService service.
@@ -50,6 +51,11 @@ type ConverterServiceClient interface {
 	// job) and the job's snapshot in the source Glance, once the operator confirms by
 	// naming the server. Repeating it returns the job as it is.
 	DecommissionSource(ctx context.Context, in *DecommissionSourceRequest, opts ...grpc.CallOption) (*DecommissionSourceResponse, error)
+	// RevertJob undoes a succeeded job (a wave run's abort): the destination
+	// server, ports and image and the source snapshot deleted, the source started
+	// again if the job stopped it, the job REVERTED. A repeat returns the reverted
+	// job; a decommissioned job cannot be reverted.
+	RevertJob(ctx context.Context, in *RevertJobRequest, opts ...grpc.CallOption) (*RevertJobResponse, error)
 }
 
 type converterServiceClient struct {
@@ -129,6 +135,16 @@ func (c *converterServiceClient) DecommissionSource(ctx context.Context, in *Dec
 	return out, nil
 }
 
+func (c *converterServiceClient) RevertJob(ctx context.Context, in *RevertJobRequest, opts ...grpc.CallOption) (*RevertJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevertJobResponse)
+	err := c.cc.Invoke(ctx, ConverterService_RevertJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConverterServiceServer is the server API for ConverterService service.
 // All implementations must embed UnimplementedConverterServiceServer
 // for forward compatibility.
@@ -152,6 +168,11 @@ type ConverterServiceServer interface {
 	// job) and the job's snapshot in the source Glance, once the operator confirms by
 	// naming the server. Repeating it returns the job as it is.
 	DecommissionSource(context.Context, *DecommissionSourceRequest) (*DecommissionSourceResponse, error)
+	// RevertJob undoes a succeeded job (a wave run's abort): the destination
+	// server, ports and image and the source snapshot deleted, the source started
+	// again if the job stopped it, the job REVERTED. A repeat returns the reverted
+	// job; a decommissioned job cannot be reverted.
+	RevertJob(context.Context, *RevertJobRequest) (*RevertJobResponse, error)
 	mustEmbedUnimplementedConverterServiceServer()
 }
 
@@ -179,6 +200,9 @@ func (UnimplementedConverterServiceServer) WatchJob(*WatchJobRequest, grpc.Serve
 }
 func (UnimplementedConverterServiceServer) DecommissionSource(context.Context, *DecommissionSourceRequest) (*DecommissionSourceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DecommissionSource not implemented")
+}
+func (UnimplementedConverterServiceServer) RevertJob(context.Context, *RevertJobRequest) (*RevertJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevertJob not implemented")
 }
 func (UnimplementedConverterServiceServer) mustEmbedUnimplementedConverterServiceServer() {}
 func (UnimplementedConverterServiceServer) testEmbeddedByValue()                          {}
@@ -302,6 +326,24 @@ func _ConverterService_DecommissionSource_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConverterService_RevertJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevertJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConverterServiceServer).RevertJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConverterService_RevertJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConverterServiceServer).RevertJob(ctx, req.(*RevertJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConverterService_ServiceDesc is the grpc.ServiceDesc for ConverterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -328,6 +370,10 @@ var ConverterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DecommissionSource",
 			Handler:    _ConverterService_DecommissionSource_Handler,
+		},
+		{
+			MethodName: "RevertJob",
+			Handler:    _ConverterService_RevertJob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -38,6 +38,9 @@ const (
 	JobState_JOB_STATE_FAILED JobState = 4
 	// JOB_STATE_CANCELLED was cancelled; what it made is deleted.
 	JobState_JOB_STATE_CANCELLED JobState = 5
+	// JOB_STATE_REVERTED succeeded and was undone by RevertJob: what it made is
+	// deleted and the source runs again if the job had stopped it.
+	JobState_JOB_STATE_REVERTED JobState = 6
 )
 
 // Enum value maps for JobState.
@@ -49,6 +52,7 @@ var (
 		3: "JOB_STATE_SUCCEEDED",
 		4: "JOB_STATE_FAILED",
 		5: "JOB_STATE_CANCELLED",
+		6: "JOB_STATE_REVERTED",
 	}
 	JobState_value = map[string]int32{
 		"JOB_STATE_UNSPECIFIED": 0,
@@ -57,6 +61,7 @@ var (
 		"JOB_STATE_SUCCEEDED":   3,
 		"JOB_STATE_FAILED":      4,
 		"JOB_STATE_CANCELLED":   5,
+		"JOB_STATE_REVERTED":    6,
 	}
 )
 
@@ -1196,7 +1201,12 @@ type V2VDestination struct {
 	// sees them (Nova's interface order), instead of network_id, fixed_ip and port_id.
 	// A server with several NICs needs it: the pre-flight refuses one without, naming
 	// its NICs.
-	Nics          []*V2VNic `protobuf:"bytes,11,rep,name=nics,proto3" json:"nics,omitempty"`
+	Nics []*V2VNic `protobuf:"bytes,11,rep,name=nics,proto3" json:"nics,omitempty"`
+	// new_address gives the new port an address Neutron chooses from network_id's
+	// pool instead of the source's: a live move of a stateless server, whose source
+	// keeps serving on its own address while the replacement joins its pool. Not with
+	// fixed_ip, port_id or nics.
+	NewAddress    bool `protobuf:"varint,12,opt,name=new_address,json=newAddress,proto3" json:"new_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1306,6 +1316,13 @@ func (x *V2VDestination) GetNics() []*V2VNic {
 		return x.Nics
 	}
 	return nil
+}
+
+func (x *V2VDestination) GetNewAddress() bool {
+	if x != nil {
+		return x.NewAddress
+	}
+	return false
 }
 
 // V2VNic is where one of the server's NICs goes.
@@ -1611,7 +1628,9 @@ type Created struct {
 	ServerId string `protobuf:"bytes,5,opt,name=server_id,json=serverId,proto3" json:"server_id,omitempty"`
 	// port_ids are the destination ports the job made for destination.nics, one per NIC
 	// in order ("" for a NIC given a port_id).
-	PortIds       []string `protobuf:"bytes,6,rep,name=port_ids,json=portIds,proto3" json:"port_ids,omitempty"`
+	PortIds []string `protobuf:"bytes,6,rep,name=port_ids,json=portIds,proto3" json:"port_ids,omitempty"`
+	// fixed_ips are the destination server's addresses, its first NIC's first.
+	FixedIps      []string `protobuf:"bytes,7,rep,name=fixed_ips,json=fixedIps,proto3" json:"fixed_ips,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1684,6 +1703,13 @@ func (x *Created) GetServerId() string {
 func (x *Created) GetPortIds() []string {
 	if x != nil {
 		return x.PortIds
+	}
+	return nil
+}
+
+func (x *Created) GetFixedIps() []string {
+	if x != nil {
+		return x.FixedIps
 	}
 	return nil
 }
@@ -1799,7 +1825,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
 	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\x12\x12\n" +
-	"\x04live\x18\x04 \x01(\bR\x04live\"\xf1\x02\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\"\x92\x03\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -1813,7 +1839,9 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\aport_id\x18\t \x01(\tR\x06portId\x12\x18\n" +
 	"\astopped\x18\n" +
 	" \x01(\bR\astopped\x121\n" +
-	"\x04nics\x18\v \x03(\v2\x1d.hikkoshi.converter.v1.V2VNicR\x04nics\"v\n" +
+	"\x04nics\x18\v \x03(\v2\x1d.hikkoshi.converter.v1.V2VNicR\x04nics\x12\x1f\n" +
+	"\vnew_address\x18\f \x01(\bR\n" +
+	"newAddress\"v\n" +
 	"\x06V2VNic\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x19\n" +
@@ -1842,21 +1870,23 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x19\n" +
-	"\bimage_id\x18\x04 \x01(\tR\aimageId\"\xc8\x01\n" +
+	"\bimage_id\x18\x04 \x01(\tR\aimageId\"\xe5\x01\n" +
 	"\aCreated\x12%\n" +
 	"\x0estopped_source\x18\x01 \x01(\bR\rstoppedSource\x12*\n" +
 	"\x11snapshot_image_id\x18\x02 \x01(\tR\x0fsnapshotImageId\x12\x19\n" +
 	"\bimage_id\x18\x03 \x01(\tR\aimageId\x12\x17\n" +
 	"\aport_id\x18\x04 \x01(\tR\x06portId\x12\x1b\n" +
 	"\tserver_id\x18\x05 \x01(\tR\bserverId\x12\x19\n" +
-	"\bport_ids\x18\x06 \x03(\tR\aportIds*\x9a\x01\n" +
+	"\bport_ids\x18\x06 \x03(\tR\aportIds\x12\x1b\n" +
+	"\tfixed_ips\x18\a \x03(\tR\bfixedIps*\xb2\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
 	"\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x05*\x86\x02\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x05\x12\x16\n" +
+	"\x12JOB_STATE_REVERTED\x10\x06*\x86\x02\n" +
 	"\aJobStep\x12\x18\n" +
 	"\x14JOB_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STEP_PREFLIGHT\x10\x01\x12\x11\n" +

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
@@ -40,6 +41,7 @@ func Register(rt *service.Runtime, store *Store, exec Executor, inv inventoryv1.
 	service.AddValidator(rt, func(r *converterv1.GetJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.CancelJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.WatchJobRequest) error { return checkName(r.GetName()) })
+	service.AddValidator(rt, func(r *converterv1.RevertJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.DecommissionSourceRequest) error {
 		if err := checkName(r.GetName()); err != nil {
 			return err
@@ -155,6 +157,9 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if ip := j.GetDestination().GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
 	}
+	if d.GetNewAddress() && (d.GetFixedIp() != "" || d.GetPortId() != "" || len(d.GetNics()) > 0) {
+		v.Add("job.destination.new_address", "a new address is chosen by Neutron on network_id: leave fixed_ip, port_id and nics empty")
+	}
 	return v.Err()
 }
 
@@ -255,6 +260,40 @@ func (s *Server) WatchJob(req *converterv1.WatchJobRequest, stream grpc.ServerSt
 			}
 		}
 	}
+}
+
+// RevertJob implements ConverterService.
+func (s *Server) RevertJob(ctx context.Context, req *converterv1.RevertJobRequest) (*converterv1.RevertJobResponse, error) {
+	id, _ := ID(req.GetName())
+	j, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case j.GetState() == converterv1.JobState_JOB_STATE_REVERTED:
+		return &converterv1.RevertJobResponse{Job: j}, nil
+	case j.GetDecommission().GetTime() != nil:
+		return nil, apierr.New(codes.FailedPrecondition, "JOB_DECOMMISSIONED", "job %s's source is decommissioned (deleted): the move cannot be undone", j.GetName())
+	case j.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED:
+		return nil, apierr.New(codes.FailedPrecondition, "JOB_NOT_SUCCEEDED",
+			"job %s is %s: only a succeeded job is reverted (cancel a running one; a failed or cancelled one has deleted what it made)", j.GetName(), j.GetState())
+	}
+	if err := s.exec.Cleanup(ctx, j); err != nil {
+		return nil, apierr.New(codes.Unavailable, "REVERT_FAILED", "revert %s: %v (what was deleted stays deleted; call again)", j.GetName(), err)
+	}
+	j, err = s.store.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
+		if cur.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
+			return false, nil
+		}
+		cur.State, cur.EndTime = converterv1.JobState_JOB_STATE_REVERTED, timestamppb.Now()
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("job reverted", "job", j.GetName(), "server", j.GetCreated().GetServerId())
+	followWorkload(ctx, s.inv, s.log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_PLANNED, "")
+	return &converterv1.RevertJobResponse{Job: j}, nil
 }
 
 // DecommissionSource implements ConverterService.

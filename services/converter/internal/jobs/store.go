@@ -120,7 +120,8 @@ func (s *Store) List(ctx context.Context) ([]*converterv1.Job, int64, error) {
 // Terminal reports whether a job has ended.
 func Terminal(st converterv1.JobState) bool {
 	switch st {
-	case converterv1.JobState_JOB_STATE_SUCCEEDED, converterv1.JobState_JOB_STATE_FAILED, converterv1.JobState_JOB_STATE_CANCELLED:
+	case converterv1.JobState_JOB_STATE_SUCCEEDED, converterv1.JobState_JOB_STATE_FAILED, converterv1.JobState_JOB_STATE_CANCELLED,
+		converterv1.JobState_JOB_STATE_REVERTED:
 		return true
 	}
 	return false

@@ -308,7 +308,7 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 		}
 		pl.sgIDs = append(pl.sgIDs, gs[0].ID)
 	}
-	if pl.fixedIP == "" && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
+	if pl.fixedIP == "" && !d.GetNewAddress() && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
 		pl.fixedIP = ifaces[0].FixedIPs[0].IPAddress // the interfaces read above: no second call
 	}
 	if len(missing) > 0 {
@@ -473,12 +473,23 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 			return fmt.Errorf("port with %s: %w", pl.fixedIP, err)
 		}
 		j.Created.PortId = p.ID
+		if len(p.FixedIPs) > 0 {
+			j.Created.FixedIps = []string{p.FixedIPs[0].IPAddress}
+		}
 		if err := save(ctx, j); err != nil {
 			return err
 		}
 	}
 	if portID == "" {
 		portID = j.GetCreated().GetPortId()
+	}
+	if len(j.GetCreated().GetFixedIps()) == 0 {
+		if err := r.recordAddresses(ctx, j, dst, pl, portID, save); err != nil {
+			return err
+		}
+	}
+	if pl.fixedIP == "" && len(j.GetCreated().GetFixedIps()) > 0 {
+		pl.fixedIP = j.GetCreated().GetFixedIps()[0] // Neutron chose it (new_address)
 	}
 	if len(nets) == 0 {
 		nets = []servers.Network{{Port: portID}}
@@ -530,6 +541,35 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 		return fmt.Errorf("stop the new server as the old one was: %w", err)
 	}
 	return r.wait(ctx, "stop destination server "+j.GetCreated().GetServerId(), status, "SHUTOFF", "ERROR")
+}
+
+// recordAddresses records the destination server's addresses in the job, first NIC
+// first: from the plan, or read from its port when Neutron chose the address.
+func (r *Runner) recordAddresses(ctx context.Context, j *converterv1.Job, dst clients, pl *plan, portID string, save func(context.Context, *converterv1.Job) error) error {
+	var ips []string
+	switch {
+	case len(pl.nics) > 0:
+		for _, n := range pl.nics {
+			if n.fixedIP != "" {
+				ips = append(ips, n.fixedIP)
+			}
+		}
+	case portID != "":
+		p, err := ports.Get(ctx, dst.network, portID).Extract()
+		if err != nil {
+			return fmt.Errorf("destination port %s: %w", portID, err)
+		}
+		for _, ip := range p.FixedIPs {
+			ips = append(ips, ip.IPAddress)
+		}
+	case pl.fixedIP != "":
+		ips = []string{pl.fixedIP}
+	}
+	if len(ips) == 0 {
+		return nil
+	}
+	j.Created.FixedIps = ips
+	return save(ctx, j)
 }
 
 // health probes the new server: "tcp:PORT" connects, "http:PORT/PATH" expects a 2xx

@@ -9,12 +9,21 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"google.golang.org/grpc"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/locks"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/inventory/internal/discovery"
 	"github.com/hikkoshi/hikkoshi/services/inventory/internal/registry"
+	"github.com/hikkoshi/hikkoshi/services/inventory/internal/runner"
 )
 
 // DefaultPort is the inventory's gRPC port on 127.0.0.1.
@@ -55,6 +64,9 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		eng := &runner.Engine{Etcd: rt.Etcd, Store: runner.NewStore(rt.Etcd), Workloads: store, Session: rt.Session,
+			Instance: cfg.Instance, Log: rt.Logger.With("component", "runner")}
+		runner.Register(rt, eng)
 		if len(srcs)+len(dsts) == 0 {
 			return registry.RegisterStore(rt, store, nil)
 		}
@@ -64,6 +76,65 @@ func run(ctx context.Context, args []string) error {
 		})
 		rt.OnShutdown(syncer.Wait)
 		rt.Logger.Info("clouds configured", "source_clouds", srcs, "destination_clouds", dsts)
+		if err := startRunner(rt, eng, cloudsYAML, dsts, syncer); err != nil {
+			return err
+		}
 		return registry.RegisterStore(rt, store, syncer)
 	})
+}
+
+// startRunner gives the wave runner its clients (the other services found in the
+// registry, Nova of the configured clouds, the pre-flight) and starts its engine,
+// which drives runs while this process leads the runner election.
+func startRunner(rt *service.Runtime, eng *runner.Engine, cloudsYAML string, dsts []string, syncer *discovery.Syncer) error {
+	conns := map[string]*grpc.ClientConn{}
+	for _, svc := range []string{"converter", "lbaas", "netbridge"} {
+		conn, err := service.DialService(rt.Etcd, svc)
+		if err != nil {
+			return fmt.Errorf("runner: %s client: %w", svc, err)
+		}
+		conns[svc] = conn
+	}
+	var mu sync.Mutex
+	compute := map[string]*gophercloud.ServiceClient{}
+	eng.Deps = runner.Deps{
+		Converter: converterv1.NewConverterServiceClient(conns["converter"]),
+		LB:        lbaasv1.NewLoadBalancerServiceClient(conns["lbaas"]),
+		Netbridge: netbridgev1.NewNetbridgeServiceClient(conns["netbridge"]),
+		Compute: func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if c := compute[name]; c != nil {
+				return c, nil
+			}
+			var opts []cloud.Option
+			if cloudsYAML != "" {
+				opts = append(opts, cloud.WithCloudsYAML(cloudsYAML))
+			}
+			c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-inventory-runner"))...)
+			if err != nil {
+				return nil, err
+			}
+			cc, err := c.Compute()
+			if err != nil {
+				return nil, err
+			}
+			compute[name] = cc
+			return cc, nil
+		},
+		Preflight:    syncer.Preflight,
+		Destinations: dsts,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); eng.Run(ctx) }()
+	go func() { <-rt.Stopping(); cancel() }()
+	rt.OnShutdown(func() {
+		cancel()
+		<-done
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return nil
 }
