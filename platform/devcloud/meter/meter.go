@@ -89,6 +89,9 @@ type Report struct {
 	Failed      int                `json:"failed"`
 	Failures    map[string]int     `json:"failures"`
 	Servers     map[string]*Server `json:"servers"`
+	// Addresses counts the answers by the address the answering server was
+	// reached on: a moved server keeps its name, not its address.
+	Addresses map[string]*Server `json:"addresses,omitempty"`
 	// ProxyHeaders counts answers whose server said a PROXY header came;
 	// ProxyClientMatched those whose header named this meter's own address and port.
 	ProxyHeaders       int `json:"proxy_headers"`
@@ -105,9 +108,10 @@ type Report struct {
 
 // answer is what a stand-in sends back (the fields the meter reads).
 type answer struct {
-	Server string `json:"server"`
-	Proxy  bool   `json:"proxy"`
-	Client string `json:"client"`
+	Server  string `json:"server"`
+	Address string `json:"address"`
+	Proxy   bool   `json:"proxy"`
+	Client  string `json:"client"`
 }
 
 type result struct {
@@ -248,6 +252,19 @@ func collect(rep *Report, r result, lat *[]time.Duration) {
 	s.Count++
 	s.FirstSentUnixMs = min(s.FirstSentUnixMs, t)
 	s.LastSentUnixMs = max(s.LastSentUnixMs, t)
+	if r.ans.Address != "" {
+		if rep.Addresses == nil {
+			rep.Addresses = map[string]*Server{}
+		}
+		a := rep.Addresses[r.ans.Address]
+		if a == nil {
+			a = &Server{FirstSentUnixMs: t}
+			rep.Addresses[r.ans.Address] = a
+		}
+		a.Count++
+		a.FirstSentUnixMs = min(a.FirstSentUnixMs, t)
+		a.LastSentUnixMs = max(a.LastSentUnixMs, t)
+	}
 	if r.ans.Proxy {
 		rep.ProxyHeaders++
 		if r.ans.Client == r.local {

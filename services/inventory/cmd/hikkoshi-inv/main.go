@@ -34,6 +34,9 @@ func main() {
 	if errors.Is(err, errNotReady) {
 		os.Exit(3)
 	}
+	if errors.Is(err, errRunNotDone) {
+		os.Exit(4)
+	}
 	if err != nil {
 		if st, ok := status.FromError(err); ok {
 			fmt.Fprintf(os.Stderr, "hikkoshi-inv: %s: %s\n", st.Code(), st.Message())
@@ -82,7 +85,7 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.addr, "inventory", defaultAddr(), "inventory gRPC address (default $HIKKOSHI_INVENTORY, else 127.0.0.1:7401)")
 	f.StringVarP(&g.output, "output", "o", "table", "output: table or json")
 	f.DurationVar(&g.timeout, "timeout", 5*time.Minute, "how long a command may take")
-	root.AddCommand(newWorkloads(g), newSync(g), newPlan(g), newPreflight(g))
+	root.AddCommand(newWorkloads(g), newSync(g), newPlan(g), newPreflight(g), newWave(g))
 	return root
 }
 

@@ -434,7 +434,9 @@ func (e *Engine) undoJob(ctx context.Context, id string, i int, w *inventoryv1.R
 			if _, err := e.Deps.Converter.RevertJob(ctx, &converterv1.RevertJobRequest{Name: job}); err != nil {
 				return fmt.Errorf("converter RevertJob %s: %w", job, err)
 			}
-			_, _ = e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) { event(w, "job %s reverted: the replacement and its image deleted", job) })
+			_, _ = e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
+				event(w, "job %s reverted: the replacement and its image deleted", job)
+			})
 			return nil
 		default:
 			if !resp.GetJob().GetCancelRequested() {

@@ -1,0 +1,459 @@
+package contract
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
+	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+)
+
+// binaries of the services a wave run calls, built once for the package.
+var (
+	buildOnce sync.Once
+	binErr    error
+	bins      = map[string]string{}
+)
+
+func serviceBinary(t *testing.T, svc string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		for _, s := range []struct{ name, pkg string }{
+			{"converter", "github.com/hikkoshi/hikkoshi/services/converter/cmd/converter"},
+			{"lbaas", "github.com/hikkoshi/hikkoshi/services/lbaas/cmd/lbaas"},
+			{"netbridge", "github.com/hikkoshi/hikkoshi/services/netbridge/cmd/netbridge"},
+			{"hikkoshi-devcloud", "github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud"},
+		} {
+			bin, cleanup, err := servicetest.Build(s.pkg)
+			if err != nil {
+				binErr = err
+				return
+			}
+			bins[s.name] = bin
+			_ = cleanup // the build directory goes with the test process's temp dir
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return bins[svc]
+}
+
+// stack is every service of a wave run on one etcd, against the dev cloud.
+type stack struct {
+	env       *servicetest.Env
+	tag       string
+	inv       *proc
+	runs      inventoryv1.WaveRunServiceClient
+	lb        lbaasv1.LoadBalancerServiceClient
+	converter converterv1.ConverterServiceClient
+	oldC      *gophercloud.ServiceClient
+	newC      *gophercloud.ServiceClient
+	oldN      *gophercloud.ServiceClient
+	newN      *gophercloud.ServiceClient
+	oldI      *gophercloud.ServiceClient
+	newI      *gophercloud.ServiceClient
+}
+
+func newStack(t *testing.T, tag string) *stack {
+	t.Helper()
+	devcloud.Require(t)
+	if !devcloud.NetnsUp() {
+		t.Skip("the dev cloud's data plane is not up")
+	}
+	s := &stack{env: servicetest.NewEnv(t), tag: tag}
+	oc, nc := devcloud.Open(t, "old-admin"), devcloud.Open(t, "new")
+	s.oldC, s.oldN, s.oldI = mustClient(t, oc.Compute), mustClient(t, oc.Network), mustClient(t, oc.Image)
+	s.newC, s.newN, s.newI = mustClient(t, nc.Compute), mustClient(t, nc.Network), mustClient(t, nc.Image)
+	cy := devcloud.CloudsYAML()
+	lb := s.env.Start(t, serviceBinary(t, "lbaas"), "lbaas", "--cloud", "old", "--clouds-yaml", cy, "--owner-tag", tag, "--octavia-timeout", "3m")
+	s.lb = lbaasv1.NewLoadBalancerServiceClient(lb.Conn)
+	cv := s.env.Start(t, serviceBinary(t, "converter"), "converter", "--clouds-yaml", cy, "--chunk-bytes", "1048576", "--poll", "250ms",
+		"--workers", "2", "--probe-proxy", devcloud.Bastion)
+	s.converter = converterv1.NewConverterServiceClient(cv.Conn)
+	s.env.Start(t, serviceBinary(t, "netbridge"), "netbridge", "--clouds-yaml", cy)
+	s.inv = withClient(s.env.Start(t, binary, "inventory", "--clouds-yaml", cy, "--source-clouds", "old", "--destination-clouds", "new"))
+	s.runs = inventoryv1.NewWaveRunServiceClient(s.inv.Conn)
+	return s
+}
+
+func mustClient(t *testing.T, f func() (*gophercloud.ServiceClient, error)) *gophercloud.ServiceClient {
+	t.Helper()
+	c, err := f()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// watchRun follows a run until it ends (or until stop says so), calling each on
+// every version.
+func watchRun(t *testing.T, c inventoryv1.WaveRunServiceClient, name string, each func(*inventoryv1.Run) bool) *inventoryv1.Run {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	defer cancel()
+	var last *inventoryv1.Run
+	for ctx.Err() == nil {
+		stream, err := c.WatchRun(ctx, &inventoryv1.WatchRunRequest{Name: name})
+		if err != nil {
+			time.Sleep(time.Second)
+			continue
+		}
+		for {
+			m, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return last
+			}
+			if err != nil {
+				break // the inventory was restarted: watch again
+			}
+			last = m.GetRun()
+			if each != nil && each(last) {
+				return last
+			}
+		}
+	}
+	t.Fatalf("run %s did not end in time: %v", name, last)
+	return nil
+}
+
+func describe(r *inventoryv1.Run) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s (%s)", r.GetName(), r.GetState(), r.GetStateReason())
+	for _, w := range r.GetWorkloads() {
+		fmt.Fprintf(&b, "\n  %s %s %s/%s %s gates=%q err=%q", w.GetDisplayName(), w.GetStrategy(), w.GetStep(), w.GetStepState(), w.GetNewAddress(), w.GetGates(), w.GetError())
+		for _, e := range w.GetEvents() {
+			fmt.Fprintf(&b, "\n    %s", e)
+		}
+	}
+	return b.String()
+}
+
+// cloudState is what a run may leave behind in both clouds.
+type cloudState struct {
+	oldServers map[string]string // ID → status
+	newServers []string
+	newPorts   []string
+	images     []string
+	members    []string
+}
+
+func (s *stack) state(t *testing.T, oldIDs []string, newNet, lbName string, jobs []string) cloudState {
+	t.Helper()
+	ctx := t.Context()
+	st := cloudState{oldServers: map[string]string{}}
+	for _, id := range oldIDs {
+		srv, err := servers.Get(ctx, s.oldC, id).Extract()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.oldServers[id] = srv.Status
+	}
+	pages, err := servers.List(s.newC, servers.ListOpts{Name: "^" + s.tag}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := servers.ExtractServers(pages)
+	for _, srv := range list {
+		st.newServers = append(st.newServers, srv.Name+" "+srv.ID)
+	}
+	pp, err := ports.List(s.newN, ports.ListOpts{NetworkID: newNet}).AllPages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, _ := ports.ExtractPorts(pp)
+	for _, p := range pl {
+		if p.DeviceOwner != "network:dhcp" {
+			st.newPorts = append(st.newPorts, p.ID)
+		}
+	}
+	for _, ic := range []*gophercloud.ServiceClient{s.oldI, s.newI} {
+		ip, err := images.List(ic, images.ListOpts{}).AllPages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		il, _ := images.ExtractImages(ip)
+		for _, img := range il {
+			for _, j := range jobs {
+				if strings.Contains(img.Name, strings.TrimPrefix(j, "jobs/")) {
+					st.images = append(st.images, img.Name)
+				}
+			}
+		}
+	}
+	lb, err := s.lb.GetLoadBalancer(ctx, &lbaasv1.GetLoadBalancerRequest{Name: lbName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range lb.GetLoadBalancer().GetListeners() {
+		for _, m := range l.GetPool().GetMembers() {
+			st.members = append(st.members, fmt.Sprintf("%s:%d weight %d", m.GetAddress(), m.GetPort(), m.GetWeight()))
+		}
+	}
+	sort.Strings(st.members)
+	return st
+}
+
+// TestWaveRunMovesAStatelessRoleWithoutAFailedRequest: wave 1 (two web servers
+// behind an Octavia load balancer, a traffic meter running through its VIP the
+// whole time) is aborted in the middle — everything is put back, nothing is left
+// in either cloud, no request failed — then run again to the end: the load
+// balancer sends to the new servers only, still without a failed request. Bad
+// requests are refused naming the field or the state.
+func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
+	tag := fmt.Sprintf("itest-run-%d", time.Now().UnixNano())
+	s := newStack(t, tag)
+	ctx := t.Context()
+	a := devcloud.BootStandin(t, tag+"-web-a", "10.101.0.111", map[string]string{"role": "web"})
+	b := devcloud.BootStandin(t, tag+"-web-b", "10.101.0.112", map[string]string{"role": "web"})
+	sub, err := devcloud.FindSubnet(ctx, s.oldN, devcloud.VLANSubnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbResp, err := s.lb.CreateLoadBalancer(ctx, &lbaasv1.CreateLoadBalancerRequest{LoadBalancer: &lbaasv1.LoadBalancer{
+		DisplayName: tag, Vip: &lbaasv1.Vip{SubnetId: sub.ID},
+		Listeners: []*lbaasv1.Listener{{Protocol: "TCP", Port: 80, Pool: &lbaasv1.Pool{
+			DisplayName: tag + "-pool", Protocol: "PROXYV2",
+			Members:       []*lbaasv1.Member{{DisplayName: a.Name, Address: a.IP, Port: 8080}, {DisplayName: b.Name, Address: b.IP, Port: 8080}},
+			HealthMonitor: &lbaasv1.HealthMonitor{Type: "TCP", DelaySeconds: 1, TimeoutSeconds: 1, MaxRetries: 1},
+		}}},
+	}})
+	if err != nil {
+		t.Fatalf("load balancer: %v", err)
+	}
+	lbName, vip := lbResp.GetLoadBalancer().GetName(), lbResp.GetLoadBalancer().GetVip().GetAddress()
+	t.Cleanup(func() {
+		_, _ = s.lb.DeleteLoadBalancer(context.Background(), &lbaasv1.DeleteLoadBalancerRequest{Name: lbName, AllowMissing: true})
+	})
+	// The new cloud's network for the replacements, 10.101.0.113-118 (tests keep
+	// 10.101.0.100-149 to themselves).
+	newNet := must(networks.Create(ctx, s.newN, networks.CreateOpts{Name: tag}).Extract())(t)
+	t.Cleanup(func() { _ = networks.Delete(context.Background(), s.newN, newNet.ID).ExtractErr() })
+	must(subnets.Create(ctx, s.newN, subnets.CreateOpts{
+		NetworkID: newNet.ID, Name: tag + "-v4", CIDR: "10.101.0.0/24", IPVersion: gophercloud.IPv4,
+		AllocationPools: []subnets.AllocationPool{{Start: "10.101.0.113", End: "10.101.0.118"}},
+	}).Extract())(t)
+
+	// The inventory knows the servers (a sync) and has an accepted plan.
+	syncTo(t, s.inv, inventoryv1.SyncMode_SYNC_MODE_FULL)
+	plan := must(s.inv.client.CreatePlan(ctx, &inventoryv1.CreatePlanRequest{Plan: &inventoryv1.Plan{
+		Rules: []*inventoryv1.RoleRule{{NamePattern: "^" + tag + "-web-", Role: "web"}},
+	}}))(t).GetPlan()
+	var wave int32
+	for _, w := range plan.GetWaves() {
+		if slices.Contains(w.GetRoles(), "web") {
+			wave = w.GetWave()
+		}
+	}
+	if wave == 0 {
+		t.Fatalf("no wave has the web role: %v", plan.GetWaves())
+	}
+
+	// Bad input, before the plan is accepted.
+	run := &inventoryv1.Run{Wave: wave, Destination: "new", Networks: map[string]string{sub.NetworkID: newNet.ID},
+		PreflightOverrideReason: "the test's own destination network is mapped in run.networks",
+		Roles:                   map[string]*inventoryv1.RoleSettings{"web": {MaxSurge: 1, MinHealthy: 1, DrainSeconds: 2}}}
+	_, err = s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: run})
+	wantField(t, err, "run.wave", "not in an accepted plan")
+	must(s.inv.client.AcceptPlan(ctx, &inventoryv1.AcceptPlanRequest{Name: plan.GetName()}))(t)
+	bad := &inventoryv1.Run{Wave: wave, Destination: "nowhere"}
+	_, err = s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: bad})
+	wantField(t, err, "run.destination", "not a destination cloud")
+
+	dry := must(s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: withDry(run)}))(t).GetRun()
+	t.Logf("dry run:\n%s", describe(dry))
+	for _, w := range dry.GetWorkloads() {
+		if w.GetStrategy() != inventoryv1.Strategy_STRATEGY_STATELESS_LB || len(w.GetMembers()) != 1 || w.GetDestinationNetworkId() != newNet.ID {
+			t.Fatalf("dry run: %s", describe(dry))
+		}
+	}
+	if len(dry.GetWorkloads()) != 2 {
+		t.Fatalf("dry run has %d workloads, want 2: %s", len(dry.GetWorkloads()), describe(dry))
+	}
+	if runs := must(s.runs.ListRuns(ctx, &inventoryv1.ListRunsRequest{}))(t).GetRuns(); len(runs) != 0 {
+		t.Fatalf("a dry run recorded %d runs", len(runs))
+	}
+
+	meterBin := serviceBinary(t, "hikkoshi-devcloud")
+	oldIDs := []string{a.ID, b.ID}
+	before := s.state(t, oldIDs, newNet.ID, lbName, nil)
+	t.Logf("before: %+v", before)
+
+	// 1. An abort in the middle: web-a has moved, web-b is being converted.
+	m := devcloud.StartMeter(t, meterBin, "--addr", vip+":80", "--rate", "20")
+	first := must(s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: run, RequestId: tag + "-first"}))(t).GetRun()
+	_, err = s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: run, RequestId: tag + "-second"})
+	wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(err.Error(), first.GetName()) {
+		t.Fatalf("a second run of the wave: %v", err)
+	}
+	again := must(s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: run, RequestId: tag + "-first"}))(t).GetRun()
+	if again.GetName() != first.GetName() {
+		t.Fatalf("the same request_id started %s, then %s", first.GetName(), again.GetName())
+	}
+	_, err = s.runs.ApproveStep(ctx, &inventoryv1.ApproveStepRequest{Name: first.GetName(), Workload: first.GetWorkloads()[0].GetWorkload()})
+	wantCode(t, err, codes.FailedPrecondition)
+	aborted := false
+	end := watchRun(t, s.runs, first.GetName(), func(r *inventoryv1.Run) bool {
+		if !aborted && len(r.GetWorkloads()) == 2 && r.GetWorkloads()[0].GetStep() == inventoryv1.RunStep_RUN_STEP_DONE &&
+			r.GetWorkloads()[1].GetStep() >= inventoryv1.RunStep_RUN_STEP_CONVERT {
+			aborted = true
+			t.Logf("aborting with %s at %s", r.GetWorkloads()[1].GetDisplayName(), r.GetWorkloads()[1].GetStep())
+			must(s.runs.AbortRun(ctx, &inventoryv1.AbortRunRequest{Name: r.GetName(), Reason: "the test aborts in the middle"}))(t)
+		}
+		return false
+	})
+	rep := m.Stop(t)
+	firstEnd := end
+	t.Logf("aborted run:\n%s", describe(end))
+	t.Logf("meter during the aborted run: sent %d, answered %d, failed %d %v; by address %v", rep.Sent, rep.Answered, rep.Failed, rep.Failures, addrs(rep))
+	if end.GetState() != inventoryv1.RunState_RUN_STATE_ABORTED {
+		t.Fatalf("the run ended %s, want ABORTED", end.GetState())
+	}
+	if rep.Failed != 0 || rep.Answered == 0 {
+		t.Fatalf("%d of %d requests failed during the aborted run: %v %v", rep.Failed, rep.Sent, rep.Failures, rep.Errors)
+	}
+	var jobs []string
+	for _, w := range end.GetWorkloads() {
+		if w.GetJob() != "" {
+			jobs = append(jobs, w.GetJob())
+		}
+		wl := must(s.inv.client.GetWorkload(ctx, &inventoryv1.GetWorkloadRequest{Name: w.GetWorkload()}))(t).GetWorkload()
+		if wl.GetState() != inventoryv1.WorkloadState_WORKLOAD_STATE_PLANNED {
+			t.Fatalf("%s is %s after the abort, want planned", w.GetDisplayName(), wl.GetState())
+		}
+	}
+	after := s.state(t, oldIDs, newNet.ID, lbName, jobs)
+	t.Logf("after the abort: %+v", after)
+	if fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("the abort left the clouds changed:\nbefore %+v\nafter  %+v", before, after)
+	}
+
+	// 2. The whole wave: the replacements take over, the old servers stop.
+	m = devcloud.StartMeter(t, meterBin, "--addr", vip+":80", "--rate", "20")
+	second := must(s.runs.CreateRun(ctx, &inventoryv1.CreateRunRequest{Run: run, RequestId: tag + "-again"}))(t).GetRun()
+	end = watchRun(t, s.runs, second.GetName(), nil)
+	rep = m.Stop(t)
+	t.Logf("run:\n%s", describe(end))
+	t.Logf("meter during the run: sent %d, answered %d, failed %d %v; by address %v", rep.Sent, rep.Answered, rep.Failed, rep.Failures, addrs(rep))
+	if end.GetState() != inventoryv1.RunState_RUN_STATE_DONE {
+		t.Fatalf("the run ended %s, want DONE", end.GetState())
+	}
+	if rep.Failed != 0 {
+		t.Fatalf("%d of %d requests failed during the run: %v %v", rep.Failed, rep.Sent, rep.Failures, rep.Errors)
+	}
+	var newAddrs []string
+	for _, w := range end.GetWorkloads() {
+		if w.GetStep() != inventoryv1.RunStep_RUN_STEP_DONE || w.GetNewAddress() == "" {
+			t.Fatalf("%s did not move", w.GetDisplayName())
+		}
+		newAddrs = append(newAddrs, w.GetNewAddress()+":8080")
+	}
+	// Answers came from the old servers at the start and from the new ones only at
+	// the end.
+	oldLast, newFirst := int64(0), int64(1<<62)
+	for addr, sv := range rep.Addresses {
+		if slices.Contains(newAddrs, addr) {
+			newFirst = min(newFirst, sv.FirstSentUnixMs)
+		} else if addr == a.IP+":8080" || addr == b.IP+":8080" {
+			oldLast = max(oldLast, sv.LastSentUnixMs)
+		}
+	}
+	if rep.Addresses[a.IP+":8080"] == nil || rep.Addresses[newAddrs[0]] == nil || rep.Addresses[newAddrs[1]] == nil {
+		t.Fatalf("answers by address %v: want the old servers' and the new ones'", addrs(rep))
+	}
+	final := devcloud.Meter(t, meterBin, "--addr", vip+":80", "--rate", "20", "--for", "2s")
+	for addr := range final.Addresses {
+		if !slices.Contains(newAddrs, addr) {
+			t.Fatalf("after the run %s still answers through the load balancer: %v", addr, addrs(final))
+		}
+	}
+	for _, id := range oldIDs {
+		if srv := must(servers.Get(ctx, s.oldC, id).Extract())(t); srv.Status != "SHUTOFF" {
+			t.Fatalf("old server %s is %s, want SHUTOFF (kept until decommissioned)", id, srv.Status)
+		}
+	}
+	t.Logf("old servers answered until %s, new ones from %s", time.UnixMilli(oldLast).Format("15:04:05.000"), time.UnixMilli(newFirst).Format("15:04:05.000"))
+	// One converter job per workload and run: nothing was done twice.
+	all := must(s.converter.ListJobs(ctx, &converterv1.ListJobsRequest{PageSize: 100}))(t).GetJobs()
+	perWorkload := map[string]int{}
+	for _, j := range all {
+		perWorkload[j.GetWorkload()]++
+	}
+	firstJobs := map[string]int{}
+	for _, w := range firstEnd.GetWorkloads() {
+		if w.GetJob() != "" {
+			firstJobs[w.GetWorkload()] = 1
+		}
+	}
+	for _, w := range end.GetWorkloads() {
+		if n, want := perWorkload[w.GetWorkload()], firstJobs[w.GetWorkload()]+1; n != want {
+			t.Fatalf("%s has %d converter jobs over the two runs, want %d (one per run that reached its conversion)", w.GetDisplayName(), n, want)
+		}
+	}
+
+	// The operator decommissions: the old servers are deleted, the workloads done.
+	_, err = s.runs.DecommissionRun(ctx, &inventoryv1.DecommissionRunRequest{Name: end.GetName(), Workloads: []string{"workloads/nope"}})
+	wantField(t, err, "workloads[0]", "not in run")
+	dec := must(s.runs.DecommissionRun(ctx, &inventoryv1.DecommissionRunRequest{Name: end.GetName(), Workloads: []string{end.GetWorkloads()[0].GetWorkload()}}))(t)
+	t.Logf("decommissioned: %v", dec.GetDecommissioned())
+	if _, err := servers.Get(ctx, s.oldC, end.GetWorkloads()[0].GetSourceServerId()).Extract(); !gophercloud.ResponseCodeIs(err, 404) {
+		t.Fatalf("the decommissioned old server is still there: %v", err)
+	}
+	// The replacements are the test's to delete.
+	for _, w := range end.GetWorkloads() {
+		_ = servers.Delete(context.Background(), s.newC, w.GetNewServerId()).ExtractErr()
+	}
+	_, err = s.runs.PauseRun(ctx, &inventoryv1.PauseRunRequest{Name: end.GetName()})
+	wantCode(t, err, codes.FailedPrecondition)
+}
+
+func withDry(r *inventoryv1.Run) *inventoryv1.Run {
+	c := proto.Clone(r).(*inventoryv1.Run)
+	c.DryRun = true
+	return c
+}
+
+// addrs says how many answers came from each address, in the order they began.
+func addrs(r *meter.Report) string {
+	var keys []string
+	for k := range r.Addresses {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return r.Addresses[keys[i]].FirstSentUnixMs < r.Addresses[keys[j]].FirstSentUnixMs })
+	var out []string
+	for _, k := range keys {
+		out = append(out, fmt.Sprintf("%s=%d", k, r.Addresses[k].Count))
+	}
+	return strings.Join(out, " ")
+}
+
+func wantField(t *testing.T, err error, field, text string) {
+	t.Helper()
+	wantCode(t, err, codes.InvalidArgument)
+	if v := apierr.FieldViolations(err)[field]; !strings.Contains(v, text) {
+		t.Fatalf("want a violation of %s saying %q, got %v", field, text, err)
+	}
+}
