@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -191,8 +192,18 @@ func (e *Engine) updateWorkload(ctx context.Context, id string, i int, change fu
 	return r.GetWorkloads()[i], nil
 }
 
+// maxEvents bounds a workload's event list: the latest are kept.
+const maxEvents = 40
+
 func event(w *inventoryv1.RunWorkload, format string, args ...any) {
-	w.Events = append(w.Events, time.Now().UTC().Format("15:04:05.000")+" "+fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf(format, args...)
+	if n := len(w.Events); n > 0 && strings.HasSuffix(w.Events[n-1], " "+msg) {
+		return // a retry says the same again: once is enough
+	}
+	w.Events = append(w.Events, time.Now().UTC().Format("15:04:05.000")+" "+msg)
+	if len(w.Events) > maxEvents {
+		w.Events = append(w.Events[:1], w.Events[len(w.Events)-maxEvents+1:]...)
+	}
 }
 
 // control is what the API asked of a run being driven: a pause stops new steps,

@@ -176,7 +176,13 @@ func (e *Engine) findMembers(ctx context.Context) (map[string][]*inventoryv1.Run
 		if err != nil {
 			return nil, apierr.New(codes.Unavailable, "LBAAS_UNAVAILABLE", "list the load balancers (lbaas): %v", err)
 		}
-		for _, lb := range resp.GetLoadBalancers() {
+		for _, sum := range resp.GetLoadBalancers() {
+			// The list has summaries: each tree is read whole.
+			got, err := e.Deps.LB.GetLoadBalancer(ctx, &lbaasv1.GetLoadBalancerRequest{Name: sum.GetName()})
+			if err != nil {
+				return nil, apierr.New(codes.Unavailable, "LBAAS_UNAVAILABLE", "read %s (lbaas): %v", sum.GetName(), err)
+			}
+			lb := got.GetLoadBalancer()
 			for _, l := range lb.GetListeners() {
 				pool := l.GetPool()
 				for _, m := range pool.GetMembers() {

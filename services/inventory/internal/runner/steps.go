@@ -246,17 +246,7 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 	}
 	job := w.GetJob()
 	if job == "" {
-		d := &converterv1.V2VDestination{Cloud: r.GetDestination(), HealthCheck: healthCheck(r, w)}
-		src := &converterv1.V2VSource{Cloud: wl.GetInstance().GetCloud(), ServerId: w.GetSourceServerId()}
-		if stateful {
-			d.PortId, src.AlreadyStopped = w.GetMovedPortId(), true
-		} else {
-			d.NetworkId, d.NewAddress, src.Live = w.GetDestinationNetworkId(), true, true
-		}
-		resp, err := e.Deps.Converter.CreateJob(ctx, &converterv1.CreateJobRequest{
-			RequestId: w.GetRequestIds()[stepWord(inventoryv1.RunStep_RUN_STEP_CONVERT)],
-			Job:       &converterv1.Job{Workload: w.GetWorkload(), Source: src, Destination: d},
-		})
+		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl, stateful))
 		if err != nil {
 			return fmt.Errorf("converter CreateJob: %w", err)
 		}
@@ -317,7 +307,23 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 	}
 }
 
-// member finds a member of a load balancer's pool.
+// jobRequest is the converter job of workload w: the same request, with the same
+// request_id, each time it is made (a repeat returns the job the first made).
+func jobRequest(r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.Workload, stateful bool) *converterv1.CreateJobRequest {
+	d := &converterv1.V2VDestination{Cloud: r.GetDestination(), HealthCheck: healthCheck(r, w)}
+	src := &converterv1.V2VSource{Cloud: wl.GetInstance().GetCloud(), ServerId: w.GetSourceServerId()}
+	if stateful {
+		d.PortId, src.AlreadyStopped = w.GetMovedPortId(), true
+	} else {
+		d.NetworkId, d.NewAddress, src.Live = w.GetDestinationNetworkId(), true, true
+	}
+	return &converterv1.CreateJobRequest{
+		RequestId: w.GetRequestIds()[stepWord(inventoryv1.RunStep_RUN_STEP_CONVERT)],
+		Job:       &converterv1.Job{Workload: w.GetWorkload(), Source: src, Destination: d},
+	}
+}
+
+// pool reads a member's pool.
 func (e *Engine) pool(ctx context.Context, m *inventoryv1.RunMember) (*lbaasv1.Pool, error) {
 	resp, err := e.Deps.LB.GetLoadBalancer(ctx, &lbaasv1.GetLoadBalancerRequest{Name: m.GetLoadBalancer()})
 	if err != nil {
@@ -413,14 +419,17 @@ func (e *Engine) undoJob(ctx context.Context, id string, i int, w *inventoryv1.R
 		if err != nil {
 			return err
 		}
-		resp, err := e.Deps.Converter.CreateJob(ctx, &converterv1.CreateJobRequest{RequestId: rid, Job: &converterv1.Job{
-			Workload: w.GetWorkload(), Source: &converterv1.V2VSource{Cloud: wl.GetInstance().GetCloud(), ServerId: w.GetSourceServerId(), Live: true},
-			Destination: &converterv1.V2VDestination{Cloud: r.GetDestination(), NetworkId: w.GetDestinationNetworkId(), NewAddress: w.GetDestinationNetworkId() != "", PortId: w.GetMovedPortId()},
-		}})
+		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl, w.GetStrategy() == inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT))
 		if err != nil {
 			return fmt.Errorf("find the job of request %s: %w", rid, err)
 		}
 		job = resp.GetJob().GetName()
+		if _, err := e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
+			w.Job = job
+			event(w, "converter job %s (found by its request_id)", job)
+		}); err != nil {
+			return err
+		}
 	}
 	for {
 		resp, err := e.Deps.Converter.GetJob(ctx, &converterv1.GetJobRequest{Name: job})

@@ -94,7 +94,7 @@ func newStack(t *testing.T, tag string) *stack {
 		"--workers", "2", "--probe-proxy", devcloud.Bastion)
 	s.converter = converterv1.NewConverterServiceClient(cv.Conn)
 	s.env.Start(t, serviceBinary(t, "netbridge"), "netbridge", "--clouds-yaml", cy)
-	s.inv = withClient(s.env.Start(t, binary, "inventory", "--clouds-yaml", cy, "--source-clouds", "old", "--destination-clouds", "new"))
+	s.inv = withClient(s.env.Start(t, binary, "inventory", "--clouds-yaml", cy, "--source-clouds", "old", "--destination-clouds", "new", "--log-level", "info", "--log-format", "text"))
 	s.runs = inventoryv1.NewWaveRunServiceClient(s.inv.Conn)
 	return s
 }
@@ -112,9 +112,10 @@ func mustClient(t *testing.T, f func() (*gophercloud.ServiceClient, error)) *gop
 // every version.
 func watchRun(t *testing.T, c inventoryv1.WaveRunServiceClient, name string, each func(*inventoryv1.Run) bool) *inventoryv1.Run {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 	var last *inventoryv1.Run
+	seen := map[string]string{}
 	for ctx.Err() == nil {
 		stream, err := c.WatchRun(ctx, &inventoryv1.WatchRunRequest{Name: name})
 		if err != nil {
@@ -130,12 +131,18 @@ func watchRun(t *testing.T, c inventoryv1.WaveRunServiceClient, name string, eac
 				break // the inventory was restarted: watch again
 			}
 			last = m.GetRun()
+			for _, w := range last.GetWorkloads() {
+				if st := w.GetStep().String() + "/" + w.GetStepState().String(); seen[w.GetWorkload()] != st {
+					seen[w.GetWorkload()] = st
+					t.Logf("%s %s: %s", last.GetState(), w.GetDisplayName(), st)
+				}
+			}
 			if each != nil && each(last) {
 				return last
 			}
 		}
 	}
-	t.Fatalf("run %s did not end in time: %v", name, last)
+	t.Fatalf("run %s did not end in time:\n%s", name, describe(last))
 	return nil
 }
 
