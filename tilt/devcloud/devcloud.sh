@@ -721,6 +721,25 @@ cmd_up() {
   log "clouds.yaml: $S/clouds.yaml (entries old, new, admin, old-admin, new-admin); export OS_CLIENT_CONFIG_FILE=$S/clouds.yaml"
 }
 
+# cmd_restart SERVICE...: stop the services named and start them again (what an
+# API process's restart does to its callers: chaos tests use it).
+cmd_restart() {
+  (($#)) || die "usage: $0 restart SERVICE..."
+  local v n
+  for v in "${!OS_@}"; do unset "$v"; done
+  secrets
+  for n in "$@"; do
+    case " ${services[*]} " in
+      *" $n "*) ;;
+      *) die "restart: $n is not a dev cloud service: one of ${services[*]}" ;;
+    esac
+    stop "$n"
+  done
+  start_services >/dev/null
+  wait_apis
+  log "restarted: $*"
+}
+
 cmd_down() {
   local wipe=0
   [[ "${1:-}" == "--wipe" ]] && wipe=1
@@ -797,5 +816,6 @@ case "${1:-}" in
   down) shift; cmd_down "$@" ;;
   status) cmd_status; if [[ -d "$S/dataplane" ]]; then dp status | sed "s/^/  /"; fi ;;
   wait) wait_apis ;;
-  *) echo "usage: $0 up [--libvirt | --no-libvirt] | down [--wipe] | status | wait | listeners" >&2; exit 2 ;;
+  restart) shift; cmd_restart "$@" ;;
+  *) echo "usage: $0 up [--libvirt | --no-libvirt] | down [--wipe] | status | wait | listeners | restart SERVICE..." >&2; exit 2 ;;
 esac

@@ -424,14 +424,18 @@ func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
 	// The operator decommissions: the old servers are deleted, the workloads done.
 	_, err = s.runs.DecommissionRun(ctx, &inventoryv1.DecommissionRunRequest{Name: end.GetName(), Workloads: []string{"workloads/nope"}})
 	wantField(t, err, "workloads[0]", "not in run")
-	dec := must(s.runs.DecommissionRun(ctx, &inventoryv1.DecommissionRunRequest{Name: end.GetName(), Workloads: []string{end.GetWorkloads()[0].GetWorkload()}}))(t)
+	dec := must(s.runs.DecommissionRun(ctx, &inventoryv1.DecommissionRunRequest{Name: end.GetName(),
+		Workloads: []string{end.GetWorkloads()[0].GetWorkload(), end.GetWorkloads()[1].GetWorkload()}}))(t)
 	t.Logf("decommissioned: %v", dec.GetDecommissioned())
 	if _, err := servers.Get(ctx, s.oldC, end.GetWorkloads()[0].GetSourceServerId()).Extract(); !gophercloud.ResponseCodeIs(err, 404) {
 		t.Fatalf("the decommissioned old server is still there: %v", err)
 	}
-	// The replacements are the test's to delete.
+	// The replacements and their images are the test's to delete.
 	for _, w := range end.GetWorkloads() {
 		_ = servers.Delete(context.Background(), s.newC, w.GetNewServerId()).ExtractErr()
+		if j, err := s.converter.GetJob(ctx, &converterv1.GetJobRequest{Name: w.GetJob()}); err == nil {
+			t.Cleanup(func() { _ = images.Delete(context.Background(), s.newI, j.GetJob().GetCreated().GetImageId()).ExtractErr() })
+		}
 	}
 	_, err = s.runs.PauseRun(ctx, &inventoryv1.PauseRunRequest{Name: end.GetName()})
 	wantCode(t, err, codes.FailedPrecondition)
