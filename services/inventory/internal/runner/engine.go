@@ -13,6 +13,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -52,6 +54,9 @@ type Engine struct {
 	// WaitTimeout bounds a wait for a load balancer member or a server status; 0
 	// means 5 minutes.
 	WaitTimeout time.Duration
+	// StepRetry is how long a step failing for a passing cause (a service or an
+	// API restarting) is retried before the workload fails; 0 means 10 minutes.
+	StepRetry time.Duration
 
 	mu      sync.Mutex
 	driving map[string]bool
@@ -457,7 +462,7 @@ func (e *Engine) move(ctx context.Context, id string, i int, c *control, log *sl
 			return
 		}
 		log.Info("step", "step", stepWord(st))
-		err = e.step(ctx, id, i, r, w, st)
+		err = e.retry(ctx, id, i, st, func() error { return e.step(ctx, id, i, r, w, st) }, log)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // aborted, or leadership lost: the record says where it was
@@ -477,6 +482,47 @@ func (e *Engine) move(ctx context.Context, id string, i int, c *control, log *sl
 	}); err == nil {
 		e.setWorkloadState(ctx, w.GetWorkload(), inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER, "")
 		log.Info("workload moved")
+	}
+}
+
+// permanentError is a step's failure that a repeat cannot mend: a gate that did
+// not pass, a conversion that failed. Every other error (a service or an API
+// restarting, a timeout) is retried.
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+func permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// retry runs a step until it succeeds, fails for good, or has failed for
+// StepRetry: every step is idempotent, so a repeat after a lost answer is safe.
+func (e *Engine) retry(ctx context.Context, id string, i int, st inventoryv1.RunStep, f func() error, log *slog.Logger) error {
+	limit := e.StepRetry
+	if limit <= 0 {
+		limit = 10 * time.Minute
+	}
+	deadline := time.Now().Add(limit)
+	backoff := time.Second
+	for {
+		err := f()
+		var p permanentError
+		if err == nil || ctx.Err() != nil || errors.As(err, &p) || time.Now().After(deadline) {
+			return err
+		}
+		switch status.Code(err) {
+		case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated:
+			return err // what the called service refuses, it refuses again
+		}
+		log.Warn("step failed; retrying", "step", stepWord(st), "err", err, "retry_in", backoff)
+		_, _ = e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) { event(w, "%s: %v (retrying)", stepWord(st), err) })
+		sleep(ctx, backoff)
+		backoff = min(2*backoff, 10*time.Second)
 	}
 }
 

@@ -224,11 +224,11 @@ func (e *Engine) waitServer(ctx context.Context, cc *gophercloud.ServiceClient, 
 				return nil
 			}
 			if s.Status == "ERROR" {
-				return fmt.Errorf("server %s is in ERROR", sid)
+				return permanent(fmt.Errorf("server %s is in ERROR", sid))
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("server %s is %s after %s, not %s", sid, last, e.waitTimeout(), want)
+			return permanent(fmt.Errorf("server %s is %s after %s, not %s", sid, last, e.waitTimeout(), want))
 		}
 		sleep(ctx, e.poll())
 		if ctx.Err() != nil {
@@ -266,7 +266,7 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 				return ctx.Err()
 			}
 			if status.Code(err) == codes.NotFound {
-				return fmt.Errorf("converter job %s is gone", job)
+				return permanent(fmt.Errorf("converter job %s is gone", job))
 			}
 			sleep(ctx, e.poll()) // the converter restarts: its jobs live in etcd
 			continue
@@ -289,7 +289,7 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 			})
 			return err
 		case converterv1.JobState_JOB_STATE_FAILED, converterv1.JobState_JOB_STATE_CANCELLED, converterv1.JobState_JOB_STATE_REVERTED:
-			return fmt.Errorf("converter job %s %s: %s", job, strings.ToLower(strings.TrimPrefix(j.GetState().String(), "JOB_STATE_")), j.GetError())
+			return permanent(fmt.Errorf("converter job %s %s: %s", job, strings.ToLower(strings.TrimPrefix(j.GetState().String(), "JOB_STATE_")), j.GetError()))
 		}
 		if p := j.GetProgress(); time.Since(lastSave) > 2*time.Second {
 			lastSave = time.Now()
@@ -360,7 +360,7 @@ func (e *Engine) waitMember(ctx context.Context, m *inventoryv1.RunMember, addr 
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("member %s:%d of pool %s is %s after %s: the load balancer does not see it healthy", addr, port, m.GetPool(), last, e.waitTimeout())
+			return permanent(fmt.Errorf("member %s:%d of pool %s is %s after %s: the load balancer does not see it healthy", addr, port, m.GetPool(), last, e.waitTimeout()))
 		}
 		sleep(ctx, e.poll())
 		if ctx.Err() != nil {
@@ -391,7 +391,7 @@ func (e *Engine) waitHealthy(ctx context.Context, m *inventoryv1.RunMember, n in
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pool %s has %d healthy members besides %s:%d after %s, fewer than min_healthy %d: not draining it", m.GetPool(), have, m.GetAddress(), m.GetPort(), e.waitTimeout(), n)
+			return permanent(fmt.Errorf("pool %s has %d healthy members besides %s:%d after %s, fewer than min_healthy %d: not draining it", m.GetPool(), have, m.GetAddress(), m.GetPort(), e.waitTimeout(), n))
 		}
 		sleep(ctx, e.poll())
 		if ctx.Err() != nil {

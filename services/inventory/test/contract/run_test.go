@@ -18,6 +18,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
+	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
 
@@ -61,10 +63,14 @@ func serviceBinary(t *testing.T, svc string) string {
 	return bins[svc]
 }
 
-// stack is every service of a wave run on one etcd, against the dev cloud.
+// stack is every service of a wave run on one etcd, against the dev cloud. The
+// test's clients find the services in the registry, as the runner does: they
+// follow a killed service's successor.
 type stack struct {
 	env       *servicetest.Env
 	tag       string
+	args      map[string][]string
+	procs     map[string][]*servicetest.Proc
 	inv       *proc
 	runs      inventoryv1.WaveRunServiceClient
 	lb        lbaasv1.LoadBalancerServiceClient
@@ -77,26 +83,70 @@ type stack struct {
 	newI      *gophercloud.ServiceClient
 }
 
-func newStack(t *testing.T, tag string) *stack {
+func newStack(t *testing.T, tag string, inventories int) *stack {
 	t.Helper()
 	devcloud.Require(t)
 	if !devcloud.NetnsUp() {
 		t.Skip("the dev cloud's data plane is not up")
 	}
-	s := &stack{env: servicetest.NewEnv(t), tag: tag}
+	s := &stack{env: servicetest.NewEnv(t), tag: tag, procs: map[string][]*servicetest.Proc{}}
 	oc, nc := devcloud.Open(t, "old-admin"), devcloud.Open(t, "new")
 	s.oldC, s.oldN, s.oldI = mustClient(t, oc.Compute), mustClient(t, oc.Network), mustClient(t, oc.Image)
 	s.newC, s.newN, s.newI = mustClient(t, nc.Compute), mustClient(t, nc.Network), mustClient(t, nc.Image)
 	cy := devcloud.CloudsYAML()
-	lb := s.env.Start(t, serviceBinary(t, "lbaas"), "lbaas", "--cloud", "old", "--clouds-yaml", cy, "--owner-tag", tag, "--octavia-timeout", "3m")
-	s.lb = lbaasv1.NewLoadBalancerServiceClient(lb.Conn)
-	cv := s.env.Start(t, serviceBinary(t, "converter"), "converter", "--clouds-yaml", cy, "--chunk-bytes", "1048576", "--poll", "250ms",
-		"--workers", "2", "--probe-proxy", devcloud.Bastion)
-	s.converter = converterv1.NewConverterServiceClient(cv.Conn)
-	s.env.Start(t, serviceBinary(t, "netbridge"), "netbridge", "--clouds-yaml", cy)
-	s.inv = withClient(s.env.Start(t, binary, "inventory", "--clouds-yaml", cy, "--source-clouds", "old", "--destination-clouds", "new", "--log-level", "info", "--log-format", "text"))
-	s.runs = inventoryv1.NewWaveRunServiceClient(s.inv.Conn)
+	s.args = map[string][]string{
+		"lbaas": {"--cloud", "old", "--clouds-yaml", cy, "--owner-tag", tag, "--octavia-timeout", "3m"},
+		"converter": {"--clouds-yaml", cy, "--chunk-bytes", "1048576", "--poll", "250ms", "--workers", "2",
+			"--probe-proxy", devcloud.Bastion},
+		"netbridge": {"--clouds-yaml", cy},
+		"inventory": {"--clouds-yaml", cy, "--source-clouds", "old", "--destination-clouds", "new", "--log-level", "info", "--log-format", "text"},
+	}
+	for _, svc := range []string{"lbaas", "converter", "netbridge"} {
+		s.start(t, svc)
+	}
+	for range inventories {
+		s.start(t, "inventory")
+	}
+	conn := func(svc string) *grpc.ClientConn {
+		c, err := service.DialService(s.env.Cli, svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	s.inv = &proc{client: inventoryv1.NewInventoryServiceClient(conn("inventory"))}
+	s.runs = inventoryv1.NewWaveRunServiceClient(conn("inventory"))
+	s.lb = lbaasv1.NewLoadBalancerServiceClient(conn("lbaas"))
+	s.converter = converterv1.NewConverterServiceClient(conn("converter"))
 	return s
+}
+
+// start starts one more process of svc.
+func (s *stack) start(t *testing.T, svc string) *servicetest.Proc {
+	t.Helper()
+	bin := binary
+	if svc != "inventory" {
+		bin = serviceBinary(t, svc)
+	}
+	p := s.env.Start(t, bin, svc, s.args[svc]...)
+	s.procs[svc] = append(s.procs[svc], p)
+	return p
+}
+
+// kill kills (SIGKILL) the process of svc named instance ("" for the first live
+// one) and returns its instance name.
+func (s *stack) kill(t *testing.T, svc, instance string) string {
+	t.Helper()
+	for i, p := range s.procs[svc] {
+		if instance == "" || p.Instance == instance {
+			p.Kill()
+			s.procs[svc] = append(s.procs[svc][:i:i], s.procs[svc][i+1:]...)
+			return p.Instance
+		}
+	}
+	t.Fatalf("no live %s %q to kill", svc, instance)
+	return ""
 }
 
 func mustClient(t *testing.T, f func() (*gophercloud.ServiceClient, error)) *gophercloud.ServiceClient {
@@ -223,6 +273,85 @@ func (s *stack) state(t *testing.T, oldIDs []string, newNet, lbName string, jobs
 	return st
 }
 
+// webWave is a role of two web servers behind a load balancer in the old cloud,
+// a network for their replacements in the new one, and a proposed plan putting
+// them in a wave.
+type webWave struct {
+	a, b         *devcloud.Standin
+	sub          *subnets.Subnet
+	newNet       *networks.Network
+	lbName, vip  string
+	plan         *inventoryv1.Plan
+	wave         int32
+	oldIDs       []string
+	replacements []string
+}
+
+func (s *stack) webWave(t *testing.T) *webWave {
+	t.Helper()
+	ctx := t.Context()
+	tag := s.tag
+	f := &webWave{}
+	f.a = devcloud.BootStandin(t, tag+"-web-a", "10.101.0.111", map[string]string{"role": "web"})
+	f.b = devcloud.BootStandin(t, tag+"-web-b", "10.101.0.112", map[string]string{"role": "web"})
+	f.oldIDs = []string{f.a.ID, f.b.ID}
+	var err error
+	if f.sub, err = devcloud.FindSubnet(ctx, s.oldN, devcloud.VLANSubnet); err != nil {
+		t.Fatal(err)
+	}
+	lbResp, err := s.lb.CreateLoadBalancer(ctx, &lbaasv1.CreateLoadBalancerRequest{LoadBalancer: &lbaasv1.LoadBalancer{
+		DisplayName: tag, Vip: &lbaasv1.Vip{SubnetId: f.sub.ID},
+		Listeners: []*lbaasv1.Listener{{Protocol: "TCP", Port: 80, Pool: &lbaasv1.Pool{
+			DisplayName: tag + "-pool", Protocol: "PROXYV2",
+			Members:       []*lbaasv1.Member{{DisplayName: f.a.Name, Address: f.a.IP, Port: 8080}, {DisplayName: f.b.Name, Address: f.b.IP, Port: 8080}},
+			HealthMonitor: &lbaasv1.HealthMonitor{Type: "TCP", DelaySeconds: 1, TimeoutSeconds: 1, MaxRetries: 1},
+		}}},
+	}})
+	if err != nil {
+		t.Fatalf("load balancer: %v", err)
+	}
+	f.lbName, f.vip = lbResp.GetLoadBalancer().GetName(), lbResp.GetLoadBalancer().GetVip().GetAddress()
+	t.Cleanup(func() {
+		_, _ = s.lb.DeleteLoadBalancer(context.Background(), &lbaasv1.DeleteLoadBalancerRequest{Name: f.lbName, AllowMissing: true})
+	})
+	// The new cloud's network for the replacements, 10.101.0.113-118 (tests keep
+	// 10.101.0.100-149 to themselves).
+	f.newNet = must(networks.Create(ctx, s.newN, networks.CreateOpts{Name: tag}).Extract())(t)
+	t.Cleanup(func() {
+		// What the run's replacements left (their servers and images) goes first.
+		for _, id := range f.replacements {
+			_ = servers.Delete(context.Background(), s.newC, id).ExtractErr()
+		}
+		for range 60 {
+			pp, _ := ports.List(s.newN, ports.ListOpts{NetworkID: f.newNet.ID, DeviceOwner: "compute:nova"}).AllPages(context.Background())
+			if l, _ := ports.ExtractPorts(pp); len(l) == 0 {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		_ = networks.Delete(context.Background(), s.newN, f.newNet.ID).ExtractErr()
+	})
+	must(subnets.Create(ctx, s.newN, subnets.CreateOpts{
+		NetworkID: f.newNet.ID, Name: tag + "-v4", CIDR: "10.101.0.0/24", IPVersion: gophercloud.IPv4,
+		AllocationPools: []subnets.AllocationPool{{Start: "10.101.0.113", End: "10.101.0.118"}},
+	}).Extract())(t)
+
+	// The inventory knows the servers (a sync) and has a plan.
+	syncTo(t, s.inv, inventoryv1.SyncMode_SYNC_MODE_FULL)
+	f.plan = must(s.inv.client.CreatePlan(ctx, &inventoryv1.CreatePlanRequest{Plan: &inventoryv1.Plan{
+		Rules: []*inventoryv1.RoleRule{{NamePattern: "^" + tag + "-web-", Role: "web"}},
+	}}))(t).GetPlan()
+	for _, w := range f.plan.GetWaves() {
+		if slices.Contains(w.GetRoles(), "web") {
+			f.wave = w.GetWave()
+		}
+	}
+	if f.wave == 0 {
+		t.Fatalf("no wave has the web role: %v", f.plan.GetWaves())
+	}
+	return f
+}
+
 // TestWaveRunMovesAStatelessRoleWithoutAFailedRequest: wave 1 (two web servers
 // behind an Octavia load balancer, a traffic meter running through its VIP the
 // whole time) is aborted in the middle — everything is put back, nothing is left
@@ -231,52 +360,11 @@ func (s *stack) state(t *testing.T, oldIDs []string, newNet, lbName string, jobs
 // requests are refused naming the field or the state.
 func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
 	tag := fmt.Sprintf("itest-run-%d", time.Now().UnixNano())
-	s := newStack(t, tag)
+	s := newStack(t, tag, 1)
 	ctx := t.Context()
-	a := devcloud.BootStandin(t, tag+"-web-a", "10.101.0.111", map[string]string{"role": "web"})
-	b := devcloud.BootStandin(t, tag+"-web-b", "10.101.0.112", map[string]string{"role": "web"})
-	sub, err := devcloud.FindSubnet(ctx, s.oldN, devcloud.VLANSubnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lbResp, err := s.lb.CreateLoadBalancer(ctx, &lbaasv1.CreateLoadBalancerRequest{LoadBalancer: &lbaasv1.LoadBalancer{
-		DisplayName: tag, Vip: &lbaasv1.Vip{SubnetId: sub.ID},
-		Listeners: []*lbaasv1.Listener{{Protocol: "TCP", Port: 80, Pool: &lbaasv1.Pool{
-			DisplayName: tag + "-pool", Protocol: "PROXYV2",
-			Members:       []*lbaasv1.Member{{DisplayName: a.Name, Address: a.IP, Port: 8080}, {DisplayName: b.Name, Address: b.IP, Port: 8080}},
-			HealthMonitor: &lbaasv1.HealthMonitor{Type: "TCP", DelaySeconds: 1, TimeoutSeconds: 1, MaxRetries: 1},
-		}}},
-	}})
-	if err != nil {
-		t.Fatalf("load balancer: %v", err)
-	}
-	lbName, vip := lbResp.GetLoadBalancer().GetName(), lbResp.GetLoadBalancer().GetVip().GetAddress()
-	t.Cleanup(func() {
-		_, _ = s.lb.DeleteLoadBalancer(context.Background(), &lbaasv1.DeleteLoadBalancerRequest{Name: lbName, AllowMissing: true})
-	})
-	// The new cloud's network for the replacements, 10.101.0.113-118 (tests keep
-	// 10.101.0.100-149 to themselves).
-	newNet := must(networks.Create(ctx, s.newN, networks.CreateOpts{Name: tag}).Extract())(t)
-	t.Cleanup(func() { _ = networks.Delete(context.Background(), s.newN, newNet.ID).ExtractErr() })
-	must(subnets.Create(ctx, s.newN, subnets.CreateOpts{
-		NetworkID: newNet.ID, Name: tag + "-v4", CIDR: "10.101.0.0/24", IPVersion: gophercloud.IPv4,
-		AllocationPools: []subnets.AllocationPool{{Start: "10.101.0.113", End: "10.101.0.118"}},
-	}).Extract())(t)
-
-	// The inventory knows the servers (a sync) and has an accepted plan.
-	syncTo(t, s.inv, inventoryv1.SyncMode_SYNC_MODE_FULL)
-	plan := must(s.inv.client.CreatePlan(ctx, &inventoryv1.CreatePlanRequest{Plan: &inventoryv1.Plan{
-		Rules: []*inventoryv1.RoleRule{{NamePattern: "^" + tag + "-web-", Role: "web"}},
-	}}))(t).GetPlan()
-	var wave int32
-	for _, w := range plan.GetWaves() {
-		if slices.Contains(w.GetRoles(), "web") {
-			wave = w.GetWave()
-		}
-	}
-	if wave == 0 {
-		t.Fatalf("no wave has the web role: %v", plan.GetWaves())
-	}
+	f := s.webWave(t)
+	a, b, sub, newNet, lbName, vip, plan, wave := f.a, f.b, f.sub, f.newNet, f.lbName, f.vip, f.plan, f.wave
+	var err error
 
 	// Bad input, before the plan is accepted.
 	run := &inventoryv1.Run{Wave: wave, Destination: "new", Networks: map[string]string{sub.NetworkID: newNet.ID},
@@ -304,7 +392,7 @@ func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
 	}
 
 	meterBin := serviceBinary(t, "hikkoshi-devcloud")
-	oldIDs := []string{a.ID, b.ID}
+	oldIDs := f.oldIDs
 	before := s.state(t, oldIDs, newNet.ID, lbName, nil)
 	t.Logf("before: %+v", before)
 
@@ -432,7 +520,7 @@ func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
 	}
 	// The replacements and their images are the test's to delete.
 	for _, w := range end.GetWorkloads() {
-		_ = servers.Delete(context.Background(), s.newC, w.GetNewServerId()).ExtractErr()
+		f.replacements = append(f.replacements, w.GetNewServerId())
 		if j, err := s.converter.GetJob(ctx, &converterv1.GetJobRequest{Name: w.GetJob()}); err == nil {
 			t.Cleanup(func() { _ = images.Delete(context.Background(), s.newI, j.GetJob().GetCreated().GetImageId()).ExtractErr() })
 		}
