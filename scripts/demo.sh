@@ -231,7 +231,6 @@ for line in sys.stdin:
         n["%s %s → %s" % (labels["method"], labels["route"], labels["code"])] += int(float(m.group(2)))
 for k, v in n.most_common(10):
     print("    %4d  %s" % (v, k))'
-kill -TERM "$lbpid"; wait "$lbpid" 2>/dev/null || true; lbpid=""
 
 say "grpcurl -plaintext $addr list"
 grpcurl -plaintext "$addr" list | sed 's/^/  /'
@@ -337,79 +336,144 @@ print("    (netbridge and the converter will bring the network and the image)")'
 say "ListWorkloads {wave: 1}"
 inv ListWorkloads '{"wave":1}' | brief
 
-say "move wave 1: web-1 and web-2 all the way, api-1 fails once and is planned again"
-for id in web-1 web-2; do
-  for st in CONVERTING CUT_OVER DONE; do
-    inv UpdateWorkload "{\"workload\":{\"name\":\"workloads/$id\",\"state\":\"WORKLOAD_STATE_$st\"},\"update_mask\":{\"paths\":[\"state\"]}}" | brief
-  done
-done
-inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_CONVERTING"},"update_mask":{"paths":["state"]}}' | brief
-inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_FAILED","state_reason":"snapshot stuck in queued"},"update_mask":{"paths":["state","state_reason"]}}' | brief
-inv UpdateWorkload '{"workload":{"name":"workloads/api-1","state":"WORKLOAD_STATE_PLANNED"},"update_mask":{"paths":["state"]}}' | brief
-
 say "db-1 runs on the qemu-TCG compute: a Nova snapshot of it carries its disk's bytes"
 bin/hikkoshi-devcloud snapshot
 
-say "the converter moves db-1 to the new region: stop, snapshot, chunked streaming copy, boot with its fixed IP"
+say "the converter: conversion jobs, claimed by workers through etcd leases; health probes through the data plane's jump host"
 go build -o bin/converter ./services/converter/cmd/converter
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
-destnet=$(bin/hikkoshi-devcloud dest-network)
-db1=$(/usr/bin/python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m["name"] == "db-1": print(m["server_id"])' "$state/estate.json")
 bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
   --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" \
-  --cloud-jobs old=2,new=2 >>"$state/converter.log" 2>&1 &
+  --cloud-jobs old=2,new=2 --probe-proxy socks5://127.0.0.1:1080 >>"$state/converter.log" 2>&1 &
 cvpid=$!
 for _ in $(seq 1 60); do
   grpcurl -plaintext 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
   sleep 0.5
 done
 cv() { grpcurl -plaintext -d "$2" 127.0.0.1:7402 "hikkoshi.converter.v1.ConverterService/$1"; }
-echo "  new-region network $destnet (10.101.0.0/24, made by hand until netbridge makes it)"
-job=$(cv CreateJob "{\"request_id\":\"demo-db-1-$db1\",\"job\":{\"workload\":\"workloads/db-1\",
-  \"source\":{\"cloud\":\"old\",\"server_id\":\"$db1\"},
-  \"destination\":{\"cloud\":\"new\",\"network_id\":\"$destnet\",\"fixed_ip\":\"10.101.0.41\"}}}" |
-  /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
-echo "  CreateJob → $job; WatchJob:"
-cv WatchJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c '
-import json, sys
-text = sys.stdin.read(); dec = json.JSONDecoder(); i = 0; seen = set(); last = None
-while True:
-    j = text.find("{", i)
-    if j < 0: break
-    doc, i = dec.raw_decode(text, j); job = doc["job"]; last = job
-    p = job.get("progress", {})
-    key = (job.get("step"), p.get("doneBytes"))
-    if key in seen: continue
-    seen.add(key)
-    line = "    %-9s %-17s" % (job.get("state", "").replace("JOB_STATE_", "").lower(), job.get("step", "").replace("JOB_STEP_", "").lower())
-    if p.get("totalBytes"):
-        line += " %5.1f/%.1f MiB in %d chunks, %s MiB/s" % (int(p.get("doneBytes", 0)) / 2**20, int(p["totalBytes"]) / 2**20, len(p.get("chunks", [])),
-                                                      "%.1f" % (int(p.get("bytesPerSecond", 0)) / 2**20))
-    print(line)
-c = last.get("created", {})
-print("  %s: destination server %s, port %s, image %s; source snapshot %s, source stopped: %s" % (
-      last["state"].replace("JOB_STATE_", "").lower(), c.get("serverId"), c.get("portId"), c.get("imageId"), c.get("snapshotImageId"), c.get("stoppedSource", False)))
-if last.get("error"): print("  error:", last["error"])
-if last.get("progress", {}).get("sha256"): print("  sha256 of the bytes moved: %s…" % last["progress"]["sha256"][:32])'
-echo "  the workload followed the job in the inventory (planned → converting → cut_over):"
-inv GetWorkload '{"name":"workloads/db-1"}' | brief
 
-say "decommission: the operator confirms by naming the source server; the stopped db-1 and its snapshot are deleted"
-echo "  - a confirmation naming another server is refused (INVALID_ARGUMENT on confirm_server_id):"
-if out=$(cv DecommissionSource "{\"name\":\"$job\",\"confirm_server_id\":\"00000000-0000-0000-0000-000000000000\"}" 2>&1); then
-  echo "    unexpectedly accepted: $out" >&2; exit 1
-fi
-sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
-cv DecommissionSource "{\"name\":\"$job\",\"confirm_server_id\":\"$db1\"}" | /usr/bin/python3 -c '
+say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan)"
+go build -o bin/netbridge ./services/netbridge/cmd/netbridge
+bin/netbridge --listen 127.0.0.1:7403 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+  --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/netbridge.log" 2>&1 &
+nbpid=$!
+for _ in $(seq 1 60); do
+  grpcurl -plaintext 127.0.0.1:7403 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
+  sleep 0.5
+done
+nb() { grpcurl -plaintext -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
+oldnet=$(bin/hikkoshi-devcloud network-id)
+for p in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do
+  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port delete "$p" # an interrupted run's
+done
+bridge=$(nb CreateBridge "{\"request_id\":\"demo-bridge-$oldnet\",\"bridge_id\":\"old-vlan-101\",\"bridge\":{
+  \"mode\":\"BRIDGE_MODE_SHARED_L2\",\"old\":{\"cloud\":\"old-admin\",\"network_id\":\"$oldnet\"},
+  \"new\":{\"cloud\":\"new-admin\",\"physical_network\":\"physnet2\",\"network_name\":\"old-vlan-101-bridged\"},
+  \"shared_l2\":{\"old_keep_free\":16}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["bridge"]["name"])')
+echo "  CreateBridge → $bridge (old-admin's old-vlan-101, VLAN 101; the new cloud carries it on physnet2)"
+summary='
+import json, sys, collections
+p = json.load(sys.stdin)["plan"]
+kinds = collections.Counter("%s %s %s" % (c["action"], c["side"], c["kind"]) for c in p.get("changes", []))
+print("  %d changes, %d already as planned, %d conflicts" % (len(p.get("changes", [])), p.get("unchanged", 0), len(p.get("conflicts", []))))
+for k, n in sorted(kinds.items()): print("    %3d × %s" % (n, k))
+s = p.get("split", {})
+if s: print("  split: old pools %s → %s; new pools %s" % (s.get("originalPools"), s.get("oldPools"), s.get("newPools")))
+for c in p.get("conflicts", []): print("  CONFLICT", c.get("ipAddress", ""), c["reason"])
+print("  plan_etag", p.get("planEtag"))'
+nb PlanBridge "{\"name\":\"$bridge\"}" >"$state/plan.json"
+/usr/bin/python3 -c "$summary" <"$state/plan.json"
+etag=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["plan"]["planEtag"])' <"$state/plan.json")
+t0=$SECONDS
+nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" | /usr/bin/python3 -c '
 import json, sys
-d = json.load(sys.stdin)["job"]["decommission"]
-print("  deleted source server %s and snapshot %s at %s" % (d["sourceServerId"], d.get("snapshotImageId", "-"), d["time"]))'
-echo "  the workload is done:"
-inv GetWorkload '{"name":"workloads/db-1"}' | brief
+r = json.load(sys.stdin); b = r["bridge"]
+print("  ApplyBridge: %d changes made, state %s, %d resources recorded" % (len(r.get("applied", [])), b["state"], len(b.get("resources", []))))'
+bridge_applied=1
+echo "  (apply took $((SECONDS - t0)) s)"
+echo "  PlanBridge again (nothing to do):"
+nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | head -1
+echo "  - an apply of the plan reviewed before is refused, the bridge changed since (ABORTED):"
+if out=$(nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+
+say "move wave 1 with the runner: the web and API roles, each server replaced beside the running one behind its load balancer"
+go build -o bin/hikkoshi-inv ./services/inventory/cmd/hikkoshi-inv
+hinv() { bin/hikkoshi-inv --inventory "$addr" "$@"; }
+override="the converter brings each image, and netbridge's bridge is the network (old-vlan-101-bridged)"
+echo "  hikkoshi-inv wave run 1 --to new --dry-run: each workload's strategy, from its facts, its role and its load balancer's pool"
+hinv wave run 1 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
+echo "  the traffic meter runs through shop-web's and shop-api's VIPs (20 requests/s each) from before the run to after it"
+bin/hikkoshi-devcloud traffic --lb shop-web --rate 20 --for 0 -o json >"$state/wave1-web.json" &
+m1=$!
+bin/hikkoshi-devcloud traffic --lb shop-api --rate 20 --for 0 -o json >"$state/wave1-api.json" &
+m2=$!
+sleep 2
+t0=$SECONDS
+echo "  hikkoshi-inv wave run 1 --to new --role web:max_surge=1,min_healthy=1,drain=3 --role api:... --follow"
+hinv wave run 1 --to new --override-preflight "$override" --request-id demo-wave-1 \
+  --role web:max_surge=1,min_healthy=1,drain=3 --role api:max_surge=1,min_healthy=1,drain=3 --follow | sed 's/^/  /'
+echo "  (wave 1 moved in $((SECONDS - t0)) s)"
+sleep 2
+kill -TERM "$m1" "$m2"; wait "$m1" "$m2" || true
+/usr/bin/python3 -c '
+import json, sys, time
+bad = 0
+for lb, f in (("shop-web", sys.argv[1]), ("shop-api", sys.argv[2])):
+    r = json.load(open(f))
+    print("  %s: %d requests, %d answered, %d failed %s" % (lb, r["sent"], r["answered"], r["failed"], r["failures"] or ""))
+    t = lambda ms: time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+    for a, s in sorted(r.get("addresses", {}).items(), key=lambda kv: kv[1]["first_sent_unix_ms"]):
+        print("    %-17s %4d answers, to requests sent %s → %s" % (a, s["count"], t(s["first_sent_unix_ms"]), t(s["last_sent_unix_ms"])))
+    bad += r["failed"]
+sys.exit(1 if bad else 0)' "$state/wave1-web.json" "$state/wave1-api.json"
+
+say "move wave 2 with the runner: the database keeps its address (netbridge moves it), after the operator's go"
+hinv wave run 2 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
+run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+echo "  CreateRun → $run2; db-1 waits for the operator's go:"
+for _ in $(seq 1 120); do
+  hinv wave status "$run2" -o json | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+sys.exit(0 if any(w.get("stepState") == "STEP_STATE_WAITING" for w in r.get("workloads", [])) else 1)' && break
+  sleep 0.5
+done
+hinv wave status "$run2" | sed 's/^/  /'
+echo "  - approving a workload that is not waiting is refused (FAILED_PRECONDITION):"
+if out=$(hinv wave approve "$run2" db-phys 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
+echo "    $out"
+echo "  hikkoshi-inv wave approve $run2 db-1; then --follow:"
+hinv wave approve "$run2" db-1 >/dev/null
+hinv wave status "$run2" --follow | sed 's/^/  /'
+hinv wave status "$run2" -o json | /usr/bin/python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for w in r.get("workloads", []):
+    if w.get("downtimeMs"):
+        print("  downtime of %s: %.1f s (stopped at %s, its replacement up on %s in the new cloud)" % (w["displayName"], int(w["downtimeMs"]) / 1000, w["stoppedTime"], w.get("sourceAddress")))
+    for e in w.get("events", []):
+        print("    %s" % e)' | head -30
+
+say "the dev cloud back as it was, for the next run: wave 2 reverted (RevertJob, MoveAddressBack), wave 1's replacements deleted and the old servers started"
+hinv wave status "$run2" -o json >"$state/wave2.json"
+job2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
+ip2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["sourceAddress"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
+cv RevertJob "{\"name\":\"$job2\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; print("  %s %s: its server, image and snapshot deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower()))'
+nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip2\"}" | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]' 
+db1=$(/usr/bin/python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m["name"] == "db-1": print(m["server_id"])' "$state/estate.json")
+OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$db1"
+bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
+for _ in $(seq 1 240); do
+  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name)" ]] && break
+  sleep 0.5
+done
+echo "  the old servers run again: $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list -f value -c Name -c Status | tr '\n' ' ')"
+
 say "P2V: a physical database host (pg-legacy-1: /boot, / and /var apart, SATA-only initramfs, no cloud-init) into one cloud image"
 disk=$(tilt/p2v/fixture.sh) # built once per machine (~3 min, with its LVM twin), then cached
 echo "  the server's disk: $disk"
@@ -474,50 +538,7 @@ OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-c
 rm -f "$state/p2v.qcow2"
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
-say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan, refusals, an address moved and back, console ports, rollback)"
-go build -o bin/netbridge ./services/netbridge/cmd/netbridge
-bin/netbridge --listen 127.0.0.1:7403 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
-  --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/netbridge.log" 2>&1 &
-nbpid=$!
-for _ in $(seq 1 60); do
-  grpcurl -plaintext 127.0.0.1:7403 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
-  sleep 0.5
-done
-nb() { grpcurl -plaintext -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
-oldnet=$(bin/hikkoshi-devcloud network-id)
-for p in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do
-  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port delete "$p" # an interrupted run's
-done
-bridge=$(nb CreateBridge "{\"request_id\":\"demo-bridge-$oldnet\",\"bridge_id\":\"old-vlan-101\",\"bridge\":{
-  \"mode\":\"BRIDGE_MODE_SHARED_L2\",\"old\":{\"cloud\":\"old-admin\",\"network_id\":\"$oldnet\"},
-  \"new\":{\"cloud\":\"new-admin\",\"physical_network\":\"physnet2\",\"network_name\":\"old-vlan-101-bridged\"},
-  \"shared_l2\":{\"old_keep_free\":16}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["bridge"]["name"])')
-echo "  CreateBridge → $bridge (old-admin's old-vlan-101, VLAN 101; the new cloud carries it on physnet2)"
-summary='
-import json, sys, collections
-p = json.load(sys.stdin)["plan"]
-kinds = collections.Counter("%s %s %s" % (c["action"], c["side"], c["kind"]) for c in p.get("changes", []))
-print("  %d changes, %d already as planned, %d conflicts" % (len(p.get("changes", [])), p.get("unchanged", 0), len(p.get("conflicts", []))))
-for k, n in sorted(kinds.items()): print("    %3d × %s" % (n, k))
-s = p.get("split", {})
-if s: print("  split: old pools %s → %s; new pools %s" % (s.get("originalPools"), s.get("oldPools"), s.get("newPools")))
-for c in p.get("conflicts", []): print("  CONFLICT", c.get("ipAddress", ""), c["reason"])
-print("  plan_etag", p.get("planEtag"))'
-nb PlanBridge "{\"name\":\"$bridge\"}" >"$state/plan.json"
-/usr/bin/python3 -c "$summary" <"$state/plan.json"
-etag=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["plan"]["planEtag"])' <"$state/plan.json")
-t0=$SECONDS
-nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" | /usr/bin/python3 -c '
-import json, sys
-r = json.load(sys.stdin); b = r["bridge"]
-print("  ApplyBridge: %d changes made, state %s, %d resources recorded" % (len(r.get("applied", [])), b["state"], len(b.get("resources", []))))'
-bridge_applied=1
-echo "  (apply took $((SECONDS - t0)) s)"
-echo "  PlanBridge again (nothing to do):"
-nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | head -1
-echo "  - an apply of the plan reviewed before is refused, the bridge changed since (ABORTED):"
-if out=$(nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
-sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+say "netbridge: refusals, an address moved and back, console ports, rollback"
 echo "  - web-1 still runs, so its address cannot move yet (FAILED_PRECONDITION):"
 if out=$(nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.21\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
@@ -553,7 +574,7 @@ echo "  (rollback took $((SECONDS - t0)) s; the old pools are as they were, for 
 kill -TERM "$nbpid"; wait "$nbpid" 2>/dev/null || true; nbpid=""
 
 say "what the service refuses, and how it says so"
-echo "  - a done workload cannot go back to converting (FAILED_PRECONDITION):"
+echo "  - a cut-over workload cannot go back to converting (FAILED_PRECONDITION):"
 refused UpdateWorkload '{"workload":{"name":"workloads/web-1","state":"WORKLOAD_STATE_CONVERTING"},"update_mask":{"paths":["state"]}}'
 echo "  - a bad request names its fields (INVALID_ARGUMENT with field violations):"
 refused CreateWorkload '{"workload_id":"Web_3","workload":{"role":"Web Server"}}'
