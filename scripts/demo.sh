@@ -132,7 +132,14 @@ go build -o bin/hikkoshi-devcloud ./platform/cmd/hikkoshi-devcloud
 say "what each cloud holds, seen through gophercloud and tilt/.state/devcloud/clouds.yaml"
 bin/hikkoshi-devcloud tour
 
-say "the estate in the old cloud: web and API servers on VLAN ports, a database on the qemu-TCG compute"
+# A run stopped half-way leaves moved servers: their replacements go, their old servers start again.
+bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
+for _ in $(seq 1 240); do
+  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
+  sleep 0.5
+done
+
+say "the estate in the old cloud: web and API servers on VLAN ports, databases (one on the qemu-TCG compute)"
 bin/hikkoshi-devcloud estate >"$state/estate.json"
 /usr/bin/python3 -c '
 import json, sys
@@ -239,7 +246,7 @@ say "follow every change: WatchWorkloads {include_existing: true} in the backgro
 grpcurl -plaintext -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads" >"$state/watch.json" 2>&1 &
 watcher=$!
 
-say "register the estate: its four servers (by their real server IDs) and a physical DB host"
+say "register the estate: its five servers (by their real server IDs) and a physical DB host"
 specs=()
 while read -r line; do
   specs+=("$(/usr/bin/python3 -c '
@@ -401,6 +408,11 @@ say "move wave 1 with the runner: the web and API roles, each server replaced be
 go build -o bin/hikkoshi-inv ./services/inventory/cmd/hikkoshi-inv
 hinv() { bin/hikkoshi-inv --inventory "$addr" "$@"; }
 override="the converter brings each image, and netbridge's bridge is the network (old-vlan-101-bridged)"
+echo "  first the pools as they were before the shows above: web-1 and api-1 back at weight 1, api-2 (an address without a server) out"
+web_lb=$(lbs ListLoadBalancers '{}' | /usr/bin/python3 -c 'import json,sys; print(next(l["name"] for l in json.load(sys.stdin)["loadBalancers"] if l.get("displayName") == "shop-web"))')
+lbs UpdateLoadBalancer "{\"name\":\"$web_lb\",\"member_changes\":[{\"set_weight\":{\"member\":{\"address\":\"10.101.0.21\",\"port\":8080},\"weight\":1}}]}" >/dev/null
+lbs UpdateLoadBalancer "{\"name\":\"$api_name\",\"member_changes\":[{\"set_weight\":{\"member\":{\"address\":\"10.101.0.31\",\"port\":8080},\"weight\":1}},
+  {\"remove\":{\"address\":\"10.101.0.32\",\"port\":8080}}]}" >/dev/null
 echo "  hikkoshi-inv wave run 1 --to new --dry-run: each workload's strategy, from its facts, its role and its load balancer's pool"
 hinv wave run 1 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
 echo "  the traffic meter runs through shop-web's and shop-api's VIPs (20 requests/s each) from before the run to after it"
@@ -428,10 +440,10 @@ for lb, f in (("shop-web", sys.argv[1]), ("shop-api", sys.argv[2])):
     bad += r["failed"]
 sys.exit(1 if bad else 0)' "$state/wave1-web.json" "$state/wave1-api.json"
 
-say "move wave 2 with the runner: the database keeps its address (netbridge moves it), after the operator's go"
+say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it), after the operator's go; what the runner cannot move is named"
 hinv wave run 2 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
 run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
-echo "  CreateRun → $run2; db-1 waits for the operator's go:"
+echo "  CreateRun → $run2; db-2 waits for the operator's go:"
 for _ in $(seq 1 120); do
   hinv wave status "$run2" -o json | /usr/bin/python3 -c '
 import json, sys
@@ -441,10 +453,10 @@ sys.exit(0 if any(w.get("stepState") == "STEP_STATE_WAITING" for w in r.get("wor
 done
 hinv wave status "$run2" | sed 's/^/  /'
 echo "  - approving a workload that is not waiting is refused (FAILED_PRECONDITION):"
-if out=$(hinv wave approve "$run2" db-phys 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
+if out=$(hinv wave approve "$run2" db-1 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
 echo "    $out"
-echo "  hikkoshi-inv wave approve $run2 db-1; then --follow:"
-hinv wave approve "$run2" db-1 >/dev/null
+echo "  hikkoshi-inv wave approve $run2 db-2; then --follow:"
+hinv wave approve "$run2" db-2 >/dev/null
 hinv wave status "$run2" --follow | sed 's/^/  /'
 hinv wave status "$run2" -o json | /usr/bin/python3 -c '
 import json, sys
@@ -461,15 +473,11 @@ job2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.l
 ip2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["sourceAddress"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
 cv RevertJob "{\"name\":\"$job2\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; print("  %s %s: its server, image and snapshot deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower()))'
 nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip2\"}" | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]' 
-db1=$(/usr/bin/python3 -c '
-import json, sys
-for line in open(sys.argv[1]):
-    m = json.loads(line)
-    if m["name"] == "db-1": print(m["server_id"])' "$state/estate.json")
-OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$db1"
+old2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["sourceServerId"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
+OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$old2"
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
 for _ in $(seq 1 240); do
-  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name)" ]] && break
+  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
   sleep 0.5
 done
 echo "  the old servers run again: $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list -f value -c Name -c Status | tr '\n' ' ')"

@@ -72,8 +72,8 @@ func newWave(g *globals) *cobra.Command {
 	f.StringVar(&override, "override-preflight", "", "start although the pre-flight is not ready, for this reason (recorded)")
 	f.BoolVar(&approve, "approve-stateful", false, "move stateful workloads without an ApproveStep each")
 	f.StringVar(&health, "health-check", "", "probe of each replacement (tcp:PORT, http:PORT/PATH); default tcp and the member's port")
-	f.StringSliceVar(&nets, "network", nil, "SOURCE_NETWORK_ID=DESTINATION_NETWORK_ID (repeatable); default: netbridge's bridges")
-	f.StringSliceVar(&roles, "role", nil, "ROLE:max_surge=N,min_healthy=N,drain=SECONDS (repeatable)")
+	f.StringArrayVar(&nets, "network", nil, "SOURCE_NETWORK_ID=DESTINATION_NETWORK_ID (repeatable); default: netbridge's bridges")
+	f.StringArrayVar(&roles, "role", nil, "ROLE:max_surge=N,min_healthy=N,drain=SECONDS (repeatable)")
 	f.StringVar(&requestID, "request-id", "", "makes the call idempotent: a repeat returns the run it started")
 	f.BoolVar(&follow, "follow", false, "follow the run until it ends (exit 4 unless it ends done)")
 
