@@ -34,8 +34,11 @@ cleanup() {
   [[ -n "$watcher" ]] && kill "$watcher" 2>/dev/null || true
   if ((bridge_applied)) && [[ -n "$nbpid" ]]; then
     # A run stopped in the netbridge step: put the address and the networks back.
-    echo "rolling the bridge back (the run stopped before its rollback)"
-    nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\"}" >/dev/null 2>&1 || true
+    echo "rolling the bridge back (the run stopped before its rollback): the moves undone first"
+    bin/hikkoshi-devcloud undo-moves >/dev/null 2>&1 || true
+    for ip in 10.101.0.40 10.101.0.42; do
+      nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip\"}" >/dev/null 2>&1 || true
+    done
     nb RollbackBridge "{\"name\":\"$bridge\"}" >/dev/null 2>&1 || true
   fi
   [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
@@ -126,7 +129,12 @@ start_lbaas() {
 
 say "dev cloud: two OpenStack clouds (Zed, Debian's packages) on 127.0.0.1 — tilt/devcloud/devcloud.sh up --libvirt"
 curl -s -o /dev/null --max-time 2 http://127.0.0.1:5000/v3 || devcloud_started=1
-tilt/devcloud/devcloud.sh up --libvirt 2>&1 | sed -n 's/^\[devcloud [0-9:]*\] //p; /^  [a-z]/p' | grep -v '^phase: ' | sed 's/^/  /'
+if ! tilt/devcloud/devcloud.sh up --libvirt >"$state/devcloud-up.log" 2>&1; then
+  tail -20 "$state/devcloud-up.log" >&2
+  echo "the dev cloud did not come up: $state/devcloud-up.log" >&2
+  exit 1
+fi
+sed -n 's/^\[devcloud [0-9:]*\] //p; /^  [a-z]/p' "$state/devcloud-up.log" | grep -v '^phase: ' | sed 's/^/  /'
 go build -o bin/hikkoshi-devcloud ./platform/cmd/hikkoshi-devcloud
 
 say "what each cloud holds, seen through gophercloud and tilt/.state/devcloud/clouds.yaml"
