@@ -450,7 +450,7 @@ sys.exit(1 if bad else 0)' "$state/wave1-web.json" "$state/wave1-api.json"
 
 say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it), after the operator's go; what the runner cannot move is named"
 hinv wave run 2 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
-run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
 echo "  CreateRun → $run2; db-2 waits for the operator's go:"
 for _ in $(seq 1 120); do
   hinv wave status "$run2" -o json | /usr/bin/python3 -c '
@@ -471,7 +471,7 @@ import json, sys
 r = json.load(sys.stdin)
 for w in r.get("workloads", []):
     if w.get("downtimeMs"):
-        print("  downtime of %s: %.1f s (stopped at %s, its replacement up on %s in the new cloud)" % (w["displayName"], int(w["downtimeMs"]) / 1000, w["stoppedTime"], w.get("sourceAddress")))
+        print("  downtime of %s: %.1f s (from its stop at %s to its replacement answering the health probe on %s in the new cloud)" % (w["displayName"], int(w["downtimeMs"]) / 1000, w["stoppedTime"], w.get("sourceAddress")))
     for e in w.get("events", []):
         print("    %s" % e)' | head -30
 
@@ -484,6 +484,9 @@ nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip2\"}" | /usr/bin
 old2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["sourceServerId"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
 OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$old2"
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
+for s in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c ID -c Name | awk '$2 ~ /^(web|api|db)-[0-9]+$/ {print $1}'); do
+  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$s" || true
+done
 for _ in $(seq 1 240); do
   [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
   sleep 0.5
