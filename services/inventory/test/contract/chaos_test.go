@@ -27,14 +27,20 @@ import (
 // of an OpenStack API process of the dev cloud.
 var faults = []string{"runner", "converter", "lbaas", "octavia-api", "nova-api-old", "glance-new", "neutron-server"}
 
+// processFaults are the faults that touch only the test's own processes: the tests
+// of other packages, running beside this one on the same dev cloud, would see an
+// API restart too, so the OpenStack restarts run only when asked for
+// (HIKKOSHI_CHAOS_API_RESTARTS=1, as scripts/chaos.sh does).
+var processFaults = []string{"runner", "converter", "lbaas"}
+
 // TestWaveRunSurvivesChaos runs a wave of two web servers behind a load balancer
 // while, at a random step of a random workload (seeded, printed), one fault
 // strikes. Every round must end with the wave done, no request of the meter
 // through the load balancer failed, and nothing done twice or left behind: one
 // converter job per workload, one replacement server and port each, the pool's
 // members exactly the replacements, no image pieces. HIKKOSHI_CHAOS_ROUNDS sets the
-// rounds (default 2: each kind of fault gets its turn over scripts/chaos.sh's 20),
-// HIKKOSHI_CHAOS_SEED the seed.
+// rounds (default 2; scripts/chaos.sh runs 20, each kind of fault in turn),
+// HIKKOSHI_CHAOS_SEED the seed, HIKKOSHI_CHAOS_API_RESTARTS=1 adds the API restarts.
 func TestWaveRunSurvivesChaos(t *testing.T) {
 	rounds := 2
 	if n, err := strconv.Atoi(os.Getenv("HIKKOSHI_CHAOS_ROUNDS")); err == nil && n > 0 {
@@ -46,10 +52,14 @@ func TestWaveRunSurvivesChaos(t *testing.T) {
 	}
 	t.Logf("chaos: %d rounds, seed %d (HIKKOSHI_CHAOS_SEED=%d repeats them)", rounds, seed, seed)
 	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
-	order := rng.Perm(len(faults))
+	kinds := processFaults
+	if os.Getenv("HIKKOSHI_CHAOS_API_RESTARTS") == "1" {
+		kinds = faults
+	}
+	order := rng.Perm(len(kinds))
 	var results []string
 	for r := range rounds {
-		fault := faults[order[r%len(faults)]]
+		fault := kinds[order[r%len(kinds)]]
 		steps := statelessStepsForChaos()
 		target, step := rng.IntN(2), steps[rng.IntN(len(steps))]
 		name := fmt.Sprintf("round-%d-%s-at-%d-%s", r+1, fault, target, strings.ToLower(strings.TrimPrefix(step.String(), "RUN_STEP_")))
