@@ -25,6 +25,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 NETNS = "hikkoshi-dp"
@@ -62,12 +63,30 @@ def _run(*args, check=True):
     return p
 
 
+_local_locks = {}
+_local_guard = threading.Lock()
+
+
 @contextlib.contextmanager
 def locked(name):
-    """An exclusive flock on STATE/dataplane/NAME.lock, across processes."""
+    """An exclusive flock on STATE/dataplane/NAME.lock, across processes.
+
+    Nova's and Octavia's processes run eventlet: a blocking flock would stop every
+    green thread of the process, and a second one waiting for a lock the first holds
+    (two servers started at once) would never let the first go on: a deadlock seen
+    with nova-compute. So the process's own threads queue on a threading lock (green
+    under eventlet), and the flock is polled without blocking.
+    """
+    with _local_guard:
+        local = _local_locks.setdefault(name, threading.Lock())
     path = os.path.join(state_dir(), name + ".lock")
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with local, open(path, "a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.02)
         try:
             yield
         finally:
