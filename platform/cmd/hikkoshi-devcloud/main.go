@@ -351,7 +351,7 @@ var members = []member{
 	{Name: "web-1", Role: "web", IP: "10.101.0.21", Zone: "nova"},
 	{Name: "web-2", Role: "web", IP: "10.101.0.22", Zone: "nova"},
 	{Name: "api-1", Role: "api", IP: "10.101.0.31", Zone: "nova"},
-	{Name: "db-1", Role: "db", Zone: devcloud.ZoneTCG}, // a real disk: V2V copies its bytes
+	{Name: "db-1", Role: "db", Zone: devcloud.ZoneTCG},          // a real disk: V2V copies its bytes
 	{Name: "db-2", Role: "db", IP: "10.101.0.42", Zone: "nova"}, // keeps its address when it moves
 }
 

@@ -522,7 +522,9 @@ func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
 	for _, w := range end.GetWorkloads() {
 		f.replacements = append(f.replacements, w.GetNewServerId())
 		if j, err := s.converter.GetJob(ctx, &converterv1.GetJobRequest{Name: w.GetJob()}); err == nil {
-			t.Cleanup(func() { _ = images.Delete(context.Background(), s.newI, j.GetJob().GetCreated().GetImageId()).ExtractErr() })
+			t.Cleanup(func() {
+				_ = images.Delete(context.Background(), s.newI, j.GetJob().GetCreated().GetImageId()).ExtractErr()
+			})
 		}
 	}
 	_, err = s.runs.PauseRun(ctx, &inventoryv1.PauseRunRequest{Name: end.GetName()})
@@ -541,7 +543,9 @@ func addrs(r *meter.Report) string {
 	for k := range r.Addresses {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return r.Addresses[keys[i]].FirstSentUnixMs < r.Addresses[keys[j]].FirstSentUnixMs })
+	sort.Slice(keys, func(i, j int) bool {
+		return r.Addresses[keys[i]].FirstSentUnixMs < r.Addresses[keys[j]].FirstSentUnixMs
+	})
 	var out []string
 	for _, k := range keys {
 		out = append(out, fmt.Sprintf("%s=%d", k, r.Addresses[k].Count))
