@@ -70,7 +70,46 @@ type Runner struct {
 	Log   *slog.Logger
 }
 
+// openRetry is how long opening a cloud is retried while its APIs restart.
+const openRetry = 2 * time.Minute
+
+// open opens a cloud's clients, retrying while an API is restarting (its endpoint
+// refuses connections or answers 502/503/504): an API process's restart must not
+// fail a job that has not started yet.
 func (r *Runner) open(ctx context.Context, name string) (clients, error) {
+	deadline := time.Now().Add(openRetry)
+	for {
+		cl, err := r.openOnce(ctx, name)
+		if err == nil || !passing(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return cl, err
+		}
+		if r.Log != nil {
+			r.Log.Warn("opening a cloud while an API restarts; retrying", "cloud", name, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return cl, err
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// passing reports whether err is an API that is restarting rather than refusing.
+func passing(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return true
+	}
+	for _, code := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
+		if gophercloud.ResponseCodeIs(err, code) {
+			return true
+		}
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset")
+}
+
+func (r *Runner) openOnce(ctx context.Context, name string) (clients, error) {
 	var opts []cloud.Option
 	if r.CloudsYAML != "" {
 		opts = append(opts, cloud.WithCloudsYAML(r.CloudsYAML))
