@@ -10,7 +10,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/proto"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
@@ -398,5 +397,3 @@ func (s *Server) DecommissionRun(ctx context.Context, req *inventoryv1.Decommiss
 	resp.Run, _, err = s.e.Store.Get(ctx, id)
 	return resp, err
 }
-
-var _ = proto.Clone

@@ -20,6 +20,9 @@ func TestMain(m *testing.M) {
 	binary = bin
 	code := m.Run()
 	cleanup()
+	for _, c := range binCleanups {
+		c()
+	}
 	os.Exit(code)
 }
 

@@ -37,6 +37,8 @@ var (
 	buildOnce sync.Once
 	binErr    error
 	bins      = map[string]string{}
+	// binCleanups remove the build directories; TestMain calls them at the end.
+	binCleanups []func()
 )
 
 func serviceBinary(t *testing.T, svc string) string {
@@ -54,7 +56,7 @@ func serviceBinary(t *testing.T, svc string) string {
 				return
 			}
 			bins[s.name] = bin
-			_ = cleanup // the build directory goes with the test process's temp dir
+			binCleanups = append(binCleanups, cleanup)
 		}
 	})
 	if binErr != nil {
