@@ -401,3 +401,23 @@ func TestStuckChildrenAreRebuiltSerially(t *testing.T) {
 		t.Fatal("the client did not switch to serial creates")
 	}
 }
+
+func TestStuckParentInASerialCreateIsRebuilt(t *testing.T) {
+	f, c := newFake(t)
+	c.serial = true
+	// The provider leaves the new listener PENDING_CREATE under an ACTIVE load
+	// balancer (seen in the dev cloud's Octavia: its pool then answered 409
+	// "immutable" to every member): no child is sent to it, the load balancer is
+	// deleted (cascade) and built again.
+	f.childStatus = "PENDING_CREATE"
+	created, tree, err := c.CreateReady(t.Context(), proxySpec("PROXY"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.Mode != SerialAfterStuck || f.count("DELETE /loadbalancers/lb1") != 1 || len(tree.Pending()) != 0 {
+		t.Fatalf("mode %s, %d deletes, pending %v: want a rebuild after one cascade delete", created.Mode, f.count("DELETE /loadbalancers/lb1"), tree.Pending())
+	}
+	if n := f.count("POST /pools"); n != 1 {
+		t.Fatalf("%d pool creates: want none under the stuck listener, one after the rebuild", n)
+	}
+}

@@ -164,7 +164,10 @@ func (c *Client) createSerially(ctx context.Context, spec Spec) (lb *LoadBalance
 	unlock := c.lock(lb.ID)
 	defer unlock()
 	step := func(what string, call func() error) error {
-		if _, err := c.waitActive(ctx, lb.ID, nil); err != nil {
+		// The whole tree, not only the load balancer: a parent the provider left
+		// PENDING_CREATE under an ACTIVE load balancer refuses children with 409
+		// "immutable" forever (see StuckError).
+		if _, err := c.WaitReady(ctx, lb.ID, nil); err != nil {
 			return err
 		}
 		if err := c.retry(ctx, lb.ID, call); err != nil {

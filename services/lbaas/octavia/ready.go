@@ -2,6 +2,7 @@ package octavia
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -77,34 +78,46 @@ func (t *Tree) Pending() []string {
 	return out
 }
 
+// stuckAttempts is how many serial creates CreateReady tries after a create left
+// objects stuck (each one is deleted with cascade before the next).
+const stuckAttempts = 3
+
 // CreateReady creates the load balancer (see Create) and waits until it and every
-// object under it is ACTIVE. If a single-call create leaves children stuck (see
-// StuckError), it deletes the load balancer (cascade) and builds it again serially,
-// and this client creates serially from then on. observe sees each status (may be nil).
+// object under it is ACTIVE. If a create leaves objects stuck (see StuckError), it
+// deletes the load balancer (cascade) and builds it again serially, up to
+// stuckAttempts times; after a stuck single-call create this client creates serially
+// from then on. observe sees each status (may be nil).
 func (c *Client) CreateReady(ctx context.Context, spec Spec, observe func(*LoadBalancer)) (*Created, *Tree, error) {
 	ctx, cancel := c.withDeadline(ctx)
 	defer cancel()
 	created, err := c.Create(ctx, spec)
-	if err != nil {
-		return nil, nil, err
+	var t *Tree
+	if err == nil {
+		t, err = c.WaitReady(ctx, created.LoadBalancer.ID, observe)
 	}
-	t, err := c.WaitReady(ctx, created.LoadBalancer.ID, observe)
-	stuck, isStuck := err.(*StuckError)
-	if err == nil || !isStuck || created.Mode != SingleCall {
-		return created, t, err
+	var stuck *StuckError
+	for attempt := 0; errors.As(err, &stuck) && attempt < stuckAttempts; attempt++ {
+		if created != nil {
+			// Created but stuck afterwards: ours to delete. (A serial create that
+			// failed part way has deleted its load balancer already.)
+			if created.Mode == SingleCall {
+				c.mu.Lock()
+				c.serial = true
+				c.mu.Unlock()
+			}
+			if derr := c.Delete(ctx, created.LoadBalancer.ID); derr != nil && !IsNotFound(derr) {
+				return created, t, fmt.Errorf("%w; deleting it failed too: %v", stuck, derr)
+			}
+		}
+		var lb *LoadBalancer
+		lb, err = c.createSerially(ctx, spec)
+		if err != nil {
+			created, t, err = nil, nil, fmt.Errorf("after a stuck create (%v): %w", stuck, err)
+			continue
+		}
+		created = &Created{LoadBalancer: lb, Mode: SerialAfterStuck}
+		t, err = c.WaitReady(ctx, lb.ID, observe)
 	}
-	c.mu.Lock()
-	c.serial = true
-	c.mu.Unlock()
-	if derr := c.Delete(ctx, created.LoadBalancer.ID); derr != nil {
-		return created, t, fmt.Errorf("%w; deleting it failed too: %v", stuck, derr)
-	}
-	lb, err := c.createSerially(ctx, spec)
-	if err != nil {
-		return nil, nil, fmt.Errorf("after a stuck single-call create (%v): %w", stuck, err)
-	}
-	created = &Created{LoadBalancer: lb, Mode: SerialAfterStuck}
-	t, err = c.WaitReady(ctx, lb.ID, observe)
 	return created, t, err
 }
 
