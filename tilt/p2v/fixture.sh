@@ -108,7 +108,20 @@ menuentry 'Debian GNU/Linux (pg-legacy-1)' {
   initrd /initrd.img-$kver
 }
 GRUB
-rm -f "$tree"/etc/ssh/ssh_host_*_key* # a real box has its own; P2V keeps whatever is there
+# The box's own identity, which a move must keep: its SSH host keys (made when
+# openssh-server was installed), an administrator's key in root's authorized_keys,
+# and a user of its own with a key and a password.
+[[ -e "$tree/etc/ssh/ssh_host_ed25519_key.pub" ]] || chroot "$tree" ssh-keygen -A
+for who in admin@jumphost ops@laptop; do
+  chroot "$tree" ssh-keygen -q -t ed25519 -N '' -C "$who" -f "/tmp/$who"
+done
+install -d -m 700 "$tree/root/.ssh"
+install -m 600 "$tree/tmp/admin@jumphost.pub" "$tree/root/.ssh/authorized_keys"
+chroot "$tree" useradd -m -u 1000 -s /bin/bash -c 'Operations' ops
+echo 'ops:ops-password' | chroot "$tree" chpasswd
+install -d -m 700 -o 1000 -g 1000 "$tree/home/ops/.ssh"
+install -m 600 -o 1000 -g 1000 "$tree/tmp/ops@laptop.pub" "$tree/home/ops/.ssh/authorized_keys"
+rm -f "$tree"/tmp/*@*
 chroot "$tree" apt-get clean
 
 log "splitting /boot and /var off the root tree"

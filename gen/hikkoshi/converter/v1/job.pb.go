@@ -437,8 +437,15 @@ type P2VSource struct {
 	// fetched like agent_disk, and they are read together as with more_disk_paths.
 	// With agent_url.
 	MoreAgentDisks []int32 `protobuf:"varint,7,rep,packed,name=more_agent_disks,json=moreAgentDisks,proto3" json:"more_agent_disks,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// key_pair_user is an existing user of the server (in its /etc/passwd) whose
+	// authorized_keys get the cloud's key pair (the instance's public keys) once, at
+	// the first boot of each instance of the image; empty: the key pair goes to
+	// nobody. Either way the server keeps its own host keys, users and
+	// authorized_keys: the image's cloud-init creates no user and does not touch
+	// root's keys (see the README, "A moved server's first boot").
+	KeyPairUser   string `protobuf:"bytes,8,opt,name=key_pair_user,json=keyPairUser,proto3" json:"key_pair_user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *P2VSource) Reset() {
@@ -518,6 +525,13 @@ func (x *P2VSource) GetMoreAgentDisks() []int32 {
 		return x.MoreAgentDisks
 	}
 	return nil
+}
+
+func (x *P2VSource) GetKeyPairUser() string {
+	if x != nil {
+		return x.KeyPairUser
+	}
+	return ""
 }
 
 // P2VImage is where a P2V job's image goes.
@@ -714,7 +728,11 @@ type Inspection struct {
 	// problems are what the inspection could not find.
 	Problems []string `protobuf:"bytes,12,rep,name=problems,proto3" json:"problems,omitempty"`
 	// firmware is "bios", or "uefi" when the disk has an EFI system partition.
-	Firmware      string `protobuf:"bytes,13,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	Firmware string `protobuf:"bytes,13,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	// ssh_host_keys are the server's SSH host key fingerprints as ssh-keygen -l shows
+	// them ("ED25519 SHA256:…"): a moved server prints the same on its console at its
+	// first boot in the cloud (cloud-init's keys-to-console).
+	SshHostKeys   []string `protobuf:"bytes,14,rep,name=ssh_host_keys,json=sshHostKeys,proto3" json:"ssh_host_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -838,6 +856,13 @@ func (x *Inspection) GetFirmware() string {
 		return x.Firmware
 	}
 	return ""
+}
+
+func (x *Inspection) GetSshHostKeys() []string {
+	if x != nil {
+		return x.SshHostKeys
+	}
+	return nil
 }
 
 // InspectedPartition is one partition of a physical server's disk, or one logical
@@ -1206,7 +1231,13 @@ type V2VDestination struct {
 	// pool instead of the source's: a live move of a stateless server, whose source
 	// keeps serving on its own address while the replacement joins its pool. Not with
 	// fixed_ip, port_id or nics.
-	NewAddress    bool `protobuf:"varint,12,opt,name=new_address,json=newAddress,proto3" json:"new_address,omitempty"`
+	NewAddress bool `protobuf:"varint,12,opt,name=new_address,json=newAddress,proto3" json:"new_address,omitempty"`
+	// key_pair_user is an existing user of the guest whose authorized_keys get the
+	// destination key pair at the first boot in the new cloud; empty: the key pair
+	// goes to nobody. The server boots with user data that keeps its identity on a
+	// guest with cloud-init (its host keys, users, authorized_keys, host name, …):
+	// a new instance ID would otherwise make cloud-init treat it as a new server.
+	KeyPairUser   string `protobuf:"bytes,13,opt,name=key_pair_user,json=keyPairUser,proto3" json:"key_pair_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1323,6 +1354,13 @@ func (x *V2VDestination) GetNewAddress() bool {
 		return x.NewAddress
 	}
 	return false
+}
+
+func (x *V2VDestination) GetKeyPairUser() string {
+	if x != nil {
+		return x.KeyPairUser
+	}
+	return ""
 }
 
 // V2VNic is where one of the server's NICs goes.
@@ -1744,7 +1782,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"p2v_source\x18\x12 \x01(\v2 .hikkoshi.converter.v1.P2VSourceR\tp2vSource\x12<\n" +
 	"\tp2v_image\x18\x13 \x01(\v2\x1f.hikkoshi.converter.v1.P2VImageR\bp2vImage\x12?\n" +
 	"\n" +
-	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"\xed\x01\n" +
+	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"\x91\x02\n" +
 	"\tP2VSource\x12\x1b\n" +
 	"\tdisk_path\x18\x01 \x01(\tR\bdiskPath\x12\x12\n" +
 	"\x04nics\x18\x02 \x03(\tR\x04nics\x12!\n" +
@@ -1753,7 +1791,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"agent_disk\x18\x05 \x01(\x05R\tagentDisk\x12&\n" +
 	"\x0fmore_disk_paths\x18\x06 \x03(\tR\rmoreDiskPaths\x12(\n" +
-	"\x10more_agent_disks\x18\a \x03(\x05R\x0emoreAgentDisks\"4\n" +
+	"\x10more_agent_disks\x18\a \x03(\x05R\x0emoreAgentDisks\x12\"\n" +
+	"\rkey_pair_user\x18\b \x01(\tR\vkeyPairUser\"4\n" +
 	"\bP2VImage\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\x89\x03\n" +
@@ -1772,7 +1811,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\bfirmware\x18\b \x01(\tR\bfirmware\x1a<\n" +
 	"\x0eTimingsMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xe6\x03\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x8a\x04\n" +
 	"\n" +
 	"Inspection\x12'\n" +
 	"\x0fpartition_table\x18\x01 \x01(\tR\x0epartitionTable\x12I\n" +
@@ -1794,7 +1833,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
 	"cloud_init\x18\v \x01(\bR\tcloudInit\x12\x1a\n" +
 	"\bproblems\x18\f \x03(\tR\bproblems\x12\x1a\n" +
-	"\bfirmware\x18\r \x01(\tR\bfirmware\"\x89\x02\n" +
+	"\bfirmware\x18\r \x01(\tR\bfirmware\x12\"\n" +
+	"\rssh_host_keys\x18\x0e \x03(\tR\vsshHostKeys\"\x89\x02\n" +
 	"\x12InspectedPartition\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
 	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +
@@ -1825,7 +1865,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
 	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\x12\x12\n" +
-	"\x04live\x18\x04 \x01(\bR\x04live\"\x92\x03\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\"\xb6\x03\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -1841,7 +1881,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	" \x01(\bR\astopped\x121\n" +
 	"\x04nics\x18\v \x03(\v2\x1d.hikkoshi.converter.v1.V2VNicR\x04nics\x12\x1f\n" +
 	"\vnew_address\x18\f \x01(\bR\n" +
-	"newAddress\"v\n" +
+	"newAddress\x12\"\n" +
+	"\rkey_pair_user\x18\r \x01(\tR\vkeyPairUser\"v\n" +
 	"\x06V2VNic\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x19\n" +

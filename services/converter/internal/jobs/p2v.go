@@ -35,6 +35,7 @@ func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 	if a != nil {
 		in.OsId, in.OsFamily, in.OsVersion, in.OsPretty = a.OS.ID, a.OS.Family, a.OS.Version, a.OS.Pretty
 		in.Kernels, in.InitramfsTool, in.Bootloader, in.CloudInit, in.Problems, in.Firmware = a.Kernels, a.InitramfsTool, a.Bootloader, a.CloudInit, a.Problems, a.Firmware
+		in.SshHostKeys = a.SSHHostKeys
 		for _, n := range a.Network {
 			in.Network = append(in.Network, &converterv1.NetworkConfig{Kind: n.Kind, Files: n.Files, Interfaces: n.Interfaces})
 		}
@@ -107,7 +108,8 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if err != nil {
 		return err
 	}
-	res, err := p2v.Convert(ctx, diskPath, p2v.Options{Work: filepath.Join(work, "build"), MoreDisks: more, NICs: nics, CloudInitDebs: r.CloudInitDebs, Log: r.Log})
+	res, err := p2v.Convert(ctx, diskPath, p2v.Options{Work: filepath.Join(work, "build"), MoreDisks: more, NICs: nics, CloudInitDebs: r.CloudInitDebs,
+		KeyPairUser: j.GetP2VSource().GetKeyPairUser(), Log: r.Log})
 	if err != nil {
 		return fmt.Errorf("build: %w", err)
 	}

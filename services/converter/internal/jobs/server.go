@@ -19,6 +19,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
 )
 
@@ -110,6 +111,9 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 				v.Add(fmt.Sprintf("job.p2v_source.nics[%d]", i), "%v", err)
 			}
 		}
+		if err := cloudinit.CheckUser(j.GetP2VSource().GetKeyPairUser()); err != nil {
+			v.Add("job.p2v_source.key_pair_user", "%v", err)
+		}
 		if j.GetP2VImage().GetCloud() == "" && !j.GetP2VSource().GetInspectOnly() {
 			v.Add("job.p2v_image.cloud", "required: the clouds.yaml entry whose Glance gets the image (or set p2v_source.inspect_only for a dry run)")
 		}
@@ -156,6 +160,9 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	}
 	if ip := j.GetDestination().GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
+	}
+	if err := cloudinit.CheckUser(d.GetKeyPairUser()); err != nil {
+		v.Add("job.destination.key_pair_user", "%v", err)
 	}
 	if d.GetNewAddress() && (d.GetFixedIp() != "" || d.GetPortId() != "" || len(d.GetNics()) > 0) {
 		v.Add("job.destination.new_address", "a new address is chosen by Neutron on network_id: leave fixed_ip, port_id and nics empty")

@@ -12,8 +12,8 @@ import (
 
 // BootOptions describe a boot under qemu to check an image.
 type BootOptions struct {
-	// Disk is the image; Format its format (qcow2, raw). It is opened snapshot=on:
-	// the boot writes nothing to it.
+	// Disk is the image; Format its format (qcow2, raw). It is opened snapshot=on
+	// (the boot writes nothing to it) unless Writable.
 	Disk, Format string
 	// Bus is "virtio" (a cloud's disk) or "sata".
 	Bus string
@@ -30,6 +30,12 @@ type BootOptions struct {
 	Timeout time.Duration
 	// UEFI boots with OVMF (Debian's ovmf package) instead of SeaBIOS.
 	UEFI bool
+	// Writable opens Disk without snapshot=on: what the guest writes stays (give it
+	// an overlay of the image to look at its first boot afterwards).
+	Writable bool
+	// Drives are further raw files the guest sees as read-only virtio disks after
+	// Disk (a config drive).
+	Drives []string
 }
 
 // OVMF is the UEFI firmware Boot uses.
@@ -37,7 +43,8 @@ const OVMF = "/usr/share/ovmf/OVMF.fd"
 
 // Boot boots an image under qemu with TCG (KVM does not work on these machines) and
 // watches its serial console. It returns the console's text and whether Want
-// appeared before a Fail pattern, the guest's end or the timeout.
+// appeared before a Fail pattern, the guest's end or the timeout; the timeout is an
+// error that says so.
 func Boot(ctx context.Context, o BootOptions) (string, bool, error) {
 	log, err := os.CreateTemp("", "p2v-boot-*.log")
 	if err != nil {
@@ -45,7 +52,10 @@ func Boot(ctx context.Context, o BootOptions) (string, bool, error) {
 	}
 	log.Close()
 	defer os.Remove(log.Name())
-	drive := fmt.Sprintf("file=%s,format=%s,snapshot=on", o.Disk, o.Format)
+	drive := fmt.Sprintf("file=%s,format=%s", o.Disk, o.Format)
+	if !o.Writable {
+		drive += ",snapshot=on"
+	}
 	args := []string{"-accel", "tcg", "-cpu", "max", "-m", "1024", "-no-reboot", "-display", "none", "-monitor", "none",
 		"-serial", "file:" + log.Name()}
 	switch o.Bus {
@@ -53,6 +63,9 @@ func Boot(ctx context.Context, o BootOptions) (string, bool, error) {
 		args = append(args, "-drive", drive+",if=none,id=d0", "-device", "ahci,id=ahci", "-device", "ide-hd,drive=d0,bus=ahci.0")
 	default:
 		args = append(args, "-drive", drive+",if=virtio")
+	}
+	for _, d := range o.Drives {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,format=raw,if=virtio,readonly=on", d))
 	}
 	if o.MAC != "" {
 		args = append(args, "-nic", "user,restrict=on,model=virtio-net-pci,mac="+o.MAC)
@@ -65,6 +78,7 @@ func Boot(ctx context.Context, o BootOptions) (string, bool, error) {
 	if o.Kernel != "" {
 		args = append(args, "-kernel", o.Kernel, "-initrd", o.Initrd, "-append", o.Append)
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
@@ -100,10 +114,15 @@ func Boot(ctx context.Context, o BootOptions) (string, bool, error) {
 		select {
 		case err := <-done:
 			b, _ := os.ReadFile(log.Name())
-			if ctx.Err() == nil && err != nil {
+			switch {
+			case want.Match(b):
+				return string(b), true, nil
+			case ctx.Err() != nil && start.Add(o.Timeout).Before(time.Now()):
+				return string(b), false, fmt.Errorf("no %q on the serial console after %v (%d bytes of console)", o.Want, o.Timeout, len(b))
+			case ctx.Err() == nil && err != nil:
 				return string(b), false, fmt.Errorf("qemu: %w: %s", err, stderr.String())
 			}
-			return string(b), want.Match(b), nil
+			return string(b), false, nil
 		case <-tick.C:
 		}
 	}

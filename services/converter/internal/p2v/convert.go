@@ -32,7 +32,10 @@ type Options struct {
 	// CloudInitDebs is a directory of .deb files to install cloud-init from (an
 	// offline worker); empty: from the server's own package sources.
 	CloudInitDebs string
-	Log           *slog.Logger
+	// KeyPairUser is the server's existing user whose authorized_keys get the
+	// cloud's key pair at the first boot; empty: nobody's.
+	KeyPairUser string
+	Log         *slog.Logger
 	// Step is told each step as it begins ("inspect", "build", "copy", …).
 	Step func(string)
 }
@@ -240,7 +243,7 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	if n := len(a.Kernels); n > 0 {
 		kernel = a.Kernels[n-1]
 	}
-	fx, err := PlanFixup(nt, a, res.RootUUID, kernel, o.NICs)
+	fx, err := PlanFixup(nt, a, res.RootUUID, kernel, o.NICs, o.KeyPairUser)
 	if err != nil {
 		return res, err
 	}
@@ -251,6 +254,11 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	for p, content := range fx.Files {
 		if err := writeFile(filepath.Join(nt, p), content); err != nil {
 			return res, err
+		}
+		if m, ok := fx.Modes[p]; ok {
+			if err := os.Chmod(filepath.Join(nt, p), m); err != nil {
+				return res, err
+			}
 		}
 	}
 	if err := chrootPrep(u, nt); err != nil {
@@ -526,14 +534,15 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 		if err := chroot("apt-get", "update", "-q"); err != nil {
 			return err
 		}
-		err := chroot("apt-get", "install", "-y", "-q", "--no-install-recommends", "cloud-init")
+		// cloud-guest-utils has growpart: the root grows to the flavor's disk.
+		err := chroot("apt-get", "install", "-y", "-q", "--no-install-recommends", "cloud-init", "cloud-guest-utils")
 		_ = chroot("apt-get", "clean")
 		return err
 	case "rhel":
 		if exists(filepath.Join(nt, "usr/bin/dnf")) {
-			return chroot("dnf", "install", "-y", "cloud-init")
+			return chroot("dnf", "install", "-y", "cloud-init", "cloud-utils-growpart")
 		}
-		return chroot("yum", "install", "-y", "cloud-init")
+		return chroot("yum", "install", "-y", "cloud-init", "cloud-utils-growpart")
 	}
 	return fmt.Errorf("%w: cannot install cloud-init on %q (family %q)", ErrUnsupported, a.OS.ID, a.OS.Family)
 }

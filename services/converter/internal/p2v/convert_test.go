@@ -99,11 +99,13 @@ func convertedOf(ctx context.Context, t *testing.T, disks []string, mac string, 
 // console's text.
 func bootsToLogin(ctx context.Context, t *testing.T, img, mac string, uefi bool) string {
 	t.Helper()
+	start := time.Now()
 	console, ok, err := Boot(ctx, BootOptions{Disk: img, Format: "qcow2", Bus: "virtio", MAC: mac, UEFI: uefi,
 		Want: `login:`, Fail: []string{`ALERT!`, `Kernel panic`, `Gave up waiting`, `emergency mode`}, Timeout: 6 * time.Minute})
 	if err != nil || !ok {
 		lines := strings.Split(console, "\n")
-		t.Fatalf("the converted server did not reach a login prompt (%v):\n%s", err, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		t.Fatalf("the converted server did not reach a login prompt (%v) in %v:\n%s", err, time.Since(start).Round(time.Second), strings.Join(lines[max(0, len(lines)-40):], "\n"))
 	}
+	t.Logf("login: on the serial console after %v", time.Since(start).Round(time.Second))
 	return console
 }

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 )
 
 // VirtioModules are what the initramfs needs to find its root on a cloud's disk and
@@ -16,17 +18,6 @@ var VirtioModules = []string{"virtio_pci", "virtio_blk", "virtio_scsi", "virtio_
 // SerialConsole is added to the kernel command line: the console log of a cloud.
 const SerialConsole = "console=tty0 console=ttyS0,115200n8"
 
-// CloudInitConfig is the converter's cloud-init settings: OpenStack's metadata,
-// and the server keeps its own network configuration and host name.
-const CloudInitConfig = `# Written by Hikkoshi's P2V converter.
-# OpenStack metadata (config drive or the metadata service) for keys and user data;
-# the server keeps its own network configuration and host name: it was moved, not
-# rebuilt.
-datasource_list: [ConfigDrive, OpenStack, None]
-network: {config: disabled}
-preserve_hostname: true
-`
-
 // NIC pins an interface name to a MAC address, so the server's own configuration
 // (which names the interface) still applies on the cloud's NIC.
 type NIC struct{ Name, MAC string }
@@ -34,8 +25,9 @@ type NIC struct{ Name, MAC string }
 // Fixup is what the converter changes in the new root tree: file edits made from
 // Go, then commands run in a chroot of it.
 type Fixup struct {
-	Files    map[string]string // path in the tree → new content
-	Commands [][]string        // each run as: chroot TREE cmd args…
+	Files    map[string]string      // path in the tree → new content
+	Modes    map[string]os.FileMode // path in the tree → mode, where not 0644 or the file's own
+	Commands [][]string             // each run as: chroot TREE cmd args…
 	Notes    []string
 }
 
@@ -56,8 +48,10 @@ func ParseNICs(pins []string) ([]NIC, error) {
 
 // PlanFixup decides the changes for a server analyzed as a, whose new root file
 // system has UUID rootUUID, read from the tree at dir (the new root, after the copy).
-func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*Fixup, error) {
-	f := &Fixup{Files: map[string]string{}}
+// keyPairUser is the existing user who gets the cloud's key pair at the first boot
+// (empty: nobody).
+func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC, keyPairUser string) (*Fixup, error) {
+	f := &Fixup{Files: map[string]string{}, Modes: map[string]os.FileMode{}}
 	read := func(p string) string { b, _ := os.ReadFile(filepath.Join(dir, p)); return string(b) }
 	// fstab: one root by UUID; entries of the old disk's partitions go (they are all
 	// in the one root now); the rest (proc, tmpfs, NFS, …) stays.
@@ -85,8 +79,20 @@ func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC) (*F
 	}
 	f.Files["/etc/fstab.pre-hikkoshi"] = old
 	f.Files["/etc/fstab"] = strings.Join(lines, "\n") + "\n"
-	// cloud-init, pointed at OpenStack, not touching the network.
-	f.Files["/etc/cloud/cloud.cfg.d/90-hikkoshi.cfg"] = CloudInitConfig
+	// cloud-init, pointed at OpenStack, not touching the network, and keeping the
+	// server itself on its first boot (see package cloudinit).
+	f.Files[cloudinit.ConfigFile] = cloudinit.Config()
+	if keyPairUser != "" {
+		if err := cloudinit.CheckUser(keyPairUser); err != nil {
+			return nil, fmt.Errorf("p2v: key_pair_user: %w", err)
+		}
+		if !hasUser(read("/etc/passwd"), keyPairUser) {
+			return nil, fmt.Errorf("p2v: key_pair_user %q is not a user of this server (its /etc/passwd): name an existing user, or none", keyPairUser)
+		}
+		f.Files[cloudinit.KeyPairScriptFile] = cloudinit.KeyPairScript(keyPairUser)
+		f.Modes[cloudinit.KeyPairScriptFile] = 0o755
+		f.Notes = append(f.Notes, fmt.Sprintf("the cloud's key pair goes to %s's authorized_keys at the first boot", keyPairUser))
+	}
 	// NIC names pinned to MACs: systemd .link files (udev applies them at boot) and,
 	// for a system without systemd's udev (CentOS 6), a persistent-net rule.
 	sort.Slice(nics, func(i, j int) bool { return nics[i].Name < nics[j].Name })
@@ -185,4 +191,14 @@ func GrubConfig(a *Analysis, rootUUID string) string {
 		fmt.Fprintf(&b, "menuentry '%s (%s)' {\n  linux /boot/vmlinuz-%s root=UUID=%s ro %s\n  initrd %s\n}\n", a.OS.Pretty, k, k, rootUUID, SerialConsole, initrd)
 	}
 	return b.String()
+}
+
+// hasUser reports whether an /etc/passwd text has user name.
+func hasUser(passwd, name string) bool {
+	for _, line := range strings.Split(passwd, "\n") {
+		if n, _, ok := strings.Cut(line, ":"); ok && n == name {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 )
 
 func TestPlanFixupDebian(t *testing.T) {
@@ -15,7 +17,7 @@ func TestPlanFixupDebian(t *testing.T) {
 		"etc/initramfs-tools/conf.d/resume": "RESUME=/dev/mapper/vg--legacy-swap\n",
 	})
 	a := &Analysis{OS: OS{Family: "debian", Pretty: "Debian 12"}, InitramfsTool: "initramfs-tools", Kernels: []string{"6.1.0-27-amd64"}}
-	f, err := PlanFixup(dir, a, "new-uuid", "6.1.0-27-amd64", []NIC{{Name: "eno1", MAC: "52:54:00:AA:BB:CC"}})
+	f, err := PlanFixup(dir, a, "new-uuid", "6.1.0-27-amd64", []NIC{{Name: "eno1", MAC: "52:54:00:AA:BB:CC"}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +42,7 @@ func TestPlanFixupDebian(t *testing.T) {
 	if got := f.Files["/etc/initramfs-tools/conf.d/resume"]; !strings.HasSuffix(got, "\nRESUME=none\n") {
 		t.Fatalf("resume conf %q", got)
 	}
-	if f.Files["/etc/cloud/cloud.cfg.d/90-hikkoshi.cfg"] != CloudInitConfig || !strings.Contains(CloudInitConfig, "network: {config: disabled}") {
+	if f.Files[cloudinit.ConfigFile] != cloudinit.Config() || !strings.Contains(cloudinit.Config(), "network: {config: disabled}") {
 		t.Fatal("cloud-init config")
 	}
 }
@@ -57,7 +59,7 @@ func TestPlanFixupRHEL(t *testing.T) {
 		"etc/sysconfig/network-scripts/ifcfg-ens192": "DEVICE=ens192\nBOOTPROTO=none\nIPADDR=10.0.0.8\n",
 	})
 	a := &Analysis{OS: OS{Family: "rhel", Pretty: "RHEL 8.9"}, InitramfsTool: "dracut", Kernels: []string{"4.18.0-477.el8.x86_64", "4.18.0-513.el8.x86_64"}}
-	f, err := PlanFixup(rhel8, a, "u8", "4.18.0-513.el8.x86_64", []NIC{{Name: "ens192", MAC: "00:50:56:01:02:03"}})
+	f, err := PlanFixup(rhel8, a, "u8", "4.18.0-513.el8.x86_64", []NIC{{Name: "ens192", MAC: "00:50:56:01:02:03"}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func TestPlanFixupRHEL(t *testing.T) {
 			"/dev/mapper/vg_root-lv_swap swap swap defaults 0 0\ntmpfs /dev/shm tmpfs defaults 0 0\nnas:/export /srv nfs defaults 0 0\n",
 	})
 	a6 := &Analysis{OS: OS{Family: "rhel"}, InitramfsTool: "dracut", Kernels: []string{"2.6.32-754.el6.x86_64"}}
-	f6, err := PlanFixup(centos6, a6, "u6", "2.6.32-754.el6.x86_64", []NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}})
+	f6, err := PlanFixup(centos6, a6, "u6", "2.6.32-754.el6.x86_64", []NIC{{Name: "eth0", MAC: "52:54:00:00:00:01"}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +98,34 @@ func TestPlanFixupRHEL(t *testing.T) {
 	if strings.Contains(fst, "/dev/mapper") || strings.Contains(fst, "/dev/vg_root") || !strings.Contains(fst, "tmpfs /dev/shm") || !strings.Contains(fst, "nas:/export") || len(f6.Notes) != 1 || !strings.Contains(f6.Notes[0], "swap") {
 		t.Fatalf("fstab:\n%s\nnotes %v", fst, f6.Notes)
 	}
-	if _, err := PlanFixup(centos6, a6, "u6", "", []NIC{{Name: "eth0", MAC: "not-a-mac"}}); err == nil {
+	if _, err := PlanFixup(centos6, a6, "u6", "", []NIC{{Name: "eth0", MAC: "not-a-mac"}}, ""); err == nil {
 		t.Fatal("a bad MAC accepted")
 	}
-	if _, err := PlanFixup(centos6, &Analysis{OS: OS{Family: "rhel"}}, "u6", "", nil); err == nil {
+	if _, err := PlanFixup(centos6, &Analysis{OS: OS{Family: "rhel"}}, "u6", "", nil, ""); err == nil {
 		t.Fatal("no initramfs tool accepted")
+	}
+}
+
+func TestPlanFixupKeyPairUser(t *testing.T) {
+	dir := tree(t, map[string]string{
+		"etc/fstab":                   "UUID=a / ext4 errors=remount-ro 0 1\n",
+		"etc/initramfs-tools/modules": "",
+		"etc/passwd":                  "root:x:0:0:root:/root:/bin/bash\nops:x:1000:1000::/home/ops:/bin/bash\n",
+	})
+	a := &Analysis{OS: OS{Family: "debian"}, InitramfsTool: "initramfs-tools"}
+	f, err := PlanFixup(dir, a, "u", "k", nil, "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Files[cloudinit.KeyPairScriptFile] != cloudinit.KeyPairScript("ops") || f.Modes[cloudinit.KeyPairScriptFile] != 0o755 {
+		t.Fatalf("key pair script %q mode %v", f.Files[cloudinit.KeyPairScriptFile], f.Modes[cloudinit.KeyPairScriptFile])
+	}
+	if f, err := PlanFixup(dir, a, "u", "k", nil, ""); err != nil || f.Files[cloudinit.KeyPairScriptFile] != "" {
+		t.Fatalf("no key pair user: %v, script %q", err, f.Files[cloudinit.KeyPairScriptFile])
+	}
+	for _, bad := range []string{"alice", "op", "ops;id"} {
+		if _, err := PlanFixup(dir, a, "u", "k", nil, bad); err == nil || !strings.Contains(err.Error(), "key_pair_user") {
+			t.Errorf("key_pair_user %q: %v", bad, err)
+		}
 	}
 }

@@ -8,6 +8,8 @@ package p2v
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -55,6 +57,10 @@ type Analysis struct {
 	GrubConfig    string       `json:"grub_config"`    // the configuration file found
 	Network       []NetConfig  `json:"network"`
 	CloudInit     bool         `json:"cloud_init"`
+	// SSHHostKeys are the server's SSH host key fingerprints as ssh-keygen -l shows
+	// them ("ED25519 SHA256:…"), to compare with what the moved server prints on its
+	// console at its first boot.
+	SSHHostKeys []string `json:"ssh_host_keys,omitempty"`
 	// Firmware is "bios", or "uefi" when the disk has an EFI system partition.
 	Firmware string   `json:"firmware"`
 	Problems []string `json:"problems,omitempty"`
@@ -104,7 +110,50 @@ func AnalyzeTree(roots map[string]string) (*Analysis, error) {
 	}
 	a.Network = readNetwork(path)
 	a.CloudInit = exists(path("/usr/bin/cloud-init"))
+	a.SSHHostKeys = hostKeys(path("/etc/ssh"))
 	return a, nil
+}
+
+// hostKeys reads the fingerprints of the host keys in dir (ssh_host_*_key.pub),
+// sorted. Only regular files are read: a link in a guest's tree may point anywhere
+// on the worker.
+func hostKeys(dir string) []string {
+	pubs, _ := filepath.Glob(filepath.Join(dir, "ssh_host_*_key.pub"))
+	var out []string
+	for _, p := range pubs {
+		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() > 64<<10 {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if fp := Fingerprint(string(b)); fp != "" {
+			out = append(out, fp)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Fingerprint is an OpenSSH public key line's fingerprint as ssh-keygen -l shows
+// it, type first ("ED25519 SHA256:…"); "" if the line is not a public key.
+func Fingerprint(line string) string {
+	f := strings.Fields(line)
+	if len(f) < 2 {
+		return ""
+	}
+	blob, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil {
+		return ""
+	}
+	kind := map[string]string{"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA",
+		"ecdsa-sha2-nistp256": "ECDSA", "ecdsa-sha2-nistp384": "ECDSA", "ecdsa-sha2-nistp521": "ECDSA"}[f[0]]
+	if kind == "" {
+		return ""
+	}
+	sum := sha256.Sum256(blob)
+	return kind + " SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
 // resolve maps an absolute path of the server to the directory holding it, by the

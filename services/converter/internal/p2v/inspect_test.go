@@ -2,8 +2,11 @@ package p2v
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
+	"strings"
 	"testing"
 )
 
@@ -131,5 +134,37 @@ func TestAnalyzeTreeProblems(t *testing.T) {
 	}
 	if _, err := AnalyzeTree(map[string]string{"/boot": t.TempDir()}); err == nil {
 		t.Fatal("no root accepted")
+	}
+}
+
+// TestHostKeyFingerprints: the inspection's fingerprints are ssh-keygen -l's; a host
+// key that is a link (a crafted disk's, pointing at the worker's files) is not read.
+func TestHostKeyFingerprints(t *testing.T) {
+	if _, err := exec.LookPath("ssh-keygen"); err != nil {
+		t.Skip("no ssh-keygen here")
+	}
+	dir := t.TempDir()
+	var want []string
+	for _, kind := range []string{"ed25519", "ecdsa", "rsa"} {
+		key := filepath.Join(dir, "ssh_host_"+kind+"_key")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", kind, "-N", "", "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+		out, err := exec.Command("ssh-keygen", "-l", "-f", key+".pub").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(out)) // 256 SHA256:… comment (ED25519)
+		want = append(want, strings.Trim(f[len(f)-1], "()")+" "+f[1])
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "ssh_host_dsa_key.pub")); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(want)
+	if got := hostKeys(dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("fingerprints\n%s\nwant (ssh-keygen -l)\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if Fingerprint("not a key") != "" || Fingerprint("ssh-ed25519 !!!") != "" {
+		t.Fatal("a line that is no key has a fingerprint")
 	}
 }

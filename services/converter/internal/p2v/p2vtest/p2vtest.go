@@ -75,3 +75,30 @@ func Leftovers(dir string) []string {
 	}
 	return out
 }
+
+// ConfigDrive writes an OpenStack config drive to path, as Nova makes one: a vfat
+// file system labelled config-2 with openstack/latest/meta_data.json and, if
+// userData is not empty, openstack/latest/user_data. It needs mkfs.vfat and mtools.
+func ConfigDrive(tb testing.TB, path, metaData, userData string) {
+	tb.Helper()
+	dir := tb.TempDir()
+	files := map[string]string{"meta_data.json": metaData}
+	if userData != "" {
+		files["user_data"] = userData
+	}
+	run := func(name string, args ...string) {
+		tb.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			tb.Fatalf("%s %v: %v: %s", name, args, err, out)
+		}
+	}
+	run("mkfs.vfat", "-n", "config-2", "-C", path, "4096")
+	run("mmd", "-i", path, "::openstack", "::openstack/latest")
+	for name, content := range files {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		run("mcopy", "-i", path, f, "::openstack/latest/"+name)
+	}
+}

@@ -1,0 +1,43 @@
+package jobs
+
+import (
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+)
+
+// TestKeyPairUserIsAName: key_pair_user is a login name or empty, for P2V and V2V;
+// anything else is refused naming the field (it ends up in a shell script).
+func TestKeyPairUserIsAName(t *testing.T) {
+	p2vJob := func(u string) *converterv1.CreateJobRequest {
+		return &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			P2VSource: &converterv1.P2VSource{DiskPath: "/srv/disk.raw", KeyPairUser: u},
+			P2VImage:  &converterv1.P2VImage{Cloud: "new"},
+		}}
+	}
+	v2vJob := func(u string) *converterv1.CreateJobRequest {
+		return &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			Source:      &converterv1.V2VSource{Cloud: "old", ServerId: "6f1c0b7e-2a3d-4c5e-8f9a-0b1c2d3e4f50"},
+			Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: "7a1c0b7e-2a3d-4c5e-8f9a-0b1c2d3e4f50", KeyPairUser: u},
+		}}
+	}
+	for _, ok := range []string{"", "ops"} {
+		if err := ValidateCreateJob(p2vJob(ok)); err != nil {
+			t.Errorf("P2V key_pair_user %q: %v", ok, err)
+		}
+		if err := ValidateCreateJob(v2vJob(ok)); err != nil {
+			t.Errorf("V2V key_pair_user %q: %v", ok, err)
+		}
+	}
+	bad := "ops'; touch /pwned; '"
+	if err := ValidateCreateJob(p2vJob(bad)); status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)["job.p2v_source.key_pair_user"] == "" {
+		t.Errorf("P2V: %v", err)
+	}
+	if err := ValidateCreateJob(v2vJob(bad)); status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)["job.destination.key_pair_user"] == "" {
+		t.Errorf("V2V: %v", err)
+	}
+}
