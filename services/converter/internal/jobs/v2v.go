@@ -31,6 +31,7 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
@@ -545,6 +546,10 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
 				Networks: nets, Metadata: md,
+				// The guest keeps its identity on its first boot here: without
+				// this, the new instance ID makes its cloud-init regenerate the
+				// host keys, create the default user and rewrite root's keys.
+				UserData: []byte(cloudinit.UserData(cloudinit.Options{KeyPairUser: j.GetDestination().GetKeyPairUser()})),
 			},
 			KeyName: pl.keyName,
 		}, nil).Extract()

@@ -5,6 +5,7 @@ package contract
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
@@ -223,6 +225,15 @@ func TestV2VMovesAnInstance(t *testing.T) {
 	dst := waitStatus(t, c.newC, j.GetCreated().GetServerId(), "ACTIVE")
 	if fmt.Sprint(dst.Addresses) == "" || !strings.Contains(fmt.Sprint(dst.Addresses), ip) {
 		t.Fatalf("destination server addresses %v lack %s", dst.Addresses, ip)
+	}
+	// It booted with the user data that keeps a cloud-init guest itself on its first
+	// boot here (what that user data does to a guest: cloudinit's
+	// TestV2VUserDataKeepsAStockGuest).
+	admin := must(devcloud.Open(t, "new-admin").Compute())(t)
+	admin.Microversion = "2.3"
+	withUD := must(servers.Get(t.Context(), admin, dst.ID).Extract())(t)
+	if withUD.Userdata == nil || *withUD.Userdata != base64.StdEncoding.EncodeToString([]byte(cloudinit.UserData(cloudinit.Options{}))) {
+		t.Fatalf("the new server's user data is not the converter's identity-keeping cloud-config: %v", withUD.Userdata)
 	}
 	snap := must(images.Get(t.Context(), c.oldI, j.GetCreated().GetSnapshotImageId()).Extract())(t)
 	img := must(images.Get(t.Context(), c.newI, j.GetCreated().GetImageId()).Extract())(t)
