@@ -525,7 +525,7 @@ echo "  and as a UEFI box (GPT, an EFI system partition): converted, it gets GRU
 dry_run "${disk%.raw}-uefi.raw"
 echo "  and as a server of two disks (/var on the second, /dev/sdb1 in its fstab), both given in its own order:"
 dry_run "${disk%.raw}-multi-a.raw" "${disk%.raw}-multi-b.raw"
-pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"]},
+pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"],\"key_pair_user\":\"ops\"},
   \"p2v_image\":{\"cloud\":\"new\",\"name\":\"pg-legacy-1\"}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
 echo "  CreateJob → $pj; WatchJob:"
 cv WatchJob "{\"name\":\"$pj\"}" | /usr/bin/python3 -c '
@@ -541,20 +541,41 @@ r = last.get("p2vResult", {})
 print("  %s: image %s in the new Glance, %.0f MiB qcow2 of a %.0f MiB disk, root UUID %s" % (last["state"].replace("JOB_STATE_", "").lower(),
       last.get("created", {}).get("imageId"), int(r.get("imageBytes", 0)) / 2**20, int(r.get("virtualBytes", 0)) / 2**20, r.get("rootUuid")))
 print("  steps (ms): %s" % ", ".join("%s %s" % kv for kv in sorted(r.get("timingsMs", {}).items(), key=lambda kv: -int(kv[1]))))
-open(sys.argv[1], "w").write(last.get("created", {}).get("imageId", ""))' "$state/p2v-image-id"
-echo "  the image, fetched back from Glance, booted under qemu (TCG) on a virtio disk, NIC with the pinned MAC (user network, restrict=on):"
+print("  SSH host keys of the server, as inspected: %s" % ", ".join(r.get("inspection", {}).get("sshHostKeys", [])))
+open(sys.argv[2], "w").write("\n".join(k.split()[1] for k in r.get("inspection", {}).get("sshHostKeys", [])) + "\n")
+open(sys.argv[1], "w").write(last.get("created", {}).get("imageId", ""))' "$state/p2v-image-id" "$state/p2v-host-keys"
+echo "  the image, fetched back from Glance, booted under qemu (TCG) as a cloud boots it the first time: a virtio disk 1 GiB"
+echo "  bigger than the image, the NIC with the pinned MAC (user network, restrict=on), an OpenStack config drive (vfat config-2)"
+echo "  naming another host and bringing a key pair; its user data powers the server off when cloud-init is done:"
 OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image save --file "$state/p2v.qcow2" "$(cat "$state/p2v-image-id")"
-rm -f "$state/p2v-boot.log"
-timeout 300 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -no-reboot -display none -monitor none -serial "file:$state/p2v-boot.log" \
-  -drive "file=$state/p2v.qcow2,format=qcow2,if=virtio,snapshot=on" -nic user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56 2>/dev/null &
+rm -f "$state/p2v-boot.log" "$state/p2v-instance.qcow2" "$state/config-2.img"
+vsize=$(qemu-img info --output=json "$state/p2v.qcow2" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
+qemu-img create -q -f qcow2 -b "$state/p2v.qcow2" -F qcow2 "$state/p2v-instance.qcow2" $((vsize + 1073741824))
+mkdir -p "$state/config-2/openstack/latest"
+echo '{"uuid": "9b2f6c1e-3d4a-4b5c-8e7f-0a1b2c3d4e5f", "name": "cloudy", "hostname": "cloudy.novalocal", "launch_index": 0,
+ "availability_zone": "nova", "public_keys": {"demo": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHikkoshiDemoCloudKeyPair0000000000000000000 demo@nova"}}' \
+  >"$state/config-2/openstack/latest/meta_data.json"
+printf '#cloud-config\npower_state: {mode: poweroff, delay: now}\n' >"$state/config-2/openstack/latest/user_data"
+mkfs.vfat -n config-2 -C "$state/config-2.img" 4096 >/dev/null
+mcopy -s -i "$state/config-2.img" "$state/config-2/openstack" ::
+timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -no-reboot -display none -monitor none -serial "file:$state/p2v-boot.log" \
+  -drive "file=$state/p2v-instance.qcow2,format=qcow2,if=virtio" -drive "file=$state/config-2.img,format=raw,if=virtio,readonly=on" \
+  -nic user,restrict=on,model=virtio-net-pci,mac=52:54:00:12:34:56 2>/dev/null &
 qpid=$!
 t0=$SECONDS
 until grep -q "login:" "$state/p2v-boot.log" 2>/dev/null || ! kill -0 "$qpid" 2>/dev/null; do sleep 1; done
-kill "$qpid" 2>/dev/null; wait "$qpid" 2>/dev/null || true
-grep -a -E "Command line|EXT4-fs \(vda1\): mounted|renamed from|login:" "$state/p2v-boot.log" | sed 's/^/    /' | cut -c1-150 || true
 echo "  (login prompt after $((SECONDS - t0)) s)"
+wait "$qpid" 2>/dev/null || true
+grep -a -E "Command line|EXT4-fs \(vda1\): mounted|renamed from|login:|resized filesystem|Cloud-init v\. .* finished|Power down" "$state/p2v-boot.log" | sed 's/^/    /' | cut -c1-150 || true
+echo "  (powered off after $((SECONDS - t0)) s) — the host keys cloud-init printed on the console (keys-to-console):"
+sed -n '/BEGIN SSH HOST KEY FINGERPRINTS/,/END SSH HOST KEY FINGERPRINTS/p' "$state/p2v-boot.log" | tr -d '\r' | sed 's/^/    /' | cut -c1-150
+same=0
+while read -r fp; do grep -qF -- "$fp" "$state/p2v-boot.log" && same=$((same + 1)); done <"$state/p2v-host-keys"
+echo "  $same of $(grep -c . "$state/p2v-host-keys") of the server's own host key fingerprints are on the console: same keys, no \"REMOTE HOST IDENTIFICATION HAS CHANGED\";"
+echo "  no user made (users: []), root's authorized_keys untouched, the key pair added to ops only, the host name kept (README: \"A moved server's first boot\")"
+[[ $same -ge 1 && $same -eq $(grep -c . "$state/p2v-host-keys") ]] || { echo "  the first boot changed the server's host keys" >&2; exit 1; }
 OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image delete "$(cat "$state/p2v-image-id")"
-rm -f "$state/p2v.qcow2"
+rm -rf "$state/p2v.qcow2" "$state/p2v-instance.qcow2" "$state/config-2.img" "$state/config-2"
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
 say "netbridge: refusals, an address moved and back, console ports, rollback"
