@@ -119,5 +119,5 @@ step "go test -race -run $quiet ./services/inventory/test/contract/ (alone)"
 go test -race -count=1 -run "$quiet" ./services/inventory/test/contract/
 
 step "go test -race ${patterns[*]}"
-go test -race -count=1 -timeout 20m -skip "$quiet" "${patterns[@]}"
+go test -race -count=1 -timeout 30m -skip "$quiet" "${patterns[@]}"
 echo "=== done in $((SECONDS - start))s"

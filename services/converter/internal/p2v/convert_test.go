@@ -101,7 +101,7 @@ func bootsToLogin(ctx context.Context, t *testing.T, img, mac string, uefi bool)
 	t.Helper()
 	start := time.Now()
 	console, ok, err := Boot(ctx, BootOptions{Disk: img, Format: "qcow2", Bus: "virtio", MAC: mac, UEFI: uefi,
-		Want: `login:`, Fail: []string{`ALERT!`, `Kernel panic`, `Gave up waiting`, `emergency mode`}, Timeout: 6 * time.Minute})
+		Want: `login:`, Fail: []string{`ALERT!`, `Kernel panic`, `Gave up waiting`, `emergency mode`}, Timeout: 10 * time.Minute})
 	if err != nil || !ok {
 		lines := strings.Split(console, "\n")
 		t.Fatalf("the converted server did not reach a login prompt (%v) in %v:\n%s", err, time.Since(start).Round(time.Second), strings.Join(lines[max(0, len(lines)-40):], "\n"))
