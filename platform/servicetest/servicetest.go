@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -209,9 +210,30 @@ func (e *Env) WaitRegistered(tb testing.TB, svc, instance string, timeout time.D
 	return nil
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port that was free a moment ago, for a process the
+// test starts (and may restart on the same port). It is chosen above the kernel's
+// ephemeral range (ip_local_port_range; below it if too little is left above), so
+// no outgoing connection of another test can take it between now and the start, as
+// a port the kernel handed out for ":0" could be.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
+	from, to := 61000, 65535
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var lo, hi int
+		if _, err := fmt.Sscan(string(b), &lo, &hi); err == nil {
+			from, to = hi+1, 65535
+			if to-from < 1000 && lo > 11000 {
+				from, to = 10000, lo-1
+			}
+		}
+	}
+	for range 200 {
+		port := from + rand.IntN(to-from+1)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			_ = l.Close()
+			return port
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
