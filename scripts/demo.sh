@@ -550,7 +550,7 @@ echo "  naming another host and bringing a key pair; its user data powers the se
 OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image save --file "$state/p2v.qcow2" "$(cat "$state/p2v-image-id")"
 rm -f "$state/p2v-boot.log" "$state/p2v-instance.qcow2" "$state/config-2.img"
 vsize=$(qemu-img info --output=json "$state/p2v.qcow2" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')
-qemu-img create -q -f qcow2 -b "$state/p2v.qcow2" -F qcow2 "$state/p2v-instance.qcow2" $((vsize + 1073741824))
+qemu-img create -q -f qcow2 -b "$(realpath "$state/p2v.qcow2")" -F qcow2 "$state/p2v-instance.qcow2" $((vsize + 1073741824))
 mkdir -p "$state/config-2/openstack/latest"
 echo '{"uuid": "9b2f6c1e-3d4a-4b5c-8e7f-0a1b2c3d4e5f", "name": "cloudy", "hostname": "cloudy.novalocal", "launch_index": 0,
  "availability_zone": "nova", "public_keys": {"demo": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHikkoshiDemoCloudKeyPair0000000000000000000 demo@nova"}}' \

@@ -108,6 +108,24 @@ func umount(dir string) error {
 	return fmt.Errorf("umount %s: %w", dir, err)
 }
 
+// detach detaches a loop device and waits (up to 10 s) until it is gone: a
+// device that someone still has open (udev's blkid probing it after the last
+// write, say) is only marked to go when they close it, and the next job or a
+// clean-up check would still see it.
+func detach(loop string) error {
+	if _, err := run(context.Background(), "losetup", "-d", loop); err != nil {
+		return err
+	}
+	backing := filepath.Join("/sys/block", filepath.Base(loop), "loop/backing_file")
+	for range 100 {
+		if _, err := os.Stat(backing); errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil // it goes when its last user closes it (autoclear)
+}
+
 // attach attaches path as a loop device (read-only when ro) with its partitions,
 // and pushes their detaching onto u.
 func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
@@ -120,7 +138,7 @@ func attach(ctx context.Context, u *undo, path string, ro bool) (*Disk, error) {
 		return nil, err
 	}
 	loop := strings.TrimSpace(out)
-	u.push(func() error { _, err := run(context.Background(), "losetup", "-d", loop); return err })
+	u.push(func() error { return detach(loop) })
 	if u.record != nil {
 		u.record(loop)
 	}
@@ -348,7 +366,7 @@ func roots(d *Disk) (map[string]string, *Partition, error) {
 	var root *Partition
 	for i := range d.Partitions {
 		p := &d.Partitions[i]
-		if p.mnt != "" && exists(filepath.Join(p.mnt, "etc/fstab")) {
+		if p.mnt != "" && existsIn(p.mnt, "/etc/fstab") {
 			root = p
 			break
 		}
@@ -358,7 +376,7 @@ func roots(d *Disk) (map[string]string, *Partition, error) {
 	}
 	root.MountPoint = "/"
 	m := map[string]string{"/": root.mnt}
-	fstab, err := readFstab(filepath.Join(root.mnt, "etc/fstab"))
+	fstab, err := readFstab(guest{"/": root.mnt})
 	if err != nil {
 		return nil, nil, err
 	}

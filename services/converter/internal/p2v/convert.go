@@ -227,8 +227,8 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	o.Step("copy")
 	sort.Slice(mounted, func(i, j int) bool { return len(mounted[i].MountPoint) < len(mounted[j].MountPoint) })
 	for _, p := range mounted {
-		to := filepath.Join(nt, p.MountPoint)
-		if err := os.MkdirAll(to, 0o755); err != nil {
+		to, err := safeDir(nt, p.MountPoint)
+		if err != nil {
 			return res, err
 		}
 		if err := copyTree(ctx, p.mnt, to, p.MountPoint != "/"); err != nil {
@@ -252,11 +252,11 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 		fx.Files["/etc/fstab"] += fmt.Sprintf("UUID=%s  /boot/efi  vfat  umask=0077  0  1\n", res.ESPUUID)
 	}
 	for p, content := range fx.Files {
-		if err := writeFile(filepath.Join(nt, p), content); err != nil {
+		if err := writeIn(nt, p, content, 0o644); err != nil {
 			return res, err
 		}
 		if m, ok := fx.Modes[p]; ok {
-			if err := os.Chmod(filepath.Join(nt, p), m); err != nil {
+			if err := chmodIn(nt, p, m); err != nil {
 				return res, err
 			}
 		}
@@ -282,19 +282,19 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 
 	// GRUB for BIOS: the modules, our menu, core.img in the gap, boot.img in the MBR.
 	o.Step("bootloader")
-	gdir := filepath.Join(nt, "boot/grub")
-	if err := os.MkdirAll(filepath.Join(gdir, "i386-pc"), 0o755); err != nil {
+	mods, err := safeDir(nt, "/boot/grub/i386-pc")
+	if err != nil {
 		return res, err
 	}
-	if _, err := run(ctx, "sh", "-c", `cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$1"`, "sh", filepath.Join(gdir, "i386-pc")); err != nil {
+	if _, err := run(ctx, "sh", "-c", `cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$1"`, "sh", mods); err != nil {
 		return res, err
 	}
 	if a.Bootloader == "grub2" && a.GrubConfig != "/boot/grub/grub.cfg" && a.GrubConfig != "" { // RHEL's /boot/grub2: keep both paths working
-		if err := writeFile(filepath.Join(nt, a.GrubConfig), GrubConfig(a, res.RootUUID)); err != nil {
+		if err := writeIn(nt, a.GrubConfig, GrubConfig(a, res.RootUUID), 0o644); err != nil {
 			return res, err
 		}
 	}
-	if err := writeFile(filepath.Join(gdir, "grub.cfg"), GrubConfig(a, res.RootUUID)); err != nil {
+	if err := writeIn(nt, "/boot/grub/grub.cfg", GrubConfig(a, res.RootUUID), 0o644); err != nil {
 		return res, err
 	}
 	if uefi {
@@ -302,10 +302,11 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 		// files, their grub.cfg stubs pointed at the new root) and GRUB at the
 		// fallback path, written with mtools.
 		stage := filepath.Join(o.Work, "esp")
-		for _, d := range []string{stage, filepath.Join(nt, "boot/efi")} { // the mount point in the root, too
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return res, err
-			}
+		if err := os.MkdirAll(stage, 0o755); err != nil {
+			return res, err
+		}
+		if _, err := safeDir(nt, "/boot/efi"); err != nil { // the mount point in the root, too
+			return res, err
 		}
 		if srcESP != nil && srcESP.mnt != "" {
 			if _, err := run(ctx, "cp", "-r", srcESP.mnt+"/.", stage); err != nil {
@@ -441,24 +442,13 @@ func runIn(ctx context.Context, stdin, name string, args ...string) error {
 	return nil
 }
 
-func writeFile(p, content string) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	mode := os.FileMode(0o644)
-	if fi, err := os.Stat(p); err == nil {
-		mode = fi.Mode().Perm()
-	}
-	return os.WriteFile(p, []byte(content), mode)
-}
-
 // chrootPrep binds /dev, /proc and /sys into the new tree, gives it the worker's
 // resolv.conf and a policy-rc.d that keeps packages from starting services; all
 // undone by u.
 func chrootPrep(u *undo, nt string) error {
 	for _, d := range []string{"dev", "proc", "sys"} {
-		to := filepath.Join(nt, d)
-		if err := os.MkdirAll(to, 0o755); err != nil {
+		to, err := safeDir(nt, d)
+		if err != nil {
 			return err
 		}
 		if err := syscall.Mount("/"+d, to, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
@@ -471,14 +461,22 @@ func chrootPrep(u *undo, nt string) error {
 			return nil
 		})
 	}
-	rc := filepath.Join(nt, "usr/sbin/policy-rc.d")
+	sbin, err := safeDir(nt, "/usr/sbin")
+	if err != nil {
+		return err
+	}
+	etc, err := safeDir(nt, "/etc")
+	if err != nil {
+		return err
+	}
+	rc := filepath.Join(sbin, "policy-rc.d")
 	if !exists(rc) {
 		if err := os.WriteFile(rc, []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
 			return err
 		}
 		u.push(func() error { return os.Remove(rc) })
 	}
-	resolv := filepath.Join(nt, "etc/resolv.conf")
+	resolv := filepath.Join(etc, "resolv.conf")
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 		orig, had := os.Readlink(resolv)
 		saved, herr := os.ReadFile(resolv)
@@ -519,7 +517,11 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 	switch a.OS.Family {
 	case "debian":
 		if debs != "" {
-			to := filepath.Join(nt, "tmp/hikkoshi-debs")
+			tmp, err := safeDir(nt, "/tmp")
+			if err != nil {
+				return err
+			}
+			to := filepath.Join(tmp, "hikkoshi-debs")
 			if _, err := run(ctx, "cp", "-r", debs, to); err != nil {
 				return err
 			}
@@ -539,7 +541,7 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 		_ = chroot("apt-get", "clean")
 		return err
 	case "rhel":
-		if exists(filepath.Join(nt, "usr/bin/dnf")) {
+		if existsIn(nt, "/usr/bin/dnf") {
 			return chroot("dnf", "install", "-y", "cloud-init", "cloud-utils-growpart")
 		}
 		return chroot("yum", "install", "-y", "cloud-init", "cloud-utils-growpart")
@@ -571,7 +573,8 @@ func ReadFilesOf(ctx context.Context, disks []string, work string, files ...stri
 	}
 	out := map[string][]byte{}
 	for _, f := range files {
-		b, err := os.ReadFile(resolve(rs, f))
+		root, rel := guest(rs).locate(f)
+		b, err := readInMax(root, rel, 1<<30)
 		if err != nil {
 			return nil, err
 		}

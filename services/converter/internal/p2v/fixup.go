@@ -3,7 +3,6 @@ package p2v
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -52,7 +51,7 @@ func ParseNICs(pins []string) ([]NIC, error) {
 // (empty: nobody).
 func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC, keyPairUser string) (*Fixup, error) {
 	f := &Fixup{Files: map[string]string{}, Modes: map[string]os.FileMode{}}
-	read := func(p string) string { b, _ := os.ReadFile(filepath.Join(dir, p)); return string(b) }
+	read := func(p string) string { b, _ := readIn(dir, p); return string(b) }
 	// fstab: one root by UUID; entries of the old disk's partitions go (they are all
 	// in the one root now); the rest (proc, tmpfs, NFS, …) stays.
 	old := read("/etc/fstab")
@@ -106,7 +105,7 @@ func PlanFixup(dir string, a *Analysis, rootUUID, kernel string, nics []NIC, key
 			"# Written by Hikkoshi's P2V converter: keep the server's interface name on the cloud's NIC.\n[Match]\nMACAddress=%s\n\n[Link]\nName=%s\n", mac, n.Name)
 		rules = append(rules, fmt.Sprintf(`SUBSYSTEM=="net", ACTION=="add", ATTR{address}=="%s", NAME="%s"`, mac, n.Name))
 	}
-	if len(rules) > 0 && !exists(filepath.Join(dir, "lib/systemd/systemd-udevd")) && !exists(filepath.Join(dir, "usr/lib/systemd/systemd-udevd")) {
+	if len(rules) > 0 && !existsIn(dir, "/lib/systemd/systemd-udevd") && !existsIn(dir, "/usr/lib/systemd/systemd-udevd") {
 		f.Files["/etc/udev/rules.d/70-persistent-net.rules"] = strings.Join(rules, "\n") + "\n"
 	}
 	// The kernel command line, for later updates of the boot configuration too.

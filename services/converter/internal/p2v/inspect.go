@@ -8,6 +8,7 @@ package p2v
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
@@ -69,23 +70,19 @@ type Analysis struct {
 // AnalyzeTree analyzes the server mounted at roots: mount point ("/", "/boot",
 // "/var", …) → directory. Only "/" is required.
 func AnalyzeTree(roots map[string]string) (*Analysis, error) {
-	root, ok := roots["/"]
-	if !ok {
+	if _, ok := roots["/"]; !ok {
 		return nil, fmt.Errorf("p2v: no root file system")
 	}
-	path := func(p string) string { return resolve(roots, p) }
+	g := guest(roots)
 	a := &Analysis{}
-	a.OS = readOS(path)
+	a.OS = readOS(g)
 	var err error
-	if a.Fstab, err = readFstab(filepath.Join(root, "etc/fstab")); err != nil {
+	if a.Fstab, err = readFstab(g); err != nil {
 		a.Problems = append(a.Problems, err.Error())
 	}
-	bootDir := path("/boot")
-	if ents, err := os.ReadDir(bootDir); err == nil {
-		for _, e := range ents {
-			if v, ok := strings.CutPrefix(e.Name(), "vmlinuz-"); ok {
-				a.Kernels = append(a.Kernels, v)
-			}
+	for _, n := range g.readDir("/boot") {
+		if v, ok := strings.CutPrefix(n, "vmlinuz-"); ok {
+			a.Kernels = append(a.Kernels, v)
 		}
 	}
 	sort.Strings(a.Kernels)
@@ -95,37 +92,32 @@ func AnalyzeTree(roots map[string]string) (*Analysis, error) {
 	for _, t := range []struct{ file, tool string }{
 		{"/usr/sbin/update-initramfs", "initramfs-tools"}, {"/usr/bin/dracut", "dracut"}, {"/sbin/dracut", "dracut"}, {"/usr/sbin/dracut", "dracut"},
 	} {
-		if exists(path(t.file)) {
+		if g.exists(t.file) {
 			a.InitramfsTool = t.tool
 			break
 		}
 	}
-	for _, g := range []struct{ file, kind string }{
+	for _, b := range []struct{ file, kind string }{
 		{"/boot/grub2/grub.cfg", "grub2"}, {"/boot/grub/grub.cfg", "grub2"}, {"/boot/grub/menu.lst", "grub-legacy"}, {"/boot/grub/grub.conf", "grub-legacy"},
 	} {
-		if exists(path(g.file)) {
-			a.Bootloader, a.GrubConfig = g.kind, g.file
+		if g.exists(b.file) {
+			a.Bootloader, a.GrubConfig = b.kind, b.file
 			break
 		}
 	}
-	a.Network = readNetwork(path)
-	a.CloudInit = exists(path("/usr/bin/cloud-init"))
-	a.SSHHostKeys = hostKeys(path("/etc/ssh"))
+	a.Network = readNetwork(g)
+	a.CloudInit = g.exists("/usr/bin/cloud-init")
+	a.SSHHostKeys = hostKeys(g)
 	return a, nil
 }
 
-// hostKeys reads the fingerprints of the host keys in dir (ssh_host_*_key.pub),
-// sorted. Only regular files are read: a link in a guest's tree may point anywhere
-// on the worker.
-func hostKeys(dir string) []string {
-	pubs, _ := filepath.Glob(filepath.Join(dir, "ssh_host_*_key.pub"))
+// hostKeys reads the fingerprints of the guest's host keys
+// (/etc/ssh/ssh_host_*_key.pub), sorted.
+func hostKeys(g guest) []string {
 	var out []string
-	for _, p := range pubs {
-		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() > 64<<10 {
-			continue
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
+	for _, p := range g.glob("/etc/ssh/ssh_host_*_key.pub") {
+		b, err := g.read(p)
+		if err != nil || len(b) > 64<<10 {
 			continue
 		}
 		if fp := Fingerprint(string(b)); fp != "" {
@@ -171,9 +163,10 @@ func resolve(roots map[string]string, p string) string {
 
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
-func readKV(file string) map[string]string {
+// readKV reads a KEY=value file of the guest (os-release, ifcfg, keyfiles).
+func readKV(g guest, file string) map[string]string {
 	out := map[string]string{}
-	b, err := os.ReadFile(file)
+	b, err := g.read(file)
 	if err != nil {
 		return out
 	}
@@ -188,8 +181,8 @@ func readKV(file string) map[string]string {
 
 var redhatRelease = regexp.MustCompile(`^(.*?) release ([0-9.]+)`)
 
-func readOS(path func(string) string) OS {
-	kv := readKV(path("/etc/os-release"))
+func readOS(g guest) OS {
+	kv := readKV(g, "/etc/os-release")
 	o := OS{ID: kv["ID"], Version: kv["VERSION_ID"], Pretty: kv["PRETTY_NAME"]}
 	like := " " + kv["ID"] + " " + kv["ID_LIKE"] + " "
 	switch {
@@ -199,28 +192,27 @@ func readOS(path func(string) string) OS {
 		o.Family = "rhel"
 	}
 	if o.ID == "" { // CentOS 6, RHEL 6: no os-release
-		if b, err := os.ReadFile(path("/etc/redhat-release")); err == nil {
+		if b, err := g.read("/etc/redhat-release"); err == nil {
 			line := strings.TrimSpace(string(b))
 			o.Pretty, o.Family = line, "rhel"
 			if m := redhatRelease.FindStringSubmatch(line); m != nil {
 				o.Version = m[2]
 				o.ID = strings.ToLower(strings.Fields(m[1])[0])
 			}
-		} else if b, err := os.ReadFile(path("/etc/debian_version")); err == nil {
+		} else if b, err := g.read("/etc/debian_version"); err == nil {
 			o.ID, o.Family, o.Version = "debian", "debian", strings.TrimSpace(string(b))
 		}
 	}
 	return o
 }
 
-func readFstab(file string) ([]FstabEntry, error) {
-	f, err := os.Open(file)
+func readFstab(g guest) ([]FstabEntry, error) {
+	b, err := g.read("/etc/fstab")
 	if err != nil {
 		return nil, fmt.Errorf("p2v: /etc/fstab: %w", err)
 	}
-	defer f.Close()
 	var out []FstabEntry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -239,25 +231,19 @@ func readFstab(file string) ([]FstabEntry, error) {
 	return out, sc.Err()
 }
 
-func glob(path func(string) string, pattern string) []string {
-	m, _ := filepath.Glob(path(filepath.Dir(pattern)) + "/" + filepath.Base(pattern))
-	sort.Strings(m)
-	return m
-}
-
 var (
 	ifaceRE = regexp.MustCompile(`(?m)^\s*iface\s+(\S+)\s+inet6?\s+(\S+)`)
 )
 
-func readNetwork(path func(string) string) []NetConfig {
+func readNetwork(g guest) []NetConfig {
 	var out []NetConfig
 	// ifupdown (Debian family)
-	files := append([]string{}, glob(path, "/etc/network/interfaces")...)
-	files = append(files, glob(path, "/etc/network/interfaces.d/*")...)
+	files := append([]string{}, g.glob("/etc/network/interfaces")...)
+	files = append(files, g.glob("/etc/network/interfaces.d/*")...)
 	if len(files) > 0 {
 		nc := NetConfig{Kind: "ifupdown", Interfaces: map[string]string{}}
 		for _, f := range files {
-			b, _ := os.ReadFile(f)
+			b, _ := g.read(f)
 			nc.Files = append(nc.Files, f)
 			for _, m := range ifaceRE.FindAllStringSubmatch(string(b), -1) {
 				if m[1] != "lo" {
@@ -270,10 +256,10 @@ func readNetwork(path func(string) string) []NetConfig {
 		}
 	}
 	// netplan (Ubuntu)
-	if files := glob(path, "/etc/netplan/*.yaml"); len(files) > 0 {
+	if files := g.glob("/etc/netplan/*.yaml"); len(files) > 0 {
 		nc := NetConfig{Kind: "netplan", Files: files, Interfaces: map[string]string{}}
 		for _, f := range files {
-			b, _ := os.ReadFile(f)
+			b, _ := g.read(f)
 			var doc struct {
 				Network map[string]any `yaml:"network"`
 			}
@@ -295,10 +281,10 @@ func readNetwork(path func(string) string) []NetConfig {
 		out = append(out, nc)
 	}
 	// NetworkManager keyfiles
-	if files := glob(path, "/etc/NetworkManager/system-connections/*"); len(files) > 0 {
+	if files := g.glob("/etc/NetworkManager/system-connections/*"); len(files) > 0 {
 		nc := NetConfig{Kind: "networkmanager", Files: files, Interfaces: map[string]string{}}
 		for _, f := range files {
-			kv := readKV(f)
+			kv := readKV(g, f)
 			name := kv["interface-name"]
 			if name == "" {
 				name = strings.TrimSuffix(filepath.Base(f), ".nmconnection")
@@ -308,10 +294,10 @@ func readNetwork(path func(string) string) []NetConfig {
 		out = append(out, nc)
 	}
 	// RHEL family ifcfg
-	if files := glob(path, "/etc/sysconfig/network-scripts/ifcfg-*"); len(files) > 0 {
+	if files := g.glob("/etc/sysconfig/network-scripts/ifcfg-*"); len(files) > 0 {
 		nc := NetConfig{Kind: "ifcfg", Interfaces: map[string]string{}}
 		for _, f := range files {
-			kv := readKV(f)
+			kv := readKV(g, f)
 			dev := kv["DEVICE"]
 			if dev == "" {
 				dev = strings.TrimPrefix(filepath.Base(f), "ifcfg-")

@@ -143,7 +143,11 @@ func TestHostKeyFingerprints(t *testing.T) {
 	if _, err := exec.LookPath("ssh-keygen"); err != nil {
 		t.Skip("no ssh-keygen here")
 	}
-	dir := t.TempDir()
+	root := t.TempDir()
+	dir := filepath.Join(root, "etc/ssh")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var want []string
 	for _, kind := range []string{"ed25519", "ecdsa", "rsa"} {
 		key := filepath.Join(dir, "ssh_host_"+kind+"_key")
@@ -161,7 +165,7 @@ func TestHostKeyFingerprints(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(want)
-	if got := hostKeys(dir); strings.Join(got, "\n") != strings.Join(want, "\n") {
+	if got := hostKeys(guest{"/": root}); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("fingerprints\n%s\nwant (ssh-keygen -l)\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	if Fingerprint("not a key") != "" || Fingerprint("ssh-ed25519 !!!") != "" {

@@ -205,7 +205,7 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 			}
 			dev = strings.TrimSpace(out)
 		}
-		u.push(func() error { _, err := run(context.Background(), "losetup", "-d", dev); return err })
+		u.push(func() error { return detach(dev) })
 		if u.record != nil {
 			u.record(dev)
 		}
