@@ -31,7 +31,7 @@ func TestHostileTreeStaysInside(t *testing.T) {
 		}
 	}
 	links := map[string]string{
-		"etc/redhat-release": secret,                      // CentOS 6 has no os-release: this is read instead
+		"etc/redhat-release": secret,                        // CentOS 6 has no os-release: this is read instead
 		"etc/fstab":          "../../../../../../" + secret, // relative, climbing out
 		"etc/ssh":            filepath.Join(worker, "ssh"),
 		"etc/cloud":          worker,
