@@ -42,20 +42,23 @@ func run(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "", "address to serve on (the live system's address on the conversion network)")
 	fs.Var(&ds, "disk", "a disk to serve, read-only (a block device or an image file); repeat for each disk")
 	chunk := fs.Int64("chunk-bytes", agent.DefaultChunkSize, "chunk size: the unit of verification and retry")
-	tokenFile := fs.String("token-file", "", "file holding the bearer token clients must send (recommended; never logged)")
+	tokenFile := fs.String("token-file", "", "file holding the bearer token clients must send (required; never logged)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *listen == "" || len(ds) == 0 {
 		return errors.New("--listen and at least one --disk are required")
 	}
-	token := ""
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
+	if *tokenFile == "" {
+		return errors.New("--token-file is required: without a token, whoever reaches the agent reads the server's disks")
+	}
+	b, err := os.ReadFile(*tokenFile)
+	if err != nil {
+		return fmt.Errorf("--token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return fmt.Errorf("--token-file %s is empty", *tokenFile)
 	}
 	h, err := agent.NewHandler(ds, *chunk, token)
 	if err != nil {
@@ -63,9 +66,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer h.Close()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	h.Log = log.Warn
+	// A client that stops reading gives its chunk slot back within WriteTimeout;
+	// one that never sends its headers is dropped after ReadHeaderTimeout.
+	srv := &http.Server{Addr: *listen, Handler: h, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	go func() { <-ctx.Done(); _ = srv.Shutdown(context.Background()) }()
-	log.Info("serving disks read-only", "listen", *listen, "disks", ds.String(), "chunk_bytes", *chunk, "token", token != "")
+	log.Info("serving disks read-only", "listen", *listen, "disks", ds.String(), "chunk_bytes", *chunk)
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

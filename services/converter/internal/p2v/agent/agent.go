@@ -37,21 +37,32 @@ type DiskInfo struct {
 	ChunkSize int64  `json:"chunk_bytes"`
 }
 
+// MaxReaders is how many chunks the agent reads and sends at once; more requests
+// wait their turn (each holds a chunk's buffer until its client has it all).
+const MaxReaders = 4
+
 // Handler serves disks read-only.
 type Handler struct {
 	disks []*os.File
 	info  []DiskInfo
 	token string
 	pool  sync.Pool
+	slots chan struct{}
+	// Log hears read errors, with the disk's path (clients are told less).
+	Log func(msg string, args ...any)
 }
 
-// NewHandler opens paths read-only. A non-empty token is required from clients as
-// "Authorization: Bearer <token>".
+// NewHandler opens paths read-only. Clients must send token as "Authorization:
+// Bearer <token>"; an empty token is refused (anyone who reaches the agent would
+// read the disks).
 func NewHandler(paths []string, chunk int64, token string) (*Handler, error) {
+	if token == "" {
+		return nil, errors.New("agent: a token is required: whoever reaches the agent without one reads the server's disks")
+	}
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	h := &Handler{token: token}
+	h := &Handler{token: token, slots: make(chan struct{}, MaxReaders), Log: func(string, ...any) {}}
 	h.pool.New = func() any { b := make([]byte, chunk); return &b }
 	for i, p := range paths {
 		f, err := os.OpenFile(p, os.O_RDONLY, 0)
@@ -78,12 +89,10 @@ func (h *Handler) Close() error {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.token != "" {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) != 1 {
-			http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
-			return
-		}
+	got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !bearer || subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) != 1 {
+		http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
+		return
 	}
 	if r.Method != http.MethodGet {
 		http.Error(w, "GET only: the agent never writes", http.StatusMethodNotAllowed)
@@ -97,8 +106,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case len(parts) == 5 && parts[0] == "v1" && parts[1] == "disks" && parts[3] == "chunks":
 		d, err1 := strconv.Atoi(parts[2])
 		n, err2 := strconv.ParseInt(parts[4], 10, 64)
-		if err1 != nil || err2 != nil || d < 0 || d >= len(h.disks) || n < 0 || n*h.info[d].ChunkSize >= h.info[d].Size {
+		// Bounds before any multiplication: a huge n must not wrap to chunk 0.
+		if err1 != nil || err2 != nil || d < 0 || d >= len(h.disks) || n < 0 || n >= chunks(h.info[d]) {
 			http.Error(w, "no such disk or chunk", http.StatusNotFound)
+			return
+		}
+		select {
+		case h.slots <- struct{}{}:
+			defer func() { <-h.slots }()
+		case <-r.Context().Done():
 			return
 		}
 		h.chunk(w, d, n)
@@ -115,7 +131,8 @@ func (h *Handler) chunk(w http.ResponseWriter, d int, n int64) {
 	defer h.pool.Put(bp)
 	buf := (*bp)[:size]
 	if _, err := h.disks[d].ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-		http.Error(w, fmt.Sprintf("read %s at %d: %v", info.Path, off, err), http.StatusInternalServerError)
+		h.Log("read error", "disk", info.Path, "offset", off, "error", err)
+		http.Error(w, fmt.Sprintf("disk %d: read error at chunk %d (see the agent's log)", d, n), http.StatusInternalServerError)
 		return
 	}
 	sum := sha256.Sum256(buf)
@@ -129,6 +146,9 @@ func (h *Handler) chunk(w http.ResponseWriter, d int, n int64) {
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	_, _ = w.Write(buf)
 }
+
+// chunks is how many chunks a disk has.
+func chunks(d DiskInfo) int64 { return (d.Size + d.ChunkSize - 1) / d.ChunkSize }
 
 func allZero(b []byte) bool {
 	for len(b) >= 8 {

@@ -163,3 +163,43 @@ func TestFetchRefusals(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestAgentBounds: no token, no agent; a token without "Bearer " is refused; chunk
+// indexes past the end (2^39 panicked, 2^40 wrapped to chunk 0, 2^63-1 gave a 500
+// naming the disk) are 404; a read error does not name the disk's path (issue 16,
+// finding 6).
+func TestAgentBounds(t *testing.T) {
+	path, _ := disk(t)
+	if _, err := NewHandler([]string{path}, chunk, ""); err == nil {
+		t.Fatal("an agent without a token was made")
+	}
+	h, err := NewHandler([]string{path}, chunk, "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(p, auth string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodGet, p, nil)
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	if rec := get("/v1/disks", "s3cret"); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("a token without Bearer: %d", rec.Code)
+	}
+	if rec := get("/v1/disks/0/chunks/0", "Bearer s3cret"); rec.Code != http.StatusOK && rec.Code != http.StatusNoContent {
+		t.Fatalf("chunk 0: %d", rec.Code)
+	}
+	for _, n := range []string{"32", "549755813888", "1099511627776", "9223372036854775807", "-1", "99999999999999999999"} {
+		if rec := get("/v1/disks/0/chunks/"+n, "Bearer s3cret"); rec.Code != http.StatusNotFound {
+			t.Fatalf("chunk %s of a 32-chunk disk: %d %s", n, rec.Code, rec.Body)
+		}
+	}
+	_ = h.disks[0].Close() // the next read fails
+	rec := get("/v1/disks/0/chunks/1", "Bearer s3cret")
+	if rec.Code != http.StatusInternalServerError || strings.Contains(rec.Body.String(), path) {
+		t.Fatalf("a read error: %d %q (must not name %s)", rec.Code, rec.Body, path)
+	}
+}
