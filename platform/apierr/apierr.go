@@ -1,8 +1,11 @@
 package apierr
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -22,9 +25,38 @@ type Violations struct {
 // a sentence saying what a valid value looks like.
 func (v *Violations) Add(path, format string, args ...any) {
 	v.list = append(v.list, &errdetails.BadRequest_FieldViolation{
-		Field:       path,
-		Description: fmt.Sprintf(format, args...),
+		Field:       clip(path),
+		Description: fmt.Sprintf(format, clipArgs(args)...),
 	})
+}
+
+// MaxEcho is how much of a string value an error echoes back: a 4-million-character
+// name must not come back whole in the error, nor in the log line that records it.
+const MaxEcho = 200
+
+func clip(s string) string {
+	if len(s) <= MaxEcho {
+		return s
+	}
+	cut := MaxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
+}
+
+// clipArgs clips the string arguments of an error's message (see MaxEcho).
+func clipArgs(args []any) []any {
+	out := make([]any, len(args))
+	for i, a := range args {
+		switch x := a.(type) {
+		case string:
+			out[i] = clip(x)
+		default:
+			out[i] = a
+		}
+	}
+	return out
 }
 
 // Empty reports whether no violation was recorded.
@@ -58,7 +90,7 @@ func InvalidArgument(path, format string, args ...any) error {
 // New returns a status error with the given code and message and an ErrorInfo whose
 // reason is a short UPPER_SNAKE_CASE word a program can branch on.
 func New(code codes.Code, reason, format string, args ...any) error {
-	st := status.New(code, fmt.Sprintf(format, args...))
+	st := status.New(code, fmt.Sprintf(format, clipArgs(args)...))
 	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: Domain}); err == nil {
 		st = d
 	}
@@ -163,4 +195,35 @@ func Prefix(err error, prefix string) error {
 	p := st.Proto()
 	p.Message = prefix + p.GetMessage()
 	return status.FromProto(p).Err()
+}
+
+// Etcd maps an error of the store (etcd) during op to the status a client can act
+// on: a cancelled call is CANCELLED, a deadline DEADLINE_EXCEEDED, a request larger
+// than etcd takes INVALID_ARGUMENT (retrying cannot help), anything else UNAVAILABLE
+// (retry).
+func Etcd(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.Canceled):
+		return New(codes.Canceled, "CANCELED", "%s: canceled", op)
+	case errors.Is(err, context.DeadlineExceeded):
+		return New(codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "%s: deadline exceeded", op)
+	case tooLarge(err):
+		return New(codes.InvalidArgument, "REQUEST_TOO_LARGE", "%s: the record is larger than the store takes (etcd's request size limit): make it smaller", op)
+	}
+	return New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
+}
+
+// tooLarge reports etcd's "request is too large", or the client's own refusal to
+// send a message over its size limit.
+func tooLarge(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "request is too large") || strings.Contains(msg, "message larger than max") {
+		return true
+	}
+	return status.Code(err) == codes.ResourceExhausted
 }

@@ -1,8 +1,14 @@
 package apierr_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -56,5 +62,39 @@ func TestIsUUID(t *testing.T) {
 		if got := apierr.IsUUID(s); got != want {
 			t.Errorf("IsUUID(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestEchoIsClipped: a 4-million-character value comes back in an error as its first
+// apierr.MaxEcho bytes and its length, never whole (issue 16, finding 8).
+func TestEchoIsClipped(t *testing.T) {
+	huge := strings.Repeat("é", 2_000_000)
+	err := apierr.InvalidArgument("workload_id", "%q: use lower-case letters", huge)
+	if msg := status.Convert(err).Message(); len(msg) > 2*apierr.MaxEcho+100 || !strings.Contains(msg, "(4000000 bytes)") || !utf8.ValidString(msg) {
+		t.Fatalf("%d-byte message, valid UTF-8 %v: %.300s", len(msg), utf8.ValidString(msg), msg)
+	}
+	if msg := status.Convert(apierr.New(codes.NotFound, "NOT_FOUND", "workload %s not found", huge)).Message(); len(msg) > 2*apierr.MaxEcho+100 {
+		t.Fatalf("New echoed %d bytes", len(msg))
+	}
+}
+
+// TestEtcdCodes: what the store says maps to a code a client can act on.
+func TestEtcdCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{context.Canceled, codes.Canceled},
+		{fmt.Errorf("get: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+		{rpctypes.ErrRequestTooLarge, codes.InvalidArgument},
+		{status.Error(codes.ResourceExhausted, "grpc: trying to send message larger than max (3000000 vs. 2097152)"), codes.InvalidArgument},
+		{errors.New("etcdserver: no leader"), codes.Unavailable},
+	} {
+		if got := status.Code(apierr.Etcd("put workload", c.err)); got != c.want {
+			t.Errorf("%v: %s, want %s", c.err, got, c.want)
+		}
+	}
+	if apierr.Etcd("get", nil) != nil {
+		t.Error("no error made one")
 	}
 }

@@ -2,12 +2,14 @@ package service
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -111,4 +113,37 @@ func recoveryOption(log *slog.Logger, panics func()) recovery.Option {
 		log.ErrorContext(ctx, "panic in handler", "panic", p, "stack", string(debug.Stack()))
 		return status.Error(codes.Internal, "internal error: the service hit a bug and logged it; check the result before retrying")
 	})
+}
+
+// contextStatus turns a handler's bare context error into its status: a client that
+// cancels gets CANCELLED (gRPC would say UNKNOWN), a deadline DEADLINE_EXCEEDED.
+func contextStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return err
+}
+
+func contextStatusUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	return resp, contextStatus(err)
+}
+
+func contextStatusStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	return contextStatus(h(srv, ss))
+}
+
+// codeToLevel is the log level of a finished call: a client's own cancel is routine
+// (debug); the rest as go-grpc-middleware's defaults.
+func codeToLevel(c codes.Code) logging.Level {
+	if c == codes.Canceled {
+		return logging.LevelDebug
+	}
+	return logging.DefaultServerCodeToLevel(c)
 }

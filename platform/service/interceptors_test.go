@@ -2,8 +2,10 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -37,5 +39,22 @@ func TestGateRefusesWhileUnregistered(t *testing.T) {
 		if err != nil && apierr.Reason(err) != "NOT_REGISTERED" {
 			t.Errorf("reason %q, want NOT_REGISTERED", apierr.Reason(err))
 		}
+	}
+}
+
+// TestContextStatus: a handler's bare context error reaches the client as its own
+// code (a cancelled WatchJob was UNKNOWN, logged at ERROR), and is logged at debug.
+func TestContextStatus(t *testing.T) {
+	if got := status.Code(contextStatus(fmt.Errorf("watch: %w", context.Canceled))); got != codes.Canceled {
+		t.Fatalf("cancel: %s", got)
+	}
+	if got := status.Code(contextStatus(context.DeadlineExceeded)); got != codes.DeadlineExceeded {
+		t.Fatalf("deadline: %s", got)
+	}
+	if got := status.Code(contextStatus(status.Error(codes.NotFound, "x"))); got != codes.NotFound {
+		t.Fatalf("a status: %s", got)
+	}
+	if codeToLevel(codes.Canceled) != logging.LevelDebug || codeToLevel(codes.Internal) != logging.LevelError {
+		t.Fatal("levels")
 	}
 }

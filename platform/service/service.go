@@ -122,12 +122,13 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return c.Service != healthpb.Health_ServiceDesc.ServiceName
 	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeToLevel)}
 	recOpt := recoveryOption(log, panics.Inc)
 	rt.GRPC = grpc.NewServer(
 		grpc.ChainUnaryInterceptor(
 			srvMetrics.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(grpcLogger(log), logOpts...), notHealth),
+			contextStatusUnary,
 			recovery.UnaryServerInterceptor(recOpt),
 			g.unary,
 			rt.validators.unary,
@@ -135,6 +136,7 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 		grpc.ChainStreamInterceptor(
 			srvMetrics.StreamServerInterceptor(),
 			selector.StreamServerInterceptor(logging.StreamServerInterceptor(grpcLogger(log), logOpts...), notHealth),
+			contextStatusStream,
 			recovery.StreamServerInterceptor(recOpt),
 			g.stream,
 			rt.validators.stream,

@@ -55,9 +55,7 @@ func decode(b []byte) (*converterv1.Job, error) {
 	return j, nil
 }
 
-func etcdErr(op string, err error) error {
-	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
-}
+func etcdErr(op string, err error) error { return apierr.Etcd(op, err) }
 
 // Create queues a job. With a requestID, a repeat of the same request (same
 // fingerprint) returns the job the first one created.

@@ -106,19 +106,10 @@ func etagMismatch(id, want string, have int64) error {
 
 // etcdErr maps an etcd client error to a gRPC status error.
 func etcdErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) {
-		return apierr.New(codes.Canceled, "CANCELED", "%s: canceled", op)
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return apierr.New(codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "%s: deadline exceeded", op)
-	}
 	if errors.Is(err, ErrCorrupt) {
 		return apierr.New(codes.DataLoss, "CORRUPT", "%s: %v", op, err)
 	}
-	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
+	return apierr.Etcd(op, err)
 }
 
 // newID returns a server-chosen workload ID.

@@ -48,12 +48,7 @@ func Live(st inventoryv1.RunState) bool {
 	return false
 }
 
-func etcdErr(op string, err error) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return apierr.New(codes.DeadlineExceeded, "TIMEOUT", "%s: %v", op, err)
-	}
-	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
-}
+func etcdErr(op string, err error) error { return apierr.Etcd(op, err) }
 
 func decode(b []byte, rev int64) (*inventoryv1.Run, error) {
 	r := &inventoryv1.Run{}

@@ -35,9 +35,7 @@ func ID(name string) (string, bool) {
 	return id, ok && id != "" && !strings.Contains(id, "/")
 }
 
-func etcdErr(op string, err error) error {
-	return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "%s: etcd: %v", op, err)
-}
+func etcdErr(op string, err error) error { return apierr.Etcd(op, err) }
 
 func decode(b []byte, rev int64) (*netbridgev1.Bridge, error) {
 	br := &netbridgev1.Bridge{}
