@@ -556,7 +556,7 @@ echo '{"uuid": "9b2f6c1e-3d4a-4b5c-8e7f-0a1b2c3d4e5f", "name": "cloudy", "hostna
  "availability_zone": "nova", "public_keys": {"demo": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHikkoshiDemoCloudKeyPair0000000000000000000 demo@nova"}}' \
   >"$state/config-2/openstack/latest/meta_data.json"
 printf '#cloud-config\npower_state: {mode: poweroff, delay: now}\n' >"$state/config-2/openstack/latest/user_data"
-mkfs.vfat -n config-2 -C "$state/config-2.img" 4096 >/dev/null
+mkfs.vfat -n config-2 -C "$state/config-2.img" 4096 >/dev/null 2>&1 # Nova labels it so (lower case)
 mcopy -s -i "$state/config-2.img" "$state/config-2/openstack" ::
 timeout 600 qemu-system-x86_64 -accel tcg -cpu max -m 1024 -no-reboot -display none -monitor none -serial "file:$state/p2v-boot.log" \
   -drive "file=$state/p2v-instance.qcow2,format=qcow2,if=virtio" -drive "file=$state/config-2.img,format=raw,if=virtio,readonly=on" \
