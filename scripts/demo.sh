@@ -359,7 +359,8 @@ go build -o bin/converter ./services/converter/cmd/converter
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
 bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
   --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" \
-  --cloud-jobs old=2,new=2 --probe-proxy socks5://127.0.0.1:1080 >>"$state/converter.log" 2>&1 &
+  --cloud-jobs old=2,new=2 --probe-proxy socks5://127.0.0.1:1080 \
+  --clouds old,new --p2v-disk-root "${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v" >>"$state/converter.log" 2>&1 &
 cvpid=$!
 for _ in $(seq 1 60); do
   grpcurl -plaintext 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break

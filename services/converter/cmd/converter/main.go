@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -55,6 +56,11 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&agentToken, "p2v-agent-token-file", "", "file holding the bearer token of the hikkoshi-p2v-agents (never logged or stored in a job)")
 	fs.StringVar(&probeProxy, "probe-proxy", "", "SOCKS5 jump host the health probes go through (socks5://HOST:PORT) when the servers' addresses are not reachable from here; empty: straight")
 	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
+	var clouds, diskRoots, diskDevices, agentNets list
+	fs.Var(&clouds, "clouds", "clouds.yaml entries a job may name (comma-separated or repeated); empty: every entry")
+	fs.Var(&diskRoots, "p2v-disk-root", "directory P2V disk_path and more_disk_paths must lie under, links resolved (repeat for more); none: no disk path is taken")
+	fs.Var(&diskDevices, "p2v-disk-device", "a block device a P2V job may name by path (repeat for more)")
+	fs.Var(&agentNets, "p2v-agent-network", "network (CIDR) or address hikkoshi-p2v-agents may be on (repeat for more); none: no agent_url is taken")
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
@@ -64,6 +70,15 @@ func run(ctx context.Context, args []string) error {
 	limits, err := jobs.ParseCloudLimits(cloudJobs)
 	if err != nil {
 		return err
+	}
+	nets, err := jobs.ParseNetworks(agentNets)
+	if err != nil {
+		return fmt.Errorf("--p2v-agent-network: %w", err)
+	}
+	for _, d := range diskRoots {
+		if !filepath.IsAbs(d) {
+			return fmt.Errorf("--p2v-disk-root %q: give an absolute directory", d)
+		}
 	}
 	probe, err := jobs.NewProbeDialer(probeProxy)
 	if err != nil {
@@ -82,8 +97,9 @@ func run(ctx context.Context, args []string) error {
 				rt.Logger.Info("p2v: swept what a killed conversion left", "dir", work, "unmounted", um, "loop_devices", det)
 			}
 		}
+		policy := jobs.Policy{Clouds: clouds, DiskRoots: diskRoots, DiskDevices: diskDevices, WorkDir: p2vWork, AgentNetworks: nets}
 		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger,
-			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, Probe: probe}
+			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, Probe: probe, Policy: policy}
 		var inv inventoryv1.InventoryServiceClient
 		if inventory != "" {
 			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -93,7 +109,7 @@ func run(ctx context.Context, args []string) error {
 			inv = inventoryv1.NewInventoryServiceClient(conn)
 			defer rt.OnShutdown(func() { _ = conn.Close() }) // after the workers have stopped
 		}
-		jobs.Register(rt, store, exec, inv)
+		jobs.Register(rt, store, exec, inv, policy)
 		if workers > 0 {
 			w := &jobs.Worker{
 				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: workers, Log: rt.Logger,
@@ -107,4 +123,17 @@ func run(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
+}
+
+// list is a flag of values, comma-separated or repeated.
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }

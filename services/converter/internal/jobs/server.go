@@ -35,10 +35,16 @@ type Server struct {
 }
 
 // Register registers the service and its validators on rt. exec decommissions
-// sources; inv (may be nil) is the inventory whose workloads follow the jobs.
-func Register(rt *service.Runtime, store *Store, exec Executor, inv inventoryv1.InventoryServiceClient) {
+// sources; inv (may be nil) is the inventory whose workloads follow the jobs;
+// policy is what a job may name.
+func Register(rt *service.Runtime, store *Store, exec Executor, inv inventoryv1.InventoryServiceClient, policy Policy) {
 	converterv1.RegisterConverterServiceServer(rt.GRPC, &Server{store: store, etcd: rt.Etcd, stopping: rt.Stopping(), exec: exec, inv: inv, log: rt.Logger})
-	service.AddValidator(rt, ValidateCreateJob)
+	service.AddValidator(rt, func(r *converterv1.CreateJobRequest) error {
+		if err := ValidateCreateJob(r); err != nil {
+			return err
+		}
+		return policy.Err(r.GetJob())
+	})
 	service.AddValidator(rt, func(r *converterv1.GetJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.CancelJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.WatchJobRequest) error { return checkName(r.GetName()) })

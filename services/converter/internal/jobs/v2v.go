@@ -27,6 +27,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -68,7 +69,9 @@ type Runner struct {
 	AgentTokenFile string
 	// Probe dials the health probes (nil: straight).
 	Probe *ProbeDialer
-	Log   *slog.Logger
+	// Policy is what a job may name (checked again before a job starts).
+	Policy Policy
+	Log    *slog.Logger
 }
 
 // openRetry is how long opening a cloud is retried while its APIs restart.
@@ -184,6 +187,9 @@ type nicPlan struct {
 // Run runs j from the step after its last recorded one. save records the job
 // (fenced by the claim); cancelled reports a cancel request.
 func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.Context, *converterv1.Job) error) error {
+	if err := r.Policy.Err(j); err != nil {
+		return fmt.Errorf("refused by this worker's policy: %s", status.Convert(err).Message())
+	}
 	if IsP2V(j) {
 		id, _ := ID(j.GetName())
 		if err := r.runP2V(ctx, j, id, save); err != nil {

@@ -32,7 +32,8 @@ var identityFiles = []string{
 // console) and then the server is still itself: host keys, users, passwords, root's
 // authorized_keys, host name, /etc/hosts and package sources as they were; ops has
 // its own key and the cloud's; no default user; the root file system grown to the
-// bigger disk. Given only the first disk, the conversion is refused, naming /var.
+// bigger disk. Given only the first disk, the conversion is refused, naming /var;
+// the source disks are unchanged (SHA-256).
 func TestFirstCloudBootKeepsTheServer(t *testing.T) {
 	a, b := p2vtest.FixtureTwoDisks(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
@@ -47,15 +48,23 @@ func TestFirstCloudBootKeepsTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := sum(t, b)
+	beforeA, before := sum(t, a), sum(t, b)
 	const mac = "52:54:00:12:34:59"
-	res, err := Convert(ctx, a, Options{Work: filepath.Join(work, "build"), MoreDisks: []string{b}, NICs: []NIC{{Name: "eno1", MAC: mac}}, KeyPairUser: "ops"})
+	var steps []string
+	res, err := Convert(ctx, a, Options{Work: filepath.Join(work, "build"), MoreDisks: []string{b}, NICs: []NIC{{Name: "eno1", MAC: mac}}, KeyPairUser: "ops",
+		Step: func(s string) { steps = append(steps, s) }})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("convert (steps %v): %v", steps, err)
+	}
+	if got := strings.Join(steps, ","); got != "inspect,build,copy,fixup,cloud-init,initramfs,bootloader,qcow2" {
+		t.Errorf("steps %s", got)
+	}
+	if left := leftovers(t, work); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
 	}
 	t.Logf("converted: timings %v ms, size %d, notes %v", res.Timings, res.Size, res.Notes)
-	if sum(t, b) != before {
-		t.Fatal("the second disk changed")
+	if sum(t, a) != beforeA || sum(t, b) != before {
+		t.Fatal("a source disk changed")
 	}
 
 	// The cloud's disk is 1 GiB bigger than the image; its config drive names

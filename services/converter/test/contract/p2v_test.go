@@ -66,6 +66,23 @@ func TestP2VFixtureBootsOnVirtio(t *testing.T) {
 		P2VSource: &converterv1.P2VSource{DiskPath: "disk.raw", Nics: []string{"eno1"}}, P2VImage: &converterv1.P2VImage{Cloud: "new"},
 	}})
 	servicetest.WantCode(t, err, codes.InvalidArgument)
+	// ... and what this converter's policy does not allow (--p2v-disk-root, --clouds,
+	// --p2v-agent-network): the worker's own disk and files, a cloud not listed, an
+	// agent elsewhere.
+	for field, src := range map[string]*converterv1.P2VSource{
+		"job.p2v_source.disk_path":          {DiskPath: "/etc/shadow"},
+		"job.p2v_source.more_disk_paths[0]": {DiskPath: disk, MoreDiskPaths: []string{"/dev/vda"}},
+		"job.p2v_source.agent_url":          {AgentUrl: "http://10.101.0.9:7420"},
+	} {
+		_, err := client.CreateJob(ctx, &converterv1.CreateJobRequest{Job: &converterv1.Job{P2VSource: src, P2VImage: &converterv1.P2VImage{Cloud: "new"}}})
+		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[field] == "" {
+			t.Fatalf("%s not allowed: %v", field, err)
+		}
+	}
+	_, err = client.CreateJob(ctx, &converterv1.CreateJobRequest{Job: &converterv1.Job{P2VSource: &converterv1.P2VSource{DiskPath: disk}, P2VImage: &converterv1.P2VImage{Cloud: "admin"}}})
+	if apierr.FieldViolations(err)["job.p2v_image.cloud"] == "" {
+		t.Fatalf("a cloud not in --clouds: %v", err)
+	}
 
 	start := time.Now()
 	job := must(client.CreateJob(ctx, &converterv1.CreateJobRequest{Job: &converterv1.Job{
@@ -308,8 +325,10 @@ func TestP2VUEFIJob(t *testing.T) {
 func TestP2VTwoDisksDryRun(t *testing.T) {
 	a, b := p2vtest.FixtureTwoDisks(t)
 	work := t.TempDir()
+	tokenFile := filepath.Join(work, "token")
+	must(0, os.WriteFile(tokenFile, []byte("ctest-two-disks-token\n"), 0o600))(t)
 	env := servicetest.NewEnv(t)
-	_, client := start(t, env, "--p2v-work-dir", filepath.Join(work, "jobs"))
+	_, client := start(t, env, "--p2v-work-dir", filepath.Join(work, "jobs"), "--p2v-agent-token-file", tokenFile)
 	_, err := client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
 		P2VSource: &converterv1.P2VSource{DiskPath: a, MoreDiskPaths: []string{"multi-b.raw"}, InspectOnly: true},
 	}})
@@ -329,7 +348,7 @@ func TestP2VTwoDisksDryRun(t *testing.T) {
 	}
 
 	// Through the agent: it serves both disks; the job fetches disk 0 and then 1.
-	addr, agLog := startAgent(t, nil, a, b)
+	addr, agLog := startAgent(t, []string{"--token-file", tokenFile}, a, b)
 	_, err = client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
 		P2VSource: &converterv1.P2VSource{AgentUrl: "http://" + addr, MoreAgentDisks: []int32{0}, InspectOnly: true},
 	}})

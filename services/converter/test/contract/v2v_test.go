@@ -34,6 +34,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
 )
 
 var binary, inventoryBinary, agentBinary string
@@ -125,7 +126,8 @@ func waitStatus(t *testing.T, cc *gophercloud.ServiceClient, id, want string) *s
 // start runs a converter on env's etcd.
 func start(t *testing.T, env *servicetest.Env, extra ...string) (*servicetest.Proc, converterv1.ConverterServiceClient) {
 	t.Helper()
-	args := append([]string{"--clouds-yaml", devcloud.CloudsYAML(), "--chunk-bytes", "1048576", "--poll", "250ms", "--workers", "1"}, extra...)
+	args := append([]string{"--clouds-yaml", devcloud.CloudsYAML(), "--chunk-bytes", "1048576", "--poll", "250ms", "--workers", "1",
+		"--clouds", "old,new", "--p2v-disk-root", p2vtest.CacheDir(), "--p2v-agent-network", "127.0.0.1"}, extra...)
 	p := env.Start(t, binary, "converter", args...)
 	return p, converterv1.NewConverterServiceClient(p.Conn)
 }

@@ -35,6 +35,17 @@ func Fixture(tb testing.TB) string {
 	return strings.TrimSpace(string(out))
 }
 
+// CacheDir is where tilt/p2v/fixture.sh keeps the fixture disks: a converter under
+// test takes disk paths under it (--p2v-disk-root).
+func CacheDir() string {
+	c := os.Getenv("HIKKOSHI_CACHE")
+	if c == "" {
+		home, _ := os.UserHomeDir()
+		c = filepath.Join(home, ".cache/hikkoshi")
+	}
+	return filepath.Join(c, "p2v")
+}
+
 // FixtureLVM returns the path of the fixture's LVM disk (/boot on a partition, root,
 // /var and swap as logical volumes of vg-legacy; built with the other). Beside it,
 // PATH.var.sha256 holds the sha256sum of every file of its /var, as built.
