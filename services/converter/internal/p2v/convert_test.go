@@ -15,7 +15,6 @@ import (
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
 )
 
-
 func sum(t *testing.T, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
