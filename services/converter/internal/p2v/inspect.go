@@ -148,19 +148,6 @@ func Fingerprint(line string) string {
 	return kind + " SHA256:" + base64.RawStdEncoding.EncodeToString(sum[:])
 }
 
-// resolve maps an absolute path of the server to the directory holding it, by the
-// longest mount point that is a prefix.
-func resolve(roots map[string]string, p string) string {
-	best := "/"
-	for mp := range roots {
-		if (p == mp || strings.HasPrefix(p, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
-			best = mp
-		}
-	}
-	rel := strings.TrimPrefix(p, strings.TrimSuffix(best, "/"))
-	return filepath.Join(roots[best], rel)
-}
-
 func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 // readKV reads a KEY=value file of the guest (os-release, ifcfg, keyfiles).
