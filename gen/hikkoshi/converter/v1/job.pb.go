@@ -195,7 +195,10 @@ type Job struct {
 	Workload string `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
 	// source says what to move.
 	Source *V2VSource `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
-	// destination says where to boot it.
+	// destination says where to boot it. With p2v_source: where the built image
+	// boots once uploaded (the cloud of p2v_image, a flavor, one NIC: port_id — the
+	// port netbridge's MoveAddress made for the server's address — or network_id);
+	// empty: the job ends with the image.
 	Destination *V2VDestination `protobuf:"bytes,4,opt,name=destination,proto3" json:"destination,omitempty"`
 	// state is where the job stands. Output only.
 	State JobState `protobuf:"varint,5,opt,name=state,proto3,enum=hikkoshi.converter.v1.JobState" json:"state,omitempty"`
@@ -1197,7 +1200,8 @@ type V2VDestination struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// cloud is the destination cloud's clouds.yaml entry.
 	Cloud string `protobuf:"bytes,1,opt,name=cloud,proto3" json:"cloud,omitempty"`
-	// flavor is the destination flavor's name; empty for the source flavor's name.
+	// flavor is the destination flavor's name; empty for the source flavor's name
+	// (required for a P2V boot: a physical server has none).
 	Flavor string `protobuf:"bytes,2,opt,name=flavor,proto3" json:"flavor,omitempty"`
 	// network_id is the destination network of the new port (not needed with
 	// port_id).

@@ -107,9 +107,15 @@ const (
 	// its address (netbridge), boots the replacement on that address: the downtime is
 	// measured.
 	Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT Strategy = 2
-	// STRATEGY_UNSUPPORTED is a workload the runner cannot move (a physical server,
-	// one without facts or an address); the plan says why and the run refuses it.
+	// STRATEGY_UNSUPPORTED is a workload the runner cannot move (one without facts
+	// or an address, a physical server without physical.p2v); the plan says why and
+	// the run refuses it.
 	Strategy_STRATEGY_UNSUPPORTED Strategy = 3
+	// STRATEGY_PHYSICAL moves a physical server after the operator's go (the server
+	// is off, or in its live Linux with the P2V agent): its address moves to the new
+	// cloud (netbridge), a P2V job converts its disks and boots the image on that
+	// address, its pools see it healthy. The downtime is measured from the go.
+	Strategy_STRATEGY_PHYSICAL Strategy = 4
 )
 
 // Enum value maps for Strategy.
@@ -119,12 +125,14 @@ var (
 		1: "STRATEGY_STATELESS_LB",
 		2: "STRATEGY_STATEFUL_ADDRESS_KEPT",
 		3: "STRATEGY_UNSUPPORTED",
+		4: "STRATEGY_PHYSICAL",
 	}
 	Strategy_value = map[string]int32{
 		"STRATEGY_UNSPECIFIED":           0,
 		"STRATEGY_STATELESS_LB":          1,
 		"STRATEGY_STATEFUL_ADDRESS_KEPT": 2,
 		"STRATEGY_UNSUPPORTED":           3,
+		"STRATEGY_PHYSICAL":              4,
 	}
 )
 
@@ -645,9 +653,10 @@ type RunWorkload struct {
 	NewServerId string `protobuf:"bytes,15,opt,name=new_server_id,json=newServerId,proto3" json:"new_server_id,omitempty"`
 	// new_address is the replacement's address.
 	NewAddress string `protobuf:"bytes,16,opt,name=new_address,json=newAddress,proto3" json:"new_address,omitempty"`
-	// moved_port_id is the destination port netbridge's MoveAddress made (stateful).
+	// moved_port_id is the destination port netbridge's MoveAddress made (stateful,
+	// physical).
 	MovedPortId string `protobuf:"bytes,17,opt,name=moved_port_id,json=movedPortId,proto3" json:"moved_port_id,omitempty"`
-	// bridge is the netbridge bridge the address moved across (stateful).
+	// bridge is the netbridge bridge the address moved across (stateful, physical).
 	Bridge string `protobuf:"bytes,18,opt,name=bridge,proto3" json:"bridge,omitempty"`
 	// stopped_source is true when the run stopped the old server.
 	StoppedSource bool `protobuf:"varint,19,opt,name=stopped_source,json=stoppedSource,proto3" json:"stopped_source,omitempty"`
@@ -658,7 +667,7 @@ type RunWorkload struct {
 	// gates are the results of its health gates, in order.
 	Gates []string `protobuf:"bytes,22,rep,name=gates,proto3" json:"gates,omitempty"`
 	// downtime_ms is how long it did not serve (stateful: from the stop to the first
-	// passing health probe of its replacement).
+	// passing health probe of its replacement; physical: from the operator's go).
 	DowntimeMs int64 `protobuf:"varint,23,opt,name=downtime_ms,json=downtimeMs,proto3" json:"downtime_ms,omitempty"`
 	// request_ids are the request IDs the run used for its calls, by step.
 	RequestIds map[string]string `protobuf:"bytes,24,rep,name=request_ids,json=requestIds,proto3" json:"request_ids,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
@@ -668,7 +677,8 @@ type RunWorkload struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// end_time is when it ended.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// stopped_time is when the run stopped the old server (stateful).
+	// stopped_time is when the run stopped the old server (stateful), or when the
+	// operator's go let it begin (physical).
 	StoppedTime   *timestamppb.Timestamp `protobuf:"bytes,28,opt,name=stopped_time,json=stoppedTime,proto3" json:"stopped_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1177,12 +1187,13 @@ const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\x10RUN_STATE_PAUSED\x10\x03\x12\x16\n" +
 	"\x12RUN_STATE_ABORTING\x10\x04\x12\x15\n" +
 	"\x11RUN_STATE_ABORTED\x10\x05\x12\x12\n" +
-	"\x0eRUN_STATE_DONE\x10\x06*}\n" +
+	"\x0eRUN_STATE_DONE\x10\x06*\x94\x01\n" +
 	"\bStrategy\x12\x18\n" +
 	"\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STRATEGY_STATELESS_LB\x10\x01\x12\"\n" +
 	"\x1eSTRATEGY_STATEFUL_ADDRESS_KEPT\x10\x02\x12\x18\n" +
-	"\x14STRATEGY_UNSUPPORTED\x10\x03*\xfc\x01\n" +
+	"\x14STRATEGY_UNSUPPORTED\x10\x03\x12\x15\n" +
+	"\x11STRATEGY_PHYSICAL\x10\x04*\xfc\x01\n" +
 	"\aRunStep\x12\x18\n" +
 	"\x14RUN_STEP_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10RUN_STEP_APPROVE\x10\x01\x12\x11\n" +

@@ -7,6 +7,7 @@
 package inventoryv1
 
 import (
+	v1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -473,7 +474,15 @@ type PhysicalSource struct {
 	// addresses are the server's IP addresses.
 	Addresses []string `protobuf:"bytes,2,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	// os_release is the operating system and release, for example "CentOS 6.5".
-	OsRelease     string `protobuf:"bytes,3,opt,name=os_release,json=osRelease,proto3" json:"os_release,omitempty"`
+	OsRelease string `protobuf:"bytes,3,opt,name=os_release,json=osRelease,proto3" json:"os_release,omitempty"`
+	// p2v is how the converter reads the server's disks when a wave run moves it
+	// (disk_path or agent_url, nics, key_pair_user; not inspect_only). A run moves
+	// it by a P2V job that boots the image on the address netbridge moved for it:
+	// addresses[0], in an applied shared-L2 bridge's old subnet. Empty: a run
+	// cannot move it, and its plan says so.
+	P2V *v1.P2VSource `protobuf:"bytes,4,opt,name=p2v,proto3" json:"p2v,omitempty"`
+	// flavor is the destination flavor the converted server boots as (with p2v).
+	Flavor        string `protobuf:"bytes,5,opt,name=flavor,proto3" json:"flavor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,11 +538,25 @@ func (x *PhysicalSource) GetOsRelease() string {
 	return ""
 }
 
+func (x *PhysicalSource) GetP2V() *v1.P2VSource {
+	if x != nil {
+		return x.P2V
+	}
+	return nil
+}
+
+func (x *PhysicalSource) GetFlavor() string {
+	if x != nil {
+		return x.Flavor
+	}
+	return ""
+}
+
 var File_hikkoshi_inventory_v1_workload_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_inventory_v1_workload_proto_rawDesc = "" +
 	"\n" +
-	"$hikkoshi/inventory/v1/workload.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!hikkoshi/inventory/v1/facts.proto\"\x87\a\n" +
+	"$hikkoshi/inventory/v1/workload.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1fhikkoshi/converter/v1/job.proto\x1a!hikkoshi/inventory/v1/facts.proto\"\x87\a\n" +
 	"\bWorkload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x127\n" +
@@ -567,12 +590,14 @@ const file_hikkoshi_inventory_v1_workload_proto_rawDesc = "" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1d\n" +
 	"\n" +
 	"project_id\x18\x03 \x01(\tR\tprojectId\x12\x1b\n" +
-	"\tserver_id\x18\x04 \x01(\tR\bserverId\"i\n" +
+	"\tserver_id\x18\x04 \x01(\tR\bserverId\"\xb5\x01\n" +
 	"\x0ePhysicalSource\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x1d\n" +
 	"\n" +
-	"os_release\x18\x03 \x01(\tR\tosRelease*e\n" +
+	"os_release\x18\x03 \x01(\tR\tosRelease\x122\n" +
+	"\x03p2v\x18\x04 \x01(\v2 .hikkoshi.converter.v1.P2VSourceR\x03p2v\x12\x16\n" +
+	"\x06flavor\x18\x05 \x01(\tR\x06flavor*e\n" +
 	"\fWorkloadKind\x12\x1d\n" +
 	"\x19WORKLOAD_KIND_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16WORKLOAD_KIND_INSTANCE\x10\x01\x12\x1a\n" +
@@ -609,6 +634,7 @@ var file_hikkoshi_inventory_v1_workload_proto_goTypes = []any{
 	nil,                           // 5: hikkoshi.inventory.v1.Workload.LabelsEntry
 	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 	(*Facts)(nil),                 // 7: hikkoshi.inventory.v1.Facts
+	(*v1.P2VSource)(nil),          // 8: hikkoshi.converter.v1.P2VSource
 }
 var file_hikkoshi_inventory_v1_workload_proto_depIdxs = []int32{
 	0,  // 0: hikkoshi.inventory.v1.Workload.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
@@ -621,11 +647,12 @@ var file_hikkoshi_inventory_v1_workload_proto_depIdxs = []int32{
 	6,  // 7: hikkoshi.inventory.v1.Workload.state_time:type_name -> google.protobuf.Timestamp
 	7,  // 8: hikkoshi.inventory.v1.Workload.facts:type_name -> hikkoshi.inventory.v1.Facts
 	6,  // 9: hikkoshi.inventory.v1.Workload.vanish_time:type_name -> google.protobuf.Timestamp
-	10, // [10:10] is the sub-list for method output_type
-	10, // [10:10] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	8,  // 10: hikkoshi.inventory.v1.PhysicalSource.p2v:type_name -> hikkoshi.converter.v1.P2VSource
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_workload_proto_init() }

@@ -164,6 +164,53 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	return save(ctx, j)
 }
 
+// uploaded reports whether a P2V job taken over had booted its image already: its
+// step is the boot or the health check and its image is ACTIVE, so the disk is not
+// fetched, read and built again.
+func (r *Runner) uploaded(ctx context.Context, j *converterv1.Job) bool {
+	if st := j.GetStep(); st != converterv1.JobStep_JOB_STEP_BOOT && st != converterv1.JobStep_JOB_STEP_HEALTH || j.GetCreated().GetImageId() == "" {
+		return false
+	}
+	ic, err := r.open(ctx, j.GetP2VImage().GetCloud())
+	if err != nil {
+		return false
+	}
+	img, err := images.Get(ctx, ic.image, j.GetCreated().GetImageId()).Extract()
+	return err == nil && img.Status == images.ImageStatusActive
+}
+
+// bootP2V boots a P2V job's image in its destination (the cloud its image went to):
+// a pre-flight of the destination, the boot on the given port (or a new one), the
+// health check — the same steps as a V2V job's last ones.
+func (r *Runner) bootP2V(ctx context.Context, j *converterv1.Job, id string, save func(context.Context, *converterv1.Job) error) error {
+	dst, err := r.open(ctx, j.GetDestination().GetCloud())
+	if err != nil {
+		return fmt.Errorf("destination cloud %q: %w", j.GetDestination().GetCloud(), err)
+	}
+	pl, err := r.p2vPreflight(ctx, j, id, dst)
+	if err != nil {
+		return fmt.Errorf("preflight: %w", err)
+	}
+	for _, step := range []converterv1.JobStep{converterv1.JobStep_JOB_STEP_BOOT, converterv1.JobStep_JOB_STEP_HEALTH} {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		j.Step = step
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+		if step == converterv1.JobStep_JOB_STEP_BOOT {
+			err = r.boot(ctx, j, id, dst, pl, save)
+		} else {
+			err = r.health(ctx, j, pl)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimPrefix(step.String(), "JOB_STEP_")), err)
+		}
+	}
+	return nil
+}
+
 // cleanupP2V deletes a failed or cancelled P2V job's image and its work directory
 // (Convert has already undone its mounts and loop devices).
 func (r *Runner) cleanupP2V(ctx context.Context, j *converterv1.Job) error {
@@ -172,11 +219,23 @@ func (r *Runner) cleanupP2V(ctx context.Context, j *converterv1.Job) error {
 	if j.GetP2VImage().GetCloud() == "" {
 		return nil // a dry run: no image
 	}
+	var errs []error
+	if j.GetDestination() != nil {
+		// The server first: its image cannot go while a server boots from it.
+		ctx, cancel := context.WithTimeout(ctx, CleanupTimeout)
+		defer cancel()
+		dst, err := r.open(ctx, j.GetDestination().GetCloud())
+		if err != nil {
+			return err
+		}
+		errs = append(errs, r.cleanupBoot(ctx, j, id, dst, p2vImageName(j, id)))
+	}
 	cl, err := r.open(ctx, j.GetP2VImage().GetCloud())
 	if err != nil {
 		return err
 	}
-	return deleteP2VImages(ctx, imagecopy.NewGlance(cl.image), j, id)
+	errs = append(errs, deleteP2VImages(ctx, imagecopy.NewGlance(cl.image), j, id))
+	return errors.Join(errs...)
 }
 
 // p2vImageName is the name of a P2V job's image.

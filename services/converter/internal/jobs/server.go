@@ -74,8 +74,23 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	v.RequestID("request_id", r.GetRequestId())
 	j := r.GetJob()
 	if IsP2V(j) {
-		if j.GetSource() != nil || j.GetDestination() != nil {
-			v.Add("job.source", "a job is V2V (source, destination) or P2V (p2v_source, p2v_image), not both")
+		if j.GetSource() != nil {
+			v.Add("job.source", "a job is V2V (source, destination) or P2V (p2v_source, p2v_image, and destination to boot the image), not both")
+		}
+		if d := j.GetDestination(); d != nil {
+			switch {
+			case j.GetP2VSource().GetInspectOnly():
+				v.Add("job.destination", "a dry run (p2v_source.inspect_only) boots nothing: leave destination empty")
+			case d.GetCloud() != "" && d.GetCloud() != j.GetP2VImage().GetCloud():
+				v.Add("job.destination.cloud", "%q: the image boots where it is uploaded, give p2v_image.cloud (%q) here too", d.GetCloud(), j.GetP2VImage().GetCloud())
+			}
+			if d.GetFlavor() == "" {
+				v.Add("job.destination.flavor", "required for a P2V boot: the destination flavor's name (a physical server has no flavor to keep)")
+			}
+			if len(d.GetNics()) > 0 {
+				v.Add("job.destination.nics", "a P2V boot has one NIC: give port_id, or network_id (and fixed_ip); p2v_source.nics pins the guest's interface names")
+			}
+			validateDestination(&v, d)
 		}
 		switch src := j.GetP2VSource(); {
 		case src.GetAgentUrl() != "" && src.GetDiskPath() != "":
@@ -134,10 +149,15 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if !apierr.IsUUID(j.GetSource().GetServerId()) {
 		v.Add("job.source.server_id", "%q: give the source server's ID (a UUID)", j.GetSource().GetServerId())
 	}
-	if j.GetDestination().GetCloud() == "" {
+	validateDestination(&v, j.GetDestination())
+	return v.Err()
+}
+
+// validateDestination checks where a job boots its server.
+func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
+	if d.GetCloud() == "" {
 		v.Add("job.destination.cloud", "required: the destination cloud's clouds.yaml entry")
 	}
-	d := j.GetDestination()
 	for i, n := range d.GetNics() {
 		f := fmt.Sprintf("job.destination.nics[%d]", i)
 		switch {
@@ -164,7 +184,7 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	case d.GetPortId() != "" && d.GetFixedIp() != "":
 		v.Add("job.destination.fixed_ip", "with port_id the server keeps the port's own address: leave fixed_ip empty")
 	}
-	if ip := j.GetDestination().GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
+	if ip := d.GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
 	}
 	if err := cloudinit.CheckUser(d.GetKeyPairUser()); err != nil {
@@ -173,7 +193,6 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if d.GetNewAddress() && (d.GetFixedIp() != "" || d.GetPortId() != "" || len(d.GetNics()) > 0) {
 		v.Add("job.destination.new_address", "a new address is chosen by Neutron on network_id: leave fixed_ip, port_id and nics empty")
 	}
-	return v.Err()
 }
 
 // CreateJob implements ConverterService.

@@ -22,11 +22,11 @@ import (
 // jobClouds returns the distinct clouds a job touches, sorted (a fixed order of
 // acquisition).
 func jobClouds(j *converterv1.Job) []string {
-	if IsP2V(j) {
-		return []string{j.GetP2VImage().GetCloud()}
-	}
 	cs := []string{j.GetSource().GetCloud()}
-	if d := j.GetDestination().GetCloud(); d != cs[0] {
+	if IsP2V(j) {
+		cs[0] = j.GetP2VImage().GetCloud() // where it boots too, if it does
+	}
+	if d := j.GetDestination().GetCloud(); d != "" && d != cs[0] {
 		cs = append(cs, d)
 	}
 	sort.Strings(cs)

@@ -192,8 +192,15 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 	}
 	if IsP2V(j) {
 		id, _ := ID(j.GetName())
-		if err := r.runP2V(ctx, j, id, save); err != nil {
-			return err
+		if !r.uploaded(ctx, j) {
+			if err := r.runP2V(ctx, j, id, save); err != nil {
+				return err
+			}
+		}
+		if j.GetDestination() != nil && !j.GetP2VSource().GetInspectOnly() {
+			if err := r.bootP2V(ctx, j, id, save); err != nil {
+				return err
+			}
 		}
 		j.Step = converterv1.JobStep_JOB_STEP_DONE
 		return nil
@@ -255,23 +262,15 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 	if flavor == "" {
 		flavor, _ = srv.Flavor["original_name"].(string)
 	}
-	fl, err := flavors.ListDetail(dst.compute, flavors.ListOpts{AccessType: flavors.AllAccess}).AllPages(ctx)
+	fl0, err := findFlavor(ctx, dst, flavor)
 	if err != nil {
 		return nil, err
-	}
-	list, err := flavors.ExtractFlavors(fl)
-	if err != nil {
-		return nil, err
-	}
-	var fl0 *flavors.Flavor
-	for i, f := range list {
-		if f.Name == flavor {
-			pl.flavorID, fl0 = f.ID, &list[i]
-		}
 	}
 	var missing []string
-	if pl.flavorID == "" {
+	if fl0 == nil {
 		missing = append(missing, fmt.Sprintf("flavor %q", flavor))
+	} else {
+		pl.flavorID = fl0.ID
 	}
 	ifaces, err := sourceNICs(ctx, src.compute, srv.ID)
 	if err != nil {
@@ -289,14 +288,13 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 			np.mac = ifaces[i].MACAddr
 		}
 		if np.portID != "" {
-			p, err := ports.Get(ctx, dst.network, np.portID).Extract()
-			switch {
-			case err != nil:
-				missing = append(missing, fmt.Sprintf("port %s of nics[%d] (%v)", np.portID, i, err))
-			case p.DeviceID != "" && p.DeviceID != j.GetCreated().GetServerId():
-				return nil, fmt.Errorf("destination port %s of nics[%d] is in use by %s %s: give a free port", np.portID, i, p.DeviceOwner, p.DeviceID)
-			case len(p.FixedIPs) > 0:
-				np.fixedIP = p.FixedIPs[0].IPAddress
+			ip, miss, err := freePort(ctx, j, dst, np.portID, fmt.Sprintf(" of nics[%d]", i))
+			if err != nil {
+				return nil, err
+			}
+			missing = append(missing, miss...)
+			if ip != "" {
+				np.fixedIP = ip
 			}
 		} else {
 			if _, err := networks.Get(ctx, dst.network, np.networkID).Extract(); err != nil {
@@ -310,26 +308,15 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 	}
 	if len(pl.nics) > 0 {
 		pl.fixedIP = pl.nics[0].fixedIP
-	} else if pid := d.GetPortId(); pid != "" {
-		p, err := ports.Get(ctx, dst.network, pid).Extract()
-		switch {
-		case err != nil:
-			missing = append(missing, fmt.Sprintf("port %s (%v)", pid, err))
-		case p.DeviceID != "" && p.DeviceID != j.GetCreated().GetServerId():
-			return nil, fmt.Errorf("destination port %s is in use by %s %s: give a free port", pid, p.DeviceOwner, p.DeviceID)
-		case len(p.FixedIPs) > 0:
-			pl.fixedIP = p.FixedIPs[0].IPAddress
+	} else {
+		miss, err := destinationPort(ctx, j, dst, pl)
+		if err != nil {
+			return nil, err
 		}
-	} else if _, err := networks.Get(ctx, dst.network, d.GetNetworkId()).Extract(); err != nil {
-		missing = append(missing, fmt.Sprintf("network %s (%v)", d.GetNetworkId(), err))
+		missing = append(missing, miss...)
 	}
 	if pl.keyName == "" {
 		pl.keyName = srv.KeyName
-	}
-	if pl.keyName != "" {
-		if _, err := keypairs.Get(ctx, dst.compute, pl.keyName, nil).Extract(); err != nil {
-			missing = append(missing, fmt.Sprintf("key pair %q", pl.keyName))
-		}
 	}
 	sgNames := d.GetSecurityGroups()
 	if len(sgNames) == 0 {
@@ -337,6 +324,109 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 			if n, ok := sg["name"].(string); ok {
 				sgNames = append(sgNames, n)
 			}
+		}
+	}
+	miss, err := r.keyAndGroups(ctx, dst, pl, sgNames)
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, miss...)
+	if pl.fixedIP == "" && !d.GetNewAddress() && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
+		pl.fixedIP = ifaces[0].FixedIPs[0].IPAddress // the interfaces read above: no second call
+	}
+	return pl, r.enough(ctx, j, dst, fl0, missing)
+}
+
+// p2vPreflight is the pre-flight of a P2V job's boot: everything comes from its
+// destination (there is no source server to take a flavor, key pair or groups
+// from); the server is named after its image.
+func (r *Runner) p2vPreflight(ctx context.Context, j *converterv1.Job, id string, dst clients) (*plan, error) {
+	d := j.GetDestination()
+	name := p2vImageName(j, id)
+	pl := &plan{srv: &servers.Server{Name: name}, fixedIP: d.GetFixedIp(), keyName: d.GetKeyName()}
+	fl0, err := findFlavor(ctx, dst, d.GetFlavor())
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	if fl0 == nil {
+		missing = append(missing, fmt.Sprintf("flavor %q", d.GetFlavor()))
+	} else {
+		pl.flavorID = fl0.ID
+		if need := j.GetP2VResult().GetVirtualBytes(); fl0.Disk > 0 && int64(fl0.Disk)<<30 < need {
+			return nil, fmt.Errorf("flavor %q has a %d GiB disk, the server's disk is %.1f GiB: give a flavor with a larger disk", fl0.Name, fl0.Disk, float64(need)/(1<<30))
+		}
+	}
+	miss, err := destinationPort(ctx, j, dst, pl)
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, miss...)
+	miss, err = r.keyAndGroups(ctx, dst, pl, d.GetSecurityGroups())
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, miss...)
+	return pl, r.enough(ctx, j, dst, fl0, missing)
+}
+
+// findFlavor finds a destination flavor by name (nil when there is none).
+func findFlavor(ctx context.Context, dst clients, name string) (*flavors.Flavor, error) {
+	fl, err := flavors.ListDetail(dst.compute, flavors.ListOpts{AccessType: flavors.AllAccess}).AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	list, err := flavors.ExtractFlavors(fl)
+	if err != nil {
+		return nil, err
+	}
+	var found *flavors.Flavor
+	for i, f := range list {
+		if f.Name == name {
+			found = &list[i]
+		}
+	}
+	return found, nil
+}
+
+// freePort checks a given destination port (what names it in messages: of
+// "nics[0]"): free, or the job's own server's already. It returns its address.
+func freePort(ctx context.Context, j *converterv1.Job, dst clients, pid, of string) (ip string, missing []string, err error) {
+	p, err := ports.Get(ctx, dst.network, pid).Extract()
+	switch {
+	case err != nil:
+		return "", []string{fmt.Sprintf("port %s%s (%v)", pid, of, err)}, nil
+	case p.DeviceID != "" && p.DeviceID != j.GetCreated().GetServerId():
+		return "", nil, fmt.Errorf("destination port %s%s is in use by %s %s: give a free port", pid, of, p.DeviceOwner, p.DeviceID)
+	case len(p.FixedIPs) > 0:
+		return p.FixedIPs[0].IPAddress, nil, nil
+	}
+	return "", nil, nil
+}
+
+// destinationPort checks the one-NIC destination: a free port_id (its address
+// becomes the plan's), or network_id.
+func destinationPort(ctx context.Context, j *converterv1.Job, dst clients, pl *plan) ([]string, error) {
+	d := j.GetDestination()
+	if pid := d.GetPortId(); pid != "" {
+		ip, missing, err := freePort(ctx, j, dst, pid, "")
+		if ip != "" {
+			pl.fixedIP = ip
+		}
+		return missing, err
+	}
+	if _, err := networks.Get(ctx, dst.network, d.GetNetworkId()).Extract(); err != nil {
+		return []string{fmt.Sprintf("network %s (%v)", d.GetNetworkId(), err)}, nil
+	}
+	return nil, nil
+}
+
+// keyAndGroups checks the plan's key pair and finds the security groups by name.
+func (r *Runner) keyAndGroups(ctx context.Context, dst clients, pl *plan, sgNames []string) ([]string, error) {
+	var missing []string
+	if pl.keyName != "" {
+		if _, err := keypairs.Get(ctx, dst.compute, pl.keyName, nil).Extract(); err != nil {
+			missing = append(missing, fmt.Sprintf("key pair %q", pl.keyName))
 		}
 	}
 	for i, name := range sgNames {
@@ -354,22 +444,25 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 		}
 		pl.sgIDs = append(pl.sgIDs, gs[0].ID)
 	}
-	if pl.fixedIP == "" && !d.GetNewAddress() && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
-		pl.fixedIP = ifaces[0].FixedIPs[0].IPAddress // the interfaces read above: no second call
-	}
+	return missing, nil
+}
+
+// enough ends a pre-flight: what the destination lacks, then its quota.
+func (r *Runner) enough(ctx context.Context, j *converterv1.Job, dst clients, fl *flavors.Flavor, missing []string) error {
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("the destination lacks %s", strings.Join(missing, ", "))
+		return fmt.Errorf("the destination lacks %s", strings.Join(missing, ", "))
 	}
-	if fl0 != nil {
-		short, err := r.quota(ctx, j, dst, fl0)
-		if err != nil {
-			return nil, err
-		}
-		if len(short) > 0 {
-			return nil, fmt.Errorf("the destination project's quota is too small: %s", strings.Join(short, "; "))
-		}
+	if fl == nil {
+		return nil
 	}
-	return pl, nil
+	short, err := r.quota(ctx, j, dst, fl)
+	if err != nil {
+		return err
+	}
+	if len(short) > 0 {
+		return fmt.Errorf("the destination project's quota is too small: %s", strings.Join(short, "; "))
+	}
+	return nil
 }
 
 // quota reports what the boot would exceed in the destination project: Nova's
@@ -807,16 +900,71 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	if err != nil {
 		return err
 	}
-	// Destination: the server(s), then the port(s), then the images.
+	// Destination: the server(s), then the port(s), then the images. The job names
+	// the destination server after the source; only when the source is gone is the
+	// whole project listed.
+	name := ""
+	if s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract(); err == nil {
+		name = s.Name
+	}
+	errs = append(errs, r.cleanupBoot(ctx, j, id, dst, name))
+	dg := imagecopy.NewGlance(dst.image)
+	if c.GetImageId() != "" {
+		errs = append(errs, dg.Delete(ctx, c.GetImageId()))
+	}
+	if p := j.GetProgress(); p != nil {
+		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Discard(ctx, p))
+	}
+	// Source: let a snapshot being taken end, delete it, start the server again.
+	if err := r.wait(ctx, "the source server's task to end", func() (string, error) {
+		s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
+		if notFound(err) {
+			return "", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return s.TaskState, nil
+	}, ""); err != nil {
+		errs = append(errs, err)
+	}
+	snaps := map[string]bool{}
+	if c.GetSnapshotImageId() != "" {
+		snaps[c.GetSnapshotImageId()] = true
+	}
+	sg := imagecopy.NewGlance(src.image)
+	if pages, err := images.List(src.image, images.ListOpts{Name: snapshotName(id)}).AllPages(ctx); err == nil {
+		list, _ := images.ExtractImages(pages)
+		for _, img := range list {
+			snaps[img.ID] = true
+		}
+	} else {
+		errs = append(errs, fmt.Errorf("list source snapshots: %w", err))
+	}
+	for sid := range snaps {
+		errs = append(errs, sg.Delete(ctx, sid))
+	}
+	if c.GetStoppedSource() {
+		errs = append(errs, r.startAgain(ctx, src.compute, j.GetSource().GetServerId()))
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupBoot deletes what a job's boot made in its destination: its server(s) —
+// the one recorded, and any named name ("" for any name) that carries the job's ID
+// in its metadata (made by a call cut short) — then the port(s) it made. A port it
+// was given stays.
+func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string, dst clients, name string) error {
+	c := j.GetCreated()
+	var errs []error
 	srvIDs := map[string]bool{}
 	if c.GetServerId() != "" {
 		srvIDs[c.GetServerId()] = true
 	}
-	// The job names the destination server after the source; Nova filters by name
-	// (a regex). Only when the source is gone is the whole project listed.
+	// Nova filters by name (a regex).
 	listOpts := servers.ListOpts{}
-	if s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract(); err == nil && s.Name != "" {
-		listOpts.Name = "^" + regexp.QuoteMeta(s.Name) + "$"
+	if name != "" {
+		listOpts.Name = "^" + regexp.QuoteMeta(name) + "$"
 	}
 	if pages, err := servers.List(dst.compute, listOpts).AllPages(ctx); err == nil {
 		list, _ := servers.ExtractServers(pages)
@@ -866,45 +1014,6 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		if err := ports.Delete(ctx, dst.network, pid).ExtractErr(); err != nil && !notFound(err) {
 			errs = append(errs, fmt.Errorf("delete port %s: %w", pid, err))
 		}
-	}
-	dg := imagecopy.NewGlance(dst.image)
-	if c.GetImageId() != "" {
-		errs = append(errs, dg.Delete(ctx, c.GetImageId()))
-	}
-	if p := j.GetProgress(); p != nil {
-		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Discard(ctx, p))
-	}
-	// Source: let a snapshot being taken end, delete it, start the server again.
-	if err := r.wait(ctx, "the source server's task to end", func() (string, error) {
-		s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
-		if notFound(err) {
-			return "", nil
-		}
-		if err != nil {
-			return "", err
-		}
-		return s.TaskState, nil
-	}, ""); err != nil {
-		errs = append(errs, err)
-	}
-	snaps := map[string]bool{}
-	if c.GetSnapshotImageId() != "" {
-		snaps[c.GetSnapshotImageId()] = true
-	}
-	sg := imagecopy.NewGlance(src.image)
-	if pages, err := images.List(src.image, images.ListOpts{Name: snapshotName(id)}).AllPages(ctx); err == nil {
-		list, _ := images.ExtractImages(pages)
-		for _, img := range list {
-			snaps[img.ID] = true
-		}
-	} else {
-		errs = append(errs, fmt.Errorf("list source snapshots: %w", err))
-	}
-	for sid := range snaps {
-		errs = append(errs, sg.Delete(ctx, sid))
-	}
-	if c.GetStoppedSource() {
-		errs = append(errs, r.startAgain(ctx, src.compute, j.GetSource().GetServerId()))
 	}
 	return errors.Join(errs...)
 }

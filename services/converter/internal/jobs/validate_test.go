@@ -41,3 +41,38 @@ func TestKeyPairUserIsAName(t *testing.T) {
 		t.Errorf("V2V: %v", err)
 	}
 }
+
+// TestP2VBootNamesTheField: a P2V job may boot its image (destination), in the
+// cloud it uploads to, with a flavor and one NIC; each mistake names its field.
+func TestP2VBootNamesTheField(t *testing.T) {
+	port := "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f10"
+	job := func(img string, d *converterv1.V2VDestination, dry bool) *converterv1.CreateJobRequest {
+		return &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			P2VSource:   &converterv1.P2VSource{DiskPath: "/srv/disk.raw", InspectOnly: dry},
+			P2VImage:    &converterv1.P2VImage{Cloud: img},
+			Destination: d,
+		}}
+	}
+	if err := ValidateCreateJob(job("new", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", PortId: port, HealthCheck: "tcp:5432"}, false)); err != nil {
+		t.Fatalf("a P2V boot on a port: %v", err)
+	}
+	for _, c := range []struct {
+		name  string
+		req   *converterv1.CreateJobRequest
+		field string
+	}{
+		{"another cloud", job("new", &converterv1.V2VDestination{Cloud: "old", Flavor: "m1.small", PortId: port}, false), "job.destination.cloud"},
+		{"no flavor", job("new", &converterv1.V2VDestination{Cloud: "new", PortId: port}, false), "job.destination.flavor"},
+		{"nics", job("new", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", Nics: []*converterv1.V2VNic{{PortId: port}}}, false), "job.destination.nics"},
+		{"no port or network", job("new", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small"}, false), "job.destination.network_id"},
+		{"a dry run", job("", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", PortId: port}, true), "job.destination"},
+		{"with a V2V source", &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			P2VSource: &converterv1.P2VSource{DiskPath: "/srv/disk.raw"}, P2VImage: &converterv1.P2VImage{Cloud: "new"},
+			Source: &converterv1.V2VSource{Cloud: "old"}}}, "job.source"},
+	} {
+		err := ValidateCreateJob(c.req)
+		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[c.field] == "" {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT naming %s", c.name, err, c.field)
+		}
+	}
+}

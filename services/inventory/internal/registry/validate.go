@@ -137,6 +137,24 @@ func checkSource(v *apierr.Violations, w *inventoryv1.Workload) {
 			}
 		}
 		checkText(v, "workload.physical.os_release", p.GetOsRelease(), maxSourceField)
+		checkText(v, "workload.physical.flavor", p.GetFlavor(), maxSourceField)
+		if q := p.GetP2V(); q != nil {
+			// The converter checks the rest (its own policy: which disks, agents and
+			// clouds it may use) when a run creates the job.
+			switch {
+			case q.GetInspectOnly():
+				v.Add("workload.physical.p2v.inspect_only", "a run moves the server: leave inspect_only to a converter dry run")
+			case q.GetDiskPath() == "" && q.GetAgentUrl() == "":
+				v.Add("workload.physical.p2v", "give disk_path (its disk as the converter worker sees it) or agent_url (hikkoshi-p2v-agent on the server)")
+			case q.GetDiskPath() != "" && q.GetAgentUrl() != "":
+				v.Add("workload.physical.p2v.agent_url", "give disk_path or agent_url, not both")
+			}
+			checkText(v, "workload.physical.p2v.disk_path", q.GetDiskPath(), maxSourceField)
+			checkText(v, "workload.physical.p2v.agent_url", q.GetAgentUrl(), maxSourceField)
+			if len(p.GetAddresses()) == 0 {
+				v.Add("workload.physical.addresses", "required with p2v: the server's first address is the one it keeps in the new cloud")
+			}
+		}
 		if w.GetKind() == inventoryv1.WorkloadKind_WORKLOAD_KIND_INSTANCE {
 			v.Add("workload.kind", "is instance but the source is a physical server: leave kind unset or make them agree")
 		}

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -25,6 +26,12 @@ var (
 	}
 	addressKeptSteps = []inventoryv1.RunStep{
 		inventoryv1.RunStep_RUN_STEP_APPROVE, inventoryv1.RunStep_RUN_STEP_STOP, inventoryv1.RunStep_RUN_STEP_MOVE_ADDRESS,
+		inventoryv1.RunStep_RUN_STEP_CONVERT, inventoryv1.RunStep_RUN_STEP_JOIN,
+	}
+	// A physical server is not stopped by the run: the operator's go says it is off
+	// (or in its live Linux with the P2V agent).
+	physicalSteps = []inventoryv1.RunStep{
+		inventoryv1.RunStep_RUN_STEP_APPROVE, inventoryv1.RunStep_RUN_STEP_MOVE_ADDRESS,
 		inventoryv1.RunStep_RUN_STEP_CONVERT, inventoryv1.RunStep_RUN_STEP_JOIN,
 	}
 )
@@ -120,8 +127,8 @@ func (e *Engine) planOne(r *inventoryv1.Run, w *inventoryv1.Workload, members ma
 	default:
 		return unsupported("it is %s, not planned: plan it again first", stateWord(w.GetState()))
 	}
-	if w.GetPhysical() != nil {
-		return unsupported("a physical server: it moves with a P2V job, which this runner does not drive yet")
+	if ph := w.GetPhysical(); ph != nil {
+		return e.planPhysical(rw, ph, members, bridges, unsupported)
 	}
 	f := w.GetFacts().GetInstance()
 	if f == nil {
@@ -157,6 +164,39 @@ func (e *Engine) planOne(r *inventoryv1.Run, w *inventoryv1.Workload, members ma
 	}
 	rw.Strategy, rw.Steps, rw.DestinationNetworkId = inventoryv1.Strategy_STRATEGY_STATELESS_LB, statelessSteps, dst
 	return rw
+}
+
+// planPhysical plans a physical server's move: its first address stays with it, so
+// it must lie in the old subnet of an applied shared-L2 bridge.
+func (e *Engine) planPhysical(rw *inventoryv1.RunWorkload, ph *inventoryv1.PhysicalSource, members map[string][]*inventoryv1.RunMember,
+	bridges map[string]*netbridgev1.Bridge, unsupported func(string, ...any) *inventoryv1.RunWorkload) *inventoryv1.RunWorkload {
+	p := ph.GetP2V()
+	switch {
+	case p == nil:
+		return unsupported("a physical server without physical.p2v: say how the converter reads its disks (disk_path or agent_url) to move it")
+	case p.GetDiskPath() == "" && p.GetAgentUrl() == "":
+		return unsupported("physical.p2v gives neither disk_path nor agent_url: the converter cannot read its disks")
+	case p.GetInspectOnly():
+		return unsupported("physical.p2v.inspect_only is set: a dry run moves nothing")
+	case ph.GetFlavor() == "":
+		return unsupported("a physical server without physical.flavor: name the destination flavor it boots as")
+	case len(ph.GetAddresses()) == 0:
+		return unsupported("a physical server without physical.addresses: its address is what moves with it")
+	}
+	addr, err := netip.ParseAddr(ph.GetAddresses()[0])
+	if err != nil {
+		return unsupported("physical.addresses[0] %q is not an IP address", ph.GetAddresses()[0])
+	}
+	rw.SourceAddress = addr.String()
+	rw.Members = members[rw.SourceAddress]
+	for _, b := range bridges {
+		if pfx, err := netip.ParsePrefix(b.GetSplit().GetCidr()); err == nil && pfx.Contains(addr) {
+			rw.SourceNetworkId = b.GetOld().GetNetworkId()
+			rw.Strategy, rw.Steps, rw.Bridge = inventoryv1.Strategy_STRATEGY_PHYSICAL, physicalSteps, b.GetName()
+			return rw
+		}
+	}
+	return unsupported("its address %s stays with it, which needs an applied shared-L2 netbridge bridge whose old subnet holds it: there is none", rw.SourceAddress)
 }
 
 func stateWord(s inventoryv1.WorkloadState) string {

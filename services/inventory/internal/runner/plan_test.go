@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -35,11 +36,15 @@ func instance(name, status string, stateful bool, ips ...string) *inventoryv1.Wo
 func TestPlanChoosesAStrategyFromFactsAndRole(t *testing.T) {
 	e := &Engine{}
 	members := map[string][]*inventoryv1.RunMember{"10.0.0.1": {{LoadBalancer: "loadBalancers/x", Pool: "p", Address: "10.0.0.1", Port: 8080, Weight: 1}}}
-	bridge := &netbridgev1.Bridge{Name: "bridges/b", Resources: []*netbridgev1.Resource{{Side: "new", Kind: "network", Id: newNet}}}
+	bridge := &netbridgev1.Bridge{Name: "bridges/b", Resources: []*netbridgev1.Resource{{Side: "new", Kind: "network", Id: newNet}},
+		Old: &netbridgev1.OldSide{NetworkId: oldNet}, Split: &netbridgev1.PoolSplit{Cidr: "10.0.0.0/24"}}
 	bridges := map[string]*netbridgev1.Bridge{oldNet: bridge}
 	run := &inventoryv1.Run{Wave: 1, Destination: "new"}
-	physical := &inventoryv1.Workload{Name: "workloads/pg", State: inventoryv1.WorkloadState_WORKLOAD_STATE_PLANNED,
-		Source: &inventoryv1.Workload_Physical{Physical: &inventoryv1.PhysicalSource{Hostname: "pg"}}}
+	phys := func(addr string, p2v *converterv1.P2VSource, flavor string) *inventoryv1.Workload {
+		return &inventoryv1.Workload{Name: "workloads/pg", State: inventoryv1.WorkloadState_WORKLOAD_STATE_PLANNED,
+			Source: &inventoryv1.Workload_Physical{Physical: &inventoryv1.PhysicalSource{Hostname: "pg", Addresses: []string{addr}, P2V: p2v, Flavor: flavor}}}
+	}
+	disk := &converterv1.P2VSource{DiskPath: "/srv/p2v/pg.raw"}
 	done := instance("old", "ACTIVE", false, "10.0.0.9")
 	done.State = inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER
 	tests := []struct {
@@ -55,7 +60,10 @@ func TestPlanChoosesAStrategyFromFactsAndRole(t *testing.T) {
 		{instance("db-0", "ACTIVE", true), bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "0 NICs"},
 		{instance("two", "ACTIVE", false, "10.0.0.1", "10.0.1.1"), bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "2 NICs"},
 		{instance("off", "SHUTOFF", false, "10.0.0.1"), bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "it is SHUTOFF"},
-		{physical, bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "physical server"},
+		{phys("10.0.0.40", nil, "m1.small"), bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "without physical.p2v"},
+		{phys("10.0.0.40", disk, ""), bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "without physical.flavor"},
+		{phys("10.9.0.40", disk, "m1.small"), bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "whose old subnet holds it"},
+		{phys("10.0.0.40", disk, "m1.small"), bridges, inventoryv1.Strategy_STRATEGY_PHYSICAL, ""},
 		{done, bridges, inventoryv1.Strategy_STRATEGY_UNSUPPORTED, "already moved (cut_over)"},
 	}
 	for _, tt := range tests {
@@ -82,14 +90,25 @@ func TestJobRequestIsTheSameEachTime(t *testing.T) {
 	w := &inventoryv1.RunWorkload{Workload: "workloads/web-1", SourceServerId: "s", DestinationNetworkId: newNet,
 		Members: []*inventoryv1.RunMember{{Port: 8080}}, RequestIds: map[string]string{"convert": "run-r-web-1-convert"}}
 	wl := instance("web-1", "ACTIVE", false, "10.0.0.1")
-	a, b := jobRequest(run, w, wl, false), jobRequest(run, proto.Clone(w).(*inventoryv1.RunWorkload), wl, false)
+	a, b := jobRequest(run, w, wl), jobRequest(run, proto.Clone(w).(*inventoryv1.RunWorkload), wl)
 	if !proto.Equal(a, b) || a.GetRequestId() != "run-r-web-1-convert" || !a.GetJob().GetSource().GetLive() ||
 		!a.GetJob().GetDestination().GetNewAddress() || a.GetJob().GetDestination().GetHealthCheck() != "tcp:8080" {
 		t.Fatalf("job request %v", a)
 	}
-	w.MovedPortId = "port"
-	if s := jobRequest(run, w, wl, true); s.GetJob().GetDestination().GetPortId() != "port" || !s.GetJob().GetSource().GetAlreadyStopped() || s.GetJob().GetSource().GetLive() {
+	w.MovedPortId, w.Strategy = "port", inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT
+	if s := jobRequest(run, w, wl); s.GetJob().GetDestination().GetPortId() != "port" || !s.GetJob().GetSource().GetAlreadyStopped() || s.GetJob().GetSource().GetLive() {
 		t.Fatalf("stateful job request %v", s)
+	}
+	// A physical server: a P2V job of its disks that boots the image on the moved
+	// port, named as the workload is.
+	w.Strategy, w.DisplayName = inventoryv1.Strategy_STRATEGY_PHYSICAL, "pg-legacy-1"
+	pw := &inventoryv1.Workload{Source: &inventoryv1.Workload_Physical{Physical: &inventoryv1.PhysicalSource{
+		Flavor: "m1.small", P2V: &converterv1.P2VSource{DiskPath: "/srv/p2v/pg.raw", KeyPairUser: "ops"}}}}
+	p := jobRequest(run, w, pw)
+	if j := p.GetJob(); j.GetSource() != nil || j.GetP2VSource().GetDiskPath() != "/srv/p2v/pg.raw" || j.GetP2VImage().GetName() != "pg-legacy-1" ||
+		j.GetP2VImage().GetCloud() != "new" || j.GetDestination().GetPortId() != "port" || j.GetDestination().GetFlavor() != "m1.small" ||
+		j.GetDestination().GetKeyPairUser() != "ops" || p.GetRequestId() != "run-r-web-1-convert" {
+		t.Fatalf("physical job request %v", p)
 	}
 }
 

@@ -41,13 +41,19 @@ func healthCheck(r *inventoryv1.Run, w *inventoryv1.RunWorkload) string {
 // step does step st of workload i (its record says RUNNING already). Every call
 // is idempotent or looked up first, so a runner that takes over repeats it safely.
 func (e *Engine) step(ctx context.Context, id string, i int, r *inventoryv1.Run, w *inventoryv1.RunWorkload, st inventoryv1.RunStep) error {
-	stateful := w.GetStrategy() == inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT
+	stateful := w.GetStrategy() != inventoryv1.Strategy_STRATEGY_STATELESS_LB // its address moves with it
 	switch st {
 	case inventoryv1.RunStep_RUN_STEP_APPROVE:
 		return e.approve(ctx, id, i, r)
 	case inventoryv1.RunStep_RUN_STEP_STOP:
 		return e.stopOld(ctx, id, i, r, w, true)
 	case inventoryv1.RunStep_RUN_STEP_MOVE_ADDRESS:
+		if w.GetStrategy() == inventoryv1.Strategy_STRATEGY_PHYSICAL && w.GetStoppedTime() == nil {
+			// The operator's go: the server is off (or in its live Linux) from now.
+			if _, err := e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) { w.StoppedTime = timestamppb.Now() }); err != nil {
+				return err
+			}
+		}
 		resp, err := e.Deps.Netbridge.MoveAddress(ctx, &netbridgev1.MoveAddressRequest{Bridge: w.GetBridge(), IpAddress: w.GetSourceAddress(), KeepMac: true})
 		if err != nil {
 			return fmt.Errorf("netbridge MoveAddress %s: %w", w.GetSourceAddress(), err)
@@ -246,7 +252,7 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 	}
 	job := w.GetJob()
 	if job == "" {
-		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl, stateful))
+		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl))
 		if err != nil {
 			return fmt.Errorf("converter CreateJob: %w", err)
 		}
@@ -309,16 +315,27 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 
 // jobRequest is the converter job of workload w: the same request, with the same
 // request_id, each time it is made (a repeat returns the job the first made).
-func jobRequest(r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.Workload, stateful bool) *converterv1.CreateJobRequest {
+func jobRequest(r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.Workload) *converterv1.CreateJobRequest {
 	d := &converterv1.V2VDestination{Cloud: r.GetDestination(), HealthCheck: healthCheck(r, w)}
+	rid := w.GetRequestIds()[stepWord(inventoryv1.RunStep_RUN_STEP_CONVERT)]
+	if w.GetStrategy() == inventoryv1.Strategy_STRATEGY_PHYSICAL {
+		// A P2V job that boots its image on the moved address: the server is named
+		// as the workload is, and so is its image.
+		ph := wl.GetPhysical()
+		d.PortId, d.Flavor, d.KeyPairUser = w.GetMovedPortId(), ph.GetFlavor(), ph.GetP2V().GetKeyPairUser()
+		return &converterv1.CreateJobRequest{RequestId: rid, Job: &converterv1.Job{
+			Workload: w.GetWorkload(), P2VSource: ph.GetP2V(), Destination: d,
+			P2VImage: &converterv1.P2VImage{Cloud: r.GetDestination(), Name: w.GetDisplayName()},
+		}}
+	}
 	src := &converterv1.V2VSource{Cloud: wl.GetInstance().GetCloud(), ServerId: w.GetSourceServerId()}
-	if stateful {
+	if w.GetStrategy() == inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT {
 		d.PortId, src.AlreadyStopped = w.GetMovedPortId(), true
 	} else {
 		d.NetworkId, d.NewAddress, src.Live = w.GetDestinationNetworkId(), true, true
 	}
 	return &converterv1.CreateJobRequest{
-		RequestId: w.GetRequestIds()[stepWord(inventoryv1.RunStep_RUN_STEP_CONVERT)],
+		RequestId: rid,
 		Job:       &converterv1.Job{Workload: w.GetWorkload(), Source: src, Destination: d},
 	}
 }
@@ -419,7 +436,7 @@ func (e *Engine) undoJob(ctx context.Context, id string, i int, w *inventoryv1.R
 		if err != nil {
 			return err
 		}
-		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl, w.GetStrategy() == inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT))
+		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl))
 		if err != nil {
 			return fmt.Errorf("find the job of request %s: %w", rid, err)
 		}
@@ -542,6 +559,11 @@ func (e *Engine) rollback(ctx context.Context, id string, i int) error {
 			if _, err := e.Deps.Netbridge.MoveAddressBack(ctx, &netbridgev1.MoveAddressBackRequest{Bridge: w.GetBridge(), IpAddress: w.GetSourceAddress()}); err != nil &&
 				status.Code(err) != codes.NotFound {
 				return fmt.Errorf("netbridge MoveAddressBack %s: %w", w.GetSourceAddress(), err)
+			}
+			if w.GetStrategy() == inventoryv1.Strategy_STRATEGY_PHYSICAL {
+				_, _ = e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
+					event(w, "address %s is back in the old cloud: boot the physical server from its own disks again (the run cannot)", w.GetSourceAddress())
+				})
 			}
 		}
 		if reached(inventoryv1.RunStep_RUN_STEP_STOP) && w.GetStoppedSource() {
