@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
 )
 
 // stockFirstBoot is the user data of the old cloud's first boot of a stock Debian

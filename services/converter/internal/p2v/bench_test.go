@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 )
 
 // BenchmarkP2V converts the fixture disk and, in the same run, gives it to

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 )
 
 func sum(t *testing.T, path string) string {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 )
 
 // identityFiles are what a moved server is: they must be the same after its first

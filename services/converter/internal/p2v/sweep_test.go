@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 )
 
 // TestSweepAfterAKill attaches and mounts a small disk the way a conversion does,

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 )
 
 // TestConvertUEFIFixtureBoots converts the fixture's UEFI disk (GPT, an EFI system

@@ -19,10 +19,10 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
-	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/p2vtest"
 )
 
 const fixtureMAC = "52:54:00:12:34:56"

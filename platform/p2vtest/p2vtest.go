@@ -25,7 +25,7 @@ func Fixture(tb testing.TB) string {
 		tb.Skip("P2V FIXTURE NOT BUILT HERE: set HIKKOSHI_P2V=1 (builds it once, ~3 min) or run under CI=true")
 	}
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "../../../../../tilt/p2v/fixture.sh")
+	script := filepath.Join(filepath.Dir(file), "../../tilt/p2v/fixture.sh")
 	cmd := exec.Command(script)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
