@@ -13,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
 )
@@ -37,6 +38,13 @@ type Standin struct {
 // deletes both when the test ends.
 func BootStandin(tb testing.TB, name, ip string, metadata map[string]string) *Standin {
 	tb.Helper()
+	return BootStandinOn(tb, "", name, ip, metadata)
+}
+
+// BootStandinOn is BootStandin on a subnet of the test's own (its ID; "" for the
+// VLAN subnet), in the old project.
+func BootStandinOn(tb testing.TB, subnetID, name, ip string, metadata map[string]string) *Standin {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	c := Open(tb, "old-admin")
@@ -48,7 +56,12 @@ func BootStandin(tb testing.TB, name, ip string, metadata map[string]string) *St
 	if err != nil {
 		tb.Fatal(err)
 	}
-	sub, err := FindSubnet(ctx, nc, VLANSubnet)
+	var sub *subnets.Subnet
+	if subnetID == "" {
+		sub, err = FindSubnet(ctx, nc, VLANSubnet)
+	} else {
+		sub, err = subnets.Get(ctx, nc, subnetID).Extract()
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}

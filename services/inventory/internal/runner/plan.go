@@ -111,7 +111,10 @@ func name(w *inventoryv1.Workload) string {
 	if w.GetDisplayName() != "" {
 		return w.GetDisplayName()
 	}
-	return w.GetName()
+	if h := w.GetPhysical().GetHostname(); h != "" {
+		return h
+	}
+	return strings.TrimPrefix(w.GetName(), "workloads/")
 }
 
 func (e *Engine) planOne(r *inventoryv1.Run, w *inventoryv1.Workload, members map[string][]*inventoryv1.RunMember, bridges map[string]*netbridgev1.Bridge) *inventoryv1.RunWorkload {
