@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
+	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
@@ -99,7 +101,7 @@ func newStack(t *testing.T, tag string, inventories int) *stack {
 	s.args = map[string][]string{
 		"lbaas": {"--cloud", "old", "--clouds-yaml", cy, "--owner-tag", tag, "--octavia-timeout", "3m"},
 		"converter": {"--clouds-yaml", cy, "--chunk-bytes", "1048576", "--poll", "250ms", "--workers", "2",
-			"--probe-proxy", devcloud.Bastion},
+			"--probe-proxy", devcloud.Bastion, "--p2v-disk-root", p2vtest.CacheDir(), "--p2v-work-dir", filepath.Join(t.TempDir(), "p2v")},
 		"netbridge": {"--clouds-yaml", cy},
 		"inventory": {"--clouds-yaml", cy, "--source-clouds", "old", "--destination-clouds", "new", "--log-level", "info", "--log-format", "text"},
 	}
