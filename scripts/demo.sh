@@ -36,7 +36,7 @@ cleanup() {
     # A run stopped in the netbridge step: put the address and the networks back.
     echo "rolling the bridge back (the run stopped before its rollback): the moves undone first"
     bin/hikkoshi-devcloud undo-moves >/dev/null 2>&1 || true
-    for ip in 10.101.0.40 10.101.0.42; do
+    for ip in 10.101.0.40 10.101.0.41 10.101.0.42; do
       nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip\"}" >/dev/null 2>&1 || true
     done
     nb RollbackBridge "{\"name\":\"$bridge\"}" >/dev/null 2>&1 || true
@@ -255,6 +255,8 @@ grpcurl -plaintext -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads"
 watcher=$!
 
 say "register the estate: its five servers (by their real server IDs) and a physical DB host"
+disk=$(tilt/p2v/fixture.sh) # the physical host's disk: built once per machine (~6 min, with its twins), then cached
+echo "  the physical DB host pg-legacy-1 (10.101.0.40): its disk as the converter reads it, $disk"
 specs=()
 while read -r line; do
   specs+=("$(/usr/bin/python3 -c '
@@ -263,7 +265,7 @@ m = json.loads(sys.argv[1])
 src = {"instance": {"cloud": "old", "region": "RegionOld", "projectId": m["project_id"], "serverId": m["server_id"]}}
 print("%s|%s|%s|%s" % (m["name"], m["role"], "true" if m["role"] == "db" else "false", json.dumps(src)))' "$line")")
 done <"$state/estate.json"
-specs+=('db-phys|db|true|{"physical":{"hostname":"db02.shop.example","addresses":["10.20.0.12"],"osRelease":"CentOS 6.5"}}')
+specs+=("db-phys|db|true|{\"displayName\":\"db-phys\",\"physical\":{\"hostname\":\"pg-legacy-1\",\"addresses\":[\"10.101.0.40\"],\"osRelease\":\"Debian GNU/Linux 12\",\"flavor\":\"m1.small\",\"p2v\":{\"diskPath\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"],\"keyPairUser\":\"ops\"}}}")
 first=""
 for spec in "${specs[@]}"; do
   IFS='|' read -r id role stateful src <<<"$spec"
@@ -379,8 +381,9 @@ for _ in $(seq 1 60); do
 done
 nb() { grpcurl -plaintext -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
 oldnet=$(bin/hikkoshi-devcloud network-id)
-for p in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do
-  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin port delete "$p" # an interrupted run's
+osadm() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin "$@"; }
+for p in $(osadm port list --network "$oldnet" --name pg-legacy-1 -f value -c ID) $(osadm port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do
+  osadm port delete "$p" # an interrupted run's
 done
 bridge=$(nb CreateBridge "{\"request_id\":\"demo-bridge-$oldnet\",\"bridge_id\":\"old-vlan-101\",\"bridge\":{
   \"mode\":\"BRIDGE_MODE_SHARED_L2\",\"old\":{\"cloud\":\"old-admin\",\"network_id\":\"$oldnet\"},
@@ -449,54 +452,7 @@ for lb, f in (("shop-web", sys.argv[1]), ("shop-api", sys.argv[2])):
     bad += r["failed"]
 sys.exit(1 if bad else 0)' "$state/wave1-web.json" "$state/wave1-api.json"
 
-say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it), after the operator's go; what the runner cannot move is named"
-hinv wave run 2 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
-run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
-echo "  CreateRun → $run2; db-2 waits for the operator's go:"
-for _ in $(seq 1 120); do
-  hinv wave status "$run2" -o json | /usr/bin/python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-sys.exit(0 if any(w.get("stepState") == "STEP_STATE_WAITING" for w in r.get("workloads", [])) else 1)' && break
-  sleep 0.5
-done
-hinv wave status "$run2" | sed 's/^/  /'
-echo "  - approving a workload that is not waiting is refused (FAILED_PRECONDITION):"
-if out=$(hinv wave approve "$run2" db-1 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
-echo "    $out"
-echo "  hikkoshi-inv wave approve $run2 db-2; then --follow:"
-hinv wave approve "$run2" db-2 >/dev/null
-hinv wave status "$run2" --follow | sed 's/^/  /'
-hinv wave status "$run2" -o json | /usr/bin/python3 -c '
-import json, sys
-r = json.load(sys.stdin)
-for w in r.get("workloads", []):
-    if w.get("downtimeMs"):
-        print("  downtime of %s: %.1f s (from its stop at %s to its replacement answering the health probe on %s in the new cloud)" % (w["displayName"], int(w["downtimeMs"]) / 1000, w["stoppedTime"], w.get("sourceAddress")))
-    for e in w.get("events", []):
-        print("    %s" % e)' | head -30
-
-say "the dev cloud back as it was, for the next run: wave 2 reverted (RevertJob, MoveAddressBack), wave 1's replacements deleted and the old servers started"
-hinv wave status "$run2" -o json >"$state/wave2.json"
-job2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
-ip2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["sourceAddress"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
-cv RevertJob "{\"name\":\"$job2\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; print("  %s %s: its server, image and snapshot deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower()))'
-nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip2\"}" | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]' 
-old2=$(/usr/bin/python3 -c 'import json,sys; print(next(w["sourceServerId"] for w in json.load(open(sys.argv[1]))["workloads"] if w.get("job")))' "$state/wave2.json")
-OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$old2"
-bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
-for s in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c ID -c Name | awk '$2 ~ /^(web|api|db)-[0-9]+$/ {print $1}'); do
-  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$s" || true
-done
-for _ in $(seq 1 240); do
-  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
-  sleep 0.5
-done
-echo "  the old servers run again: $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list -f value -c Name -c Status | tr '\n' ' ')"
-
-say "P2V: a physical database host (pg-legacy-1: /boot, / and /var apart, SATA-only initramfs, no cloud-init) into one cloud image"
-disk=$(tilt/p2v/fixture.sh) # built once per machine (~3 min, with its LVM twin), then cached
-echo "  the server's disk: $disk"
+say "P2V: the physical database host pg-legacy-1 (/boot, / and /var apart, SATA-only initramfs, no cloud-init), dry runs first"
 # dry_run DISK [MORE...]: an inspect_only job on a server's disks, and what it found.
 dry_run() {
   local pj more
@@ -526,26 +482,66 @@ echo "  and as a UEFI box (GPT, an EFI system partition): converted, it gets GRU
 dry_run "${disk%.raw}-uefi.raw"
 echo "  and as a server of two disks (/var on the second, /dev/sdb1 in its fstab), both given in its own order:"
 dry_run "${disk%.raw}-multi-a.raw" "${disk%.raw}-multi-b.raw"
-pj=$(cv CreateJob "{\"request_id\":\"demo-p2v-$(basename "$disk" .raw)\",\"job\":{\"p2v_source\":{\"disk_path\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"],\"key_pair_user\":\"ops\"},
-  \"p2v_image\":{\"cloud\":\"new\",\"name\":\"pg-legacy-1\"}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
-echo "  CreateJob → $pj; WatchJob:"
-cv WatchJob "{\"name\":\"$pj\"}" | /usr/bin/python3 -c '
+
+say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it); the physical host pg-legacy-1 too, its disk converted (P2V) and booted on it — each after the operator's go"
+echo "  pg-legacy-1's address is held by a port in the old cloud (no DHCP hands it out), as an SRE reserves a physical host's address:"
+pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.40 --description "pg-legacy-1 (physical)" pg-legacy-1 -f value -c id)
+echo "    $pgport"
+hinv wave run 2 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
+run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+echo "  CreateRun → $run2"
+# waiting NAME: wait until the run's workload NAME waits for the operator's go.
+waiting() {
+  for _ in $(seq 1 1200); do
+    hinv wave status "$run2" -o json | /usr/bin/python3 -c '
 import json, sys
-text = sys.stdin.read(); dec = json.JSONDecoder(); i = 0; seen = set(); last = None
-while True:
-    j = text.find("{", i)
-    if j < 0: break
-    doc, i = dec.raw_decode(text, j); job = doc["job"]; last = job
-    st = job.get("step", "").replace("JOB_STEP_", "").lower()
-    if st not in seen: seen.add(st); print("    %-9s %s" % (job.get("state", "").replace("JOB_STATE_", "").lower(), st))
+r = json.load(sys.stdin)
+sys.exit(0 if any(w.get("displayName") == sys.argv[1] and w.get("stepState") == "STEP_STATE_WAITING" for w in r.get("workloads", [])) else 1)' "$1" && return 0
+    sleep 0.5
+  done
+  echo "  $1 never waited for the operator's go" >&2
+  return 1
+}
+waiting db-2
+hinv wave status "$run2" | sed 's/^/  /'
+echo "  - approving a workload that is not waiting is refused (FAILED_PRECONDITION):"
+if out=$(hinv wave approve "$run2" db-1 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
+echo "    $out"
+echo "  hikkoshi-inv wave approve $run2 db-2; pg-legacy-1 waits its turn (max_surge 1), then the operator has it in its live Linux and approves it:"
+hinv wave approve "$run2" db-2 >/dev/null
+waiting db-phys
+hinv wave approve "$run2" db-phys >/dev/null
+echo "  hikkoshi-inv wave approve $run2 db-phys; then --follow:"
+hinv wave status "$run2" --follow | sed 's/^/  /'
+hinv wave status "$run2" -o json >"$state/wave2.json"
+/usr/bin/python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+bad = r["state"] != "RUN_STATE_DONE"
+for w in r.get("workloads", []):
+    if w.get("downtimeMs"):
+        print("  downtime of %s: %.1f s (from its %s at %s to its replacement answering the health probe on %s in the new cloud)" % (w["displayName"], int(w["downtimeMs"]) / 1000,
+              "go" if w["strategy"] == "STRATEGY_PHYSICAL" else "stop", w["stoppedTime"], w.get("sourceAddress")))
+    elif w["strategy"] != "STRATEGY_UNSUPPORTED":
+        bad = True
+    for e in w.get("events", []):
+        print("    %s" % e)
+sys.exit(1 if bad else 0)' "$state/wave2.json" | head -40
+
+say "pg-legacy-1's first boot: the image the run's P2V job made, booted under qemu (TCG) as a cloud boots it the first time"
+pj=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w["strategy"] == "STRATEGY_PHYSICAL"))' "$state/wave2.json")
+cv GetJob "{\"name\":\"$pj\"}" | /usr/bin/python3 -c '
+import json, sys
+last = json.load(sys.stdin)["job"]
 r = last.get("p2vResult", {})
-print("  %s: image %s in the new Glance, %.0f MiB qcow2 of a %.0f MiB disk, root UUID %s" % (last["state"].replace("JOB_STATE_", "").lower(),
-      last.get("created", {}).get("imageId"), int(r.get("imageBytes", 0)) / 2**20, int(r.get("virtualBytes", 0)) / 2**20, r.get("rootUuid")))
+print("  %s %s: image %s in the new Glance, %.0f MiB qcow2 of a %.0f MiB disk, root UUID %s; server %s on port %s" % (last["name"], last["state"].replace("JOB_STATE_", "").lower(),
+      last.get("created", {}).get("imageId"), int(r.get("imageBytes", 0)) / 2**20, int(r.get("virtualBytes", 0)) / 2**20, r.get("rootUuid"),
+      last.get("created", {}).get("serverId"), last.get("destination", {}).get("portId")))
 print("  steps (ms): %s" % ", ".join("%s %s" % kv for kv in sorted(r.get("timingsMs", {}).items(), key=lambda kv: -int(kv[1]))))
 print("  SSH host keys of the server, as inspected: %s" % ", ".join(r.get("inspection", {}).get("sshHostKeys", [])))
 open(sys.argv[2], "w").write("\n".join(k.split()[1] for k in r.get("inspection", {}).get("sshHostKeys", [])) + "\n")
 open(sys.argv[1], "w").write(last.get("created", {}).get("imageId", ""))' "$state/p2v-image-id" "$state/p2v-host-keys"
-echo "  the image, fetched back from Glance, booted under qemu (TCG) as a cloud boots it the first time: a virtio disk 1 GiB"
+echo "  the image, fetched back from Glance: a virtio disk 1 GiB"
 echo "  bigger than the image, the NIC with the pinned MAC (user network, restrict=on), an OpenStack config drive (vfat config-2)"
 echo "  naming another host and bringing a key pair; its user data powers the server off when cloud-init is done:"
 OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image save --file "$state/p2v.qcow2" "$(cat "$state/p2v-image-id")"
@@ -575,28 +571,47 @@ while read -r fp; do grep -qF -- "$fp" "$state/p2v-boot.log" && same=$((same + 1
 echo "  $same of $(grep -c . "$state/p2v-host-keys") of the server's own host key fingerprints are on the console: same keys, no \"REMOTE HOST IDENTIFICATION HAS CHANGED\";"
 echo "  no user made (users: []), root's authorized_keys untouched, the key pair added to ops only, the host name kept (README: \"A moved server's first boot\")"
 [[ $same -ge 1 && $same -eq $(grep -c . "$state/p2v-host-keys") ]] || { echo "  the first boot changed the server's host keys" >&2; exit 1; }
-OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud new image delete "$(cat "$state/p2v-image-id")"
 rm -rf "$state/p2v.qcow2" "$state/p2v-instance.qcow2" "$state/config-2.img" "$state/config-2"
+
+say "the dev cloud back as it was, for the next run: wave 2 reverted (RevertJob, MoveAddressBack), wave 1's replacements deleted and the old servers started"
+/usr/bin/python3 -c '
+import json, sys
+for w in json.load(open(sys.argv[1]))["workloads"]:
+    if w.get("job"): print(w["job"], w["sourceAddress"], w.get("sourceServerId", "-"))' "$state/wave2.json" | while read -r job ip old; do
+  cv RevertJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; print("  %s %s: its server and image deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower()))'
+  nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip\"}" | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]'
+  [[ "$old" == "-" ]] || OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$old"
+done
+osadm port delete "$pgport"
+bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
+for s in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c ID -c Name | awk '$2 ~ /^(web|api|db)-[0-9]+$/ {print $1}'); do
+  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$s" || true
+done
+for _ in $(seq 1 240); do
+  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
+  sleep 0.5
+done
+echo "  the old servers run again: $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list -f value -c Name -c Status | tr '\n' ' ')"
+
 kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
 say "netbridge: refusals, an address moved and back, console ports, rollback"
 echo "  - web-1 still runs, so its address cannot move yet (FAILED_PRECONDITION):"
 if out=$(nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.21\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
-echo "  - pg-legacy-2, a physical database host, keeps 10.101.0.40: a port in the old cloud holds it (no DHCP hands it out)."
+echo "  - pg-legacy-2, a physical database host, keeps 10.101.0.41: a port in the old cloud holds it (no DHCP hands it out)."
 echo "    At its cut-over MoveAddress hands it to a port in the new cloud (MAC kept); the cut-over is called off and"
 echo "    MoveAddressBack gives it back — neither cloud ever has the address free:"
-osadm() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin "$@"; }
-pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.40 --description "pg-legacy-2 (physical)" pg-legacy-2 -f value -c id)
+pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.41 --description "pg-legacy-2 (physical)" pg-legacy-2 -f value -c id)
 steps='import json, sys
 r = json.load(sys.stdin)
 for x in r.get("steps", []): print("      " + x)'
-nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\",\"keep_mac\":true}" | /usr/bin/python3 -c "$steps"
+nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.41\",\"keep_mac\":true}" | /usr/bin/python3 -c "$steps"
 echo "    RollbackBridge is refused while the address is moved (FAILED_PRECONDITION):"
 if out=$(nb RollbackBridge "{\"name\":\"$bridge\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Message: /      /p' <<<"$out" | cut -c1-160
 echo "    MoveAddressBack:"
-nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.40\"}" | /usr/bin/python3 -c "$steps"
+nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.41\"}" | /usr/bin/python3 -c "$steps"
 osadm port delete "$pgport"
 echo "  serial-console ports for the compute nodes of both clouds, read from each Nova (all on Nova's default 10000:20000 today):"
 nb PlanConsolePorts '{"clouds":["old-admin","new-admin"],"assumed_current_range":"10000:20000"}' | /usr/bin/python3 -c '
