@@ -57,6 +57,10 @@ type Config struct {
 	LogFormat string
 	// ShutdownTimeout bounds how long in-flight calls may finish at shutdown.
 	ShutdownTimeout time.Duration
+	// MaxStreamsPerClient caps the streams (watches) one client host holds open.
+	MaxStreamsPerClient int
+	// MaxRecvBytes and MaxSendBytes cap one gRPC message each way.
+	MaxRecvBytes, MaxSendBytes int
 }
 
 // NewConfig returns the defaults for a service listening on 127.0.0.1:port, with
@@ -67,18 +71,21 @@ func NewConfig(svc string, port int) Config {
 		host = "localhost"
 	}
 	return Config{
-		Service:            svc,
-		Listen:             fmt.Sprintf("127.0.0.1:%d", port),
-		MetricsListen:      fmt.Sprintf("127.0.0.1:%d", port+10),
-		EtcdEndpoints:      []string{DefaultEtcdEndpoint},
-		EtcdEmbedClientURL: DefaultEtcdEndpoint,
-		EtcdEmbedPeerURL:   "http://127.0.0.1:2380",
-		EtcdDialTimeout:    DefaultEtcdDialTimeout,
-		LeaseTTL:           DefaultLeaseTTL,
-		Instance:           fmt.Sprintf("%s-%d", host, os.Getpid()),
-		LogLevel:           "info",
-		LogFormat:          "json",
-		ShutdownTimeout:    DefaultShutdownTimeout,
+		Service:             svc,
+		Listen:              fmt.Sprintf("127.0.0.1:%d", port),
+		MetricsListen:       fmt.Sprintf("127.0.0.1:%d", port+10),
+		EtcdEndpoints:       []string{DefaultEtcdEndpoint},
+		EtcdEmbedClientURL:  DefaultEtcdEndpoint,
+		EtcdEmbedPeerURL:    "http://127.0.0.1:2380",
+		EtcdDialTimeout:     DefaultEtcdDialTimeout,
+		LeaseTTL:            DefaultLeaseTTL,
+		Instance:            fmt.Sprintf("%s-%d", host, os.Getpid()),
+		LogLevel:            "info",
+		LogFormat:           "json",
+		ShutdownTimeout:     DefaultShutdownTimeout,
+		MaxStreamsPerClient: DefaultMaxStreamsPerClient,
+		MaxRecvBytes:        DefaultMaxRecvBytes,
+		MaxSendBytes:        DefaultMaxSendBytes,
 	}
 }
 
@@ -102,6 +109,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: json or text")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long in-flight calls may finish at shutdown")
+	fs.IntVar(&c.MaxStreamsPerClient, "max-streams-per-client", c.MaxStreamsPerClient, "most streams (watches) one client host may hold open at once")
+	fs.IntVar(&c.MaxRecvBytes, "max-recv-bytes", c.MaxRecvBytes, "largest gRPC request message accepted")
+	fs.IntVar(&c.MaxSendBytes, "max-send-bytes", c.MaxSendBytes, "largest gRPC response message sent")
 }
 
 // Validate checks the configuration and says what to fix.
@@ -126,6 +136,12 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Instance, "/ \t\n") || c.Instance == "" {
 		errs = append(errs, fmt.Errorf("--instance %q: must be non-empty, without '/' or spaces", c.Instance))
+	}
+	if c.MaxStreamsPerClient < 1 {
+		errs = append(errs, fmt.Errorf("--max-streams-per-client %d: must be at least 1", c.MaxStreamsPerClient))
+	}
+	if c.MaxRecvBytes < 1<<10 || c.MaxSendBytes < 1<<10 {
+		errs = append(errs, fmt.Errorf("--max-recv-bytes %d, --max-send-bytes %d: each must be at least 1024", c.MaxRecvBytes, c.MaxSendBytes))
 	}
 	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
 		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))

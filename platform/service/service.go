@@ -124,7 +124,8 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	})
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeToLevel)}
 	recOpt := recoveryOption(log, panics.Inc)
-	rt.GRPC = grpc.NewServer(
+	streams := newStreamLimiter(cfg.MaxStreamsPerClient)
+	rt.GRPC = grpc.NewServer(append(serverLimits(cfg),
 		grpc.ChainUnaryInterceptor(
 			srvMetrics.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(grpcLogger(log), logOpts...), notHealth),
@@ -139,8 +140,9 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 			contextStatusStream,
 			recovery.StreamServerInterceptor(recOpt),
 			g.stream,
+			streams.stream,
 			rt.validators.stream,
-		),
+		))...,
 	)
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,51 @@ func TestWatchCompactedRevisionIsOutOfRange(t *testing.T) {
 			t.Fatalf("watch from a compacted revision ended with %v, want OUT_OF_RANGE", err)
 		}
 		return
+	}
+}
+
+// TestWatchesPerClientAreCapped: one client may hold --max-streams-per-client
+// watches open (5,000 were accepted before, 15,000 goroutines); the next one is
+// RESOURCE_EXHAUSTED naming the flag, and a watch that ends frees its place.
+func TestWatchesPerClientAreCapped(t *testing.T) {
+	p := newEnv(t).start(t, "--max-streams-per-client", "8")
+	open := func() (context.CancelFunc, error) {
+		ctx, cancel := context.WithCancel(t.Context())
+		s, err := p.client.WatchWorkloads(ctx, &inventoryv1.WatchWorkloadsRequest{})
+		if err == nil {
+			_, err = s.Recv() // the stream is open once its first event came
+		}
+		if err != nil {
+			cancel()
+		}
+		return cancel, err
+	}
+	var cancels []context.CancelFunc
+	for i := range 8 {
+		cancel, err := open()
+		if err != nil {
+			t.Fatalf("watch %d: %v", i, err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	_, err := open()
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "--max-streams-per-client") {
+		t.Fatalf("the 9th watch: %v, want RESOURCE_EXHAUSTED naming the limit", err)
+	}
+	cancels[0]()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cancel, err := open()
+		if err == nil {
+			cancel()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a watch ended, yet another is refused: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, c := range cancels[1:] {
+		c()
 	}
 }
