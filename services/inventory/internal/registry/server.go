@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -122,6 +123,15 @@ func (s *Server) ListWorkloads(ctx context.Context, req *inventoryv1.ListWorkloa
 	if err != nil {
 		return nil, err
 	}
+	// A page also ends before MaxPageBytes (a page of large workloads would
+	// otherwise exceed the response size limit).
+	total := 0
+	for i, w := range ws {
+		if total += proto.Size(w); total > MaxPageBytes && i > 0 {
+			ws, next = ws[:i], strings.TrimPrefix(ws[i-1].GetName(), namePrefix)
+			break
+		}
+	}
 	resp := &inventoryv1.ListWorkloadsResponse{Workloads: ws}
 	if next != "" {
 		resp.NextPageToken = pagetoken.Encode(next, fp)
@@ -151,6 +161,12 @@ func (s *Server) UpdateWorkload(ctx context.Context, req *inventoryv1.UpdateWork
 				next.StateReason = in.GetStateReason()
 			case "labels":
 				next.Labels = in.GetLabels()
+			case "physical":
+				if cur.GetPhysical() == nil {
+					return apierr.New(codes.FailedPrecondition, "NOT_PHYSICAL",
+						"workload %q is an instance: only a physical workload's source is updated", in.GetName())
+				}
+				next.Source = &inventoryv1.Workload_Physical{Physical: in.GetPhysical()}
 			case "facts":
 				if cur.GetPhysical() == nil {
 					return apierr.New(codes.FailedPrecondition, "FACTS_FROM_SYNC",

@@ -3,10 +3,14 @@ package registry
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
@@ -120,5 +124,47 @@ func TestIdleWatchReportsProgress(t *testing.T) {
 	r := <-other
 	if got < r {
 		t.Fatalf("last PROGRESS revision %d, want at least %d (the unrelated write); watch ended %v", got, r, err)
+	}
+}
+
+// TestListPageEndsBeforeItsByteLimit: a page of large workloads (1 MiB of facts
+// each) ends before MaxPageBytes whatever its page_size — a ListWorkloads page of
+// 1,000 sent 26.7 MB before — and the next page goes on from there, nothing lost.
+func TestListPageEndsBeforeItsByteLimit(t *testing.T) {
+	s := newTestStore(t)
+	srv, err := NewServer(s, slog.New(slog.DiscardHandler), make(chan struct{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const n = 9
+	for i := range n {
+		w := &inventoryv1.Workload{Role: "db", Source: &inventoryv1.Workload_Physical{Physical: &inventoryv1.PhysicalSource{Hostname: "pg"}},
+			Facts: &inventoryv1.Facts{Kind: &inventoryv1.Facts_Physical{Physical: &inventoryv1.PhysicalFacts{OsRelease: strings.Repeat("x", 1<<20)}}}}
+		if _, err := s.Create(ctx, fmt.Sprintf("big-%d", i), w, "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	token := ""
+	pages := 0
+	for {
+		resp, err := srv.ListWorkloads(ctx, &inventoryv1.ListWorkloadsRequest{PageSize: 1000, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if sz := proto.Size(resp); sz > MaxPageBytes+(1<<20) {
+			t.Fatalf("page %d is %d bytes", pages, sz)
+		}
+		for _, w := range resp.GetWorkloads() {
+			got = append(got, w.GetName())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if len(got) != n || pages < 3 {
+		t.Fatalf("%d workloads in %d pages, want %d in at least 3", len(got), pages, n)
 	}
 }

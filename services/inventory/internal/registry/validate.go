@@ -15,12 +15,14 @@ import (
 const (
 	DefaultPageSize = 50
 	MaxPageSize     = 1000
-	MaxWave         = 10000
-	maxDisplayName  = 256
-	maxStateReason  = 2048
-	maxLabels       = 64
-	maxLabelValue   = 63
-	maxSourceField  = 255
+	// MaxPageBytes ends a ListWorkloads page early, whatever its page_size.
+	MaxPageBytes   = 4 << 20
+	MaxWave        = 10000
+	maxDisplayName = 256
+	maxStateReason = 2048
+	maxLabels      = 64
+	maxLabelValue  = 63
+	maxSourceField = 255
 )
 
 var (
@@ -41,6 +43,7 @@ var updatable = map[string]bool{
 	"state_reason": true,
 	"labels":       true,
 	"facts":        true,
+	"physical":     true,
 }
 
 const namePrefix = "workloads/"
@@ -245,7 +248,7 @@ func ValidateUpdateWorkload(r *inventoryv1.UpdateWorkloadRequest) error {
 	}
 	for i, p := range paths {
 		if !updatable[p] {
-			v.Add(fmt.Sprintf("update_mask.paths[%d]", i), "%q cannot be updated: updatable fields are display_name, role, stateful, wave, state, state_reason, labels and facts (physical workloads)", p)
+			v.Add(fmt.Sprintf("update_mask.paths[%d]", i), "%q cannot be updated: updatable fields are display_name, role, stateful, wave, state, state_reason, labels, and facts and physical (physical workloads)", p)
 			continue
 		}
 		switch p {
@@ -266,6 +269,12 @@ func ValidateUpdateWorkload(r *inventoryv1.UpdateWorkloadRequest) error {
 		case "facts":
 			if w.GetFacts().GetInstance() != nil {
 				v.Add("workload.facts.instance", "an instance's facts are written by syncs of its cloud, not by UpdateWorkload")
+			}
+		case "physical":
+			if w.GetPhysical() == nil {
+				v.Add("workload.physical", "physical is in update_mask but unset: give the physical server's source (hostname, addresses, p2v, flavor)")
+			} else {
+				checkSource(&v, w)
 			}
 		}
 	}
