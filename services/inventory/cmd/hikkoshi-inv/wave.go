@@ -236,7 +236,9 @@ func workloadLine(w *inventoryv1.RunWorkload) string {
 		step += " (" + short(st.String(), "STEP_STATE_") + ")"
 	}
 	line := fmt.Sprintf("%-22s %-10s %-14s %-24s", w.GetDisplayName(), w.GetRole(), strings.ReplaceAll(short(w.GetStrategy().String(), "STRATEGY_"), "_", "-"), step)
-	if p := w.GetProgress(); p != nil && w.GetStep() == inventoryv1.RunStep_RUN_STEP_CONVERT {
+	if p := w.GetProgress(); p != nil && w.GetStep() == inventoryv1.RunStep_RUN_STEP_CONVERT && p.GetTotalBytes() == 0 && w.GetNewAddress() == "" {
+		line += " job step: " + p.GetJobStep() // no copy to count (yet): a P2V job's build, its boot
+	} else if p != nil && w.GetStep() == inventoryv1.RunStep_RUN_STEP_CONVERT && p.GetTotalBytes() > 0 {
 		line += fmt.Sprintf(" [%s] %5.1f/%.1f MiB %.1f MiB/s ETA %ds %s", bar(p.GetDoneBytes(), p.GetTotalBytes(), 20), float64(p.GetDoneBytes())/(1<<20),
 			float64(p.GetTotalBytes())/(1<<20), float64(p.GetBytesPerSecond())/(1<<20), p.GetEtaSeconds(), p.GetJobStep())
 	}

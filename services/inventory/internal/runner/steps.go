@@ -299,9 +299,13 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 		}
 		if p := j.GetProgress(); time.Since(lastSave) > 2*time.Second {
 			lastSave = time.Now()
+			js := strings.ToLower(strings.TrimPrefix(j.GetStep().String(), "JOB_STEP_"))
+			if j.GetStep() == converterv1.JobStep_JOB_STEP_UNSPECIFIED {
+				js = "queued"
+			}
 			_, _ = e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
 				w.Progress = &inventoryv1.RunProgress{
-					JobStep: strings.ToLower(strings.TrimPrefix(j.GetStep().String(), "JOB_STEP_")), TotalBytes: p.GetTotalBytes(),
+					JobStep: js, TotalBytes: p.GetTotalBytes(),
 					DoneBytes: p.GetDoneBytes(), BytesPerSecond: p.GetBytesPerSecond(), EtaSeconds: p.GetEtaSeconds(),
 				}
 			})
