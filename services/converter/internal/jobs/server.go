@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -67,12 +68,19 @@ func checkName(name string) error {
 	return nil
 }
 
+// MaxJobBytes bounds a job as given to CreateJob.
+const MaxJobBytes = 64 << 10
+
 // ValidateCreateJob checks a CreateJobRequest: a V2V job (source and destination)
 // or a P2V job (p2v_source and p2v_image), never both.
 func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	var v apierr.Violations
 	v.RequestID("request_id", r.GetRequestId())
 	j := r.GetJob()
+	if n := proto.Size(j); n > MaxJobBytes {
+		v.Add("job", "%d bytes: at most %d", n, MaxJobBytes)
+		return v.Err()
+	}
 	if IsP2V(j) {
 		if j.GetSource() != nil {
 			v.Add("job.source", "a job is V2V (source, destination) or P2V (p2v_source, p2v_image, and destination to boot the image), not both")

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -74,5 +75,19 @@ func TestP2VBootNamesTheField(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[c.field] == "" {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT naming %s", c.name, err, c.field)
 		}
+	}
+}
+
+// TestJobSizeIsCapped: a job of more than MaxJobBytes (1 MB jobs were accepted
+// before, then streamed whole to every WatchJob) is refused, naming the limit.
+func TestJobSizeIsCapped(t *testing.T) {
+	nics := make([]string, 0, 5000)
+	for range 5000 {
+		nics = append(nics, "eno1=52:54:00:12:34:56")
+	}
+	err := ValidateCreateJob(&converterv1.CreateJobRequest{Job: &converterv1.Job{
+		P2VSource: &converterv1.P2VSource{DiskPath: "/srv/disk.raw", Nics: nics}, P2VImage: &converterv1.P2VImage{Cloud: "new"}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(apierr.FieldViolations(err)["job"], "at most 65536") {
+		t.Fatalf("a %d-byte job: %v", 5000*24, err)
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
 )
 
@@ -166,5 +168,20 @@ func TestListPageEndsBeforeItsByteLimit(t *testing.T) {
 	}
 	if len(got) != n || pages < 3 {
 		t.Fatalf("%d workloads in %d pages, want %d in at least 3", len(got), pages, n)
+	}
+}
+
+// TestWorkloadSizeIsCapped: a workload of more than MaxWorkloadBytes is refused by
+// CreateWorkload and UpdateWorkload, naming the limit (1 MB workloads were accepted).
+func TestWorkloadSizeIsCapped(t *testing.T) {
+	big := &inventoryv1.Workload{Name: "workloads/pg", Source: &inventoryv1.Workload_Physical{Physical: &inventoryv1.PhysicalSource{Hostname: "pg"}},
+		Facts: &inventoryv1.Facts{Kind: &inventoryv1.Facts_Physical{Physical: &inventoryv1.PhysicalFacts{OsRelease: strings.Repeat("x", 300<<10)}}}}
+	for name, err := range map[string]error{
+		"create": ValidateCreateWorkload(&inventoryv1.CreateWorkloadRequest{Workload: big}),
+		"update": ValidateUpdateWorkload(&inventoryv1.UpdateWorkloadRequest{Workload: big, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"facts"}}}),
+	} {
+		if !strings.Contains(apierr.FieldViolations(err)["workload"], fmt.Sprintf("at most %d", MaxWorkloadBytes)) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
+
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 )
@@ -100,6 +102,16 @@ func checkLabels(v *apierr.Violations, path string, labels map[string]string) {
 	}
 }
 
+// MaxWorkloadBytes bounds a workload as given to CreateWorkload or UpdateWorkload
+// (its facts, labels and names together).
+const MaxWorkloadBytes = 256 << 10
+
+func checkSize(v *apierr.Violations, w *inventoryv1.Workload) {
+	if n := proto.Size(w); n > MaxWorkloadBytes {
+		v.Add("workload", "%d bytes: at most %d (facts, labels and names together)", n, MaxWorkloadBytes)
+	}
+}
+
 func checkText(v *apierr.Violations, path, s string, max int) {
 	if len(s) > max {
 		v.Add(path, "%d bytes: at most %d", len(s), max)
@@ -186,6 +198,7 @@ func ValidateCreateWorkload(r *inventoryv1.CreateWorkloadRequest) error {
 		v.Add("workload", "required: the workload to create")
 		return v.Err()
 	}
+	checkSize(&v, w)
 	checkSource(&v, w)
 	checkText(&v, "workload.display_name", w.GetDisplayName(), maxDisplayName)
 	checkRole(&v, "workload.role", w.GetRole())
@@ -242,6 +255,7 @@ func ValidateUpdateWorkload(r *inventoryv1.UpdateWorkloadRequest) error {
 	}
 	checkName(&v, "workload.name", w.GetName())
 	checkEtag(&v, "workload.etag", w.GetEtag())
+	checkSize(&v, w)
 	paths := r.GetUpdateMask().GetPaths()
 	if len(paths) == 0 {
 		v.Add("update_mask", "required: name the fields to change, e.g. {\"paths\": [\"role\", \"wave\"]}")
