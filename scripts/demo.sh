@@ -585,7 +585,7 @@ done
 osadm port delete "$pgport"
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
 for s in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c ID -c Name | awk '$2 ~ /^(web|api|db)-[0-9]+$/ {print $1}'); do
-  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$s" || true
+  OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$s" 2>/dev/null || true # one started meanwhile: 409
 done
 for _ in $(seq 1 240); do
   [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
