@@ -23,6 +23,14 @@ state=.cache/demo
 addr=127.0.0.1:7401
 svc=hikkoshi.inventory.v1.InventoryService
 rm -rf "$state" && mkdir -p "$state" bin
+# The services speak mutual TLS: a development CA, a certificate per service and per
+# role (viewer, operator, admin, collector), and the authorization policy.
+pki="$state/pki"
+go run ./platform/cmd/hikkoshi-pki "$pki" >/dev/null
+tlsflags() { echo --tls-cert "$pki/$1.pem" --tls-key "$pki/$1-key.pem" --tls-ca "$pki/ca.pem" --authz-policy "$pki/policy.yaml"; }
+# gc is grpcurl over mutual TLS as $WHO (default admin: the demo does everything).
+gc() { local who=${WHO:-admin}; grpcurl -cacert "$pki/ca.pem" -cert "$pki/$who.pem" -key "$pki/$who-key.pem" "$@"; }
+export HIKKOSHI_TLS_CERT="$pki/admin.pem" HIKKOSHI_TLS_KEY="$pki/admin-key.pem" HIKKOSHI_TLS_CA="$pki/ca.pem" # hikkoshi-inv's
 pid=""
 lbpid=""
 cvpid=""
@@ -53,7 +61,7 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n\033[1m▶ %s\033[0m\n' "$*"; }
-inv() { grpcurl -plaintext -d "$2" "$addr" "$svc/$1"; }
+inv() { gc -d "$2" "$addr" "$svc/$1"; }
 # refused runs a call that must fail and prints the service's message.
 refused() {
   if out=$(inv "$1" "$2" 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
@@ -73,11 +81,11 @@ for w in ws:
 start_inventory() {
   bin/inventory --listen "$addr" --etcd-embed "$state/etcd" \
     --etcd-embed-client-url http://127.0.0.1:2479 --etcd-embed-peer-url http://127.0.0.1:2480 \
-    --instance demo --log-format text \
+    --instance demo --log-format text $(tlsflags inventory) \
     --source-clouds old --destination-clouds new --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/inventory.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do
-    if grpcurl -plaintext "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
+    if gc "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
     kill -0 "$pid" 2>/dev/null || { cat "$state/inventory.log"; echo "inventory exited" >&2; exit 1; }
     sleep 0.5
   done
@@ -87,7 +95,7 @@ start_inventory() {
 
 lbaddr=127.0.0.1:7404
 lbsvc=hikkoshi.lbaas.v1.LoadBalancerService
-lbs() { grpcurl -plaintext -d "$2" "$lbaddr" "$lbsvc/$1"; }
+lbs() { gc -d "$2" "$lbaddr" "$lbsvc/$1"; }
 # lbbrief prints load balancers (a grpcurl answer, a list, or a stream of watch
 # messages) in a few lines each.
 lbbrief() {
@@ -115,11 +123,11 @@ while True:
                   ms, p.get("healthMonitor", {}).get("type", "none")))'
 }
 start_lbaas() {
-  bin/lbaas --listen "$lbaddr" --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+  bin/lbaas --listen "$lbaddr" --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text $(tlsflags lbaas) \
     --cloud old --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/lbaas.log" 2>&1 &
   lbpid=$!
   for _ in $(seq 1 120); do
-    if grpcurl -plaintext "$lbaddr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
+    if gc "$lbaddr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
     kill -0 "$lbpid" 2>/dev/null || { cat "$state/lbaas.log"; echo "lbaas exited" >&2; exit 1; }
     sleep 0.5
   done
@@ -202,7 +210,7 @@ say "the lbaas service: the API role's load balancer through gRPC (etcd: the inv
 go build -o bin/lbaas ./services/lbaas/cmd/lbaas
 start_lbaas
 echo "  pid $lbpid, gRPC $lbaddr, metrics http://127.0.0.1:7414/metrics"
-grpcurl -plaintext "$lbaddr" list | grep hikkoshi | sed 's/^/  /'
+gc "$lbaddr" list | grep hikkoshi | sed 's/^/  /'
 subnet=$(bin/hikkoshi-devcloud subnet-id)
 for old in $(lbs ListLoadBalancers '{"tags":["demo-api"]}' | /usr/bin/python3 -c 'import json,sys; [print(l["name"]) for l in json.load(sys.stdin).get("loadBalancers", [])]'); do
   lbs DeleteLoadBalancer "{\"name\":\"$old\"}" >/dev/null # a previous run's
@@ -223,7 +231,7 @@ fi
 sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
 echo "  WatchLoadBalancer {wait_for_change} in the background, then one UpdateLoadBalancer:"
 echo "  add api-2 (10.101.0.32), drain api-1 — each step waits for ACTIVE, under the load balancer's etcd lock"
-grpcurl -plaintext -d "{\"name\":\"$api_name\",\"wait_for_change\":true}" "$lbaddr" "$lbsvc/WatchLoadBalancer" >"$state/lbwatch.json" 2>&1 &
+gc -d "{\"name\":\"$api_name\",\"wait_for_change\":true}" "$lbaddr" "$lbsvc/WatchLoadBalancer" >"$state/lbwatch.json" 2>&1 &
 lbwatcher=$!
 sleep 1
 lbs UpdateLoadBalancer "{\"name\":\"$api_name\",\"member_changes\":[
@@ -247,11 +255,19 @@ for line in sys.stdin:
 for k, v in n.most_common(10):
     print("    %4d  %s" % (v, k))'
 
-say "grpcurl -plaintext $addr list"
-grpcurl -plaintext "$addr" list | sed 's/^/  /'
+say "grpcurl $addr list (mutual TLS: every service has its certificate, every client its own; a policy gives each identity its role)"
+gc "$addr" list | sed 's/^/  /'
+echo "  - without a client certificate the handshake is refused:"
+grpcurl -cacert "$pki/ca.pem" "$addr" list 2>&1 | sed 's/^/    /' | cut -c1-150 | head -2 || true
+echo "  - the viewer reads, but may not change anything (PERMISSION_DENIED, naming the role needed):"
+WHO=viewer gc -d '{}' "$addr" "$svc/ListWorkloads" >/dev/null && echo "    ListWorkloads as viewer: OK"
+if out=$(WHO=viewer gc -d '{"workload_id":"nope","workload":{"physical":{"hostname":"nope"}}}' "$addr" "$svc/CreateWorkload" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+echo "  - and each call that changes something is audited (the inventory's log):"
+grep 'msg=audit' "$state/inventory.log" | tail -1 | sed 's/^/    /' | cut -c1-200
 
 say "follow every change: WatchWorkloads {include_existing: true} in the background"
-grpcurl -plaintext -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads" >"$state/watch.json" 2>&1 &
+gc -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads" >"$state/watch.json" 2>&1 &
 watcher=$!
 
 say "register the estate: its five servers (by their real server IDs) and a physical DB host"
@@ -311,7 +327,8 @@ runsync AUTO
 
 say "a physical server registers itself: hikkoshi-collect on this machine (read-only: /proc, /sys, /run/udev/data, /etc)"
 go build -o bin/hikkoshi-collect ./services/inventory/cmd/hikkoshi-collect
-bin/hikkoshi-collect --inventory "$addr" --workload-id phys-demo-host --role db --stateful | sed 's/^/  /'
+bin/hikkoshi-collect --inventory "$addr" --tls-cert "$pki/collector.pem" --tls-key "$pki/collector-key.pem" --tls-ca "$pki/ca.pem" \
+  --workload-id phys-demo-host --role db --stateful | sed 's/^/  /'
 inv GetWorkload '{"name":"workloads/phys-demo-host"}' | /usr/bin/python3 -c '
 import json, sys
 w = json.load(sys.stdin)["workload"]; f = w["facts"]["physical"]
@@ -359,27 +376,27 @@ bin/hikkoshi-devcloud snapshot
 say "the converter: conversion jobs, claimed by workers through etcd leases; health probes through the data plane's jump host"
 go build -o bin/converter ./services/converter/cmd/converter
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
-bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text $(tlsflags converter) \
   --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" \
   --cloud-jobs old=2,new=2 --probe-proxy socks5://127.0.0.1:1080 \
   --clouds old,new --p2v-disk-root "${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v" >>"$state/converter.log" 2>&1 &
 cvpid=$!
 for _ in $(seq 1 60); do
-  grpcurl -plaintext 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
+  gc 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
   sleep 0.5
 done
-cv() { grpcurl -plaintext -d "$2" 127.0.0.1:7402 "hikkoshi.converter.v1.ConverterService/$1"; }
+cv() { gc -d "$2" 127.0.0.1:7402 "hikkoshi.converter.v1.ConverterService/$1"; }
 
 say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan)"
 go build -o bin/netbridge ./services/netbridge/cmd/netbridge
-bin/netbridge --listen 127.0.0.1:7403 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text \
+bin/netbridge --listen 127.0.0.1:7403 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text $(tlsflags netbridge) \
   --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/netbridge.log" 2>&1 &
 nbpid=$!
 for _ in $(seq 1 60); do
-  grpcurl -plaintext 127.0.0.1:7403 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
+  gc 127.0.0.1:7403 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
   sleep 0.5
 done
-nb() { grpcurl -plaintext -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
+nb() { gc -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
 oldnet=$(bin/hikkoshi-devcloud network-id)
 osadm() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin "$@"; }
 for p in $(osadm port list --network "$oldnet" --name pg-legacy-1 -f value -c ID) $(osadm port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 )
 
 // Defaults shared by every service.
@@ -61,6 +63,16 @@ type Config struct {
 	MaxStreamsPerClient int
 	// MaxRecvBytes and MaxSendBytes cap one gRPC message each way.
 	MaxRecvBytes, MaxSendBytes int
+	// TLS are the process's certificate, key and the CA bundle its clients' (and
+	// the other services') certificates are issued by: mutual TLS on the gRPC and
+	// metrics listeners, and on its own calls to the other services.
+	TLS mtls.Files
+	// Plaintext serves without TLS: only on a loopback address, and only when
+	// asked (--plaintext, HIKKOSHI_PLAINTEXT=true), for development.
+	Plaintext bool
+	// AuthzPolicy is the policy file mapping client identities to roles (required
+	// with TLS; without it a plaintext listener allows every call).
+	AuthzPolicy string
 }
 
 // NewConfig returns the defaults for a service listening on 127.0.0.1:port, with
@@ -112,6 +124,11 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxStreamsPerClient, "max-streams-per-client", c.MaxStreamsPerClient, "most streams (watches) one client host may hold open at once")
 	fs.IntVar(&c.MaxRecvBytes, "max-recv-bytes", c.MaxRecvBytes, "largest gRPC request message accepted")
 	fs.IntVar(&c.MaxSendBytes, "max-send-bytes", c.MaxSendBytes, "largest gRPC response message sent")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", c.TLS.Cert, "this process's certificate (PEM; read again when it changes): mutual TLS on its listeners and its calls")
+	fs.StringVar(&c.TLS.Key, "tls-key", c.TLS.Key, "the certificate's key (PEM)")
+	fs.StringVar(&c.TLS.CA, "tls-ca", c.TLS.CA, "CA bundle (PEM) that issues the clients' and the other services' certificates")
+	fs.BoolVar(&c.Plaintext, "plaintext", c.Plaintext, "serve without TLS (development; only on a loopback --listen)")
+	fs.StringVar(&c.AuthzPolicy, "authz-policy", c.AuthzPolicy, "policy file (YAML): client identities (certificate common names) to roles")
 }
 
 // Validate checks the configuration and says what to fix.
@@ -142,6 +159,25 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRecvBytes < 1<<10 || c.MaxSendBytes < 1<<10 {
 		errs = append(errs, fmt.Errorf("--max-recv-bytes %d, --max-send-bytes %d: each must be at least 1024", c.MaxRecvBytes, c.MaxSendBytes))
+	}
+	switch {
+	case c.TLS.Set() && c.Plaintext:
+		errs = append(errs, errors.New("--plaintext and --tls-cert/--tls-key/--tls-ca: choose one"))
+	case c.TLS.Set():
+		if err := c.TLS.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("--tls-cert, --tls-key, --tls-ca: %w", err))
+		}
+		if c.AuthzPolicy == "" {
+			errs = append(errs, errors.New("--authz-policy is required with TLS: name which client identities have which roles"))
+		}
+	case !c.Plaintext:
+		errs = append(errs, errors.New("no TLS: give --tls-cert, --tls-key, --tls-ca and --authz-policy (scripts/devpki.sh makes a development set), or --plaintext for development on a loopback address"))
+	default:
+		for _, addr := range []string{c.Listen, c.MetricsListen} {
+			if host, _, err := net.SplitHostPort(addr); err == nil && !loopback(host) {
+				errs = append(errs, fmt.Errorf("--plaintext serves only on a loopback address, not %s: give --tls-cert, --tls-key, --tls-ca and --authz-policy to listen there", addr))
+			}
+		}
 	}
 	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
 		errs = append(errs, errors.New("--etcd-cert and --etcd-key go together"))
@@ -187,6 +223,15 @@ func EnvName(svc, flagName string) string {
 		n += strings.ToUpper(svc) + "_"
 	}
 	return n + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// loopback reports whether host is a loopback address or localhost.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {

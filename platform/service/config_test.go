@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 )
 
 func TestParseFlagsPrecedence(t *testing.T) {
@@ -83,10 +85,23 @@ func TestValidate(t *testing.T) {
 		{"cert without key", func(c *Config) { c.EtcdCertFile = "c.pem" }, "--etcd-key"},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, "--log-format"},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, "--log-level"},
+		{"neither TLS nor plaintext", func(c *Config) { c.Plaintext = false }, "--tls-cert, --tls-key, --tls-ca and --authz-policy"},
+		{"plaintext off loopback", func(c *Config) { c.Listen = "0.0.0.0:7401" }, "--plaintext serves only on a loopback address, not 0.0.0.0:7401"},
+		{"plaintext metrics off loopback", func(c *Config) { c.MetricsListen = "10.0.0.5:7411" }, "not 10.0.0.5:7411"},
+		{"TLS without a CA", func(c *Config) { c.Plaintext, c.TLS = false, mtls.Files{Cert: "c.pem", Key: "k.pem"} }, "give all three"},
+		{"TLS without a policy", func(c *Config) { c.Plaintext, c.TLS = false, mtls.Files{Cert: "c.pem", Key: "k.pem", CA: "ca.pem"} }, "--authz-policy is required"},
+		{"TLS off loopback", func(c *Config) {
+			c.Plaintext, c.TLS, c.AuthzPolicy, c.Listen = false, mtls.Files{Cert: "c.pem", Key: "k.pem", CA: "ca.pem"}, "p.yaml", "0.0.0.0:7401"
+		}, ""},
+		{"both", func(c *Config) {
+			c.TLS = mtls.Files{Cert: "c.pem", Key: "k.pem", CA: "ca.pem"}
+			c.AuthzPolicy = "p.yaml"
+		}, "choose one"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := NewConfig("inventory", 7401)
+			cfg.Plaintext = true
 			tt.mutate(&cfg)
 			err := cfg.Validate()
 			if tt.want == "" {

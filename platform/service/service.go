@@ -23,12 +23,16 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/hikkoshi/hikkoshi/platform/authz"
 	"github.com/hikkoshi/hikkoshi/platform/etcdembed"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 )
 
 // Runtime is what Run hands to a service's setup function.
@@ -44,10 +48,11 @@ type Runtime struct {
 	// Metrics is the registry served on /metrics.
 	Metrics *prometheus.Registry
 
-	stopping   chan struct{}
-	validators validators
-	reg        *registrar
-	onShutdown []func()
+	stopping    chan struct{}
+	validators  validators
+	clientCreds credentials.TransportCredentials
+	reg         *registrar
+	onShutdown  []func()
 }
 
 // OnShutdown registers f to run at shutdown, after Stopping is closed and in-flight
@@ -63,6 +68,15 @@ func (rt *Runtime) Stopping() <-chan struct{} { return rt.stopping }
 // unregistered (its lease was lost). Keys the process owns belong under its lease;
 // watch the session's Done channel and stop acting as owner when it closes.
 func (rt *Runtime) Session() *concurrency.Session { return rt.reg.Session() }
+
+// ClientCredentials are the transport credentials of this process's calls to the
+// other services: its own certificate (mutual TLS), or none on a plaintext setup.
+func (rt *Runtime) ClientCredentials() credentials.TransportCredentials { return rt.clientCreds }
+
+// DialService is DialService with this process's client credentials.
+func (rt *Runtime) DialService(svc string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return DialService(rt.Etcd, svc, append([]grpc.DialOption{grpc.WithTransportCredentials(rt.clientCreds)}, opts...)...)
+}
 
 // Setup registers a service's handlers and validators on rt.
 type Setup func(rt *Runtime) error
@@ -117,7 +131,25 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	})
 	metrics.MustRegister(registered, panics)
 
-	rt := &Runtime{Config: cfg, Logger: log, Etcd: etcd, Metrics: metrics, stopping: make(chan struct{})}
+	rt := &Runtime{Config: cfg, Logger: log, Etcd: etcd, Metrics: metrics, stopping: make(chan struct{}), clientCreds: insecure.NewCredentials()}
+	var serverTLS *tls.Config
+	// The audit lines are written whatever --log-level says.
+	audit, err := NewLogger(os.Stderr, cfg.LogFormat, "info")
+	if err != nil {
+		return err
+	}
+	az := &authz.Authorizer{Log: audit.With("service", cfg.Service, "instance", cfg.Instance)}
+	if cfg.TLS.Set() {
+		if serverTLS, err = mtls.ServerConfig(cfg.TLS); err != nil {
+			return fmt.Errorf("service.Run: %w", err)
+		}
+		if rt.clientCreds, err = mtls.ClientCredentials(cfg.TLS); err != nil {
+			return fmt.Errorf("service.Run: %w", err)
+		}
+		if az.Policy, err = authz.Load(cfg.AuthzPolicy); err != nil {
+			return fmt.Errorf("service.Run: %w", err)
+		}
+	}
 	g := &gate{}
 	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
 		return c.Service != healthpb.Health_ServiceDesc.ServiceName
@@ -125,12 +157,17 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeToLevel)}
 	recOpt := recoveryOption(log, panics.Inc)
 	streams := newStreamLimiter(cfg.MaxStreamsPerClient)
-	rt.GRPC = grpc.NewServer(append(serverLimits(cfg),
+	opts := serverLimits(cfg)
+	if serverTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	rt.GRPC = grpc.NewServer(append(opts,
 		grpc.ChainUnaryInterceptor(
 			srvMetrics.UnaryServerInterceptor(),
 			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(grpcLogger(log), logOpts...), notHealth),
 			contextStatusUnary,
 			recovery.UnaryServerInterceptor(recOpt),
+			az.Unary,
 			g.unary,
 			rt.validators.unary,
 		),
@@ -139,6 +176,7 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 			selector.StreamServerInterceptor(logging.StreamServerInterceptor(grpcLogger(log), logOpts...), notHealth),
 			contextStatusStream,
 			recovery.StreamServerInterceptor(recOpt),
+			az.Stream,
 			g.stream,
 			streams.stream,
 			rt.validators.stream,
@@ -187,6 +225,9 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+		if serverTLS != nil {
+			mlis = tls.NewListener(mlis, serverTLS) // a scraper presents a client certificate too
+		}
 		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = metricsSrv.Serve(mlis) }()
 		defer func() { _ = metricsSrv.Close() }()

@@ -7,6 +7,8 @@ package servicetest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -14,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -22,12 +25,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 )
 
@@ -62,10 +67,72 @@ func MustBuild(pkg string) (string, func()) {
 	return bin, cleanup
 }
 
-// Env is one real etcd server and a client of it.
+// Env is one real etcd server and a client of it, and, after WithTLS, a
+// development PKI the services and the test's clients use.
 type Env struct {
 	Etcd *etcdtest.Server
 	Cli  *clientv3.Client
+	// PKI is the development PKI's directory (WithTLS); empty: plaintext.
+	PKI string
+	// Policy is the authorization policy file the services get (WithTLS).
+	Policy string
+}
+
+// WithTLS gives e a development PKI (mtls.DevIdentities) and mtls.DevPolicy: the
+// services it starts serve mutual TLS with authorization, and Proc.Conn dials as
+// the admin identity.
+func (e *Env) WithTLS(tb testing.TB) *Env {
+	tb.Helper()
+	e.PKI = filepath.Join(tb.TempDir(), "pki")
+	if err := mtls.WriteDevPKI(e.PKI, mtls.DevIdentities...); err != nil {
+		tb.Fatal(err)
+	}
+	e.Policy = filepath.Join(e.PKI, "policy.yaml")
+	if err := os.WriteFile(e.Policy, []byte(mtls.DevPolicy), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return e
+}
+
+// Creds are the transport credentials of a client of e's services with identity
+// ("" for none: TLS without a client certificate); plaintext without a PKI.
+func (e *Env) Creds(tb testing.TB, identity string) credentials.TransportCredentials {
+	tb.Helper()
+	if e.PKI == "" {
+		return insecure.NewCredentials()
+	}
+	f := mtls.DevFiles(e.PKI, identity)
+	if identity == "" {
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(f.CA)
+		if err != nil || !pool.AppendCertsFromPEM(ca) {
+			tb.Fatalf("CA %s: %v", f.CA, err)
+		}
+		return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool})
+	}
+	c, err := mtls.ClientCredentials(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+// DialAs connects to addr as identity; the connection is closed when the test
+// ends.
+func (e *Env) DialAs(tb testing.TB, addr, identity string) *grpc.ClientConn {
+	tb.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(e.Creds(tb, identity)))
+	if err != nil {
+		tb.Fatalf("dial %s: %v", addr, err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// tlsArgs are the flags of service svc in e's PKI.
+func (e *Env) tlsArgs(svc string) []string {
+	f := mtls.DevFiles(e.PKI, svc)
+	return []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA, "--authz-policy", e.Policy}
 }
 
 // NewEnv starts an etcd server for the test.
@@ -88,6 +155,7 @@ type Proc struct {
 	logs    *syncBuffer
 	done    chan struct{}
 	exitErr error
+	creds   credentials.TransportCredentials
 }
 
 // Start runs bin (service svc) against the env's etcd with test defaults (free
@@ -104,9 +172,13 @@ func (e *Env) Start(tb testing.TB, bin, svc string, extra ...string) *Proc {
 		"--lease-ttl", "2s",
 		"--log-level", "warn",
 	}, extra...)
+	if e.PKI != "" {
+		args = append(args, e.tlsArgs(svc)...)
+	}
 	p := Launch(tb, bin, svc, args, nil)
 	p.Instance = instance
 	reg := e.WaitRegistered(tb, svc, instance, 60*time.Second)
+	p.creds = e.Creds(tb, "admin")
 	p.Dial(reg.Address)
 	return p
 }
@@ -115,9 +187,14 @@ func (e *Env) Start(tb testing.TB, bin, svc string, extra ...string) *Proc {
 // waiting for anything.
 func Launch(tb testing.TB, bin, svc string, args, env []string) *Proc {
 	tb.Helper()
-	p := &Proc{tb: tb, Service: svc, logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{tb: tb, Service: svc, logs: &syncBuffer{}, done: make(chan struct{}), creds: insecure.NewCredentials()}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
+	if !slices.Contains(args, "--tls-cert") {
+		// A test's service serves plaintext on loopback unless given a PKI: said
+		// explicitly, as the services require.
+		p.cmd.Env = append(p.cmd.Env, service.EnvName("", "plaintext")+"=true")
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		tb.Fatalf("start %s: %v", svc, err)
@@ -136,7 +213,7 @@ func Launch(tb testing.TB, bin, svc string, args, env []string) *Proc {
 func (p *Proc) Dial(addr string) {
 	p.tb.Helper()
 	p.Addr = addr
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
 	if err != nil {
 		p.tb.Fatalf("dial %s: %v", addr, err)
 	}

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/service"
@@ -102,7 +101,7 @@ func run(ctx context.Context, args []string) error {
 			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, Probe: probe, Policy: policy}
 		var inv inventoryv1.InventoryServiceClient
 		if inventory != "" {
-			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(rt.ClientCredentials()))
 			if err != nil {
 				return fmt.Errorf("--inventory %s: %w", inventory, err)
 			}

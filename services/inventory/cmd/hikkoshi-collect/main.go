@@ -15,12 +15,12 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/services/inventory/internal/collect"
 )
 
@@ -85,11 +85,22 @@ when that workload exists, replaces its facts; the operator's fields are left al
 	f.StringVar(&role, "role", "", "role to set when the workload is created (\"db\")")
 	f.BoolVar(&stateful, "stateful", false, "mark the workload stateful when it is created")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the inventory")
+	tlsFiles = mtls.FromEnv()
+	f.StringVar(&tlsFiles.Cert, "tls-cert", tlsFiles.Cert, "the collector's certificate (mutual TLS; default $HIKKOSHI_TLS_CERT; none: plaintext)")
+	f.StringVar(&tlsFiles.Key, "tls-key", tlsFiles.Key, "its key (default $HIKKOSHI_TLS_KEY)")
+	f.StringVar(&tlsFiles.CA, "tls-ca", tlsFiles.CA, "the CA bundle that issues the inventory's certificate (default $HIKKOSHI_TLS_CA)")
 	return cmd
 }
 
+// tlsFiles are the collector's TLS files (flags).
+var tlsFiles mtls.Files
+
 func register(ctx context.Context, addr, id, role string, stateful bool, facts *inventoryv1.PhysicalFacts) error {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := mtls.Client(tlsFiles)
+	if err != nil {
+		return fmt.Errorf("--tls-cert, --tls-key, --tls-ca: %w", err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return err
 	}

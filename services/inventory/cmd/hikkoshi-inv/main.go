@@ -16,13 +16,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 )
 
 // errNotReady is a pre-flight that ran and found the wave not ready: exit 3, apart
@@ -51,6 +51,7 @@ type globals struct {
 	addr    string
 	output  string
 	timeout time.Duration
+	tls     mtls.Files
 	conn    *grpc.ClientConn
 	client  inventoryv1.InventoryServiceClient
 }
@@ -73,7 +74,11 @@ func newRoot() *cobra.Command {
 			if g.output != "table" && g.output != "json" {
 				return fmt.Errorf("-o %q: use table or json", g.output)
 			}
-			conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			creds, err := mtls.Client(g.tls)
+			if err != nil {
+				return fmt.Errorf("--tls-cert, --tls-key, --tls-ca: %w", err)
+			}
+			conn, err := grpc.NewClient(g.addr, grpc.WithTransportCredentials(creds))
 			if err != nil {
 				return err
 			}
@@ -85,6 +90,10 @@ func newRoot() *cobra.Command {
 	f.StringVar(&g.addr, "inventory", defaultAddr(), "inventory gRPC address (default $HIKKOSHI_INVENTORY, else 127.0.0.1:7401)")
 	f.StringVarP(&g.output, "output", "o", "table", "output: table or json")
 	f.DurationVar(&g.timeout, "timeout", 5*time.Minute, "how long a command may take")
+	g.tls = mtls.FromEnv()
+	f.StringVar(&g.tls.Cert, "tls-cert", g.tls.Cert, "your client certificate (mutual TLS; default $HIKKOSHI_TLS_CERT; none: plaintext)")
+	f.StringVar(&g.tls.Key, "tls-key", g.tls.Key, "its key (default $HIKKOSHI_TLS_KEY)")
+	f.StringVar(&g.tls.CA, "tls-ca", g.tls.CA, "the CA bundle that issues the inventory's certificate (default $HIKKOSHI_TLS_CA)")
 	root.AddCommand(newWorkloads(g), newSync(g), newPlan(g), newPreflight(g), newWave(g))
 	return root
 }

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string) error {
 func startRunner(rt *service.Runtime, eng *runner.Engine, cloudsYAML string, dsts []string, syncer *discovery.Syncer) error {
 	conns := map[string]*grpc.ClientConn{}
 	for _, svc := range []string{"converter", "lbaas", "netbridge"} {
-		conn, err := service.DialService(rt.Etcd, svc)
+		conn, err := rt.DialService(svc)
 		if err != nil {
 			return fmt.Errorf("runner: %s client: %w", svc, err)
 		}

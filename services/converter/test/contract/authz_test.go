@@ -1,0 +1,15 @@
+package contract
+
+import (
+	"testing"
+
+	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+)
+
+// TestAuthorization: on mutual TLS with a policy, no certificate is refused at the
+// handshake, the viewer is refused every mutating RPC (listed by reflection), the
+// operator is refused the admin ones, and each call is audited.
+func TestAuthorization(t *testing.T) {
+	servicetest.CheckAuthorization(t, binary, "converter", "--clouds-yaml", devcloud.CloudsYAML())
+}

@@ -1,0 +1,16 @@
+package contract
+
+import (
+	"testing"
+
+	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+)
+
+// TestAuthorization: on mutual TLS with a policy, no certificate is refused at the
+// handshake, the viewer is refused every mutating RPC (listed by reflection), the
+// operator is refused the admin ones, and each call is audited.
+func TestAuthorization(t *testing.T) {
+	devcloud.Require(t) // lbaas opens its cloud at start
+	servicetest.CheckAuthorization(t, binary, "lbaas", "--cloud", "old", "--clouds-yaml", devcloud.CloudsYAML())
+}
