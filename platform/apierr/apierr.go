@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -25,7 +26,7 @@ type Violations struct {
 // a sentence saying what a valid value looks like.
 func (v *Violations) Add(path, format string, args ...any) {
 	v.list = append(v.list, &errdetails.BadRequest_FieldViolation{
-		Field:       clip(path),
+		Field:       printable(clip(path)),
 		Description: fmt.Sprintf(format, clipArgs(args)...),
 	})
 }
@@ -43,6 +44,33 @@ func clip(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
+}
+
+// printable escapes what a field path must not carry as is (a map key of the
+// request may hold anything): control characters and bytes that are not UTF-8.
+func printable(s string) string {
+	ok := true
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n <= 1) || unicode.IsControl(r) {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+			i++
+			continue
+		}
+		b.WriteString(s[i : i+n])
+		i += n
+	}
+	return b.String()
 }
 
 // clipArgs clips the string arguments of an error's message (see MaxEcho).
