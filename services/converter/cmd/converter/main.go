@@ -98,7 +98,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		policy := jobs.Policy{Clouds: clouds, DiskRoots: diskRoots, DiskDevices: diskDevices, WorkDir: p2vWork, AgentNetworks: nets}
 		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger,
-			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, Probe: probe, Policy: policy}
+			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, AgentTLS: cfg.TLS, Probe: probe, Policy: policy}
 		var inv inventoryv1.InventoryServiceClient
 		if inventory != "" {
 			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(rt.ClientCredentials()))

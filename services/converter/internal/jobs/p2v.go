@@ -8,13 +8,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/agent"
@@ -282,6 +285,18 @@ func (r *Runner) fetch(ctx context.Context, j *converterv1.Job, work string, sav
 		token = strings.TrimSpace(string(b))
 	}
 	c := &agent.Client{URL: src.GetAgentUrl(), Token: token}
+	if strings.HasPrefix(src.GetAgentUrl(), "https:") {
+		// Mutual TLS: the worker shows its own certificate, and trusts only an
+		// agent certificate of the project's CA.
+		if !r.AgentTLS.Set() {
+			return nil, errors.New("an https agent_url needs this worker's certificate: start the converter with --tls-cert, --tls-key and --tls-ca")
+		}
+		tc, err := mtls.ClientConfig(r.AgentTLS)
+		if err != nil {
+			return nil, err
+		}
+		c.HTTP = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}
+	}
 	if j.Progress == nil {
 		j.Progress = &converterv1.CopyProgress{}
 	}

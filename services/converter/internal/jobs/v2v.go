@@ -32,6 +32,7 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
@@ -67,6 +68,9 @@ type Runner struct {
 	// AgentTokenFile holds the bearer token of the P2V agents (read per job; never
 	// logged or stored).
 	AgentTokenFile string
+	// AgentTLS are this worker's certificate, key and CA bundle for https P2V
+	// agents (mutual TLS; the converter's own --tls-* files).
+	AgentTLS mtls.Files
 	// Probe dials the health probes (nil: straight).
 	Probe *ProbeDialer
 	// Policy is what a job may name (checked again before a job starts).

@@ -2,8 +2,11 @@ package contract
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
@@ -371,4 +375,46 @@ func TestP2VTwoDisksDryRun(t *testing.T) {
 	if left := p2vtest.Leftovers(work); len(left) != 0 {
 		t.Fatalf("left behind: %v", left)
 	}
+}
+
+// TestP2VAgentOverMutualTLS: an agent with a certificate of the project's CA serves
+// mutual TLS and only the converter's identity (no shared token): a converter on
+// mutual TLS fetches and inspects the disk through https; the viewer's certificate
+// is refused (403), a client without a certificate at the handshake.
+func TestP2VAgentOverMutualTLS(t *testing.T) {
+	disk := p2vtest.Fixture(t)
+	dir := t.TempDir()
+	env := servicetest.NewEnv(t).WithTLS(t)
+	must(0, mtls.WriteDevPKI(env.PKI, "p2v-agent"))(t)
+	af := mtls.DevFiles(env.PKI, "p2v-agent")
+	addr, agLog := startAgent(t, []string{"--tls-cert", af.Cert, "--tls-key", af.Key, "--tls-ca", af.CA}, disk)
+	_, client := start(t, env, "--p2v-work-dir", filepath.Join(dir, "jobs"))
+	req := &converterv1.CreateJobRequest{Job: &converterv1.Job{P2VSource: &converterv1.P2VSource{AgentUrl: "https://" + addr, InspectOnly: true}}}
+	job := agentJob(t, client, req)
+	if in := job.GetP2VResult().GetInspection(); job.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED || in.GetOsId() != "debian" {
+		t.Fatalf("job %s (%s): inspection %v\nagent: %s", job.GetState(), job.GetError(), in, agLog.String())
+	}
+	get := func(files *mtls.Files) (int, error) {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(must(os.ReadFile(af.CA))(t))
+		tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+		if files != nil {
+			cert := must(tls.LoadX509KeyPair(files.Cert, files.Key))(t)
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}).Get("https://" + addr + "/v1/disks")
+		if err != nil {
+			return 0, err
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	viewer := mtls.DevFiles(env.PKI, "viewer")
+	if code, err := get(&viewer); err != nil || code != http.StatusForbidden {
+		t.Fatalf("the viewer's certificate: %d %v, want 403", code, err)
+	}
+	if code, err := get(nil); err == nil {
+		t.Fatalf("no client certificate: answered %d, want a refused handshake", code)
+	}
+	t.Logf("fetched through mutual TLS; the viewer got 403, a client without a certificate a failed handshake")
 }

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,19 +51,37 @@ type Handler struct {
 	slots chan struct{}
 	// Log hears read errors, with the disk's path (clients are told less).
 	Log func(msg string, args ...any)
+	// Identities, when set, are the client certificate identities (common names)
+	// the agent serves on its mutual-TLS listener: a verified certificate of
+	// another identity is refused (403), whatever token it brings.
+	Identities []string
 }
 
 // NewHandler opens paths read-only. Clients must send token as "Authorization:
 // Bearer <token>"; an empty token is refused (anyone who reaches the agent would
 // read the disks).
 func NewHandler(paths []string, chunk int64, token string) (*Handler, error) {
-	if token == "" {
+	return newHandler(paths, chunk, token, nil)
+}
+
+// NewTLSHandler serves paths to clients of a mutual-TLS listener whose verified
+// certificate names one of identities (the converter workers'); the token is then
+// optional (checked when set).
+func NewTLSHandler(paths []string, chunk int64, token string, identities []string) (*Handler, error) {
+	if len(identities) == 0 {
+		return nil, errors.New("agent: name the client identities to serve (the converter workers' certificates)")
+	}
+	return newHandler(paths, chunk, token, identities)
+}
+
+func newHandler(paths []string, chunk int64, token string, identities []string) (*Handler, error) {
+	if token == "" && len(identities) == 0 {
 		return nil, errors.New("agent: a token is required: whoever reaches the agent without one reads the server's disks")
 	}
 	if chunk <= 0 {
 		chunk = DefaultChunkSize
 	}
-	h := &Handler{token: token, slots: make(chan struct{}, MaxReaders), Log: func(string, ...any) {}}
+	h := &Handler{token: token, slots: make(chan struct{}, MaxReaders), Log: func(string, ...any) {}, Identities: identities}
 	h.pool.New = func() any { b := make([]byte, chunk); return &b }
 	for i, p := range paths {
 		f, err := os.OpenFile(p, os.O_RDONLY, 0)
@@ -89,10 +108,22 @@ func (h *Handler) Close() error {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !bearer || subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) != 1 {
-		http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
-		return
+	if len(h.Identities) > 0 {
+		id := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+			id = r.TLS.VerifiedChains[0][0].Subject.CommonName
+		}
+		if !slices.Contains(h.Identities, id) {
+			http.Error(w, "this client certificate's identity is not served", http.StatusForbidden)
+			return
+		}
+	}
+	if h.token != "" {
+		got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !bearer || subtle.ConstantTimeCompare([]byte(got), []byte(h.token)) != 1 {
+			http.Error(w, "a valid bearer token is required", http.StatusUnauthorized)
+			return
+		}
 	}
 	if r.Method != http.MethodGet {
 		http.Error(w, "GET only: the agent never writes", http.StatusMethodNotAllowed)
