@@ -44,7 +44,7 @@ fi
 log() { printf '[p2v-fixture %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 need=()
-for t in debootstrap:debootstrap pvcreate:lvm2 mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
+for t in capsh:libcap2-bin unshare:util-linux debootstrap:debootstrap pvcreate:lvm2 mkfs.vfat:dosfstools mcopy:mtools sfdisk:fdisk mkfs.ext4:e2fsprogs grub-mkimage:grub2-common qemu-img:qemu-utils qemu-system-x86_64:qemu-system-x86; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
 [[ -d /usr/lib/grub/i386-pc ]] || need+=(grub-pc-bin)

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -274,7 +273,7 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	lap("cloud-init")
 	o.Step("initramfs")
 	for _, c := range fx.Commands {
-		if _, err := run(ctx, "chroot", append([]string{nt}, c...)...); err != nil {
+		if err := runGuest(ctx, nt, false, c...); err != nil {
 			return res, err
 		}
 	}
@@ -442,25 +441,10 @@ func runIn(ctx context.Context, stdin, name string, args ...string) error {
 	return nil
 }
 
-// chrootPrep binds /dev, /proc and /sys into the new tree, gives it the worker's
-// resolv.conf and a policy-rc.d that keeps packages from starting services; all
-// undone by u.
+// chrootPrep gives the new tree the worker's resolv.conf and a policy-rc.d that
+// keeps packages from starting services, both undone by u. (Its /dev, /proc and
+// /sys are the sandbox's own, made for each guest command: see sandbox.go.)
 func chrootPrep(u *undo, nt string) error {
-	for _, d := range []string{"dev", "proc", "sys"} {
-		to, err := safeDir(nt, d)
-		if err != nil {
-			return err
-		}
-		if err := syscall.Mount("/"+d, to, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind /%s: %w", d, err)
-		}
-		u.push(func() error {
-			if err := syscall.Unmount(to, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
-				return fmt.Errorf("umount %s: %w", to, err)
-			}
-			return nil
-		})
-	}
 	sbin, err := safeDir(nt, "/usr/sbin")
 	if err != nil {
 		return err
@@ -501,19 +485,8 @@ func chrootPrep(u *undo, nt string) error {
 // installCloudInit installs cloud-init in the new tree with the server's own
 // package manager.
 func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) error {
-	env := []string{"DEBIAN_FRONTEND=noninteractive", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
-	chroot := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, "chroot", append([]string{nt}, args...)...)
-		cmd.Env = env
-		if out, err := cmd.CombinedOutput(); err != nil {
-			tail := string(out)
-			if len(tail) > 2000 {
-				tail = tail[len(tail)-2000:]
-			}
-			return fmt.Errorf("chroot %s: %w: %s", strings.Join(args, " "), err, tail)
-		}
-		return nil
-	}
+	// From the server's own package sources: the network; from debs: none.
+	chroot := func(args ...string) error { return runGuest(ctx, nt, debs == "", args...) }
 	switch a.OS.Family {
 	case "debian":
 		if debs != "" {
