@@ -204,12 +204,12 @@ lbcli show shop-web 2>/dev/null | grep -iE 'member|operating' | sed 's/^/  /' ||
 say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory
 start_inventory
-echo "  pid $pid, gRPC $addr, metrics http://127.0.0.1:7411/metrics"
+echo "  pid $pid, gRPC $addr, metrics https://127.0.0.1:7411/metrics (mutual TLS too)"
 
 say "the lbaas service: the API role's load balancer through gRPC (etcd: the inventory's)"
 go build -o bin/lbaas ./services/lbaas/cmd/lbaas
 start_lbaas
-echo "  pid $lbpid, gRPC $lbaddr, metrics http://127.0.0.1:7414/metrics"
+echo "  pid $lbpid, gRPC $lbaddr, metrics https://127.0.0.1:7414/metrics"
 gc "$lbaddr" list | grep hikkoshi | sed 's/^/  /'
 subnet=$(bin/hikkoshi-devcloud subnet-id)
 for old in $(lbs ListLoadBalancers '{"tags":["demo-api"]}' | /usr/bin/python3 -c 'import json,sys; [print(l["name"]) for l in json.load(sys.stdin).get("loadBalancers", [])]'); do
@@ -244,7 +244,7 @@ lbbrief <"$state/lbwatch.json" | sed 's/^/  /'
 echo "  after it:"
 lbs GetLoadBalancer "{\"name\":\"$api_name\"}" | lbbrief
 echo "  Octavia API calls this service made, by route (hikkoshi_lbaas_octavia_requests_total):"
-curl -s http://127.0.0.1:7414/metrics | /usr/bin/python3 -c '
+curl -s --cacert "$pki/ca.pem" --cert "$pki/admin.pem" --key "$pki/admin-key.pem" https://127.0.0.1:7414/metrics | /usr/bin/python3 -c '
 import re, sys, collections
 n = collections.Counter()
 for line in sys.stdin:
