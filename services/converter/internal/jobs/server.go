@@ -236,20 +236,19 @@ func (s *Server) ListJobs(ctx context.Context, req *converterv1.ListJobsRequest)
 	if err != nil {
 		return nil, apierr.InvalidArgument("page_token", "not a next_page_token of an earlier ListJobs with the same state: start again without page_token")
 	}
-	list, _, err := s.store.List(ctx)
+	afterID := ""
+	if after != "" {
+		afterID, _ = ID(after)
+	}
+	list, more, err := s.store.Page(ctx, afterID, size, func(j *converterv1.Job) bool {
+		return req.GetState() == 0 || j.GetState() == req.GetState()
+	})
 	if err != nil {
 		return nil, err
 	}
-	resp := &converterv1.ListJobsResponse{}
-	for _, j := range list {
-		if (after != "" && j.GetName() >= after) || (req.GetState() != 0 && j.GetState() != req.GetState()) {
-			continue
-		}
-		if len(resp.Jobs) == size {
-			resp.NextPageToken = pagetoken.Encode(resp.Jobs[size-1].GetName(), fp)
-			break
-		}
-		resp.Jobs = append(resp.Jobs, j)
+	resp := &converterv1.ListJobsResponse{Jobs: list}
+	if more && len(list) > 0 {
+		resp.NextPageToken = pagetoken.Encode(list[len(list)-1].GetName(), fp)
 	}
 	return resp, nil
 }

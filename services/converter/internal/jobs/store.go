@@ -115,6 +115,43 @@ func (s *Store) List(ctx context.Context) ([]*converterv1.Job, int64, error) {
 	return out, resp.Header.Revision, nil
 }
 
+// pageBatch is how many jobs Page reads from etcd at once.
+const pageBatch = 100
+
+// Page reads jobs newest first — those older than the job afterID ("" from the
+// newest) — from etcd in batches, and returns the first size that keep accepts;
+// more says whether another one may follow. A page reads only as far as it must,
+// never every job.
+func (s *Store) Page(ctx context.Context, afterID string, size int, keep func(*converterv1.Job) bool) (jobs []*converterv1.Job, more bool, err error) {
+	end := clientv3.GetPrefixRangeEnd(keys.JobsPrefix)
+	if afterID != "" {
+		end = keys.Job(afterID)
+	}
+	for {
+		resp, err := s.c.Get(ctx, keys.JobsPrefix, clientv3.WithRange(end), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
+			clientv3.WithLimit(pageBatch))
+		if err != nil {
+			return nil, false, etcdErr("ListJobs", err)
+		}
+		for _, kv := range resp.Kvs {
+			j, err := decode(kv.Value)
+			if err != nil {
+				return nil, false, err
+			}
+			if keep(j) {
+				if len(jobs) == size {
+					return jobs, true, nil
+				}
+				jobs = append(jobs, j)
+			}
+			end = string(kv.Key)
+		}
+		if !resp.More {
+			return jobs, false, nil
+		}
+	}
+}
+
 // Terminal reports whether a job has ended.
 func Terminal(st converterv1.JobState) bool {
 	switch st {
