@@ -33,7 +33,7 @@ func (s *Server) readPlan(ctx context.Context, name string) (*inventoryv1.Plan, 
 		return nil, 0, etcdErr("GetPlan", err)
 	}
 	if len(resp.Kvs) == 0 {
-		return nil, 0, apierr.New(codes.NotFound, "PLAN_NOT_FOUND", "no plan %q", name)
+		return nil, 0, apierr.New(codes.NotFound, "PLAN_NOT_FOUND", "no plan %q (a plan not accepted expires %s after it was made: make a new one)", name, ProposedPlanTTL)
 	}
 	p := &inventoryv1.Plan{}
 	if err := proto.Unmarshal(resp.Kvs[0].Value, p); err != nil {
@@ -41,6 +41,9 @@ func (s *Server) readPlan(ctx context.Context, name string) (*inventoryv1.Plan, 
 	}
 	return p, resp.Kvs[0].ModRevision, nil
 }
+
+// ProposedPlanTTL is how long a plan that is not accepted is kept.
+var ProposedPlanTTL = 7 * 24 * time.Hour
 
 // CreatePlan implements InventoryService.
 func (s *Server) CreatePlan(ctx context.Context, req *inventoryv1.CreatePlanRequest) (*inventoryv1.CreatePlanResponse, error) {
@@ -64,7 +67,13 @@ func (s *Server) CreatePlan(ctx context.Context, req *inventoryv1.CreatePlanRequ
 	if err != nil {
 		return nil, apierr.New(codes.Internal, "ENCODE", "%v", err)
 	}
-	if _, err := s.store.c.Put(ctx, keys.Plan(id), string(val)); err != nil {
+	// A proposed plan lives under a lease of its own: not accepted within
+	// ProposedPlanTTL, it goes (AcceptPlan writes it again without the lease).
+	lease, err := s.store.c.Grant(ctx, int64(ProposedPlanTTL/time.Second))
+	if err != nil {
+		return nil, etcdErr("CreatePlan", err)
+	}
+	if _, err := s.store.c.Put(ctx, keys.Plan(id), string(val), clientv3.WithLease(lease.ID)); err != nil {
 		return nil, etcdErr("CreatePlan", err)
 	}
 	return &inventoryv1.CreatePlanResponse{Plan: p}, nil
