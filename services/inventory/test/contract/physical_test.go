@@ -16,6 +16,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -81,7 +82,7 @@ func (s *stack) dbNet(t *testing.T) *dbNet {
 func (f *dbNet) join(t *testing.T, s *stack) {
 	t.Helper()
 	ctx := t.Context()
-	conn := must(service.DialService(s.env.Cli, "netbridge"))(t)
+	conn := must(service.DialService(s.env.Cli, "netbridge", grpc.WithTransportCredentials(s.env.Creds(t, "admin"))))(t)
 	t.Cleanup(func() { _ = conn.Close() })
 	f.nb = netbridgev1.NewNetbridgeServiceClient(conn)
 	b := must(f.nb.CreateBridge(ctx, &netbridgev1.CreateBridgeRequest{Bridge: &netbridgev1.Bridge{
@@ -224,6 +225,7 @@ func TestWaveRunMovesADatabaseAndAPhysicalHost(t *testing.T) {
 		}
 		t.Logf("P2V job %s: %d-byte image, timings %v ms", j.GetName(), j.GetP2VResult().GetImageBytes(), j.GetP2VResult().GetTimingsMs())
 	}
+	s.sweep(t)
 }
 
 // revert undoes a finished wave of the test's network: the jobs reverted (their

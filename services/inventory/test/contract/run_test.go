@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -75,6 +77,7 @@ type stack struct {
 	tag       string
 	args      map[string][]string
 	procs     map[string][]*servicetest.Proc
+	all       []*servicetest.Proc // every process started, killed ones too
 	inv       *proc
 	runs      inventoryv1.WaveRunServiceClient
 	lb        lbaasv1.LoadBalancerServiceClient
@@ -93,7 +96,9 @@ func newStack(t *testing.T, tag string, inventories int) *stack {
 	if !devcloud.NetnsUp() {
 		t.Skip("the dev cloud's data plane is not up")
 	}
-	s := &stack{env: servicetest.NewEnv(t), tag: tag, procs: map[string][]*servicetest.Proc{}}
+	// The services speak mutual TLS, with each other too (the runner's calls carry
+	// the inventory's certificate); the test calls them as the admin.
+	s := &stack{env: servicetest.NewEnv(t).WithTLS(t), tag: tag, procs: map[string][]*servicetest.Proc{}}
 	oc, nc := devcloud.Open(t, "old-admin"), devcloud.Open(t, "new")
 	s.oldC, s.oldN, s.oldI = mustClient(t, oc.Compute), mustClient(t, oc.Network), mustClient(t, oc.Image)
 	s.newC, s.newN, s.newI = mustClient(t, nc.Compute), mustClient(t, nc.Network), mustClient(t, nc.Image)
@@ -112,7 +117,7 @@ func newStack(t *testing.T, tag string, inventories int) *stack {
 		s.start(t, "inventory")
 	}
 	conn := func(svc string) *grpc.ClientConn {
-		c, err := service.DialService(s.env.Cli, svc)
+		c, err := service.DialService(s.env.Cli, svc, grpc.WithTransportCredentials(s.env.Creds(t, "admin")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +140,60 @@ func (s *stack) start(t *testing.T, svc string) *servicetest.Proc {
 	}
 	p := s.env.Start(t, bin, svc, s.args[svc]...)
 	s.procs[svc] = append(s.procs[svc], p)
+	s.all = append(s.all, p)
 	return p
+}
+
+// sweep looks for the secrets the services hold — clouds.yaml's passwords and the
+// private keys of their certificates — in every log of every process the stack
+// ran (killed ones too) and in every etcd key and value: none may be there.
+func (s *stack) sweep(t *testing.T) {
+	t.Helper()
+	var secrets []string
+	y, err := os.ReadFile(devcloud.CloudsYAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(y), "\n") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && (k == "password" || k == "application_credential_secret") && strings.TrimSpace(v) != "" {
+			secrets = append(secrets, strings.Trim(strings.TrimSpace(v), `"'`))
+		}
+	}
+	keys, _ := filepath.Glob(filepath.Join(s.env.PKI, "*-key.pem"))
+	for _, k := range keys {
+		b, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if len(l) >= 40 && !strings.HasPrefix(l, "-----") {
+				secrets = append(secrets, l) // a line of the key's base64 body
+			}
+		}
+	}
+	if len(secrets) < 2 {
+		t.Fatalf("the sweep found %d secrets to look for", len(secrets))
+	}
+	var places []string
+	for _, p := range s.all {
+		places = append(places, p.Service+" "+p.Instance+" log\x00"+p.Logs())
+	}
+	resp, err := s.env.Cli.Get(context.Background(), "\x00", clientv3.WithFromKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		places = append(places, "etcd "+string(kv.Key)+"\x00"+string(kv.Key)+" "+string(kv.Value))
+	}
+	for _, place := range places {
+		where, text, _ := strings.Cut(place, "\x00")
+		for _, sec := range secrets {
+			if strings.Contains(text, sec) {
+				t.Errorf("a secret (%d bytes, %s…) is in %s", len(sec), sec[:4], where)
+			}
+		}
+	}
+	t.Logf("secret sweep: %d secrets looked for in %d logs and %d etcd keys: none found", len(secrets), len(s.all), len(resp.Kvs))
 }
 
 // kill kills (SIGKILL) the process of svc named instance ("" for the first live
@@ -533,6 +591,7 @@ func TestWaveRunMovesAStatelessRoleWithoutAFailedRequest(t *testing.T) {
 	}
 	_, err = s.runs.PauseRun(ctx, &inventoryv1.PauseRunRequest{Name: end.GetName()})
 	wantCode(t, err, codes.FailedPrecondition)
+	s.sweep(t)
 }
 
 func withDry(r *inventoryv1.Run) *inventoryv1.Run {
