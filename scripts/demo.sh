@@ -692,6 +692,13 @@ for e in events[-3:]:
     print("  last: %s %s @%s" % (e.get("type", "").replace("WATCH_EVENT_TYPE_", "").lower(), e.get("workload", {}).get("name", ""), e.get("revision")))
 ' "$state/watch.json"
 
+say "secret sweep: clouds.yaml's passwords and the PKI's private keys, looked for in every log, etcd key and value and metric"
+go build -o bin/hikkoshi-sweep ./platform/cmd/hikkoshi-sweep
+bin/hikkoshi-sweep --clouds-yaml tilt/.state/devcloud/clouds.yaml --pem-dir "$pki" --log "$state/*.log" --log "$state/*.json" \
+  --etcd-endpoints http://127.0.0.1:2479 --metrics https://127.0.0.1:7411/metrics --metrics https://127.0.0.1:7414/metrics \
+  --tls-cert "$pki/admin.pem" --tls-key "$pki/admin-key.pem" --tls-ca "$pki/ca.pem" | sed 's/^/  /'
+[[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "  a secret leaked" >&2; exit 1; }
+
 say "stop (SIGTERM): the registration is withdrawn and the lease revoked"
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 grep -E 'msg=(registered|"shutting down"|stopped)' "$state/inventory.log" | tail -3 | sed 's/^/  /'

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -34,6 +33,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/platform/sweep"
 )
 
 // binaries of the services a wave run calls, built once for the package.
@@ -149,49 +149,31 @@ func (s *stack) start(t *testing.T, svc string) *servicetest.Proc {
 // ran (killed ones too) and in every etcd key and value: none may be there.
 func (s *stack) sweep(t *testing.T) {
 	t.Helper()
-	var secrets []string
-	y, err := os.ReadFile(devcloud.CloudsYAML())
+	secrets, err := sweep.FromCloudsYAML(devcloud.CloudsYAML())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(y), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(l), ":"); ok && (k == "password" || k == "application_credential_secret") && strings.TrimSpace(v) != "" {
-			secrets = append(secrets, strings.Trim(strings.TrimSpace(v), `"'`))
-		}
+	keys, err := sweep.FromPEMKeys(s.env.PKI)
+	if err != nil {
+		t.Fatal(err)
 	}
-	keys, _ := filepath.Glob(filepath.Join(s.env.PKI, "*-key.pem"))
-	for _, k := range keys {
-		b, err := os.ReadFile(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if len(l) >= 40 && !strings.HasPrefix(l, "-----") {
-				secrets = append(secrets, l) // a line of the key's base64 body
-			}
-		}
-	}
+	secrets = append(secrets, keys...)
 	if len(secrets) < 2 {
 		t.Fatalf("the sweep found %d secrets to look for", len(secrets))
 	}
-	var places []string
+	var places sweep.Places
 	for _, p := range s.all {
-		places = append(places, p.Service+" "+p.Instance+" log\x00"+p.Logs())
+		places.Add(p.Service+" "+p.Instance+" log", p.Logs())
 	}
 	resp, err := s.env.Cli.Get(context.Background(), "\x00", clientv3.WithFromKey())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, kv := range resp.Kvs {
-		places = append(places, "etcd "+string(kv.Key)+"\x00"+string(kv.Key)+" "+string(kv.Value))
+		places.Add("etcd "+string(kv.Key), string(kv.Key)+" "+string(kv.Value))
 	}
-	for _, place := range places {
-		where, text, _ := strings.Cut(place, "\x00")
-		for _, sec := range secrets {
-			if strings.Contains(text, sec) {
-				t.Errorf("a secret (%d bytes, %s…) is in %s", len(sec), sec[:4], where)
-			}
-		}
+	for _, h := range places.Find(secrets) {
+		t.Error(h)
 	}
 	t.Logf("secret sweep: %d secrets looked for in %d logs and %d etcd keys: none found", len(secrets), len(s.all), len(resp.Kvs))
 }
