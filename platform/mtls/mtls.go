@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -135,7 +136,7 @@ func ClientConfig(f Files) (*tls.Config, error) {
 	_, pool := l.current()
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		RootCAs:    pool,
+		RootCAs:    pool, // as read now: a client made later reads the bundle again
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, _ := l.current()
 			return cert, nil
@@ -143,13 +144,46 @@ func ClientConfig(f Files) (*tls.Config, error) {
 	}, nil
 }
 
-// ClientCredentials are gRPC transport credentials from ClientConfig.
+// ClientCredentials are gRPC transport credentials presenting f's certificate and
+// trusting f's CA bundle, both as the files are at each handshake (read again when
+// they change): a long-lived connection's reconnects follow a renewed certificate
+// or a rotated CA without a restart.
 func ClientCredentials(f Files) (credentials.TransportCredentials, error) {
-	c, err := ClientConfig(f)
+	l, err := newLoader(f)
 	if err != nil {
 		return nil, err
 	}
-	return credentials.NewTLS(c), nil
+	return &clientCreds{l: l}, nil
+}
+
+type clientCreds struct {
+	l          *loader
+	serverName string
+}
+
+func (c *clientCreds) tls() credentials.TransportCredentials {
+	cert, pool := c.l.current()
+	return credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, Certificates: []tls.Certificate{*cert}, ServerName: c.serverName})
+}
+
+func (c *clientCreds) ClientHandshake(ctx context.Context, authority string, raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c.tls().ClientHandshake(ctx, authority, raw)
+}
+
+func (c *clientCreds) ServerHandshake(net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("mtls: client credentials do not serve")
+}
+
+func (c *clientCreds) Info() credentials.ProtocolInfo { return c.tls().Info() }
+
+func (c *clientCreds) Clone() credentials.TransportCredentials {
+	return &clientCreds{l: c.l, serverName: c.serverName}
+}
+
+// OverrideServerName is part of credentials.TransportCredentials.
+func (c *clientCreds) OverrideServerName(name string) error {
+	c.serverName = name
+	return nil
 }
 
 // Identity is the common name of the call's verified client certificate; false
