@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,6 +84,9 @@ type Env struct {
 // the admin identity.
 func (e *Env) WithTLS(tb testing.TB) *Env {
 	tb.Helper()
+	if e.PKI != "" {
+		return e
+	}
 	e.PKI = filepath.Join(tb.TempDir(), "pki")
 	if err := mtls.WriteDevPKI(e.PKI, mtls.DevIdentities...); err != nil {
 		tb.Fatal(err)
@@ -135,11 +139,45 @@ func (e *Env) tlsArgs(svc string) []string {
 	return []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA, "--authz-policy", e.Policy}
 }
 
-// NewEnv starts an etcd server for the test.
+// NewEnv starts an etcd server for the test, and gives it a development PKI: the
+// services it starts speak mutual TLS with authorization, as they do in production
+// (WithTLS).
 func NewEnv(tb testing.TB) *Env {
 	tb.Helper()
 	e := etcdtest.Start(tb)
-	return &Env{Etcd: e, Cli: e.Client(tb)}
+	return (&Env{Etcd: e, Cli: e.Client(tb)}).WithTLS(tb)
+}
+
+// ClientFlags are the --tls-cert, --tls-key and --tls-ca flags of a command-line
+// client (hikkoshi-inv, hikkoshi-collect) with identity; none without a PKI.
+func (e *Env) ClientFlags(identity string) []string {
+	if e.PKI == "" {
+		return nil
+	}
+	f := mtls.DevFiles(e.PKI, identity)
+	return []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA}
+}
+
+// HTTPClient is an HTTPS client with identity's certificate, for a service's
+// /metrics (plain HTTP without a PKI).
+func (e *Env) HTTPClient(tb testing.TB, identity string) *http.Client {
+	tb.Helper()
+	if e.PKI == "" {
+		return http.DefaultClient
+	}
+	c, err := mtls.ClientConfig(mtls.DevFiles(e.PKI, identity))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: c}}
+}
+
+// MetricsURL is the /metrics URL of a service's metrics address.
+func (e *Env) MetricsURL(addr string) string {
+	if e.PKI == "" {
+		return "http://" + addr + "/metrics"
+	}
+	return "https://" + addr + "/metrics"
 }
 
 // Proc is a running service process.

@@ -19,7 +19,8 @@ func TestCLISetsRolesAndPlans(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	p := newEnv(t).start(t)
+	e := newEnv(t)
+	p := e.start(t)
 	for _, id := range []string{"web-1", "api-1", "pg-1"} {
 		must(p.client.CreateWorkload(t.Context(), &inventoryv1.CreateWorkloadRequest{WorkloadId: id, Workload: &inventoryv1.Workload{
 			DisplayName: id, Source: &inventoryv1.Workload_Physical{Physical: &inventoryv1.PhysicalSource{Hostname: id}},
@@ -27,7 +28,7 @@ func TestCLISetsRolesAndPlans(t *testing.T) {
 	}
 	inv := func(args ...string) (string, int) {
 		t.Helper()
-		out, err := exec.Command(bin, append([]string{"--inventory", p.Addr}, args...)...).CombinedOutput()
+		out, err := exec.Command(bin, append(append([]string{"--inventory", p.Addr}, e.ClientFlags("admin")...), args...)...).CombinedOutput()
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			return string(out), exit.ExitCode()

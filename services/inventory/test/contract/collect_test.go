@@ -20,10 +20,13 @@ func TestCollectorRegistersThisMachine(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	p := newEnv(t).start(t)
+	e := newEnv(t)
+	p := e.start(t)
 	run := func() string {
 		t.Helper()
-		out, err := exec.Command(bin, "--inventory", p.Addr, "--workload-id", "phys-this", "--role", "db", "--stateful").CombinedOutput()
+		// As a physical server runs it: with the collector's certificate.
+		args := append([]string{"--inventory", p.Addr, "--workload-id", "phys-this", "--role", "db", "--stateful"}, e.ClientFlags("collector")...)
+		out, err := exec.Command(bin, args...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("hikkoshi-collect: %v\n%s", err, out)
 		}

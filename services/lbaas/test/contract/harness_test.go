@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -31,6 +30,7 @@ type proc struct {
 	*servicetest.Proc
 	client      lbaasv1.LoadBalancerServiceClient
 	metricsAddr string
+	env         *servicetest.Env
 }
 
 // start runs lbaas against env's etcd and the dev cloud, with owner as its owner tag.
@@ -42,14 +42,14 @@ func start(t testing.TB, env *servicetest.Env, owner string, extra ...string) *p
 		"--octavia-timeout", "3m", "--metrics-listen", maddr,
 	}, extra...)
 	p := env.Start(t, binary, "lbaas", args...)
-	return &proc{Proc: p, client: lbaasv1.NewLoadBalancerServiceClient(p.Conn), metricsAddr: maddr}
+	return &proc{Proc: p, client: lbaasv1.NewLoadBalancerServiceClient(p.Conn), metricsAddr: maddr, env: env}
 }
 
 // octaviaCalls sums hikkoshi_lbaas_octavia_requests_total over the label values
 // that match (code "" matches every code).
 func (p *proc) octaviaCalls(t testing.TB, code string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + p.metricsAddr + "/metrics")
+	resp, err := p.env.HTTPClient(t, "viewer").Get(p.env.MetricsURL(p.metricsAddr))
 	if err != nil {
 		t.Fatalf("scrape metrics: %v", err)
 	}
