@@ -586,7 +586,7 @@ sed -n '/BEGIN SSH HOST KEY FINGERPRINTS/,/END SSH HOST KEY FINGERPRINTS/p' "$st
 same=0
 while read -r fp; do grep -qF -- "$fp" "$state/p2v-boot.log" && same=$((same + 1)); done <"$state/p2v-host-keys"
 echo "  $same of $(grep -c . "$state/p2v-host-keys") of the server's own host key fingerprints are on the console: same keys, no \"REMOTE HOST IDENTIFICATION HAS CHANGED\";"
-echo "  no user made (users: []), root's authorized_keys untouched, the key pair added to ops only, the host name kept (README: \"A moved server's first boot\")"
+echo "  no user made (users: []), root's authorized_keys untouched, the key pair added to ops only, the host name kept (services/converter/README.md: \"A moved server's first boot\")"
 [[ $same -ge 1 && $same -eq $(grep -c . "$state/p2v-host-keys") ]] || { echo "  the first boot changed the server's host keys" >&2; exit 1; }
 rm -rf "$state/p2v.qcow2" "$state/p2v-instance.qcow2" "$state/config-2.img" "$state/config-2"
 

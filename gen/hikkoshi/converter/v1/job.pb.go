@@ -445,7 +445,7 @@ type P2VSource struct {
 	// the first boot of each instance of the image; empty: the key pair goes to
 	// nobody. Either way the server keeps its own host keys, users and
 	// authorized_keys: the image's cloud-init creates no user and does not touch
-	// root's keys (see the README, "A moved server's first boot").
+	// root's keys (see services/converter/README.md, "A moved server's first boot").
 	KeyPairUser   string `protobuf:"bytes,8,opt,name=key_pair_user,json=keyPairUser,proto3" json:"key_pair_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

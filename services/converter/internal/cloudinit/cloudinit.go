@@ -168,7 +168,7 @@ func Config() string {
 # own network configuration.
 datasource_list: [ConfigDrive, OpenStack, None]
 network: {config: disabled}
-` + settings + "# Module by module: see Hikkoshi's README, \"A moved server's first boot\".\n" + moduleLists()
+` + settings + "# Module by module: see Hikkoshi's services/converter/README.md, \"A moved server's first boot\".\n" + moduleLists()
 }
 
 // UserData is the user data a V2V move boots with: the same identity settings and
