@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# demo.sh is Hikkoshi's main job as far as it is built: it installs its tools, brings
-# up the dev cloud (two real OpenStack clouds on 127.0.0.1, tilt/devcloud), boots a
-# small estate in the old cloud (web and API servers on VLAN ports with fixed IPs, a
-# database on the qemu-TCG compute), builds the web role's load balancer with
-# hikkoshi-lb, builds the inventory and starts it with an embedded etcd, builds the
-# API role's load balancer through the lbaas gRPC service on that etcd (create, then
-# an update while a Watch follows), registers the estate's workloads (and a physical database server),
-# plans them into waves — stateless first, stateful last — and walks wave 1 through
-# its states with grpcurl while a Watch stream follows every change. It snapshots the
-# database server through Nova and shows the snapshot holds its disk's bytes. It then
-# kills the service with SIGKILL, restarts it on the same data and shows nothing was
-# lost.
+# demo.sh is Hikkoshi's main job, a whole migration in the dev cloud with nothing done
+# by hand (step by step in docs/demo.md): it installs its tools, brings up the dev
+# cloud (two real OpenStack clouds on 127.0.0.1, tilt/devcloud) with its data plane,
+# boots a small estate in the old cloud (web and API servers on VLAN ports, databases,
+# one on the qemu-TCG compute), builds the web role's load balancer with hikkoshi-lb
+# and the API role's through the lbaas service, makes a development PKI and starts the
+# four services on mutual TLS, registers and syncs the estate (and a physical database
+# host with its disk), plans the waves, joins the networks with netbridge, moves wave 1
+# with the wave runner while a traffic meter runs through both load balancers (0
+# failed requests, printed by address), moves wave 2 — a database and the physical
+# host (P2V) keeping their addresses, after the operator's go, their downtime printed —
+# boots the physical host's image under qemu to check it kept its SSH host keys, puts
+# the dev cloud back as it was, shows refusals and a kill -9 with nothing lost, and
+# ends with a secret sweep of every log, etcd value and metric.
 #   scripts/demo.sh            (state in .cache/demo, removed at the start)
 # A dev cloud the demo started is stopped at the end (its state and the estate are
 # kept for the next run); HIKKOSHI_DEMO_KEEP_DEVCLOUD=1 leaves it running.
