@@ -30,11 +30,10 @@ func (f Files) Set() bool { return f.Cert != "" || f.Key != "" || f.CA != "" }
 
 // Check says which file is missing.
 func (f Files) Check() error {
-	var errs []error
 	if f.Cert == "" || f.Key == "" || f.CA == "" {
-		errs = append(errs, fmt.Errorf("give all three: a certificate, its key and the CA bundle (got cert %q, key %q, CA %q)", f.Cert, f.Key, f.CA))
+		return fmt.Errorf("give all three: a certificate, its key and the CA bundle (got cert %q, key %q, CA %q)", f.Cert, f.Key, f.CA)
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // recheck is how often the files' modification times are looked at.

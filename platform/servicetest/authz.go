@@ -105,7 +105,7 @@ func Call(ctx context.Context, conn *grpc.ClientConn, m Method) error {
 // the admin passes all; each refused or passed mutating call has an audit line.
 func CheckAuthorization(t *testing.T, bin, svc string, extra ...string) {
 	t.Helper()
-	e := NewEnv(t).WithTLS(t)
+	e := NewEnv(t)
 	p := e.Start(t, bin, svc, extra...)
 	ctx := t.Context()
 

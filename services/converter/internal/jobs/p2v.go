@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
@@ -68,6 +66,9 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	if j.Created == nil {
 		j.Created = &converterv1.Created{}
 	}
+	if r.uploaded(ctx, j) {
+		return nil // uploaded before this worker took the job over: not fetched, read and built again
+	}
 	work := r.p2vWork(id)
 	defer os.RemoveAll(work)
 	step := func(s converterv1.JobStep) error { j.Step = s; return save(ctx, j) }
@@ -97,12 +98,6 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	ic, err := r.open(ctx, j.GetP2VImage().GetCloud())
 	if err != nil {
 		return fmt.Errorf("image cloud %q: %w", j.GetP2VImage().GetCloud(), err)
-	}
-	if j.GetCreated().GetImageId() != "" {
-		img, err := images.Get(ctx, ic.image, j.GetCreated().GetImageId()).Extract()
-		if err == nil && img.Status == images.ImageStatusActive {
-			return nil // uploaded before this worker took the job over
-		}
 	}
 	if err := step(converterv1.JobStep_JOB_STEP_BUILD); err != nil {
 		return err
@@ -167,11 +162,10 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	return save(ctx, j)
 }
 
-// uploaded reports whether a P2V job taken over had booted its image already: its
-// step is the boot or the health check and its image is ACTIVE, so the disk is not
-// fetched, read and built again.
+// uploaded reports whether a P2V job taken over had uploaded its image whole
+// already (it is ACTIVE in Glance).
 func (r *Runner) uploaded(ctx context.Context, j *converterv1.Job) bool {
-	if st := j.GetStep(); st != converterv1.JobStep_JOB_STEP_BOOT && st != converterv1.JobStep_JOB_STEP_HEALTH || j.GetCreated().GetImageId() == "" {
+	if j.GetCreated().GetImageId() == "" {
 		return false
 	}
 	ic, err := r.open(ctx, j.GetP2VImage().GetCloud())
@@ -222,11 +216,11 @@ func (r *Runner) cleanupP2V(ctx context.Context, j *converterv1.Job) error {
 	if j.GetP2VImage().GetCloud() == "" {
 		return nil // a dry run: no image
 	}
+	ctx, cancel := context.WithTimeout(ctx, CleanupTimeout)
+	defer cancel()
 	var errs []error
 	if j.GetDestination() != nil {
 		// The server first: its image cannot go while a server boots from it.
-		ctx, cancel := context.WithTimeout(ctx, CleanupTimeout)
-		defer cancel()
 		dst, err := r.open(ctx, j.GetDestination().GetCloud())
 		if err != nil {
 			return err
@@ -295,7 +289,7 @@ func (r *Runner) fetch(ctx context.Context, j *converterv1.Job, work string, sav
 		if err != nil {
 			return nil, err
 		}
-		c.HTTP = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}
+		c.HTTP = agent.NewHTTPClient(tc)
 	}
 	if j.Progress == nil {
 		j.Progress = &converterv1.CopyProgress{}

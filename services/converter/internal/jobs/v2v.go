@@ -196,10 +196,8 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 	}
 	if IsP2V(j) {
 		id, _ := ID(j.GetName())
-		if !r.uploaded(ctx, j) {
-			if err := r.runP2V(ctx, j, id, save); err != nil {
-				return err
-			}
+		if err := r.runP2V(ctx, j, id, save); err != nil {
+			return err
 		}
 		if j.GetDestination() != nil && !j.GetP2VSource().GetInspectOnly() {
 			if err := r.bootP2V(ctx, j, id, save); err != nil {

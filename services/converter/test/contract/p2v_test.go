@@ -384,7 +384,7 @@ func TestP2VTwoDisksDryRun(t *testing.T) {
 func TestP2VAgentOverMutualTLS(t *testing.T) {
 	disk := p2vtest.Fixture(t)
 	dir := t.TempDir()
-	env := servicetest.NewEnv(t).WithTLS(t)
+	env := servicetest.NewEnv(t)
 	must(0, mtls.WriteDevPKI(env.PKI, "p2v-agent"))(t)
 	af := mtls.DevFiles(env.PKI, "p2v-agent")
 	addr, agLog := startAgent(t, []string{"--tls-cert", af.Cert, "--tls-key", af.Key, "--tls-ca", af.CA}, disk)

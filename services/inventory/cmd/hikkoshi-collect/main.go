@@ -47,6 +47,7 @@ func newRoot() *cobra.Command {
 	var root, inventory, id, role string
 	var stateful bool
 	var timeout time.Duration
+	tlsFiles := mtls.FromEnv()
 	cmd := &cobra.Command{
 		Use:   "hikkoshi-collect",
 		Short: "Read this server's facts (read-only) and print them, or register them with the inventory",
@@ -75,7 +76,7 @@ when that workload exists, replaces its facts; the operator's fields are left al
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			return register(ctx, inventory, id, role, stateful, facts)
+			return register(ctx, inventory, tlsFiles, id, role, stateful, facts)
 		},
 	}
 	f := cmd.Flags()
@@ -85,17 +86,13 @@ when that workload exists, replaces its facts; the operator's fields are left al
 	f.StringVar(&role, "role", "", "role to set when the workload is created (\"db\")")
 	f.BoolVar(&stateful, "stateful", false, "mark the workload stateful when it is created")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the inventory")
-	tlsFiles = mtls.FromEnv()
 	f.StringVar(&tlsFiles.Cert, "tls-cert", tlsFiles.Cert, "the collector's certificate (mutual TLS; default $HIKKOSHI_TLS_CERT; none: plaintext)")
 	f.StringVar(&tlsFiles.Key, "tls-key", tlsFiles.Key, "its key (default $HIKKOSHI_TLS_KEY)")
 	f.StringVar(&tlsFiles.CA, "tls-ca", tlsFiles.CA, "the CA bundle that issues the inventory's certificate (default $HIKKOSHI_TLS_CA)")
 	return cmd
 }
 
-// tlsFiles are the collector's TLS files (flags).
-var tlsFiles mtls.Files
-
-func register(ctx context.Context, addr, id, role string, stateful bool, facts *inventoryv1.PhysicalFacts) error {
+func register(ctx context.Context, addr string, tlsFiles mtls.Files, id, role string, stateful bool, facts *inventoryv1.PhysicalFacts) error {
 	creds, err := mtls.Client(tlsFiles)
 	if err != nil {
 		return fmt.Errorf("--tls-cert, --tls-key, --tls-ca: %w", err)

@@ -64,7 +64,7 @@ func (e *Engine) step(ctx context.Context, id string, i int, r *inventoryv1.Run,
 		})
 		return err
 	case inventoryv1.RunStep_RUN_STEP_CONVERT:
-		return e.convert(ctx, id, i, r, w, stateful)
+		return e.convert(ctx, id, i, r, w)
 	case inventoryv1.RunStep_RUN_STEP_JOIN:
 		addr := w.GetNewAddress()
 		for _, m := range w.GetMembers() {
@@ -245,7 +245,7 @@ func (e *Engine) waitServer(ctx context.Context, cc *gophercloud.ServiceClient, 
 
 // convert runs the converter job of workload i and waits for its end, recording
 // its progress.
-func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.Run, w *inventoryv1.RunWorkload, stateful bool) error {
+func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.Run, w *inventoryv1.RunWorkload) error {
 	wl, err := e.Workloads.Get(ctx, trimWorkload(w.GetWorkload()))
 	if err != nil {
 		return err

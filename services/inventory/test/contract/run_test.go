@@ -98,7 +98,7 @@ func newStack(t *testing.T, tag string, inventories int) *stack {
 	}
 	// The services speak mutual TLS, with each other too (the runner's calls carry
 	// the inventory's certificate); the test calls them as the admin.
-	s := &stack{env: servicetest.NewEnv(t).WithTLS(t), tag: tag, procs: map[string][]*servicetest.Proc{}}
+	s := &stack{env: servicetest.NewEnv(t), tag: tag, procs: map[string][]*servicetest.Proc{}}
 	oc, nc := devcloud.Open(t, "old-admin"), devcloud.Open(t, "new")
 	s.oldC, s.oldN, s.oldI = mustClient(t, oc.Compute), mustClient(t, oc.Network), mustClient(t, oc.Image)
 	s.newC, s.newN, s.newI = mustClient(t, nc.Compute), mustClient(t, nc.Network), mustClient(t, nc.Image)

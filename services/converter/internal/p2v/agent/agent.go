@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -211,8 +212,17 @@ type Progress struct {
 	Zero int64 `json:"zero_chunks"`
 }
 
-// defaultHTTP bounds one chunk's request (16 MiB even over a slow link).
-var defaultHTTP = &http.Client{Timeout: 5 * time.Minute}
+// defaultHTTP is the client of an http agent.
+var defaultHTTP = NewHTTPClient(nil)
+
+// NewHTTPClient is an agent client's HTTP client: its TLS configuration (nil for an
+// http agent), and a bound on one chunk's request (16 MiB even over a slow link).
+func NewHTTPClient(tc *tls.Config) *http.Client {
+	if tc == nil {
+		return &http.Client{Timeout: 5 * time.Minute}
+	}
+	return &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}
+}
 
 // Client fetches disks from an agent.
 type Client struct {
