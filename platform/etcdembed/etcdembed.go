@@ -10,7 +10,10 @@ import (
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 )
 
 // Defaults for a development server on loopback.
@@ -28,6 +31,9 @@ type options struct {
 	name      string
 	logLevel  string
 	retention string
+	user      string
+	password  string
+	tokenTTL  uint
 }
 
 // Option configures Start.
@@ -48,6 +54,19 @@ func WithLogLevel(l string) Option { return func(o *options) { o.logLevel = l } 
 
 // WithCompactionRetention sets how much history is kept, as a duration ("1h").
 func WithCompactionRetention(r string) Option { return func(o *options) { o.retention = r } }
+
+// WithAuth turns etcd's authentication on once the server is ready: the user (it must
+// be "root", the only user etcd lets enable auth without roles being set up first) is
+// created with password, given the root role, and auth is enabled. On a data directory
+// where auth is already on, the password is checked instead. The password is never
+// logged. Empty password: auth stays as the data directory has it.
+func WithAuth(user, password string) Option {
+	return func(o *options) { o.user, o.password = user, password }
+}
+
+// WithAuthTokenTTL sets how long, in seconds, an auth token lives (etcd's
+// --auth-token-ttl, default 300): tests make it short to see expiry.
+func WithAuthTokenTTL(seconds uint) Option { return func(o *options) { o.tokenTTL = seconds } }
 
 // Server is a running embedded etcd.
 type Server struct {
@@ -91,6 +110,9 @@ func Start(ctx context.Context, dir string, opts ...Option) (*Server, error) {
 	cfg.LogLevel = o.logLevel
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = o.retention
+	if o.tokenTTL > 0 {
+		cfg.AuthTokenTTL = o.tokenTTL
+	}
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -100,7 +122,14 @@ func Start(ctx context.Context, dir string, opts ...Option) (*Server, error) {
 	defer timer.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
-		return &Server{etcd: e}, nil
+		s := &Server{etcd: e}
+		if o.password != "" {
+			if err := s.enableAuth(ctx, o.user, o.password); err != nil {
+				e.Close()
+				return nil, fmt.Errorf("etcdembed.Start: %w", err)
+			}
+		}
+		return s, nil
 	case err := <-e.Err():
 		e.Close()
 		return nil, fmt.Errorf("etcdembed.Start: %w", err)
@@ -127,3 +156,46 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
 // Close stops the server gracefully: in-flight requests finish, data is synced.
 func (s *Server) Close() { s.etcd.Close() }
+
+// enableAuth makes user (root) with password and turns auth on, or, when auth is on
+// already, checks that password opens it.
+func (s *Server) enableAuth(ctx context.Context, user, password string) error {
+	if user != "root" {
+		return fmt.Errorf("auth: the embedded server's user must be \"root\", not %q (set HIKKOSHI_ETCD_USERNAME=root)", user)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// With auth off, the client's Authenticate gets ErrAuthNotEnabled and carries on
+	// without a token; with auth on, a wrong password fails here.
+	c, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), Username: user, Password: password,
+		DialTimeout: 10 * time.Second, Context: ctx, Logger: zap.NewNop()})
+	if err != nil {
+		return fmt.Errorf("auth: connecting as %s: %w", user, err)
+	}
+	defer c.Close()
+	st, err := c.AuthStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("auth: status: %w", err)
+	}
+	if st.Enabled {
+		return nil // the password was checked when the client authenticated
+	}
+	if _, err := c.UserAdd(ctx, user, password); err != nil {
+		if !errors.Is(err, rpctypes.ErrUserAlreadyExist) {
+			return fmt.Errorf("auth: adding user %s: %w", user, err)
+		}
+		if _, err := c.UserChangePassword(ctx, user, password); err != nil {
+			return fmt.Errorf("auth: setting %s's password: %w", user, err)
+		}
+	}
+	if _, err := c.RoleAdd(ctx, "root"); err != nil && !errors.Is(err, rpctypes.ErrRoleAlreadyExist) {
+		return fmt.Errorf("auth: adding role root: %w", err)
+	}
+	if _, err := c.UserGrantRole(ctx, user, "root"); err != nil {
+		return fmt.Errorf("auth: granting root to %s: %w", user, err)
+	}
+	if _, err := c.AuthEnable(ctx); err != nil {
+		return fmt.Errorf("auth: enabling: %w", err)
+	}
+	return nil
+}

@@ -97,7 +97,8 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	endpoints := cfg.EtcdEndpoints
 	if cfg.EtcdEmbedDir != "" {
 		e, err := etcdembed.Start(ctx, cfg.EtcdEmbedDir,
-			etcdembed.WithClientURL(cfg.EtcdEmbedClientURL), etcdembed.WithPeerURL(cfg.EtcdEmbedPeerURL))
+			etcdembed.WithClientURL(cfg.EtcdEmbedClientURL), etcdembed.WithPeerURL(cfg.EtcdEmbedPeerURL),
+			etcdembed.WithAuth(cfg.EtcdUsername, cfg.EtcdPassword))
 		if err != nil {
 			return fmt.Errorf("service.Run: embedded etcd in %s: %w", cfg.EtcdEmbedDir, err)
 		}
@@ -299,6 +300,9 @@ func dialEtcd(ctx context.Context, cfg Config, endpoints []string) (*clientv3.Cl
 	})
 	if err != nil {
 		return nil, fmt.Errorf("service.Run: etcd client for %v: %w", endpoints, err)
+	}
+	if cfg.EtcdUsername != "" {
+		watchRenewTokens(c) // watches made after the first token expired still work
 	}
 	pctx, cancel := context.WithTimeout(ctx, cfg.EtcdDialTimeout)
 	defer cancel()

@@ -247,6 +247,18 @@ func Launch(tb testing.TB, bin, svc string, args, env []string) *Proc {
 	return p
 }
 
+// DialWith connects Conn to addr with creds (Env.Creds) instead of the process's
+// own: for a process started with Launch.
+func (p *Proc) DialWith(addr string, creds credentials.TransportCredentials) {
+	p.tb.Helper()
+	p.creds = creds
+	p.Dial(addr)
+}
+
+// TLSArgs are the --tls-cert, --tls-key, --tls-ca and --authz-policy flags of svc
+// in e's PKI: for a process started with Launch.
+func (e *Env) TLSArgs(svc string) []string { return e.tlsArgs(svc) }
+
 // Dial connects Conn to addr; the connection is closed when the test ends.
 func (p *Proc) Dial(addr string) {
 	p.tb.Helper()

@@ -1,5 +1,6 @@
 // Command hikkoshi-sweep proves that no secret leaked: it reads the secrets from
-// where they belong (clouds.yaml, the PKI's keys, token files) and looks for them in
+// where they belong (clouds.yaml, the PKI's keys, token files, etcd's password in
+// $HIKKOSHI_ETCD_PASSWORD, which also opens etcd for the sweep) and looks for them in
 // logs, in every etcd key and value, and in metrics. Each hit names its place and
 // where the secret belongs, never the secret; any hit exits 1.
 //
@@ -57,6 +58,12 @@ func main() {
 				}
 				secrets = append(secrets, s)
 			}
+			// etcd's credentials come from where the services read them; its password
+			// is itself a secret to look for.
+			etcdUser, etcdPassword := os.Getenv("HIKKOSHI_ETCD_USERNAME"), os.Getenv("HIKKOSHI_ETCD_PASSWORD")
+			if etcdPassword != "" {
+				secrets = append(secrets, sweep.Secret{From: "HIKKOSHI_ETCD_PASSWORD", Value: etcdPassword})
+			}
 			if len(secrets) == 0 {
 				return errors.New("no secret to look for: give --clouds-yaml, --pem-dir or --secret-file")
 			}
@@ -75,7 +82,8 @@ func main() {
 				}
 			}
 			if len(endpoints) > 0 {
-				c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+				c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second,
+					Username: etcdUser, Password: etcdPassword})
 				if err != nil {
 					return err
 				}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/credentials"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/service"
@@ -43,17 +44,17 @@ func (e *env) start(t testing.TB, extra ...string) *proc {
 	return withClient(e.Start(t, binary, "inventory", extra...))
 }
 
-func launch(t testing.TB, args []string) *proc {
+func launch(t testing.TB, args, env []string) *proc {
 	t.Helper()
-	return &proc{Proc: servicetest.Launch(t, binary, "inventory", args, nil)}
+	return &proc{Proc: servicetest.Launch(t, binary, "inventory", args, env)}
 }
 
 func withClient(p *servicetest.Proc) *proc {
 	return &proc{Proc: p, client: inventoryv1.NewInventoryServiceClient(p.Conn)}
 }
 
-func (p *proc) dial(addr string) {
-	p.Dial(addr)
+func (p *proc) dial(addr string, creds credentials.TransportCredentials) {
+	p.DialWith(addr, creds)
 	p.client = inventoryv1.NewInventoryServiceClient(p.Conn)
 }
 

@@ -3,26 +3,35 @@ package contract
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
 
-// TestSIGKILLKeepsWorkloads runs the one-process development mode (--etcd-embed):
-// a workload created, the process killed with SIGKILL and started again on the same
-// data directory, and the workload is still there with the same etag.
+// TestSIGKILLKeepsWorkloads runs the one-process development mode (--etcd-embed)
+// as the demo does, over mutual TLS and with etcd's auth on (the root password from
+// the environment): a workload created, the process killed with SIGKILL and started
+// again on the same data directory, and the workload is still there with the same
+// etag. The embedded etcd refuses a client without the password, and the password
+// is in no log line.
 func TestSIGKILLKeepsWorkloads(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "etcd")
 	grpcPort, clientPort, peerPort := freePort(t), freePort(t), freePort(t)
-	args := []string{
+	pki := (&servicetest.Env{}).WithTLS(t)
+	const password = "sentinel-etcd-password-7d1f"
+	env := []string{"HIKKOSHI_ETCD_USERNAME=root", "HIKKOSHI_ETCD_PASSWORD=" + password}
+	args := append([]string{
 		"--listen", fmt.Sprintf("127.0.0.1:%d", grpcPort),
 		"--metrics-listen", "",
 		"--etcd-embed", dir,
@@ -30,10 +39,10 @@ func TestSIGKILLKeepsWorkloads(t *testing.T) {
 		"--etcd-embed-peer-url", fmt.Sprintf("http://127.0.0.1:%d", peerPort),
 		"--instance", "embedded",
 		"--lease-ttl", "2s",
-		"--log-level", "warn",
-	}
-	p1 := launch(t, args)
-	p1.dial(fmt.Sprintf("127.0.0.1:%d", grpcPort))
+		"--log-level", "debug",
+	}, pki.TLSArgs("inventory")...)
+	p1 := launch(t, args, env)
+	p1.dial(fmt.Sprintf("127.0.0.1:%d", grpcPort), pki.Creds(t, "operator"))
 	waitServing(t, p1.Conn, 60*time.Second)
 	created, err := p1.client.CreateWorkload(t.Context(), &inventoryv1.CreateWorkloadRequest{
 		WorkloadId: "survivor", Workload: instanceWorkload("db", 3, map[string]string{"tier": "gold"}),
@@ -41,11 +50,20 @@ func TestSIGKILLKeepsWorkloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	anon, err := clientv3.New(clientv3.Config{Endpoints: []string{fmt.Sprintf("http://127.0.0.1:%d", clientPort)}, DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer anon.Close()
+	if _, err := anon.Get(t.Context(), "/", clientv3.WithPrefix()); err == nil {
+		t.Error("the embedded etcd served a client without the password")
+	}
 	p1.Signal(syscall.SIGKILL)
 	_ = p1.Wait(10 * time.Second)
 
-	p2 := launch(t, args)
-	p2.dial(fmt.Sprintf("127.0.0.1:%d", grpcPort))
+	p2 := launch(t, args, env)
+	p2.dial(fmt.Sprintf("127.0.0.1:%d", grpcPort), pki.Creds(t, "viewer"))
 	// The instance name is the same: p2 waits for p1's registration to expire first.
 	waitServing(t, p2.Conn, 60*time.Second)
 	got, err := p2.client.GetWorkload(t.Context(), &inventoryv1.GetWorkloadRequest{Name: "workloads/survivor"})
@@ -54,6 +72,11 @@ func TestSIGKILLKeepsWorkloads(t *testing.T) {
 	}
 	if !proto.Equal(got.GetWorkload(), created.GetWorkload()) {
 		t.Fatalf("after restart %v\nwant %v", got.GetWorkload(), created.GetWorkload())
+	}
+	for i, p := range []*proc{p1, p2} {
+		if strings.Contains(p.Logs(), password) {
+			t.Errorf("process %d logged etcd's password", i+1)
+		}
 	}
 	t.Logf("etag before kill %s, after restart %s", created.GetWorkload().GetEtag(), got.GetWorkload().GetEtag())
 }
