@@ -28,12 +28,20 @@ rm -rf "$state" && mkdir -p "$state" bin
 # The services speak mutual TLS: a development CA, a certificate per service and per
 # role (viewer, operator, admin, collector), and the authorization policy.
 pki="$state/pki"
-go run ./platform/cmd/hikkoshi-pki "$pki" >/dev/null
+go build -o bin/hikkoshi-pki ./platform/cmd/hikkoshi-pki
+bin/hikkoshi-pki "$pki" >/dev/null
+bin/hikkoshi-pki "$pki" p2v-agent >/dev/null # the P2V agent's serving certificate
+# Sentinel secrets the sweep at the end looks for: etcd's root password (the embedded
+# etcd turns auth on with it; every service reads it from the environment) and the P2V
+# agent's bearer token.
+export HIKKOSHI_ETCD_USERNAME=root HIKKOSHI_ETCD_PASSWORD="sentinel-etcd-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+(umask 077 && echo "sentinel-agent-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')" >"$state/p2v-agent-token")
 tlsflags() { echo --tls-cert "$pki/$1.pem" --tls-key "$pki/$1-key.pem" --tls-ca "$pki/ca.pem" --authz-policy "$pki/policy.yaml"; }
 # gc is grpcurl over mutual TLS as $WHO (default admin: the demo does everything).
 gc() { local who=${WHO:-admin}; grpcurl -cacert "$pki/ca.pem" -cert "$pki/$who.pem" -key "$pki/$who-key.pem" "$@"; }
 export HIKKOSHI_TLS_CERT="$pki/admin.pem" HIKKOSHI_TLS_KEY="$pki/admin-key.pem" HIKKOSHI_TLS_CA="$pki/ca.pem" # hikkoshi-inv's
 pid=""
+agentpid=""
 lbpid=""
 cvpid=""
 nbpid=""
@@ -51,6 +59,7 @@ cleanup() {
     done
     nb RollbackBridge "{\"name\":\"$bridge\"}" >/dev/null 2>&1 || true
   fi
+  [[ -n "$agentpid" ]] && kill -TERM "$agentpid" 2>/dev/null && wait "$agentpid" 2>/dev/null || true
   [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
   [[ -n "$cvpid" ]] && kill -TERM "$cvpid" 2>/dev/null && wait "$cvpid" 2>/dev/null || true
   [[ -n "$nbpid" ]] && kill -TERM "$nbpid" 2>/dev/null && wait "$nbpid" 2>/dev/null || true
@@ -381,7 +390,8 @@ bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
 bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text $(tlsflags converter) \
   --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" \
   --cloud-jobs old=2,new=2 --probe-proxy socks5://127.0.0.1:1080 \
-  --clouds old,new --p2v-disk-root "${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v" >>"$state/converter.log" 2>&1 &
+  --clouds old,new --p2v-disk-root "${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v" \
+  --p2v-agent-network 127.0.0.1/32 --p2v-agent-token-file "$state/p2v-agent-token" >>"$state/converter.log" 2>&1 &
 cvpid=$!
 for _ in $(seq 1 60); do
   gc 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
@@ -473,10 +483,13 @@ sys.exit(1 if bad else 0)' "$state/wave1-web.json" "$state/wave1-api.json"
 
 say "P2V: the physical database host pg-legacy-1 (/boot, / and /var apart, SATA-only initramfs, no cloud-init), dry runs first"
 # dry_run DISK [MORE...]: an inspect_only job on a server's disks, and what it found.
+# DISK https://...: the disks read from a hikkoshi-p2v-agent instead.
 dry_run() {
-  local pj more
+  local pj more src
   more=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${@:2}")
-  pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{\"disk_path\":\"$1\",\"more_disk_paths\":$more,\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
+  src="\"disk_path\":\"$1\",\"more_disk_paths\":$more"
+  [[ $1 == https://* ]] && src="\"agent_url\":\"$1\""
+  pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{$src,\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
   cv WatchJob "{\"name\":\"$pj\"}" >"$state/p2v-dry.json"
   /usr/bin/python3 -c '
 import json, sys
@@ -493,8 +506,15 @@ for p in i["partitions"]:
     print("    %-20s %-11s %-6s %5.0f MiB used of %5.0f" % (what, p.get("fsType", "-"), p.get("mountPoint", "-"), int(p.get("usedBytes", 0)) / 2**20, int(p["sizeBytes"]) / 2**20))
 for n in i["network"]: print("    network: %s %s" % (n["kind"], n["interfaces"]))' "$state/p2v-dry.json"
 }
-dry_run "$disk"
-echo "  the same host laid out as CentOS's installer does it (/boot, then volume group vg-legacy; /var in two runs of extents):"
+echo "  read over the network from hikkoshi-p2v-agent in the server's live Linux: mutual TLS (the agent serves only the converter's"
+echo "  certificate) and a bearer token; the disk read-only, in verified chunks"
+go build -o bin/hikkoshi-p2v-agent ./services/converter/cmd/hikkoshi-p2v-agent
+bin/hikkoshi-p2v-agent --listen 127.0.0.1:7420 --disk "$disk" --token-file "$state/p2v-agent-token" \
+  --tls-cert "$pki/p2v-agent.pem" --tls-key "$pki/p2v-agent-key.pem" --tls-ca "$pki/ca.pem" --allow converter >>"$state/p2v-agent.log" 2>&1 &
+agentpid=$!
+dry_run https://127.0.0.1:7420
+kill -TERM "$agentpid"; wait "$agentpid" 2>/dev/null || true; agentpid=""
+echo "  the others read in place by the worker (their paths under --p2v-disk-root); the same host laid out as CentOS's installer does it (/boot, then volume group vg-legacy; /var in two runs of extents):"
 echo "  its logical volumes read with lvm2's reports, activation off — nothing activated, the worker's own VGs never seen:"
 dry_run "${disk%.raw}-lvm.raw"
 echo "  and as a UEFI box (GPT, an EFI system partition): converted, it gets GRUB at EFI/BOOT/BOOTX64.EFI and hw_firmware_type=uefi:"
@@ -694,9 +714,10 @@ for e in events[-3:]:
     print("  last: %s %s @%s" % (e.get("type", "").replace("WATCH_EVENT_TYPE_", "").lower(), e.get("workload", {}).get("name", ""), e.get("revision")))
 ' "$state/watch.json"
 
-say "secret sweep: clouds.yaml's passwords and the PKI's private keys, looked for in every log, etcd key and value and metric"
+say "secret sweep: clouds.yaml's passwords, etcd's password, the agent's token and the PKI's private keys, looked for in every log, etcd key and value and metric"
 go build -o bin/hikkoshi-sweep ./platform/cmd/hikkoshi-sweep
-bin/hikkoshi-sweep --clouds-yaml tilt/.state/devcloud/clouds.yaml --pem-dir "$pki" --log "$state/*.log" --log "$state/*.json" \
+bin/hikkoshi-sweep --clouds-yaml tilt/.state/devcloud/clouds.yaml --pem-dir "$pki" --secret-file "$state/p2v-agent-token" \
+  --log "$state/*.log" --log "$state/*.json" \
   --etcd-endpoints http://127.0.0.1:2479 --metrics https://127.0.0.1:7411/metrics --metrics https://127.0.0.1:7414/metrics \
   --tls-cert "$pki/admin.pem" --tls-key "$pki/admin-key.pem" --tls-ca "$pki/ca.pem" | sed 's/^/  /'
 [[ ${PIPESTATUS[0]} -eq 0 ]] || { echo "  a secret leaked" >&2; exit 1; }
