@@ -405,7 +405,7 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 					count(func(c *inventoryv1.SyncCounts) { c.Created++; c.EtcdWrites++ })
 					return nil
 				}
-				if apierr.Reason(err) != "WORKLOAD_EXISTS" {
+				if apierr.Reason(err) != registry.ReasonExists {
 					return fmt.Errorf("create the workload of server %s: %w", srv.ID, err)
 				}
 				cur = &inventoryv1.Workload{Name: "workloads/" + WorkloadID(srv.ID)}

@@ -121,7 +121,7 @@ func Read(ctx context.Context, c *clientv3.Client) (*netbridgev1.WatchdogStatus,
 	}
 	if len(resp.Kvs) > 0 {
 		if err := proto.Unmarshal(resp.Kvs[0].Value, st); err != nil {
-			return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "watchdog status: %v", err)
+			return nil, apierr.Corrupt("watchdog status: %v", err)
 		}
 	}
 	lead, err := c.Get(ctx, keys.WatchdogElection, clientv3.WithFirstCreate()...)
