@@ -26,6 +26,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -439,7 +440,10 @@ func (r *Runner) keyAndGroups(ctx context.Context, dst clients, pl *plan, sgName
 		if err != nil {
 			return nil, err
 		}
-		gs, _ := groups.ExtractGroups(pages)
+		gs, err := groups.ExtractGroups(pages)
+		if err != nil {
+			return nil, fmt.Errorf("security group %q: %w", name, err)
+		}
 		if len(gs) == 0 {
 			missing = append(missing, fmt.Sprintf("security group %q", name))
 			continue
@@ -935,8 +939,7 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		snaps[c.GetSnapshotImageId()] = true
 	}
 	sg := imagecopy.NewGlance(src.image)
-	if pages, err := images.List(src.image, images.ListOpts{Name: snapshotName(id)}).AllPages(ctx); err == nil {
-		list, _ := images.ExtractImages(pages)
+	if list, err := listAll(ctx, images.List(src.image, images.ListOpts{Name: snapshotName(id)}), images.ExtractImages); err == nil {
 		for _, img := range list {
 			snaps[img.ID] = true
 		}
@@ -968,8 +971,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 	if name != "" {
 		listOpts.Name = "^" + regexp.QuoteMeta(name) + "$"
 	}
-	if pages, err := servers.List(dst.compute, listOpts).AllPages(ctx); err == nil {
-		list, _ := servers.ExtractServers(pages)
+	if list, err := listAll(ctx, servers.List(dst.compute, listOpts), servers.ExtractServers); err == nil {
 		for _, s := range list {
 			if s.Metadata["hikkoshi_job"] == id {
 				srvIDs[s.ID] = true
@@ -995,8 +997,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 			continue
 		}
 		// A port whose create answer was lost: found by its name.
-		if pages, err := ports.List(dst.network, ports.ListOpts{Name: nicPortName(id, i), NetworkID: n.GetNetworkId()}).AllPages(ctx); err == nil {
-			list, _ := ports.ExtractPorts(pages)
+		if list, err := listAll(ctx, ports.List(dst.network, ports.ListOpts{Name: nicPortName(id, i), NetworkID: n.GetNetworkId()}), ports.ExtractPorts); err == nil {
 			for _, p := range list {
 				portIDs[p.ID] = true
 			}
@@ -1004,8 +1005,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 			errs = append(errs, fmt.Errorf("list destination ports: %w", err))
 		}
 	}
-	if pages, err := ports.List(dst.network, ports.ListOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}).AllPages(ctx); err == nil {
-		list, _ := ports.ExtractPorts(pages)
+	if list, err := listAll(ctx, ports.List(dst.network, ports.ListOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}), ports.ExtractPorts); err == nil {
 		for _, p := range list {
 			portIDs[p.ID] = true
 		}
@@ -1082,4 +1082,15 @@ func (r *Runner) Decommission(ctx context.Context, j *converterv1.Job) (*convert
 		}
 	}
 	return &converterv1.Decommission{Time: timestamppb.Now(), SourceServerId: j.GetSource().GetServerId(), SnapshotImageId: snap}, nil
+}
+
+// listAll reads every page of a list and extracts it; an answer that cannot be
+// read is an error, never an empty list (a clean-up would take it for "nothing
+// left to delete").
+func listAll[T any](ctx context.Context, pager pagination.Pager, extract func(pagination.Page) ([]T, error)) ([]T, error) {
+	pages, err := pager.AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return extract(pages)
 }

@@ -277,8 +277,14 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 		split = &netbridgev1.PoolSplit{Cidr: osub.CIDR, OriginalPools: poolStrings(osub.AllocationPools), OldPools: oldP.Strings(), NewPools: newP.Strings()}
 	}
 	p.Plan.Split = split
-	oldP, _ := addr.ParseSet(split.GetOldPools())
-	newP, _ := addr.ParseSet(split.GetNewPools())
+	oldP, err := addr.ParseSet(split.GetOldPools())
+	if err != nil {
+		return fmt.Errorf("the bridge's recorded pool split, old pools %v: %w", split.GetOldPools(), err)
+	}
+	newP, err := addr.ParseSet(split.GetNewPools())
+	if err != nil {
+		return fmt.Errorf("the bridge's recorded pool split, new pools %v: %w", split.GetNewPools(), err)
+	}
 	prefix, err := netip.ParsePrefix(osub.CIDR)
 	if err != nil {
 		return err
@@ -291,7 +297,10 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 
 	// 1. Shrink the old pools, so that the old cloud no longer hands out the new
 	// cloud's addresses.
-	cur, _ := addr.ParseSet(poolStrings(osub.AllocationPools))
+	cur, err := addr.ParseSet(poolStrings(osub.AllocationPools))
+	if err != nil {
+		return fmt.Errorf("the old subnet %s's pools: %w", osub.ID, err)
+	}
 	if !cur.Equal(oldP) {
 		p.add(step{change: change("old/subnet_pools", "update", "old", "subnet_pools", "old subnet %s pools %v → %v", osub.CIDR, cur.Strings(), oldP.Strings()),
 			do: func(ctx context.Context) (*netbridgev1.Resource, error) {
@@ -344,7 +353,10 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 		p.createSubnet("new/subnet", osub.Name, id, &p.st.newNet, osub.CIDR, osub.GatewayIP, osub.EnableDHCP, newP.Strings(), &p.st.newSub)
 	} else {
 		p.st.newSub = nsub.ID
-		have, _ := addr.ParseSet(poolStrings(nsub.AllocationPools))
+		have, err := addr.ParseSet(poolStrings(nsub.AllocationPools))
+		if err != nil {
+			return fmt.Errorf("the new subnet %s's pools: %w", nsub.ID, err)
+		}
 		if !have.Equal(newP) {
 			sid := nsub.ID
 			p.add(step{change: change("new/subnet_pools", "update", "new", "subnet_pools", "new subnet pools %v → %v", have.Strings(), newP.Strings()),
@@ -402,7 +414,10 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 	if err != nil {
 		return fmt.Errorf("routed.gateway_ip %q: %w", rt.GetGatewayIp(), err)
 	}
-	pools, _ := addr.ParseSet(poolStrings(osub.AllocationPools))
+	pools, err := addr.ParseSet(poolStrings(osub.AllocationPools))
+	if err != nil {
+		return fmt.Errorf("the old subnet %s's pools: %w", osub.ID, err)
+	}
 	if pools.Contains(gw) {
 		p.conflict(gw.String(), "routed.gateway_ip %s is inside the old subnet's pools %v: the old cloud could hand it out; choose one outside", gw, pools.Strings())
 	}
