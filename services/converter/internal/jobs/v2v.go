@@ -34,6 +34,7 @@ import (
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/mtls"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
@@ -95,10 +96,8 @@ func (r *Runner) open(ctx context.Context, name string) (clients, error) {
 		if r.Log != nil {
 			r.Log.Warn("opening a cloud while an API restarts; retrying", "cloud", name, "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if poll.Sleep(ctx, 2*time.Second) != nil {
 			return cl, err
-		case <-time.After(2 * time.Second):
 		}
 	}
 }
@@ -151,26 +150,21 @@ func (r *Runner) wait(ctx context.Context, what string, get func() (string, erro
 		pause = time.Second
 	}
 	last := ""
-	for {
+	err := poll.Until(ctx, poll.Constant(pause), func(int) (bool, error) {
 		st, err := get()
 		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			return false, fmt.Errorf("%s: %w", what, err)
 		}
 		last = st
-		if st == want {
-			return nil
+		if slices.Contains(bad, st) {
+			return false, fmt.Errorf("%s: %s", what, st)
 		}
-		for _, b := range bad {
-			if st == b {
-				return fmt.Errorf("%s: %s", what, st)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: still %s: %w", what, last, ctx.Err())
-		case <-time.After(pause):
-		}
+		return st == want, nil
+	})
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%s: still %s: %w", what, last, err)
 	}
+	return err
 }
 
 // plan is what the pre-flight found, for the later steps.
