@@ -33,8 +33,15 @@ type options struct {
 // Option configures Open.
 type Option func(*options)
 
-// WithCloudsYAML reads clouds.yaml from path instead of the usual locations.
-func WithCloudsYAML(path string) Option { return func(o *options) { o.files = append(o.files, path) } }
+// WithCloudsYAML reads clouds.yaml from path instead of the usual locations; an
+// empty path changes nothing (the usual locations).
+func WithCloudsYAML(path string) Option {
+	return func(o *options) {
+		if path != "" {
+			o.files = append(o.files, path)
+		}
+	}
+}
 
 // WithUserAgent names the calling service in the User-Agent of every request.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }

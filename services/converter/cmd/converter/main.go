@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -55,7 +54,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&agentToken, "p2v-agent-token-file", "", "file holding the bearer token of the hikkoshi-p2v-agents (never logged or stored in a job)")
 	fs.StringVar(&probeProxy, "probe-proxy", "", "SOCKS5 jump host the health probes go through (socks5://HOST:PORT) when the servers' addresses are not reachable from here; empty: straight")
 	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
-	var clouds, diskRoots, diskDevices, agentNets list
+	var clouds, diskRoots, diskDevices, agentNets service.List
 	fs.Var(&clouds, "clouds", "clouds.yaml entries a job may name (comma-separated or repeated); empty: every entry")
 	fs.Var(&diskRoots, "p2v-disk-root", "directory P2V disk_path and more_disk_paths must lie under, links resolved (repeat for more); none: no disk path is taken")
 	fs.Var(&diskDevices, "p2v-disk-device", "a block device a P2V job may name by path (repeat for more)")
@@ -124,15 +123,3 @@ func run(ctx context.Context, args []string) error {
 	})
 }
 
-// list is a flag of values, comma-separated or repeated.
-type list []string
-
-func (l *list) String() string { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
-}

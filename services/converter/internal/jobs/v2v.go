@@ -118,11 +118,7 @@ func passing(err error) bool {
 }
 
 func (r *Runner) openOnce(ctx context.Context, name string) (clients, error) {
-	var opts []cloud.Option
-	if r.CloudsYAML != "" {
-		opts = append(opts, cloud.WithCloudsYAML(r.CloudsYAML))
-	}
-	c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-converter"))...)
+	c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(r.CloudsYAML), cloud.WithUserAgent("hikkoshi-converter"))
 	if err != nil {
 		return clients{}, err
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -49,16 +48,7 @@ func run(ctx context.Context, args []string) error {
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	list := func(s string) []string {
-		var out []string
-		for _, c := range strings.Split(s, ",") {
-			if c = strings.TrimSpace(c); c != "" {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-	srcs, dsts := list(sources), list(destinations)
+	srcs, dsts := service.SplitList(sources), service.SplitList(destinations)
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		store, err := registry.NewStore(rt.Etcd)
 		if err != nil {
@@ -107,11 +97,7 @@ func startRunner(rt *service.Runtime, eng *runner.Engine, cloudsYAML string, dst
 			if c := compute[name]; c != nil {
 				return c, nil
 			}
-			var opts []cloud.Option
-			if cloudsYAML != "" {
-				opts = append(opts, cloud.WithCloudsYAML(cloudsYAML))
-			}
-			c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-inventory-runner"))...)
+			c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(cloudsYAML), cloud.WithUserAgent("hikkoshi-inventory-runner"))
 			if err != nil {
 				return nil, err
 			}

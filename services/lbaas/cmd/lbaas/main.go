@@ -67,11 +67,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
 		m := lbsvc.NewMetrics(rt.Metrics)
-		var copts []cloud.Option
-		if cfg.cloudsYAML != "" {
-			copts = append(copts, cloud.WithCloudsYAML(cfg.cloudsYAML))
-		}
-		c, err := cloud.Open(ctx, cfg.cloud, append(copts, cloud.WithUserAgent("hikkoshi-lbaas"))...)
+		c, err := cloud.Open(ctx, cfg.cloud, cloud.WithCloudsYAML(cfg.cloudsYAML), cloud.WithUserAgent("hikkoshi-lbaas"))
 		if err != nil {
 			return err
 		}

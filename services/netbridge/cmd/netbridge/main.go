@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,12 +58,7 @@ func run(ctx context.Context, args []string) error {
 	case pol.Backoff <= 0 || pol.MaxBackoff < pol.Backoff:
 		return fmt.Errorf("--heal-backoff %s, --heal-max-backoff %s: give a positive back-off no longer than the maximum", pol.Backoff, pol.MaxBackoff)
 	}
-	var clouds []string
-	for _, c := range strings.Split(watchClouds, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			clouds = append(clouds, c)
-		}
-	}
+	clouds := service.SplitList(watchClouds)
 	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		open := bridge.CloudsOpener(cloudsYAML)
