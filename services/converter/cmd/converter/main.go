@@ -122,4 +122,3 @@ func run(ctx context.Context, args []string) error {
 		return nil
 	})
 }
-
