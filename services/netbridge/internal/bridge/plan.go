@@ -100,12 +100,20 @@ func oldSubnet(ctx context.Context, s *Side, b *netbridgev1.Bridge) (*subnets.Su
 	return &v4[0], nil
 }
 
+// The enums of the closed string sets, which stay beside them (buf breaking).
+var (
+	changeActions = map[string]netbridgev1.ChangeAction{"create": netbridgev1.ChangeAction_CHANGE_ACTION_CREATE,
+		"update": netbridgev1.ChangeAction_CHANGE_ACTION_UPDATE, "delete": netbridgev1.ChangeAction_CHANGE_ACTION_DELETE}
+	cloudSides = map[string]netbridgev1.CloudSide{"old": netbridgev1.CloudSide_CLOUD_SIDE_OLD, "new": netbridgev1.CloudSide_CLOUD_SIDE_NEW}
+)
+
 func change(key, action, side, kind, format string, args ...any) *netbridgev1.Change {
-	return &netbridgev1.Change{Key: key, Action: action, Side: side, Kind: kind, Description: fmt.Sprintf(format, args...)}
+	return &netbridgev1.Change{Key: key, Action: action, Side: side, Kind: kind, Description: fmt.Sprintf(format, args...),
+		ChangeAction: changeActions[action], CloudSide: cloudSides[side]}
 }
 
 func res(key, side, kind, id string) *netbridgev1.Resource {
-	return &netbridgev1.Resource{Key: key, Side: side, Kind: kind, Id: id}
+	return &netbridgev1.Resource{Key: key, Side: side, Kind: kind, Id: id, CloudSide: cloudSides[side]}
 }
 
 // Plan computes b's plan from both clouds' live state.

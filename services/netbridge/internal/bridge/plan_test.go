@@ -57,6 +57,9 @@ func TestPlanSharedSplitsThePools(t *testing.T) {
 	var keys []string
 	for _, c := range p.Plan.GetChanges() {
 		keys = append(keys, c.GetKey())
+		if c.GetChangeAction() == netbridgev1.ChangeAction_CHANGE_ACTION_UNSPECIFIED || c.GetCloudSide() == netbridgev1.CloudSide_CLOUD_SIDE_UNSPECIFIED {
+			t.Errorf("change %s (%s, %s) without its enums", c.GetKey(), c.GetAction(), c.GetSide())
+		}
 	}
 	for _, want := range []string{"old/subnet_pools", "new/network", "new/subnet"} {
 		if !slices.Contains(keys, want) {
