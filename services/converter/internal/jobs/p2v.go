@@ -186,8 +186,8 @@ func (r *Runner) bootP2V(ctx context.Context, j *converterv1.Job, id string, sav
 	if err != nil {
 		return fmt.Errorf("destination cloud %q: %w", j.GetDestination().GetCloud(), err)
 	}
-	pl, err := r.p2vPreflight(ctx, j, id, dst)
-	if err != nil {
+	t := &task{Runner: r, j: j, id: id, dst: dst, save: save}
+	if t.pl, err = t.p2vPreflight(ctx); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	for _, step := range []converterv1.JobStep{converterv1.JobStep_JOB_STEP_BOOT, converterv1.JobStep_JOB_STEP_HEALTH} {
@@ -199,9 +199,9 @@ func (r *Runner) bootP2V(ctx context.Context, j *converterv1.Job, id string, sav
 			return err
 		}
 		if step == converterv1.JobStep_JOB_STEP_BOOT {
-			err = r.boot(ctx, j, id, dst, pl, save)
+			err = t.boot(ctx)
 		} else {
-			err = r.health(ctx, j, pl)
+			err = t.health(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimPrefix(step.String(), "JOB_STEP_")), err)

@@ -163,6 +163,17 @@ func (r *Runner) wait(ctx context.Context, what string, get func() (string, erro
 	return err
 }
 
+// task is one job as this worker runs it: what every step needs, so that a step
+// takes its context and nothing else.
+type task struct {
+	*Runner
+	j        *converterv1.Job
+	id       string
+	src, dst clients
+	pl       *plan
+	save     func(context.Context, *converterv1.Job) error
+}
+
 // plan is what the pre-flight found, for the later steps.
 type plan struct {
 	srv      *servers.Server
@@ -210,7 +221,7 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 		j.Created = &converterv1.Created{}
 	}
 	id, _ := ID(j.GetName())
-	var pl *plan
+	t := &task{Runner: r, j: j, id: id, src: src, dst: dst, save: save}
 	for step := converterv1.JobStep_JOB_STEP_PREFLIGHT; step < converterv1.JobStep_JOB_STEP_DONE; step++ {
 		if step < j.GetStep() && step != converterv1.JobStep_JOB_STEP_PREFLIGHT {
 			continue // done before this worker took the job over
@@ -224,17 +235,17 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 		}
 		switch step {
 		case converterv1.JobStep_JOB_STEP_PREFLIGHT:
-			pl, err = r.preflight(ctx, j, src, dst)
+			t.pl, err = t.preflight(ctx)
 		case converterv1.JobStep_JOB_STEP_STOP:
-			err = r.stop(ctx, j, src, pl, save)
+			err = t.stop(ctx)
 		case converterv1.JobStep_JOB_STEP_SNAPSHOT:
-			err = r.snapshot(ctx, j, id, src, save)
+			err = t.snapshot(ctx)
 		case converterv1.JobStep_JOB_STEP_COPY:
-			err = r.copyImage(ctx, j, id, src, dst, pl, save)
+			err = t.copyImage(ctx)
 		case converterv1.JobStep_JOB_STEP_BOOT:
-			err = r.boot(ctx, j, id, dst, pl, save)
+			err = t.boot(ctx)
 		case converterv1.JobStep_JOB_STEP_HEALTH:
-			err = r.health(ctx, j, pl)
+			err = t.health(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimPrefix(step.String(), "JOB_STEP_")), err)
@@ -244,7 +255,8 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 	return nil
 }
 
-func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst clients) (*plan, error) {
+func (t *task) preflight(ctx context.Context) (*plan, error) {
+	r, j, src, dst := t.Runner, t.j, t.src, t.dst
 	d := j.GetDestination()
 	srv, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
 	if err != nil {
@@ -333,7 +345,8 @@ func (r *Runner) preflight(ctx context.Context, j *converterv1.Job, src, dst cli
 // p2vPreflight is the pre-flight of a P2V job's boot: everything comes from its
 // destination (there is no source server to take a flavor, key pair or groups
 // from); the server is named after its image.
-func (r *Runner) p2vPreflight(ctx context.Context, j *converterv1.Job, id string, dst clients) (*plan, error) {
+func (t *task) p2vPreflight(ctx context.Context) (*plan, error) {
+	r, j, id, dst := t.Runner, t.j, t.id, t.dst
 	d := j.GetDestination()
 	name := p2vImageName(j, id)
 	pl := &plan{srv: &servers.Server{Name: name}, fixedIP: d.GetFixedIp(), keyName: d.GetKeyName()}
@@ -508,7 +521,8 @@ func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl 
 	return short, nil
 }
 
-func (r *Runner) stop(ctx context.Context, j *converterv1.Job, src clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+func (t *task) stop(ctx context.Context) error {
+	r, j, src, pl, save := t.Runner, t.j, t.src, t.pl, t.save
 	if j.GetSource().GetAlreadyStopped() || j.GetSource().GetLive() || pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
 		return nil
 	}
@@ -543,7 +557,8 @@ func imageStatus(ctx context.Context, ic *gophercloud.ServiceClient, id string) 
 	}
 }
 
-func (r *Runner) snapshot(ctx context.Context, j *converterv1.Job, id string, src clients, save func(context.Context, *converterv1.Job) error) error {
+func (t *task) snapshot(ctx context.Context) error {
+	r, j, id, src, save := t.Runner, t.j, t.id, t.src, t.save
 	if j.GetCreated().GetSnapshotImageId() == "" {
 		imgID, err := servers.CreateImage(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
 			Name: snapshotName(id), Metadata: map[string]string{"hikkoshi_job": id},
@@ -567,7 +582,8 @@ func (r *Runner) copier(src, dst clients, save func(context.Context, *converterv
 	}
 }
 
-func (r *Runner) copyImage(ctx context.Context, j *converterv1.Job, id string, src, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+func (t *task) copyImage(ctx context.Context) error {
+	r, j, id, src, dst, pl, save := t.Runner, t.j, t.id, t.src, t.dst, t.pl, t.save
 	if j.GetCreated().GetImageId() != "" {
 		return nil
 	}
@@ -586,11 +602,12 @@ func (r *Runner) copyImage(ctx context.Context, j *converterv1.Job, id string, s
 	return save(ctx, j)
 }
 
-func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) error {
+func (t *task) boot(ctx context.Context) error {
+	r, j, id, dst, pl, save := t.Runner, t.j, t.id, t.dst, t.pl, t.save
 	var nets []servers.Network
 	if len(pl.nics) > 0 {
 		var err error
-		if nets, err = r.nicPorts(ctx, j, id, dst, pl, save); err != nil {
+		if nets, err = t.nicPorts(ctx); err != nil {
 			return err
 		}
 	}
@@ -619,7 +636,7 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 		portID = j.GetCreated().GetPortId()
 	}
 	if len(j.GetCreated().GetFixedIps()) == 0 {
-		if err := r.recordAddresses(ctx, j, dst, pl, portID, save); err != nil {
+		if err := t.recordAddresses(ctx, portID); err != nil {
 			return err
 		}
 	}
@@ -684,7 +701,8 @@ func (r *Runner) boot(ctx context.Context, j *converterv1.Job, id string, dst cl
 
 // recordAddresses records the destination server's addresses in the job, first NIC
 // first: from the plan, or read from its port when Neutron chose the address.
-func (r *Runner) recordAddresses(ctx context.Context, j *converterv1.Job, dst clients, pl *plan, portID string, save func(context.Context, *converterv1.Job) error) error {
+func (t *task) recordAddresses(ctx context.Context, portID string) error {
+	j, dst, pl, save := t.j, t.dst, t.pl, t.save
 	var ips []string
 	switch {
 	case len(pl.nics) > 0:
@@ -713,7 +731,8 @@ func (r *Runner) recordAddresses(ctx context.Context, j *converterv1.Job, dst cl
 
 // health probes the new server: "tcp:PORT" connects, "http:PORT/PATH" expects a 2xx
 // or 3xx. Until it answers or the context ends.
-func (r *Runner) health(ctx context.Context, j *converterv1.Job, pl *plan) error {
+func (t *task) health(ctx context.Context) error {
+	r, j, pl := t.Runner, t.j, t.pl
 	hc := j.GetDestination().GetHealthCheck()
 	if hc == "" || j.GetDestination().GetStopped() {
 		return nil
@@ -763,7 +782,8 @@ func nicPortName(jobID string, i int) string {
 
 // nicPorts makes the ports of destination.nics the job has not made yet (each
 // recorded before the next), and returns the server's networks in the guest's order.
-func (r *Runner) nicPorts(ctx context.Context, j *converterv1.Job, id string, dst clients, pl *plan, save func(context.Context, *converterv1.Job) error) ([]servers.Network, error) {
+func (t *task) nicPorts(ctx context.Context) ([]servers.Network, error) {
+	j, id, dst, pl, save := t.j, t.id, t.dst, t.pl, t.save
 	for len(j.Created.PortIds) < len(pl.nics) {
 		j.Created.PortIds = append(j.Created.PortIds, "")
 	}
