@@ -3,7 +3,7 @@ package contract
 import (
 	"testing"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
 

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
 

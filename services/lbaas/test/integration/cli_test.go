@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
