@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // TestHostNamespaceCannotReachTheDataPlane: while the dev cloud's data plane is up, the

@@ -28,8 +28,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
-	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // must returns v, or fails the test (by panicking: the testing package reports the

@@ -15,9 +15,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
-	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/jobs"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // TestV2VMovesAFakeDriverServer: a web server of the estate on Nova's fake driver —

@@ -28,12 +28,12 @@ import (
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
-	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
-	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
 	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/platform/sweep"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
 )
 
 // binaries of the services a wave run calls, built once for the package.

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
-	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 )
 
 // TestDataPlaneThroughLbaas drives the dev cloud's data plane (tilt/devcloud/dataplane)
