@@ -60,6 +60,23 @@ type Runtime struct {
 // background work (a sync) to end and record how it ended.
 func (rt *Runtime) OnShutdown(f func()) { rt.onShutdown = append(rt.onShutdown, f) }
 
+// Go runs f in its own goroutine for the service's life (a worker, a watchdog, a
+// runner): its context ends when shutdown begins, and shutdown waits for f to
+// return before the functions given to OnShutdown after this call run.
+func (rt *Runtime) Go(f func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f(ctx) }()
+	go func() {
+		select {
+		case <-rt.stopping:
+		case <-done:
+		}
+		cancel()
+	}()
+	rt.OnShutdown(func() { cancel(); <-done })
+}
+
 // Stopping returns a channel closed when shutdown begins. Long-lived streams must end
 // when it closes, or the graceful shutdown waits for them until its timeout.
 func (rt *Runtime) Stopping() <-chan struct{} { return rt.stopping }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
@@ -82,7 +81,6 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--probe-proxy: %w", err)
 	}
-	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		store := jobs.NewStore(rt.Etcd)
 		// Each process builds under its own directory: a restarted one sweeps what
@@ -113,11 +111,7 @@ func run(ctx context.Context, args []string) error {
 				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: workers, Log: rt.Logger,
 				Exec: exec, Inventory: inv, CloudLimits: limits,
 			}
-			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			wg.Add(1)
-			go func() { defer wg.Done(); w.Run(wctx) }()
-			go func() { <-rt.Stopping(); cancel() }()
-			rt.OnShutdown(wg.Wait)
+			rt.Go(w.Run)
 		}
 		return nil
 	})

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -85,39 +84,22 @@ func startRunner(rt *service.Runtime, eng *runner.Engine, cloudsYAML string, dst
 		}
 		conns[svc] = conn
 	}
-	var mu sync.Mutex
-	compute := map[string]*gophercloud.ServiceClient{}
 	eng.Deps = runner.Deps{
 		Converter: converterv1.NewConverterServiceClient(conns["converter"]),
 		LB:        lbaasv1.NewLoadBalancerServiceClient(conns["lbaas"]),
 		Netbridge: netbridgev1.NewNetbridgeServiceClient(conns["netbridge"]),
-		Compute: func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if c := compute[name]; c != nil {
-				return c, nil
-			}
+		Compute: cloud.Memo(func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
 			c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(cloudsYAML), cloud.WithUserAgent("hikkoshi-inventory-runner"))
 			if err != nil {
 				return nil, err
 			}
-			cc, err := c.Compute()
-			if err != nil {
-				return nil, err
-			}
-			compute[name] = cc
-			return cc, nil
-		},
+			return c.Compute()
+		}),
 		Preflight:    syncer.Preflight,
 		Destinations: dsts,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); eng.Run(ctx) }()
-	go func() { <-rt.Stopping(); cancel() }()
-	rt.OnShutdown(func() {
-		cancel()
-		<-done
+	rt.Go(eng.Run)
+	rt.OnShutdown(func() { // after the engine has stopped
 		for _, c := range conns {
 			_ = c.Close()
 		}

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/bridge"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/watchdog"
@@ -59,37 +59,24 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--heal-backoff %s, --heal-max-backoff %s: give a positive back-off no longer than the maximum", pol.Backoff, pol.MaxBackoff)
 	}
 	clouds := service.SplitList(watchClouds)
-	var wg sync.WaitGroup
 	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
 		open := bridge.CloudsOpener(cloudsYAML)
 		bridge.Register(rt, &bridge.Engine{Open: open, Log: rt.Logger})
 		if len(clouds) == 0 {
 			return nil
 		}
-		var mu sync.Mutex
-		cache := map[string]*gophercloud.ServiceClient{}
 		w := &watchdog.Watchdog{
 			Etcd: rt.Etcd, Session: rt.Session, Clouds: clouds, Interval: interval, Log: rt.Logger,
 			Checker: &watchdog.Checker{Policy: pol, Instance: cfg.Instance, Log: rt.Logger, Now: time.Now,
-				Neutron: func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
-					mu.Lock()
-					defer mu.Unlock()
-					if nc, ok := cache[name]; ok {
-						return nc, nil
-					}
+				Neutron: cloud.Memo(func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
 					s, err := open(ctx, name, "watched")
 					if err != nil {
 						return nil, err
 					}
-					cache[name] = s.Network
 					return s.Network, nil
-				}},
+				})},
 		}
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		wg.Add(1)
-		go func() { defer wg.Done(); w.Run(wctx) }()
-		go func() { <-rt.Stopping(); cancel() }()
-		rt.OnShutdown(wg.Wait)
+		rt.Go(w.Run)
 		return nil
 	})
 }
