@@ -36,19 +36,39 @@ func main() {
 	}
 }
 
+// config is the inventory's configuration: the flags, then what validate makes of
+// them.
+type config struct {
+	service.Config
+	cloudsYAML, sources, destinations string
+	srcs, dsts                        []string // made by validate
+}
+
+func (c *config) register(fs *flag.FlagSet) {
+	c.RegisterFlags(fs)
+	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.StringVar(&c.sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
+	fs.StringVar(&c.destinations, "destination-clouds", "", "comma-separated clouds.yaml entries of the destination clouds GetPreflight checks against")
+}
+
+// validate makes the parsed forms (every value the inventory's flags take runs).
+func (c *config) validate() error {
+	c.srcs, c.dsts = service.SplitList(c.sources), service.SplitList(c.destinations)
+	return nil
+}
+
 func run(ctx context.Context, args []string) error {
-	cfg := service.NewConfig("inventory", DefaultPort)
+	cfg := &config{Config: service.NewConfig("inventory", DefaultPort)}
 	fs := flag.NewFlagSet("inventory", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	var cloudsYAML, sources, destinations string
-	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
-	fs.StringVar(&sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
-	fs.StringVar(&destinations, "destination-clouds", "", "comma-separated clouds.yaml entries of the destination clouds GetPreflight checks against")
+	cfg.register(fs)
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	srcs, dsts := service.SplitList(sources), service.SplitList(destinations)
-	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	cloudsYAML, srcs, dsts := cfg.cloudsYAML, cfg.srcs, cfg.dsts
+	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
 		store, err := registry.NewStore(rt.Etcd)
 		if err != nil {
 			return err
