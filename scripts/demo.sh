@@ -154,7 +154,7 @@ if ! tilt/devcloud/devcloud.sh up --libvirt >"$state/devcloud-up.log" 2>&1; then
   exit 1
 fi
 sed -n 's/^\[devcloud [0-9:]*\] //p; /^  [a-z]/p' "$state/devcloud-up.log" | grep -v '^phase: ' | sed 's/^/  /'
-go build -o bin/hikkoshi-devcloud ./platform/cmd/hikkoshi-devcloud
+go build -o bin/hikkoshi-devcloud ./tilt/devcloud/cmd/hikkoshi-devcloud
 
 say "what each cloud holds, seen through gophercloud and tilt/.state/devcloud/clouds.yaml"
 bin/hikkoshi-devcloud tour

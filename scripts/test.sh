@@ -107,7 +107,7 @@ step "dev cloud listens on loopback only"
 tilt/devcloud/devcloud.sh listeners
 
 step "dev cloud keeps its state across down and up"
-HIKKOSHI_DEVCLOUD_RESTART=1 go test -count=1 -run TestStateSurvivesRestart ./platform/devcloud/
+HIKKOSHI_DEVCLOUD_RESTART=1 go test -count=1 -run TestStateSurvivesRestart ./tilt/devcloud/devcloud/
 
 step "tilt ci (tilt/Tiltfile)"
 (cd tilt && timeout 600 "$tilt" ci --port 0 --timeout 5m)

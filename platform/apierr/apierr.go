@@ -225,6 +225,16 @@ func Prefix(err error, prefix string) error {
 	return status.FromProto(p).Err()
 }
 
+// ReasonCorrupt is the reason of a stored record that cannot be read.
+const ReasonCorrupt = "CORRUPT_RECORD"
+
+// Corrupt is the error of a stored record that cannot be read: DATA_LOSS with
+// reason CORRUPT_RECORD, in every service (retrying cannot help; an operator must
+// look at the record).
+func Corrupt(format string, args ...any) error {
+	return New(codes.DataLoss, ReasonCorrupt, format, args...)
+}
+
 // Etcd maps an error of the store (etcd) during op to the status a client can act
 // on: a cancelled call is CANCELLED, a deadline DEADLINE_EXCEEDED, a request larger
 // than etcd takes INVALID_ARGUMENT (retrying cannot help), anything else UNAVAILABLE

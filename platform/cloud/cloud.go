@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
@@ -33,8 +34,15 @@ type options struct {
 // Option configures Open.
 type Option func(*options)
 
-// WithCloudsYAML reads clouds.yaml from path instead of the usual locations.
-func WithCloudsYAML(path string) Option { return func(o *options) { o.files = append(o.files, path) } }
+// WithCloudsYAML reads clouds.yaml from path instead of the usual locations; an
+// empty path changes nothing (the usual locations).
+func WithCloudsYAML(path string) Option {
+	return func(o *options) {
+		if path != "" {
+			o.files = append(o.files, path)
+		}
+	}
+}
 
 // WithUserAgent names the calling service in the User-Agent of every request.
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
@@ -129,4 +137,24 @@ func (c *Cloud) ProjectID() (string, error) {
 		return "", fmt.Errorf("cloud %q: the token is not scoped to a project (set auth.project_name or project_id in clouds.yaml): %v", c.Name, err)
 	}
 	return p.ID, nil
+}
+
+// Memo returns open made to open each clouds.yaml entry once: later calls for the
+// same name get the same value; a failed open is not remembered (the next call
+// tries again). Safe for concurrent use.
+func Memo[T any](open func(ctx context.Context, name string) (T, error)) func(ctx context.Context, name string) (T, error) {
+	var mu sync.Mutex
+	opened := map[string]T{}
+	return func(ctx context.Context, name string) (T, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if v, ok := opened[name]; ok {
+			return v, nil
+		}
+		v, err := open(ctx, name)
+		if err == nil {
+			opened[name] = v
+		}
+		return v, err
+	}
 }

@@ -106,7 +106,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen address")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HTTP address serving /metrics (empty: off)")
 	fs.Func("etcd-endpoints", "comma-separated etcd client URLs (default "+strings.Join(c.EtcdEndpoints, ",")+")", func(s string) error {
-		c.EtcdEndpoints = splitList(s)
+		c.EtcdEndpoints = SplitList(s)
 		return nil
 	})
 	fs.StringVar(&c.EtcdEmbedDir, "etcd-embed", c.EtcdEmbedDir, "run an embedded etcd server with its data in this directory (one-process development)")
@@ -234,7 +234,9 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func splitList(s string) []string {
+// SplitList splits a comma-separated flag value, spaces trimmed, empty items
+// dropped.
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -243,3 +245,11 @@ func splitList(s string) []string {
 	}
 	return out
 }
+
+// List is a flag of values, comma-separated or repeated (--clouds a,b --clouds c).
+type List []string
+
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set adds the comma-separated values of v.
+func (l *List) Set(v string) error { *l = append(*l, SplitList(v)...); return nil }

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // Registration is the value of a service instance's registry key.
@@ -112,10 +113,8 @@ func (r *registrar) register(ctx context.Context) error {
 		} else {
 			r.log.Warn("registration failed; retrying", "err", err, "retry_in", backoff)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		if err := poll.Sleep(ctx, backoff); err != nil {
+			return err
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}

@@ -60,6 +60,23 @@ type Runtime struct {
 // background work (a sync) to end and record how it ended.
 func (rt *Runtime) OnShutdown(f func()) { rt.onShutdown = append(rt.onShutdown, f) }
 
+// Go runs f in its own goroutine for the service's life (a worker, a watchdog, a
+// runner): its context ends when shutdown begins, and shutdown waits for f to
+// return before the functions given to OnShutdown after this call run.
+func (rt *Runtime) Go(f func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f(ctx) }()
+	go func() {
+		select {
+		case <-rt.stopping:
+		case <-done:
+		}
+		cancel()
+	}()
+	rt.OnShutdown(func() { cancel(); <-done })
+}
+
 // Stopping returns a channel closed when shutdown begins. Long-lived streams must end
 // when it closes, or the graceful shutdown waits for them until its timeout.
 func (rt *Runtime) Stopping() <-chan struct{} { return rt.stopping }
@@ -94,23 +111,11 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	}
 	log = log.With("service", cfg.Service, "instance", cfg.Instance)
 
-	endpoints := cfg.EtcdEndpoints
-	if cfg.EtcdEmbedDir != "" {
-		e, err := etcdembed.Start(ctx, cfg.EtcdEmbedDir,
-			etcdembed.WithClientURL(cfg.EtcdEmbedClientURL), etcdembed.WithPeerURL(cfg.EtcdEmbedPeerURL),
-			etcdembed.WithAuth(cfg.EtcdUsername, cfg.EtcdPassword))
-		if err != nil {
-			return fmt.Errorf("service.Run: embedded etcd in %s: %w", cfg.EtcdEmbedDir, err)
-		}
-		defer e.Close()
-		endpoints = e.Endpoints()
-		log.Info("embedded etcd started", "dir", cfg.EtcdEmbedDir, "endpoints", endpoints)
-	}
-	etcd, err := dialEtcd(ctx, cfg, endpoints)
+	etcd, closeEtcd, err := openEtcd(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = etcd.Close() }()
+	defer closeEtcd()
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -118,71 +123,14 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	}
 	defer func() { _ = lis.Close() }()
 
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srvMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	metrics.MustRegister(srvMetrics)
-	registered := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "hikkoshi_service_registered",
-		Help: "1 while this instance is registered in etcd and serving, else 0.",
-	})
-	panics := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "hikkoshi_grpc_panics_recovered_total",
-		Help: "Panics in gRPC handlers turned into INTERNAL errors.",
-	})
-	metrics.MustRegister(registered, panics)
-
-	rt := &Runtime{Config: cfg, Logger: log, Etcd: etcd, Metrics: metrics, stopping: make(chan struct{}), clientCreds: insecure.NewCredentials()}
-	var serverTLS *tls.Config
-	// The audit lines are written whatever --log-level says.
-	audit, err := NewLogger(os.Stderr, cfg.LogFormat, "info")
+	m := newMetrics()
+	rt := &Runtime{Config: cfg, Logger: log, Etcd: etcd, Metrics: m.registry, stopping: make(chan struct{}), clientCreds: insecure.NewCredentials()}
+	serverTLS, az, err := rt.security()
 	if err != nil {
 		return err
 	}
-	az := &authz.Authorizer{Log: audit.With("service", cfg.Service, "instance", cfg.Instance)}
-	if cfg.TLS.Set() {
-		if serverTLS, err = mtls.ServerConfig(cfg.TLS); err != nil {
-			return fmt.Errorf("service.Run: %w", err)
-		}
-		if rt.clientCreds, err = mtls.ClientCredentials(cfg.TLS); err != nil {
-			return fmt.Errorf("service.Run: %w", err)
-		}
-		if az.Policy, err = authz.Load(cfg.AuthzPolicy); err != nil {
-			return fmt.Errorf("service.Run: %w", err)
-		}
-	}
 	g := &gate{}
-	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-		return c.Service != healthpb.Health_ServiceDesc.ServiceName
-	})
-	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeToLevel)}
-	recOpt := recoveryOption(log, panics.Inc)
-	streams := newStreamLimiter(cfg.MaxStreamsPerClient)
-	opts := serverLimits(cfg)
-	if serverTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
-	}
-	rt.GRPC = grpc.NewServer(append(opts,
-		grpc.ChainUnaryInterceptor(
-			srvMetrics.UnaryServerInterceptor(),
-			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(grpcLogger(log), logOpts...), notHealth),
-			contextStatusUnary,
-			recovery.UnaryServerInterceptor(recOpt),
-			az.Unary,
-			g.unary,
-			rt.validators.unary,
-		),
-		grpc.ChainStreamInterceptor(
-			srvMetrics.StreamServerInterceptor(),
-			selector.StreamServerInterceptor(logging.StreamServerInterceptor(grpcLogger(log), logOpts...), notHealth),
-			contextStatusStream,
-			recovery.StreamServerInterceptor(recOpt),
-			az.Stream,
-			g.stream,
-			streams.stream,
-			rt.validators.stream,
-		))...,
-	)
+	rt.GRPC = newGRPCServer(rt, m, az, g, serverTLS)
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(rt.GRPC, healthSrv)
@@ -195,20 +143,7 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 		MetricsAddress: cfg.MetricsListen,
 		PID:            os.Getpid(),
 		Started:        time.Now().UTC(),
-	}, cfg.LeaseTTL, log, func(ok bool) {
-		g.open.Store(ok)
-		st := healthpb.HealthCheckResponse_NOT_SERVING
-		if ok {
-			st = healthpb.HealthCheckResponse_SERVING
-			registered.Set(1)
-		} else {
-			registered.Set(0)
-		}
-		for name := range rt.GRPC.GetServiceInfo() {
-			healthSrv.SetServingStatus(name, st)
-		}
-		healthSrv.SetServingStatus("", st)
-	})
+	}, cfg.LeaseTTL, log, func(ok bool) { rt.setServing(ok, g, healthSrv, m.registered) })
 	if err != nil {
 		return err
 	}
@@ -216,22 +151,14 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	if err := setup(rt); err != nil {
 		return fmt.Errorf("service.Run: setup %s: %w", cfg.Service, err)
 	}
-	srvMetrics.InitializeMetrics(rt.GRPC)
+	m.server.InitializeMetrics(rt.GRPC)
 
-	var metricsSrv *http.Server
 	if cfg.MetricsListen != "" {
-		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		stop, err := serveMetrics(cfg.MetricsListen, m.registry, serverTLS)
 		if err != nil {
-			return fmt.Errorf("service.Run: listen %s (metrics): %w", cfg.MetricsListen, err)
+			return err
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
-		if serverTLS != nil {
-			mlis = tls.NewListener(mlis, serverTLS) // a scraper presents a client certificate too
-		}
-		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = metricsSrv.Serve(mlis) }()
-		defer func() { _ = metricsSrv.Close() }()
+		defer stop()
 	}
 
 	if err := rt.reg.register(ctx); err != nil {
@@ -252,8 +179,167 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	case err = <-serveErr:
 		log.Error("gRPC server stopped", "err", err)
 	}
-
 	stopKeep()
+	rt.shutdown(healthSrv)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+// openEtcd starts the embedded etcd when configured, and connects to etcd; close
+// undoes both.
+func openEtcd(ctx context.Context, cfg Config, log *slog.Logger) (c *clientv3.Client, close func(), err error) {
+	endpoints := cfg.EtcdEndpoints
+	var embedded *etcdembed.Server
+	if cfg.EtcdEmbedDir != "" {
+		embedded, err = etcdembed.Start(ctx, cfg.EtcdEmbedDir,
+			etcdembed.WithClientURL(cfg.EtcdEmbedClientURL), etcdembed.WithPeerURL(cfg.EtcdEmbedPeerURL),
+			etcdembed.WithAuth(cfg.EtcdUsername, cfg.EtcdPassword))
+		if err != nil {
+			return nil, nil, fmt.Errorf("service.Run: embedded etcd in %s: %w", cfg.EtcdEmbedDir, err)
+		}
+		endpoints = embedded.Endpoints()
+		log.Info("embedded etcd started", "dir", cfg.EtcdEmbedDir, "endpoints", endpoints)
+	}
+	c, err = dialEtcd(ctx, cfg, endpoints)
+	if err != nil {
+		if embedded != nil {
+			embedded.Close()
+		}
+		return nil, nil, err
+	}
+	return c, func() {
+		_ = c.Close()
+		if embedded != nil {
+			embedded.Close()
+		}
+	}, nil
+}
+
+// metrics are a service's Prometheus registry and the metrics every service has.
+type metrics struct {
+	registry   *prometheus.Registry
+	server     *grpcprom.ServerMetrics
+	registered prometheus.Gauge
+	panics     prometheus.Counter
+}
+
+func newMetrics() metrics {
+	m := metrics{registry: prometheus.NewRegistry(), server: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram()),
+		registered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "hikkoshi_service_registered",
+			Help: "1 while this instance is registered in etcd and serving, else 0.",
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "hikkoshi_grpc_panics_recovered_total",
+			Help: "Panics in gRPC handlers turned into INTERNAL errors.",
+		})}
+	m.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.server, m.registered, m.panics)
+	return m
+}
+
+// security reads the TLS files and the authorization policy (none without TLS: a
+// plaintext loopback development service) and makes the authorizer, whose audit
+// lines are written whatever --log-level says.
+func (rt *Runtime) security() (*tls.Config, *authz.Authorizer, error) {
+	cfg := rt.Config
+	audit, err := NewLogger(os.Stderr, cfg.LogFormat, "info")
+	if err != nil {
+		return nil, nil, err
+	}
+	az := &authz.Authorizer{Log: audit.With("service", cfg.Service, "instance", cfg.Instance)}
+	if !cfg.TLS.Set() {
+		return nil, az, nil
+	}
+	serverTLS, err := mtls.ServerConfig(cfg.TLS)
+	if err != nil {
+		return nil, nil, fmt.Errorf("service.Run: %w", err)
+	}
+	if rt.clientCreds, err = mtls.ClientCredentials(cfg.TLS); err != nil {
+		return nil, nil, fmt.Errorf("service.Run: %w", err)
+	}
+	if az.Policy, err = authz.Load(cfg.AuthzPolicy); err != nil {
+		return nil, nil, fmt.Errorf("service.Run: %w", err)
+	}
+	return serverTLS, az, nil
+}
+
+// newGRPCServer makes the gRPC server with its limits, TLS and interceptors, in
+// this order: metrics, logging (not of health checks), context status, panic
+// recovery, authorization, the serving gate, the stream limit, validation.
+func newGRPCServer(rt *Runtime, m metrics, az *authz.Authorizer, g *gate, serverTLS *tls.Config) *grpc.Server {
+	notHealth := selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+		return c.Service != healthpb.Health_ServiceDesc.ServiceName
+	})
+	logOpts := []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeToLevel)}
+	recOpt := recoveryOption(rt.Logger, m.panics.Inc)
+	streams := newStreamLimiter(rt.Config.MaxStreamsPerClient)
+	opts := serverLimits(rt.Config)
+	if serverTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
+	}
+	return grpc.NewServer(append(opts,
+		grpc.ChainUnaryInterceptor(
+			m.server.UnaryServerInterceptor(),
+			selector.UnaryServerInterceptor(logging.UnaryServerInterceptor(grpcLogger(rt.Logger), logOpts...), notHealth),
+			contextStatusUnary,
+			recovery.UnaryServerInterceptor(recOpt),
+			az.Unary,
+			g.unary,
+			rt.validators.unary,
+		),
+		grpc.ChainStreamInterceptor(
+			m.server.StreamServerInterceptor(),
+			selector.StreamServerInterceptor(logging.StreamServerInterceptor(grpcLogger(rt.Logger), logOpts...), notHealth),
+			contextStatusStream,
+			recovery.StreamServerInterceptor(recOpt),
+			az.Stream,
+			g.stream,
+			streams.stream,
+			rt.validators.stream,
+		))...,
+	)
+}
+
+// setServing opens or closes the gate and turns every health status with it.
+func (rt *Runtime) setServing(ok bool, g *gate, healthSrv *health.Server, registered prometheus.Gauge) {
+	g.open.Store(ok)
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+		registered.Set(1)
+	} else {
+		registered.Set(0)
+	}
+	for name := range rt.GRPC.GetServiceInfo() {
+		healthSrv.SetServingStatus(name, st)
+	}
+	healthSrv.SetServingStatus("", st)
+}
+
+// serveMetrics serves /metrics on addr (over mutual TLS when the service has it: a
+// scraper presents a client certificate too) until stop.
+func serveMetrics(addr string, registry *prometheus.Registry, serverTLS *tls.Config) (stop func(), err error) {
+	mlis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("service.Run: listen %s (metrics): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	if serverTLS != nil {
+		mlis = tls.NewListener(mlis, serverTLS)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(mlis) }()
+	return func() { _ = srv.Close() }, nil
+}
+
+// shutdown is the graceful end: the registration withdrawn, watches told to
+// resume elsewhere, health NOT_SERVING, in-flight calls given ShutdownTimeout, the
+// service's own shutdown functions, the lease revoked.
+func (rt *Runtime) shutdown(healthSrv *health.Server) {
 	dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	rt.reg.deregister(dctx)
 	cancel()
@@ -263,19 +349,15 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	go func() { rt.GRPC.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(cfg.ShutdownTimeout):
-		log.Warn("in-flight calls did not finish in time; closing them", "timeout", cfg.ShutdownTimeout)
+	case <-time.After(rt.Config.ShutdownTimeout):
+		rt.Logger.Warn("in-flight calls did not finish in time; closing them", "timeout", rt.Config.ShutdownTimeout)
 		rt.GRPC.Stop()
 	}
 	for _, f := range rt.onShutdown {
 		f()
 	}
 	rt.reg.close()
-	log.Info("stopped")
-	if errors.Is(err, grpc.ErrServerStopped) {
-		err = nil
-	}
-	return err
+	rt.Logger.Info("stopped")
 }
 
 // dialEtcd connects to etcd and checks that it answers, so that a wrong endpoint

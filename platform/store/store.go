@@ -36,7 +36,7 @@ import (
 
 // Reasons every store gives (besides {NOUN}_NOT_FOUND and {NOUN}_EXISTS).
 const (
-	ReasonCorrupt      = "CORRUPT_RECORD"
+	ReasonCorrupt      = apierr.ReasonCorrupt
 	ReasonEtagMismatch = "ETAG_MISMATCH"
 	ReasonContention   = "CONTENTION"
 )
@@ -105,7 +105,7 @@ func (s *Store[T]) Decode(kv *mvccpb.KeyValue) (T, error) {
 	v := s.new()
 	if err := proto.Unmarshal(kv.Value, v); err != nil {
 		var zero T
-		return zero, apierr.New(codes.DataLoss, ReasonCorrupt, "the %s record at %s cannot be read: %v", s.noun, kv.Key, err)
+		return zero, apierr.Corrupt("the %s record at %s cannot be read: %v", s.noun, kv.Key, err)
 	}
 	s.setEtag(v, kv.ModRevision)
 	return v, nil
@@ -159,7 +159,7 @@ func (s *Store[T]) Create(ctx context.Context, id string, v T, req idem.Request,
 	case errors.Is(err, idem.ErrOtherRequest):
 		return zero, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
 	case errors.Is(err, idem.ErrCorruptRecord):
-		return zero, apierr.New(codes.DataLoss, ReasonCorrupt, "the record of request_id %q cannot be read: %v", requestID, err)
+		return zero, apierr.Corrupt("the record of request_id %q cannot be read: %v", requestID, err)
 	case errors.Is(err, idem.ErrExists):
 		return zero, apierr.New(codes.AlreadyExists, s.reason+"_EXISTS", "%s %q already exists: choose another ID, or update the existing one", s.noun, s.Name(id))
 	case err != nil:

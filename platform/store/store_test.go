@@ -187,7 +187,9 @@ func TestGuardAndOps(t *testing.T) {
 	}
 	errNotLeader := fmt.Errorf("not the leader")
 	guard := store.Guard(errNotLeader, clientv3.Compare(clientv3.Value("/test/leader"), "=", "me"))
-	ops := store.AlsoOps(func(b *netbridgev1.Bridge) []clientv3.Op { return []clientv3.Op{clientv3.OpPut("/test/side", b.GetError())} })
+	ops := store.AlsoOps(func(b *netbridgev1.Bridge) []clientv3.Op {
+		return []clientv3.Op{clientv3.OpPut("/test/side", b.GetError())}
+	})
 	if _, err := s.Update(ctx, "g", func(b *netbridgev1.Bridge) (bool, error) { b.Error = "side"; return true, nil }, guard, ops); err != nil {
 		t.Fatal(err)
 	}

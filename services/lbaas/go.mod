@@ -30,6 +30,7 @@ require (
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1 // indirect
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.29.0 // indirect
+	github.com/hikkoshi/hikkoshi/tilt/devcloud v0.0.0-00010101000000-000000000000
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
@@ -76,3 +77,5 @@ replace (
 	github.com/hikkoshi/hikkoshi/gen => ../../gen
 	github.com/hikkoshi/hikkoshi/platform => ../../platform
 )
+
+replace github.com/hikkoshi/hikkoshi/tilt/devcloud => ../../tilt/devcloud

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/apiversions"
+
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // DefaultOwnerTag is the tag set on everything the client creates.
@@ -28,26 +29,12 @@ const DefaultOwnerTag = "hikkoshi"
 // DefaultTimeout bounds a wait when the caller's context has no deadline.
 const DefaultTimeout = 5 * time.Minute
 
-// Backoff is a capped exponential backoff with jitter.
-type Backoff struct {
-	Initial time.Duration // first pause
-	Max     time.Duration // cap
-	Factor  float64       // growth per attempt
-}
+// Backoff is a capped exponential backoff with jitter (platform/poll's).
+type Backoff = poll.Backoff
 
 // DefaultBackoff polls quickly first (Octavia's no-op and amphora providers often
-// settle in a second or two) and never waits more than 5 s between polls.
-var DefaultBackoff = Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Factor: 1.6}
-
-// pause returns the pause before attempt n (0-based), with ±20% jitter.
-func (b Backoff) pause(n int) time.Duration {
-	d := float64(b.Initial)
-	for i := 0; i < n && d < float64(b.Max); i++ {
-		d *= b.Factor
-	}
-	d = min(d, float64(b.Max))
-	return time.Duration(d * (0.8 + 0.4*rand.Float64()))
-}
+// settle in a second or two) and never waits more than 5 s between polls, ±20%.
+var DefaultBackoff = Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Factor: 1.6, Jitter: 0.2}
 
 // Client calls Octavia through a gophercloud load-balancer service client.
 type Client struct {
@@ -272,14 +259,12 @@ func (c *Client) retry(ctx context.Context, lbID string, op func() error) error 
 		default:
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if poll.Sleep(ctx, c.backoff.Pause(attempt)) != nil {
 			if gophercloud.ResponseCodeIs(err, http.StatusConflict) {
 				status, _ := c.provisioningStatus(context.WithoutCancel(ctx), lbID)
 				return &ConflictError{ID: lbID, Status: status, Err: err}
 			}
 			return fmt.Errorf("%w (gave up retrying: %v)", err, ctx.Err())
-		case <-time.After(c.backoff.pause(attempt)):
 		}
 	}
 }

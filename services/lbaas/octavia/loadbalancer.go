@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
@@ -14,6 +13,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
 	"github.com/gophercloud/gophercloud/v2/pagination"
+
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // LoadBalancer is Octavia's load balancer object.
@@ -389,10 +390,8 @@ func (c *Client) poll(ctx context.Context, id string, done func(*LoadBalancer) (
 				return err
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if poll.Sleep(ctx, c.backoff.Pause(attempt)) != nil {
 			return fmt.Errorf("octavia: load balancer %s still %s: %w", id, last, ctx.Err())
-		case <-time.After(c.backoff.pause(attempt)):
 		}
 	}
 }

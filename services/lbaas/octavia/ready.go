@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // StuckError is a load balancer that is ACTIVE while objects under it stay PENDING_*.
@@ -49,7 +50,7 @@ func (c *Client) WaitReady(ctx context.Context, id string, observe func(*LoadBal
 		if attempt+1 >= settlePolls {
 			return t, &StuckError{ID: id, Objects: pending}
 		}
-		if err := sleep(ctx, c.backoff.pause(attempt)); err != nil {
+		if err := poll.Sleep(ctx, c.backoff.Pause(attempt)); err != nil {
 			return t, err
 		}
 	}
@@ -119,13 +120,4 @@ func (c *Client) CreateReady(ctx context.Context, spec Spec, observe func(*LoadB
 		t, err = c.WaitReady(ctx, lb.ID, observe)
 	}
 	return created, t, err
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }

@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Firmware is what a server or an image boots with.
+type Firmware int32
+
+const (
+	// FIRMWARE_UNSPECIFIED: not known (an inspection that did not get that far).
+	Firmware_FIRMWARE_UNSPECIFIED Firmware = 0
+	// FIRMWARE_BIOS: a legacy BIOS (GRUB in the MBR and the gap after it).
+	Firmware_FIRMWARE_BIOS Firmware = 1
+	// FIRMWARE_UEFI: UEFI (an EFI system partition).
+	Firmware_FIRMWARE_UEFI Firmware = 2
+)
+
+// Enum value maps for Firmware.
+var (
+	Firmware_name = map[int32]string{
+		0: "FIRMWARE_UNSPECIFIED",
+		1: "FIRMWARE_BIOS",
+		2: "FIRMWARE_UEFI",
+	}
+	Firmware_value = map[string]int32{
+		"FIRMWARE_UNSPECIFIED": 0,
+		"FIRMWARE_BIOS":        1,
+		"FIRMWARE_UEFI":        2,
+	}
+)
+
+func (x Firmware) Enum() *Firmware {
+	p := new(Firmware)
+	*p = x
+	return p
+}
+
+func (x Firmware) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Firmware) Descriptor() protoreflect.EnumDescriptor {
+	return file_hikkoshi_converter_v1_job_proto_enumTypes[0].Descriptor()
+}
+
+func (Firmware) Type() protoreflect.EnumType {
+	return &file_hikkoshi_converter_v1_job_proto_enumTypes[0]
+}
+
+func (x Firmware) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Firmware.Descriptor instead.
+func (Firmware) EnumDescriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{0}
+}
+
 // JobState is a job's state.
 type JobState int32
 
@@ -76,11 +129,11 @@ func (x JobState) String() string {
 }
 
 func (JobState) Descriptor() protoreflect.EnumDescriptor {
-	return file_hikkoshi_converter_v1_job_proto_enumTypes[0].Descriptor()
+	return file_hikkoshi_converter_v1_job_proto_enumTypes[1].Descriptor()
 }
 
 func (JobState) Type() protoreflect.EnumType {
-	return &file_hikkoshi_converter_v1_job_proto_enumTypes[0]
+	return &file_hikkoshi_converter_v1_job_proto_enumTypes[1]
 }
 
 func (x JobState) Number() protoreflect.EnumNumber {
@@ -89,7 +142,7 @@ func (x JobState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{0}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
 }
 
 // JobStep is a step of a V2V job, in order.
@@ -165,11 +218,11 @@ func (x JobStep) String() string {
 }
 
 func (JobStep) Descriptor() protoreflect.EnumDescriptor {
-	return file_hikkoshi_converter_v1_job_proto_enumTypes[1].Descriptor()
+	return file_hikkoshi_converter_v1_job_proto_enumTypes[2].Descriptor()
 }
 
 func (JobStep) Type() protoreflect.EnumType {
-	return &file_hikkoshi_converter_v1_job_proto_enumTypes[1]
+	return &file_hikkoshi_converter_v1_job_proto_enumTypes[2]
 }
 
 func (x JobStep) Number() protoreflect.EnumNumber {
@@ -178,7 +231,7 @@ func (x JobStep) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobStep.Descriptor instead.
 func (JobStep) EnumDescriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 // Job is one conversion: an instance of a source cloud moved to a destination cloud
@@ -612,7 +665,9 @@ type P2VResult struct {
 	// firmware is what the image boots with: "bios", or "uefi" (GRUB at
 	// EFI/BOOT/BOOTX64.EFI of a new EFI system partition; the image carries
 	// hw_firmware_type=uefi).
-	Firmware      string `protobuf:"bytes,8,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	Firmware string `protobuf:"bytes,8,opt,name=firmware,proto3" json:"firmware,omitempty"`
+	// firmware_type is firmware as an enum (the same value; prefer it).
+	FirmwareType  Firmware `protobuf:"varint,9,opt,name=firmware_type,json=firmwareType,proto3,enum=hikkoshi.converter.v1.Firmware" json:"firmware_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -703,6 +758,13 @@ func (x *P2VResult) GetFirmware() string {
 	return ""
 }
 
+func (x *P2VResult) GetFirmwareType() Firmware {
+	if x != nil {
+		return x.FirmwareType
+	}
+	return Firmware_FIRMWARE_UNSPECIFIED
+}
+
 // Inspection is a physical server's disk as found.
 type Inspection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -735,7 +797,9 @@ type Inspection struct {
 	// ssh_host_keys are the server's SSH host key fingerprints as ssh-keygen -l shows
 	// them ("ED25519 SHA256:…"): a moved server prints the same on its console at its
 	// first boot in the cloud (cloud-init's keys-to-console).
-	SshHostKeys   []string `protobuf:"bytes,14,rep,name=ssh_host_keys,json=sshHostKeys,proto3" json:"ssh_host_keys,omitempty"`
+	SshHostKeys []string `protobuf:"bytes,14,rep,name=ssh_host_keys,json=sshHostKeys,proto3" json:"ssh_host_keys,omitempty"`
+	// firmware_type is firmware as an enum (the same value; prefer it).
+	FirmwareType  Firmware `protobuf:"varint,15,opt,name=firmware_type,json=firmwareType,proto3,enum=hikkoshi.converter.v1.Firmware" json:"firmware_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -866,6 +930,13 @@ func (x *Inspection) GetSshHostKeys() []string {
 		return x.SshHostKeys
 	}
 	return nil
+}
+
+func (x *Inspection) GetFirmwareType() Firmware {
+	if x != nil {
+		return x.FirmwareType
+	}
+	return Firmware_FIRMWARE_UNSPECIFIED
 }
 
 // InspectedPartition is one partition of a physical server's disk, or one logical
@@ -1799,7 +1870,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\rkey_pair_user\x18\b \x01(\tR\vkeyPairUser\"4\n" +
 	"\bP2VImage\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x89\x03\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xcf\x03\n" +
 	"\tP2VResult\x12A\n" +
 	"\n" +
 	"inspection\x18\x01 \x01(\v2!.hikkoshi.converter.v1.InspectionR\n" +
@@ -1812,10 +1883,11 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x05notes\x18\x06 \x03(\tR\x05notes\x12N\n" +
 	"\n" +
 	"timings_ms\x18\a \x03(\v2/.hikkoshi.converter.v1.P2VResult.TimingsMsEntryR\ttimingsMs\x12\x1a\n" +
-	"\bfirmware\x18\b \x01(\tR\bfirmware\x1a<\n" +
+	"\bfirmware\x18\b \x01(\tR\bfirmware\x12D\n" +
+	"\rfirmware_type\x18\t \x01(\x0e2\x1f.hikkoshi.converter.v1.FirmwareR\ffirmwareType\x1a<\n" +
 	"\x0eTimingsMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x8a\x04\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xd0\x04\n" +
 	"\n" +
 	"Inspection\x12'\n" +
 	"\x0fpartition_table\x18\x01 \x01(\tR\x0epartitionTable\x12I\n" +
@@ -1838,7 +1910,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"cloud_init\x18\v \x01(\bR\tcloudInit\x12\x1a\n" +
 	"\bproblems\x18\f \x03(\tR\bproblems\x12\x1a\n" +
 	"\bfirmware\x18\r \x01(\tR\bfirmware\x12\"\n" +
-	"\rssh_host_keys\x18\x0e \x03(\tR\vsshHostKeys\"\x89\x02\n" +
+	"\rssh_host_keys\x18\x0e \x03(\tR\vsshHostKeys\x12D\n" +
+	"\rfirmware_type\x18\x0f \x01(\x0e2\x1f.hikkoshi.converter.v1.FirmwareR\ffirmwareType\"\x89\x02\n" +
 	"\x12InspectedPartition\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
 	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +
@@ -1923,7 +1996,11 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\aport_id\x18\x04 \x01(\tR\x06portId\x12\x1b\n" +
 	"\tserver_id\x18\x05 \x01(\tR\bserverId\x12\x19\n" +
 	"\bport_ids\x18\x06 \x03(\tR\aportIds\x12\x1b\n" +
-	"\tfixed_ips\x18\a \x03(\tR\bfixedIps*\xb2\x01\n" +
+	"\tfixed_ips\x18\a \x03(\tR\bfixedIps*J\n" +
+	"\bFirmware\x12\x18\n" +
+	"\x14FIRMWARE_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rFIRMWARE_BIOS\x10\x01\x12\x11\n" +
+	"\rFIRMWARE_UEFI\x10\x02*\xb2\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n" +
@@ -1959,56 +2036,59 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_converter_v1_job_proto_rawDescData
 }
 
-var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
-	(JobState)(0),                 // 0: hikkoshi.converter.v1.JobState
-	(JobStep)(0),                  // 1: hikkoshi.converter.v1.JobStep
-	(*Job)(nil),                   // 2: hikkoshi.converter.v1.Job
-	(*P2VSource)(nil),             // 3: hikkoshi.converter.v1.P2VSource
-	(*P2VImage)(nil),              // 4: hikkoshi.converter.v1.P2VImage
-	(*P2VResult)(nil),             // 5: hikkoshi.converter.v1.P2VResult
-	(*Inspection)(nil),            // 6: hikkoshi.converter.v1.Inspection
-	(*InspectedPartition)(nil),    // 7: hikkoshi.converter.v1.InspectedPartition
-	(*NetworkConfig)(nil),         // 8: hikkoshi.converter.v1.NetworkConfig
-	(*Decommission)(nil),          // 9: hikkoshi.converter.v1.Decommission
-	(*V2VSource)(nil),             // 10: hikkoshi.converter.v1.V2VSource
-	(*V2VDestination)(nil),        // 11: hikkoshi.converter.v1.V2VDestination
-	(*V2VNic)(nil),                // 12: hikkoshi.converter.v1.V2VNic
-	(*CopyProgress)(nil),          // 13: hikkoshi.converter.v1.CopyProgress
-	(*Chunk)(nil),                 // 14: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 15: hikkoshi.converter.v1.Created
-	nil,                           // 16: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	nil,                           // 17: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(Firmware)(0),                 // 0: hikkoshi.converter.v1.Firmware
+	(JobState)(0),                 // 1: hikkoshi.converter.v1.JobState
+	(JobStep)(0),                  // 2: hikkoshi.converter.v1.JobStep
+	(*Job)(nil),                   // 3: hikkoshi.converter.v1.Job
+	(*P2VSource)(nil),             // 4: hikkoshi.converter.v1.P2VSource
+	(*P2VImage)(nil),              // 5: hikkoshi.converter.v1.P2VImage
+	(*P2VResult)(nil),             // 6: hikkoshi.converter.v1.P2VResult
+	(*Inspection)(nil),            // 7: hikkoshi.converter.v1.Inspection
+	(*InspectedPartition)(nil),    // 8: hikkoshi.converter.v1.InspectedPartition
+	(*NetworkConfig)(nil),         // 9: hikkoshi.converter.v1.NetworkConfig
+	(*Decommission)(nil),          // 10: hikkoshi.converter.v1.Decommission
+	(*V2VSource)(nil),             // 11: hikkoshi.converter.v1.V2VSource
+	(*V2VDestination)(nil),        // 12: hikkoshi.converter.v1.V2VDestination
+	(*V2VNic)(nil),                // 13: hikkoshi.converter.v1.V2VNic
+	(*CopyProgress)(nil),          // 14: hikkoshi.converter.v1.CopyProgress
+	(*Chunk)(nil),                 // 15: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 16: hikkoshi.converter.v1.Created
+	nil,                           // 17: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	nil,                           // 18: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
-	10, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
-	11, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
-	0,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
-	1,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
-	13, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	15, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	18, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	18, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	18, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	9,  // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
-	3,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
-	4,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
-	5,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
-	6,  // 13: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
-	16, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	7,  // 15: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
-	8,  // 16: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
-	17, // 17: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	18, // 18: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
-	12, // 19: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
-	14, // 20: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	11, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
+	12, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
+	1,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
+	2,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
+	14, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	16, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	19, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	19, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	19, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	10, // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
+	4,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
+	5,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
+	6,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
+	7,  // 13: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
+	17, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	0,  // 15: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	8,  // 16: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
+	9,  // 17: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
+	0,  // 18: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	18, // 19: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	19, // 20: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	13, // 21: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
+	15, // 22: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -2021,7 +2101,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,

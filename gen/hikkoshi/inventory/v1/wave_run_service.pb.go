@@ -218,7 +218,11 @@ func (x *GetRunResponse) GetRun() *Run {
 type ListRunsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// wave lists only the runs of this wave; 0 for all.
-	Wave          int32 `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
+	Wave int32 `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
+	// page_size is the most runs to return; 0 means 100, more than 500 means 500.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is the next_page_token of the previous call (with the same wave).
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,11 +264,27 @@ func (x *ListRunsRequest) GetWave() int32 {
 	return 0
 }
 
+func (x *ListRunsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRunsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListRunsResponse is the response of ListRuns.
 type ListRunsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// runs are the runs, newest first.
-	Runs          []*Run `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	// runs are this page's runs, newest first.
+	Runs []*Run `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	// next_page_token gets the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +324,13 @@ func (x *ListRunsResponse) GetRuns() []*Run {
 		return x.Runs
 	}
 	return nil
+}
+
+func (x *ListRunsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // WatchRunRequest is the request of WatchRun.
@@ -909,11 +936,15 @@ const file_hikkoshi_inventory_v1_wave_run_service_proto_rawDesc = "" +
 	"\rGetRunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\">\n" +
 	"\x0eGetRunResponse\x12,\n" +
-	"\x03run\x18\x01 \x01(\v2\x1a.hikkoshi.inventory.v1.RunR\x03run\"%\n" +
+	"\x03run\x18\x01 \x01(\v2\x1a.hikkoshi.inventory.v1.RunR\x03run\"a\n" +
 	"\x0fListRunsRequest\x12\x12\n" +
-	"\x04wave\x18\x01 \x01(\x05R\x04wave\"B\n" +
+	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x10ListRunsResponse\x12.\n" +
-	"\x04runs\x18\x01 \x03(\v2\x1a.hikkoshi.inventory.v1.RunR\x04runs\"%\n" +
+	"\x04runs\x18\x01 \x03(\v2\x1a.hikkoshi.inventory.v1.RunR\x04runs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"%\n" +
 	"\x0fWatchRunRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
 	"\x10WatchRunResponse\x12,\n" +

@@ -147,6 +147,116 @@ func (BridgeState) EnumDescriptor() ([]byte, []int) {
 	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{1}
 }
 
+// CloudSide is which of a bridge's two clouds something is in.
+type CloudSide int32
+
+const (
+	// CLOUD_SIDE_UNSPECIFIED: not set.
+	CloudSide_CLOUD_SIDE_UNSPECIFIED CloudSide = 0
+	// CLOUD_SIDE_OLD: the old cloud.
+	CloudSide_CLOUD_SIDE_OLD CloudSide = 1
+	// CLOUD_SIDE_NEW: the new cloud.
+	CloudSide_CLOUD_SIDE_NEW CloudSide = 2
+)
+
+// Enum value maps for CloudSide.
+var (
+	CloudSide_name = map[int32]string{
+		0: "CLOUD_SIDE_UNSPECIFIED",
+		1: "CLOUD_SIDE_OLD",
+		2: "CLOUD_SIDE_NEW",
+	}
+	CloudSide_value = map[string]int32{
+		"CLOUD_SIDE_UNSPECIFIED": 0,
+		"CLOUD_SIDE_OLD":         1,
+		"CLOUD_SIDE_NEW":         2,
+	}
+)
+
+func (x CloudSide) Enum() *CloudSide {
+	p := new(CloudSide)
+	*p = x
+	return p
+}
+
+func (x CloudSide) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CloudSide) Descriptor() protoreflect.EnumDescriptor {
+	return file_hikkoshi_netbridge_v1_bridge_proto_enumTypes[2].Descriptor()
+}
+
+func (CloudSide) Type() protoreflect.EnumType {
+	return &file_hikkoshi_netbridge_v1_bridge_proto_enumTypes[2]
+}
+
+func (x CloudSide) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CloudSide.Descriptor instead.
+func (CloudSide) EnumDescriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{2}
+}
+
+// ChangeAction is what a plan's change does to its resource.
+type ChangeAction int32
+
+const (
+	// CHANGE_ACTION_UNSPECIFIED: not set.
+	ChangeAction_CHANGE_ACTION_UNSPECIFIED ChangeAction = 0
+	// CHANGE_ACTION_CREATE makes the resource.
+	ChangeAction_CHANGE_ACTION_CREATE ChangeAction = 1
+	// CHANGE_ACTION_UPDATE changes it.
+	ChangeAction_CHANGE_ACTION_UPDATE ChangeAction = 2
+	// CHANGE_ACTION_DELETE deletes it.
+	ChangeAction_CHANGE_ACTION_DELETE ChangeAction = 3
+)
+
+// Enum value maps for ChangeAction.
+var (
+	ChangeAction_name = map[int32]string{
+		0: "CHANGE_ACTION_UNSPECIFIED",
+		1: "CHANGE_ACTION_CREATE",
+		2: "CHANGE_ACTION_UPDATE",
+		3: "CHANGE_ACTION_DELETE",
+	}
+	ChangeAction_value = map[string]int32{
+		"CHANGE_ACTION_UNSPECIFIED": 0,
+		"CHANGE_ACTION_CREATE":      1,
+		"CHANGE_ACTION_UPDATE":      2,
+		"CHANGE_ACTION_DELETE":      3,
+	}
+)
+
+func (x ChangeAction) Enum() *ChangeAction {
+	p := new(ChangeAction)
+	*p = x
+	return p
+}
+
+func (x ChangeAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChangeAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_hikkoshi_netbridge_v1_bridge_proto_enumTypes[3].Descriptor()
+}
+
+func (ChangeAction) Type() protoreflect.EnumType {
+	return &file_hikkoshi_netbridge_v1_bridge_proto_enumTypes[3]
+}
+
+func (x ChangeAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChangeAction.Descriptor instead.
+func (ChangeAction) EnumDescriptor() ([]byte, []int) {
+	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP(), []int{3}
+}
+
 // Bridge joins one network of the old cloud to the new cloud, so that servers moved
 // to the new cloud keep their addresses and still reach what is left behind. It is
 // planned from both clouds' live state, applied idempotently and rolled back.
@@ -790,7 +900,9 @@ type Resource struct {
 	// "router_gateway", "subnet_pools" or "router_route".
 	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
 	// id is its OpenStack ID (the router's for interfaces, gateways and routes).
-	Id            string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
+	// cloud_side is side as an enum (the same value; prefer it).
+	CloudSide     CloudSide `protobuf:"varint,5,opt,name=cloud_side,json=cloudSide,proto3,enum=hikkoshi.netbridge.v1.CloudSide" json:"cloud_side,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -851,6 +963,13 @@ func (x *Resource) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *Resource) GetCloudSide() CloudSide {
+	if x != nil {
+		return x.CloudSide
+	}
+	return CloudSide_CLOUD_SIDE_UNSPECIFIED
 }
 
 // Plan is what an apply would change, computed from both clouds' live state.
@@ -966,7 +1085,11 @@ type Change struct {
 	// kind is the kind of resource (see Resource.kind).
 	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
 	// description says what changes, for the operator.
-	Description   string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// change_action is action as an enum (the same value; prefer it).
+	ChangeAction ChangeAction `protobuf:"varint,6,opt,name=change_action,json=changeAction,proto3,enum=hikkoshi.netbridge.v1.ChangeAction" json:"change_action,omitempty"`
+	// cloud_side is side as an enum (the same value; prefer it).
+	CloudSide     CloudSide `protobuf:"varint,7,opt,name=cloud_side,json=cloudSide,proto3,enum=hikkoshi.netbridge.v1.CloudSide" json:"cloud_side,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1157,20 @@ func (x *Change) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *Change) GetChangeAction() ChangeAction {
+	if x != nil {
+		return x.ChangeAction
+	}
+	return ChangeAction_CHANGE_ACTION_UNSPECIFIED
+}
+
+func (x *Change) GetCloudSide() CloudSide {
+	if x != nil {
+		return x.CloudSide
+	}
+	return CloudSide_CLOUD_SIDE_UNSPECIFIED
 }
 
 // Conflict is what a plan found that an apply must not run over.
@@ -1150,12 +1287,14 @@ const file_hikkoshi_netbridge_v1_bridge_proto_rawDesc = "" +
 	"\x04cidr\x18\x01 \x01(\tR\x04cidr\x12%\n" +
 	"\x0eoriginal_pools\x18\x02 \x03(\tR\roriginalPools\x12\x1b\n" +
 	"\told_pools\x18\x03 \x03(\tR\boldPools\x12\x1b\n" +
-	"\tnew_pools\x18\x04 \x03(\tR\bnewPools\"T\n" +
+	"\tnew_pools\x18\x04 \x03(\tR\bnewPools\"\x95\x01\n" +
 	"\bResource\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x12\n" +
 	"\x04side\x18\x02 \x01(\tR\x04side\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x04 \x01(\tR\x02id\"\x9f\x02\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\x12?\n" +
+	"\n" +
+	"cloud_side\x18\x05 \x01(\x0e2 .hikkoshi.netbridge.v1.CloudSideR\tcloudSide\"\x9f\x02\n" +
 	"\x04Plan\x12\x16\n" +
 	"\x06bridge\x18\x01 \x01(\tR\x06bridge\x127\n" +
 	"\achanges\x18\x02 \x03(\v2\x1d.hikkoshi.netbridge.v1.ChangeR\achanges\x12=\n" +
@@ -1163,13 +1302,16 @@ const file_hikkoshi_netbridge_v1_bridge_proto_rawDesc = "" +
 	"\x05split\x18\x04 \x01(\v2 .hikkoshi.netbridge.v1.PoolSplitR\x05split\x12\x1b\n" +
 	"\tplan_etag\x18\x05 \x01(\tR\bplanEtag\x12\x1c\n" +
 	"\tunchanged\x18\x06 \x01(\x05R\tunchanged\x12\x14\n" +
-	"\x05notes\x18\a \x03(\tR\x05notes\"|\n" +
+	"\x05notes\x18\a \x03(\tR\x05notes\"\x87\x02\n" +
 	"\x06Change\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x12\n" +
 	"\x04side\x18\x03 \x01(\tR\x04side\x12\x12\n" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12 \n" +
-	"\vdescription\x18\x05 \x01(\tR\vdescription\"A\n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12H\n" +
+	"\rchange_action\x18\x06 \x01(\x0e2#.hikkoshi.netbridge.v1.ChangeActionR\fchangeAction\x12?\n" +
+	"\n" +
+	"cloud_side\x18\a \x01(\x0e2 .hikkoshi.netbridge.v1.CloudSideR\tcloudSide\"A\n" +
 	"\bConflict\x12\x1d\n" +
 	"\n" +
 	"ip_address\x18\x01 \x01(\tR\tipAddress\x12\x16\n" +
@@ -1186,7 +1328,16 @@ const file_hikkoshi_netbridge_v1_bridge_proto_rawDesc = "" +
 	"\x14BRIDGE_STATE_APPLIED\x10\x03\x12\x17\n" +
 	"\x13BRIDGE_STATE_FAILED\x10\x04\x12\x1d\n" +
 	"\x19BRIDGE_STATE_ROLLING_BACK\x10\x05\x12\x1c\n" +
-	"\x18BRIDGE_STATE_ROLLED_BACK\x10\x06BDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1;netbridgev1b\x06proto3"
+	"\x18BRIDGE_STATE_ROLLED_BACK\x10\x06*O\n" +
+	"\tCloudSide\x12\x1a\n" +
+	"\x16CLOUD_SIDE_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eCLOUD_SIDE_OLD\x10\x01\x12\x12\n" +
+	"\x0eCLOUD_SIDE_NEW\x10\x02*{\n" +
+	"\fChangeAction\x12\x1d\n" +
+	"\x19CHANGE_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14CHANGE_ACTION_CREATE\x10\x01\x12\x18\n" +
+	"\x14CHANGE_ACTION_UPDATE\x10\x02\x12\x18\n" +
+	"\x14CHANGE_ACTION_DELETE\x10\x03BDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1;netbridgev1b\x06proto3"
 
 var (
 	file_hikkoshi_netbridge_v1_bridge_proto_rawDescOnce sync.Once
@@ -1200,45 +1351,50 @@ func file_hikkoshi_netbridge_v1_bridge_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_netbridge_v1_bridge_proto_rawDescData
 }
 
-var file_hikkoshi_netbridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_hikkoshi_netbridge_v1_bridge_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_hikkoshi_netbridge_v1_bridge_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_hikkoshi_netbridge_v1_bridge_proto_goTypes = []any{
 	(BridgeMode)(0),               // 0: hikkoshi.netbridge.v1.BridgeMode
 	(BridgeState)(0),              // 1: hikkoshi.netbridge.v1.BridgeState
-	(*Bridge)(nil),                // 2: hikkoshi.netbridge.v1.Bridge
-	(*MovedAddress)(nil),          // 3: hikkoshi.netbridge.v1.MovedAddress
-	(*OldSide)(nil),               // 4: hikkoshi.netbridge.v1.OldSide
-	(*NewSide)(nil),               // 5: hikkoshi.netbridge.v1.NewSide
-	(*SharedL2)(nil),              // 6: hikkoshi.netbridge.v1.SharedL2
-	(*Routed)(nil),                // 7: hikkoshi.netbridge.v1.Routed
-	(*PoolSplit)(nil),             // 8: hikkoshi.netbridge.v1.PoolSplit
-	(*Resource)(nil),              // 9: hikkoshi.netbridge.v1.Resource
-	(*Plan)(nil),                  // 10: hikkoshi.netbridge.v1.Plan
-	(*Change)(nil),                // 11: hikkoshi.netbridge.v1.Change
-	(*Conflict)(nil),              // 12: hikkoshi.netbridge.v1.Conflict
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(CloudSide)(0),                // 2: hikkoshi.netbridge.v1.CloudSide
+	(ChangeAction)(0),             // 3: hikkoshi.netbridge.v1.ChangeAction
+	(*Bridge)(nil),                // 4: hikkoshi.netbridge.v1.Bridge
+	(*MovedAddress)(nil),          // 5: hikkoshi.netbridge.v1.MovedAddress
+	(*OldSide)(nil),               // 6: hikkoshi.netbridge.v1.OldSide
+	(*NewSide)(nil),               // 7: hikkoshi.netbridge.v1.NewSide
+	(*SharedL2)(nil),              // 8: hikkoshi.netbridge.v1.SharedL2
+	(*Routed)(nil),                // 9: hikkoshi.netbridge.v1.Routed
+	(*PoolSplit)(nil),             // 10: hikkoshi.netbridge.v1.PoolSplit
+	(*Resource)(nil),              // 11: hikkoshi.netbridge.v1.Resource
+	(*Plan)(nil),                  // 12: hikkoshi.netbridge.v1.Plan
+	(*Change)(nil),                // 13: hikkoshi.netbridge.v1.Change
+	(*Conflict)(nil),              // 14: hikkoshi.netbridge.v1.Conflict
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
 }
 var file_hikkoshi_netbridge_v1_bridge_proto_depIdxs = []int32{
 	0,  // 0: hikkoshi.netbridge.v1.Bridge.mode:type_name -> hikkoshi.netbridge.v1.BridgeMode
-	4,  // 1: hikkoshi.netbridge.v1.Bridge.old:type_name -> hikkoshi.netbridge.v1.OldSide
-	5,  // 2: hikkoshi.netbridge.v1.Bridge.new:type_name -> hikkoshi.netbridge.v1.NewSide
-	6,  // 3: hikkoshi.netbridge.v1.Bridge.shared_l2:type_name -> hikkoshi.netbridge.v1.SharedL2
-	7,  // 4: hikkoshi.netbridge.v1.Bridge.routed:type_name -> hikkoshi.netbridge.v1.Routed
+	6,  // 1: hikkoshi.netbridge.v1.Bridge.old:type_name -> hikkoshi.netbridge.v1.OldSide
+	7,  // 2: hikkoshi.netbridge.v1.Bridge.new:type_name -> hikkoshi.netbridge.v1.NewSide
+	8,  // 3: hikkoshi.netbridge.v1.Bridge.shared_l2:type_name -> hikkoshi.netbridge.v1.SharedL2
+	9,  // 4: hikkoshi.netbridge.v1.Bridge.routed:type_name -> hikkoshi.netbridge.v1.Routed
 	1,  // 5: hikkoshi.netbridge.v1.Bridge.state:type_name -> hikkoshi.netbridge.v1.BridgeState
-	8,  // 6: hikkoshi.netbridge.v1.Bridge.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
-	9,  // 7: hikkoshi.netbridge.v1.Bridge.resources:type_name -> hikkoshi.netbridge.v1.Resource
-	13, // 8: hikkoshi.netbridge.v1.Bridge.create_time:type_name -> google.protobuf.Timestamp
-	13, // 9: hikkoshi.netbridge.v1.Bridge.update_time:type_name -> google.protobuf.Timestamp
-	3,  // 10: hikkoshi.netbridge.v1.Bridge.moved:type_name -> hikkoshi.netbridge.v1.MovedAddress
-	13, // 11: hikkoshi.netbridge.v1.MovedAddress.move_time:type_name -> google.protobuf.Timestamp
-	11, // 12: hikkoshi.netbridge.v1.Plan.changes:type_name -> hikkoshi.netbridge.v1.Change
-	12, // 13: hikkoshi.netbridge.v1.Plan.conflicts:type_name -> hikkoshi.netbridge.v1.Conflict
-	8,  // 14: hikkoshi.netbridge.v1.Plan.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 6: hikkoshi.netbridge.v1.Bridge.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
+	11, // 7: hikkoshi.netbridge.v1.Bridge.resources:type_name -> hikkoshi.netbridge.v1.Resource
+	15, // 8: hikkoshi.netbridge.v1.Bridge.create_time:type_name -> google.protobuf.Timestamp
+	15, // 9: hikkoshi.netbridge.v1.Bridge.update_time:type_name -> google.protobuf.Timestamp
+	5,  // 10: hikkoshi.netbridge.v1.Bridge.moved:type_name -> hikkoshi.netbridge.v1.MovedAddress
+	15, // 11: hikkoshi.netbridge.v1.MovedAddress.move_time:type_name -> google.protobuf.Timestamp
+	2,  // 12: hikkoshi.netbridge.v1.Resource.cloud_side:type_name -> hikkoshi.netbridge.v1.CloudSide
+	13, // 13: hikkoshi.netbridge.v1.Plan.changes:type_name -> hikkoshi.netbridge.v1.Change
+	14, // 14: hikkoshi.netbridge.v1.Plan.conflicts:type_name -> hikkoshi.netbridge.v1.Conflict
+	10, // 15: hikkoshi.netbridge.v1.Plan.split:type_name -> hikkoshi.netbridge.v1.PoolSplit
+	3,  // 16: hikkoshi.netbridge.v1.Change.change_action:type_name -> hikkoshi.netbridge.v1.ChangeAction
+	2,  // 17: hikkoshi.netbridge.v1.Change.cloud_side:type_name -> hikkoshi.netbridge.v1.CloudSide
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_netbridge_v1_bridge_proto_init() }
@@ -1251,7 +1407,7 @@ func file_hikkoshi_netbridge_v1_bridge_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_netbridge_v1_bridge_proto_rawDesc), len(file_hikkoshi_netbridge_v1_bridge_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      4,
 			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -225,7 +225,11 @@ func (x *GetBridgeResponse) GetBridge() *Bridge {
 
 // ListBridgesRequest is the request of ListBridges.
 type ListBridgesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// page_size is the most bridges to return; 0 means 100, more than 500 means 500.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token is the next_page_token of the previous call.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -260,11 +264,27 @@ func (*ListBridgesRequest) Descriptor() ([]byte, []int) {
 	return file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDescGZIP(), []int{4}
 }
 
+func (x *ListBridgesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBridgesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListBridgesResponse is the response of ListBridges.
 type ListBridgesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// bridges are every bridge, by name.
-	Bridges       []*Bridge `protobuf:"bytes,1,rep,name=bridges,proto3" json:"bridges,omitempty"`
+	// bridges are this page's bridges, by name.
+	Bridges []*Bridge `protobuf:"bytes,1,rep,name=bridges,proto3" json:"bridges,omitempty"`
+	// next_page_token gets the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -304,6 +324,13 @@ func (x *ListBridgesResponse) GetBridges() []*Bridge {
 		return x.Bridges
 	}
 	return nil
+}
+
+func (x *ListBridgesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // DeleteBridgeRequest is the request of DeleteBridge.
@@ -1185,10 +1212,14 @@ const file_hikkoshi_netbridge_v1_netbridge_service_proto_rawDesc = "" +
 	"\x10GetBridgeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"J\n" +
 	"\x11GetBridgeResponse\x125\n" +
-	"\x06bridge\x18\x01 \x01(\v2\x1d.hikkoshi.netbridge.v1.BridgeR\x06bridge\"\x14\n" +
-	"\x12ListBridgesRequest\"N\n" +
+	"\x06bridge\x18\x01 \x01(\v2\x1d.hikkoshi.netbridge.v1.BridgeR\x06bridge\"P\n" +
+	"\x12ListBridgesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"v\n" +
 	"\x13ListBridgesResponse\x127\n" +
-	"\abridges\x18\x01 \x03(\v2\x1d.hikkoshi.netbridge.v1.BridgeR\abridges\")\n" +
+	"\abridges\x18\x01 \x03(\v2\x1d.hikkoshi.netbridge.v1.BridgeR\abridges\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
 	"\x13DeleteBridgeRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
 	"\x14DeleteBridgeResponse\"'\n" +

@@ -45,7 +45,7 @@ type NetbridgeServiceClient interface {
 	CreateBridge(ctx context.Context, in *CreateBridgeRequest, opts ...grpc.CallOption) (*CreateBridgeResponse, error)
 	// GetBridge returns one bridge.
 	GetBridge(ctx context.Context, in *GetBridgeRequest, opts ...grpc.CallOption) (*GetBridgeResponse, error)
-	// ListBridges lists the bridges.
+	// ListBridges lists the bridges by name, a page at a time.
 	ListBridges(ctx context.Context, in *ListBridgesRequest, opts ...grpc.CallOption) (*ListBridgesResponse, error)
 	// DeleteBridge deletes the record of a bridge that has nothing applied (never
 	// applied, or rolled back).
@@ -205,7 +205,7 @@ type NetbridgeServiceServer interface {
 	CreateBridge(context.Context, *CreateBridgeRequest) (*CreateBridgeResponse, error)
 	// GetBridge returns one bridge.
 	GetBridge(context.Context, *GetBridgeRequest) (*GetBridgeResponse, error)
-	// ListBridges lists the bridges.
+	// ListBridges lists the bridges by name, a page at a time.
 	ListBridges(context.Context, *ListBridgesRequest) (*ListBridgesResponse, error)
 	// DeleteBridge deletes the record of a bridge that has nothing applied (never
 	// applied, or rolled back).

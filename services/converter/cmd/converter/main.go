@@ -7,11 +7,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -36,103 +35,110 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
-	cfg := service.NewConfig("converter", DefaultPort)
-	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	var workers int
-	var cloudsYAML, inventory, cloudJobs, p2vWork, cloudInitDebs, agentToken, probeProxy string
-	var chunk, bandwidth int64
-	var poll time.Duration
-	fs.IntVar(&workers, "workers", 2, "jobs this process runs at once (0: API only)")
-	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
-	fs.Int64Var(&chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
-	fs.Int64Var(&bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
-	fs.DurationVar(&poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
-	fs.StringVar(&cloudJobs, "cloud-jobs", "", "most jobs running at once against a cloud, across every converter on this etcd (old=2,new=4); give each converter the same")
-	fs.StringVar(&p2vWork, "p2v-work-dir", jobs.DefaultP2VWork, "where P2V jobs build their disks (needs room for one disk per job; P2V needs root: loop devices, mounts, chroot)")
-	fs.StringVar(&cloudInitDebs, "cloud-init-debs", "", "directory of .deb files P2V installs cloud-init from (an offline worker); empty: from the server's own package sources")
-	fs.StringVar(&agentToken, "p2v-agent-token-file", "", "file holding the bearer token of the hikkoshi-p2v-agents (never logged or stored in a job)")
-	fs.StringVar(&probeProxy, "probe-proxy", "", "SOCKS5 jump host the health probes go through (socks5://HOST:PORT) when the servers' addresses are not reachable from here; empty: straight")
-	fs.StringVar(&inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
-	var clouds, diskRoots, diskDevices, agentNets list
-	fs.Var(&clouds, "clouds", "clouds.yaml entries a job may name (comma-separated or repeated); empty: every entry")
-	fs.Var(&diskRoots, "p2v-disk-root", "directory P2V disk_path and more_disk_paths must lie under, links resolved (repeat for more); none: no disk path is taken")
-	fs.Var(&diskDevices, "p2v-disk-device", "a block device a P2V job may name by path (repeat for more)")
-	fs.Var(&agentNets, "p2v-agent-network", "network (CIDR) or address hikkoshi-p2v-agents may be on (repeat for more); none: no agent_url is taken")
-	if err := cfg.ParseFlags(fs, args); err != nil {
+// config is the converter's configuration: the flags, then what validate makes of
+// them.
+type config struct {
+	service.Config
+	workers                                                                          int
+	cloudsYAML, inventory, cloudJobs, p2vWork, cloudInitDebs, agentToken, probeProxy string
+	chunk, bandwidth                                                                 int64
+	poll                                                                             time.Duration
+	clouds, diskRoots, diskDevices, agentNets                                        service.List
+
+	// Made by validate.
+	limits map[string]int
+	nets   []netip.Prefix
+	probe  *jobs.ProbeDialer
+}
+
+func (c *config) register(fs *flag.FlagSet) {
+	c.RegisterFlags(fs)
+	fs.IntVar(&c.workers, "workers", 2, "jobs this process runs at once (0: API only)")
+	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.Int64Var(&c.chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
+	fs.Int64Var(&c.bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
+	fs.DurationVar(&c.poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
+	fs.StringVar(&c.cloudJobs, "cloud-jobs", "", "most jobs running at once against a cloud, across every converter on this etcd (old=2,new=4); give each converter the same")
+	fs.StringVar(&c.p2vWork, "p2v-work-dir", jobs.DefaultP2VWork, "where P2V jobs build their disks (needs room for one disk per job; P2V needs root: loop devices, mounts, chroot)")
+	fs.StringVar(&c.cloudInitDebs, "cloud-init-debs", "", "directory of .deb files P2V installs cloud-init from (an offline worker); empty: from the server's own package sources")
+	fs.StringVar(&c.agentToken, "p2v-agent-token-file", "", "file holding the bearer token of the hikkoshi-p2v-agents (never logged or stored in a job)")
+	fs.StringVar(&c.probeProxy, "probe-proxy", "", "SOCKS5 jump host the health probes go through (socks5://HOST:PORT) when the servers' addresses are not reachable from here; empty: straight")
+	fs.StringVar(&c.inventory, "inventory", "", "inventory gRPC address: jobs' workloads follow them (converting, cut_over, failed); empty: not followed")
+	fs.Var(&c.clouds, "clouds", "clouds.yaml entries a job may name (comma-separated or repeated); empty: every entry")
+	fs.Var(&c.diskRoots, "p2v-disk-root", "directory P2V disk_path and more_disk_paths must lie under, links resolved (repeat for more); none: no disk path is taken")
+	fs.Var(&c.diskDevices, "p2v-disk-device", "a block device a P2V job may name by path (repeat for more)")
+	fs.Var(&c.agentNets, "p2v-agent-network", "network (CIDR) or address hikkoshi-p2v-agents may be on (repeat for more); none: no agent_url is taken")
+}
+
+// validate refuses what the converter cannot run with, naming the flag, and makes
+// the parsed forms.
+func (c *config) validate() error {
+	if c.chunk < 1<<20 {
+		return fmt.Errorf("--chunk-bytes %d: use at least 1 MiB", c.chunk)
+	}
+	if c.workers < 0 {
+		return fmt.Errorf("--workers %d: give 0 (API only) or more", c.workers)
+	}
+	var err error
+	if c.limits, err = jobs.ParseCloudLimits(c.cloudJobs); err != nil {
 		return err
 	}
-	if chunk < 1<<20 {
-		return fmt.Errorf("--chunk-bytes %d: use at least 1 MiB", chunk)
-	}
-	limits, err := jobs.ParseCloudLimits(cloudJobs)
-	if err != nil {
-		return err
-	}
-	nets, err := jobs.ParseNetworks(agentNets)
-	if err != nil {
+	if c.nets, err = jobs.ParseNetworks(c.agentNets); err != nil {
 		return fmt.Errorf("--p2v-agent-network: %w", err)
 	}
-	for _, d := range diskRoots {
+	for _, d := range c.diskRoots {
 		if !filepath.IsAbs(d) {
 			return fmt.Errorf("--p2v-disk-root %q: give an absolute directory", d)
 		}
 	}
-	probe, err := jobs.NewProbeDialer(probeProxy)
-	if err != nil {
+	if c.probe, err = jobs.NewProbeDialer(c.probeProxy); err != nil {
 		return fmt.Errorf("--probe-proxy: %w", err)
 	}
-	var wg sync.WaitGroup
-	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
+	return nil
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg := &config{Config: service.NewConfig("converter", DefaultPort)}
+	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
+	cfg.register(fs)
+	if err := cfg.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
 		store := jobs.NewStore(rt.Etcd)
 		// Each process builds under its own directory: a restarted one sweeps what
 		// its previous life left (a kill in mid-build), never another's builds.
-		work := filepath.Join(p2vWork, cfg.Instance)
-		if workers > 0 {
+		work := filepath.Join(cfg.p2vWork, cfg.Instance)
+		if cfg.workers > 0 {
 			if um, det, err := p2v.Sweep(ctx, work); err != nil {
 				rt.Logger.Warn("p2v: sweep of the work directory", "dir", work, "err", err)
 			} else if um+det > 0 {
 				rt.Logger.Info("p2v: swept what a killed conversion left", "dir", work, "unmounted", um, "loop_devices", det)
 			}
 		}
-		policy := jobs.Policy{Clouds: clouds, DiskRoots: diskRoots, DiskDevices: diskDevices, WorkDir: p2vWork, AgentNetworks: nets}
-		exec := &jobs.Runner{CloudsYAML: cloudsYAML, ChunkSize: chunk, Bandwidth: bandwidth, Poll: poll, Log: rt.Logger,
-			P2VWork: work, CloudInitDebs: cloudInitDebs, AgentTokenFile: agentToken, AgentTLS: cfg.TLS, Probe: probe, Policy: policy}
+		policy := jobs.Policy{Clouds: cfg.clouds, DiskRoots: cfg.diskRoots, DiskDevices: cfg.diskDevices, WorkDir: cfg.p2vWork, AgentNetworks: cfg.nets}
+		exec := &jobs.Runner{CloudsYAML: cfg.cloudsYAML, ChunkSize: cfg.chunk, Bandwidth: cfg.bandwidth, Poll: cfg.poll, Log: rt.Logger,
+			P2VWork: work, CloudInitDebs: cfg.cloudInitDebs, AgentTokenFile: cfg.agentToken, AgentTLS: cfg.TLS, Probe: cfg.probe, Policy: policy}
 		var inv inventoryv1.InventoryServiceClient
-		if inventory != "" {
-			conn, err := grpc.NewClient(inventory, grpc.WithTransportCredentials(rt.ClientCredentials()))
+		if cfg.inventory != "" {
+			conn, err := grpc.NewClient(cfg.inventory, grpc.WithTransportCredentials(rt.ClientCredentials()))
 			if err != nil {
-				return fmt.Errorf("--inventory %s: %w", inventory, err)
+				return fmt.Errorf("--inventory %s: %w", cfg.inventory, err)
 			}
 			inv = inventoryv1.NewInventoryServiceClient(conn)
 			defer rt.OnShutdown(func() { _ = conn.Close() }) // after the workers have stopped
 		}
 		jobs.Register(rt, store, exec, inv, policy)
-		if workers > 0 {
+		if cfg.workers > 0 {
 			w := &jobs.Worker{
-				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: workers, Log: rt.Logger,
-				Exec: exec, Inventory: inv, CloudLimits: limits,
+				Store: store, Etcd: rt.Etcd, Instance: cfg.Instance, Session: rt.Session, Concurrency: cfg.workers, Log: rt.Logger,
+				Exec: exec, Inventory: inv, CloudLimits: cfg.limits,
 			}
-			wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			wg.Add(1)
-			go func() { defer wg.Done(); w.Run(wctx) }()
-			go func() { <-rt.Stopping(); cancel() }()
-			rt.OnShutdown(wg.Wait)
+			rt.Go(w.Run)
 		}
 		return nil
 	})
-}
-
-// list is a flag of values, comma-separated or repeated.
-type list []string
-
-func (l *list) String() string { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
 }

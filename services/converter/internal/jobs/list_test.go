@@ -7,6 +7,7 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/etcdtest"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 )
 
 // TestListJobsPagesInEtcd: ListJobs pages newest first, with a state filter, over
@@ -14,18 +15,18 @@ import (
 // reads only the batch it needs.
 func TestListJobsPagesInEtcd(t *testing.T) {
 	c := etcdtest.Start(t).Client(t)
-	store := NewStore(c)
-	srv := &Server{store: store, etcd: c, log: slog.New(slog.DiscardHandler)}
+	jobs := NewStore(c)
+	srv := &Server{store: jobs, etcd: c, log: slog.New(slog.DiscardHandler)}
 	ctx := t.Context()
 	var all, failed []string
-	for i := range pageBatch + 37 {
-		j, err := store.Create(ctx, &converterv1.Job{P2VSource: &converterv1.P2VSource{DiskPath: "/d", InspectOnly: true}}, "", "")
+	for i := range store.DefaultBatch + 37 {
+		j, err := jobs.Create(ctx, &converterv1.Job{P2VSource: &converterv1.P2VSource{DiskPath: "/d", InspectOnly: true}}, "", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if i%3 == 0 {
 			id, _ := ID(j.GetName())
-			if _, err := store.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
+			if _, err := jobs.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
 				cur.State = converterv1.JobState_JOB_STATE_FAILED
 				return true, nil
 			}); err != nil {

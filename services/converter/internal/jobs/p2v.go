@@ -36,6 +36,7 @@ func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 	if a != nil {
 		in.OsId, in.OsFamily, in.OsVersion, in.OsPretty = a.OS.ID, a.OS.Family, a.OS.Version, a.OS.Pretty
 		in.Kernels, in.InitramfsTool, in.Bootloader, in.CloudInit, in.Problems, in.Firmware = a.Kernels, a.InitramfsTool, a.Bootloader, a.CloudInit, a.Problems, a.Firmware
+		in.FirmwareType = firmwareType(a.Firmware)
 		in.SshHostKeys = a.SSHHostKeys
 		for _, n := range a.Network {
 			in.Network = append(in.Network, &converterv1.NetworkConfig{Kind: n.Kind, Files: n.Files, Interfaces: n.Interfaces})
@@ -113,6 +114,7 @@ func (r *Runner) runP2V(ctx context.Context, j *converterv1.Job, id string, save
 	}
 	pr := j.P2VResult
 	pr.RootUuid, pr.VirtualBytes, pr.Notes, pr.TimingsMs, pr.Firmware = res.RootUUID, res.Size, res.Notes, res.Timings, res.Firmware
+	pr.FirmwareType = firmwareType(res.Firmware)
 	if fi, err := os.Stat(res.Image); err == nil {
 		pr.ImageBytes = fi.Size()
 	}
@@ -184,8 +186,8 @@ func (r *Runner) bootP2V(ctx context.Context, j *converterv1.Job, id string, sav
 	if err != nil {
 		return fmt.Errorf("destination cloud %q: %w", j.GetDestination().GetCloud(), err)
 	}
-	pl, err := r.p2vPreflight(ctx, j, id, dst)
-	if err != nil {
+	t := &task{Runner: r, j: j, id: id, dst: dst, save: save}
+	if t.pl, err = t.p2vPreflight(ctx); err != nil {
 		return fmt.Errorf("preflight: %w", err)
 	}
 	for _, step := range []converterv1.JobStep{converterv1.JobStep_JOB_STEP_BOOT, converterv1.JobStep_JOB_STEP_HEALTH} {
@@ -197,9 +199,9 @@ func (r *Runner) bootP2V(ctx context.Context, j *converterv1.Job, id string, sav
 			return err
 		}
 		if step == converterv1.JobStep_JOB_STEP_BOOT {
-			err = r.boot(ctx, j, id, dst, pl, save)
+			err = t.boot(ctx)
 		} else {
-			err = r.health(ctx, j, pl)
+			err = t.health(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimPrefix(step.String(), "JOB_STEP_")), err)
@@ -313,4 +315,15 @@ func (r *Runner) fetch(ctx context.Context, j *converterv1.Job, work string, sav
 		paths = append(paths, dst)
 	}
 	return paths, nil
+}
+
+// firmwareType is the API's enum of a firmware word of package p2v.
+func firmwareType(f string) converterv1.Firmware {
+	switch f {
+	case "bios":
+		return converterv1.Firmware_FIRMWARE_BIOS
+	case "uefi":
+		return converterv1.Firmware_FIRMWARE_UEFI
+	}
+	return converterv1.Firmware_FIRMWARE_UNSPECIFIED
 }

@@ -289,7 +289,7 @@ func (s *Server) WatchJob(req *converterv1.WatchJobRequest, stream grpc.ServerSt
 				return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "watch job: %v", err)
 			}
 			for _, ev := range wr.Events {
-				cur, err := decode(ev.Kv.Value)
+				cur, err := s.store.Decode(ev.Kv)
 				if err != nil {
 					return err
 				}

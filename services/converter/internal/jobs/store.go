@@ -6,7 +6,6 @@ package jobs
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/idem"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 )
 
 // RequestTTL is how long a CreateJob's request_id is remembered.
@@ -29,11 +29,16 @@ const RequestTTL = 24 * time.Hour
 // ErrLostClaim is a write refused because the worker no longer holds the job.
 var ErrLostClaim = errors.New("jobs: this worker no longer holds the job (its lease ended or the job was taken over)")
 
-// Store keeps jobs in etcd.
-type Store struct{ c *clientv3.Client }
+// Store keeps jobs in etcd (platform/store), and their claims beside them.
+type Store struct {
+	*store.Store[*converterv1.Job]
+	c *clientv3.Client
+}
 
 // NewStore returns a Store on c.
-func NewStore(c *clientv3.Client) *Store { return &Store{c} }
+func NewStore(c *clientv3.Client) *Store {
+	return &Store{Store: store.New[*converterv1.Job](c, keys.JobsPrefix, "jobs", "job"), c: c}
+}
 
 // ID returns the job ID of a name "jobs/{id}".
 func ID(name string) (string, bool) {
@@ -41,115 +46,28 @@ func ID(name string) (string, bool) {
 	return id, ok && id != "" && !strings.Contains(id, "/")
 }
 
-func newID(now time.Time) string {
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%x", now.UTC().Format("20060102t150405z"), b)
-}
-
-func decode(b []byte) (*converterv1.Job, error) {
-	j := &converterv1.Job{}
-	if err := proto.Unmarshal(b, j); err != nil {
-		return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "a job record is not a Job: %v", err)
-	}
-	return j, nil
-}
-
-func etcdErr(op string, err error) error { return apierr.Etcd(op, err) }
-
 // Create queues a job. With a requestID, a repeat of the same request (same
 // fingerprint) returns the job the first one created.
 func (s *Store) Create(ctx context.Context, j *converterv1.Job, requestID, fingerprint string) (*converterv1.Job, error) {
 	now := time.Now()
 	j = proto.CloneOf(j)
-	id := newID(now)
-	j.Name, j.State, j.Step = "jobs/"+id, converterv1.JobState_JOB_STATE_QUEUED, converterv1.JobStep_JOB_STEP_UNSPECIFIED
+	id := store.NewID("job", now)
+	j.Name, j.State, j.Step = s.Name(id), converterv1.JobState_JOB_STATE_QUEUED, converterv1.JobStep_JOB_STEP_UNSPECIFIED
 	j.CreateTime, j.UpdateTime = timestamppb.New(now), timestamppb.New(now)
-	val, _ := proto.Marshal(j)
 	req := idem.Request{Fingerprint: fingerprint, TTL: RequestTTL}
 	if requestID != "" {
 		req.Key = keys.JobRequest(requestID)
 	}
-	r, err := idem.Create(ctx, s.c, keys.Job(id), string(val), id, req)
-	switch {
-	case errors.Is(err, idem.ErrOtherRequest):
-		return nil, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
-	case errors.Is(err, idem.ErrCorruptRecord):
-		return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "request record of %q unreadable", requestID)
-	case err != nil:
-		return nil, etcdErr("CreateJob", err)
-	case r.Created:
-		return j, nil
-	}
-	got, _, err := s.Get(ctx, r.Existing)
-	return got, err
+	return s.Store.Create(ctx, id, j, req, requestID)
 }
-
-// Get returns a job and its revision.
-func (s *Store) Get(ctx context.Context, id string) (*converterv1.Job, int64, error) {
-	resp, err := s.c.Get(ctx, keys.Job(id))
-	if err != nil {
-		return nil, 0, etcdErr("GetJob", err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, 0, apierr.New(codes.NotFound, "JOB_NOT_FOUND", "no job %q", "jobs/"+id)
-	}
-	j, err := decode(resp.Kvs[0].Value)
-	return j, resp.Kvs[0].ModRevision, err
-}
-
-// List returns every job, newest first, and the store revision they were read at.
-func (s *Store) List(ctx context.Context) ([]*converterv1.Job, int64, error) {
-	resp, err := s.c.Get(ctx, keys.JobsPrefix, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
-	if err != nil {
-		return nil, 0, etcdErr("ListJobs", err)
-	}
-	out := make([]*converterv1.Job, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		j, err := decode(kv.Value)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, j)
-	}
-	return out, resp.Header.Revision, nil
-}
-
-// pageBatch is how many jobs Page reads from etcd at once.
-const pageBatch = 100
 
 // Page reads jobs newest first — those older than the job afterID ("" from the
 // newest) — from etcd in batches, and returns the first size that keep accepts;
 // more says whether another one may follow. A page reads only as far as it must,
 // never every job.
 func (s *Store) Page(ctx context.Context, afterID string, size int, keep func(*converterv1.Job) bool) (jobs []*converterv1.Job, more bool, err error) {
-	end := clientv3.GetPrefixRangeEnd(keys.JobsPrefix)
-	if afterID != "" {
-		end = keys.Job(afterID)
-	}
-	for {
-		resp, err := s.c.Get(ctx, keys.JobsPrefix, clientv3.WithRange(end), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
-			clientv3.WithLimit(pageBatch))
-		if err != nil {
-			return nil, false, etcdErr("ListJobs", err)
-		}
-		for _, kv := range resp.Kvs {
-			j, err := decode(kv.Value)
-			if err != nil {
-				return nil, false, err
-			}
-			if keep(j) {
-				if len(jobs) == size {
-					return jobs, true, nil
-				}
-				jobs = append(jobs, j)
-			}
-			end = string(kv.Key)
-		}
-		if !resp.More {
-			return jobs, false, nil
-		}
-	}
+	jobs, next, err := s.Store.Page(ctx, afterID, store.Descending, size, keep)
+	return jobs, next != "", err
 }
 
 // Terminal reports whether a job has ended.
@@ -171,14 +89,17 @@ func (s *Store) Claim(ctx context.Context, id, worker string, lease clientv3.Lea
 	}
 	j.State, j.Worker, j.Attempts, j.UpdateTime = converterv1.JobState_JOB_STATE_RUNNING, worker, j.GetAttempts()+1, timestamppb.Now()
 	j.Waiting = ""
-	val, _ := proto.Marshal(j)
+	val, err := s.Encode(j)
+	if err != nil {
+		return nil, false, err
+	}
 	ck := keys.Claim(id)
 	resp, err := s.c.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(ck), "=", 0), clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)).
 		Then(clientv3.OpPut(ck, worker, clientv3.WithLease(lease)), clientv3.OpPut(keys.Job(id), string(val))).
 		Commit()
 	if err != nil {
-		return nil, false, etcdErr("claim job", err)
+		return nil, false, apierr.Etcd("claim job", err)
 	}
 	return j, resp.Succeeded, nil
 }
@@ -204,11 +125,11 @@ func (h *Holder) held() []clientv3.Cmp {
 // Save writes j, and releases the claim when the job has ended.
 func (h *Holder) Save(ctx context.Context, j *converterv1.Job) error {
 	j.UpdateTime = timestamppb.Now()
-	val, err := proto.Marshal(j)
+	val, err := h.s.Encode(j)
 	if err != nil {
 		return err
 	}
-	ops := []clientv3.Op{clientv3.OpPut(keys.Job(h.id), string(val))}
+	ops := []clientv3.Op{clientv3.OpPut(keys.Job(h.id), val)}
 	if Terminal(j.GetState()) {
 		ops = append(ops, clientv3.OpDelete(keys.Claim(h.id)))
 	}
@@ -245,7 +166,7 @@ func (s *Store) RequestCancel(ctx context.Context, id string) (*converterv1.Job,
 			return nil, err
 		}
 		if Terminal(j.GetState()) {
-			return nil, apierr.New(codes.FailedPrecondition, "JOB_ENDED", "job %s has already ended (%s)", j.GetName(), j.GetState())
+			return nil, apierr.New(codes.FailedPrecondition, ReasonJobEnded, "job %s has already ended (%s)", j.GetName(), j.GetState())
 		}
 		j.CancelRequested = true
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)}
@@ -254,16 +175,19 @@ func (s *Store) RequestCancel(ctx context.Context, id string) (*converterv1.Job,
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(keys.Claim(id)), "=", 0))
 		}
 		j.UpdateTime = timestamppb.Now()
-		val, _ := proto.Marshal(j)
-		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(keys.Job(id), string(val))).Commit()
+		val, err := s.Encode(j)
 		if err != nil {
-			return nil, etcdErr("CancelJob", err)
+			return nil, err
+		}
+		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(keys.Job(id), val)).Commit()
+		if err != nil {
+			return nil, apierr.Etcd("CancelJob", err)
 		}
 		if resp.Succeeded {
 			return j, nil
 		}
 	}
-	return nil, apierr.New(codes.Aborted, "CONTENTION", "job %s kept changing: retry the cancel", id)
+	return nil, apierr.New(codes.Aborted, store.ReasonContention, "job %s kept changing: retry the cancel", id)
 }
 
 // Update applies change to the stored job and writes it if the job did not change
@@ -271,25 +195,16 @@ func (s *Store) RequestCancel(ctx context.Context, id string) (*converterv1.Job,
 // write nothing. It is for what the API or a worker without the claim records
 // (a decommission, why a queued job waits); a claimed job is written by its holder.
 func (s *Store) Update(ctx context.Context, id string, change func(*converterv1.Job) (bool, error)) (*converterv1.Job, error) {
-	for range 10 {
-		j, rev, err := s.Get(ctx, id)
-		if err != nil {
-			return nil, err
-		}
+	return s.Store.Update(ctx, id, func(j *converterv1.Job) (bool, error) {
 		ok, err := change(j)
-		if err != nil || !ok {
-			return j, err
+		if ok && err == nil {
+			j.UpdateTime = timestamppb.Now()
 		}
-		j.UpdateTime = timestamppb.Now()
-		val, _ := proto.Marshal(j)
-		resp, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)).
-			Then(clientv3.OpPut(keys.Job(id), string(val))).Commit()
-		if err != nil {
-			return nil, etcdErr("update job", err)
-		}
-		if resp.Succeeded {
-			return j, nil
-		}
-	}
-	return nil, apierr.New(codes.Aborted, "CONTENTION", "job %s kept changing: retry", id)
+		return ok, err
+	})
 }
+
+// Reasons of the converter's errors that callers branch on.
+const (
+	ReasonJobEnded = "JOB_ENDED"
+)

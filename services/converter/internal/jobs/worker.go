@@ -15,6 +15,7 @@ import (
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 )
 
 // Executor runs a job's steps, cleans up after a failed or cancelled one, and
@@ -94,11 +95,6 @@ func (w *Worker) scan(ctx context.Context) {
 	if sess == nil || w.busy() >= w.Concurrency {
 		return
 	}
-	list, _, err := w.Store.List(ctx)
-	if err != nil {
-		w.Log.Warn("list jobs", "err", err)
-		return
-	}
 	claims, err := w.Etcd.Get(ctx, keys.ClaimsPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return
@@ -107,42 +103,55 @@ func (w *Worker) scan(ctx context.Context) {
 	for _, kv := range claims.Kvs {
 		held[string(kv.Key)[len(keys.ClaimsPrefix):]] = true
 	}
-	for i := len(list) - 1; i >= 0 && w.busy() < w.Concurrency; i-- { // oldest first
-		j := list[i]
+	// Job IDs sort by age: oldest first, read in batches, as far as there is room.
+	_, err = w.Store.Walk(ctx, "", store.Ascending, store.DefaultBatch, func(j *converterv1.Job, _ int64) (bool, error) {
+		if w.busy() >= w.Concurrency {
+			return true, nil
+		}
 		id, _ := ID(j.GetName())
 		if Terminal(j.GetState()) || held[id] {
-			continue
+			return false, nil
 		}
-		slots, waiting, err := w.takeSlots(ctx, id, j, sess.Lease())
-		if err != nil {
-			continue
-		}
-		if waiting != "" {
-			if j.GetWaiting() != waiting && j.GetState() == converterv1.JobState_JOB_STATE_QUEUED {
-				_, _ = w.Store.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
-					ok := cur.GetState() == converterv1.JobState_JOB_STATE_QUEUED && cur.GetWaiting() != waiting
-					cur.Waiting = waiting
-					return ok, nil
-				})
-			}
-			continue
-		}
-		claimed, ok, err := w.Store.Claim(ctx, id, w.Instance, sess.Lease())
-		if err != nil || !ok {
-			w.giveSlots(context.WithoutCancel(ctx), id, slots)
-			continue
-		}
-		w.mu.Lock()
-		w.running[id] = true
-		w.mu.Unlock()
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			defer func() { w.mu.Lock(); delete(w.running, id); w.mu.Unlock() }()
-			defer w.giveSlots(context.WithoutCancel(ctx), id, slots)
-			w.run(ctx, id, claimed, sess)
-		}()
+		w.tryClaim(ctx, sess, id, j)
+		return false, nil
+	})
+	if err != nil {
+		w.Log.Warn("list jobs", "err", err)
 	}
+}
+
+// tryClaim claims job id for this worker and runs it, unless the clouds it needs
+// have no free slot (then the job records what it waits for).
+func (w *Worker) tryClaim(ctx context.Context, sess *concurrency.Session, id string, j *converterv1.Job) {
+	slots, waiting, err := w.takeSlots(ctx, id, j, sess.Lease())
+	if err != nil {
+		return
+	}
+	if waiting != "" {
+		if j.GetWaiting() != waiting && j.GetState() == converterv1.JobState_JOB_STATE_QUEUED {
+			_, _ = w.Store.Update(ctx, id, func(cur *converterv1.Job) (bool, error) {
+				ok := cur.GetState() == converterv1.JobState_JOB_STATE_QUEUED && cur.GetWaiting() != waiting
+				cur.Waiting = waiting
+				return ok, nil
+			})
+		}
+		return
+	}
+	claimed, ok, err := w.Store.Claim(ctx, id, w.Instance, sess.Lease())
+	if err != nil || !ok {
+		w.giveSlots(context.WithoutCancel(ctx), id, slots)
+		return
+	}
+	w.mu.Lock()
+	w.running[id] = true
+	w.mu.Unlock()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { w.mu.Lock(); delete(w.running, id); w.mu.Unlock() }()
+		defer w.giveSlots(context.WithoutCancel(ctx), id, slots)
+		w.run(ctx, id, claimed, sess)
+	}()
 }
 
 func (w *Worker) run(ctx context.Context, id string, j *converterv1.Job, sess *concurrency.Session) {
@@ -166,7 +175,7 @@ func (w *Worker) run(ctx context.Context, id string, j *converterv1.Job, sess *c
 					return
 				}
 				for _, ev := range resp.Events {
-					if cur, err := decode(ev.Kv.Value); err == nil && cur.GetCancelRequested() {
+					if cur, err := w.Store.Decode(ev.Kv); err == nil && cur.GetCancelRequested() {
 						cancelled.Store(true)
 						stop()
 					}

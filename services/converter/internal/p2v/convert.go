@@ -135,218 +135,306 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 	if err := os.MkdirAll(o.Work, 0o700); err != nil {
 		return nil, err
 	}
-	u := &undo{log: o.Log, record: recorder(o.Work)}
-	raw := filepath.Join(o.Work, "disk.raw") // scratch: removed whatever happens
+	c := &conversion{o: o, u: &undo{log: o.Log, record: recorder(o.Work)}, raw: filepath.Join(o.Work, "disk.raw"), // scratch: removed whatever happens
+		res: &Result{Timings: map[string]int64{}}, t0: time.Now()}
+	res = c.res
 	defer func() {
-		if uerr := u.run(); uerr != nil {
+		if uerr := c.u.run(); uerr != nil {
 			err = errors.Join(err, fmt.Errorf("p2v clean-up: %w", uerr))
 		}
-		_ = os.Remove(raw)
+		_ = os.Remove(c.raw)
 		_ = os.Remove(filepath.Join(o.Work, "core.img"))
-		if err != nil && res != nil && res.Image != "" {
+		if err != nil && res.Image != "" {
 			_ = os.Remove(res.Image)
 		}
 	}()
-	res = &Result{Timings: map[string]int64{}}
-	t0 := time.Now()
-	lap := func(name string) { res.Timings[name] = time.Since(t0).Milliseconds(); t0 = time.Now() }
-	o.Step("inspect")
-	src, a, err := inspect(ctx, u, path, o.Work, o.MoreDisks...)
-	res.Source, res.Analysis = src, a
-	if err != nil {
-		return res, err
-	}
-	lap("inspect")
-
-	// The new disk: one partition, sized from what the mounted file systems use.
-	o.Step("build")
-	var used int64
-	var mounted []Partition
-	srcESP := src.esp()
-	for _, p := range src.Partitions {
-		if p.MountPoint != "" && p.mnt != "" && (srcESP == nil || p.device != srcESP.device) {
-			used += p.UsedBytes
-			mounted = append(mounted, p)
+	for _, st := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"inspect", func(ctx context.Context) error { return c.inspect(ctx, path) }},
+		{"build", c.build},
+		{"copy", c.copy},
+		{"fixup", c.fixup}, // cloud-init and initramfs are stages of their own inside
+		{"bootloader", c.bootloader},
+		{"qcow2", c.qcow2},
+	} {
+		if st.name != "fixup" {
+			o.Step(st.name)
 		}
-	}
-	uefi := a.Firmware == "uefi"
-	res.Firmware = a.Firmware
-	espVol := newVolumeID()
-	if uefi {
-		res.ESPUUID = espVol[:4] + "-" + espVol[4:]
-	}
-	size := int64(float64(used)*(1+o.Headroom)) + 512<<20
-	size = max(size, 2<<30)
-	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
-	res.Size, res.RootUUID = size, newUUID()
-	res.Image = filepath.Join(o.Work, "disk.qcow2")
-	f, err := os.Create(raw)
-	if err != nil {
-		return res, err
-	}
-	_ = f.Close()
-	if err := os.Truncate(raw, size); err != nil {
-		return res, err
-	}
-	table := "label: dos\nstart=2048, type=83, bootable\n"
-	if uefi {
-		// GPT: the EFI system partition, then the root.
-		table = "label: gpt\nstart=2048, size=" + fmt.Sprint(espBytes/512) + ", type=" + ESPType + ", name=EFI\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n"
-		size += espBytes
-		res.Size = size
-		if err := os.Truncate(raw, size); err != nil {
+		if err := st.run(ctx); err != nil {
 			return res, err
 		}
-	}
-	if err := runIn(ctx, table, "sfdisk", "-q", raw); err != nil {
-		return res, err
-	}
-	dst, err := attach(ctx, u, raw, false)
-	if err != nil {
-		return res, err
-	}
-	part := dst.Partitions[0].device
-	if uefi {
-		part = dst.Partitions[1].device
-	}
-	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-U", res.RootUUID, "-L", "root", part); err != nil {
-		return res, err
-	}
-	nt := filepath.Join(o.Work, "new")
-	if err := os.MkdirAll(nt, 0o755); err != nil {
-		return res, err
-	}
-	if _, err := run(ctx, "mount", "-t", "ext4", part, nt); err != nil {
-		return res, err
-	}
-	u.push(func() error { return umount(nt) })
-	lap("build")
-
-	// Copy each file system into place, the root first.
-	o.Step("copy")
-	sort.Slice(mounted, func(i, j int) bool { return len(mounted[i].MountPoint) < len(mounted[j].MountPoint) })
-	for _, p := range mounted {
-		to, err := safeDir(nt, p.MountPoint)
-		if err != nil {
-			return res, err
-		}
-		if err := copyTree(ctx, p.mnt, to, p.MountPoint != "/"); err != nil {
-			return res, fmt.Errorf("copy %s: %w", p.MountPoint, err)
+		if st.name != "fixup" {
+			c.lap(st.name)
 		}
 	}
-	lap("copy")
-
-	// Fix it up: files from Go, then commands in a chroot.
-	o.Step("fixup")
-	kernel := ""
-	if n := len(a.Kernels); n > 0 {
-		kernel = a.Kernels[n-1]
-	}
-	fx, err := PlanFixup(nt, a, res.RootUUID, kernel, o.NICs, o.KeyPairUser)
-	if err != nil {
-		return res, err
-	}
-	res.Notes = append(res.Notes, fx.Notes...)
-	if uefi {
-		fx.Files["/etc/fstab"] += fmt.Sprintf("UUID=%s  /boot/efi  vfat  umask=0077  0  1\n", res.ESPUUID)
-	}
-	for p, content := range fx.Files {
-		if err := writeIn(nt, p, content, 0o644); err != nil {
-			return res, err
-		}
-		if m, ok := fx.Modes[p]; ok {
-			if err := chmodIn(nt, p, m); err != nil {
-				return res, err
-			}
-		}
-	}
-	if err := chrootPrep(u, nt); err != nil {
-		return res, err
-	}
-	if !a.CloudInit {
-		o.Step("cloud-init")
-		if err := installCloudInit(ctx, nt, a, o.CloudInitDebs); err != nil {
-			return res, err
-		}
-		res.Notes = append(res.Notes, "cloud-init installed (datasources ConfigDrive, OpenStack; network configuration left to the server)")
-	}
-	lap("cloud-init")
-	o.Step("initramfs")
-	for _, c := range fx.Commands {
-		if err := runGuest(ctx, nt, false, c...); err != nil {
-			return res, err
-		}
-	}
-	lap("initramfs")
-
-	// GRUB for BIOS: the modules, our menu, core.img in the gap, boot.img in the MBR.
-	o.Step("bootloader")
-	mods, err := safeDir(nt, "/boot/grub/i386-pc")
-	if err != nil {
-		return res, err
-	}
-	if _, err := run(ctx, "sh", "-c", `cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$1"`, "sh", mods); err != nil {
-		return res, err
-	}
-	if a.Bootloader == "grub2" && a.GrubConfig != "/boot/grub/grub.cfg" && a.GrubConfig != "" { // RHEL's /boot/grub2: keep both paths working
-		if err := writeIn(nt, a.GrubConfig, GrubConfig(a, res.RootUUID), 0o644); err != nil {
-			return res, err
-		}
-	}
-	if err := writeIn(nt, "/boot/grub/grub.cfg", GrubConfig(a, res.RootUUID), 0o644); err != nil {
-		return res, err
-	}
-	if uefi {
-		// The new EFI system partition: what the old one held (the vendor's boot
-		// files, their grub.cfg stubs pointed at the new root) and GRUB at the
-		// fallback path, written with mtools.
-		stage := filepath.Join(o.Work, "esp")
-		if err := os.MkdirAll(stage, 0o755); err != nil {
-			return res, err
-		}
-		if _, err := safeDir(nt, "/boot/efi"); err != nil { // the mount point in the root, too
-			return res, err
-		}
-		if srcESP != nil && srcESP.mnt != "" {
-			if _, err := run(ctx, "cp", "-r", srcESP.mnt+"/.", stage); err != nil {
-				return res, fmt.Errorf("copy the EFI system partition: %w", err)
-			}
-		}
-		if err := installGrubEFI(ctx, nt, stage, res.RootUUID); err != nil {
-			return res, err
-		}
-		if err := fillFAT(ctx, dst.Partitions[0].device, espVol, "EFI", stage); err != nil {
-			return res, fmt.Errorf("the new EFI system partition: %w", err)
-		}
-		_ = os.RemoveAll(stage)
-	}
-	core := filepath.Join(o.Work, "core.img")
-	if !uefi {
-		if _, err := run(ctx, "grub-mkimage", "-O", "i386-pc", "-o", core, "-p", "(hd0,msdos1)/boot/grub",
-			"biosdisk", "part_msdos", "ext2", "search_fs_uuid", "search", "normal", "linux", "serial", "terminal"); err != nil {
-			return res, err
-		}
-	}
-	// Detach the new disk (and everything on it) before writing its first sectors.
-	if err := u.run(); err != nil {
-		return res, err
-	}
-	if !uefi {
-		if _, err := run(ctx, "dd", "if=/usr/lib/grub/i386-pc/boot.img", "of="+raw, "bs=440", "count=1", "conv=notrunc", "status=none"); err != nil {
-			return res, err
-		}
-		if _, err := run(ctx, "dd", "if="+core, "of="+raw, "bs=512", "seek=1", "conv=notrunc", "status=none"); err != nil {
-			return res, err
-		}
-	}
-	lap("bootloader")
-	o.Step("qcow2")
-	if _, err := run(ctx, "qemu-img", "convert", "-O", "qcow2", raw, res.Image); err != nil {
-		return res, err
-	}
-	lap("qcow2")
 	return res, nil
 }
+
+// conversion is one Convert's state, passed from stage to stage.
+type conversion struct {
+	o   Options
+	u   *undo
+	raw string // the new disk, raw, in the work directory
+	res *Result
+	t0  time.Time
+
+	src     *Disk
+	a       *Analysis
+	mounted []Partition // the source's mounted file systems, its ESP aside
+	boot    bootloader
+	dst     *Disk  // the new disk, attached
+	nt      string // the new root, mounted
+}
+
+func (c *conversion) lap(name string) {
+	c.res.Timings[name] = time.Since(c.t0).Milliseconds()
+	c.t0 = time.Now()
+}
+
+// inspect attaches the source read-only and analyses it; the firmware it boots with
+// chooses the bootloader.
+func (c *conversion) inspect(ctx context.Context, path string) error {
+	src, a, err := inspect(ctx, c.u, path, c.o.Work, c.o.MoreDisks...)
+	c.src, c.a, c.res.Source, c.res.Analysis = src, a, src, a
+	if err != nil {
+		return err
+	}
+	c.res.Firmware = a.Firmware
+	if a.Firmware == "uefi" {
+		b := &uefiBoot{vol: newVolumeID(), srcESP: src.esp(), work: c.o.Work}
+		c.res.ESPUUID = b.vol[:4] + "-" + b.vol[4:]
+		c.boot = b
+	} else {
+		c.boot = &biosBoot{core: filepath.Join(c.o.Work, "core.img")}
+	}
+	return nil
+}
+
+// build makes the new disk: one root partition (after an EFI system partition for
+// UEFI) sized from what the mounted file systems use plus headroom, ext4, mounted.
+func (c *conversion) build(ctx context.Context) error {
+	var used int64
+	srcESP := c.src.esp()
+	for _, p := range c.src.Partitions {
+		if p.MountPoint != "" && p.mnt != "" && (srcESP == nil || p.device != srcESP.device) {
+			used += p.UsedBytes
+			c.mounted = append(c.mounted, p)
+		}
+	}
+	size := int64(float64(used)*(1+c.o.Headroom)) + 512<<20
+	size = max(size, 2<<30)
+	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
+	table, extra, root := c.boot.layout()
+	size += extra
+	c.res.Size, c.res.RootUUID = size, newUUID()
+	c.res.Image = filepath.Join(c.o.Work, "disk.qcow2")
+	f, err := os.Create(c.raw)
+	if err != nil {
+		return err
+	}
+	_ = f.Close()
+	if err := os.Truncate(c.raw, size); err != nil {
+		return err
+	}
+	if err := runIn(ctx, table, "sfdisk", "-q", c.raw); err != nil {
+		return err
+	}
+	if c.dst, err = attach(ctx, c.u, c.raw, false); err != nil {
+		return err
+	}
+	part := c.dst.Partitions[root].device
+	if _, err := run(ctx, "mkfs.ext4", "-q", "-F", "-U", c.res.RootUUID, "-L", "root", part); err != nil {
+		return err
+	}
+	c.nt = filepath.Join(c.o.Work, "new")
+	if err := os.MkdirAll(c.nt, 0o755); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "mount", "-t", "ext4", part, c.nt); err != nil {
+		return err
+	}
+	c.u.push(func() error { return umount(c.nt) })
+	return nil
+}
+
+// copy copies each file system into place, the root first.
+func (c *conversion) copy(ctx context.Context) error {
+	sort.Slice(c.mounted, func(i, j int) bool { return len(c.mounted[i].MountPoint) < len(c.mounted[j].MountPoint) })
+	for _, p := range c.mounted {
+		to, err := safeDir(c.nt, p.MountPoint)
+		if err != nil {
+			return err
+		}
+		if err := copyTree(ctx, p.mnt, to, p.MountPoint != "/"); err != nil {
+			return fmt.Errorf("copy %s: %w", p.MountPoint, err)
+		}
+	}
+	return nil
+}
+
+// fixup writes the planned files from Go, then runs the guest's own tools in its
+// sandbox: cloud-init's install when the server has none, then the initramfs.
+func (c *conversion) fixup(ctx context.Context) error {
+	c.o.Step("fixup")
+	kernel := ""
+	if n := len(c.a.Kernels); n > 0 {
+		kernel = c.a.Kernels[n-1]
+	}
+	fx, err := PlanFixup(c.nt, c.a, c.res.RootUUID, kernel, c.o.NICs, c.o.KeyPairUser)
+	if err != nil {
+		return err
+	}
+	c.res.Notes = append(c.res.Notes, fx.Notes...)
+	fx.Files["/etc/fstab"] += c.boot.fstab()
+	for p, content := range fx.Files {
+		if err := writeIn(c.nt, p, content, 0o644); err != nil {
+			return err
+		}
+		if m, ok := fx.Modes[p]; ok {
+			if err := chmodIn(c.nt, p, m); err != nil {
+				return err
+			}
+		}
+	}
+	if err := chrootPrep(c.u, c.nt); err != nil {
+		return err
+	}
+	if !c.a.CloudInit {
+		c.o.Step("cloud-init")
+		if err := installCloudInit(ctx, c.nt, c.a, c.o.CloudInitDebs); err != nil {
+			return err
+		}
+		c.res.Notes = append(c.res.Notes, "cloud-init installed (datasources ConfigDrive, OpenStack; network configuration left to the server)")
+	}
+	c.lap("cloud-init")
+	c.o.Step("initramfs")
+	for _, cmd := range fx.Commands {
+		if err := runGuest(ctx, c.nt, false, cmd...); err != nil {
+			return err
+		}
+	}
+	c.lap("initramfs")
+	return nil
+}
+
+// bootloader writes GRUB's menu (for both firmwares: the BIOS modules and the
+// menu at /boot/grub, and at RHEL's /boot/grub2 too), installs the firmware's
+// GRUB into the mounted disk, detaches the disk and writes what goes outside
+// partitions.
+func (c *conversion) bootloader(ctx context.Context) error {
+	mods, err := safeDir(c.nt, "/boot/grub/i386-pc")
+	if err != nil {
+		return err
+	}
+	if _, err := run(ctx, "sh", "-c", `cp /usr/lib/grub/i386-pc/*.mod /usr/lib/grub/i386-pc/*.lst "$1"`, "sh", mods); err != nil {
+		return err
+	}
+	cfg := GrubConfig(c.a, c.res.RootUUID)
+	if c.a.Bootloader == "grub2" && c.a.GrubConfig != "/boot/grub/grub.cfg" && c.a.GrubConfig != "" { // RHEL's /boot/grub2: keep both paths working
+		if err := writeIn(c.nt, c.a.GrubConfig, cfg, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := writeIn(c.nt, "/boot/grub/grub.cfg", cfg, 0o644); err != nil {
+		return err
+	}
+	if err := c.boot.install(ctx, c.nt, c.dst, c.res.RootUUID); err != nil {
+		return err
+	}
+	// Detach the new disk (and everything on it) before writing its first sectors.
+	if err := c.u.run(); err != nil {
+		return err
+	}
+	return c.boot.finish(ctx, c.raw)
+}
+
+func (c *conversion) qcow2(ctx context.Context) error {
+	_, err := run(ctx, "qemu-img", "convert", "-O", "qcow2", c.raw, c.res.Image)
+	return err
+}
+
+// bootloader is how the converted image boots: from the BIOS (GRUB's boot.img in
+// the MBR, core.img in the gap before the first partition) or from UEFI (GRUB at
+// the fallback path of a new EFI system partition).
+type bootloader interface {
+	// layout is the new disk's sfdisk script, the bytes it adds to the root's size,
+	// and the root partition's index.
+	layout() (table string, extra int64, root int)
+	// fstab is what /etc/fstab needs besides the root's line.
+	fstab() string
+	// install runs with the new root mounted at nt and the new disk attached.
+	install(ctx context.Context, nt string, dst *Disk, rootUUID string) error
+	// finish runs on the raw disk once it is detached.
+	finish(ctx context.Context, raw string) error
+}
+
+// biosBoot: an MBR disk, one bootable partition.
+type biosBoot struct{ core string }
+
+func (b *biosBoot) layout() (string, int64, int) {
+	return "label: dos\nstart=2048, type=83, bootable\n", 0, 0
+}
+
+func (b *biosBoot) fstab() string { return "" }
+
+func (b *biosBoot) install(ctx context.Context, _ string, _ *Disk, _ string) error {
+	_, err := run(ctx, "grub-mkimage", "-O", "i386-pc", "-o", b.core, "-p", "(hd0,msdos1)/boot/grub",
+		"biosdisk", "part_msdos", "ext2", "search_fs_uuid", "search", "normal", "linux", "serial", "terminal")
+	return err
+}
+
+func (b *biosBoot) finish(ctx context.Context, raw string) error {
+	if _, err := run(ctx, "dd", "if=/usr/lib/grub/i386-pc/boot.img", "of="+raw, "bs=440", "count=1", "conv=notrunc", "status=none"); err != nil {
+		return err
+	}
+	_, err := run(ctx, "dd", "if="+b.core, "of="+raw, "bs=512", "seek=1", "conv=notrunc", "status=none")
+	return err
+}
+
+// uefiBoot: a GPT disk, the EFI system partition then the root.
+type uefiBoot struct {
+	vol    string     // the new ESP's FAT volume ID
+	srcESP *Partition // the source's ESP (its vendor files are kept), or nil
+	work   string
+}
+
+func (b *uefiBoot) layout() (string, int64, int) {
+	return "label: gpt\nstart=2048, size=" + fmt.Sprint(espBytes/512) + ", type=" + ESPType + ", name=EFI\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n", espBytes, 1
+}
+
+func (b *uefiBoot) fstab() string {
+	return fmt.Sprintf("UUID=%s  /boot/efi  vfat  umask=0077  0  1\n", b.vol[:4]+"-"+b.vol[4:])
+}
+
+// install fills the new EFI system partition: what the old one held (the vendor's
+// boot files, their grub.cfg stubs pointed at the new root) and GRUB at the
+// fallback path, written with mtools.
+func (b *uefiBoot) install(ctx context.Context, nt string, dst *Disk, rootUUID string) error {
+	stage := filepath.Join(b.work, "esp")
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return err
+	}
+	defer os.RemoveAll(stage)
+	if _, err := safeDir(nt, "/boot/efi"); err != nil { // the mount point in the root, too
+		return err
+	}
+	if b.srcESP != nil && b.srcESP.mnt != "" {
+		if _, err := run(ctx, "cp", "-r", b.srcESP.mnt+"/.", stage); err != nil {
+			return fmt.Errorf("copy the EFI system partition: %w", err)
+		}
+	}
+	if err := installGrubEFI(ctx, nt, stage, rootUUID); err != nil {
+		return err
+	}
+	if err := fillFAT(ctx, dst.Partitions[0].device, b.vol, "EFI", stage); err != nil {
+		return fmt.Errorf("the new EFI system partition: %w", err)
+	}
+	return nil
+}
+
+func (b *uefiBoot) finish(context.Context, string) error { return nil }
 
 // espBytes is the size of the EFI system partition of a UEFI image.
 const espBytes = 256 << 20

@@ -15,9 +15,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/jobs"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // TestV2VMovesAFakeDriverServer: a web server of the estate on Nova's fake driver —
@@ -32,7 +32,7 @@ func TestV2VMovesAFakeDriverServer(t *testing.T) {
 	ctx := t.Context()
 	tag := fmt.Sprintf("ctest-web-%d", time.Now().UnixNano())
 	src := devcloud.BootStandin(t, tag, "10.101.0.131", map[string]string{"role": "web"})
-	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/tilt/devcloud/cmd/hikkoshi-devcloud")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestV2VKeepsEveryNIC(t *testing.T) {
 		t.Fatalf("the moved server's NICs in the guest's order %v, the source's %v", got, srcMACs)
 	}
 	t.Logf("NICs in the guest's order, MACs kept: %v; source interfaces %s", got, describe(ifaces))
-	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/tilt/devcloud/cmd/hikkoshi-devcloud")
 	if err != nil {
 		t.Fatal(err)
 	}

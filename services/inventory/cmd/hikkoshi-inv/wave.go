@@ -101,9 +101,16 @@ func newWave(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := g.ctx(cmd)
 			defer cancel()
-			resp, err := runs().ListRuns(ctx, &inventoryv1.ListRunsRequest{Wave: wave})
-			if err != nil {
-				return err
+			resp := &inventoryv1.ListRunsResponse{}
+			for token := ""; ; {
+				page, err := runs().ListRuns(ctx, &inventoryv1.ListRunsRequest{Wave: wave, PageSize: 500, PageToken: token})
+				if err != nil {
+					return err
+				}
+				resp.Runs = append(resp.Runs, page.GetRuns()...)
+				if token = page.GetNextPageToken(); token == "" {
+					break
+				}
 			}
 			g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "RUN\tWAVE\tTO\tSTATE\tWORKLOADS\tREASON")

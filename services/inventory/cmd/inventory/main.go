@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
 	"syscall"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -38,28 +36,39 @@ func main() {
 	}
 }
 
+// config is the inventory's configuration: the flags, then what validate makes of
+// them.
+type config struct {
+	service.Config
+	cloudsYAML, sources, destinations string
+	srcs, dsts                        []string // made by validate
+}
+
+func (c *config) register(fs *flag.FlagSet) {
+	c.RegisterFlags(fs)
+	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.StringVar(&c.sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
+	fs.StringVar(&c.destinations, "destination-clouds", "", "comma-separated clouds.yaml entries of the destination clouds GetPreflight checks against")
+}
+
+// validate makes the parsed forms (every value the inventory's flags take runs).
+func (c *config) validate() error {
+	c.srcs, c.dsts = service.SplitList(c.sources), service.SplitList(c.destinations)
+	return nil
+}
+
 func run(ctx context.Context, args []string) error {
-	cfg := service.NewConfig("inventory", DefaultPort)
+	cfg := &config{Config: service.NewConfig("inventory", DefaultPort)}
 	fs := flag.NewFlagSet("inventory", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	var cloudsYAML, sources, destinations string
-	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
-	fs.StringVar(&sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
-	fs.StringVar(&destinations, "destination-clouds", "", "comma-separated clouds.yaml entries of the destination clouds GetPreflight checks against")
+	cfg.register(fs)
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	list := func(s string) []string {
-		var out []string
-		for _, c := range strings.Split(s, ",") {
-			if c = strings.TrimSpace(c); c != "" {
-				out = append(out, c)
-			}
-		}
-		return out
+	if err := cfg.validate(); err != nil {
+		return err
 	}
-	srcs, dsts := list(sources), list(destinations)
-	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
+	cloudsYAML, srcs, dsts := cfg.cloudsYAML, cfg.srcs, cfg.dsts
+	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
 		store, err := registry.NewStore(rt.Etcd)
 		if err != nil {
 			return err
@@ -95,43 +104,22 @@ func startRunner(rt *service.Runtime, eng *runner.Engine, cloudsYAML string, dst
 		}
 		conns[svc] = conn
 	}
-	var mu sync.Mutex
-	compute := map[string]*gophercloud.ServiceClient{}
 	eng.Deps = runner.Deps{
 		Converter: converterv1.NewConverterServiceClient(conns["converter"]),
 		LB:        lbaasv1.NewLoadBalancerServiceClient(conns["lbaas"]),
 		Netbridge: netbridgev1.NewNetbridgeServiceClient(conns["netbridge"]),
-		Compute: func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if c := compute[name]; c != nil {
-				return c, nil
-			}
-			var opts []cloud.Option
-			if cloudsYAML != "" {
-				opts = append(opts, cloud.WithCloudsYAML(cloudsYAML))
-			}
-			c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-inventory-runner"))...)
+		Compute: cloud.Memo(func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
+			c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(cloudsYAML), cloud.WithUserAgent("hikkoshi-inventory-runner"))
 			if err != nil {
 				return nil, err
 			}
-			cc, err := c.Compute()
-			if err != nil {
-				return nil, err
-			}
-			compute[name] = cc
-			return cc, nil
-		},
+			return c.Compute()
+		}),
 		Preflight:    syncer.Preflight,
 		Destinations: dsts,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); eng.Run(ctx) }()
-	go func() { <-rt.Stopping(); cancel() }()
-	rt.OnShutdown(func() {
-		cancel()
-		<-done
+	rt.Go(eng.Run)
+	rt.OnShutdown(func() { // after the engine has stopped
 		for _, c := range conns {
 			_ = c.Close()
 		}

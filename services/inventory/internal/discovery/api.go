@@ -24,7 +24,7 @@ func syncID(name string) (string, bool) {
 func decodeSync(b []byte) (*inventoryv1.Sync, error) {
 	sy := &inventoryv1.Sync{}
 	if err := proto.Unmarshal(b, sy); err != nil {
-		return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "a sync record is not a Sync: %v", err)
+		return nil, apierr.Corrupt("a sync record is not a Sync: %v", err)
 	}
 	return sy, nil
 }
@@ -155,7 +155,7 @@ func (s *Syncer) Networks(ctx context.Context, cloudName string) ([]*inventoryv1
 	for _, kv := range resp.Kvs {
 		n := &inventoryv1.Network{}
 		if err := proto.Unmarshal(kv.Value, n); err != nil {
-			return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "a network record is not a Network: %v", err)
+			return nil, apierr.Corrupt("a network record is not a Network: %v", err)
 		}
 		out = append(out, n)
 	}

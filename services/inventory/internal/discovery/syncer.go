@@ -49,11 +49,7 @@ type Opener func(ctx context.Context, cloudName string, count func()) (Clients, 
 // CloudsYAMLOpener opens clouds from a clouds.yaml file ("" for the usual places).
 func CloudsYAMLOpener(cloudsYAML string) Opener {
 	return func(ctx context.Context, name string, count func()) (Clients, string, error) {
-		var opts []cloud.Option
-		if cloudsYAML != "" {
-			opts = append(opts, cloud.WithCloudsYAML(cloudsYAML))
-		}
-		c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-inventory"))...)
+		c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(cloudsYAML), cloud.WithUserAgent("hikkoshi-inventory"))
 		if err != nil {
 			return Clients{}, "", err
 		}
@@ -405,7 +401,7 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 					count(func(c *inventoryv1.SyncCounts) { c.Created++; c.EtcdWrites++ })
 					return nil
 				}
-				if apierr.Reason(err) != "WORKLOAD_EXISTS" {
+				if apierr.Reason(err) != registry.ReasonExists {
 					return fmt.Errorf("create the workload of server %s: %w", srv.ID, err)
 				}
 				cur = &inventoryv1.Workload{Name: "workloads/" + WorkloadID(srv.ID)}

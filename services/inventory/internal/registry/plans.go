@@ -30,14 +30,14 @@ func (s *Server) readPlan(ctx context.Context, name string) (*inventoryv1.Plan, 
 	}
 	resp, err := s.store.c.Get(ctx, keys.Plan(id))
 	if err != nil {
-		return nil, 0, etcdErr("GetPlan", err)
+		return nil, 0, apierr.Etcd("GetPlan", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return nil, 0, apierr.New(codes.NotFound, "PLAN_NOT_FOUND", "no plan %q (a plan not accepted expires %s after it was made: make a new one)", name, ProposedPlanTTL)
 	}
 	p := &inventoryv1.Plan{}
 	if err := proto.Unmarshal(resp.Kvs[0].Value, p); err != nil {
-		return nil, 0, apierr.New(codes.Internal, "CORRUPT_RECORD", "plan %s: %v", name, err)
+		return nil, 0, apierr.Corrupt("plan %s: %v", name, err)
 	}
 	return p, resp.Kvs[0].ModRevision, nil
 }
@@ -71,10 +71,10 @@ func (s *Server) CreatePlan(ctx context.Context, req *inventoryv1.CreatePlanRequ
 	// ProposedPlanTTL, it goes (AcceptPlan writes it again without the lease).
 	lease, err := s.store.c.Grant(ctx, int64(ProposedPlanTTL/time.Second))
 	if err != nil {
-		return nil, etcdErr("CreatePlan", err)
+		return nil, apierr.Etcd("CreatePlan", err)
 	}
 	if _, err := s.store.c.Put(ctx, keys.Plan(id), string(val), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, etcdErr("CreatePlan", err)
+		return nil, apierr.Etcd("CreatePlan", err)
 	}
 	return &inventoryv1.CreatePlanResponse{Plan: p}, nil
 }
@@ -135,7 +135,7 @@ func (s *Server) AcceptPlan(ctx context.Context, req *inventoryv1.AcceptPlanRequ
 	val, _ := proto.Marshal(p)
 	key := keys.Plan(p.GetName()[len("plans/"):])
 	if _, err := s.store.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpPut(key, string(val))).Commit(); err != nil {
-		return nil, etcdErr("AcceptPlan", err)
+		return nil, apierr.Etcd("AcceptPlan", err)
 	}
 	return &inventoryv1.AcceptPlanResponse{Plan: p, Updated: updated}, nil
 }

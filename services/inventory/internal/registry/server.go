@@ -18,6 +18,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 )
 
 // Server implements hikkoshi.inventory.v1.InventoryService on a Store.
@@ -216,7 +217,7 @@ func (s *Server) DeleteWorkload(ctx context.Context, req *inventoryv1.DeleteWork
 		etag = cur.GetEtag()
 	}
 	if err := s.store.Delete(ctx, id, etag); err != nil {
-		if req.GetEtag() == "" && apierr.Reason(err) == "ETAG_MISMATCH" {
+		if req.GetEtag() == "" && apierr.Reason(err) == store.ReasonEtagMismatch {
 			return nil, apierr.New(codes.Aborted, "CONTENTION", "workload %q changed while being deleted: retry", req.GetName())
 		}
 		return nil, err

@@ -151,7 +151,7 @@ func (e *Engine) lead(ctx context.Context, guard []clientv3.Cmp) {
 			continue
 		}
 		for _, kv := range resp.Kvs {
-			if r, err := decode(kv.Value, kv.ModRevision); err == nil && Live(r.GetState()) {
+			if r, err := e.Store.Decode(kv); err == nil && Live(r.GetState()) {
 				id, _ := RunID(r.GetName())
 				start(id)
 			}
@@ -165,7 +165,7 @@ func (e *Engine) lead(ctx context.Context, guard []clientv3.Cmp) {
 				if ev.Type != clientv3.EventTypePut {
 					continue
 				}
-				if r, err := decode(ev.Kv.Value, ev.Kv.ModRevision); err == nil && Live(r.GetState()) {
+				if r, err := e.Store.Decode(ev.Kv); err == nil && Live(r.GetState()) {
 					id, _ := RunID(r.GetName())
 					start(id)
 				}
@@ -351,7 +351,7 @@ func (e *Engine) watchControl(ctx context.Context, id string, c *control) {
 				break
 			}
 			for _, ev := range wr.Events {
-				if r, err := decode(ev.Kv.Value, ev.Kv.ModRevision); err == nil {
+				if r, err := e.Store.Decode(ev.Kv); err == nil {
 					c.set(r)
 				}
 			}

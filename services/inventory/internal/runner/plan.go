@@ -40,7 +40,7 @@ var (
 func acceptedWave(ctx context.Context, c *clientv3.Client, wave int32) (bool, error) {
 	resp, err := c.Get(ctx, keys.Plan(""), clientv3.WithPrefix())
 	if err != nil {
-		return false, etcdErr("read plans", err)
+		return false, apierr.Etcd("read plans", err)
 	}
 	for _, kv := range resp.Kvs {
 		p := &inventoryv1.Plan{}
@@ -252,16 +252,21 @@ func (e *Engine) findBridges(ctx context.Context) (map[string]*netbridgev1.Bridg
 	if e.Deps.Netbridge == nil {
 		return out, nil
 	}
-	resp, err := e.Deps.Netbridge.ListBridges(ctx, &netbridgev1.ListBridgesRequest{})
-	if err != nil {
-		return nil, apierr.New(codes.Unavailable, "NETBRIDGE_UNAVAILABLE", "list the bridges (netbridge): %v", err)
-	}
-	for _, b := range resp.GetBridges() {
-		if b.GetState() == netbridgev1.BridgeState_BRIDGE_STATE_APPLIED && b.GetMode() == netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2 {
-			out[b.GetOld().GetNetworkId()] = b
+	token := ""
+	for {
+		resp, err := e.Deps.Netbridge.ListBridges(ctx, &netbridgev1.ListBridgesRequest{PageSize: 500, PageToken: token})
+		if err != nil {
+			return nil, apierr.New(codes.Unavailable, "NETBRIDGE_UNAVAILABLE", "list the bridges (netbridge): %v", err)
+		}
+		for _, b := range resp.GetBridges() {
+			if b.GetState() == netbridgev1.BridgeState_BRIDGE_STATE_APPLIED && b.GetMode() == netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2 {
+				out[b.GetOld().GetNetworkId()] = b
+			}
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			return out, nil
 		}
 	}
-	return out, nil
 }
 
 // bridgeNetwork is the bridge's network in the new cloud.

@@ -15,7 +15,9 @@ import (
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 )
 
 // Server implements hikkoshi.inventory.v1.WaveRunService.
@@ -191,16 +193,15 @@ func runStateWord(s inventoryv1.RunState) string {
 
 // byRequest finds the run a request_id started, live or not.
 func (s *Server) byRequest(ctx context.Context, wave int32, rid string) (*inventoryv1.Run, bool, error) {
-	runs, err := s.e.Store.List(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	for _, r := range runs {
+	var found *inventoryv1.Run
+	_, err := s.e.Store.Walk(ctx, "", store.Descending, store.DefaultBatch, func(r *inventoryv1.Run, _ int64) (bool, error) {
 		if r.GetRequestId() == rid && r.GetWave() == wave {
-			return r, true, nil
+			found = r
+			return true, nil
 		}
-	}
-	return nil, false, nil
+		return false, nil
+	})
+	return found, found != nil, err
 }
 
 // GetRun implements WaveRunService.
@@ -215,15 +216,23 @@ func (s *Server) GetRun(ctx context.Context, req *inventoryv1.GetRunRequest) (*i
 
 // ListRuns implements WaveRunService.
 func (s *Server) ListRuns(ctx context.Context, req *inventoryv1.ListRunsRequest) (*inventoryv1.ListRunsResponse, error) {
-	runs, err := s.e.Store.List(ctx)
+	size := pagetoken.Size(req.GetPageSize(), 100, 500)
+	fp := pagetoken.MessageFingerprint(req, func(r *inventoryv1.ListRunsRequest) { r.PageSize, r.PageToken = 0, "" })
+	after, err := pagetoken.Decode(req.GetPageToken(), fp)
+	if err != nil {
+		return nil, apierr.InvalidArgument("page_token", "not a next_page_token of an earlier ListRuns with the same wave: start again without page_token")
+	}
+	var keep func(*inventoryv1.Run) bool
+	if w := req.GetWave(); w != 0 {
+		keep = func(r *inventoryv1.Run) bool { return r.GetWave() == w }
+	}
+	runs, next, err := s.e.Store.Page(ctx, after, store.Descending, size, keep)
 	if err != nil {
 		return nil, err
 	}
-	resp := &inventoryv1.ListRunsResponse{}
-	for _, r := range runs {
-		if req.GetWave() == 0 || r.GetWave() == req.GetWave() {
-			resp.Runs = append(resp.Runs, r)
-		}
+	resp := &inventoryv1.ListRunsResponse{Runs: runs}
+	if next != "" {
+		resp.NextPageToken = pagetoken.Encode(next, fp)
 	}
 	return resp, nil
 }
@@ -257,7 +266,7 @@ func (s *Server) WatchRun(req *inventoryv1.WatchRunRequest, stream grpc.ServerSt
 				if ev.Type != clientv3.EventTypePut {
 					return apierr.New(codes.NotFound, "RUN_NOT_FOUND", "run %s was deleted", req.GetName())
 				}
-				cur, err := decode(ev.Kv.Value, ev.Kv.ModRevision)
+				cur, err := s.e.Store.Decode(ev.Kv)
 				if err != nil {
 					return err
 				}

@@ -19,7 +19,7 @@ import (
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // faults are what a chaos round does at a random step of a wave: a kill -9 of a

@@ -28,12 +28,12 @@ import (
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
 	"github.com/hikkoshi/hikkoshi/platform/p2vtest"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
 	"github.com/hikkoshi/hikkoshi/platform/sweep"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
 )
 
 // binaries of the services a wave run calls, built once for the package.
@@ -52,7 +52,7 @@ func serviceBinary(t *testing.T, svc string) string {
 			{"converter", "github.com/hikkoshi/hikkoshi/services/converter/cmd/converter"},
 			{"lbaas", "github.com/hikkoshi/hikkoshi/services/lbaas/cmd/lbaas"},
 			{"netbridge", "github.com/hikkoshi/hikkoshi/services/netbridge/cmd/netbridge"},
-			{"hikkoshi-devcloud", "github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud"},
+			{"hikkoshi-devcloud", "github.com/hikkoshi/hikkoshi/tilt/devcloud/cmd/hikkoshi-devcloud"},
 		} {
 			bin, cleanup, err := servicetest.Build(s.pkg)
 			if err != nil {

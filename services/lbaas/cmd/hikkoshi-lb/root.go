@@ -69,12 +69,7 @@ CLI (--os-cloud or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file).`,
 
 // open authenticates and returns the Octavia client and the cloud (for Neutron).
 func (g *globals) open(ctx context.Context, opts ...octavia.Option) (*octavia.Client, *cloud.Cloud, error) {
-	var copts []cloud.Option
-	if p := os.Getenv("OS_CLIENT_CONFIG_FILE"); p != "" {
-		copts = append(copts, cloud.WithCloudsYAML(p))
-	}
-	copts = append(copts, cloud.WithUserAgent("hikkoshi-lb"))
-	c, err := cloud.Open(ctx, g.cloud, copts...)
+	c, err := cloud.Open(ctx, g.cloud, cloud.WithCloudsYAML(os.Getenv("OS_CLIENT_CONFIG_FILE")), cloud.WithUserAgent("hikkoshi-lb"))
 	if err != nil {
 		return nil, nil, err
 	}

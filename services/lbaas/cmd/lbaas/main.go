@@ -43,35 +43,43 @@ func main() {
 	}
 }
 
+func (c *config) register(fs *flag.FlagSet) {
+	c.RegisterFlags(fs)
+	fs.StringVar(&c.cloud, "cloud", os.Getenv("OS_CLOUD"), "clouds.yaml entry of the cloud whose Octavia this service manages (default $OS_CLOUD)")
+	fs.StringVar(&c.region, "region", os.Getenv("OS_REGION_NAME"), "region (default: the entry's, or $OS_REGION_NAME)")
+	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
+	fs.StringVar(&c.ownerTag, "owner-tag", octavia.DefaultOwnerTag, "tag put on everything the service creates; ListLoadBalancers lists by it")
+	fs.DurationVar(&c.timeout, "octavia-timeout", octavia.DefaultTimeout, "how long one operation may wait for Octavia (PENDING_* to clear, 409/503 retries)")
+	fs.StringVar(&c.createMode, "create-mode", "auto", "auto (single-call create, serial where the provider refuses it or leaves it stuck) or serial")
+	fs.DurationVar(&c.requestTTL, "request-ttl", lbsvc.DefaultRequestTTL, "how long a create's request_id is remembered")
+}
+
+// validate refuses what lbaas cannot run with, naming the flag.
+func (c *config) validate() error {
+	switch {
+	case c.cloud == "":
+		return errors.New("--cloud is empty (and OS_CLOUD is not set): name the clouds.yaml entry of the cloud to manage")
+	case c.createMode != "auto" && c.createMode != "serial":
+		return fmt.Errorf("--create-mode %q: use auto or serial", c.createMode)
+	case c.requestTTL < time.Minute:
+		return fmt.Errorf("--request-ttl %s: use at least 1m", c.requestTTL)
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string) error {
-	cfg := config{Config: service.NewConfig("lbaas", DefaultPort)}
+	cfg := &config{Config: service.NewConfig("lbaas", DefaultPort)}
 	fs := flag.NewFlagSet("lbaas", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	fs.StringVar(&cfg.cloud, "cloud", os.Getenv("OS_CLOUD"), "clouds.yaml entry of the cloud whose Octavia this service manages (default $OS_CLOUD)")
-	fs.StringVar(&cfg.region, "region", os.Getenv("OS_REGION_NAME"), "region (default: the entry's, or $OS_REGION_NAME)")
-	fs.StringVar(&cfg.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
-	fs.StringVar(&cfg.ownerTag, "owner-tag", octavia.DefaultOwnerTag, "tag put on everything the service creates; ListLoadBalancers lists by it")
-	fs.DurationVar(&cfg.timeout, "octavia-timeout", octavia.DefaultTimeout, "how long one operation may wait for Octavia (PENDING_* to clear, 409/503 retries)")
-	fs.StringVar(&cfg.createMode, "create-mode", "auto", "auto (single-call create, serial where the provider refuses it or leaves it stuck) or serial")
-	fs.DurationVar(&cfg.requestTTL, "request-ttl", lbsvc.DefaultRequestTTL, "how long a create's request_id is remembered")
+	cfg.register(fs)
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case cfg.cloud == "":
-		return errors.New("--cloud is empty (and OS_CLOUD is not set): name the clouds.yaml entry of the cloud to manage")
-	case cfg.createMode != "auto" && cfg.createMode != "serial":
-		return fmt.Errorf("--create-mode %q: use auto or serial", cfg.createMode)
-	case cfg.requestTTL < time.Minute:
-		return fmt.Errorf("--request-ttl %s: use at least 1m", cfg.requestTTL)
+	if err := cfg.validate(); err != nil {
+		return err
 	}
 	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
 		m := lbsvc.NewMetrics(rt.Metrics)
-		var copts []cloud.Option
-		if cfg.cloudsYAML != "" {
-			copts = append(copts, cloud.WithCloudsYAML(cfg.cloudsYAML))
-		}
-		c, err := cloud.Open(ctx, cfg.cloud, append(copts, cloud.WithUserAgent("hikkoshi-lbaas"))...)
+		c, err := cloud.Open(ctx, cfg.cloud, cloud.WithCloudsYAML(cfg.cloudsYAML), cloud.WithUserAgent("hikkoshi-lbaas"))
 		if err != nil {
 			return err
 		}

@@ -63,7 +63,7 @@ func (s *Server) readRequest(ctx context.Context, key string) (*requestRecord, e
 	}
 	var rec requestRecord
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
-		return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "request record %s is not JSON: %v", key, err)
+		return nil, apierr.Corrupt("request record %s is not JSON: %v", key, err)
 	}
 	return &rec, nil
 }

@@ -125,7 +125,7 @@ func (s *Server) apply(ctx context.Context, lbID string, pool *pools.Pool, c *lb
 		return fmt.Sprintf("removed: %s:%d (member %s) from pool %s", cur.Address, cur.ProtocolPort, cur.ID, pool.Name), nil
 	case *lbaasv1.MemberChange_Drain:
 		res, err := s.setWeight(ctx, lbID, pool, ch.Drain, 0, f+".drain")
-		if apierr.Reason(err) == "MEMBER_NOT_FOUND" { // takes no connections either
+		if apierr.Reason(err) == ReasonMemberNotFound { // takes no connections either
 			return fmt.Sprintf("unchanged: %s is not in pool %s (nothing to drain)", refString(ch.Drain), pool.Name), nil
 		}
 		return res, err
@@ -138,7 +138,7 @@ func (s *Server) apply(ctx context.Context, lbID string, pool *pools.Pool, c *lb
 func (s *Server) setWeight(ctx context.Context, lbID string, pool *pools.Pool, ref *lbaasv1.MemberRef, w int, f string) (string, error) {
 	cur, err := s.findRef(ctx, pool, ref, f)
 	if octavia.IsNotFound(err) {
-		return "", apierr.New(codes.NotFound, "MEMBER_NOT_FOUND", "%s: pool %s has no member %s", f, pool.Name, refString(ref))
+		return "", apierr.New(codes.NotFound, ReasonMemberNotFound, "%s: pool %s has no member %s", f, pool.Name, refString(ref))
 	}
 	if err != nil {
 		return "", err
@@ -188,3 +188,6 @@ func resultWord(result string) string {
 	}
 	return "other"
 }
+
+// ReasonMemberNotFound is the reason of a member reference that names no member.
+const ReasonMemberNotFound = "MEMBER_NOT_FOUND"

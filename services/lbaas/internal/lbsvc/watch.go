@@ -11,6 +11,7 @@ import (
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
@@ -29,8 +30,8 @@ func (s *Server) WatchLoadBalancer(req *lbaasv1.WatchLoadBalancerRequest, stream
 	id, _ := parseName(req.GetName())
 	waiting := req.GetWaitForChange() // until the tree differs from the first look
 	first, last := "", ""
-	pause := watchFirst
-	for {
+	backoff := poll.Backoff{Initial: watchFirst, Max: watchMax, Factor: 2}
+	for attempt := 0; ; attempt++ {
 		t, err := s.oc.Show(ctx, id)
 		deleted := octavia.IsNotFound(err)
 		if err != nil && (!deleted || first == "") {
@@ -64,7 +65,7 @@ func (s *Server) WatchLoadBalancer(req *lbaasv1.WatchLoadBalancerRequest, stream
 			sig += "settled"
 		}
 		if !waiting && sig != last {
-			last, pause = sig, watchFirst
+			last, attempt = sig, 0
 			msg := &lbaasv1.WatchLoadBalancerResponse{LoadBalancer: lb, Settled: settled, Deleted: deleted}
 			if err := stream.Send(msg); err != nil {
 				return err
@@ -78,10 +79,7 @@ func (s *Server) WatchLoadBalancer(req *lbaasv1.WatchLoadBalancerRequest, stream
 			return toStatus("watch "+req.GetName(), ctx.Err())
 		case <-s.stopping:
 			return apierr.New(codes.Unavailable, "SHUTTING_DOWN", "this lbaas instance is shutting down: watch again")
-		case <-time.After(pause):
-		}
-		if pause *= 2; pause > watchMax {
-			pause = watchMax
+		case <-time.After(backoff.Pause(attempt)):
 		}
 	}
 }

@@ -3,8 +3,8 @@ package contract
 import (
 	"testing"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // TestAuthorization: on mutual TLS with a policy, no certificate is refused at the

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
 )
 
 // TestDataPlaneThroughLbaas drives the dev cloud's data plane (tilt/devcloud/dataplane)
@@ -21,7 +21,7 @@ import (
 // without a drain fails requests, and the meter counts them.
 func TestDataPlaneThroughLbaas(t *testing.T) {
 	f := newFixture(t)
-	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/tilt/devcloud/cmd/hikkoshi-devcloud")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 var bin string

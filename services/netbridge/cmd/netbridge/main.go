@@ -9,13 +9,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 
+	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/bridge"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/watchdog"
@@ -33,69 +32,71 @@ func main() {
 	}
 }
 
+// config is netbridge's configuration: the flags, then what validate makes of them.
+type config struct {
+	service.Config
+	cloudsYAML, watchClouds string
+	interval                time.Duration
+	pol                     watchdog.Policy
+	clouds                  []string // made by validate
+}
+
+func (c *config) register(fs *flag.FlagSet) {
+	c.RegisterFlags(fs)
+	c.pol = watchdog.DefaultPolicy
+	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places); bridges name its entries, which must be admin-scoped")
+	fs.StringVar(&c.watchClouds, "watch-clouds", "", "clouds.yaml entries whose HA routers the VRRP watchdog guards (admin-scoped, comma-separated); empty: no watchdog")
+	fs.DurationVar(&c.interval, "watch-interval", 10*time.Second, "pause between the watchdog's passes")
+	fs.DurationVar(&c.pol.Backoff, "heal-backoff", c.pol.Backoff, "pause after a router's first heal; it doubles with each next one")
+	fs.DurationVar(&c.pol.MaxBackoff, "heal-max-backoff", c.pol.MaxBackoff, "longest pause between two heals of a router")
+	fs.IntVar(&c.pol.MaxHeals, "heal-max", c.pol.MaxHeals, "most heals of one router within --heal-window; then the watchdog only reports")
+	fs.DurationVar(&c.pol.Window, "heal-window", c.pol.Window, "window of --heal-max")
+	fs.DurationVar(&c.pol.Settle, "heal-settle", c.pol.Settle, "pause between disabling and enabling a router")
+}
+
+// validate refuses what netbridge cannot run with, naming the flag.
+func (c *config) validate() error {
+	switch {
+	case c.interval < 100*time.Millisecond:
+		return fmt.Errorf("--watch-interval %s: use at least 100ms", c.interval)
+	case c.pol.MaxHeals < 1:
+		return fmt.Errorf("--heal-max %d: use at least 1 (the limit is what keeps a heal from flapping)", c.pol.MaxHeals)
+	case c.pol.Backoff <= 0 || c.pol.MaxBackoff < c.pol.Backoff:
+		return fmt.Errorf("--heal-backoff %s, --heal-max-backoff %s: give a positive back-off no longer than the maximum", c.pol.Backoff, c.pol.MaxBackoff)
+	}
+	c.clouds = service.SplitList(c.watchClouds)
+	return nil
+}
+
 func run(ctx context.Context, args []string) error {
-	cfg := service.NewConfig("netbridge", DefaultPort)
+	cfg := &config{Config: service.NewConfig("netbridge", DefaultPort)}
 	fs := flag.NewFlagSet("netbridge", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	var cloudsYAML, watchClouds string
-	var interval time.Duration
-	pol := watchdog.DefaultPolicy
-	fs.StringVar(&cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places); bridges name its entries, which must be admin-scoped")
-	fs.StringVar(&watchClouds, "watch-clouds", "", "clouds.yaml entries whose HA routers the VRRP watchdog guards (admin-scoped, comma-separated); empty: no watchdog")
-	fs.DurationVar(&interval, "watch-interval", 10*time.Second, "pause between the watchdog's passes")
-	fs.DurationVar(&pol.Backoff, "heal-backoff", pol.Backoff, "pause after a router's first heal; it doubles with each next one")
-	fs.DurationVar(&pol.MaxBackoff, "heal-max-backoff", pol.MaxBackoff, "longest pause between two heals of a router")
-	fs.IntVar(&pol.MaxHeals, "heal-max", pol.MaxHeals, "most heals of one router within --heal-window; then the watchdog only reports")
-	fs.DurationVar(&pol.Window, "heal-window", pol.Window, "window of --heal-max")
-	fs.DurationVar(&pol.Settle, "heal-settle", pol.Settle, "pause between disabling and enabling a router")
+	cfg.register(fs)
 	if err := cfg.ParseFlags(fs, args); err != nil {
 		return err
 	}
-	switch {
-	case interval < 100*time.Millisecond:
-		return fmt.Errorf("--watch-interval %s: use at least 100ms", interval)
-	case pol.MaxHeals < 1:
-		return fmt.Errorf("--heal-max %d: use at least 1 (the limit is what keeps a heal from flapping)", pol.MaxHeals)
-	case pol.Backoff <= 0 || pol.MaxBackoff < pol.Backoff:
-		return fmt.Errorf("--heal-backoff %s, --heal-max-backoff %s: give a positive back-off no longer than the maximum", pol.Backoff, pol.MaxBackoff)
+	if err := cfg.validate(); err != nil {
+		return err
 	}
-	var clouds []string
-	for _, c := range strings.Split(watchClouds, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			clouds = append(clouds, c)
-		}
-	}
-	var wg sync.WaitGroup
-	return service.Run(ctx, cfg, func(rt *service.Runtime) error {
+	cloudsYAML, clouds, interval, pol := cfg.cloudsYAML, cfg.clouds, cfg.interval, cfg.pol
+	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {
 		open := bridge.CloudsOpener(cloudsYAML)
 		bridge.Register(rt, &bridge.Engine{Open: open, Log: rt.Logger})
 		if len(clouds) == 0 {
 			return nil
 		}
-		var mu sync.Mutex
-		cache := map[string]*gophercloud.ServiceClient{}
 		w := &watchdog.Watchdog{
 			Etcd: rt.Etcd, Session: rt.Session, Clouds: clouds, Interval: interval, Log: rt.Logger,
 			Checker: &watchdog.Checker{Policy: pol, Instance: cfg.Instance, Log: rt.Logger, Now: time.Now,
-				Neutron: func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
-					mu.Lock()
-					defer mu.Unlock()
-					if nc, ok := cache[name]; ok {
-						return nc, nil
-					}
+				Neutron: cloud.Memo(func(ctx context.Context, name string) (*gophercloud.ServiceClient, error) {
 					s, err := open(ctx, name, "watched")
 					if err != nil {
 						return nil, err
 					}
-					cache[name] = s.Network
 					return s.Network, nil
-				}},
+				})},
 		}
-		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		wg.Add(1)
-		go func() { defer wg.Done(); w.Run(wctx) }()
-		go func() { <-rt.Stopping(); cancel() }()
-		rt.OnShutdown(wg.Wait)
+		rt.Go(w.Run)
 		return nil
 	})
 }

@@ -43,11 +43,7 @@ type Opener func(ctx context.Context, cloudName, side string) (*Side, error)
 // CloudsOpener opens entries of the clouds.yaml at path ("" for the usual places).
 func CloudsOpener(path string) Opener {
 	return func(ctx context.Context, name, side string) (*Side, error) {
-		var opts []cloud.Option
-		if path != "" {
-			opts = append(opts, cloud.WithCloudsYAML(path))
-		}
-		c, err := cloud.Open(ctx, name, append(opts, cloud.WithUserAgent("hikkoshi-netbridge"))...)
+		c, err := cloud.Open(ctx, name, cloud.WithCloudsYAML(path), cloud.WithUserAgent("hikkoshi-netbridge"))
 		if err != nil {
 			return nil, err
 		}

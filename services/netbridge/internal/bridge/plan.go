@@ -100,12 +100,20 @@ func oldSubnet(ctx context.Context, s *Side, b *netbridgev1.Bridge) (*subnets.Su
 	return &v4[0], nil
 }
 
+// The enums of the closed string sets, which stay beside them (buf breaking).
+var (
+	changeActions = map[string]netbridgev1.ChangeAction{"create": netbridgev1.ChangeAction_CHANGE_ACTION_CREATE,
+		"update": netbridgev1.ChangeAction_CHANGE_ACTION_UPDATE, "delete": netbridgev1.ChangeAction_CHANGE_ACTION_DELETE}
+	cloudSides = map[string]netbridgev1.CloudSide{"old": netbridgev1.CloudSide_CLOUD_SIDE_OLD, "new": netbridgev1.CloudSide_CLOUD_SIDE_NEW}
+)
+
 func change(key, action, side, kind, format string, args ...any) *netbridgev1.Change {
-	return &netbridgev1.Change{Key: key, Action: action, Side: side, Kind: kind, Description: fmt.Sprintf(format, args...)}
+	return &netbridgev1.Change{Key: key, Action: action, Side: side, Kind: kind, Description: fmt.Sprintf(format, args...),
+		ChangeAction: changeActions[action], CloudSide: cloudSides[side]}
 }
 
 func res(key, side, kind, id string) *netbridgev1.Resource {
-	return &netbridgev1.Resource{Key: key, Side: side, Kind: kind, Id: id}
+	return &netbridgev1.Resource{Key: key, Side: side, Kind: kind, Id: id, CloudSide: cloudSides[side]}
 }
 
 // Plan computes b's plan from both clouds' live state.
@@ -277,8 +285,14 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 		split = &netbridgev1.PoolSplit{Cidr: osub.CIDR, OriginalPools: poolStrings(osub.AllocationPools), OldPools: oldP.Strings(), NewPools: newP.Strings()}
 	}
 	p.Plan.Split = split
-	oldP, _ := addr.ParseSet(split.GetOldPools())
-	newP, _ := addr.ParseSet(split.GetNewPools())
+	oldP, err := addr.ParseSet(split.GetOldPools())
+	if err != nil {
+		return fmt.Errorf("the bridge's recorded pool split, old pools %v: %w", split.GetOldPools(), err)
+	}
+	newP, err := addr.ParseSet(split.GetNewPools())
+	if err != nil {
+		return fmt.Errorf("the bridge's recorded pool split, new pools %v: %w", split.GetNewPools(), err)
+	}
 	prefix, err := netip.ParsePrefix(osub.CIDR)
 	if err != nil {
 		return err
@@ -291,7 +305,10 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 
 	// 1. Shrink the old pools, so that the old cloud no longer hands out the new
 	// cloud's addresses.
-	cur, _ := addr.ParseSet(poolStrings(osub.AllocationPools))
+	cur, err := addr.ParseSet(poolStrings(osub.AllocationPools))
+	if err != nil {
+		return fmt.Errorf("the old subnet %s's pools: %w", osub.ID, err)
+	}
 	if !cur.Equal(oldP) {
 		p.add(step{change: change("old/subnet_pools", "update", "old", "subnet_pools", "old subnet %s pools %v → %v", osub.CIDR, cur.Strings(), oldP.Strings()),
 			do: func(ctx context.Context) (*netbridgev1.Resource, error) {
@@ -344,7 +361,10 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 		p.createSubnet("new/subnet", osub.Name, id, &p.st.newNet, osub.CIDR, osub.GatewayIP, osub.EnableDHCP, newP.Strings(), &p.st.newSub)
 	} else {
 		p.st.newSub = nsub.ID
-		have, _ := addr.ParseSet(poolStrings(nsub.AllocationPools))
+		have, err := addr.ParseSet(poolStrings(nsub.AllocationPools))
+		if err != nil {
+			return fmt.Errorf("the new subnet %s's pools: %w", nsub.ID, err)
+		}
 		if !have.Equal(newP) {
 			sid := nsub.ID
 			p.add(step{change: change("new/subnet_pools", "update", "new", "subnet_pools", "new subnet pools %v → %v", have.Strings(), newP.Strings()),
@@ -402,7 +422,10 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 	if err != nil {
 		return fmt.Errorf("routed.gateway_ip %q: %w", rt.GetGatewayIp(), err)
 	}
-	pools, _ := addr.ParseSet(poolStrings(osub.AllocationPools))
+	pools, err := addr.ParseSet(poolStrings(osub.AllocationPools))
+	if err != nil {
+		return fmt.Errorf("the old subnet %s's pools: %w", osub.ID, err)
+	}
 	if pools.Contains(gw) {
 		p.conflict(gw.String(), "routed.gateway_ip %s is inside the old subnet's pools %v: the old cloud could hand it out; choose one outside", gw, pools.Strings())
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/locks"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 	"github.com/hikkoshi/hikkoshi/platform/service"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/addr"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/console"
 	"github.com/hikkoshi/hikkoshi/services/netbridge/internal/watchdog"
@@ -210,12 +211,22 @@ func (s *Server) GetBridge(ctx context.Context, req *netbridgev1.GetBridgeReques
 }
 
 // ListBridges implements NetbridgeService.
-func (s *Server) ListBridges(ctx context.Context, _ *netbridgev1.ListBridgesRequest) (*netbridgev1.ListBridgesResponse, error) {
-	bs, err := s.store.List(ctx)
+func (s *Server) ListBridges(ctx context.Context, req *netbridgev1.ListBridgesRequest) (*netbridgev1.ListBridgesResponse, error) {
+	size := pagetoken.Size(req.GetPageSize(), 100, 500)
+	fp := pagetoken.MessageFingerprint(req, func(r *netbridgev1.ListBridgesRequest) { r.PageSize, r.PageToken = 0, "" })
+	after, err := pagetoken.Decode(req.GetPageToken(), fp)
+	if err != nil {
+		return nil, apierr.InvalidArgument("page_token", "not a next_page_token of an earlier ListBridges: start again without page_token")
+	}
+	bs, next, err := s.store.Page(ctx, after, store.Ascending, size, nil)
 	if err != nil {
 		return nil, err
 	}
-	return &netbridgev1.ListBridgesResponse{Bridges: bs}, nil
+	resp := &netbridgev1.ListBridgesResponse{Bridges: bs}
+	if next != "" {
+		resp.NextPageToken = pagetoken.Encode(next, fp)
+	}
+	return resp, nil
 }
 
 // DeleteBridge implements NetbridgeService.

@@ -14,6 +14,7 @@ import (
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // Watchdog campaigns in an etcd election and, while it leads, runs the Checker
@@ -63,12 +64,7 @@ func (w *Watchdog) Run(ctx context.Context) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
+func sleep(ctx context.Context, d time.Duration) { _ = poll.Sleep(ctx, d) }
 
 // lead runs passes while this replica is the leader.
 func (w *Watchdog) lead(ctx context.Context, e *concurrency.Election) {
@@ -103,10 +99,8 @@ func (w *Watchdog) lead(ctx context.Context, e *concurrency.Election) {
 			w.Log.Warn("watchdog: stop leading", "err", err)
 			return
 		}
-		select {
-		case <-ctx.Done():
+		if poll.Sleep(ctx, w.Interval) != nil {
 			return
-		case <-time.After(w.Interval):
 		}
 	}
 }
@@ -121,7 +115,7 @@ func Read(ctx context.Context, c *clientv3.Client) (*netbridgev1.WatchdogStatus,
 	}
 	if len(resp.Kvs) > 0 {
 		if err := proto.Unmarshal(resp.Kvs[0].Value, st); err != nil {
-			return nil, apierr.New(codes.Internal, "CORRUPT_RECORD", "watchdog status: %v", err)
+			return nil, apierr.Corrupt("watchdog status: %v", err)
 		}
 	}
 	lead, err := c.Get(ctx, keys.WatchdogElection, clientv3.WithFirstCreate()...)

@@ -28,8 +28,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // must returns v, or fails the test (by panicking: the testing package reports the
@@ -252,7 +252,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	// A server of the fake driver, answering: its guest is gone while the dev cloud
 	// is down and runs again after up (the driver keeps its instances' state), and
 	// Nova can still stop it (the stock fake driver forgets its instances).
-	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	meterBin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/tilt/devcloud/cmd/hikkoshi-devcloud")
 	if err != nil {
 		t.Fatal(err)
 	}

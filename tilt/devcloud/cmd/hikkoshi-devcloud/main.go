@@ -33,7 +33,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 const usage = "usage: hikkoshi-devcloud tour | estate | snapshot | subnet-id | network-id | dest-network | undo-moves | traffic ... | disk-marker ..."

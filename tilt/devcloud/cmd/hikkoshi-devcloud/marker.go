@@ -8,7 +8,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // diskMarker prints the server marker at the end of an image's bytes (name or ID) in

@@ -15,7 +15,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/subnets"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
 )
 
 // Server metadata the dev cloud's Nova driver reads to configure a server's stand-in.

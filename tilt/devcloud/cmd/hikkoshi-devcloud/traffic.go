@@ -17,8 +17,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
-	"github.com/hikkoshi/hikkoshi/platform/devcloud/meter"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud/meter"
 )
 
 // traffic runs the traffic meter: requests at a steady rate through a load balancer's

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hikkoshi/hikkoshi/platform/devcloud"
 	"github.com/hikkoshi/hikkoshi/platform/servicetest"
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
 // TestHostNamespaceCannotReachTheDataPlane: while the dev cloud's data plane is up, the
@@ -76,7 +76,7 @@ func TestHostNamespaceCannotReachTheDataPlane(t *testing.T) {
 // time Nova says ACTIVE and no request sent after Nova says SHUTOFF is answered.
 func TestStandinFollowsNova(t *testing.T) {
 	devcloud.Require(t)
-	bin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/platform/cmd/hikkoshi-devcloud")
+	bin, cleanup, err := servicetest.Build("github.com/hikkoshi/hikkoshi/tilt/devcloud/cmd/hikkoshi-devcloud")
 	if err != nil {
 		t.Fatal(err)
 	}

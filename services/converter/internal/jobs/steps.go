@@ -1,0 +1,397 @@
+package jobs
+
+// The V2V steps after the pre-flight: stop, snapshot, copy, boot (with the
+// destination's ports, one per source NIC), health.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+)
+
+func (t *task) stop(ctx context.Context) error {
+	r, j, src, pl, save := t.Runner, t.j, t.src, t.pl, t.save
+	if j.GetSource().GetAlreadyStopped() || j.GetSource().GetLive() || pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
+		return nil
+	}
+	if pl.srv.Status != "SHUTOFF" {
+		// Recorded before the call: a stop whose answer is lost (a cancel, a crash)
+		// still has the clean-up start the server again.
+		j.Created.StoppedSource = true
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+		err := servers.Stop(ctx, src.compute, pl.srv.ID).ExtractErr()
+		if err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+			return err
+		}
+	}
+	return r.wait(ctx, "stop source server "+pl.srv.ID, func() (string, error) {
+		s, err := servers.Get(ctx, src.compute, pl.srv.ID).Extract()
+		if err != nil {
+			return "", err
+		}
+		return s.Status, nil
+	}, "SHUTOFF", "ERROR")
+}
+
+func imageStatus(ctx context.Context, ic *gophercloud.ServiceClient, id string) func() (string, error) {
+	return func() (string, error) {
+		img, err := images.Get(ctx, ic, id).Extract()
+		if err != nil {
+			return "", err
+		}
+		return string(img.Status), nil
+	}
+}
+
+func (t *task) snapshot(ctx context.Context) error {
+	r, j, id, src, save := t.Runner, t.j, t.id, t.src, t.save
+	if j.GetCreated().GetSnapshotImageId() == "" {
+		imgID, err := servers.CreateImage(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
+			Name: snapshotName(id), Metadata: map[string]string{"hikkoshi_job": id},
+		}).ExtractImageID()
+		if err != nil {
+			return err
+		}
+		j.Created.SnapshotImageId = imgID
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	return r.wait(ctx, "snapshot image "+j.GetCreated().GetSnapshotImageId(), imageStatus(ctx, src.image, j.GetCreated().GetSnapshotImageId()),
+		"active", "killed", "deleted")
+}
+
+func (r *Runner) copier(src, dst clients, save func(context.Context, *converterv1.CopyProgress) error) *imagecopy.Copier {
+	return &imagecopy.Copier{
+		Src: imagecopy.Throttle(imagecopy.NewGlance(src.image), r.Bandwidth), Dst: imagecopy.NewGlance(dst.image),
+		ChunkSize: r.ChunkSize, Retries: 3, Save: save,
+	}
+}
+
+func (t *task) copyImage(ctx context.Context) error {
+	r, j, id, src, dst, pl, save := t.Runner, t.j, t.id, t.src, t.dst, t.pl, t.save
+	if j.GetCreated().GetImageId() != "" {
+		return nil
+	}
+	if j.Progress == nil {
+		j.Progress = &converterv1.CopyProgress{}
+	}
+	c := r.copier(src, dst, func(ctx context.Context, p *converterv1.CopyProgress) error {
+		j.Progress = p
+		return save(ctx, j)
+	})
+	imgID, err := c.Copy(ctx, j.GetCreated().GetSnapshotImageId(), pl.srv.Name+"-"+id, j.Progress)
+	if err != nil {
+		return err
+	}
+	j.Created.ImageId = imgID
+	return save(ctx, j)
+}
+
+func (t *task) boot(ctx context.Context) error {
+	r, j, id, dst, pl, save := t.Runner, t.j, t.id, t.dst, t.pl, t.save
+	var nets []servers.Network
+	if len(pl.nics) > 0 {
+		var err error
+		if nets, err = t.nicPorts(ctx); err != nil {
+			return err
+		}
+	}
+	portID := j.GetDestination().GetPortId() // given: not the job's to create or delete
+	if len(nets) == 0 && portID == "" && j.GetCreated().GetPortId() == "" {
+		opts := ports.CreateOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}
+		if pl.fixedIP != "" {
+			opts.FixedIPs = []ports.IP{{IPAddress: pl.fixedIP}}
+		}
+		if len(pl.sgIDs) > 0 {
+			opts.SecurityGroups = &pl.sgIDs
+		}
+		p, err := ports.Create(ctx, dst.network, opts).Extract()
+		if err != nil {
+			return fmt.Errorf("port with %s: %w", pl.fixedIP, err)
+		}
+		j.Created.PortId = p.ID
+		if len(p.FixedIPs) > 0 {
+			j.Created.FixedIps = []string{p.FixedIPs[0].IPAddress}
+		}
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	if portID == "" {
+		portID = j.GetCreated().GetPortId()
+	}
+	if len(j.GetCreated().GetFixedIps()) == 0 {
+		if err := t.recordAddresses(ctx, portID); err != nil {
+			return err
+		}
+	}
+	if pl.fixedIP == "" && len(j.GetCreated().GetFixedIps()) > 0 {
+		pl.fixedIP = j.GetCreated().GetFixedIps()[0] // Neutron chose it (new_address)
+	}
+	if len(nets) == 0 {
+		nets = []servers.Network{{Port: portID}}
+	}
+	if j.GetCreated().GetServerId() == "" {
+		// The server keeps its metadata (its role, what its guest is configured to
+		// do); hikkoshi_job marks it as this job's.
+		md := map[string]string{}
+		for k, v := range pl.srv.Metadata {
+			md[k] = v
+		}
+		md["hikkoshi_job"] = id
+		s, err := servers.Create(ctx, dst.compute, keypairs.CreateOptsExt{
+			CreateOptsBuilder: servers.CreateOpts{
+				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
+				Networks: nets, Metadata: md,
+				// The guest keeps its identity on its first boot here: without
+				// this, the new instance ID makes its cloud-init regenerate the
+				// host keys, create the default user and rewrite root's keys.
+				UserData: []byte(cloudinit.UserData(cloudinit.Options{KeyPairUser: j.GetDestination().GetKeyPairUser()})),
+			},
+			KeyName: pl.keyName,
+		}, nil).Extract()
+		if err != nil {
+			return err
+		}
+		j.Created.ServerId = s.ID
+		if err := save(ctx, j); err != nil {
+			return err
+		}
+	}
+	status := func() (string, error) {
+		s, err := servers.Get(ctx, dst.compute, j.GetCreated().GetServerId()).Extract()
+		if err != nil {
+			return "", err
+		}
+		return s.Status, nil
+	}
+	if j.GetDestination().GetStopped() {
+		// A repeat after a takeover may find it stopped as asked already: done.
+		if st, err := status(); err == nil && st == "SHUTOFF" {
+			return nil
+		}
+	}
+	if err := r.wait(ctx, "destination server "+j.GetCreated().GetServerId(), status, "ACTIVE", "ERROR"); err != nil {
+		return err
+	}
+	if !j.GetDestination().GetStopped() {
+		return nil
+	}
+	// A server that was stopped in the old cloud stays stopped in the new one.
+	if err := servers.Stop(ctx, dst.compute, j.GetCreated().GetServerId()).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+		return fmt.Errorf("stop the new server as the old one was: %w", err)
+	}
+	return r.wait(ctx, "stop destination server "+j.GetCreated().GetServerId(), status, "SHUTOFF", "ERROR")
+}
+
+// recordAddresses records the destination server's addresses in the job, first NIC
+// first: from the plan, or read from its port when Neutron chose the address.
+func (t *task) recordAddresses(ctx context.Context, portID string) error {
+	j, dst, pl, save := t.j, t.dst, t.pl, t.save
+	var ips []string
+	switch {
+	case len(pl.nics) > 0:
+		for _, n := range pl.nics {
+			if n.fixedIP != "" {
+				ips = append(ips, n.fixedIP)
+			}
+		}
+	case portID != "":
+		p, err := ports.Get(ctx, dst.network, portID).Extract()
+		if err != nil {
+			return fmt.Errorf("destination port %s: %w", portID, err)
+		}
+		for _, ip := range p.FixedIPs {
+			ips = append(ips, ip.IPAddress)
+		}
+	case pl.fixedIP != "":
+		ips = []string{pl.fixedIP}
+	}
+	if len(ips) == 0 {
+		return nil
+	}
+	j.Created.FixedIps = ips
+	return save(ctx, j)
+}
+
+// health probes the new server: "tcp:PORT" connects, "http:PORT/PATH" expects a 2xx
+// or 3xx. Until it answers or the context ends.
+func (t *task) health(ctx context.Context) error {
+	r, j, pl := t.Runner, t.j, t.pl
+	hc := j.GetDestination().GetHealthCheck()
+	if hc == "" || j.GetDestination().GetStopped() {
+		return nil
+	}
+	kind, rest, _ := strings.Cut(hc, ":")
+	host := j.GetDestination().GetHealthCheckHost()
+	if host == "" {
+		host = pl.fixedIP
+	}
+	probe := func() (string, error) {
+		switch kind {
+		case "tcp":
+			c, err := r.Probe.DialContext(ctx, "tcp", net.JoinHostPort(host, rest))
+			if err != nil {
+				return "unreachable", nil
+			}
+			_ = c.Close()
+			return "ok", nil
+		case "http":
+			port, path, _ := strings.Cut(rest, "/")
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/"+path, nil)
+			hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: r.Probe.DialContext, DisableKeepAlives: true}}
+			resp, err := hc.Do(req)
+			if err != nil {
+				return "unreachable", nil
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode < 400 {
+				return "ok", nil
+			}
+			return resp.Status, nil
+		}
+		return "", fmt.Errorf("health_check %q: use tcp:PORT or http:PORT/PATH", hc)
+	}
+	return r.wait(ctx, "health check "+hc+" of "+host, probe, "ok")
+}
+
+func snapshotName(jobID string) string { return "hikkoshi-" + jobID + "-snapshot" }
+
+func portName(jobID string) string { return "hikkoshi-" + jobID }
+
+func nicPortName(jobID string, i int) string {
+	return fmt.Sprintf("hikkoshi-%s-nic%d", jobID, i)
+}
+
+// nicPorts makes the ports of destination.nics the job has not made yet (each
+// recorded before the next), and returns the server's networks in the guest's order.
+func (t *task) nicPorts(ctx context.Context) ([]servers.Network, error) {
+	j, id, dst, pl, save := t.j, t.id, t.dst, t.pl, t.save
+	for len(j.Created.PortIds) < len(pl.nics) {
+		j.Created.PortIds = append(j.Created.PortIds, "")
+	}
+	var nets []servers.Network
+	for i, n := range pl.nics {
+		if n.portID != "" { // given: not the job's to create or delete
+			nets = append(nets, servers.Network{Port: n.portID})
+			continue
+		}
+		if j.Created.PortIds[i] == "" {
+			opts := ports.CreateOpts{Name: nicPortName(id, i), NetworkID: n.networkID, MACAddress: n.mac}
+			if n.fixedIP != "" {
+				opts.FixedIPs = []ports.IP{{IPAddress: n.fixedIP}}
+			}
+			if len(pl.sgIDs) > 0 {
+				opts.SecurityGroups = &pl.sgIDs
+			}
+			p, err := ports.Create(ctx, dst.network, opts).Extract()
+			if err != nil {
+				return nil, fmt.Errorf("port of nics[%d] with %s: %w", i, n.fixedIP, err)
+			}
+			j.Created.PortIds[i] = p.ID
+			if err := save(ctx, j); err != nil {
+				return nil, err
+			}
+		}
+		nets = append(nets, servers.Network{Port: j.Created.PortIds[i]})
+	}
+	return nets, nil
+}
+
+// sourceNICs lists the server's interfaces in the order the guest sees its NICs.
+// Nova's interface list comes in Neutron's order; the guest's is the order of the
+// server's network info, which its "addresses" keep (a JSON object, read here in
+// order, with each address's MAC).
+func sourceNICs(ctx context.Context, cc *gophercloud.ServiceClient, serverID string) ([]attachinterfaces.Interface, error) {
+	pages, err := attachinterfaces.List(cc, serverID).AllPages(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("source server %s interfaces: %w", serverID, err)
+	}
+	ifaces, err := attachinterfaces.ExtractInterfaces(pages)
+	if err != nil || len(ifaces) < 2 {
+		return ifaces, err
+	}
+	macs, err := GuestMACOrder(ctx, cc, serverID)
+	if err != nil {
+		return nil, err
+	}
+	rank := func(mac string) int {
+		if i := slices.Index(macs, mac); i >= 0 {
+			return i
+		}
+		return len(macs)
+	}
+	slices.SortStableFunc(ifaces, func(a, b attachinterfaces.Interface) int { return rank(a.MACAddr) - rank(b.MACAddr) })
+	return ifaces, nil
+}
+
+// GuestMACOrder returns the MAC addresses of a server's NICs in the order its guest
+// sees them: the order of its "addresses" in Nova's answer.
+func GuestMACOrder(ctx context.Context, cc *gophercloud.ServiceClient, serverID string) ([]string, error) {
+	var raw struct {
+		Server struct {
+			Addresses json.RawMessage `json:"addresses"`
+		} `json:"server"`
+	}
+	resp, err := cc.Get(ctx, cc.ServiceURL("servers", serverID), &raw, nil)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", serverID, err)
+	}
+	_ = resp.Body.Close()
+	dec := json.NewDecoder(bytes.NewReader(raw.Server.Addresses))
+	if _, err := dec.Token(); err != nil { // {
+		return nil, fmt.Errorf("server %s addresses: %w", serverID, err)
+	}
+	var macs []string
+	for dec.More() {
+		if _, err := dec.Token(); err != nil { // the network's name
+			return nil, err
+		}
+		var addrs []struct {
+			MAC string `json:"OS-EXT-IPS-MAC:mac_addr"`
+		}
+		if err := dec.Decode(&addrs); err != nil {
+			return nil, fmt.Errorf("server %s addresses: %w", serverID, err)
+		}
+		for _, a := range addrs {
+			if a.MAC != "" && !slices.Contains(macs, a.MAC) {
+				macs = append(macs, a.MAC)
+			}
+		}
+	}
+	return macs, nil
+}
+
+func describeNICs(ifaces []attachinterfaces.Interface) string {
+	var out []string
+	for i, f := range ifaces {
+		ips := make([]string, 0, len(f.FixedIPs))
+		for _, ip := range f.FixedIPs {
+			ips = append(ips, ip.IPAddress)
+		}
+		out = append(out, fmt.Sprintf("%d: network %s %s MAC %s", i, f.NetID, strings.Join(ips, ","), f.MACAddr))
+	}
+	return strings.Join(out, "; ")
+}
