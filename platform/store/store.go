@@ -76,8 +76,12 @@ func (s *Store[T]) Key(id string) string { return s.prefix + id }
 func (s *Store[T]) Name(id string) string { return s.collection + "/" + id }
 
 // ID returns the ID in an API name "{collection}/{id}".
-func (s *Store[T]) ID(name string) (string, bool) {
-	id, ok := strings.CutPrefix(name, s.collection+"/")
+func (s *Store[T]) ID(name string) (string, bool) { return NameID(s.collection, name) }
+
+// NameID returns the ID in an API name "{collection}/{id}": one path segment, not
+// empty.
+func NameID(collection, name string) (string, bool) {
+	id, ok := strings.CutPrefix(name, collection+"/")
 	return id, ok && id != "" && !strings.Contains(id, "/")
 }
 

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -41,10 +40,7 @@ func NewStore(c *clientv3.Client) *Store {
 }
 
 // ID returns the job ID of a name "jobs/{id}".
-func ID(name string) (string, bool) {
-	id, ok := strings.CutPrefix(name, "jobs/")
-	return id, ok && id != "" && !strings.Contains(id, "/")
-}
+func ID(name string) (string, bool) { return store.NameID("jobs", name) }
 
 // Create queues a job. With a requestID, a repeat of the same request (same
 // fingerprint) returns the job the first one created.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,10 +31,7 @@ func NewStore(c *clientv3.Client) *Store {
 }
 
 // RunID returns the ID in "runs/{id}".
-func RunID(name string) (string, bool) {
-	id, ok := strings.CutPrefix(name, "runs/")
-	return id, ok && id != "" && !strings.Contains(id, "/")
-}
+func RunID(name string) (string, bool) { return store.NameID("runs", name) }
 
 // Live reports whether a run has not ended.
 func Live(st inventoryv1.RunState) bool {

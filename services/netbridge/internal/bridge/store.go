@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -30,10 +29,7 @@ func NewStore(c *clientv3.Client) *Store {
 }
 
 // ID returns the bridge ID of a name "bridges/{id}".
-func ID(name string) (string, bool) {
-	id, ok := strings.CutPrefix(name, "bridges/")
-	return id, ok && id != "" && !strings.Contains(id, "/")
-}
+func ID(name string) (string, bool) { return store.NameID("bridges", name) }
 
 // Create records a new bridge (id "" for a server-chosen one). With a requestID, a
 // repeat of the same request returns the bridge the first made.
