@@ -152,11 +152,12 @@ func (e *Engine) Plan(ctx context.Context, b *netbridgev1.Bridge) (*Planned, err
 	if name == "" {
 		name = on.Name
 	}
+	in := &planInput{b: b, id: id, on: on, osub: osub, oports: oports, nets: nets, physnet: physnet, seg: seg, name: name}
 	switch b.GetMode() {
 	case netbridgev1.BridgeMode_BRIDGE_MODE_SHARED_L2:
-		err = e.planShared(ctx, p, b, id, on, osub, oports, nets, physnet, seg, name)
+		err = e.planShared(ctx, p, in)
 	case netbridgev1.BridgeMode_BRIDGE_MODE_ROUTED:
-		err = e.planRouted(ctx, p, b, id, on, osub, oports, nets, physnet, seg, name)
+		err = e.planRouted(ctx, p, in)
 	default:
 		err = fmt.Errorf("bridge mode %s", b.GetMode())
 	}
@@ -245,102 +246,153 @@ func (p *Planned) reserve(s *Side, id string, netID, subID *string, as []netip.A
 	}
 }
 
-func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Bridge, id string, on *network, osub *subnets.Subnet,
-	oports []ports.Port, nets []network, physnet string, seg int, name string) error {
-	o, n := p.old, p.new
-	oldHold := holders(oports, osub.ID)
-	gw, _ := netip.ParseAddr(osub.GatewayIP)
-	// The split: fixed at the first apply; until then computed from what is in use.
-	split := b.GetSplit()
-	if split == nil {
-		pools, err := addr.ParseSet(poolStrings(osub.AllocationPools))
-		if err != nil {
-			return err
-		}
-		var used []netip.Addr
-		for a, ps := range oldHold {
-			if slices.ContainsFunc(ps, func(pt ports.Port) bool { return !reserved(pt, id) }) {
-				used = append(used, a)
-			}
-		}
-		var oldP, newP addr.Set
-		if np := b.GetSharedL2().GetNewPool(); np != "" {
-			r, err := addr.ParseRange(np)
-			if err != nil {
-				return err
-			}
-			newP = addr.NewSet(r)
-			oldP = pools.Minus(newP)
-		} else {
-			keep := int(b.GetSharedL2().GetOldKeepFree())
-			if keep == 0 {
-				keep = DefaultKeepFree
-			}
-			var err error
-			if oldP, newP, err = addr.SplitTail(pools, addr.Of(used...), keep); err != nil {
-				p.conflict("", "%v: lower shared_l2.old_keep_free or give shared_l2.new_pool", err)
-				return nil
-			}
-		}
-		split = &netbridgev1.PoolSplit{Cidr: osub.CIDR, OriginalPools: poolStrings(osub.AllocationPools), OldPools: oldP.Strings(), NewPools: newP.Strings()}
+// planInput is what both modes plan from: the bridge, the old network, its IPv4
+// subnet and ports, the bridge's networks already in the new cloud, and the new
+// network's provider settings and name.
+type planInput struct {
+	b       *netbridgev1.Bridge
+	id      string
+	on      *network
+	osub    *subnets.Subnet
+	oports  []ports.Port
+	nets    []network
+	physnet string
+	seg     int
+	name    string
+}
+
+// sharedPlan carries a shared-L2 plan from stage to stage.
+type sharedPlan struct {
+	*planInput
+	p          *Planned
+	oldHold    map[netip.Addr][]ports.Port
+	oldP, newP addr.Set
+	nsub       *subnets.Subnet
+	nports     []ports.Port
+	holdOld    []netip.Addr
+}
+
+// planShared plans a shared-L2 bridge: the old subnet's pools split (fixed at the
+// first apply), the old pools shrunk, the new cloud's addresses held in the old
+// cloud, the new network and subnet on the same VLAN, and in the new cloud the
+// addresses the old cloud uses or may hand out held.
+func (e *Engine) planShared(ctx context.Context, p *Planned, in *planInput) error {
+	sp := &sharedPlan{planInput: in, p: p, oldHold: holders(in.oports, in.osub.ID)}
+	split, err := sp.split()
+	if err != nil || split == nil {
+		return err
 	}
 	p.Plan.Split = split
-	oldP, err := addr.ParseSet(split.GetOldPools())
-	if err != nil {
+	if sp.oldP, err = addr.ParseSet(split.GetOldPools()); err != nil {
 		return fmt.Errorf("the bridge's recorded pool split, old pools %v: %w", split.GetOldPools(), err)
 	}
-	newP, err := addr.ParseSet(split.GetNewPools())
-	if err != nil {
+	if sp.newP, err = addr.ParseSet(split.GetNewPools()); err != nil {
 		return fmt.Errorf("the bridge's recorded pool split, new pools %v: %w", split.GetNewPools(), err)
 	}
-	prefix, err := netip.ParsePrefix(osub.CIDR)
+	prefix, err := netip.ParsePrefix(in.osub.CIDR)
 	if err != nil {
 		return err
 	}
-	for _, r := range newP.Ranges() {
+	for _, r := range sp.newP.Ranges() {
 		if !prefix.Contains(r.First) || !prefix.Contains(r.Last) {
-			p.conflict(r.String(), "the new pool %s is not inside the old subnet %s", r, osub.CIDR)
+			p.conflict(r.String(), "the new pool %s is not inside the old subnet %s", r, in.osub.CIDR)
 		}
 	}
+	if err := sp.shrinkOldPools(); err != nil {
+		return err
+	}
+	sp.holdInOld()
+	if err := sp.newNetwork(ctx); err != nil {
+		return err
+	}
+	return sp.holdInNew()
+}
 
-	// 1. Shrink the old pools, so that the old cloud no longer hands out the new
-	// cloud's addresses.
+// split is the bridge's recorded split, or, before the first apply, one computed
+// from what is in use: the new pool given, or the old pools' tail past what the old
+// cloud uses plus old_keep_free. nil (and a conflict) when there is no room.
+func (sp *sharedPlan) split() (*netbridgev1.PoolSplit, error) {
+	b, osub := sp.b, sp.osub
+	if split := b.GetSplit(); split != nil {
+		return split, nil
+	}
+	pools, err := addr.ParseSet(poolStrings(osub.AllocationPools))
+	if err != nil {
+		return nil, err
+	}
+	var used []netip.Addr
+	for a, ps := range sp.oldHold {
+		if slices.ContainsFunc(ps, func(pt ports.Port) bool { return !reserved(pt, sp.id) }) {
+			used = append(used, a)
+		}
+	}
+	var oldP, newP addr.Set
+	if np := b.GetSharedL2().GetNewPool(); np != "" {
+		r, err := addr.ParseRange(np)
+		if err != nil {
+			return nil, err
+		}
+		newP = addr.NewSet(r)
+		oldP = pools.Minus(newP)
+	} else {
+		keep := int(b.GetSharedL2().GetOldKeepFree())
+		if keep == 0 {
+			keep = DefaultKeepFree
+		}
+		if oldP, newP, err = addr.SplitTail(pools, addr.Of(used...), keep); err != nil {
+			sp.p.conflict("", "%v: lower shared_l2.old_keep_free or give shared_l2.new_pool", err)
+			return nil, nil
+		}
+	}
+	return &netbridgev1.PoolSplit{Cidr: osub.CIDR, OriginalPools: poolStrings(osub.AllocationPools), OldPools: oldP.Strings(), NewPools: newP.Strings()}, nil
+}
+
+// shrinkOldPools: step 1, so that the old cloud no longer hands out the new cloud's
+// addresses.
+func (sp *sharedPlan) shrinkOldPools() error {
+	o, osub, oldP := sp.p.old, sp.osub, sp.oldP
 	cur, err := addr.ParseSet(poolStrings(osub.AllocationPools))
 	if err != nil {
 		return fmt.Errorf("the old subnet %s's pools: %w", osub.ID, err)
 	}
-	if !cur.Equal(oldP) {
-		p.add(step{change: change("old/subnet_pools", "update", "old", "subnet_pools", "old subnet %s pools %v → %v", osub.CIDR, cur.Strings(), oldP.Strings()),
-			do: func(ctx context.Context) (*netbridgev1.Resource, error) {
-				pools := poolsOf(oldP.Strings())
-				if _, err := subnets.Update(ctx, o.Network, osub.ID, subnets.UpdateOpts{AllocationPools: pools}).Extract(); err != nil {
-					return nil, fmt.Errorf("shrink the old pools: %w", err)
-				}
-				return res("old/subnet_pools", "old", "subnet_pools", osub.ID), nil
-			}})
-	} else {
-		p.Plan.Unchanged++
+	if cur.Equal(oldP) {
+		sp.p.Plan.Unchanged++
+		return nil
 	}
-	// 2. Hold the new cloud's addresses in the old cloud.
-	oldNet, oldSub := on.ID, osub.ID
-	var holdOld []netip.Addr
-	for _, a := range newP.All() {
-		hs := oldHold[a]
+	sp.p.add(step{change: change("old/subnet_pools", "update", "old", "subnet_pools", "old subnet %s pools %v → %v", osub.CIDR, cur.Strings(), oldP.Strings()),
+		do: func(ctx context.Context) (*netbridgev1.Resource, error) {
+			pools := poolsOf(oldP.Strings())
+			if _, err := subnets.Update(ctx, o.Network, osub.ID, subnets.UpdateOpts{AllocationPools: pools}).Extract(); err != nil {
+				return nil, fmt.Errorf("shrink the old pools: %w", err)
+			}
+			return res("old/subnet_pools", "old", "subnet_pools", osub.ID), nil
+		}})
+	return nil
+}
+
+// holdInOld: step 2, the new cloud's addresses held in the old cloud (reserved at
+// the end of newNetwork, once the new subnet's step is planned).
+func (sp *sharedPlan) holdInOld() {
+	for _, a := range sp.newP.All() {
+		hs := sp.oldHold[a]
 		switch {
 		case len(hs) == 0:
-			holdOld = append(holdOld, a)
-		case !slices.ContainsFunc(hs, func(pt ports.Port) bool { return reserved(pt, id) }):
-			p.conflict(a.String(), "port %s (%s) holds %s in the old cloud, inside the new cloud's pool: move it, or give shared_l2.new_pool without it", hs[0].ID, hs[0].Name, a)
+			sp.holdOld = append(sp.holdOld, a)
+		case !slices.ContainsFunc(hs, func(pt ports.Port) bool { return reserved(pt, sp.id) }):
+			sp.p.conflict(a.String(), "port %s (%s) holds %s in the old cloud, inside the new cloud's pool: move it, or give shared_l2.new_pool without it", hs[0].ID, hs[0].Name, a)
 		default:
-			p.Plan.Unchanged++
+			sp.p.Plan.Unchanged++
 		}
 	}
-	// 3. The new network and subnet.
-	nn := findNet(nets, name)
-	var nsub *subnets.Subnet
-	var nports []ports.Port
+}
+
+// newNetwork: step 3, the new network and subnet on the old VLAN (the subnet's
+// pools brought to the new pools if it exists), then the old cloud's reservations.
+func (sp *sharedPlan) newNetwork(ctx context.Context) error {
+	p, n, osub, newP := sp.p, sp.p.new, sp.osub, sp.newP
+	nn := findNet(sp.nets, sp.name)
 	if nn == nil {
-		p.createNetwork("new/network", name, id, on.NetworkType, physnet, seg, false, &p.st.newNet)
+		p.createNetwork("new/network", sp.name, sp.id, sp.on.NetworkType, sp.physnet, sp.seg, false, &p.st.newNet)
 	} else {
 		p.Plan.Unchanged++
 		p.st.newNet = nn.ID
@@ -350,23 +402,23 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 		}
 		for i := range subs {
 			if subs[i].CIDR == osub.CIDR {
-				nsub = &subs[i]
+				sp.nsub = &subs[i]
 			}
 		}
-		if nports, err = listPorts(ctx, n, ports.ListOpts{NetworkID: nn.ID}); err != nil {
+		if sp.nports, err = listPorts(ctx, n, ports.ListOpts{NetworkID: nn.ID}); err != nil {
 			return err
 		}
 	}
-	if nsub == nil {
-		p.createSubnet("new/subnet", osub.Name, id, &p.st.newNet, osub.CIDR, osub.GatewayIP, osub.EnableDHCP, newP.Strings(), &p.st.newSub)
+	if sp.nsub == nil {
+		p.createSubnet("new/subnet", osub.Name, sp.id, &p.st.newNet, osub.CIDR, osub.GatewayIP, osub.EnableDHCP, newP.Strings(), &p.st.newSub)
 	} else {
-		p.st.newSub = nsub.ID
-		have, err := addr.ParseSet(poolStrings(nsub.AllocationPools))
+		p.st.newSub = sp.nsub.ID
+		have, err := addr.ParseSet(poolStrings(sp.nsub.AllocationPools))
 		if err != nil {
-			return fmt.Errorf("the new subnet %s's pools: %w", nsub.ID, err)
+			return fmt.Errorf("the new subnet %s's pools: %w", sp.nsub.ID, err)
 		}
 		if !have.Equal(newP) {
-			sid := nsub.ID
+			sid := sp.nsub.ID
 			p.add(step{change: change("new/subnet_pools", "update", "new", "subnet_pools", "new subnet pools %v → %v", have.Strings(), newP.Strings()),
 				do: func(ctx context.Context) (*netbridgev1.Resource, error) {
 					_, err := subnets.Update(ctx, n.Network, sid, subnets.UpdateOpts{AllocationPools: poolsOf(newP.Strings())}).Extract()
@@ -376,15 +428,23 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 			p.Plan.Unchanged++
 		}
 	}
-	p.reserve(o, id, &oldNet, &oldSub, holdOld)
-	// 4. Hold, in the new cloud, what the old cloud uses or may hand out.
+	oldNet, oldSub := sp.on.ID, osub.ID
+	p.reserve(p.old, sp.id, &oldNet, &oldSub, sp.holdOld)
+	return nil
+}
+
+// holdInNew: step 4, in the new cloud, what the old cloud uses or may hand out
+// held; an address in use on both sides is a conflict.
+func (sp *sharedPlan) holdInNew() error {
+	p, id, oldHold := sp.p, sp.id, sp.oldHold
+	gw, _ := netip.ParseAddr(sp.osub.GatewayIP)
 	newHold := map[netip.Addr][]ports.Port{}
-	if nsub != nil {
-		newHold = holders(nports, nsub.ID)
+	if sp.nsub != nil {
+		newHold = holders(sp.nports, sp.nsub.ID)
 	}
-	want := oldP
+	want := sp.oldP
 	for a, ps := range oldHold {
-		if slices.ContainsFunc(ps, func(pt ports.Port) bool { return !reserved(pt, id) }) && !newP.Contains(a) {
+		if slices.ContainsFunc(ps, func(pt ports.Port) bool { return !reserved(pt, id) }) && !sp.newP.Contains(a) {
 			want = want.Union(addr.Of(a))
 		}
 	}
@@ -397,8 +457,7 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 		}
 		holdNew = append(holdNew, a)
 	}
-	p.reserve(n, id, &p.st.newNet, &p.st.newSub, holdNew)
-	// Conflicts: an address held by a real port on both sides.
+	p.reserve(p.new, id, &p.st.newNet, &p.st.newSub, holdNew)
 	for a, ps := range newHold {
 		realNew := slices.ContainsFunc(ps, func(pt ports.Port) bool { return !reserved(pt, id) })
 		realOld := slices.ContainsFunc(oldHold[a], func(pt ports.Port) bool { return !reserved(pt, id) })
@@ -406,22 +465,44 @@ func (e *Engine) planShared(ctx context.Context, p *Planned, b *netbridgev1.Brid
 			p.conflict(a.String(), "%s is in use in both clouds (old port %s, new port %s): one of them must give it up", a, oldHold[a][0].ID, ps[0].ID)
 		}
 	}
-	if len(holdOld)+len(holdNew) > MaxReservations {
-		p.conflict("", "the plan reserves %d addresses (at most %d): give shared_l2.new_pool a smaller range", len(holdOld)+len(holdNew), MaxReservations)
+	if len(sp.holdOld)+len(holdNew) > MaxReservations {
+		p.conflict("", "the plan reserves %d addresses (at most %d): give shared_l2.new_pool a smaller range", len(sp.holdOld)+len(holdNew), MaxReservations)
 	}
 	p.Plan.Notes = append(p.Plan.Notes,
-		fmt.Sprintf("old pools %v, new pools %v: %d addresses reserved in the old cloud, %d in the new", oldP.Strings(), newP.Strings(), newP.Len(), want.Len()))
+		fmt.Sprintf("old pools %v, new pools %v: %d addresses reserved in the old cloud, %d in the new", sp.oldP.Strings(), sp.newP.Strings(), sp.newP.Len(), want.Len()))
 	return nil
 }
 
-func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Bridge, id string, on *network, osub *subnets.Subnet,
-	oports []ports.Port, nets []network, physnet string, seg int, name string) error {
-	o, n := p.old, p.new
-	rt := b.GetRouted()
-	gw, err := netip.ParseAddr(rt.GetGatewayIp())
-	if err != nil {
-		return fmt.Errorf("routed.gateway_ip %q: %w", rt.GetGatewayIp(), err)
+// routedPlan carries a routed plan from stage to stage.
+type routedPlan struct {
+	*planInput
+	p       *Planned
+	gw      netip.Addr // routed.gateway_ip: the router's address on the old VLAN
+	extName string     // the old VLAN's name as an external network of the new cloud
+}
+
+// planRouted plans a routed bridge: the old VLAN known to the new cloud as an
+// external network, a network of the new cloud's own, a router between them (its
+// gateway at routed.gateway_ip, held in the old cloud, SNAT off), and the old side's
+// route to the new subnet.
+func (e *Engine) planRouted(ctx context.Context, p *Planned, in *planInput) error {
+	rp := &routedPlan{planInput: in, p: p, extName: in.on.Name + "-ext"}
+	var err error
+	if rp.gw, err = netip.ParseAddr(in.b.GetRouted().GetGatewayIp()); err != nil {
+		return fmt.Errorf("routed.gateway_ip %q: %w", in.b.GetRouted().GetGatewayIp(), err)
 	}
+	for _, stage := range []func(context.Context) error{rp.holdGateway, rp.externalNetwork, rp.ownNetwork, rp.router, rp.oldRoute} {
+		if err := stage(ctx); err != nil {
+			return err
+		}
+	}
+	p.Plan.Notes = append(p.Plan.Notes, "the old VLAN is defined in the new cloud as an external network (router:external): under DVR a tenant network on it would have every compute node's router answer for the same MAC, and packets arrive twice")
+	return nil
+}
+
+// holdGateway: routed.gateway_ip outside the old pools, held in the old cloud.
+func (rp *routedPlan) holdGateway(context.Context) error {
+	p, id, on, osub, gw, o := rp.p, rp.id, rp.on, rp.osub, rp.gw, rp.p.old
 	pools, err := addr.ParseSet(poolStrings(osub.AllocationPools))
 	if err != nil {
 		return fmt.Errorf("the old subnet %s's pools: %w", osub.ID, err)
@@ -429,7 +510,7 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 	if pools.Contains(gw) {
 		p.conflict(gw.String(), "routed.gateway_ip %s is inside the old subnet's pools %v: the old cloud could hand it out; choose one outside", gw, pools.Strings())
 	}
-	oldHold := holders(oports, osub.ID)
+	oldHold := holders(rp.oports, osub.ID)
 	hs := oldHold[gw]
 	oldNet, oldSub := on.ID, osub.ID
 	switch {
@@ -440,10 +521,14 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 	default:
 		p.Plan.Unchanged++
 	}
-	// The old VLAN, known to the new cloud as an external network.
-	extName := on.Name + "-ext"
-	if en := findNet(nets, extName); en == nil {
-		p.createNetwork("new/external_network", extName, id, on.NetworkType, physnet, seg, true, &p.st.extNet)
+	return nil
+}
+
+// externalNetwork: the old VLAN, known to the new cloud as an external network.
+func (rp *routedPlan) externalNetwork(ctx context.Context) error {
+	p, id, on, osub, gw, n, extName := rp.p, rp.id, rp.on, rp.osub, rp.gw, rp.p.new, rp.extName
+	if en := findNet(rp.nets, extName); en == nil {
+		p.createNetwork("new/external_network", extName, id, on.NetworkType, rp.physnet, rp.seg, true, &p.st.extNet)
 		p.createSubnet("new/external_subnet", extName+"-v4", id, &p.st.extNet, osub.CIDR, osub.GatewayIP, false, []string{gw.String() + "-" + gw.String()}, &p.st.extSub)
 	} else {
 		p.Plan.Unchanged += 2
@@ -456,8 +541,13 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 			p.st.extSub = subs[0].ID
 		}
 	}
-	// The new cloud's own network and subnet.
-	if nn := findNet(nets, name); nn == nil {
+	return nil
+}
+
+// ownNetwork: the new cloud's own network and subnet (routed.cidr).
+func (rp *routedPlan) ownNetwork(ctx context.Context) error {
+	p, id, n, name, rt := rp.p, rp.id, rp.p.new, rp.name, rp.b.GetRouted()
+	if nn := findNet(rp.nets, name); nn == nil {
 		p.add(step{change: change("new/network", "create", "new", "network", "network %s (the new cloud's own)", name), do: func(ctx context.Context) (*netbridgev1.Resource, error) {
 			net, err := networks.Create(ctx, n.Network, networks.CreateOpts{Name: name, Description: Marker(id), ProjectID: n.Project}).Extract()
 			if err != nil {
@@ -482,7 +572,12 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 			p.st.newSub = subs[0].ID
 		}
 	}
-	// The router: created without a gateway, then its interface, then the gateway.
+	return nil
+}
+
+// router: created without a gateway, then its interface, then the gateway.
+func (rp *routedPlan) router(ctx context.Context) error {
+	p, id, n, name, rt, gw, extName := rp.p, rp.id, rp.p.new, rp.name, rp.b.GetRouted(), rp.gw, rp.extName
 	rs, err := ourRouters(ctx, n, id)
 	if err != nil {
 		return err
@@ -541,7 +636,12 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 				return res("new/router_gateway", "new", "router_gateway", rid), nil
 			}})
 	}
-	// The old side's route to the new subnet.
+	return nil
+}
+
+// oldRoute: the old side's route to the new subnet (on old.router_id, or a note).
+func (rp *routedPlan) oldRoute(ctx context.Context) error {
+	p, b, o, rt, gw := rp.p, rp.b, rp.p.old, rp.b.GetRouted(), rp.gw
 	if orid := b.GetOld().GetRouterId(); orid != "" {
 		or, err := routers.Get(ctx, o.Network, orid).Extract()
 		if err != nil {
@@ -567,6 +667,5 @@ func (e *Engine) planRouted(ctx context.Context, p *Planned, b *netbridgev1.Brid
 	} else {
 		p.Plan.Notes = append(p.Plan.Notes, fmt.Sprintf("the old side must route %s via %s: give old.router_id to have the plan add it, or add it by hand", rt.GetCidr(), gw))
 	}
-	p.Plan.Notes = append(p.Plan.Notes, "the old VLAN is defined in the new cloud as an external network (router:external): under DVR a tenant network on it would have every compute node's router answer for the same MAC, and packets arrive twice")
 	return nil
 }

@@ -30,7 +30,7 @@ func planShared(t *testing.T, b *netbridgev1.Bridge) (*Planned, error) {
 	t.Helper()
 	on, osub, oports := planFixture()
 	p := &Planned{Plan: &netbridgev1.Plan{Bridge: b.GetName()}, st: &state{}, old: &Side{Name: "old"}, new: &Side{Name: "new"}}
-	err := (&Engine{}).planShared(t.Context(), p, b, "br-1", on, osub, oports, nil, "physnet1", 101, "old-vlan")
+	err := (&Engine{}).planShared(t.Context(), p, &planInput{b: b, id: "br-1", on: on, osub: osub, oports: oports, physnet: "physnet1", seg: 101, name: "old-vlan"})
 	for _, s := range p.steps {
 		p.Plan.Changes = append(p.Plan.Changes, s.change)
 	}
