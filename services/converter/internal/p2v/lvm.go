@@ -77,9 +77,51 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 	if len(devs) == 0 {
 		return nil
 	}
-	pvs, err := lvmReport(ctx, devs, "pvs", "pv", "pv_name,pe_start,vg_name")
+	lvs, peStart, err := readLVs(ctx, devs, pvPart)
 	if err != nil {
 		return err
+	}
+	for _, v := range lvs {
+		if v.unsupported != "" {
+			return fmt.Errorf("%w: logical volume %s is %s: only linear logical volumes are converted", ErrUnsupported, v.key(), v.unsupported)
+		}
+		pieces, err := v.pieces(pvPart, peStart)
+		if err != nil {
+			return err
+		}
+		dev, err := attachLV(ctx, u, work, v, pieces)
+		if err != nil {
+			return err
+		}
+		p := Partition{Number: pvPart[v.segs[0].PV].Number, Disk: pvPart[v.segs[0].PV].Disk, Volume: v.key(), Start: pieces[0].from, Size: v.size, Type: "lvm", device: dev}
+		p.FSType, p.UUID, p.Label = blkid(ctx, dev)
+		d.Partitions = append(d.Partitions, p)
+	}
+	return nil
+}
+
+// logicalVolume is one logical volume as lvm2's reports describe it.
+type logicalVolume struct {
+	vg, name    string
+	size, ext   int64 // bytes, and the volume group's extent size
+	segs        []lvSegment
+	unsupported string // why it cannot be converted (a RAID or mirror segment), or ""
+}
+
+func (v *logicalVolume) key() string { return v.vg + "/" + v.name }
+
+// lvPiece is where a run of a logical volume's bytes lies on a source disk.
+type lvPiece struct {
+	at, from, n int64  // offset in the volume, offset on the disk, length
+	src         string // the loop device of the PV's disk
+}
+
+// readLVs reads the logical volumes on the physical volumes devs (with lvm2's
+// reports, activation off), sorted by name, and each PV's first extent's offset.
+func readLVs(ctx context.Context, devs []string, pvPart map[string]*Partition) ([]*logicalVolume, map[string]int64, error) {
+	pvs, err := lvmReport(ctx, devs, "pvs", "pv", "pv_name,pe_start,vg_name")
+	if err != nil {
+		return nil, nil, err
 	}
 	peStart := map[string]int64{}
 	for _, r := range pvs {
@@ -89,28 +131,22 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 	rows, err := lvmReport(ctx, devs, "lvs", "lv",
 		"vg_name,lv_name,lv_size,vg_extent_size,segtype,stripes,seg_start_pe,seg_size_pe,seg_pe_ranges,vg_missing_pv_count")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	type lv struct {
-		vg, name    string
-		size, ext   int64
-		segs        []lvSegment
-		unsupported string
-	}
-	byName := map[string]*lv{}
+	byName := map[string]*logicalVolume{}
 	var names []string
 	for _, r := range rows {
 		key := r["vg_name"] + "/" + r["lv_name"]
 		v := byName[key]
 		if v == nil {
-			v = &lv{vg: r["vg_name"], name: r["lv_name"]}
+			v = &logicalVolume{vg: r["vg_name"], name: r["lv_name"]}
 			v.size, _ = strconv.ParseInt(r["lv_size"], 10, 64)
 			v.ext, _ = strconv.ParseInt(r["vg_extent_size"], 10, 64)
 			byName[key] = v
 			names = append(names, key)
 		}
 		if n, _ := strconv.Atoi(r["vg_missing_pv_count"]); n > 0 {
-			return fmt.Errorf("%w: volume group %s has %d physical volume(s) that are not on the disks given: add the server's other disks (more_disk_paths)", ErrUnsupported, r["vg_name"], n)
+			return nil, nil, fmt.Errorf("%w: volume group %s has %d physical volume(s) that are not on the disks given: add the server's other disks (more_disk_paths)", ErrUnsupported, r["vg_name"], n)
 		}
 		if st := r["segtype"]; (st != "linear" && st != "striped") || r["stripes"] != "1" {
 			v.unsupported = fmt.Sprintf("%s with %s stripe(s)", st, r["stripes"])
@@ -124,96 +160,98 @@ func lvmVolumes(ctx context.Context, u *undo, d *Disk, work string) error {
 		i := strings.LastIndexByte(rng, ':')
 		a, b, ok := strings.Cut(rng[i+1:], "-")
 		if i < 0 || !ok {
-			return fmt.Errorf("lvs: logical volume %s: unreadable extent range %q", key, rng)
+			return nil, nil, fmt.Errorf("lvs: logical volume %s: unreadable extent range %q", key, rng)
 		}
 		seg.PV = rng[:i]
 		seg.PVStart, _ = strconv.ParseInt(a, 10, 64)
 		if end, _ := strconv.ParseInt(b, 10, 64); end-seg.PVStart+1 != seg.Count || pvPart[seg.PV] == nil {
-			return fmt.Errorf("lvs: logical volume %s: extent range %q does not match its %d extents on this disk", key, rng, seg.Count)
+			return nil, nil, fmt.Errorf("lvs: logical volume %s: extent range %q does not match its %d extents on this disk", key, rng, seg.Count)
 		}
 		v.segs = append(v.segs, seg)
 	}
 	sort.Strings(names)
-	for _, key := range names {
-		v := byName[key]
-		if v.unsupported != "" {
-			return fmt.Errorf("%w: logical volume %s is %s: only linear logical volumes are converted", ErrUnsupported, key, v.unsupported)
-		}
-		sort.Slice(v.segs, func(i, j int) bool { return v.segs[i].LVStart < v.segs[j].LVStart })
-		// Where each segment lies in the source, in bytes.
-		type piece struct {
-			at, from, n int64
-			src         string // the loop device of the PV's disk
-		}
-		var pieces []piece
-		var next int64
-		for _, s := range v.segs {
-			if s.LVStart != next {
-				return fmt.Errorf("lvs: logical volume %s: extents %d to %d are missing", key, next, s.LVStart-1)
-			}
-			next = s.LVStart + s.Count
-			from, src := pvPart[s.PV].Start+peStart[s.PV]+s.PVStart*v.ext, pvPart[s.PV].diskLoop
-			if n := len(pieces); n > 0 && pieces[n-1].src == src && pieces[n-1].from+pieces[n-1].n == from {
-				pieces[n-1].n += s.Count * v.ext // adjacent on the disk: one piece
-				continue
-			}
-			pieces = append(pieces, piece{at: s.LVStart * v.ext, from: from, n: s.Count * v.ext, src: src})
-		}
-		var dev string
-		if len(pieces) == 1 {
-			out, err := run(ctx, "losetup", "-f", "--show", "-r", "-o", strconv.FormatInt(pieces[0].from, 10),
-				"--sizelimit", strconv.FormatInt(pieces[0].n, 10), pieces[0].src)
-			if err != nil {
-				return err
-			}
-			dev = strings.TrimSpace(out)
-		} else {
-			// Not contiguous (an lvextend after another volume was made): a sparse copy.
-			img := filepath.Join(work, "lv-"+v.vg+"-"+v.name+".img")
-			if err := func() error {
-				if err := os.MkdirAll(work, 0o700); err != nil {
-					return err
-				}
-				dst, err := os.OpenFile(img, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-				if err != nil {
-					return err
-				}
-				defer dst.Close()
-				if err := dst.Truncate(v.size); err != nil {
-					return err
-				}
-				for _, p := range pieces {
-					src, err := os.Open(p.src)
-					if err != nil {
-						return err
-					}
-					err = copySparse(ctx, dst, p.at, src, p.from, p.n)
-					_ = src.Close()
-					if err != nil {
-						return fmt.Errorf("copy logical volume %s: %w", key, err)
-					}
-				}
-				return dst.Close()
-			}(); err != nil {
-				_ = os.Remove(img)
-				return err
-			}
-			u.push(func() error { return os.Remove(img) })
-			out, err := run(ctx, "losetup", "-f", "--show", "-r", img)
-			if err != nil {
-				return err
-			}
-			dev = strings.TrimSpace(out)
-		}
-		u.push(func() error { return detach(dev) })
-		if u.record != nil {
-			u.record(dev)
-		}
-		p := Partition{Number: pvPart[v.segs[0].PV].Number, Disk: pvPart[v.segs[0].PV].Disk, Volume: key, Start: pieces[0].from, Size: v.size, Type: "lvm", device: dev}
-		p.FSType, p.UUID, p.Label = blkid(ctx, dev)
-		d.Partitions = append(d.Partitions, p)
+	out := make([]*logicalVolume, 0, len(names))
+	for _, k := range names {
+		out = append(out, byName[k])
 	}
-	return nil
+	return out, peStart, nil
+}
+
+// pieces is where the volume's segments lie on the source disks, in the volume's
+// order; segments adjacent on a disk are one piece. A gap is an error.
+func (v *logicalVolume) pieces(pvPart map[string]*Partition, peStart map[string]int64) ([]lvPiece, error) {
+	sort.Slice(v.segs, func(i, j int) bool { return v.segs[i].LVStart < v.segs[j].LVStart })
+	var pieces []lvPiece
+	var next int64
+	for _, s := range v.segs {
+		if s.LVStart != next {
+			return nil, fmt.Errorf("lvs: logical volume %s: extents %d to %d are missing", v.key(), next, s.LVStart-1)
+		}
+		next = s.LVStart + s.Count
+		from, src := pvPart[s.PV].Start+peStart[s.PV]+s.PVStart*v.ext, pvPart[s.PV].diskLoop
+		if n := len(pieces); n > 0 && pieces[n-1].src == src && pieces[n-1].from+pieces[n-1].n == from {
+			pieces[n-1].n += s.Count * v.ext // adjacent on the disk: one piece
+			continue
+		}
+		pieces = append(pieces, lvPiece{at: s.LVStart * v.ext, from: from, n: s.Count * v.ext, src: src})
+	}
+	return pieces, nil
+}
+
+// attachLV makes the volume a read-only loop device: straight over the disk when
+// it is one piece, else over a sparse copy of its pieces (an lvextend after
+// another volume was made) in work. Both are undone by u.
+func attachLV(ctx context.Context, u *undo, work string, v *logicalVolume, pieces []lvPiece) (string, error) {
+	var out string
+	var err error
+	if len(pieces) == 1 {
+		out, err = run(ctx, "losetup", "-f", "--show", "-r", "-o", strconv.FormatInt(pieces[0].from, 10),
+			"--sizelimit", strconv.FormatInt(pieces[0].n, 10), pieces[0].src)
+	} else {
+		img := filepath.Join(work, "lv-"+v.vg+"-"+v.name+".img")
+		if err := copyLV(ctx, img, v, pieces); err != nil {
+			_ = os.Remove(img)
+			return "", err
+		}
+		u.push(func() error { return os.Remove(img) })
+		out, err = run(ctx, "losetup", "-f", "--show", "-r", img)
+	}
+	if err != nil {
+		return "", err
+	}
+	dev := strings.TrimSpace(out)
+	u.push(func() error { return detach(dev) })
+	if u.record != nil {
+		u.record(dev)
+	}
+	return dev, nil
+}
+
+// copyLV writes the volume's pieces into a sparse image file of its size.
+func copyLV(ctx context.Context, img string, v *logicalVolume, pieces []lvPiece) error {
+	if err := os.MkdirAll(filepath.Dir(img), 0o700); err != nil {
+		return err
+	}
+	dst, err := os.OpenFile(img, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	if err := dst.Truncate(v.size); err != nil {
+		return err
+	}
+	for _, p := range pieces {
+		src, err := os.Open(p.src)
+		if err != nil {
+			return err
+		}
+		err = copySparse(ctx, dst, p.at, src, p.from, p.n)
+		_ = src.Close()
+		if err != nil {
+			return fmt.Errorf("copy logical volume %s: %w", v.key(), err)
+		}
+	}
+	return dst.Close()
 }
 
 // copySparse copies n bytes from src at from to dst at at, leaving runs of zeros
