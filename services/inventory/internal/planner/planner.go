@@ -164,21 +164,64 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 	if err != nil {
 		return nil, err
 	}
-	out := &inventoryv1.Plan{Rules: p.GetRules(), Dependencies: p.GetDependencies(), Pins: p.GetPins(), State: inventoryv1.PlanState_PLAN_STATE_PROPOSED,
-		IncludeErrorServers: p.GetIncludeErrorServers(), StartStoppedServers: p.GetStartStoppedServers()}
-	type item struct {
-		a    *inventoryv1.Assignment
-		rule string
+	pr := &proposal{p: p, rules: rules, stateless: map[string]bool{}, stateful: map[string]bool{}, deps: map[string][]string{}, level: map[string]int{},
+		out: &inventoryv1.Plan{Rules: p.GetRules(), Dependencies: p.GetDependencies(), Pins: p.GetPins(), State: inventoryv1.PlanState_PLAN_STATE_PROPOSED,
+			IncludeErrorServers: p.GetIncludeErrorServers(), StartStoppedServers: p.GetStartStoppedServers()}}
+	known := pr.classify(workloads)
+	for name := range p.GetPins() {
+		if !known[name] {
+			return nil, apierr.InvalidArgument("plan.pins", "%s is not a workload of the registry", name)
+		}
 	}
-	var items []item
-	statelessRoles, statefulRoles := map[string]bool{}, map[string]bool{}
+	for _, d := range p.GetDependencies() {
+		pr.deps[d.GetRole()] = append(pr.deps[d.GetRole()], d.GetDependsOn()...)
+	}
+	maxStateless := 0
+	for r := range pr.stateless {
+		l, err := pr.visit(r, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		maxStateless = max(maxStateless, l)
+	}
+	for _, it := range pr.items {
+		if err := pr.place(it, maxStateless); err != nil {
+			return nil, err
+		}
+	}
+	pr.group()
+	return pr.out, nil
+}
+
+// proposal is one Propose's state.
+type proposal struct {
+	p                   *inventoryv1.Plan
+	rules               []compiled
+	out                 *inventoryv1.Plan
+	items               []proposed
+	stateless, stateful map[string]bool // the roles with workloads to order
+	deps                map[string][]string
+	level               map[string]int // by fmt.Sprint(stateful, role)
+}
+
+// proposed is a workload to place in a wave, and the rule that gave its role.
+type proposed struct {
+	a    *inventoryv1.Assignment
+	rule string
+}
+
+// classify gives each workload its role: moving ones keep their wave, ERROR
+// servers (unless included) and role-less ones are unassigned with the reason, the
+// rest are to be placed. It returns every workload's name.
+func (pr *proposal) classify(workloads []*Workload) map[string]bool {
+	p, out := pr.p, pr.out
 	known := map[string]bool{}
 	for _, w := range workloads {
 		known[w.GetName()] = true
 		if w.GetVanished() {
 			continue
 		}
-		r, stateful, why := role(w, rules)
+		r, stateful, why := role(w, pr.rules)
 		status := w.GetFacts().GetInstance().GetStatus()
 		a := &inventoryv1.Assignment{Workload: w.GetName(), Role: r, Stateful: stateful, Etag: w.GetEtag(),
 			DisplayName: displayName(w), ServerStatus: status, Cold: status == "SHUTOFF" && !p.GetStartStoppedServers()}
@@ -197,101 +240,94 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 			continue
 		}
 		if stateful {
-			statefulRoles[r] = true
+			pr.stateful[r] = true
 		} else {
-			statelessRoles[r] = true
+			pr.stateless[r] = true
 		}
-		items = append(items, item{a, why})
+		pr.items = append(pr.items, proposed{a, why})
 	}
-	for name := range p.GetPins() {
-		if !known[name] {
-			return nil, apierr.InvalidArgument("plan.pins", "%s is not a workload of the registry", name)
-		}
-	}
-	deps := map[string][]string{}
-	for _, d := range p.GetDependencies() {
-		deps[d.GetRole()] = append(deps[d.GetRole()], d.GetDependsOn()...)
-	}
-	// Levels: a stateless role moves one wave after the latest stateless role it
-	// depends on; stateful roles after every stateless one, ordered among themselves.
-	level := map[string]int{}
-	var visit func(r string, stateful bool, path []string) (int, error)
-	visit = func(r string, stateful bool, path []string) (int, error) {
-		key := fmt.Sprint(stateful, r)
-		if l, ok := level[key]; ok {
-			return l, nil
-		}
-		for _, q := range path {
-			if q == r {
-				return 0, apierr.InvalidArgument("plan.dependencies", "roles depend on each other in a cycle: %s → %s", strings.Join(path, " → "), r)
-			}
-		}
-		l := 1
-		for _, d := range deps[r] {
-			if stateful && !statefulRoles[d] || !stateful && !statelessRoles[d] {
-				continue // a stateless role does not wait for a stateful one, nor for a role no workload has
-			}
-			dl, err := visit(d, stateful, append(path, r))
-			if err != nil {
-				return 0, err
-			}
-			l = max(l, dl+1)
-		}
-		level[key] = l
+	return known
+}
+
+// visit is a role's level: a stateless role moves one wave after the latest
+// stateless role it depends on; stateful roles after every stateless one, ordered
+// among themselves. A cycle is INVALID_ARGUMENT at plan.dependencies.
+func (pr *proposal) visit(r string, stateful bool, path []string) (int, error) {
+	key := fmt.Sprint(stateful, r)
+	if l, ok := pr.level[key]; ok {
 		return l, nil
 	}
-	maxStateless := 0
-	for r := range statelessRoles {
-		l, err := visit(r, false, nil)
-		if err != nil {
-			return nil, err
+	for _, q := range path {
+		if q == r {
+			return 0, apierr.InvalidArgument("plan.dependencies", "roles depend on each other in a cycle: %s → %s", strings.Join(path, " → "), r)
 		}
-		maxStateless = max(maxStateless, l)
 	}
-	for _, it := range items {
-		a := it.a
-		l, err := visit(a.GetRole(), a.GetStateful(), nil)
+	l := 1
+	for _, d := range pr.deps[r] {
+		if stateful && !pr.stateful[d] || !stateful && !pr.stateless[d] {
+			continue // a stateless role does not wait for a stateful one, nor for a role no workload has
+		}
+		dl, err := pr.visit(d, stateful, append(path, r))
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
-		if a.GetStateful() {
-			a.Wave = int32(maxStateless + l)
-			a.Reason = fmt.Sprintf("stateful role %s: after every stateless role", a.GetRole())
-		} else {
-			a.Wave = int32(l)
-			a.Reason = fmt.Sprintf("stateless role %s", a.GetRole())
-			var after, notWaiting []string
-			for _, d := range deps[a.GetRole()] {
-				switch {
-				case statelessRoles[d]:
-					after = append(after, d)
-				case statefulRoles[d]:
-					notWaiting = append(notWaiting, d)
-				}
-			}
-			if len(after) > 0 {
-				a.Reason += " after " + strings.Join(after, ", ")
-			}
-			if len(notWaiting) > 0 {
-				a.Reason += "; does not wait for stateful " + strings.Join(notWaiting, ", ")
-			}
-		}
-		if it.rule != "" {
-			a.Reason += " (" + it.rule + ")"
-		}
-		if w, ok := p.GetPins()[a.GetWorkload()]; ok {
-			a.Wave, a.Reason = w, fmt.Sprintf("pinned to wave %d (ordering said %d)", w, a.GetWave())
-		}
-		switch {
-		case a.GetCold():
-			a.Reason += "; stopped (SHUTOFF): moves cold and stays stopped at the destination"
-		case a.GetServerStatus() == "SHUTOFF":
-			a.Reason += "; stopped (SHUTOFF): moves cold and is started at the destination (start_stopped_servers)"
-		case a.GetServerStatus() == "ERROR":
-			a.Reason += "; in ERROR: moved as it is (include_error_servers)"
-		}
-		out.Assignments = append(out.Assignments, a)
+		l = max(l, dl+1)
 	}
+	pr.level[key] = l
+	return l, nil
+}
+
+// place gives a workload its wave from its role's level (or its pin), and the
+// reason, said for the operator.
+func (pr *proposal) place(it proposed, maxStateless int) error {
+	a := it.a
+	l, err := pr.visit(a.GetRole(), a.GetStateful(), nil)
+	if err != nil {
+		return err
+	}
+	if a.GetStateful() {
+		a.Wave = int32(maxStateless + l)
+		a.Reason = fmt.Sprintf("stateful role %s: after every stateless role", a.GetRole())
+	} else {
+		a.Wave = int32(l)
+		a.Reason = fmt.Sprintf("stateless role %s", a.GetRole())
+		var after, notWaiting []string
+		for _, d := range pr.deps[a.GetRole()] {
+			switch {
+			case pr.stateless[d]:
+				after = append(after, d)
+			case pr.stateful[d]:
+				notWaiting = append(notWaiting, d)
+			}
+		}
+		if len(after) > 0 {
+			a.Reason += " after " + strings.Join(after, ", ")
+		}
+		if len(notWaiting) > 0 {
+			a.Reason += "; does not wait for stateful " + strings.Join(notWaiting, ", ")
+		}
+	}
+	if it.rule != "" {
+		a.Reason += " (" + it.rule + ")"
+	}
+	if w, ok := pr.p.GetPins()[a.GetWorkload()]; ok {
+		a.Wave, a.Reason = w, fmt.Sprintf("pinned to wave %d (ordering said %d)", w, a.GetWave())
+	}
+	switch {
+	case a.GetCold():
+		a.Reason += "; stopped (SHUTOFF): moves cold and stays stopped at the destination"
+	case a.GetServerStatus() == "SHUTOFF":
+		a.Reason += "; stopped (SHUTOFF): moves cold and is started at the destination (start_stopped_servers)"
+	case a.GetServerStatus() == "ERROR":
+		a.Reason += "; in ERROR: moved as it is (include_error_servers)"
+	}
+	pr.out.Assignments = append(pr.out.Assignments, a)
+	return nil
+}
+
+// group sorts the assignments by wave and workload and sums them up per wave.
+func (pr *proposal) group() {
+	out := pr.out
 	sort.Slice(out.Assignments, func(i, j int) bool {
 		a, b := out.Assignments[i], out.Assignments[j]
 		if a.GetWave() != b.GetWave() {
@@ -321,7 +357,6 @@ func Propose(workloads []*Workload, p *inventoryv1.Plan) (*inventoryv1.Plan, err
 		sort.Strings(pw.Roles)
 	}
 	sort.Slice(out.Unassigned, func(i, j int) bool { return out.Unassigned[i].GetWorkload() < out.Unassigned[j].GetWorkload() })
-	return out, nil
 }
 
 func contains(list []string, s string) bool {
