@@ -7,19 +7,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"regexp"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
-	"github.com/gophercloud/gophercloud/v2/pagination"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/osapi"
 )
 
 // Cleanup deletes what the job made, in both clouds, and starts the source again if
@@ -51,7 +50,7 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	// the destination server after the source; only when the source is gone is the
 	// whole project listed.
 	name := ""
-	if s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract(); err == nil {
+	if s, err := osapi.GetServer(ctx, src.compute, j.GetSource().GetServerId()); err == nil {
 		name = s.Name
 	}
 	errs = append(errs, r.cleanupBoot(ctx, j, id, dst, name))
@@ -64,8 +63,8 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	}
 	// Source: let a snapshot being taken end, delete it, start the server again.
 	if err := r.wait(ctx, "the source server's task to end", func() (string, error) {
-		s, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
-		if notFound(err) {
+		s, err := osapi.GetServer(ctx, src.compute, j.GetSource().GetServerId())
+		if osapi.NotFound(err) {
 			return "", nil
 		}
 		if err != nil {
@@ -80,7 +79,7 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		snaps[c.GetSnapshotImageId()] = true
 	}
 	sg := imagecopy.NewGlance(src.image)
-	if list, err := listAll(ctx, images.List(src.image, images.ListOpts{Name: snapshotName(id)}), images.ExtractImages); err == nil {
+	if list, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: snapshotName(id)}); err == nil {
 		for _, img := range list {
 			snaps[img.ID] = true
 		}
@@ -112,7 +111,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 	if name != "" {
 		listOpts.Name = "^" + regexp.QuoteMeta(name) + "$"
 	}
-	if list, err := listAll(ctx, servers.List(dst.compute, listOpts), servers.ExtractServers); err == nil {
+	if list, err := osapi.ListServers(ctx, dst.compute, listOpts); err == nil {
 		for _, s := range list {
 			if s.Metadata["hikkoshi_job"] == id {
 				srvIDs[s.ID] = true
@@ -138,7 +137,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 			continue
 		}
 		// A port whose create answer was lost: found by its name.
-		if list, err := listAll(ctx, ports.List(dst.network, ports.ListOpts{Name: nicPortName(id, i), NetworkID: n.GetNetworkId()}), ports.ExtractPorts); err == nil {
+		if list, err := osapi.ListPorts(ctx, dst.network, ports.ListOpts{Name: nicPortName(id, i), NetworkID: n.GetNetworkId()}); err == nil {
 			for _, p := range list {
 				portIDs[p.ID] = true
 			}
@@ -146,7 +145,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 			errs = append(errs, fmt.Errorf("list destination ports: %w", err))
 		}
 	}
-	if list, err := listAll(ctx, ports.List(dst.network, ports.ListOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}), ports.ExtractPorts); err == nil {
+	if list, err := osapi.ListPorts(ctx, dst.network, ports.ListOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}); err == nil {
 		for _, p := range list {
 			portIDs[p.ID] = true
 		}
@@ -154,7 +153,7 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 		errs = append(errs, fmt.Errorf("list destination ports: %w", err))
 	}
 	for pid := range portIDs {
-		if err := ports.Delete(ctx, dst.network, pid).ExtractErr(); err != nil && !notFound(err) {
+		if err := osapi.DeletePort(ctx, dst.network, pid); err != nil && !osapi.NotFound(err) {
 			errs = append(errs, fmt.Errorf("delete port %s: %w", pid, err))
 		}
 	}
@@ -166,14 +165,14 @@ func (r *Runner) cleanupBoot(ctx context.Context, j *converterv1.Job, id string,
 // retried until the context ends.
 func (r *Runner) startAgain(ctx context.Context, cc *gophercloud.ServiceClient, id string) error {
 	err := r.wait(ctx, "start the source server "+id+" again", func() (string, error) {
-		s, err := servers.Get(ctx, cc, id).Extract()
+		s, err := osapi.GetServer(ctx, cc, id)
 		switch {
-		case notFound(err):
+		case osapi.NotFound(err):
 			return "ACTIVE", nil // nothing to start: an operator deleted it
 		case err != nil:
 			return "", err
 		case s.Status == "SHUTOFF" && s.TaskState == "":
-			if err := servers.Start(ctx, cc, id).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+			if err := osapi.StartServer(ctx, cc, id); err != nil && !osapi.Conflict(err) {
 				return "", err
 			}
 		}
@@ -188,15 +187,15 @@ func (r *Runner) startAgain(ctx context.Context, cc *gophercloud.ServiceClient, 
 // deleteServer deletes a server and waits until Nova no longer has it; a server
 // already gone is success.
 func (r *Runner) deleteServer(ctx context.Context, cc *gophercloud.ServiceClient, id string) error {
-	if err := servers.Delete(ctx, cc, id).ExtractErr(); err != nil {
-		if notFound(err) {
+	if err := osapi.DeleteServer(ctx, cc, id); err != nil {
+		if osapi.NotFound(err) {
 			return nil
 		}
 		return fmt.Errorf("delete server %s: %w", id, err)
 	}
 	return r.wait(ctx, "delete server "+id, func() (string, error) {
-		_, err := servers.Get(ctx, cc, id).Extract()
-		if notFound(err) {
+		_, err := osapi.GetServer(ctx, cc, id)
+		if osapi.NotFound(err) {
 			return "gone", nil
 		}
 		return "present", err
@@ -223,15 +222,4 @@ func (r *Runner) Decommission(ctx context.Context, j *converterv1.Job) (*convert
 		}
 	}
 	return &converterv1.Decommission{Time: timestamppb.Now(), SourceServerId: j.GetSource().GetServerId(), SnapshotImageId: snap}, nil
-}
-
-// listAll reads every page of a list and extracts it; an answer that cannot be
-// read is an error, never an empty list (a clean-up would take it for "nothing
-// left to delete").
-func listAll[T any](ctx context.Context, pager pagination.Pager, extract func(pagination.Page) ([]T, error)) ([]T, error) {
-	pages, err := pager.AllPages(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return extract(pages)
 }

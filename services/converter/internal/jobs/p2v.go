@@ -17,6 +17,7 @@ import (
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/osapi"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/p2v/agent"
 )
@@ -174,7 +175,7 @@ func (r *Runner) uploaded(ctx context.Context, j *converterv1.Job) bool {
 	if err != nil {
 		return false
 	}
-	img, err := images.Get(ctx, ic.image, j.GetCreated().GetImageId()).Extract()
+	img, err := osapi.GetImage(ctx, ic.image, j.GetCreated().GetImageId())
 	return err == nil && img.Status == images.ImageStatusActive
 }
 

@@ -12,21 +12,18 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
-	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
-	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/limits"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/quotas"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
-	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/osapi"
 )
 
 func (t *task) preflight(ctx context.Context) (*plan, error) {
 	r, j, src, dst := t.Runner, t.j, t.src, t.dst
 	d := j.GetDestination()
-	srv, err := servers.Get(ctx, src.compute, j.GetSource().GetServerId()).Extract()
+	srv, err := osapi.GetServer(ctx, src.compute, j.GetSource().GetServerId())
 	if err != nil {
 		return nil, fmt.Errorf("source server %s: %w", j.GetSource().GetServerId(), err)
 	}
@@ -70,7 +67,7 @@ func (t *task) preflight(ctx context.Context) (*plan, error) {
 				np.fixedIP = ip
 			}
 		} else {
-			if _, err := networks.Get(ctx, dst.network, np.networkID).Extract(); err != nil {
+			if _, err := osapi.GetNetwork(ctx, dst.network, np.networkID); err != nil {
 				missing = append(missing, fmt.Sprintf("network %s of nics[%d] (%v)", np.networkID, i, err))
 			}
 			if np.fixedIP == "" && len(ifaces[i].FixedIPs) > 0 {
@@ -146,11 +143,7 @@ func (t *task) p2vPreflight(ctx context.Context) (*plan, error) {
 
 // findFlavor finds a destination flavor by name (nil when there is none).
 func findFlavor(ctx context.Context, dst clients, name string) (*flavors.Flavor, error) {
-	fl, err := flavors.ListDetail(dst.compute, flavors.ListOpts{AccessType: flavors.AllAccess}).AllPages(ctx)
-	if err != nil {
-		return nil, err
-	}
-	list, err := flavors.ExtractFlavors(fl)
+	list, err := osapi.ListFlavors(ctx, dst.compute)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +159,7 @@ func findFlavor(ctx context.Context, dst clients, name string) (*flavors.Flavor,
 // freePort checks a given destination port (what names it in messages: of
 // "nics[0]"): free, or the job's own server's already. It returns its address.
 func freePort(ctx context.Context, j *converterv1.Job, dst clients, pid, of string) (ip string, missing []string, err error) {
-	p, err := ports.Get(ctx, dst.network, pid).Extract()
+	p, err := osapi.GetPort(ctx, dst.network, pid)
 	switch {
 	case err != nil:
 		return "", []string{fmt.Sprintf("port %s%s (%v)", pid, of, err)}, nil
@@ -189,7 +182,7 @@ func destinationPort(ctx context.Context, j *converterv1.Job, dst clients, pl *p
 		}
 		return missing, err
 	}
-	if _, err := networks.Get(ctx, dst.network, d.GetNetworkId()).Extract(); err != nil {
+	if _, err := osapi.GetNetwork(ctx, dst.network, d.GetNetworkId()); err != nil {
 		return []string{fmt.Sprintf("network %s (%v)", d.GetNetworkId(), err)}, nil
 	}
 	return nil, nil
@@ -199,7 +192,7 @@ func destinationPort(ctx context.Context, j *converterv1.Job, dst clients, pl *p
 func (r *Runner) keyAndGroups(ctx context.Context, dst clients, pl *plan, sgNames []string) ([]string, error) {
 	var missing []string
 	if pl.keyName != "" {
-		if _, err := keypairs.Get(ctx, dst.compute, pl.keyName, nil).Extract(); err != nil {
+		if _, err := osapi.GetKeyPair(ctx, dst.compute, pl.keyName); err != nil {
 			missing = append(missing, fmt.Sprintf("key pair %q", pl.keyName))
 		}
 	}
@@ -207,11 +200,7 @@ func (r *Runner) keyAndGroups(ctx context.Context, dst clients, pl *plan, sgName
 		if slices.Contains(sgNames[:i], name) {
 			continue // a server with several NICs lists a group once per port
 		}
-		pages, err := groups.List(dst.network, groups.ListOpts{Name: name}).AllPages(ctx)
-		if err != nil {
-			return nil, err
-		}
-		gs, err := groups.ExtractGroups(pages)
+		gs, err := osapi.ListSecurityGroups(ctx, dst.network, groups.ListOpts{Name: name})
 		if err != nil {
 			return nil, fmt.Errorf("security group %q: %w", name, err)
 		}
@@ -254,7 +243,7 @@ func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl 
 		}
 	}
 	if j.GetCreated().GetServerId() == "" {
-		l, err := limits.Get(ctx, dst.compute, limits.GetOpts{}).Extract()
+		l, err := osapi.ComputeLimits(ctx, dst.compute)
 		if err != nil {
 			return nil, fmt.Errorf("destination compute limits: %w", err)
 		}
@@ -276,9 +265,9 @@ func (r *Runner) quota(ctx context.Context, j *converterv1.Job, dst clients, fl 
 		need = 1
 	}
 	if need > 0 {
-		q, err := quotas.GetDetail(ctx, dst.network, dst.project).Extract()
+		q, err := osapi.NetworkQuota(ctx, dst.network, dst.project)
 		switch {
-		case gophercloud.ResponseCodeIs(err, http.StatusForbidden), notFound(err):
+		case gophercloud.ResponseCodeIs(err, http.StatusForbidden), osapi.NotFound(err):
 			r.Log.Info("the destination's port quota is not readable by this project; not checked", "cloud", j.GetDestination().GetCloud())
 		case err != nil:
 			return nil, fmt.Errorf("destination network quota: %w", err)

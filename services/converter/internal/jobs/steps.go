@@ -19,12 +19,12 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
-	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/osapi"
 )
 
 func (t *task) stop(ctx context.Context) error {
@@ -39,13 +39,13 @@ func (t *task) stop(ctx context.Context) error {
 		if err := save(ctx, j); err != nil {
 			return err
 		}
-		err := servers.Stop(ctx, src.compute, pl.srv.ID).ExtractErr()
-		if err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+		err := osapi.StopServer(ctx, src.compute, pl.srv.ID)
+		if err != nil && !osapi.Conflict(err) {
 			return err
 		}
 	}
 	return r.wait(ctx, "stop source server "+pl.srv.ID, func() (string, error) {
-		s, err := servers.Get(ctx, src.compute, pl.srv.ID).Extract()
+		s, err := osapi.GetServer(ctx, src.compute, pl.srv.ID)
 		if err != nil {
 			return "", err
 		}
@@ -55,7 +55,7 @@ func (t *task) stop(ctx context.Context) error {
 
 func imageStatus(ctx context.Context, ic *gophercloud.ServiceClient, id string) func() (string, error) {
 	return func() (string, error) {
-		img, err := images.Get(ctx, ic, id).Extract()
+		img, err := osapi.GetImage(ctx, ic, id)
 		if err != nil {
 			return "", err
 		}
@@ -66,9 +66,9 @@ func imageStatus(ctx context.Context, ic *gophercloud.ServiceClient, id string) 
 func (t *task) snapshot(ctx context.Context) error {
 	r, j, id, src, save := t.Runner, t.j, t.id, t.src, t.save
 	if j.GetCreated().GetSnapshotImageId() == "" {
-		imgID, err := servers.CreateImage(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
+		imgID, err := osapi.Snapshot(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
 			Name: snapshotName(id), Metadata: map[string]string{"hikkoshi_job": id},
-		}).ExtractImageID()
+		})
 		if err != nil {
 			return err
 		}
@@ -126,7 +126,7 @@ func (t *task) boot(ctx context.Context) error {
 		if len(pl.sgIDs) > 0 {
 			opts.SecurityGroups = &pl.sgIDs
 		}
-		p, err := ports.Create(ctx, dst.network, opts).Extract()
+		p, err := osapi.CreatePort(ctx, dst.network, opts)
 		if err != nil {
 			return fmt.Errorf("port with %s: %w", pl.fixedIP, err)
 		}
@@ -160,7 +160,7 @@ func (t *task) boot(ctx context.Context) error {
 			md[k] = v
 		}
 		md["hikkoshi_job"] = id
-		s, err := servers.Create(ctx, dst.compute, keypairs.CreateOptsExt{
+		s, err := osapi.CreateServer(ctx, dst.compute, keypairs.CreateOptsExt{
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
 				Networks: nets, Metadata: md,
@@ -170,7 +170,7 @@ func (t *task) boot(ctx context.Context) error {
 				UserData: []byte(cloudinit.UserData(cloudinit.Options{KeyPairUser: j.GetDestination().GetKeyPairUser()})),
 			},
 			KeyName: pl.keyName,
-		}, nil).Extract()
+		})
 		if err != nil {
 			return err
 		}
@@ -180,7 +180,7 @@ func (t *task) boot(ctx context.Context) error {
 		}
 	}
 	status := func() (string, error) {
-		s, err := servers.Get(ctx, dst.compute, j.GetCreated().GetServerId()).Extract()
+		s, err := osapi.GetServer(ctx, dst.compute, j.GetCreated().GetServerId())
 		if err != nil {
 			return "", err
 		}
@@ -199,7 +199,7 @@ func (t *task) boot(ctx context.Context) error {
 		return nil
 	}
 	// A server that was stopped in the old cloud stays stopped in the new one.
-	if err := servers.Stop(ctx, dst.compute, j.GetCreated().GetServerId()).ExtractErr(); err != nil && !gophercloud.ResponseCodeIs(err, http.StatusConflict) {
+	if err := servers.Stop(ctx, dst.compute, j.GetCreated().GetServerId()).ExtractErr(); err != nil && !osapi.Conflict(err) {
 		return fmt.Errorf("stop the new server as the old one was: %w", err)
 	}
 	return r.wait(ctx, "stop destination server "+j.GetCreated().GetServerId(), status, "SHUTOFF", "ERROR")
@@ -218,7 +218,7 @@ func (t *task) recordAddresses(ctx context.Context, portID string) error {
 			}
 		}
 	case portID != "":
-		p, err := ports.Get(ctx, dst.network, portID).Extract()
+		p, err := osapi.GetPort(ctx, dst.network, portID)
 		if err != nil {
 			return fmt.Errorf("destination port %s: %w", portID, err)
 		}
@@ -306,7 +306,7 @@ func (t *task) nicPorts(ctx context.Context) ([]servers.Network, error) {
 			if len(pl.sgIDs) > 0 {
 				opts.SecurityGroups = &pl.sgIDs
 			}
-			p, err := ports.Create(ctx, dst.network, opts).Extract()
+			p, err := osapi.CreatePort(ctx, dst.network, opts)
 			if err != nil {
 				return nil, fmt.Errorf("port of nics[%d] with %s: %w", i, n.fixedIP, err)
 			}
@@ -325,12 +325,11 @@ func (t *task) nicPorts(ctx context.Context) ([]servers.Network, error) {
 // server's network info, which its "addresses" keep (a JSON object, read here in
 // order, with each address's MAC).
 func sourceNICs(ctx context.Context, cc *gophercloud.ServiceClient, serverID string) ([]attachinterfaces.Interface, error) {
-	pages, err := attachinterfaces.List(cc, serverID).AllPages(ctx)
+	ifaces, err := osapi.ListInterfaces(ctx, cc, serverID)
 	if err != nil {
 		return nil, fmt.Errorf("source server %s interfaces: %w", serverID, err)
 	}
-	ifaces, err := attachinterfaces.ExtractInterfaces(pages)
-	if err != nil || len(ifaces) < 2 {
+	if len(ifaces) < 2 {
 		return ifaces, err
 	}
 	macs, err := GuestMACOrder(ctx, cc, serverID)

@@ -120,8 +120,6 @@ func (r *Runner) openOnce(ctx context.Context, name string) (clients, error) {
 	return cl, err
 }
 
-func notFound(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusNotFound) }
-
 // wait polls get until done says stop.
 func (r *Runner) wait(ctx context.Context, what string, get func() (string, error), want string, bad ...string) error {
 	pause := r.Poll

@@ -1,0 +1,144 @@
+// Package osapi is every Nova, Neutron and Glance call the converter's jobs make,
+// one function per call (the way services/lbaas/octavia wraps Octavia): the steps
+// read as what they do, and an answer that cannot be read is an error — a list is
+// never taken for empty because its body could not be parsed.
+package osapi
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/limits"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/quotas"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"github.com/gophercloud/gophercloud/v2/pagination"
+)
+
+// NotFound reports a 404.
+func NotFound(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusNotFound) }
+
+// Conflict reports a 409 (Nova refusing an action while a server is busy).
+func Conflict(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusConflict) }
+
+// listAll reads every page of a list and extracts it.
+func listAll[T any](ctx context.Context, pager pagination.Pager, extract func(pagination.Page) ([]T, error)) ([]T, error) {
+	pages, err := pager.AllPages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return extract(pages)
+}
+
+// Nova.
+
+// GetServer reads a server.
+func GetServer(ctx context.Context, c *gophercloud.ServiceClient, id string) (*servers.Server, error) {
+	return servers.Get(ctx, c, id).Extract()
+}
+
+// ListServers lists servers (Nova filters Name as a regular expression).
+func ListServers(ctx context.Context, c *gophercloud.ServiceClient, opts servers.ListOpts) ([]servers.Server, error) {
+	return listAll(ctx, servers.List(c, opts), servers.ExtractServers)
+}
+
+// CreateServer boots a server.
+func CreateServer(ctx context.Context, c *gophercloud.ServiceClient, opts servers.CreateOptsBuilder) (*servers.Server, error) {
+	return servers.Create(ctx, c, opts, nil).Extract()
+}
+
+// StopServer asks Nova to stop a server.
+func StopServer(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
+	return servers.Stop(ctx, c, id).ExtractErr()
+}
+
+// StartServer asks Nova to start a server.
+func StartServer(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
+	return servers.Start(ctx, c, id).ExtractErr()
+}
+
+// DeleteServer asks Nova to delete a server.
+func DeleteServer(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
+	return servers.Delete(ctx, c, id).ExtractErr()
+}
+
+// Snapshot asks Nova for a snapshot image of a server and returns the image's ID.
+func Snapshot(ctx context.Context, c *gophercloud.ServiceClient, id string, opts servers.CreateImageOpts) (string, error) {
+	return servers.CreateImage(ctx, c, id, opts).ExtractImageID()
+}
+
+// ListInterfaces lists a server's attached interfaces.
+func ListInterfaces(ctx context.Context, c *gophercloud.ServiceClient, serverID string) ([]attachinterfaces.Interface, error) {
+	return listAll(ctx, attachinterfaces.List(c, serverID), attachinterfaces.ExtractInterfaces)
+}
+
+// ListFlavors lists every flavor the project may use, public and private.
+func ListFlavors(ctx context.Context, c *gophercloud.ServiceClient) ([]flavors.Flavor, error) {
+	return listAll(ctx, flavors.ListDetail(c, flavors.ListOpts{AccessType: flavors.AllAccess}), flavors.ExtractFlavors)
+}
+
+// GetKeyPair reads a key pair of the caller.
+func GetKeyPair(ctx context.Context, c *gophercloud.ServiceClient, name string) (*keypairs.KeyPair, error) {
+	return keypairs.Get(ctx, c, name, nil).Extract()
+}
+
+// ComputeLimits reads the project's absolute Nova limits and usage.
+func ComputeLimits(ctx context.Context, c *gophercloud.ServiceClient) (*limits.Limits, error) {
+	return limits.Get(ctx, c, limits.GetOpts{}).Extract()
+}
+
+// Neutron.
+
+// GetNetwork reads a network.
+func GetNetwork(ctx context.Context, c *gophercloud.ServiceClient, id string) (*networks.Network, error) {
+	return networks.Get(ctx, c, id).Extract()
+}
+
+// GetPort reads a port.
+func GetPort(ctx context.Context, c *gophercloud.ServiceClient, id string) (*ports.Port, error) {
+	return ports.Get(ctx, c, id).Extract()
+}
+
+// ListPorts lists ports.
+func ListPorts(ctx context.Context, c *gophercloud.ServiceClient, opts ports.ListOpts) ([]ports.Port, error) {
+	return listAll(ctx, ports.List(c, opts), ports.ExtractPorts)
+}
+
+// CreatePort makes a port.
+func CreatePort(ctx context.Context, c *gophercloud.ServiceClient, opts ports.CreateOptsBuilder) (*ports.Port, error) {
+	return ports.Create(ctx, c, opts).Extract()
+}
+
+// DeletePort deletes a port.
+func DeletePort(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
+	return ports.Delete(ctx, c, id).ExtractErr()
+}
+
+// ListSecurityGroups lists security groups.
+func ListSecurityGroups(ctx context.Context, c *gophercloud.ServiceClient, opts groups.ListOpts) ([]groups.SecGroup, error) {
+	return listAll(ctx, groups.List(c, opts), groups.ExtractGroups)
+}
+
+// NetworkQuota reads a project's Neutron quota with its usage.
+func NetworkQuota(ctx context.Context, c *gophercloud.ServiceClient, project string) (*quotas.QuotaDetailSet, error) {
+	return quotas.GetDetail(ctx, c, project).Extract()
+}
+
+// Glance.
+
+// GetImage reads an image.
+func GetImage(ctx context.Context, c *gophercloud.ServiceClient, id string) (*images.Image, error) {
+	return images.Get(ctx, c, id).Extract()
+}
+
+// ListImages lists images.
+func ListImages(ctx context.Context, c *gophercloud.ServiceClient, opts images.ListOpts) ([]images.Image, error) {
+	return listAll(ctx, images.List(c, opts), images.ExtractImages)
+}
