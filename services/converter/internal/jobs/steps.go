@@ -199,7 +199,7 @@ func (t *task) boot(ctx context.Context) error {
 		return nil
 	}
 	// A server that was stopped in the old cloud stays stopped in the new one.
-	if err := servers.Stop(ctx, dst.compute, j.GetCreated().GetServerId()).ExtractErr(); err != nil && !osapi.Conflict(err) {
+	if err := osapi.StopServer(ctx, dst.compute, j.GetCreated().GetServerId()); err != nil && !osapi.Conflict(err) {
 		return fmt.Errorf("stop the new server as the old one was: %w", err)
 	}
 	return r.wait(ctx, "stop destination server "+j.GetCreated().GetServerId(), status, "SHUTOFF", "ERROR")
