@@ -6,7 +6,6 @@ package discovery
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/locks"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 	"github.com/hikkoshi/hikkoshi/services/inventory/internal/registry"
 )
 
@@ -119,11 +119,7 @@ func New(o Options) *Syncer {
 // Wait waits for running syncs to end (they end when stopping closes).
 func (s *Syncer) Wait() { s.running.Wait() }
 
-func newSyncID(now time.Time) string {
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%x", now.UTC().Format("20060102t150405z"), b)
-}
+func newSyncID(now time.Time) string { return store.NewID("sync", now) }
 
 // Start starts a sync of req's cloud and returns it RUNNING.
 func (s *Syncer) Start(ctx context.Context, req *inventoryv1.Sync) (*inventoryv1.Sync, error) {

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/store"
 	"github.com/hikkoshi/hikkoshi/services/inventory/internal/planner"
 )
 
@@ -59,9 +59,7 @@ func (s *Server) CreatePlan(ctx context.Context, req *inventoryv1.CreatePlanRequ
 		return nil, err
 	}
 	now := time.Now().UTC()
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	id := fmt.Sprintf("%s-%x", now.Format("20060102t150405z"), b)
+	id := store.NewID("plan", now)
 	p.Name, p.CreateTime = "plans/"+id, timestamppb.New(now)
 	val, err := proto.Marshal(p)
 	if err != nil {
