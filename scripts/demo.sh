@@ -440,7 +440,7 @@ print("  ApplyBridge: %d changes made, state %s, %d resources recorded" % (len(r
 bridge_applied=1
 echo "  (apply took $((SECONDS - t0)) s)"
 echo "  PlanBridge again (nothing to do):"
-nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | head -1
+nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | sed -n 1p # (sed reads it all: head would close the pipe under python)
 echo "  - an apply of the plan reviewed before is refused, the bridge changed since (ABORTED):"
 if out=$(nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
 sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
@@ -565,7 +565,7 @@ for w in r.get("workloads", []):
         bad = True
     for e in w.get("events", []):
         print("    %s" % e)
-sys.exit(1 if bad else 0)' "$state/wave2.json" | head -40
+sys.exit(1 if bad else 0)' "$state/wave2.json" | sed -n 1,40p
 
 say "pg-legacy-1's first boot: the image the run's P2V job made, booted under qemu (TCG) as a cloud boots it the first time"
 pj=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w["strategy"] == "STRATEGY_PHYSICAL"))' "$state/wave2.json")
