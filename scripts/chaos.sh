@@ -14,4 +14,4 @@ seed=${2:-$(date +%s)}
 echo "chaos: $rounds rounds, seed $seed (scripts/chaos.sh $rounds $seed repeats them)"
 HIKKOSHI_CHAOS_ROUNDS=$rounds HIKKOSHI_CHAOS_SEED=$seed HIKKOSHI_CHAOS_API_RESTARTS=1 \
   go test -count=1 -timeout "$((rounds * 6 + 10))m" -run '^TestWaveRunSurvivesChaos$' -v ./services/inventory/test/contract/ |
-  tee ".cache/chaos-$seed.log" | grep -E '^\s+(---|chaos_test.go:(47|64|118|126|139))|^(ok|FAIL|PASS)|^\s{10}(killed|restarted)' 
+  tee ".cache/chaos-$seed.log" | grep -E '^\s+---|chaos_test.go:[0-9]+: (chaos|fault|meter)|^(ok|FAIL|PASS)|^\s{10}(killed|restarted)' 
