@@ -193,6 +193,19 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Parse is a service's configuration read whole: the common flags and the
+// service's own (register), args parsed with the environment filling what they leave
+// unset (ParseFlags), then the service's own check (validate), which names the flag.
+func (c *Config) Parse(args []string, register func(*flag.FlagSet), validate func() error) error {
+	fs := flag.NewFlagSet(c.Service, flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	register(fs)
+	if err := c.ParseFlags(fs, args); err != nil {
+		return err
+	}
+	return validate()
+}
+
 // ParseFlags parses args into fs after applying the environment: a flag --foo-bar is
 // also read from HIKKOSHI_<SVC>_FOO_BAR, or else HIKKOSHI_FOO_BAR; a flag given on the
 // command line wins. It also reads the etcd credentials from the environment.

@@ -52,7 +52,6 @@ type config struct {
 }
 
 func (c *config) register(fs *flag.FlagSet) {
-	c.RegisterFlags(fs)
 	fs.IntVar(&c.workers, "workers", 2, "jobs this process runs at once (0: API only)")
 	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
 	fs.Int64Var(&c.chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
@@ -99,12 +98,7 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, args []string) error {
 	cfg := &config{Config: service.NewConfig("converter", DefaultPort)}
-	fs := flag.NewFlagSet("converter", flag.ContinueOnError)
-	cfg.register(fs)
-	if err := cfg.ParseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Parse(args, cfg.register, cfg.validate); err != nil {
 		return err
 	}
 	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {

@@ -45,7 +45,6 @@ type config struct {
 }
 
 func (c *config) register(fs *flag.FlagSet) {
-	c.RegisterFlags(fs)
 	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
 	fs.StringVar(&c.sources, "source-clouds", "", "comma-separated clouds.yaml entries of the source clouds CreateSync may sync (empty: no syncs)")
 	fs.StringVar(&c.destinations, "destination-clouds", "", "comma-separated clouds.yaml entries of the destination clouds GetPreflight checks against")
@@ -59,12 +58,7 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, args []string) error {
 	cfg := &config{Config: service.NewConfig("inventory", DefaultPort)}
-	fs := flag.NewFlagSet("inventory", flag.ContinueOnError)
-	cfg.register(fs)
-	if err := cfg.ParseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Parse(args, cfg.register, cfg.validate); err != nil {
 		return err
 	}
 	cloudsYAML, srcs, dsts := cfg.cloudsYAML, cfg.srcs, cfg.dsts

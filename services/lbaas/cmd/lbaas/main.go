@@ -44,7 +44,6 @@ func main() {
 }
 
 func (c *config) register(fs *flag.FlagSet) {
-	c.RegisterFlags(fs)
 	fs.StringVar(&c.cloud, "cloud", os.Getenv("OS_CLOUD"), "clouds.yaml entry of the cloud whose Octavia this service manages (default $OS_CLOUD)")
 	fs.StringVar(&c.region, "region", os.Getenv("OS_REGION_NAME"), "region (default: the entry's, or $OS_REGION_NAME)")
 	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
@@ -69,12 +68,7 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, args []string) error {
 	cfg := &config{Config: service.NewConfig("lbaas", DefaultPort)}
-	fs := flag.NewFlagSet("lbaas", flag.ContinueOnError)
-	cfg.register(fs)
-	if err := cfg.ParseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Parse(args, cfg.register, cfg.validate); err != nil {
 		return err
 	}
 	return service.Run(ctx, cfg.Config, func(rt *service.Runtime) error {

@@ -42,7 +42,6 @@ type config struct {
 }
 
 func (c *config) register(fs *flag.FlagSet) {
-	c.RegisterFlags(fs)
 	c.pol = watchdog.DefaultPolicy
 	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places); bridges name its entries, which must be admin-scoped")
 	fs.StringVar(&c.watchClouds, "watch-clouds", "", "clouds.yaml entries whose HA routers the VRRP watchdog guards (admin-scoped, comma-separated); empty: no watchdog")
@@ -70,12 +69,7 @@ func (c *config) validate() error {
 
 func run(ctx context.Context, args []string) error {
 	cfg := &config{Config: service.NewConfig("netbridge", DefaultPort)}
-	fs := flag.NewFlagSet("netbridge", flag.ContinueOnError)
-	cfg.register(fs)
-	if err := cfg.ParseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Parse(args, cfg.register, cfg.validate); err != nil {
 		return err
 	}
 	cloudsYAML, clouds, interval, pol := cfg.cloudsYAML, cfg.clouds, cfg.interval, cfg.pol
