@@ -305,6 +305,11 @@ func (s *Store[T]) Delete(ctx context.Context, id string, etag int64) error {
 // revision of the first (one consistent view), until fn says stop. It returns that
 // revision.
 func (s *Store[T]) Walk(ctx context.Context, after string, order Order, batch int64, fn func(v T, rev int64) (stop bool, err error)) (int64, error) {
+	return s.walk(ctx, after, order, batch, func(_ string, v T, rev int64) (bool, error) { return fn(v, rev) })
+}
+
+// walk is Walk, telling fn each record's ID too (its key less the prefix).
+func (s *Store[T]) walk(ctx context.Context, after string, order Order, batch int64, fn func(id string, v T, rev int64) (stop bool, err error)) (int64, error) {
 	start, end := s.prefix, clientv3.GetPrefixRangeEnd(s.prefix)
 	if after != "" {
 		if order == Descending {
@@ -334,7 +339,7 @@ func (s *Store[T]) Walk(ctx context.Context, after string, order Order, batch in
 			if err != nil {
 				return 0, err
 			}
-			if stop, err := fn(v, rev); stop || err != nil {
+			if stop, err := fn(strings.TrimPrefix(string(kv.Key), s.prefix), v, rev); stop || err != nil {
 				return rev, err
 			}
 		}
@@ -371,7 +376,7 @@ func (s *Store[T]) Page(ctx context.Context, after string, order Order, size int
 		batch = max(batch, DefaultBatch)
 	}
 	var lastID string
-	_, err = s.Walk(ctx, after, order, batch, func(v T, _ int64) (bool, error) {
+	_, err = s.walk(ctx, after, order, batch, func(id string, v T, _ int64) (bool, error) {
 		if keep != nil && !keep(v) {
 			return false, nil
 		}
@@ -380,21 +385,11 @@ func (s *Store[T]) Page(ctx context.Context, after string, order Order, size int
 			return true, nil
 		}
 		page = append(page, v)
-		lastID = s.idOf(v)
+		lastID = id
 		return false, nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return page, next, nil
-}
-
-// idOf is the ID in a record's "name" field.
-func (s *Store[T]) idOf(v T) string {
-	f := v.ProtoReflect().Descriptor().Fields().ByName("name")
-	if f == nil {
-		return ""
-	}
-	id, _ := s.ID(v.ProtoReflect().Get(f).String())
-	return id
 }

@@ -31,12 +31,11 @@ var ErrLostClaim = errors.New("jobs: this worker no longer holds the job (its le
 // Store keeps jobs in etcd (platform/store), and their claims beside them.
 type Store struct {
 	*store.Store[*converterv1.Job]
-	c *clientv3.Client
 }
 
 // NewStore returns a Store on c.
 func NewStore(c *clientv3.Client) *Store {
-	return &Store{Store: store.New[*converterv1.Job](c, keys.JobsPrefix, "jobs", "job"), c: c}
+	return &Store{store.New[*converterv1.Job](c, keys.JobsPrefix, "jobs", "job")}
 }
 
 // ID returns the job ID of a name "jobs/{id}".
@@ -90,7 +89,7 @@ func (s *Store) Claim(ctx context.Context, id, worker string, lease clientv3.Lea
 		return nil, false, err
 	}
 	ck := keys.Claim(id)
-	resp, err := s.c.Txn(ctx).
+	resp, err := s.Client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(ck), "=", 0), clientv3.Compare(clientv3.ModRevision(keys.Job(id)), "=", rev)).
 		Then(clientv3.OpPut(ck, worker, clientv3.WithLease(lease)), clientv3.OpPut(keys.Job(id), string(val))).
 		Commit()
@@ -129,7 +128,7 @@ func (h *Holder) Save(ctx context.Context, j *converterv1.Job) error {
 	if Terminal(j.GetState()) {
 		ops = append(ops, clientv3.OpDelete(keys.Claim(h.id)))
 	}
-	resp, err := h.s.c.Txn(ctx).If(h.held()...).Then(ops...).Commit()
+	resp, err := h.s.Client().Txn(ctx).If(h.held()...).Then(ops...).Commit()
 	if err != nil {
 		return fmt.Errorf("jobs: save job %s: %w", h.id, err)
 	}
@@ -142,7 +141,7 @@ func (h *Holder) Save(ctx context.Context, j *converterv1.Job) error {
 // Release gives the job up without ending it (the worker is shutting down): another
 // worker takes it over at once instead of after the lease's TTL.
 func (h *Holder) Release(ctx context.Context) error {
-	_, err := h.s.c.Txn(ctx).If(h.held()...).Then(clientv3.OpDelete(keys.Claim(h.id))).Commit()
+	_, err := h.s.Client().Txn(ctx).If(h.held()...).Then(clientv3.OpDelete(keys.Claim(h.id))).Commit()
 	return err
 }
 
@@ -175,7 +174,7 @@ func (s *Store) RequestCancel(ctx context.Context, id string) (*converterv1.Job,
 		if err != nil {
 			return nil, err
 		}
-		resp, err := s.c.Txn(ctx).If(cmps...).Then(clientv3.OpPut(keys.Job(id), val)).Commit()
+		resp, err := s.Client().Txn(ctx).If(cmps...).Then(clientv3.OpPut(keys.Job(id), val)).Commit()
 		if err != nil {
 			return nil, apierr.Etcd("CancelJob", err)
 		}

@@ -22,12 +22,11 @@ import (
 // naming its live run.
 type Store struct {
 	*store.Store[*inventoryv1.Run]
-	c *clientv3.Client
 }
 
 // NewStore returns a Store on c.
 func NewStore(c *clientv3.Client) *Store {
-	return &Store{Store: store.New[*inventoryv1.Run](c, keys.RunsPrefix, "runs", "run"), c: c}
+	return &Store{store.New[*inventoryv1.Run](c, keys.RunsPrefix, "runs", "run")}
 }
 
 // RunID returns the ID in "runs/{id}".
@@ -54,7 +53,7 @@ func (s *Store) Create(ctx context.Context, r *inventoryv1.Run) (run *inventoryv
 		return nil, false, err
 	}
 	live := keys.LiveRun(r.GetWave())
-	resp, err := s.c.Txn(ctx).
+	resp, err := s.Client().Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(live), "=", 0)).
 		Then(clientv3.OpPut(s.Key(id), val), clientv3.OpPut(live, id)).
 		Else(clientv3.OpGet(live)).
