@@ -12,6 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // tokenWatcher is the etcd client's Watcher made to outlive etcd's auth tokens.
@@ -31,6 +33,10 @@ type tokenWatcher struct {
 	c   *clientv3.Client
 	gen atomic.Uint64
 }
+
+// renewPause is the pause before watching again after a renewal; a token that
+// renews at once pays 20 ms.
+var renewPause = poll.Backoff{Initial: 20 * time.Millisecond, Max: time.Second, Factor: 4}
 
 // watchRenewTokens installs a tokenWatcher on c.
 func watchRenewTokens(c *clientv3.Client) {
@@ -76,10 +82,8 @@ func (w *tokenWatcher) Watch(ctx context.Context, key string, opts ...clientv3.O
 			// Watches are grouped on streams by their context's metadata: a new
 			// value opens a new stream, with the token the client has now.
 			wctx = metadata.AppendToOutgoingContext(ctx, "hikkoshi-watch-stream", strconv.FormatUint(w.gen.Add(1), 10))
-			select {
-			case <-ctx.Done():
+			if poll.Sleep(ctx, renewPause.Pause(renewals)) != nil {
 				return
-			case <-time.After(time.Duration(renewals) * 200 * time.Millisecond):
 			}
 		}
 	}()

@@ -102,22 +102,19 @@ func (r *registrar) registerOnce(ctx context.Context) error {
 // register retries registerOnce with capped exponential backoff until it succeeds or
 // ctx is cancelled.
 func (r *registrar) register(ctx context.Context) error {
-	backoff := 200 * time.Millisecond
-	for {
+	backoff := poll.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Factor: 2}
+	return poll.Until(ctx, backoff, func(attempt int) (bool, error) {
 		err := r.registerOnce(ctx)
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, ErrInstanceTaken) {
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, ErrInstanceTaken):
 			r.log.Warn("waiting for the earlier registration of this instance to expire", "key", r.key)
-		} else {
-			r.log.Warn("registration failed; retrying", "err", err, "retry_in", backoff)
+		default:
+			r.log.Warn("registration failed; retrying", "err", err, "retry_in", backoff.Pause(attempt))
 		}
-		if err := poll.Sleep(ctx, backoff); err != nil {
-			return err
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
+		return false, nil
+	})
 }
 
 // keep watches the session; when its lease is lost it marks the instance unregistered

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // Policy bounds the heals.
@@ -229,10 +230,7 @@ func (c *Checker) router(ctx context.Context, nc *gophercloud.ServiceClient, st 
 		c.event(st, now, "heal_failed", h.GetCloud(), r.ID, "disable router %s: %v", r.Name, err)
 		return err
 	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(c.Policy.Settle):
-	}
+	_ = poll.Sleep(ctx, c.Policy.Settle) // the router is enabled again even if ctx ended
 	if err := setUp(context.WithoutCancel(ctx), nc, r.ID, true); err != nil {
 		c.event(st, now, "heal_failed", h.GetCloud(), r.ID, "enable router %s again: %v (the next pass tries again)", r.Name, err)
 		return err

@@ -36,7 +36,7 @@ func (w *Watchdog) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		sess := w.Session()
 		if sess == nil {
-			sleep(ctx, 500*time.Millisecond)
+			_ = poll.Sleep(ctx, 500*time.Millisecond)
 			continue
 		}
 		e := concurrency.NewElection(sess, keys.WatchdogElection)
@@ -52,7 +52,7 @@ func (w *Watchdog) Run(ctx context.Context) {
 			cancel()
 			if ctx.Err() == nil {
 				w.Log.Warn("watchdog campaign", "err", err)
-				sleep(ctx, time.Second)
+				_ = poll.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -63,8 +63,6 @@ func (w *Watchdog) Run(ctx context.Context) {
 		rcancel()
 	}
 }
-
-func sleep(ctx context.Context, d time.Duration) { _ = poll.Sleep(ctx, d) }
 
 // lead runs passes while this replica is the leader.
 func (w *Watchdog) lead(ctx context.Context, e *concurrency.Election) {
