@@ -148,6 +148,8 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 			_ = os.Remove(res.Image)
 		}
 	}()
+	// Each stage is announced (Options.Step) and timed under its name; fixup
+	// announces and times its own parts (fixup, cloud-init, initramfs).
 	for _, st := range []struct {
 		name string
 		run  func(context.Context) error
@@ -155,17 +157,17 @@ func Convert(ctx context.Context, path string, o Options) (res *Result, err erro
 		{"inspect", func(ctx context.Context) error { return c.inspect(ctx, path) }},
 		{"build", c.build},
 		{"copy", c.copy},
-		{"fixup", c.fixup}, // cloud-init and initramfs are stages of their own inside
+		{"", c.fixup},
 		{"bootloader", c.bootloader},
 		{"qcow2", c.qcow2},
 	} {
-		if st.name != "fixup" {
+		if st.name != "" {
 			o.Step(st.name)
 		}
 		if err := st.run(ctx); err != nil {
 			return res, err
 		}
-		if st.name != "fixup" {
+		if st.name != "" {
 			c.lap(st.name)
 		}
 	}

@@ -29,11 +29,9 @@ const (
 	scanBatch = store.DefaultBatch
 )
 
-// Reasons of the registry's errors that callers branch on.
-const (
-	ReasonNotFound = "WORKLOAD_NOT_FOUND"
-	ReasonExists   = "WORKLOAD_EXISTS"
-)
+// ReasonExists is the reason of a create whose workload ID is taken (the discovery
+// branches on it).
+const ReasonExists = "WORKLOAD_EXISTS"
 
 type storeOptions struct {
 	requestTTL       time.Duration

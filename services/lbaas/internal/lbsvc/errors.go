@@ -28,6 +28,8 @@ const (
 	ReasonRequestReused = "REQUEST_ID_REUSED"
 	ReasonRequestGone   = "REQUEST_LOAD_BALANCER_DELETED"
 	ReasonUnregistered  = "NOT_REGISTERED"
+	// ReasonMemberNotFound: a member reference that names no member of the pool.
+	ReasonMemberNotFound = "MEMBER_NOT_FOUND"
 )
 
 // toStatus maps an error of the thin client (or of this package) to a gRPC status

@@ -188,6 +188,3 @@ func resultWord(result string) string {
 	}
 	return "other"
 }
-
-// ReasonMemberNotFound is the reason of a member reference that names no member.
-const ReasonMemberNotFound = "MEMBER_NOT_FOUND"
