@@ -1541,7 +1541,10 @@ type CopyProgress struct {
 	Sha256 string `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	// image_name is the destination image's name; its chunk images are named
 	// "{image_name}.part-NNNN".
-	ImageName     string `protobuf:"bytes,11,opt,name=image_name,json=imageName,proto3" json:"image_name,omitempty"`
+	ImageName string `protobuf:"bytes,11,opt,name=image_name,json=imageName,proto3" json:"image_name,omitempty"`
+	// source_resumes counts the Range requests made to go on after a broken source
+	// read (each costs only the bytes that were in flight).
+	SourceResumes int32 `protobuf:"varint,12,opt,name=source_resumes,json=sourceResumes,proto3" json:"source_resumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1651,6 +1654,13 @@ func (x *CopyProgress) GetImageName() string {
 		return x.ImageName
 	}
 	return ""
+}
+
+func (x *CopyProgress) GetSourceResumes() int32 {
+	if x != nil {
+		return x.SourceResumes
+	}
+	return 0
 }
 
 // Chunk is a verified piece of an image in transit.
@@ -1965,7 +1975,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x19\n" +
 	"\bfixed_ip\x18\x02 \x01(\tR\afixedIp\x12\x17\n" +
 	"\aport_id\x18\x03 \x01(\tR\x06portId\x12\x19\n" +
-	"\bkeep_mac\x18\x04 \x01(\bR\akeepMac\"\x9c\x03\n" +
+	"\bkeep_mac\x18\x04 \x01(\bR\akeepMac\"\xc3\x03\n" +
 	"\fCopyProgress\x12\x1f\n" +
 	"\vtotal_bytes\x18\x01 \x01(\x03R\n" +
 	"totalBytes\x12\x1d\n" +
@@ -1983,7 +1993,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x06sha256\x18\n" +
 	" \x01(\tR\x06sha256\x12\x1d\n" +
 	"\n" +
-	"image_name\x18\v \x01(\tR\timageName\"f\n" +
+	"image_name\x18\v \x01(\tR\timageName\x12%\n" +
+	"\x0esource_resumes\x18\f \x01(\x05R\rsourceResumes\"f\n" +
 	"\x05Chunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +

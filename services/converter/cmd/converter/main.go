@@ -41,11 +41,13 @@ type config struct {
 	service.Config
 	workers                                                                          int
 	cloudsYAML, inventory, cloudJobs, p2vWork, cloudInitDebs, agentToken, probeProxy string
+	copyMode                                                                         string
 	chunk, bandwidth                                                                 int64
 	poll                                                                             time.Duration
 	clouds, diskRoots, diskDevices, agentNets                                        service.List
 
 	// Made by validate.
+	mode   imagecopy.Mode
 	limits map[string]int
 	nets   []netip.Prefix
 	probe  *jobs.ProbeDialer
@@ -56,6 +58,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
 	fs.Int64Var(&c.chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
 	fs.Int64Var(&c.bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
+	fs.StringVar(&c.copyMode, "copy-mode", "tee", "how an image larger than a chunk is copied: tee (chunk images and the final image in one pass; a worker's death costs at most a chunk) or stream (one upload, no chunk images: for clouds in the same site, where a worker's death restarting the copy costs little)")
 	fs.DurationVar(&c.poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
 	fs.StringVar(&c.cloudJobs, "cloud-jobs", "", "most jobs running at once against a cloud, across every converter on this etcd (old=2,new=4); give each converter the same")
 	fs.StringVar(&c.p2vWork, "p2v-work-dir", jobs.DefaultP2VWork, "where P2V jobs build their disks (needs room for one disk per job; P2V needs root: loop devices, mounts, chroot)")
@@ -74,6 +77,14 @@ func (c *config) register(fs *flag.FlagSet) {
 func (c *config) validate() error {
 	if c.chunk < 1<<20 {
 		return fmt.Errorf("--chunk-bytes %d: use at least 1 MiB", c.chunk)
+	}
+	switch c.copyMode {
+	case "tee":
+		c.mode = imagecopy.Tee
+	case "stream":
+		c.mode = imagecopy.Stream
+	default:
+		return fmt.Errorf("--copy-mode %q: give tee or stream", c.copyMode)
 	}
 	if c.workers < 0 {
 		return fmt.Errorf("--workers %d: give 0 (API only) or more", c.workers)
@@ -114,7 +125,7 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 		policy := jobs.Policy{Clouds: cfg.clouds, DiskRoots: cfg.diskRoots, DiskDevices: cfg.diskDevices, WorkDir: cfg.p2vWork, AgentNetworks: cfg.nets}
-		exec := &jobs.Runner{CloudsYAML: cfg.cloudsYAML, ChunkSize: cfg.chunk, Bandwidth: cfg.bandwidth, Poll: cfg.poll, Log: rt.Logger,
+		exec := &jobs.Runner{CloudsYAML: cfg.cloudsYAML, ChunkSize: cfg.chunk, CopyMode: cfg.mode, Bandwidth: cfg.bandwidth, Poll: cfg.poll, Log: rt.Logger,
 			P2VWork: work, CloudInitDebs: cfg.cloudInitDebs, AgentTokenFile: cfg.agentToken, AgentTLS: cfg.TLS, Probe: cfg.probe, Policy: policy}
 		var inv inventoryv1.InventoryServiceClient
 		if cfg.inventory != "" {

@@ -58,6 +58,60 @@ func TestCopyIsByteIdenticalWithPropertiesAndNoChunksLeft(t *testing.T) {
 	if saves != 11 || len(p.GetChunks()) != 11 || p.GetDoneBytes() != int64(len(data)) || p.GetTransferredBytes() != int64(len(data)) || p.GetSha256() == "" {
 		t.Fatalf("progress %v, %d saves", p, saves)
 	}
+	// Tee: the final image was written alongside the chunks, so no chunk image was
+	// read back in the destination for an assembly pass.
+	if n := dst.served(); n != 0 {
+		t.Fatalf("%d bytes read back from the destination, want none", n)
+	}
+}
+
+// TestModesGiveTheSameImage: AssembleAfter and Stream give the same image as Tee;
+// AssembleAfter reads every chunk back in the destination, Stream makes no chunk
+// image at all.
+func TestModesGiveTheSameImage(t *testing.T) {
+	for _, m := range []Mode{AssembleAfter, Stream} {
+		src, dst, id, data := setup(t, 5*mib+7)
+		p := &converterv1.CopyProgress{}
+		if _, err := (&Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Mode: m}).Copy(t.Context(), id, "db-1", p); err != nil {
+			t.Fatal(err)
+		}
+		if _, got := only(t, dst); !bytes.Equal(got, data) {
+			t.Fatalf("mode %d: the image differs", m)
+		}
+		if back, chunks := dst.served(), len(p.GetChunks()); (m == AssembleAfter && (back != int64(len(data)) || chunks != 6)) || (m == Stream && (back != 0 || chunks != 0 || dst.next != 1)) {
+			t.Fatalf("mode %d: %d bytes read back in the destination, %d chunks, %d images made", m, back, chunks, dst.next)
+		}
+	}
+}
+
+// TestBrokenUploadsCostOneChunk: the destination breaks a chunk's upload (the chunk
+// is sent again; the final image written alongside is dropped and written anew from
+// the chunk images already there), and then breaks the final image's upload (the
+// chunks go on; the image is assembled from them at the end). Each time the source
+// is read once, plus the one broken chunk.
+func TestBrokenUploadsCostOneChunk(t *testing.T) {
+	for _, broken := range []string{"db-1.part-0002", "db-1"} {
+		src, dst, id, data := setup(t, 5*mib)
+		once := true
+		dst.failPut = func(name string) bool {
+			if name == broken && once {
+				once = false
+				return true
+			}
+			return false
+		}
+		p := &converterv1.CopyProgress{}
+		if _, err := (&Copier{Src: src.client(), Dst: dst.client(), ChunkSize: mib, Retries: 2}).Copy(t.Context(), id, "db-1", p); err != nil {
+			t.Fatalf("%s broken: %v", broken, err)
+		}
+		if _, got := only(t, dst); !bytes.Equal(got, data) {
+			t.Fatalf("%s broken: the image differs", broken)
+		}
+		if read := src.served(); read < 5*mib || read > 6*mib {
+			t.Fatalf("%s broken: read %d bytes from the source for 5 MiB, want at most one chunk more", broken, read)
+		}
+		t.Logf("%s broken: read %d bytes from the source, %d back in the destination", broken, src.served(), dst.served())
+	}
 }
 
 // TestTakeoverReadsOnlyTheMissingChunks: the first worker dies after 4 chunks (its
@@ -86,13 +140,17 @@ func TestTakeoverReadsOnlyTheMissingChunks(t *testing.T) {
 	if read := src.served() - readBefore; read != 6*mib || p.GetTransferredBytes() != 6*mib {
 		t.Fatalf("the second worker read %d bytes from the source (counted %d), want the 6 MiB missing", read, p.GetTransferredBytes())
 	}
+	// The 4 chunks already across went into the new final image from the destination.
+	if back := dst.served(); back != 4*mib {
+		t.Fatalf("%d bytes read back in the destination, want the 4 MiB already there", back)
+	}
 	if _, got := only(t, dst); !bytes.Equal(got, data) {
 		t.Fatal("the image differs after a takeover")
 	}
 }
 
-// TestBrokenReadIsRetriedFromTheChunk: a download that breaks mid-chunk is read
-// again from that chunk's start, not from zero.
+// TestBrokenReadIsRetriedFromTheChunk: a download that breaks mid-chunk goes on
+// with a Range request from the byte where it broke, inside the same upload.
 func TestBrokenReadIsRetriedFromTheChunk(t *testing.T) {
 	src, dst, id, data := setup(t, 5*mib)
 	src.breakAt = 2*mib + 300*1024
@@ -101,8 +159,9 @@ func TestBrokenReadIsRetriedFromTheChunk(t *testing.T) {
 	if _, err := c.Copy(t.Context(), id, "db-1", p); err != nil {
 		t.Fatal(err)
 	}
-	if p.GetTransferredBytes() != 5*mib+300*1024 {
-		t.Fatalf("transferred %d, want 5 MiB + the 300 KiB read twice", p.GetTransferredBytes())
+	// The break costs nothing read twice: the rest of the chunk is asked for by Range.
+	if p.GetTransferredBytes() != 5*mib || src.served() != 5*mib || p.GetSourceResumes() != 1 {
+		t.Fatalf("transferred %d, served %d, %d resumes; want 5 MiB each and one Range request after the break", p.GetTransferredBytes(), src.served(), p.GetSourceResumes())
 	}
 	if _, got := only(t, dst); !bytes.Equal(got, data) {
 		t.Fatal("the image differs after a retried chunk")
@@ -144,8 +203,8 @@ func TestOneChunkImageGoesStraightIn(t *testing.T) {
 	}
 }
 
-// TestOneChunkImageBrokenReadAndCorruptByte: the straight path reads again after a
-// broken connection, and a flipped byte fails with ErrChecksum leaving no image.
+// TestOneChunkImageBrokenReadAndCorruptByte: the straight path goes on by Range
+// after a broken connection, and a flipped byte fails with ErrChecksum leaving no image.
 func TestOneChunkImageBrokenReadAndCorruptByte(t *testing.T) {
 	src, dst, id, data := setup(t, 900*1024)
 	src.breakAt = 300 * 1024
@@ -154,8 +213,8 @@ func TestOneChunkImageBrokenReadAndCorruptByte(t *testing.T) {
 	if _, err := c.Copy(t.Context(), id, "db-1", p); err != nil {
 		t.Fatal(err)
 	}
-	if _, got := only(t, dst); !bytes.Equal(got, data) || p.GetTransferredBytes() != 1200*1024 {
-		t.Fatalf("after a break: equal %v, transferred %d (want 900 KiB + the 300 KiB read twice)", bytes.Equal(got, data), p.GetTransferredBytes())
+	if _, got := only(t, dst); !bytes.Equal(got, data) || p.GetTransferredBytes() != 900*1024 || p.GetSourceResumes() != 1 {
+		t.Fatalf("after a break: equal %v, transferred %d, %d resumes (want 900 KiB read once, one Range request)", bytes.Equal(got, data), p.GetTransferredBytes(), p.GetSourceResumes())
 	}
 	src2, dst2, id2, _ := setup(t, 900*1024)
 	src2.corruptAt = 4242

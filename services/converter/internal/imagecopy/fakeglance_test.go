@@ -30,8 +30,11 @@ type fakeGlance struct {
 	breakAt   int64
 	corruptAt int64
 	reads     int64 // bytes served by downloads
-	inflight  int   // downloads being served
-	srv       *httptest.Server
+	// failPut, when set, is asked about every upload (by image name): true makes
+	// that upload fail halfway through its body, as a broken destination would.
+	failPut  func(name string) bool
+	inflight int // downloads being served
+	srv      *httptest.Server
 }
 
 // served returns the bytes served by downloads once none is in flight (a download
@@ -142,6 +145,15 @@ func (g *fakeGlance) serve(w http.ResponseWriter, r *http.Request) {
 		g.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodPut && sub == "file":
+		g.mu.Lock()
+		name, _ := img["name"].(string)
+		fail := g.failPut != nil && g.failPut(name)
+		g.mu.Unlock()
+		if fail {
+			_, _ = io.CopyN(io.Discard, r.Body, 100*1024)
+			http.Error(w, "the store broke", http.StatusInternalServerError)
+			return
+		}
 		data, err := io.ReadAll(r.Body)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)

@@ -84,7 +84,7 @@ func (t *task) snapshot(ctx context.Context) error {
 func (r *Runner) copier(src, dst clients, save func(context.Context, *converterv1.CopyProgress) error) *imagecopy.Copier {
 	return &imagecopy.Copier{
 		Src: imagecopy.Throttle(imagecopy.NewGlance(src.image), r.Bandwidth), Dst: imagecopy.NewGlance(dst.image),
-		ChunkSize: r.ChunkSize, Retries: 3, Save: save,
+		ChunkSize: r.ChunkSize, Mode: r.CopyMode, Retries: 3, Save: save,
 	}
 }
 

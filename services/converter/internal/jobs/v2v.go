@@ -20,6 +20,7 @@ import (
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/mtls"
 	"github.com/hikkoshi/hikkoshi/platform/poll"
+	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 )
 
 // ErrNotDecommissionable refuses DecommissionSource for a P2V job.
@@ -41,6 +42,8 @@ type Runner struct {
 	CloudsYAML string
 	// ChunkSize is the image copy's chunk size (0: imagecopy.DefaultChunkSize).
 	ChunkSize int64
+	// CopyMode is how images larger than a chunk are copied (imagecopy.Tee: 0).
+	CopyMode imagecopy.Mode
 	// Bandwidth caps one copy's read rate in bytes per second (0: no cap).
 	Bandwidth int64
 	// Poll is the pause between status reads while waiting (0: 1 s).

@@ -97,18 +97,25 @@ func peakRSS(f func()) uint64 {
 	return 0
 }
 
-// BenchmarkImageCopy copies an image of 48 MiB, 256 MiB and 1 GiB from the old
-// cloud's Glance to the new one's three ways, in the same run:
+// BenchmarkImageCopy copies an image of 256 MiB, 1 GiB and 4 GiB from the old
+// cloud's Glance to the new one's, every way side by side in the same run:
 //
-//	pipe      one GET streamed into one PUT: the loopback limit of a copy
-//	two-step  GET into a file, then PUT from the file: what peers do
-//	chunked   imagecopy (64 MiB chunks, verified, resumable, then assembled; the
-//	          48 MiB image fits in one chunk and goes straight into the final image)
+//	pipe            one GET streamed into one PUT: the limit of any copy
+//	two-step        GET into a file, then PUT from the file: what peers do
+//	assemble-after  imagecopy.AssembleAfter: 64 MiB chunk images, then assembled
+//	tee             imagecopy.Tee (what a job uses): chunk images and the final
+//	                image written in the same pass
+//	stream          imagecopy.Stream: one upload, no chunk images
+//
+// over loopback, and (1 GiB) over a link of 100 MB/s: the copy's own bandwidth
+// limit on the source's reads (imagecopy.Throttle, what --copy-bandwidth sets), the
+// same for every way, so that what crosses the link shows in time as it would
+// between two data centres while the destination's own work does not.
 //
 // MB/s is over the image size; peak-heap-MiB is the Go heap in use at its highest
 // while copying, peak-rss-MiB the whole process's resident set at its highest (the
 // test binary's own baseline included): flat as the size grows means nothing is held
-// whole in memory.
+// whole in memory. HIKKOSHI_BENCH_COPY_SIZES (MiB, comma-separated) picks other sizes.
 func BenchmarkImageCopy(b *testing.B) {
 	devcloud.Require(b)
 	ctx := context.Background()
@@ -120,83 +127,113 @@ func BenchmarkImageCopy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	src, dst := imagecopy.NewGlance(oi), imagecopy.NewGlance(ni)
-	for _, size := range []int64{48 << 20, 256 << 20, 1 << 30} {
-		id := benchImage(b, ctx, src, size)
-		b.Cleanup(func() { _ = src.Delete(context.Background(), id) })
-		runOne := func(b *testing.B, copy func(name string) (string, error)) {
-			b.SetBytes(size)
-			var peak, rss uint64
-			for i := 0; b.Loop(); i++ {
-				runtime.GC()
-				var out string
-				var p uint64
-				r := peakRSS(func() { p = peakHeap(func() { out, err = copy(fmt.Sprintf("bench-out-%d", i)) }) })
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				_ = dst.Delete(ctx, out)
-				b.StartTimer()
-				peak, rss = max(peak, p), max(rss, r)
+	src0, dst := imagecopy.NewGlance(oi), imagecopy.NewGlance(ni)
+	sizes := []int64{256 << 20, 1 << 30, 4 << 30}
+	if v := os.Getenv("HIKKOSHI_BENCH_COPY_SIZES"); v != "" {
+		sizes = nil
+		for _, f := range strings.Split(v, ",") {
+			var mb int64
+			if _, err := fmt.Sscan(f, &mb); err != nil || mb <= 0 {
+				b.Fatalf("HIKKOSHI_BENCH_COPY_SIZES: %q is not a size in MiB", f)
 			}
-			b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
-			if rss > 0 {
-				b.ReportMetric(float64(rss)/(1<<20), "peak-rss-MiB")
+			sizes = append(sizes, mb<<20)
+		}
+	}
+	type link struct {
+		name string
+		bps  int64
+	}
+	for _, size := range sizes {
+		id := benchImage(b, ctx, src0, size)
+		b.Cleanup(func() { _ = src0.Delete(context.Background(), id) })
+		links := []link{{"loopback", 0}}
+		if size == 1<<30 {
+			links = append(links, link{"100MBps", 100e6})
+		}
+		for _, l := range links {
+			src := imagecopy.Throttle(src0, l.bps)
+			runOne := func(b *testing.B, copy func(name string) (string, error)) {
+				b.SetBytes(size)
+				var peak, rss uint64
+				for i := 0; b.Loop(); i++ {
+					runtime.GC()
+					var out string
+					var p uint64
+					r := peakRSS(func() { p = peakHeap(func() { out, err = copy(fmt.Sprintf("bench-out-%d", i)) }) })
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					_ = dst.Delete(ctx, out)
+					b.StartTimer()
+					peak, rss = max(peak, p), max(rss, r)
+				}
+				b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+				if rss > 0 {
+					b.ReportMetric(float64(rss)/(1<<20), "peak-rss-MiB")
+				}
+			}
+			create := func(name string) (string, error) {
+				img, err := dst.Create(ctx, images.CreateOpts{Name: name, DiskFormat: "raw", ContainerFormat: "bare"})
+				if err != nil {
+					return "", err
+				}
+				return img.ID, nil
+			}
+			prefix := fmt.Sprintf("%dMiB/%s", size>>20, l.name)
+			b.Run(prefix+"/pipe", func(b *testing.B) {
+				runOne(b, func(name string) (string, error) {
+					out, err := create(name)
+					if err != nil {
+						return "", err
+					}
+					body, err := src.Download(ctx, id, 0, -1)
+					if err != nil {
+						return out, err
+					}
+					defer body.Close()
+					return out, dst.Upload(ctx, out, body)
+				})
+			})
+			if l.bps == 0 {
+				b.Run(prefix+"/two-step", func(b *testing.B) {
+					runOne(b, func(name string) (string, error) {
+						f, err := os.CreateTemp(b.TempDir(), "image-")
+						if err != nil {
+							return "", err
+						}
+						defer f.Close()
+						body, err := src.Download(ctx, id, 0, -1)
+						if err != nil {
+							return "", err
+						}
+						_, err = io.Copy(f, body)
+						_ = body.Close()
+						if err != nil {
+							return "", err
+						}
+						if _, err := f.Seek(0, io.SeekStart); err != nil {
+							return "", err
+						}
+						out, err := create(name)
+						if err != nil {
+							return "", err
+						}
+						return out, dst.Upload(ctx, out, f)
+					})
+				})
+			}
+			for _, m := range []struct {
+				name string
+				mode imagecopy.Mode
+			}{{"assemble-after", imagecopy.AssembleAfter}, {"tee", imagecopy.Tee}, {"stream", imagecopy.Stream}} {
+				b.Run(prefix+"/"+m.name, func(b *testing.B) {
+					runOne(b, func(name string) (string, error) {
+						c := &imagecopy.Copier{Src: src, Dst: dst, Mode: m.mode, Retries: 3}
+						return c.Copy(ctx, id, name, &converterv1.CopyProgress{})
+					})
+				})
 			}
 		}
-		create := func(name string) (string, error) {
-			img, err := dst.Create(ctx, images.CreateOpts{Name: name, DiskFormat: "raw", ContainerFormat: "bare"})
-			if err != nil {
-				return "", err
-			}
-			return img.ID, nil
-		}
-		b.Run(fmt.Sprintf("%dMiB/pipe", size>>20), func(b *testing.B) {
-			runOne(b, func(name string) (string, error) {
-				out, err := create(name)
-				if err != nil {
-					return "", err
-				}
-				body, err := src.Download(ctx, id, 0, -1)
-				if err != nil {
-					return out, err
-				}
-				defer body.Close()
-				return out, dst.Upload(ctx, out, body)
-			})
-		})
-		b.Run(fmt.Sprintf("%dMiB/two-step", size>>20), func(b *testing.B) {
-			runOne(b, func(name string) (string, error) {
-				f, err := os.CreateTemp(b.TempDir(), "image-")
-				if err != nil {
-					return "", err
-				}
-				defer f.Close()
-				body, err := src.Download(ctx, id, 0, -1)
-				if err != nil {
-					return "", err
-				}
-				_, err = io.Copy(f, body)
-				_ = body.Close()
-				if err != nil {
-					return "", err
-				}
-				if _, err := f.Seek(0, io.SeekStart); err != nil {
-					return "", err
-				}
-				out, err := create(name)
-				if err != nil {
-					return "", err
-				}
-				return out, dst.Upload(ctx, out, f)
-			})
-		})
-		b.Run(fmt.Sprintf("%dMiB/chunked", size>>20), func(b *testing.B) {
-			runOne(b, func(name string) (string, error) {
-				c := &imagecopy.Copier{Src: src, Dst: dst}
-				return c.Copy(ctx, id, name, &converterv1.CopyProgress{})
-			})
-		})
 	}
 }
