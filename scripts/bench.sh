@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench.sh runs the inventory registry benchmark (gRPC Get/List against the service
+# bench.sh [grpc] runs the inventory registry benchmark (gRPC Get/List against the service
 # binary, bare etcd reads against the same etcd as the baseline, in one run) and prints
 # each gRPC call's median time as a ratio of its baseline.
 #   scripts/bench.sh [count]   (default 5 runs of each)
@@ -58,6 +58,8 @@ if [[ "${1:-}" == lbaas ]]; then
     grep -E '^Benchmark|create modes' | sed 's/^ *//'
   exit
 fi
+# scripts/bench.sh grpc [count] is the same as scripts/bench.sh [count].
+[[ "${1:-}" == grpc ]] && shift
 count="${1:-5}"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
@@ -75,8 +77,8 @@ awk '
   }
   END {
     printf "\n%-24s %12s %12s %8s\n", "call", "median µs", "baseline µs", "ratio"
-    split("grpc-get:etcd-get grpc-list-50:etcd-range-50 grpc-list-50-filtered:etcd-range-50", pairs, " ")
-    for (i in pairs) {
+    np = split("grpc-health:etcd-get grpc-get:etcd-get grpc-list-50:etcd-range-50 grpc-list-50-filtered:etcd-range-50", pairs, " ")
+    for (i = 1; i <= np; i++) {
       split(pairs[i], q, ":")
       if (!(q[1] in v) || !(q[2] in v)) continue
       m = median(v[q[1]]); base = median(v[q[2]])

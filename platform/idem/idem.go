@@ -73,11 +73,12 @@ type Result struct {
 }
 
 // Create writes value at key, if key does not exist, together with req's record
-// pointing at id (if req.Key is set and the record does not exist). Errors are
-// ErrOtherRequest, ErrExists, ErrCorruptRecord, or etcd's own.
-func Create(ctx context.Context, c *clientv3.Client, key, value, id string, req Request) (Result, error) {
+// pointing at id (if req.Key is set and the record does not exist) and the also
+// operations (an index's keys). Errors are ErrOtherRequest, ErrExists,
+// ErrCorruptRecord, or etcd's own.
+func Create(ctx context.Context, c *clientv3.Client, key, value, id string, req Request, also ...clientv3.Op) (Result, error) {
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
-	ops := []clientv3.Op{clientv3.OpPut(key, value)}
+	ops := append([]clientv3.Op{clientv3.OpPut(key, value)}, also...)
 	var lease clientv3.LeaseID
 	if req.Key != "" {
 		l, err := c.Grant(ctx, int64(req.TTL/time.Second))

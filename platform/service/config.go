@@ -31,6 +31,8 @@ type Config struct {
 	Listen string
 	// MetricsListen is the HTTP listen address of /metrics; empty disables it.
 	MetricsListen string
+	// EnablePprof serves net/http/pprof's handlers beside /metrics.
+	EnablePprof bool
 	// EtcdEndpoints are the client URLs of an etcd cluster.
 	EtcdEndpoints []string
 	// EtcdEmbedDir, when set, starts an embedded etcd server keeping its data there,
@@ -105,6 +107,7 @@ func NewConfig(svc string, port int) Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "gRPC listen address")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "HTTP address serving /metrics (empty: off)")
+	fs.BoolVar(&c.EnablePprof, "enable-pprof", c.EnablePprof, "serve Go's profiles at /debug/pprof/ on --metrics-listen too (like etcd's --enable-pprof; behind the same mutual TLS)")
 	fs.Func("etcd-endpoints", "comma-separated etcd client URLs (default "+strings.Join(c.EtcdEndpoints, ",")+")", func(s string) error {
 		c.EtcdEndpoints = SplitList(s)
 		return nil

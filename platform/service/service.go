@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	httppprof "net/http/pprof"
 
 	"github.com/hikkoshi/hikkoshi/platform/authz"
 	"github.com/hikkoshi/hikkoshi/platform/etcdembed"
@@ -154,7 +155,7 @@ func Run(ctx context.Context, cfg Config, setup Setup) (err error) {
 	m.server.InitializeMetrics(rt.GRPC)
 
 	if cfg.MetricsListen != "" {
-		stop, err := serveMetrics(cfg.MetricsListen, m.registry, serverTLS)
+		stop, err := serveMetrics(cfg.MetricsListen, m.registry, serverTLS, cfg.EnablePprof)
 		if err != nil {
 			return err
 		}
@@ -321,13 +322,20 @@ func (rt *Runtime) setServing(ok bool, g *gate, healthSrv *health.Server, regist
 
 // serveMetrics serves /metrics on addr (over mutual TLS when the service has it: a
 // scraper presents a client certificate too) until stop.
-func serveMetrics(addr string, registry *prometheus.Registry, serverTLS *tls.Config) (stop func(), err error) {
+func serveMetrics(addr string, registry *prometheus.Registry, serverTLS *tls.Config, pprof bool) (stop func(), err error) {
 	mlis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("service.Run: listen %s (metrics): %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{Registry: registry}))
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	if serverTLS != nil {
 		mlis = tls.NewListener(mlis, serverTLS)
 	}

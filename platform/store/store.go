@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -52,6 +53,8 @@ type Store[T proto.Message] struct {
 	noun       string
 	reason     string
 	etag       protoreflect.FieldDescriptor
+	indexes    []index[T]
+	indexed    atomic.Bool // the indexes are whole (Reindex)
 }
 
 // New returns the store of T's records on c: record id lives at prefix+id, and is
@@ -158,7 +161,11 @@ func (s *Store[T]) Create(ctx context.Context, id string, v T, req idem.Request,
 	if err != nil {
 		return zero, err
 	}
-	r, err := idem.Create(ctx, s.c, s.Key(id), val, id, req)
+	var also []clientv3.Op
+	for _, k := range s.indexKeys(id, v) {
+		also = append(also, clientv3.OpPut(k, ""))
+	}
+	r, err := idem.Create(ctx, s.c, s.Key(id), val, id, req, also...)
 	switch {
 	case errors.Is(err, idem.ErrOtherRequest):
 		return zero, apierr.InvalidArgument("request_id", "%q was already used for a different request: use a new request_id for a new request", requestID)
@@ -226,6 +233,7 @@ func (s *Store[T]) Update(ctx context.Context, id string, change func(T) (bool, 
 		if u.etag != 0 && rev != u.etag {
 			return zero, s.etagMismatch(id, u.etag, rev)
 		}
+		indexed := s.indexKeys(id, v)
 		write, err := change(v)
 		if err != nil || !write {
 			return v, err
@@ -234,7 +242,7 @@ func (s *Store[T]) Update(ctx context.Context, id string, change func(T) (bool, 
 		if err != nil {
 			return zero, err
 		}
-		ops := []clientv3.Op{clientv3.OpPut(key, val)}
+		ops := append([]clientv3.Op{clientv3.OpPut(key, val)}, indexOps(indexed, s.indexKeys(id, v))...)
 		if u.ops != nil {
 			ops = append(ops, u.ops(v)...)
 		}
@@ -281,6 +289,9 @@ func (s *Store[T]) etagMismatch(id string, want, have int64) error {
 
 // Delete deletes record id; with etag (not 0), only if it is still at that revision.
 func (s *Store[T]) Delete(ctx context.Context, id string, etag int64) error {
+	if len(s.indexes) > 0 {
+		return s.deleteIndexed(ctx, id, etag)
+	}
 	key := s.Key(id)
 	cmp := clientv3.Compare(clientv3.CreateRevision(key), ">", 0)
 	if etag != 0 {
@@ -392,4 +403,38 @@ func (s *Store[T]) Page(ctx context.Context, after string, order Order, size int
 		return nil, "", err
 	}
 	return page, next, nil
+}
+
+// deleteIndexed deletes record id and its index keys, which it reads the record
+// for: in a transaction that holds only while the record is as read (a record that
+// changed meanwhile is read again, unless etag says which revision to delete).
+func (s *Store[T]) deleteIndexed(ctx context.Context, id string, etag int64) error {
+	key := s.Key(id)
+	for range maxAttempts {
+		resp, err := s.c.Get(ctx, key)
+		if err != nil {
+			return apierr.Etcd("delete "+s.noun, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return s.NotFound(id)
+		}
+		rev := resp.Kvs[0].ModRevision
+		if etag != 0 && rev != etag {
+			return s.etagMismatch(id, etag, rev)
+		}
+		ops := []clientv3.Op{clientv3.OpDelete(key)}
+		if v, err := s.Decode(resp.Kvs[0]); err == nil {
+			// A record that cannot be read is deleted all the same; its index keys
+			// then point at nothing, which a page skips and Reindex removes.
+			ops = append(ops, indexOps(s.indexKeys(id, v), nil)...)
+		}
+		tr, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(ops...).Commit()
+		if err != nil {
+			return apierr.Etcd("delete "+s.noun, err)
+		}
+		if tr.Succeeded {
+			return nil
+		}
+	}
+	return apierr.New(codes.Aborted, ReasonContention, "%s %q kept changing under this delete (%d attempts): retry", s.noun, s.Name(id), maxAttempts)
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,6 +18,7 @@ import (
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/platform/store"
 )
@@ -60,6 +62,16 @@ func RegisterStore(rt *service.Runtime, store *Store, syncs Syncs) error {
 		return err
 	}
 	srv.sync = syncs
+	rt.Go(func(ctx context.Context) {
+		// Filtered lists read every workload until the indexes are whole: correct,
+		// only slower, so the service does not wait for this.
+		for err := store.Reindex(ctx); err != nil && ctx.Err() == nil; err = store.Reindex(ctx) {
+			rt.Logger.Warn("workload indexes not rebuilt yet; filtered lists read every workload", "error", err)
+			if poll.Sleep(ctx, 5*time.Second) != nil {
+				return
+			}
+		}
+	})
 	inventoryv1.RegisterInventoryServiceServer(rt.GRPC, srv)
 	service.AddValidator(rt, ValidateCreateWorkload)
 	service.AddValidator(rt, ValidateGetWorkload)

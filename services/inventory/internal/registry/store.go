@@ -67,8 +67,46 @@ func NewStore(c *clientv3.Client, opts ...StoreOption) (*Store, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Store{records: store.New[*inventoryv1.Workload](c, keys.WorkloadsPrefix, "workloads", "workload"), c: c, opts: o}, nil
+	records := store.New[*inventoryv1.Workload](c, keys.WorkloadsPrefix, "workloads", "workload")
+	for _, ix := range indexes {
+		records.Index(ix.name, ix.values)
+	}
+	return &Store{records: records, c: c, opts: o}, nil
 }
+
+// indexes are the workload attributes a filtered list reads through an index, in
+// the order a list picks the first one its filter names: a wave or a role selects
+// few workloads of many; a state (most are planned, or cut over) selects many.
+var indexes = []struct {
+	name   string
+	values func(*inventoryv1.Workload) []string
+	of     func(Filter) (string, bool)
+}{
+	{"wave", func(w *inventoryv1.Workload) []string { return []string{strconv.Itoa(int(w.GetWave()))} },
+		func(f Filter) (string, bool) {
+			if f.Wave == nil {
+				return "", false
+			}
+			return strconv.Itoa(int(*f.Wave)), true
+		}},
+	{"role", func(w *inventoryv1.Workload) []string { return one(w.GetRole()) },
+		func(f Filter) (string, bool) { return f.Role, f.Role != "" }},
+	{"cloud", func(w *inventoryv1.Workload) []string { return one(w.GetInstance().GetCloud()) },
+		func(f Filter) (string, bool) { return f.Cloud, f.Cloud != "" }},
+	{"state", func(w *inventoryv1.Workload) []string { return []string{w.GetState().String()} },
+		func(f Filter) (string, bool) { return f.State.String(), f.State != 0 }},
+}
+
+func one(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// Reindex makes the workload indexes whole (once per etcd: see store.Reindex);
+// until it has run, filtered lists read every workload.
+func (s *Store) Reindex(ctx context.Context) error { return s.records.Reindex(ctx) }
 
 // etag parses an etag the request validation has checked ("" is 0: any).
 func etag(s string) int64 {
@@ -158,11 +196,15 @@ func (f Filter) Match(w *inventoryv1.Workload) bool {
 // List returns up to pageSize workloads matching f with IDs after the ID after, in ID
 // order, read at one revision, and the ID to continue after ("" when no more remain).
 func (s *Store) List(ctx context.Context, f Filter, after string, pageSize int) ([]*inventoryv1.Workload, string, error) {
-	var keep func(*inventoryv1.Workload) bool
-	if !f.empty() {
-		keep = f.Match
+	if f.empty() {
+		return s.records.Page(ctx, after, store.Ascending, pageSize, nil)
 	}
-	return s.records.Page(ctx, after, store.Ascending, pageSize, keep)
+	for _, ix := range indexes {
+		if v, ok := ix.of(f); ok {
+			return s.records.PageBy(ctx, ix.name, v, after, pageSize, f.Match)
+		}
+	}
+	return s.records.Page(ctx, after, store.Ascending, pageSize, f.Match)
 }
 
 // Scan calls fn for every workload, read at one revision (passed to fn), in ID
