@@ -20,6 +20,8 @@ require (
 	gopkg.in/yaml.v2 v2.4.0
 )
 
+require github.com/restic/chunker v0.4.0
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect

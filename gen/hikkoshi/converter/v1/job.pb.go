@@ -1663,6 +1663,220 @@ func (x *CopyProgress) GetSourceResumes() int32 {
 	return 0
 }
 
+// WarmProgress is a warm copy's state: the rounds so far, and the packs in the
+// destination that hold the pieces they sent (the chunk store).
+type WarmProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rounds are the rounds done, in order; the last with final set is the cut-over's.
+	Rounds []*WarmRound `protobuf:"bytes,1,rep,name=rounds,proto3" json:"rounds,omitempty"`
+	// pack_image_ids are the destination images holding the pieces sent (hidden,
+	// tagged hikkoshi-pack), in the order the manifests number them.
+	PackImageIds []string `protobuf:"bytes,2,rep,name=pack_image_ids,json=packImageIds,proto3" json:"pack_image_ids,omitempty"`
+	// average_bits sets the pieces' average size (2^average_bits bytes), chosen at
+	// the first round from the image's size and kept: every round cuts the same way.
+	AverageBits int32 `protobuf:"varint,3,opt,name=average_bits,json=averageBits,proto3" json:"average_bits,omitempty"`
+	// image_name is the final image's name; packs and manifests are named after it.
+	ImageName     string `protobuf:"bytes,4,opt,name=image_name,json=imageName,proto3" json:"image_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarmProgress) Reset() {
+	*x = WarmProgress{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarmProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarmProgress) ProtoMessage() {}
+
+func (x *WarmProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarmProgress.ProtoReflect.Descriptor instead.
+func (*WarmProgress) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WarmProgress) GetRounds() []*WarmRound {
+	if x != nil {
+		return x.Rounds
+	}
+	return nil
+}
+
+func (x *WarmProgress) GetPackImageIds() []string {
+	if x != nil {
+		return x.PackImageIds
+	}
+	return nil
+}
+
+func (x *WarmProgress) GetAverageBits() int32 {
+	if x != nil {
+		return x.AverageBits
+	}
+	return 0
+}
+
+func (x *WarmProgress) GetImageName() string {
+	if x != nil {
+		return x.ImageName
+	}
+	return ""
+}
+
+// WarmRound is one round of a warm copy: a snapshot read whole, cut into pieces by
+// their content, and only the pieces the store does not hold yet sent.
+type WarmRound struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// snapshot_image_id is the source snapshot the round read.
+	SnapshotImageId string `protobuf:"bytes,1,opt,name=snapshot_image_id,json=snapshotImageId,proto3" json:"snapshot_image_id,omitempty"`
+	// final marks the cut-over's round (the server stopped).
+	Final bool `protobuf:"varint,2,opt,name=final,proto3" json:"final,omitempty"`
+	// bytes_read are the snapshot's bytes read from the source.
+	BytesRead int64 `protobuf:"varint,3,opt,name=bytes_read,json=bytesRead,proto3" json:"bytes_read,omitempty"`
+	// bytes_sent are the bytes sent to the destination (new pieces).
+	BytesSent int64 `protobuf:"varint,4,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	// bytes_found are the bytes whose pieces the store held already.
+	BytesFound int64 `protobuf:"varint,5,opt,name=bytes_found,json=bytesFound,proto3" json:"bytes_found,omitempty"`
+	// pieces is how many pieces the snapshot was cut into.
+	Pieces int32 `protobuf:"varint,6,opt,name=pieces,proto3" json:"pieces,omitempty"`
+	// pieces_found is how many of them the store held.
+	PiecesFound int32 `protobuf:"varint,7,opt,name=pieces_found,json=piecesFound,proto3" json:"pieces_found,omitempty"`
+	// manifest_image_id is the destination image listing the snapshot's pieces in
+	// order and where each is (pack, offset).
+	ManifestImageId string `protobuf:"bytes,8,opt,name=manifest_image_id,json=manifestImageId,proto3" json:"manifest_image_id,omitempty"`
+	// sha256 is the snapshot's SHA-256 (hex), as read.
+	Sha256 string `protobuf:"bytes,9,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// start_time is when the round began.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// end_time is when it ended.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WarmRound) Reset() {
+	*x = WarmRound{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WarmRound) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WarmRound) ProtoMessage() {}
+
+func (x *WarmRound) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WarmRound.ProtoReflect.Descriptor instead.
+func (*WarmRound) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WarmRound) GetSnapshotImageId() string {
+	if x != nil {
+		return x.SnapshotImageId
+	}
+	return ""
+}
+
+func (x *WarmRound) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+func (x *WarmRound) GetBytesRead() int64 {
+	if x != nil {
+		return x.BytesRead
+	}
+	return 0
+}
+
+func (x *WarmRound) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *WarmRound) GetBytesFound() int64 {
+	if x != nil {
+		return x.BytesFound
+	}
+	return 0
+}
+
+func (x *WarmRound) GetPieces() int32 {
+	if x != nil {
+		return x.Pieces
+	}
+	return 0
+}
+
+func (x *WarmRound) GetPiecesFound() int32 {
+	if x != nil {
+		return x.PiecesFound
+	}
+	return 0
+}
+
+func (x *WarmRound) GetManifestImageId() string {
+	if x != nil {
+		return x.ManifestImageId
+	}
+	return ""
+}
+
+func (x *WarmRound) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *WarmRound) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *WarmRound) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
 // Chunk is a verified piece of an image in transit.
 type Chunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1680,7 +1894,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1692,7 +1906,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1705,7 +1919,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Chunk) GetOffset() int64 {
@@ -1760,7 +1974,7 @@ type Created struct {
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1986,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1999,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Created) GetStoppedSource() bool {
@@ -1994,7 +2208,30 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	" \x01(\tR\x06sha256\x12\x1d\n" +
 	"\n" +
 	"image_name\x18\v \x01(\tR\timageName\x12%\n" +
-	"\x0esource_resumes\x18\f \x01(\x05R\rsourceResumes\"f\n" +
+	"\x0esource_resumes\x18\f \x01(\x05R\rsourceResumes\"\xb0\x01\n" +
+	"\fWarmProgress\x128\n" +
+	"\x06rounds\x18\x01 \x03(\v2 .hikkoshi.converter.v1.WarmRoundR\x06rounds\x12$\n" +
+	"\x0epack_image_ids\x18\x02 \x03(\tR\fpackImageIds\x12!\n" +
+	"\faverage_bits\x18\x03 \x01(\x05R\vaverageBits\x12\x1d\n" +
+	"\n" +
+	"image_name\x18\x04 \x01(\tR\timageName\"\x9d\x03\n" +
+	"\tWarmRound\x12*\n" +
+	"\x11snapshot_image_id\x18\x01 \x01(\tR\x0fsnapshotImageId\x12\x14\n" +
+	"\x05final\x18\x02 \x01(\bR\x05final\x12\x1d\n" +
+	"\n" +
+	"bytes_read\x18\x03 \x01(\x03R\tbytesRead\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x04 \x01(\x03R\tbytesSent\x12\x1f\n" +
+	"\vbytes_found\x18\x05 \x01(\x03R\n" +
+	"bytesFound\x12\x16\n" +
+	"\x06pieces\x18\x06 \x01(\x05R\x06pieces\x12!\n" +
+	"\fpieces_found\x18\a \x01(\x05R\vpiecesFound\x12*\n" +
+	"\x11manifest_image_id\x18\b \x01(\tR\x0fmanifestImageId\x12\x16\n" +
+	"\x06sha256\x18\t \x01(\tR\x06sha256\x129\n" +
+	"\n" +
+	"start_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"f\n" +
 	"\x05Chunk\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
@@ -2048,7 +2285,7 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(Firmware)(0),                 // 0: hikkoshi.converter.v1.Firmware
 	(JobState)(0),                 // 1: hikkoshi.converter.v1.JobState
@@ -2065,11 +2302,13 @@ var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(*V2VDestination)(nil),        // 12: hikkoshi.converter.v1.V2VDestination
 	(*V2VNic)(nil),                // 13: hikkoshi.converter.v1.V2VNic
 	(*CopyProgress)(nil),          // 14: hikkoshi.converter.v1.CopyProgress
-	(*Chunk)(nil),                 // 15: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 16: hikkoshi.converter.v1.Created
-	nil,                           // 17: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	nil,                           // 18: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*WarmProgress)(nil),          // 15: hikkoshi.converter.v1.WarmProgress
+	(*WarmRound)(nil),             // 16: hikkoshi.converter.v1.WarmRound
+	(*Chunk)(nil),                 // 17: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 18: hikkoshi.converter.v1.Created
+	nil,                           // 19: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	nil,                           // 20: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
 	11, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
@@ -2077,29 +2316,32 @@ var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
 	1,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
 	2,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
 	14, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	16, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	19, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	19, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	19, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	18, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	21, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	21, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	21, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
 	10, // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
 	4,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
 	5,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
 	6,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
 	7,  // 13: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
-	17, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	19, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
 	0,  // 15: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
 	8,  // 16: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
 	9,  // 17: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
 	0,  // 18: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	18, // 19: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	19, // 20: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	20, // 19: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	21, // 20: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
 	13, // 21: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
-	15, // 22: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	17, // 22: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	16, // 23: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
+	21, // 24: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
+	21, // 25: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -2113,7 +2355,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,500 @@
+package imagecopy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+)
+
+// Warm pre-copy. A running server's disk is copied in rounds: each round reads a
+// snapshot whole, cuts it into pieces by their content (Chunking: the same bytes
+// give the same pieces wherever a change shifted them), and sends across only the
+// pieces the destination does not hold yet, packed into pack images (the chunk
+// store: hidden images tagged PackTag, 64 MiB each at most); a manifest (a hidden
+// image tagged ManifestTag) lists the snapshot's pieces in order and where each
+// is. The rounds before the cut-over run while the server does; the cut-over's
+// round (server stopped, final snapshot) sends only what changed since, and the
+// final image is assembled in the destination from the packs (Assemble), checked
+// piece by piece and against the final snapshot's digests.
+//
+// Where the parts run: a round reads the source whole and sends little, so it
+// belongs near the source; the assembly reads and writes the destination only, so
+// it belongs near the destination (Assembler). Run in one process, the one the
+// job's worker runs, the bytes of the assembly cross the link twice if that
+// worker is not near the destination.
+
+// Tags of a warm copy's images in the destination.
+const (
+	PackTag     = "hikkoshi-pack"
+	ManifestTag = "hikkoshi-manifest"
+)
+
+// DefaultPackBytes is the most one pack image holds.
+const DefaultPackBytes = 64 << 20
+
+// Warm copies a server's snapshots in rounds.
+type Warm struct {
+	// Src is the source cloud's Glance; each round reads a snapshot from it whole.
+	Src Glance
+	// Dst is the destination's Glance as a round reaches it: packs and manifests
+	// are written there.
+	Dst Glance
+	// Assembler is the destination's Glance as the assembly reaches it (a client
+	// near it); nil: Dst.
+	Assembler Glance
+	// PackBytes is the most one pack holds (0: DefaultPackBytes).
+	PackBytes int64
+	// Retries is how many times a broken source read asks again by Range.
+	Retries int
+	// Save records the progress after each round.
+	Save func(context.Context, *converterv1.WarmProgress) error
+}
+
+func (w *Warm) assembler() Glance {
+	if w.Assembler != nil {
+		return w.Assembler
+	}
+	return w.Dst
+}
+
+// averageBitsFor chooses the pieces' average size for an image of size bytes:
+// 64 KiB (which finds the most again: BenchmarkChunkReuse), larger for images so
+// large that the store's index (one entry per piece, in memory) would pass ~64k
+// pieces; at most 4 MiB.
+func averageBitsFor(size int64) int32 {
+	b := int32(16)
+	for b < 22 && size>>b > 1<<16 {
+		b++
+	}
+	return b
+}
+
+func chunkingFor(avgBits int32) Chunking {
+	avg := uint(1) << avgBits
+	return Chunking{AverageBits: int(avgBits), Min: avg / 4, Max: avg * 8}
+}
+
+// location is where a piece is in the store.
+type location struct {
+	pack int
+	off  int64
+	size int64
+}
+
+// manifest is a snapshot's pieces in order: digest, size, pack, offset.
+type manifest struct {
+	digests [][32]byte
+	locs    []location
+}
+
+const manifestMagic = "HKMF1\n"
+
+func (m *manifest) encode() []byte {
+	var b bytes.Buffer
+	b.WriteString(manifestMagic)
+	var v [binary.MaxVarintLen64]byte
+	for i, d := range m.digests {
+		b.Write(d[:])
+		for _, x := range []uint64{uint64(m.locs[i].size), uint64(m.locs[i].pack), uint64(m.locs[i].off)} {
+			b.Write(v[:binary.PutUvarint(v[:], x)])
+		}
+	}
+	return b.Bytes()
+}
+
+func decodeManifest(r io.Reader, packs int) (*manifest, error) {
+	br := bufio.NewReader(r)
+	magic := make([]byte, len(manifestMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != manifestMagic {
+		return nil, fmt.Errorf("not a manifest (%v)", err)
+	}
+	m := &manifest{}
+	for {
+		var d [32]byte
+		if _, err := io.ReadFull(br, d[:]); errors.Is(err, io.EOF) {
+			return m, nil
+		} else if err != nil {
+			return nil, err
+		}
+		var x [3]uint64
+		for i := range x {
+			v, err := binary.ReadUvarint(br)
+			if err != nil {
+				return nil, err
+			}
+			x[i] = v
+		}
+		if x[1] >= uint64(packs) || x[0] == 0 || x[0] > 1<<30 {
+			return nil, fmt.Errorf("piece %d: pack %d of %d, size %d", len(m.digests), x[1], packs, x[0])
+		}
+		m.digests = append(m.digests, d)
+		m.locs = append(m.locs, location{pack: int(x[1]), size: int64(x[0]), off: int64(x[2])})
+	}
+}
+
+// pack is a pack image being written: one upload fed through a pipe.
+type pack struct {
+	id   string
+	pw   *io.PipeWriter
+	md   hash.Hash
+	n    int64
+	done chan error
+}
+
+func (w *Warm) openPack(ctx context.Context, name string) (*pack, error) {
+	img, err := w.Dst.Create(ctx, images.CreateOpts{Name: name, DiskFormat: "raw", ContainerFormat: "bare",
+		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{PackTag}, Hidden: ptr(true)})
+	if err != nil {
+		return nil, fmt.Errorf("imagecopy: create pack %s: %w", name, err)
+	}
+	pr, pw := io.Pipe()
+	pk := &pack{id: img.ID, pw: pw, md: md5.New(), done: make(chan error, 1)}
+	go func() {
+		err := w.Dst.Upload(ctx, img.ID, pr)
+		_ = pr.CloseWithError(errUploadEnded)
+		pk.done <- err
+	}()
+	return pk, nil
+}
+
+func (pk *pack) write(b []byte) error {
+	if _, err := pk.pw.Write(b); err != nil {
+		return err
+	}
+	pk.md.Write(b)
+	pk.n += int64(len(b))
+	return nil
+}
+
+// close ends the upload and checks Glance holds what was written.
+func (pk *pack) close(ctx context.Context, g Glance) error {
+	_ = pk.pw.Close()
+	if err := <-pk.done; err != nil {
+		return fmt.Errorf("imagecopy: upload pack %s: %w", pk.id, err)
+	}
+	got, err := g.Image(ctx, pk.id)
+	if err != nil {
+		return fmt.Errorf("imagecopy: pack %s: %w", pk.id, err)
+	}
+	if got.SizeBytes != pk.n || (got.Checksum != "" && got.Checksum != hex.EncodeToString(pk.md.Sum(nil))) {
+		return fmt.Errorf("%w: pack %s arrived as %d bytes with MD5 %s, sent %d bytes", ErrChecksum, pk.id, got.SizeBytes, got.Checksum, pk.n)
+	}
+	return nil
+}
+
+func (pk *pack) abort(cause error) {
+	_ = pk.pw.CloseWithError(cause)
+	<-pk.done
+}
+
+// store loads the pieces the rounds so far sent: every round's manifest.
+func (w *Warm) store(ctx context.Context, p *converterv1.WarmProgress) (map[[32]byte]location, error) {
+	out := map[[32]byte]location{}
+	for _, r := range p.GetRounds() {
+		m, err := w.readManifest(ctx, w.Dst, r, len(p.GetPackImageIds()))
+		if err != nil {
+			return nil, err
+		}
+		for i, d := range m.digests {
+			out[d] = m.locs[i]
+		}
+	}
+	return out, nil
+}
+
+func (w *Warm) readManifest(ctx context.Context, g Glance, r *converterv1.WarmRound, packs int) (*manifest, error) {
+	body, err := g.Download(ctx, r.GetManifestImageId(), 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("imagecopy: read manifest %s: %w", r.GetManifestImageId(), err)
+	}
+	defer body.Close()
+	m, err := decodeManifest(body, packs)
+	if err != nil {
+		return nil, fmt.Errorf("imagecopy: manifest %s: %w", r.GetManifestImageId(), err)
+	}
+	return m, nil
+}
+
+// Round reads snapshot snapID whole, sends the pieces the store does not hold
+// and records the round (final: the cut-over's). On an error the round's packs
+// are deleted and nothing is recorded: the round is run again.
+func (w *Warm) Round(ctx context.Context, snapID string, final bool, p *converterv1.WarmProgress) (*converterv1.WarmRound, error) {
+	src, err := w.Src.Image(ctx, snapID)
+	if err != nil {
+		return nil, fmt.Errorf("imagecopy: snapshot %s: %w", snapID, err)
+	}
+	if src.Status != images.ImageStatusActive {
+		return nil, fmt.Errorf("imagecopy: snapshot %s is %s, not active", snapID, src.Status)
+	}
+	if p.GetAverageBits() == 0 {
+		p.AverageBits = averageBitsFor(src.SizeBytes)
+	}
+	if err := w.orphans(ctx, p); err != nil {
+		return nil, err
+	}
+	store, err := w.store(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	round := &converterv1.WarmRound{SnapshotImageId: snapID, Final: final, StartTime: timestamppb.Now()}
+	n := len(p.GetRounds())
+	packsBefore := len(p.GetPackImageIds())
+	maxPack := w.PackBytes
+	if maxPack <= 0 {
+		maxPack = DefaultPackBytes
+	}
+	var cur *pack
+	fail := func(err error) (*converterv1.WarmRound, error) {
+		if cur != nil {
+			cur.abort(err)
+		}
+		for _, id := range p.GetPackImageIds()[packsBefore:] {
+			_ = w.Dst.Delete(context.WithoutCancel(ctx), id)
+		}
+		p.PackImageIds = p.PackImageIds[:packsBefore]
+		return nil, err
+	}
+	body, err := newSourceReader(ctx, w.Src, snapID, 0, src.SizeBytes-1, w.Retries, nil)
+	if err != nil {
+		return fail(fmt.Errorf("imagecopy: %w", err))
+	}
+	defer body.Close()
+	sum := sha256.New()
+	mh, err := newMultihash(osHashAlgo(src))
+	if err != nil {
+		return nil, err
+	}
+	hw := io.MultiWriter(sum, &countWriter{n: &round.BytesRead})
+	if mh != nil {
+		hw = io.MultiWriter(hw, mh)
+	}
+	m := &manifest{}
+	err = chunkingFor(p.GetAverageBits()).Cut(io.TeeReader(body, hw), func(piece []byte) error {
+		d := sha256.Sum256(piece)
+		size := int64(len(piece))
+		round.Pieces++
+		if loc, ok := store[d]; ok {
+			round.BytesFound += size
+			round.PiecesFound++
+			m.digests, m.locs = append(m.digests, d), append(m.locs, loc)
+			return nil
+		}
+		if cur != nil && cur.n+size > maxPack {
+			if err := cur.close(ctx, w.Dst); err != nil {
+				return err
+			}
+			cur = nil
+		}
+		if cur == nil {
+			name := fmt.Sprintf("%s.pack-r%02d-%04d", p.GetImageName(), n, len(p.GetPackImageIds())-packsBefore)
+			if cur, err = w.openPack(ctx, name); err != nil {
+				return err
+			}
+			p.PackImageIds = append(p.PackImageIds, cur.id)
+		}
+		loc := location{pack: len(p.GetPackImageIds()) - 1, off: cur.n, size: size}
+		if err := cur.write(piece); err != nil {
+			return fmt.Errorf("imagecopy: write pack %s: %w", cur.id, err)
+		}
+		round.BytesSent += size
+		store[d] = loc
+		m.digests, m.locs = append(m.digests, d), append(m.locs, loc)
+		return nil
+	})
+	if err == nil && cur != nil {
+		err = cur.close(ctx, w.Dst)
+		cur = nil
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if round.GetBytesRead() != src.SizeBytes {
+		return fail(fmt.Errorf("imagecopy: snapshot %s gave %d bytes of %d", snapID, round.GetBytesRead(), src.SizeBytes))
+	}
+	if _, want := osHash(src); mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
+		return fail(fmt.Errorf("%w: the bytes read from snapshot %s differ from its %s", ErrChecksum, snapID, osHashAlgo(src)))
+	}
+	round.Sha256 = hex.EncodeToString(sum.Sum(nil))
+	mimg, err := w.Dst.Create(ctx, images.CreateOpts{Name: fmt.Sprintf("%s.manifest-r%02d", p.GetImageName(), n), DiskFormat: "raw", ContainerFormat: "bare",
+		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{ManifestTag}, Hidden: ptr(true)})
+	if err != nil {
+		return fail(fmt.Errorf("imagecopy: create manifest: %w", err))
+	}
+	if err := w.Dst.Upload(ctx, mimg.ID, bytes.NewReader(m.encode())); err != nil {
+		_ = w.Dst.Delete(context.WithoutCancel(ctx), mimg.ID)
+		return fail(fmt.Errorf("imagecopy: upload manifest: %w", err))
+	}
+	round.ManifestImageId = mimg.ID
+	round.EndTime = timestamppb.Now()
+	p.Rounds = append(p.Rounds, round)
+	if w.Save != nil {
+		if err := w.Save(ctx, p); err != nil {
+			return nil, fmt.Errorf("imagecopy: record round %d: %w", n, err)
+		}
+	}
+	return round, nil
+}
+
+func osHashAlgo(img *images.Image) string { a, _ := osHash(img); return a }
+
+type countWriter struct{ n *int64 }
+
+func (c *countWriter) Write(b []byte) (int, error) { *c.n += int64(len(b)); return len(b), nil }
+
+// orphans deletes the packs and manifests of this copy that p does not record: a
+// round cut short by a worker's death.
+func (w *Warm) orphans(ctx context.Context, p *converterv1.WarmProgress) error {
+	known := map[string]bool{}
+	for _, id := range p.GetPackImageIds() {
+		known[id] = true
+	}
+	for _, r := range p.GetRounds() {
+		known[r.GetManifestImageId()] = true
+	}
+	list, err := w.leftovers(ctx, p.GetImageName())
+	if err != nil {
+		return err
+	}
+	for _, img := range list {
+		if !known[img.ID] {
+			if err := w.Dst.Delete(ctx, img.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// leftovers lists the packs and manifests named after the copy's image.
+func (w *Warm) leftovers(ctx context.Context, name string) ([]images.Image, error) {
+	var out []images.Image
+	for _, tag := range []string{PackTag, ManifestTag} {
+		list, err := w.Dst.Tagged(ctx, tag)
+		if err != nil {
+			return nil, err
+		}
+		for _, img := range list {
+			if name != "" && (strings.HasPrefix(img.Name, name+".pack-") || strings.HasPrefix(img.Name, name+".manifest-")) {
+				out = append(out, img)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Assemble writes the final image, named name, from the last round's manifest,
+// inside the destination (Assembler): runs of pieces that lie one after another in
+// a pack are read with one Range request each, every piece checked against its
+// SHA-256, the whole against the round's SHA-256 and Glance's multihash against
+// the final snapshot's. The packs and manifests are deleted once it is whole.
+func (w *Warm) Assemble(ctx context.Context, name string, p *converterv1.WarmProgress) (string, error) {
+	if len(p.GetRounds()) == 0 {
+		return "", errors.New("imagecopy: no round to assemble")
+	}
+	last := p.GetRounds()[len(p.GetRounds())-1]
+	g := w.assembler()
+	snap, err := w.Src.Image(ctx, last.GetSnapshotImageId())
+	if err != nil {
+		return "", fmt.Errorf("imagecopy: snapshot %s: %w", last.GetSnapshotImageId(), err)
+	}
+	m, err := w.readManifest(ctx, g, last, len(p.GetPackImageIds()))
+	if err != nil {
+		return "", err
+	}
+	c := &Copier{Dst: g}
+	if done, err := c.earlier(ctx, snap, name); err != nil || done != "" {
+		return done, err
+	}
+	f, err := c.openFinal(ctx, snap, name)
+	if err != nil {
+		return "", err
+	}
+	if err := w.feed(ctx, g, f, m, p.GetPackImageIds()); err != nil {
+		f.abort(ctx, err)
+		return "", fmt.Errorf("imagecopy: assemble %q: %w", name, err)
+	}
+	if err := f.finish(ctx, snap, last.GetSha256()); err != nil {
+		return "", fmt.Errorf("imagecopy: assemble %q: %w", name, err)
+	}
+	if err := w.Discard(ctx, p); err != nil {
+		return f.id, fmt.Errorf("imagecopy: image %s is whole, but deleting its packs failed: %w", f.id, err)
+	}
+	return f.id, nil
+}
+
+// feed writes m's pieces into f, reading each run of adjacent pieces of one pack
+// with one Range request.
+func (w *Warm) feed(ctx context.Context, g Glance, f *finalStream, m *manifest, packs []string) error {
+	for i := 0; i < len(m.locs); {
+		j := i + 1
+		for j < len(m.locs) && m.locs[j].pack == m.locs[i].pack && m.locs[j].off == m.locs[j-1].off+m.locs[j-1].size {
+			j++
+		}
+		from, to := m.locs[i].off, m.locs[j-1].off+m.locs[j-1].size-1
+		body, err := newSourceReader(ctx, g, packs[m.locs[i].pack], from, to, w.Retries, nil)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 0, 1<<16)
+		for k := i; k < j; k++ {
+			size := m.locs[k].size
+			if int64(cap(buf)) < size {
+				buf = make([]byte, 0, size)
+			}
+			piece := buf[:size]
+			if _, err := io.ReadFull(body, piece); err != nil {
+				_ = body.Close()
+				return fmt.Errorf("read piece %d from pack %s: %w", k, packs[m.locs[k].pack], err)
+			}
+			if sha256.Sum256(piece) != m.digests[k] {
+				_ = body.Close()
+				return fmt.Errorf("%w: piece %d in pack %s changed in the destination", ErrChecksum, k, packs[m.locs[k].pack])
+			}
+			if _, _ = f.Write(piece); f.err != nil {
+				_ = body.Close()
+				return f.err
+			}
+		}
+		_ = body.Close()
+		i = j
+	}
+	return nil
+}
+
+// Discard deletes what a warm copy keeps in the destination: its packs and
+// manifests (the final image is Copier.Discard's).
+func (w *Warm) Discard(ctx context.Context, p *converterv1.WarmProgress) error {
+	ids := map[string]bool{}
+	for _, id := range p.GetPackImageIds() {
+		ids[id] = true
+	}
+	for _, r := range p.GetRounds() {
+		ids[r.GetManifestImageId()] = true
+	}
+	list, err := w.leftovers(ctx, p.GetImageName())
+	errs := []error{err}
+	for _, img := range list {
+		ids[img.ID] = true
+	}
+	for id := range ids {
+		if id != "" {
+			errs = append(errs, w.Dst.Delete(ctx, id))
+		}
+	}
+	return errors.Join(errs...)
+}
+
