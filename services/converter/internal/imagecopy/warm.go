@@ -497,4 +497,3 @@ func (w *Warm) Discard(ctx context.Context, p *converterv1.WarmProgress) error {
 	}
 	return errors.Join(errs...)
 }
-
