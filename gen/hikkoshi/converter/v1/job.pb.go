@@ -9,6 +9,7 @@ package converterv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -173,6 +174,9 @@ const (
 	JobStep_JOB_STEP_UPLOAD JobStep = 10
 	// JOB_STEP_FETCH fetches the disk from a P2V agent (P2V).
 	JobStep_JOB_STEP_FETCH JobStep = 11
+	// JOB_STEP_PRECOPY copies live snapshots while the server runs (a warm V2V job),
+	// between the pre-flight and the stop.
+	JobStep_JOB_STEP_PRECOPY JobStep = 12
 )
 
 // Enum value maps for JobStep.
@@ -190,6 +194,7 @@ var (
 		9:  "JOB_STEP_BUILD",
 		10: "JOB_STEP_UPLOAD",
 		11: "JOB_STEP_FETCH",
+		12: "JOB_STEP_PRECOPY",
 	}
 	JobStep_value = map[string]int32{
 		"JOB_STEP_UNSPECIFIED": 0,
@@ -204,6 +209,7 @@ var (
 		"JOB_STEP_BUILD":       9,
 		"JOB_STEP_UPLOAD":      10,
 		"JOB_STEP_FETCH":       11,
+		"JOB_STEP_PRECOPY":     12,
 	}
 )
 
@@ -290,7 +296,15 @@ type Job struct {
 	// p2v_image is where a P2V job uploads the image it builds.
 	P2VImage *P2VImage `protobuf:"bytes,19,opt,name=p2v_image,json=p2vImage,proto3" json:"p2v_image,omitempty"`
 	// p2v_result is what a P2V job found and built. Output only.
-	P2VResult     *P2VResult `protobuf:"bytes,20,opt,name=p2v_result,json=p2vResult,proto3" json:"p2v_result,omitempty"`
+	P2VResult *P2VResult `protobuf:"bytes,20,opt,name=p2v_result,json=p2vResult,proto3" json:"p2v_result,omitempty"`
+	// stop_time is when the job asked the source server to stop (the downtime's
+	// start). Output only.
+	StopTime *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=stop_time,json=stopTime,proto3" json:"stop_time,omitempty"`
+	// downtime is from stop_time to the destination server ACTIVE and answering its
+	// health check (ACTIVE alone without one). Output only.
+	Downtime *durationpb.Duration `protobuf:"bytes,22,opt,name=downtime,proto3" json:"downtime,omitempty"`
+	// warm is a warm copy's rounds (source.warm). Output only.
+	Warm          *WarmProgress `protobuf:"bytes,23,opt,name=warm,proto3" json:"warm,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +475,27 @@ func (x *Job) GetP2VImage() *P2VImage {
 func (x *Job) GetP2VResult() *P2VResult {
 	if x != nil {
 		return x.P2VResult
+	}
+	return nil
+}
+
+func (x *Job) GetStopTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StopTime
+	}
+	return nil
+}
+
+func (x *Job) GetDowntime() *durationpb.Duration {
+	if x != nil {
+		return x.Downtime
+	}
+	return nil
+}
+
+func (x *Job) GetWarm() *WarmProgress {
+	if x != nil {
+		return x.Warm
 	}
 	return nil
 }
@@ -1203,7 +1238,16 @@ type V2VSource struct {
 	// server whose replacement joins its load balancer's pool before it leaves (the
 	// wave runner stops it after the drain). Not for a server whose disk changes under
 	// it (a database): its snapshot would not be consistent.
-	Live          bool `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`
+	Live bool `protobuf:"varint,4,opt,name=live,proto3" json:"live,omitempty"`
+	// warm copies the disk while the server runs, for a server whose downtime should
+	// follow what changed rather than its disk's size (a database): warm_rounds
+	// pre-copy rounds of live snapshots fill a store of pieces in the destination,
+	// then the cut-over stops the server, snapshots it and sends only the pieces the
+	// store does not hold; the image is assembled in the destination.
+	Warm bool `protobuf:"varint,5,opt,name=warm,proto3" json:"warm,omitempty"`
+	// warm_rounds is how many pre-copy rounds run before the cut-over (each after
+	// the last; 0 means 1; at most 10).
+	WarmRounds    int32 `protobuf:"varint,6,opt,name=warm_rounds,json=warmRounds,proto3" json:"warm_rounds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1264,6 +1308,20 @@ func (x *V2VSource) GetLive() bool {
 		return x.Live
 	}
 	return false
+}
+
+func (x *V2VSource) GetWarm() bool {
+	if x != nil {
+		return x.Warm
+	}
+	return false
+}
+
+func (x *V2VSource) GetWarmRounds() int32 {
+	if x != nil {
+		return x.WarmRounds
+	}
+	return 0
 }
 
 // V2VDestination is where the instance boots.
@@ -1967,9 +2025,12 @@ type Created struct {
 	// in order ("" for a NIC given a port_id).
 	PortIds []string `protobuf:"bytes,6,rep,name=port_ids,json=portIds,proto3" json:"port_ids,omitempty"`
 	// fixed_ips are the destination server's addresses, its first NIC's first.
-	FixedIps      []string `protobuf:"bytes,7,rep,name=fixed_ips,json=fixedIps,proto3" json:"fixed_ips,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FixedIps []string `protobuf:"bytes,7,rep,name=fixed_ips,json=fixedIps,proto3" json:"fixed_ips,omitempty"`
+	// precopy_snapshot_image_id is the live snapshot of a warm job's pre-copy round
+	// in flight, in the source Glance (deleted once its round is done).
+	PrecopySnapshotImageId string `protobuf:"bytes,8,opt,name=precopy_snapshot_image_id,json=precopySnapshotImageId,proto3" json:"precopy_snapshot_image_id,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Created) Reset() {
@@ -2051,11 +2112,18 @@ func (x *Created) GetFixedIps() []string {
 	return nil
 }
 
+func (x *Created) GetPrecopySnapshotImageId() string {
+	if x != nil {
+		return x.PrecopySnapshotImageId
+	}
+	return ""
+}
+
 var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\a\n" +
+	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\t\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x128\n" +
@@ -2081,7 +2149,10 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"p2v_source\x18\x12 \x01(\v2 .hikkoshi.converter.v1.P2VSourceR\tp2vSource\x12<\n" +
 	"\tp2v_image\x18\x13 \x01(\v2\x1f.hikkoshi.converter.v1.P2VImageR\bp2vImage\x12?\n" +
 	"\n" +
-	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\"\x91\x02\n" +
+	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\x127\n" +
+	"\tstop_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\bstopTime\x125\n" +
+	"\bdowntime\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\bdowntime\x127\n" +
+	"\x04warm\x18\x17 \x01(\v2#.hikkoshi.converter.v1.WarmProgressR\x04warm\"\x91\x02\n" +
 	"\tP2VSource\x12\x1b\n" +
 	"\tdisk_path\x18\x01 \x01(\tR\bdiskPath\x12\x12\n" +
 	"\x04nics\x18\x02 \x03(\tR\x04nics\x12!\n" +
@@ -2161,12 +2232,15 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\fDecommission\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
 	"\x10source_server_id\x18\x02 \x01(\tR\x0esourceServerId\x12*\n" +
-	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"{\n" +
+	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"\xb0\x01\n" +
 	"\tV2VSource\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
 	"\x0falready_stopped\x18\x03 \x01(\bR\x0ealreadyStopped\x12\x12\n" +
-	"\x04live\x18\x04 \x01(\bR\x04live\"\xb6\x03\n" +
+	"\x04live\x18\x04 \x01(\bR\x04live\x12\x12\n" +
+	"\x04warm\x18\x05 \x01(\bR\x04warm\x12\x1f\n" +
+	"\vwarm_rounds\x18\x06 \x01(\x05R\n" +
+	"warmRounds\"\xb6\x03\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -2236,7 +2310,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x03 \x01(\tR\x06sha256\x12\x19\n" +
-	"\bimage_id\x18\x04 \x01(\tR\aimageId\"\xe5\x01\n" +
+	"\bimage_id\x18\x04 \x01(\tR\aimageId\"\xa0\x02\n" +
 	"\aCreated\x12%\n" +
 	"\x0estopped_source\x18\x01 \x01(\bR\rstoppedSource\x12*\n" +
 	"\x11snapshot_image_id\x18\x02 \x01(\tR\x0fsnapshotImageId\x12\x19\n" +
@@ -2244,7 +2318,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\aport_id\x18\x04 \x01(\tR\x06portId\x12\x1b\n" +
 	"\tserver_id\x18\x05 \x01(\tR\bserverId\x12\x19\n" +
 	"\bport_ids\x18\x06 \x03(\tR\aportIds\x12\x1b\n" +
-	"\tfixed_ips\x18\a \x03(\tR\bfixedIps*J\n" +
+	"\tfixed_ips\x18\a \x03(\tR\bfixedIps\x129\n" +
+	"\x19precopy_snapshot_image_id\x18\b \x01(\tR\x16precopySnapshotImageId*J\n" +
 	"\bFirmware\x12\x18\n" +
 	"\x14FIRMWARE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rFIRMWARE_BIOS\x10\x01\x12\x11\n" +
@@ -2256,7 +2331,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
 	"\x13JOB_STATE_CANCELLED\x10\x05\x12\x16\n" +
-	"\x12JOB_STATE_REVERTED\x10\x06*\x86\x02\n" +
+	"\x12JOB_STATE_REVERTED\x10\x06*\x9c\x02\n" +
 	"\aJobStep\x12\x18\n" +
 	"\x14JOB_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STEP_PREFLIGHT\x10\x01\x12\x11\n" +
@@ -2270,7 +2345,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x0eJOB_STEP_BUILD\x10\t\x12\x13\n" +
 	"\x0fJOB_STEP_UPLOAD\x10\n" +
 	"\x12\x12\n" +
-	"\x0eJOB_STEP_FETCH\x10\vBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
+	"\x0eJOB_STEP_FETCH\x10\v\x12\x14\n" +
+	"\x10JOB_STEP_PRECOPY\x10\fBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
 
 var (
 	file_hikkoshi_converter_v1_job_proto_rawDescOnce sync.Once
@@ -2309,6 +2385,7 @@ var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	nil,                           // 19: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
 	nil,                           // 20: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
 	11, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
@@ -2324,24 +2401,27 @@ var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
 	4,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
 	5,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
 	6,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
-	7,  // 13: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
-	19, // 14: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	0,  // 15: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	8,  // 16: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
-	9,  // 17: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
-	0,  // 18: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	20, // 19: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	21, // 20: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
-	13, // 21: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
-	17, // 22: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	16, // 23: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
-	21, // 24: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
-	21, // 25: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 13: hikkoshi.converter.v1.Job.stop_time:type_name -> google.protobuf.Timestamp
+	22, // 14: hikkoshi.converter.v1.Job.downtime:type_name -> google.protobuf.Duration
+	15, // 15: hikkoshi.converter.v1.Job.warm:type_name -> hikkoshi.converter.v1.WarmProgress
+	7,  // 16: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
+	19, // 17: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	0,  // 18: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	8,  // 19: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
+	9,  // 20: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
+	0,  // 21: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	20, // 22: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	21, // 23: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	13, // 24: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
+	17, // 25: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	16, // 26: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
+	21, // 27: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
+	21, // 28: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }

@@ -170,3 +170,21 @@ func (l *limitedReader) Close() error { return l.rc.Close() }
 func Named(ctx context.Context, g Glance, name string) ([]images.Image, error) {
 	return g.Named(ctx, name)
 }
+
+// Link caps what crosses a link between two sites at bytesPerSecond, both ways:
+// g's downloads as they are read and its uploads as they are sent (0: g itself).
+// For a benchmark that models two data centres on one machine, and for an
+// operator's cap on a worker's traffic to a cloud across a link.
+func Link(g Glance, bytesPerSecond int64) Glance {
+	if bytesPerSecond <= 0 {
+		return g
+	}
+	t := throttled{g, rate.NewLimiter(rate.Limit(bytesPerSecond), int(min(bytesPerSecond, 1<<20)))}
+	return linked{t}
+}
+
+type linked struct{ throttled }
+
+func (l linked) Upload(ctx context.Context, id string, r io.Reader) error {
+	return l.Glance.Upload(ctx, id, &limitedReader{ctx: ctx, rc: io.NopCloser(r), lim: l.lim})
+}

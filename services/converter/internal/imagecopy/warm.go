@@ -436,41 +436,61 @@ func (w *Warm) Assemble(ctx context.Context, name string, p *converterv1.WarmPro
 	return f.id, nil
 }
 
-// feed writes m's pieces into f, reading each run of adjacent pieces of one pack
-// with one Range request.
+// feed writes m's pieces into f. It keeps one open read per pack and goes on
+// reading it forward: the pieces of one pack come in order with small gaps (the
+// pieces a later round replaced), which it reads past rather than ask again; a
+// piece behind the read, or far ahead of it, is asked for with a new Range request.
+// So the assembly makes about one request per pack, not one per run of pieces.
 func (w *Warm) feed(ctx context.Context, g Glance, f *finalStream, m *manifest, packs []string) error {
-	for i := 0; i < len(m.locs); {
-		j := i + 1
-		for j < len(m.locs) && m.locs[j].pack == m.locs[i].pack && m.locs[j].off == m.locs[j-1].off+m.locs[j-1].size {
-			j++
+	const skip = 4 << 20 // read past a gap this large rather than ask again
+	type cursor struct {
+		body *sourceReader
+		pos  int64
+	}
+	open := map[int]*cursor{}
+	defer func() {
+		for _, c := range open {
+			_ = c.body.Close()
 		}
-		from, to := m.locs[i].off, m.locs[j-1].off+m.locs[j-1].size-1
-		body, err := newSourceReader(ctx, g, packs[m.locs[i].pack], from, to, w.Retries, nil)
-		if err != nil {
-			return err
+	}()
+	end := map[int]int64{} // the last byte of each pack the manifest needs
+	for _, loc := range m.locs {
+		end[loc.pack] = max(end[loc.pack], loc.off+loc.size-1)
+	}
+	var buf []byte
+	for k, loc := range m.locs {
+		c := open[loc.pack]
+		if c != nil && (loc.off < c.pos || loc.off-c.pos > skip) {
+			_ = c.body.Close()
+			c = nil
 		}
-		buf := make([]byte, 0, 1<<16)
-		for k := i; k < j; k++ {
-			size := m.locs[k].size
-			if int64(cap(buf)) < size {
-				buf = make([]byte, 0, size)
+		if c == nil {
+			body, err := newSourceReader(ctx, g, packs[loc.pack], loc.off, end[loc.pack], w.Retries, nil)
+			if err != nil {
+				return err
 			}
-			piece := buf[:size]
-			if _, err := io.ReadFull(body, piece); err != nil {
-				_ = body.Close()
-				return fmt.Errorf("read piece %d from pack %s: %w", k, packs[m.locs[k].pack], err)
-			}
-			if sha256.Sum256(piece) != m.digests[k] {
-				_ = body.Close()
-				return fmt.Errorf("%w: piece %d in pack %s changed in the destination", ErrChecksum, k, packs[m.locs[k].pack])
-			}
-			if _, _ = f.Write(piece); f.err != nil {
-				_ = body.Close()
-				return f.err
+			c = &cursor{body: body, pos: loc.off}
+			open[loc.pack] = c
+		}
+		if gap := loc.off - c.pos; gap > 0 {
+			if _, err := io.CopyN(io.Discard, c.body, gap); err != nil {
+				return fmt.Errorf("read pack %s: %w", packs[loc.pack], err)
 			}
 		}
-		_ = body.Close()
-		i = j
+		if int64(cap(buf)) < loc.size {
+			buf = make([]byte, loc.size)
+		}
+		piece := buf[:loc.size]
+		if _, err := io.ReadFull(c.body, piece); err != nil {
+			return fmt.Errorf("read piece %d from pack %s: %w", k, packs[loc.pack], err)
+		}
+		c.pos = loc.off + loc.size
+		if sha256.Sum256(piece) != m.digests[k] {
+			return fmt.Errorf("%w: piece %d in pack %s changed in the destination", ErrChecksum, k, packs[loc.pack])
+		}
+		if _, _ = f.Write(piece); f.err != nil {
+			return f.err
+		}
 	}
 	return nil
 }

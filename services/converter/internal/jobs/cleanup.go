@@ -61,6 +61,11 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 	if p := j.GetProgress(); p != nil {
 		errs = append(errs, (&imagecopy.Copier{Dst: dg}).Discard(ctx, p))
 	}
+	if wp := j.GetWarm(); wp != nil {
+		// A warm job's packs and manifests, and a final image begun unrecorded.
+		errs = append(errs, (&imagecopy.Warm{Dst: dg}).Discard(ctx, wp),
+			(&imagecopy.Copier{Dst: dg}).Discard(ctx, &converterv1.CopyProgress{ImageName: wp.GetImageName()}))
+	}
 	// Source: let a snapshot being taken end, delete it, start the server again.
 	if err := r.wait(ctx, "the source server's task to end", func() (string, error) {
 		s, err := osapi.GetServer(ctx, src.compute, j.GetSource().GetServerId())
@@ -75,8 +80,10 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		errs = append(errs, err)
 	}
 	snaps := map[string]bool{}
-	if c.GetSnapshotImageId() != "" {
-		snaps[c.GetSnapshotImageId()] = true
+	for _, sid := range []string{c.GetSnapshotImageId(), c.GetPrecopySnapshotImageId()} {
+		if sid != "" {
+			snaps[sid] = true
+		}
 	}
 	sg := imagecopy.NewGlance(src.image)
 	if list, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: snapshotName(id)}); err == nil {

@@ -157,9 +157,22 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 	if !apierr.IsUUID(j.GetSource().GetServerId()) {
 		v.Add("job.source.server_id", "%q: give the source server's ID (a UUID)", j.GetSource().GetServerId())
 	}
+	switch src := j.GetSource(); {
+	case src.GetWarm() && src.GetLive():
+		v.Add("job.source.warm", "a warm job stops the server for its last round; live leaves it running: give one of them")
+	case src.GetWarm() && src.GetAlreadyStopped():
+		v.Add("job.source.warm", "a warm job copies a running server before it stops it; a server already stopped moves cold: drop warm")
+	case src.GetWarmRounds() != 0 && !src.GetWarm():
+		v.Add("job.source.warm_rounds", "only with warm")
+	case src.GetWarmRounds() < 0 || src.GetWarmRounds() > MaxWarmRounds:
+		v.Add("job.source.warm_rounds", "%d: give 0 to %d pre-copy rounds (0 means 1)", src.GetWarmRounds(), MaxWarmRounds)
+	}
 	validateDestination(&v, j.GetDestination())
 	return v.Err()
 }
+
+// MaxWarmRounds caps a warm job's pre-copy rounds.
+const MaxWarmRounds = 10
 
 // validateDestination checks where a job boots its server.
 func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {

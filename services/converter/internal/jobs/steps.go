@@ -20,6 +20,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
@@ -36,6 +37,8 @@ func (t *task) stop(ctx context.Context) error {
 		// Recorded before the call: a stop whose answer is lost (a cancel, a crash)
 		// still has the clean-up start the server again.
 		j.Created.StoppedSource = true
+		j.StopTime = timestamppb.Now() // the downtime starts
+		j.Downtime = nil
 		if err := save(ctx, j); err != nil {
 			return err
 		}
@@ -88,10 +91,94 @@ func (r *Runner) copier(src, dst clients, save func(context.Context, *converterv
 	}
 }
 
+// warm is a warm job's copier: its rounds read the source and send to the
+// destination; it assembles in the destination (this worker: see imagecopy's Warm
+// on where the parts run).
+func (r *Runner) warm(src, dst clients, save func(context.Context, *converterv1.WarmProgress) error) *imagecopy.Warm {
+	return &imagecopy.Warm{Src: imagecopy.NewGlance(src.image), Dst: imagecopy.Link(imagecopy.NewGlance(dst.image), r.Bandwidth),
+		Assembler: imagecopy.NewGlance(dst.image), Retries: 3, Save: save}
+}
+
+// precopy runs a warm job's pre-copy rounds while the server runs: each a live
+// snapshot (named like the cut-over's, so a clean-up finds it unrecorded), a round
+// that sends what the destination does not hold yet, and the snapshot deleted.
+func (t *task) precopy(ctx context.Context) error {
+	r, j, id, src, dst, pl, save := t.Runner, t.j, t.id, t.src, t.dst, t.pl, t.save
+	if !j.GetSource().GetWarm() {
+		return nil
+	}
+	if j.Warm == nil {
+		j.Warm = &converterv1.WarmProgress{ImageName: pl.srv.Name + "-" + id}
+	}
+	w := r.warm(src, dst, func(ctx context.Context, p *converterv1.WarmProgress) error {
+		j.Warm = p
+		return save(ctx, j)
+	})
+	sg := imagecopy.NewGlance(src.image)
+	done := func() error {
+		// The round is recorded: its snapshot goes.
+		if err := sg.Delete(ctx, j.GetCreated().GetPrecopySnapshotImageId()); err != nil {
+			return err
+		}
+		j.Created.PrecopySnapshotImageId = ""
+		return save(ctx, j)
+	}
+	if rs := j.GetWarm().GetRounds(); len(rs) > 0 && j.GetCreated().GetPrecopySnapshotImageId() == rs[len(rs)-1].GetSnapshotImageId() {
+		if err := done(); err != nil { // a worker that died between the two
+			return err
+		}
+	}
+	for len(j.GetWarm().GetRounds()) < int(max(1, j.GetSource().GetWarmRounds())) {
+		if j.GetCreated().GetPrecopySnapshotImageId() == "" {
+			snap, err := osapi.Snapshot(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
+				Name: snapshotName(id), Metadata: map[string]string{"hikkoshi_job": id, "hikkoshi_precopy": "true"},
+			})
+			if err != nil {
+				return err
+			}
+			j.Created.PrecopySnapshotImageId = snap
+			if err := save(ctx, j); err != nil {
+				return err
+			}
+		}
+		snap := j.GetCreated().GetPrecopySnapshotImageId()
+		if err := r.wait(ctx, "pre-copy snapshot image "+snap, imageStatus(ctx, src.image, snap), "active", "killed", "deleted"); err != nil {
+			return err
+		}
+		if _, err := w.Round(ctx, snap, false, j.Warm); err != nil {
+			return err
+		}
+		if err := done(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (t *task) copyImage(ctx context.Context) error {
 	r, j, id, src, dst, pl, save := t.Runner, t.j, t.id, t.src, t.dst, t.pl, t.save
 	if j.GetCreated().GetImageId() != "" {
 		return nil
+	}
+	if j.GetSource().GetWarm() && len(j.GetWarm().GetRounds()) > 0 {
+		// The cut-over's round sends what changed since the pre-copy; the image is
+		// assembled in the destination from the store.
+		w := r.warm(src, dst, func(ctx context.Context, p *converterv1.WarmProgress) error {
+			j.Warm = p
+			return save(ctx, j)
+		})
+		rs := j.GetWarm().GetRounds()
+		if last := rs[len(rs)-1]; !last.GetFinal() || last.GetSnapshotImageId() != j.GetCreated().GetSnapshotImageId() {
+			if _, err := w.Round(ctx, j.GetCreated().GetSnapshotImageId(), true, j.Warm); err != nil {
+				return err
+			}
+		}
+		imgID, err := w.Assemble(ctx, j.GetWarm().GetImageName(), j.Warm)
+		if err != nil {
+			return err
+		}
+		j.Created.ImageId = imgID
+		return save(ctx, j)
 	}
 	if j.Progress == nil {
 		j.Progress = &converterv1.CopyProgress{}

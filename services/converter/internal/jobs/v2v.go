@@ -13,6 +13,7 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"google.golang.org/grpc/status"
 
@@ -206,8 +207,9 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 	}
 	id, _ := ID(j.GetName())
 	t := &task{Runner: r, j: j, id: id, src: src, dst: dst, save: save}
-	for step := converterv1.JobStep_JOB_STEP_PREFLIGHT; step < converterv1.JobStep_JOB_STEP_DONE; step++ {
-		if step < j.GetStep() && step != converterv1.JobStep_JOB_STEP_PREFLIGHT {
+	at := slices.Index(v2vSteps, j.GetStep())
+	for i, step := range v2vSteps {
+		if i < at && step != converterv1.JobStep_JOB_STEP_PREFLIGHT {
 			continue // done before this worker took the job over
 		}
 		if ctx.Err() != nil {
@@ -220,6 +222,8 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 		switch step {
 		case converterv1.JobStep_JOB_STEP_PREFLIGHT:
 			t.pl, err = t.preflight(ctx)
+		case converterv1.JobStep_JOB_STEP_PRECOPY:
+			err = t.precopy(ctx)
 		case converterv1.JobStep_JOB_STEP_STOP:
 			err = t.stop(ctx)
 		case converterv1.JobStep_JOB_STEP_SNAPSHOT:
@@ -235,8 +239,19 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 			return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimPrefix(step.String(), "JOB_STEP_")), err)
 		}
 	}
+	if j.GetStopTime() != nil && j.GetDowntime() == nil {
+		// The server answers in the destination now: the downtime ends.
+		j.Downtime = durationpb.New(time.Since(j.GetStopTime().AsTime()))
+	}
 	j.Step = converterv1.JobStep_JOB_STEP_DONE
 	return nil
+}
+
+// v2vSteps are a V2V job's steps in the order they run.
+var v2vSteps = []converterv1.JobStep{
+	converterv1.JobStep_JOB_STEP_PREFLIGHT, converterv1.JobStep_JOB_STEP_PRECOPY, converterv1.JobStep_JOB_STEP_STOP,
+	converterv1.JobStep_JOB_STEP_SNAPSHOT, converterv1.JobStep_JOB_STEP_COPY, converterv1.JobStep_JOB_STEP_BOOT,
+	converterv1.JobStep_JOB_STEP_HEALTH,
 }
 
 // CleanupTimeout bounds a clean-up (it runs after the job's own context ended).

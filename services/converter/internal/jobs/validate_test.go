@@ -91,3 +91,31 @@ func TestJobSizeIsCapped(t *testing.T) {
 		t.Fatalf("a %d-byte job: %v", 5000*24, err)
 	}
 }
+
+// TestWarmNamesTheField: warm goes with a running server that the job stops, with
+// 0 to MaxWarmRounds rounds; each mistake names its field.
+func TestWarmNamesTheField(t *testing.T) {
+	job := func(s *converterv1.V2VSource) *converterv1.CreateJobRequest {
+		s.Cloud, s.ServerId = "old", "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f10"
+		return &converterv1.CreateJobRequest{Job: &converterv1.Job{Source: s,
+			Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f11"}}}
+	}
+	if err := ValidateCreateJob(job(&converterv1.V2VSource{Warm: true, WarmRounds: 3})); err != nil {
+		t.Fatalf("a warm job: %v", err)
+	}
+	for _, c := range []struct {
+		name  string
+		src   *converterv1.V2VSource
+		field string
+	}{
+		{"warm and live", &converterv1.V2VSource{Warm: true, Live: true}, "job.source.warm"},
+		{"warm and stopped", &converterv1.V2VSource{Warm: true, AlreadyStopped: true}, "job.source.warm"},
+		{"rounds without warm", &converterv1.V2VSource{WarmRounds: 2}, "job.source.warm_rounds"},
+		{"too many rounds", &converterv1.V2VSource{Warm: true, WarmRounds: MaxWarmRounds + 1}, "job.source.warm_rounds"},
+	} {
+		err := ValidateCreateJob(job(c.src))
+		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[c.field] == "" {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT naming %s", c.name, err, c.field)
+		}
+	}
+}

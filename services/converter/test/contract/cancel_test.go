@@ -140,6 +140,17 @@ func nothingLeft(t *testing.T, c clouds, j *converterv1.Job, srvName, netID stri
 	if left, err := imagecopy.ChunkImages(t.Context(), imagecopy.NewGlance(c.newI), imageName); err != nil || len(left) != 0 {
 		t.Errorf("%d chunk image(s) left in the new Glance (%v)", len(left), err)
 	}
+	for _, tag := range []string{imagecopy.PackTag, imagecopy.ManifestTag} {
+		left, err := imagecopy.NewGlance(c.newI).Tagged(t.Context(), tag)
+		for _, img := range left {
+			if strings.HasPrefix(img.Name, imageName+".") {
+				t.Errorf("%s image %s left in the new Glance", tag, img.Name)
+			}
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
 	pp := must(ports.List(c.newN, ports.ListOpts{NetworkID: netID, Name: "hikkoshi-" + id}).AllPages(t.Context()))(t)
 	if ps := must(ports.ExtractPorts(pp))(t); len(ps) != 0 {
 		t.Errorf("%d port(s) left in the new network", len(ps))
@@ -149,5 +160,38 @@ func nothingLeft(t *testing.T, c clouds, j *converterv1.Job, srvName, netID stri
 		if s.Metadata["hikkoshi_job"] == id && s.Status != "DELETED" {
 			t.Errorf("server %s (%s) left in the new region", s.ID, s.Status)
 		}
+	}
+}
+
+// TestCancelWarm cancels a warm job in its pre-copy (a round sending, the server
+// running) and in its cut-over's copy (the last round or the assembly): nothing is
+// left in either cloud — no pre-copy snapshot, pack or manifest either — and the
+// source runs. The sends are slowed (1 MiB/s) so the rounds last.
+func TestCancelWarm(t *testing.T) {
+	c := open(t)
+	srvID, netID := fixture(t, c)
+	src := must(servers.Get(t.Context(), c.oldC, srvID).Extract())(t)
+	env := servicetest.NewEnv(t)
+	_, client := start(t, env, "--copy-bandwidth", "1048576")
+	for _, step := range []converterv1.JobStep{converterv1.JobStep_JOB_STEP_PRECOPY, converterv1.JobStep_JOB_STEP_COPY} {
+		t.Run(strings.TrimPrefix(step.String(), "JOB_STEP_"), func(t *testing.T) {
+			job := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+				Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID, Warm: true},
+				Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: "10.101.0.81"},
+			}}))(t).GetJob()
+			asked := false
+			end := watchJob(t, client, job.GetName(), func(j *converterv1.Job) {
+				if !asked && j.GetStep() == step {
+					asked = true
+					must(client.CancelJob(t.Context(), &converterv1.CancelJobRequest{Name: j.GetName()}))(t)
+				}
+			}, nil)
+			if end.GetState() != converterv1.JobState_JOB_STATE_CANCELLED {
+				t.Fatalf("job %s (%s), want CANCELLED", end.GetState(), end.GetError())
+			}
+			nothingLeft(t, c, end, src.Name, netID)
+			waitStatus(t, c.oldC, srvID, "ACTIVE")
+			t.Logf("cancelled in %s after %d round(s): nothing left, source ACTIVE", step, len(end.GetWarm().GetRounds()))
+		})
 	}
 }
