@@ -10,6 +10,11 @@
 #                              100 MB/s link: pipe, two-step and imagecopy's three
 #                              modes, each as a ratio of the pipe's speed (needs the
 #                              dev cloud; HIKKOSHI_BENCH_COPY_SIZES=256,1024 for fewer)
+#   scripts/bench.sh warm      a stateful server's cut-over copy over a 100 Mbit/s link,
+#                              cold against warm (pre-copy, then only what changed),
+#                              same run, and the share of a snapshot found again by
+#                              each way of cutting (fixed, content-defined)
+#   scripts/bench.sh grpc [n]  the registry benchmark below (the default)
 #   scripts/bench.sh p2v [n]   the P2V fixture converted n times (default 3) against
 #                              qemu-img convert of the same disk (and virt-v2v, see
 #                              BenchmarkP2V)
@@ -45,6 +50,12 @@ if [[ "${1:-}" == copy ]]; then
         for (i = 1; i <= n; i++) printf "%-18s %-16s %8.1f %8.2fx %12.0f\n", keys[k], w[i], speed[keys[k] "/" w[i]], speed[keys[k] "/" w[i]] / speed[keys[k] "/pipe"], mem[keys[k] "/" w[i]]
       }
     }' 2>/dev/null
+  exit
+fi
+if [[ "${1:-}" == warm ]]; then
+  go test -run '^$' -bench 'BenchmarkChunkReuse' -benchtime 1x ./services/converter/internal/imagecopy/ | grep -E '^Benchmark'
+  go test -run '^$' -bench 'BenchmarkWarmCutover' -benchtime 1x -timeout 30m -v ./services/converter/test/integration/ |
+    grep -E '^Benchmark|image [0-9]+ MiB' | sed 's/^ *//'
   exit
 fi
 if [[ "${1:-}" == p2v ]]; then

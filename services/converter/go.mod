@@ -22,6 +22,8 @@ require (
 
 require github.com/restic/chunker v0.4.0
 
+require golang.org/x/sync v0.24.0
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect

@@ -188,3 +188,21 @@ type linked struct{ throttled }
 func (l linked) Upload(ctx context.Context, id string, r io.Reader) error {
 	return l.Glance.Upload(ctx, id, &limitedReader{ctx: ctx, rc: io.NopCloser(r), lim: l.lim})
 }
+
+// waitLink waits until n more bytes may cross g's link (a Link), at once when g
+// has no cap: for bytes that cross the link without a Glance call (a warm
+// cut-over's new pieces handed to the assembly).
+func waitLink(ctx context.Context, g Glance, n int) error {
+	l, ok := g.(linked)
+	if !ok {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, l.lim.Burst())
+		if err := l.lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
+	"golang.org/x/sync/semaphore"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
@@ -42,6 +43,10 @@ const (
 	PackTag     = "hikkoshi-pack"
 	ManifestTag = "hikkoshi-manifest"
 )
+
+// cutOverInFlight bounds the bytes of new pieces a cut-over holds in memory
+// between the round and the assembly.
+const cutOverInFlight = 32 << 20
 
 // DefaultPackBytes is the most one pack image holds.
 const DefaultPackBytes = 64 << 20
@@ -436,63 +441,92 @@ func (w *Warm) Assemble(ctx context.Context, name string, p *converterv1.WarmPro
 	return f.id, nil
 }
 
-// feed writes m's pieces into f. It keeps one open read per pack and goes on
-// reading it forward: the pieces of one pack come in order with small gaps (the
-// pieces a later round replaced), which it reads past rather than ask again; a
-// piece behind the read, or far ahead of it, is asked for with a new Range request.
-// So the assembly makes about one request per pack, not one per run of pieces.
+// feed writes m's pieces into f, read from the packs.
 func (w *Warm) feed(ctx context.Context, g Glance, f *finalStream, m *manifest, packs []string) error {
-	const skip = 4 << 20 // read past a gap this large rather than ask again
-	type cursor struct {
-		body *sourceReader
-		pos  int64
-	}
-	open := map[int]*cursor{}
-	defer func() {
-		for _, c := range open {
-			_ = c.body.Close()
-		}
-	}()
-	end := map[int]int64{} // the last byte of each pack the manifest needs
-	for _, loc := range m.locs {
-		end[loc.pack] = max(end[loc.pack], loc.off+loc.size-1)
-	}
-	var buf []byte
+	pr := newPackReader(ctx, g, packs, m.locs, w.Retries)
+	defer pr.close()
 	for k, loc := range m.locs {
-		c := open[loc.pack]
-		if c != nil && (loc.off < c.pos || loc.off-c.pos > skip) {
-			_ = c.body.Close()
-			c = nil
-		}
-		if c == nil {
-			body, err := newSourceReader(ctx, g, packs[loc.pack], loc.off, end[loc.pack], w.Retries, nil)
-			if err != nil {
-				return err
-			}
-			c = &cursor{body: body, pos: loc.off}
-			open[loc.pack] = c
-		}
-		if gap := loc.off - c.pos; gap > 0 {
-			if _, err := io.CopyN(io.Discard, c.body, gap); err != nil {
-				return fmt.Errorf("read pack %s: %w", packs[loc.pack], err)
-			}
-		}
-		if int64(cap(buf)) < loc.size {
-			buf = make([]byte, loc.size)
-		}
-		piece := buf[:loc.size]
-		if _, err := io.ReadFull(c.body, piece); err != nil {
-			return fmt.Errorf("read piece %d from pack %s: %w", k, packs[loc.pack], err)
-		}
-		c.pos = loc.off + loc.size
-		if sha256.Sum256(piece) != m.digests[k] {
-			return fmt.Errorf("%w: piece %d in pack %s changed in the destination", ErrChecksum, k, packs[loc.pack])
+		piece, err := pr.read(loc, m.digests[k])
+		if err != nil {
+			return err
 		}
 		if _, _ = f.Write(piece); f.err != nil {
 			return f.err
 		}
 	}
 	return nil
+}
+
+// packReader reads pieces from packs. It keeps one open read per pack and goes on
+// reading it forward: the pieces of one pack come in order with small gaps (the
+// pieces a later round replaced), which it reads past rather than ask again; a
+// piece behind the read, or far ahead of it, is asked for with a new Range request.
+// So an assembly makes about one request per pack, not one per run of pieces.
+type packReader struct {
+	ctx     context.Context
+	g       Glance
+	packs   []string
+	end     map[int]int64 // the last byte of each pack that will be read
+	open    map[int]*cursor
+	retries int
+	buf     []byte
+}
+
+type cursor struct {
+	body *sourceReader
+	pos  int64
+}
+
+// skipBytes is the largest gap a packReader reads past rather than ask again.
+const skipBytes = 4 << 20
+
+func newPackReader(ctx context.Context, g Glance, packs []string, locs []location, retries int) *packReader {
+	end := map[int]int64{}
+	for _, loc := range locs {
+		end[loc.pack] = max(end[loc.pack], loc.off+loc.size-1)
+	}
+	return &packReader{ctx: ctx, g: g, packs: packs, end: end, open: map[int]*cursor{}, retries: retries}
+}
+
+// read returns the piece at loc, checked against digest; the slice is reused by
+// the next read.
+func (r *packReader) read(loc location, digest [32]byte) ([]byte, error) {
+	c := r.open[loc.pack]
+	if c != nil && (loc.off < c.pos || loc.off-c.pos > skipBytes) {
+		_ = c.body.Close()
+		c = nil
+	}
+	if c == nil {
+		body, err := newSourceReader(r.ctx, r.g, r.packs[loc.pack], loc.off, r.end[loc.pack], r.retries, nil)
+		if err != nil {
+			return nil, err
+		}
+		c = &cursor{body: body, pos: loc.off}
+		r.open[loc.pack] = c
+	}
+	if gap := loc.off - c.pos; gap > 0 {
+		if _, err := io.CopyN(io.Discard, c.body, gap); err != nil {
+			return nil, fmt.Errorf("read pack %s: %w", r.packs[loc.pack], err)
+		}
+	}
+	if int64(cap(r.buf)) < loc.size {
+		r.buf = make([]byte, loc.size)
+	}
+	piece := r.buf[:loc.size]
+	if _, err := io.ReadFull(c.body, piece); err != nil {
+		return nil, fmt.Errorf("read a piece at byte %d of pack %s: %w", loc.off, r.packs[loc.pack], err)
+	}
+	c.pos = loc.off + loc.size
+	if sha256.Sum256(piece) != digest {
+		return nil, fmt.Errorf("%w: the piece at byte %d of pack %s changed in the destination", ErrChecksum, loc.off, r.packs[loc.pack])
+	}
+	return piece, nil
+}
+
+func (r *packReader) close() {
+	for _, c := range r.open {
+		_ = c.body.Close()
+	}
 }
 
 // Discard deletes what a warm copy keeps in the destination: its packs and
@@ -516,4 +550,186 @@ func (w *Warm) Discard(ctx context.Context, p *converterv1.WarmProgress) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CutOver is the cut-over's round and the assembly at once: the final snapshot
+// snapID is read whole and cut; each piece the store holds is read from its pack
+// in the destination, each it does not is handed across the link to the assembly
+// as it is cut, and both go into the final image named name in the order of the
+// snapshot — so the downtime's copy is about the time to read the snapshot, not
+// that plus an assembly pass. The new pieces are not kept in a pack: a cut-over cut
+// short is run again whole (its snapshot stays). The round is recorded once the
+// image is whole (no manifest: nothing comes after it), and the store is deleted.
+//
+// Run in one process, the hand-over is in memory and the link (Dst, when a Link)
+// is waited on for each new piece's bytes, as if it crossed to an assembly near
+// the destination.
+func (w *Warm) CutOver(ctx context.Context, snapID, name string, p *converterv1.WarmProgress) (string, error) {
+	snap, err := w.Src.Image(ctx, snapID)
+	if err != nil {
+		return "", fmt.Errorf("imagecopy: snapshot %s: %w", snapID, err)
+	}
+	if snap.Status != images.ImageStatusActive {
+		return "", fmt.Errorf("imagecopy: snapshot %s is %s, not active", snapID, snap.Status)
+	}
+	if p.GetAverageBits() == 0 {
+		p.AverageBits = averageBitsFor(snap.SizeBytes)
+	}
+	g := w.assembler()
+	c := &Copier{Dst: g}
+	if done, err := c.earlier(ctx, snap, name); err != nil || done != "" {
+		// A worker that died after the image was whole and before it was recorded.
+		if err == nil {
+			err = w.Discard(ctx, p)
+		}
+		return done, err
+	}
+	store, err := w.store(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	round := &converterv1.WarmRound{SnapshotImageId: snapID, Final: true, StartTime: timestamppb.Now()}
+	f, err := c.openFinal(ctx, snap, name)
+	if err != nil {
+		return "", err
+	}
+	// Three stages, so that reading the snapshot, crossing the link and writing
+	// the image overlap: the round cuts and sends every piece to the assembly in
+	// order (found ones as a location, new ones with their bytes, at most
+	// cutOverInFlight of those held at once); the link carries the new pieces in
+	// order, as fast as it goes, ahead of the assembly; the assembly writes each
+	// piece, found ones read from their packs, new ones once they have crossed.
+	type item struct {
+		digest  [32]byte
+		loc     location
+		data    []byte        // a new piece's bytes (nil: found, at loc)
+		arrived chan struct{} // closed when a new piece has crossed the link
+	}
+	items := make(chan item, 1<<16)
+	crossing := make(chan item, 1<<16)
+	budget := semaphore.NewWeighted(cutOverInFlight)
+	actx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for it := range crossing {
+			if waitLink(actx, w.Dst, len(it.data)) != nil {
+				return // the cut-over is ending; the assembly stops on actx
+			}
+			close(it.arrived)
+		}
+	}()
+	assembled := make(chan error, 1)
+	go func() {
+		var locs []location
+		for _, l := range store {
+			locs = append(locs, l)
+		}
+		pr := newPackReader(actx, g, p.GetPackImageIds(), locs, w.Retries)
+		defer pr.close()
+		fault := func(err error) {
+			assembled <- err
+			stop() // the round stops feeding
+			for it := range items {
+				if it.data != nil {
+					budget.Release(int64(len(it.data)))
+				}
+			}
+		}
+		for it := range items {
+			piece := it.data
+			if piece == nil {
+				var rerr error
+				if piece, rerr = pr.read(it.loc, it.digest); rerr != nil {
+					fault(rerr)
+					return
+				}
+			} else {
+				select {
+				case <-it.arrived:
+				case <-actx.Done():
+					budget.Release(int64(len(it.data)))
+					fault(actx.Err())
+					return
+				}
+			}
+			_, _ = f.Write(piece)
+			if it.data != nil {
+				budget.Release(int64(len(it.data)))
+			}
+		}
+		assembled <- f.err
+	}()
+	fail := func(err error) (string, error) {
+		f.abort(ctx, err)
+		return "", fmt.Errorf("imagecopy: cut-over of %q: %w", name, err)
+	}
+	body, err := newSourceReader(actx, w.Src, snapID, 0, snap.SizeBytes-1, w.Retries, nil)
+	if err != nil {
+		close(items)
+		close(crossing)
+		<-assembled
+		return fail(err)
+	}
+	defer body.Close()
+	sum := sha256.New()
+	mh, err := newMultihash(osHashAlgo(snap))
+	if err != nil {
+		close(items)
+		close(crossing)
+		<-assembled
+		return fail(err)
+	}
+	hw := io.MultiWriter(sum, &countWriter{n: &round.BytesRead})
+	if mh != nil {
+		hw = io.MultiWriter(hw, mh)
+	}
+	cutErr := chunkingFor(p.GetAverageBits()).Cut(io.TeeReader(body, hw), func(piece []byte) error {
+		d := sha256.Sum256(piece)
+		size := int64(len(piece))
+		round.Pieces++
+		it := item{digest: d}
+		if loc, ok := store[d]; ok {
+			round.BytesFound += size
+			round.PiecesFound++
+			it.loc = loc
+		} else {
+			if err := budget.Acquire(actx, size); err != nil {
+				return err
+			}
+			round.BytesSent += size
+			it.data, it.arrived = bytes.Clone(piece), make(chan struct{})
+			crossing <- it // never full: it holds no more than items
+		}
+		items <- it // never full: 1<<16 pieces are more than the budget lets wait
+		return nil
+	})
+	close(items)
+	close(crossing)
+	if aerr := <-assembled; aerr != nil {
+		return fail(aerr) // the assembly's error says more than the round's "cancelled"
+	}
+	if cutErr != nil {
+		return fail(cutErr)
+	}
+	if round.GetBytesRead() != snap.SizeBytes {
+		return fail(fmt.Errorf("snapshot %s gave %d bytes of %d", snapID, round.GetBytesRead(), snap.SizeBytes))
+	}
+	if _, want := osHash(snap); mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
+		return fail(fmt.Errorf("%w: the bytes read from snapshot %s differ from its %s", ErrChecksum, snapID, osHashAlgo(snap)))
+	}
+	round.Sha256 = hex.EncodeToString(sum.Sum(nil))
+	if err := f.finish(ctx, snap, round.GetSha256()); err != nil {
+		return "", fmt.Errorf("imagecopy: cut-over of %q: %w", name, err)
+	}
+	round.EndTime = timestamppb.Now()
+	p.Rounds = append(p.Rounds, round)
+	if w.Save != nil {
+		if err := w.Save(ctx, p); err != nil {
+			return f.id, fmt.Errorf("imagecopy: record the cut-over's round: %w", err)
+		}
+	}
+	if err := w.Discard(ctx, p); err != nil {
+		return f.id, fmt.Errorf("imagecopy: image %s is whole, but deleting its packs failed: %w", f.id, err)
+	}
+	return f.id, nil
 }

@@ -115,3 +115,50 @@ func TestManifestRoundTrip(t *testing.T) {
 		t.Fatal("garbage was taken as a manifest")
 	}
 }
+
+// TestWarmCutOver: after a pre-copy round, the cut-over reads the final snapshot
+// and assembles at once: the image is the final snapshot byte for byte, only the
+// changed pieces were sent, the round is recorded, the store is gone; a piece
+// changed in a pack fails it with ErrChecksum and leaves no final image.
+func TestWarmCutOver(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		src, dst := newFakeGlance(t), newFakeGlance(t)
+		data1 := payload(8 << 20)
+		data2 := changed(data1)
+		s1 := src.put("db-1-warm-1", data1, nil)
+		s2 := src.put("db-1-warm-2", data2, map[string]any{"hw_disk_bus": "virtio"})
+		w := &Warm{Src: src.client(), Dst: dst.client(), PackBytes: 3 << 20}
+		p := &converterv1.WarmProgress{ImageName: "db-1"}
+		if _, err := w.Round(t.Context(), s1, false, p); err != nil {
+			t.Fatal(err)
+		}
+		if corrupt {
+			dst.mu.Lock()
+			dst.data[p.GetPackImageIds()[2]][12345] ^= 1
+			dst.mu.Unlock()
+			_, err := w.CutOver(t.Context(), s2, "db-1", p)
+			if !errors.Is(err, ErrChecksum) {
+				t.Fatalf("cut-over over a changed pack: %v, want ErrChecksum", err)
+			}
+			if n := dst.count(); n != len(p.GetPackImageIds())+1 || len(p.GetRounds()) != 1 {
+				t.Fatalf("%d images and %d rounds after a failed cut-over, want the packs and manifest, one round", n, len(p.GetRounds()))
+			}
+			continue
+		}
+		id, err := w.CutOver(t.Context(), s2, "db-1", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, got := only(t, dst)
+		r := p.GetRounds()[1]
+		if img["id"] != id || !bytes.Equal(got, data2) || img["hw_disk_bus"] != "virtio" || !r.GetFinal() ||
+			r.GetBytesSent()+r.GetBytesFound() != int64(len(data2)) || r.GetBytesSent() > int64(len(data2))/8 {
+			t.Fatalf("final image %v (equal %v), round %v", img, bytes.Equal(got, data2), r)
+		}
+		// A worker taking over after the image was whole: the image, nothing read.
+		again, err := w.CutOver(t.Context(), s2, "db-1", p)
+		if err != nil || again != id || dst.count() != 1 {
+			t.Fatalf("cut-over again: %s %v, %d images", again, err, dst.count())
+		}
+	}
+}

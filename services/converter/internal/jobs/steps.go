@@ -161,19 +161,13 @@ func (t *task) copyImage(ctx context.Context) error {
 		return nil
 	}
 	if j.GetSource().GetWarm() && len(j.GetWarm().GetRounds()) > 0 {
-		// The cut-over's round sends what changed since the pre-copy; the image is
-		// assembled in the destination from the store.
+		// The cut-over's round sends what changed since the pre-copy, and the image
+		// is assembled from the store and those pieces as they come.
 		w := r.warm(src, dst, func(ctx context.Context, p *converterv1.WarmProgress) error {
 			j.Warm = p
 			return save(ctx, j)
 		})
-		rs := j.GetWarm().GetRounds()
-		if last := rs[len(rs)-1]; !last.GetFinal() || last.GetSnapshotImageId() != j.GetCreated().GetSnapshotImageId() {
-			if _, err := w.Round(ctx, j.GetCreated().GetSnapshotImageId(), true, j.Warm); err != nil {
-				return err
-			}
-		}
-		imgID, err := w.Assemble(ctx, j.GetWarm().GetImageName(), j.Warm)
+		imgID, err := w.CutOver(ctx, j.GetCreated().GetSnapshotImageId(), j.GetWarm().GetImageName(), j.Warm)
 		if err != nil {
 			return err
 		}
