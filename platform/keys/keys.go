@@ -117,6 +117,13 @@ const JobsPrefix = Root + "converter/jobs/"
 // Job returns the key of one conversion job.
 func Job(id string) string { return JobsPrefix + id }
 
+// JobCutOversPrefix is the prefix of CutOverJob requests, one per job.
+const JobCutOversPrefix = Root + "converter/cutovers/"
+
+// JobCutOver returns the key of a job's CutOverJob request: apart from the job's
+// record, which its worker writes whole.
+func JobCutOver(id string) string { return JobCutOversPrefix + id }
+
 // ClaimsPrefix is the prefix of the converter workers' job claims.
 const ClaimsPrefix = Root + "converter/claims/"
 

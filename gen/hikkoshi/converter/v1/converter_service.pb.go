@@ -379,6 +379,118 @@ func (x *CancelJobRequest) GetName() string {
 	return ""
 }
 
+// CutOverJobRequest is the request of CutOverJob.
+type CutOverJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is "jobs/{job_id}".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// port_id is the destination port the server boots on (its fixed IP kept);
+	// empty: the job's destination as created.
+	PortId string `protobuf:"bytes,2,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	// source_stopped says the caller has stopped the source server (the job does
+	// not stop it, nor start it again on a failure).
+	SourceStopped bool `protobuf:"varint,3,opt,name=source_stopped,json=sourceStopped,proto3" json:"source_stopped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CutOverJobRequest) Reset() {
+	*x = CutOverJobRequest{}
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CutOverJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CutOverJobRequest) ProtoMessage() {}
+
+func (x *CutOverJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CutOverJobRequest.ProtoReflect.Descriptor instead.
+func (*CutOverJobRequest) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CutOverJobRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CutOverJobRequest) GetPortId() string {
+	if x != nil {
+		return x.PortId
+	}
+	return ""
+}
+
+func (x *CutOverJobRequest) GetSourceStopped() bool {
+	if x != nil {
+		return x.SourceStopped
+	}
+	return false
+}
+
+// CutOverJobResponse is the response of CutOverJob.
+type CutOverJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// job is the job as it stands after the request was recorded.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CutOverJobResponse) Reset() {
+	*x = CutOverJobResponse{}
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CutOverJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CutOverJobResponse) ProtoMessage() {}
+
+func (x *CutOverJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CutOverJobResponse.ProtoReflect.Descriptor instead.
+func (*CutOverJobResponse) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CutOverJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 // CancelJobResponse is the response of CancelJob.
 type CancelJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -390,7 +502,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[7]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +514,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[7]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +527,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{7}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CancelJobResponse) GetJob() *Job {
@@ -436,7 +548,7 @@ type WatchJobRequest struct {
 
 func (x *WatchJobRequest) Reset() {
 	*x = WatchJobRequest{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[8]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +560,7 @@ func (x *WatchJobRequest) String() string {
 func (*WatchJobRequest) ProtoMessage() {}
 
 func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[8]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +573,7 @@ func (x *WatchJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchJobRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{8}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchJobRequest) GetName() string {
@@ -482,7 +594,7 @@ type WatchJobResponse struct {
 
 func (x *WatchJobResponse) Reset() {
 	*x = WatchJobResponse{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[9]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -494,7 +606,7 @@ func (x *WatchJobResponse) String() string {
 func (*WatchJobResponse) ProtoMessage() {}
 
 func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[9]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -507,7 +619,7 @@ func (x *WatchJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchJobResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{9}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WatchJobResponse) GetJob() *Job {
@@ -531,7 +643,7 @@ type DecommissionSourceRequest struct {
 
 func (x *DecommissionSourceRequest) Reset() {
 	*x = DecommissionSourceRequest{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +655,7 @@ func (x *DecommissionSourceRequest) String() string {
 func (*DecommissionSourceRequest) ProtoMessage() {}
 
 func (x *DecommissionSourceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +668,7 @@ func (x *DecommissionSourceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionSourceRequest.ProtoReflect.Descriptor instead.
 func (*DecommissionSourceRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{10}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DecommissionSourceRequest) GetName() string {
@@ -584,7 +696,7 @@ type DecommissionSourceResponse struct {
 
 func (x *DecommissionSourceResponse) Reset() {
 	*x = DecommissionSourceResponse{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +708,7 @@ func (x *DecommissionSourceResponse) String() string {
 func (*DecommissionSourceResponse) ProtoMessage() {}
 
 func (x *DecommissionSourceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +721,7 @@ func (x *DecommissionSourceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecommissionSourceResponse.ProtoReflect.Descriptor instead.
 func (*DecommissionSourceResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{11}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DecommissionSourceResponse) GetJob() *Job {
@@ -630,7 +742,7 @@ type RevertJobRequest struct {
 
 func (x *RevertJobRequest) Reset() {
 	*x = RevertJobRequest{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +754,7 @@ func (x *RevertJobRequest) String() string {
 func (*RevertJobRequest) ProtoMessage() {}
 
 func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +767,7 @@ func (x *RevertJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertJobRequest.ProtoReflect.Descriptor instead.
 func (*RevertJobRequest) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RevertJobRequest) GetName() string {
@@ -676,7 +788,7 @@ type RevertJobResponse struct {
 
 func (x *RevertJobResponse) Reset() {
 	*x = RevertJobResponse{}
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +800,7 @@ func (x *RevertJobResponse) String() string {
 func (*RevertJobResponse) ProtoMessage() {}
 
 func (x *RevertJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_converter_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +813,7 @@ func (x *RevertJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevertJobResponse.ProtoReflect.Descriptor instead.
 func (*RevertJobResponse) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{13}
+	return file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RevertJobResponse) GetJob() *Job {
@@ -735,7 +847,13 @@ const file_hikkoshi_converter_v1_converter_service_proto_rawDesc = "" +
 	"\x04jobs\x18\x01 \x03(\v2\x1a.hikkoshi.converter.v1.JobR\x04jobs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"&\n" +
 	"\x10CancelJobRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"g\n" +
+	"\x11CutOverJobRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x17\n" +
+	"\aport_id\x18\x02 \x01(\tR\x06portId\x12%\n" +
+	"\x0esource_stopped\x18\x03 \x01(\bR\rsourceStopped\"B\n" +
+	"\x12CutOverJobResponse\x12,\n" +
+	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job\"A\n" +
 	"\x11CancelJobResponse\x12,\n" +
 	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job\"%\n" +
 	"\x0fWatchJobRequest\x12\x12\n" +
@@ -750,12 +868,14 @@ const file_hikkoshi_converter_v1_converter_service_proto_rawDesc = "" +
 	"\x10RevertJobRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"A\n" +
 	"\x11RevertJobResponse\x12,\n" +
-	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job2\xc0\x05\n" +
+	"\x03job\x18\x01 \x01(\v2\x1a.hikkoshi.converter.v1.JobR\x03job2\xa3\x06\n" +
 	"\x10ConverterService\x12^\n" +
 	"\tCreateJob\x12'.hikkoshi.converter.v1.CreateJobRequest\x1a(.hikkoshi.converter.v1.CreateJobResponse\x12U\n" +
 	"\x06GetJob\x12$.hikkoshi.converter.v1.GetJobRequest\x1a%.hikkoshi.converter.v1.GetJobResponse\x12[\n" +
 	"\bListJobs\x12&.hikkoshi.converter.v1.ListJobsRequest\x1a'.hikkoshi.converter.v1.ListJobsResponse\x12^\n" +
-	"\tCancelJob\x12'.hikkoshi.converter.v1.CancelJobRequest\x1a(.hikkoshi.converter.v1.CancelJobResponse\x12]\n" +
+	"\tCancelJob\x12'.hikkoshi.converter.v1.CancelJobRequest\x1a(.hikkoshi.converter.v1.CancelJobResponse\x12a\n" +
+	"\n" +
+	"CutOverJob\x12(.hikkoshi.converter.v1.CutOverJobRequest\x1a).hikkoshi.converter.v1.CutOverJobResponse\x12]\n" +
 	"\bWatchJob\x12&.hikkoshi.converter.v1.WatchJobRequest\x1a'.hikkoshi.converter.v1.WatchJobResponse0\x01\x12y\n" +
 	"\x12DecommissionSource\x120.hikkoshi.converter.v1.DecommissionSourceRequest\x1a1.hikkoshi.converter.v1.DecommissionSourceResponse\x12^\n" +
 	"\tRevertJob\x12'.hikkoshi.converter.v1.RevertJobRequest\x1a(.hikkoshi.converter.v1.RevertJobResponseBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
@@ -772,7 +892,7 @@ func file_hikkoshi_converter_v1_converter_service_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_converter_v1_converter_service_proto_rawDescData
 }
 
-var file_hikkoshi_converter_v1_converter_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_hikkoshi_converter_v1_converter_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_hikkoshi_converter_v1_converter_service_proto_goTypes = []any{
 	(*CreateJobRequest)(nil),           // 0: hikkoshi.converter.v1.CreateJobRequest
 	(*CreateJobResponse)(nil),          // 1: hikkoshi.converter.v1.CreateJobResponse
@@ -781,45 +901,50 @@ var file_hikkoshi_converter_v1_converter_service_proto_goTypes = []any{
 	(*ListJobsRequest)(nil),            // 4: hikkoshi.converter.v1.ListJobsRequest
 	(*ListJobsResponse)(nil),           // 5: hikkoshi.converter.v1.ListJobsResponse
 	(*CancelJobRequest)(nil),           // 6: hikkoshi.converter.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 7: hikkoshi.converter.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),            // 8: hikkoshi.converter.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),           // 9: hikkoshi.converter.v1.WatchJobResponse
-	(*DecommissionSourceRequest)(nil),  // 10: hikkoshi.converter.v1.DecommissionSourceRequest
-	(*DecommissionSourceResponse)(nil), // 11: hikkoshi.converter.v1.DecommissionSourceResponse
-	(*RevertJobRequest)(nil),           // 12: hikkoshi.converter.v1.RevertJobRequest
-	(*RevertJobResponse)(nil),          // 13: hikkoshi.converter.v1.RevertJobResponse
-	(*Job)(nil),                        // 14: hikkoshi.converter.v1.Job
-	(JobState)(0),                      // 15: hikkoshi.converter.v1.JobState
+	(*CutOverJobRequest)(nil),          // 7: hikkoshi.converter.v1.CutOverJobRequest
+	(*CutOverJobResponse)(nil),         // 8: hikkoshi.converter.v1.CutOverJobResponse
+	(*CancelJobResponse)(nil),          // 9: hikkoshi.converter.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),            // 10: hikkoshi.converter.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),           // 11: hikkoshi.converter.v1.WatchJobResponse
+	(*DecommissionSourceRequest)(nil),  // 12: hikkoshi.converter.v1.DecommissionSourceRequest
+	(*DecommissionSourceResponse)(nil), // 13: hikkoshi.converter.v1.DecommissionSourceResponse
+	(*RevertJobRequest)(nil),           // 14: hikkoshi.converter.v1.RevertJobRequest
+	(*RevertJobResponse)(nil),          // 15: hikkoshi.converter.v1.RevertJobResponse
+	(*Job)(nil),                        // 16: hikkoshi.converter.v1.Job
+	(JobState)(0),                      // 17: hikkoshi.converter.v1.JobState
 }
 var file_hikkoshi_converter_v1_converter_service_proto_depIdxs = []int32{
-	14, // 0: hikkoshi.converter.v1.CreateJobRequest.job:type_name -> hikkoshi.converter.v1.Job
-	14, // 1: hikkoshi.converter.v1.CreateJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	14, // 2: hikkoshi.converter.v1.GetJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	15, // 3: hikkoshi.converter.v1.ListJobsRequest.state:type_name -> hikkoshi.converter.v1.JobState
-	14, // 4: hikkoshi.converter.v1.ListJobsResponse.jobs:type_name -> hikkoshi.converter.v1.Job
-	14, // 5: hikkoshi.converter.v1.CancelJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	14, // 6: hikkoshi.converter.v1.WatchJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	14, // 7: hikkoshi.converter.v1.DecommissionSourceResponse.job:type_name -> hikkoshi.converter.v1.Job
-	14, // 8: hikkoshi.converter.v1.RevertJobResponse.job:type_name -> hikkoshi.converter.v1.Job
-	0,  // 9: hikkoshi.converter.v1.ConverterService.CreateJob:input_type -> hikkoshi.converter.v1.CreateJobRequest
-	2,  // 10: hikkoshi.converter.v1.ConverterService.GetJob:input_type -> hikkoshi.converter.v1.GetJobRequest
-	4,  // 11: hikkoshi.converter.v1.ConverterService.ListJobs:input_type -> hikkoshi.converter.v1.ListJobsRequest
-	6,  // 12: hikkoshi.converter.v1.ConverterService.CancelJob:input_type -> hikkoshi.converter.v1.CancelJobRequest
-	8,  // 13: hikkoshi.converter.v1.ConverterService.WatchJob:input_type -> hikkoshi.converter.v1.WatchJobRequest
-	10, // 14: hikkoshi.converter.v1.ConverterService.DecommissionSource:input_type -> hikkoshi.converter.v1.DecommissionSourceRequest
-	12, // 15: hikkoshi.converter.v1.ConverterService.RevertJob:input_type -> hikkoshi.converter.v1.RevertJobRequest
-	1,  // 16: hikkoshi.converter.v1.ConverterService.CreateJob:output_type -> hikkoshi.converter.v1.CreateJobResponse
-	3,  // 17: hikkoshi.converter.v1.ConverterService.GetJob:output_type -> hikkoshi.converter.v1.GetJobResponse
-	5,  // 18: hikkoshi.converter.v1.ConverterService.ListJobs:output_type -> hikkoshi.converter.v1.ListJobsResponse
-	7,  // 19: hikkoshi.converter.v1.ConverterService.CancelJob:output_type -> hikkoshi.converter.v1.CancelJobResponse
-	9,  // 20: hikkoshi.converter.v1.ConverterService.WatchJob:output_type -> hikkoshi.converter.v1.WatchJobResponse
-	11, // 21: hikkoshi.converter.v1.ConverterService.DecommissionSource:output_type -> hikkoshi.converter.v1.DecommissionSourceResponse
-	13, // 22: hikkoshi.converter.v1.ConverterService.RevertJob:output_type -> hikkoshi.converter.v1.RevertJobResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	16, // 0: hikkoshi.converter.v1.CreateJobRequest.job:type_name -> hikkoshi.converter.v1.Job
+	16, // 1: hikkoshi.converter.v1.CreateJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	16, // 2: hikkoshi.converter.v1.GetJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	17, // 3: hikkoshi.converter.v1.ListJobsRequest.state:type_name -> hikkoshi.converter.v1.JobState
+	16, // 4: hikkoshi.converter.v1.ListJobsResponse.jobs:type_name -> hikkoshi.converter.v1.Job
+	16, // 5: hikkoshi.converter.v1.CutOverJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	16, // 6: hikkoshi.converter.v1.CancelJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	16, // 7: hikkoshi.converter.v1.WatchJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	16, // 8: hikkoshi.converter.v1.DecommissionSourceResponse.job:type_name -> hikkoshi.converter.v1.Job
+	16, // 9: hikkoshi.converter.v1.RevertJobResponse.job:type_name -> hikkoshi.converter.v1.Job
+	0,  // 10: hikkoshi.converter.v1.ConverterService.CreateJob:input_type -> hikkoshi.converter.v1.CreateJobRequest
+	2,  // 11: hikkoshi.converter.v1.ConverterService.GetJob:input_type -> hikkoshi.converter.v1.GetJobRequest
+	4,  // 12: hikkoshi.converter.v1.ConverterService.ListJobs:input_type -> hikkoshi.converter.v1.ListJobsRequest
+	6,  // 13: hikkoshi.converter.v1.ConverterService.CancelJob:input_type -> hikkoshi.converter.v1.CancelJobRequest
+	7,  // 14: hikkoshi.converter.v1.ConverterService.CutOverJob:input_type -> hikkoshi.converter.v1.CutOverJobRequest
+	10, // 15: hikkoshi.converter.v1.ConverterService.WatchJob:input_type -> hikkoshi.converter.v1.WatchJobRequest
+	12, // 16: hikkoshi.converter.v1.ConverterService.DecommissionSource:input_type -> hikkoshi.converter.v1.DecommissionSourceRequest
+	14, // 17: hikkoshi.converter.v1.ConverterService.RevertJob:input_type -> hikkoshi.converter.v1.RevertJobRequest
+	1,  // 18: hikkoshi.converter.v1.ConverterService.CreateJob:output_type -> hikkoshi.converter.v1.CreateJobResponse
+	3,  // 19: hikkoshi.converter.v1.ConverterService.GetJob:output_type -> hikkoshi.converter.v1.GetJobResponse
+	5,  // 20: hikkoshi.converter.v1.ConverterService.ListJobs:output_type -> hikkoshi.converter.v1.ListJobsResponse
+	9,  // 21: hikkoshi.converter.v1.ConverterService.CancelJob:output_type -> hikkoshi.converter.v1.CancelJobResponse
+	8,  // 22: hikkoshi.converter.v1.ConverterService.CutOverJob:output_type -> hikkoshi.converter.v1.CutOverJobResponse
+	11, // 23: hikkoshi.converter.v1.ConverterService.WatchJob:output_type -> hikkoshi.converter.v1.WatchJobResponse
+	13, // 24: hikkoshi.converter.v1.ConverterService.DecommissionSource:output_type -> hikkoshi.converter.v1.DecommissionSourceResponse
+	15, // 25: hikkoshi.converter.v1.ConverterService.RevertJob:output_type -> hikkoshi.converter.v1.RevertJobResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_converter_service_proto_init() }
@@ -834,7 +959,7 @@ func file_hikkoshi_converter_v1_converter_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_converter_service_proto_rawDesc), len(file_hikkoshi_converter_v1_converter_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,7 @@ const (
 	ConverterService_GetJob_FullMethodName             = "/hikkoshi.converter.v1.ConverterService/GetJob"
 	ConverterService_ListJobs_FullMethodName           = "/hikkoshi.converter.v1.ConverterService/ListJobs"
 	ConverterService_CancelJob_FullMethodName          = "/hikkoshi.converter.v1.ConverterService/CancelJob"
+	ConverterService_CutOverJob_FullMethodName         = "/hikkoshi.converter.v1.ConverterService/CutOverJob"
 	ConverterService_WatchJob_FullMethodName           = "/hikkoshi.converter.v1.ConverterService/WatchJob"
 	ConverterService_DecommissionSource_FullMethodName = "/hikkoshi.converter.v1.ConverterService/DecommissionSource"
 	ConverterService_RevertJob_FullMethodName          = "/hikkoshi.converter.v1.ConverterService/RevertJob"
@@ -44,6 +45,10 @@ type ConverterServiceClient interface {
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
 	// CancelJob cancels a job; the worker holding it stops and deletes what it made.
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
+	// CutOverJob lets a warm job that holds after its pre-copy (source.hold_for_cutover)
+	// go on to its cut-over, on the destination port given (an address moved by
+	// netbridge). Repeating it with the same request changes nothing.
+	CutOverJob(ctx context.Context, in *CutOverJobRequest, opts ...grpc.CallOption) (*CutOverJobResponse, error)
 	// WatchJob streams a job each time it changes (step, bytes, rate, ETA) until it
 	// ends.
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobResponse], error)
@@ -106,6 +111,16 @@ func (c *converterServiceClient) CancelJob(ctx context.Context, in *CancelJobReq
 	return out, nil
 }
 
+func (c *converterServiceClient) CutOverJob(ctx context.Context, in *CutOverJobRequest, opts ...grpc.CallOption) (*CutOverJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CutOverJobResponse)
+	err := c.cc.Invoke(ctx, ConverterService_CutOverJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *converterServiceClient) WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &ConverterService_ServiceDesc.Streams[0], ConverterService_WatchJob_FullMethodName, cOpts...)
@@ -161,6 +176,10 @@ type ConverterServiceServer interface {
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
 	// CancelJob cancels a job; the worker holding it stops and deletes what it made.
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
+	// CutOverJob lets a warm job that holds after its pre-copy (source.hold_for_cutover)
+	// go on to its cut-over, on the destination port given (an address moved by
+	// netbridge). Repeating it with the same request changes nothing.
+	CutOverJob(context.Context, *CutOverJobRequest) (*CutOverJobResponse, error)
 	// WatchJob streams a job each time it changes (step, bytes, rate, ETA) until it
 	// ends.
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error
@@ -194,6 +213,9 @@ func (UnimplementedConverterServiceServer) ListJobs(context.Context, *ListJobsRe
 }
 func (UnimplementedConverterServiceServer) CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelJob not implemented")
+}
+func (UnimplementedConverterServiceServer) CutOverJob(context.Context, *CutOverJobRequest) (*CutOverJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CutOverJob not implemented")
 }
 func (UnimplementedConverterServiceServer) WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchJob not implemented")
@@ -297,6 +319,24 @@ func _ConverterService_CancelJob_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConverterService_CutOverJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CutOverJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConverterServiceServer).CutOverJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConverterService_CutOverJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConverterServiceServer).CutOverJob(ctx, req.(*CutOverJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ConverterService_WatchJob_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchJobRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -366,6 +406,10 @@ var ConverterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CancelJob",
 			Handler:    _ConverterService_CancelJob_Handler,
+		},
+		{
+			MethodName: "CutOverJob",
+			Handler:    _ConverterService_CutOverJob_Handler,
 		},
 		{
 			MethodName: "DecommissionSource",

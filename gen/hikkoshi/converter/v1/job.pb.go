@@ -304,7 +304,9 @@ type Job struct {
 	// health check (ACTIVE alone without one). Output only.
 	Downtime *durationpb.Duration `protobuf:"bytes,22,opt,name=downtime,proto3" json:"downtime,omitempty"`
 	// warm is a warm copy's rounds (source.warm). Output only.
-	Warm          *WarmProgress `protobuf:"bytes,23,opt,name=warm,proto3" json:"warm,omitempty"`
+	Warm *WarmProgress `protobuf:"bytes,23,opt,name=warm,proto3" json:"warm,omitempty"`
+	// cutover is the CutOverJob request a holding warm job went on with. Output only.
+	Cutover       *CutOver `protobuf:"bytes,24,opt,name=cutover,proto3" json:"cutover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -500,6 +502,77 @@ func (x *Job) GetWarm() *WarmProgress {
 	return nil
 }
 
+func (x *Job) GetCutover() *CutOver {
+	if x != nil {
+		return x.Cutover
+	}
+	return nil
+}
+
+// CutOver is a CutOverJob request.
+type CutOver struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// port_id is the destination port to boot on; empty: the job's destination.
+	PortId string `protobuf:"bytes,1,opt,name=port_id,json=portId,proto3" json:"port_id,omitempty"`
+	// source_stopped says the caller stopped the source server.
+	SourceStopped bool `protobuf:"varint,2,opt,name=source_stopped,json=sourceStopped,proto3" json:"source_stopped,omitempty"`
+	// request_time is when the request was made.
+	RequestTime   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=request_time,json=requestTime,proto3" json:"request_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CutOver) Reset() {
+	*x = CutOver{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CutOver) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CutOver) ProtoMessage() {}
+
+func (x *CutOver) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CutOver.ProtoReflect.Descriptor instead.
+func (*CutOver) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CutOver) GetPortId() string {
+	if x != nil {
+		return x.PortId
+	}
+	return ""
+}
+
+func (x *CutOver) GetSourceStopped() bool {
+	if x != nil {
+		return x.SourceStopped
+	}
+	return false
+}
+
+func (x *CutOver) GetRequestTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestTime
+	}
+	return nil
+}
+
 // P2VSource is a physical server's disk.
 type P2VSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -541,7 +614,7 @@ type P2VSource struct {
 
 func (x *P2VSource) Reset() {
 	*x = P2VSource{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -553,7 +626,7 @@ func (x *P2VSource) String() string {
 func (*P2VSource) ProtoMessage() {}
 
 func (x *P2VSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -566,7 +639,7 @@ func (x *P2VSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use P2VSource.ProtoReflect.Descriptor instead.
 func (*P2VSource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *P2VSource) GetDiskPath() string {
@@ -638,7 +711,7 @@ type P2VImage struct {
 
 func (x *P2VImage) Reset() {
 	*x = P2VImage{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +723,7 @@ func (x *P2VImage) String() string {
 func (*P2VImage) ProtoMessage() {}
 
 func (x *P2VImage) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +736,7 @@ func (x *P2VImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use P2VImage.ProtoReflect.Descriptor instead.
 func (*P2VImage) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *P2VImage) GetCloud() string {
@@ -709,7 +782,7 @@ type P2VResult struct {
 
 func (x *P2VResult) Reset() {
 	*x = P2VResult{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +794,7 @@ func (x *P2VResult) String() string {
 func (*P2VResult) ProtoMessage() {}
 
 func (x *P2VResult) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +807,7 @@ func (x *P2VResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use P2VResult.ProtoReflect.Descriptor instead.
 func (*P2VResult) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *P2VResult) GetInspection() *Inspection {
@@ -841,7 +914,7 @@ type Inspection struct {
 
 func (x *Inspection) Reset() {
 	*x = Inspection{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +926,7 @@ func (x *Inspection) String() string {
 func (*Inspection) ProtoMessage() {}
 
 func (x *Inspection) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +939,7 @@ func (x *Inspection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
 func (*Inspection) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Inspection) GetPartitionTable() string {
@@ -1004,7 +1077,7 @@ type InspectedPartition struct {
 
 func (x *InspectedPartition) Reset() {
 	*x = InspectedPartition{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1089,7 @@ func (x *InspectedPartition) String() string {
 func (*InspectedPartition) ProtoMessage() {}
 
 func (x *InspectedPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1102,7 @@ func (x *InspectedPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectedPartition.ProtoReflect.Descriptor instead.
 func (*InspectedPartition) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InspectedPartition) GetNumber() int32 {
@@ -1110,7 +1183,7 @@ type NetworkConfig struct {
 
 func (x *NetworkConfig) Reset() {
 	*x = NetworkConfig{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1122,7 +1195,7 @@ func (x *NetworkConfig) String() string {
 func (*NetworkConfig) ProtoMessage() {}
 
 func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1135,7 +1208,7 @@ func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConfig.ProtoReflect.Descriptor instead.
 func (*NetworkConfig) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NetworkConfig) GetKind() string {
@@ -1175,7 +1248,7 @@ type Decommission struct {
 
 func (x *Decommission) Reset() {
 	*x = Decommission{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1260,7 @@ func (x *Decommission) String() string {
 func (*Decommission) ProtoMessage() {}
 
 func (x *Decommission) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1273,7 @@ func (x *Decommission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decommission.ProtoReflect.Descriptor instead.
 func (*Decommission) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Decommission) GetTime() *timestamppb.Timestamp {
@@ -1247,14 +1320,22 @@ type V2VSource struct {
 	Warm bool `protobuf:"varint,5,opt,name=warm,proto3" json:"warm,omitempty"`
 	// warm_rounds is how many pre-copy rounds run before the cut-over (each after
 	// the last; 0 means 1; at most 10).
-	WarmRounds    int32 `protobuf:"varint,6,opt,name=warm_rounds,json=warmRounds,proto3" json:"warm_rounds,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	WarmRounds int32 `protobuf:"varint,6,opt,name=warm_rounds,json=warmRounds,proto3" json:"warm_rounds,omitempty"`
+	// hold_for_cutover makes a warm job wait after its pre-copy rounds until
+	// CutOverJob (warm.holding says it waits): for a caller that stops the server and
+	// moves its address itself first (the wave runner).
+	HoldForCutover bool `protobuf:"varint,7,opt,name=hold_for_cutover,json=holdForCutover,proto3" json:"hold_for_cutover,omitempty"`
+	// warm_round_interval, while a job holds, runs another pre-copy round each time
+	// this long has passed since the last (at least 10 s; unset: none), so that the
+	// cut-over finds the store fresh.
+	WarmRoundInterval *durationpb.Duration `protobuf:"bytes,8,opt,name=warm_round_interval,json=warmRoundInterval,proto3" json:"warm_round_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *V2VSource) Reset() {
 	*x = V2VSource{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1266,7 +1347,7 @@ func (x *V2VSource) String() string {
 func (*V2VSource) ProtoMessage() {}
 
 func (x *V2VSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1279,7 +1360,7 @@ func (x *V2VSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VSource.ProtoReflect.Descriptor instead.
 func (*V2VSource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *V2VSource) GetCloud() string {
@@ -1322,6 +1403,20 @@ func (x *V2VSource) GetWarmRounds() int32 {
 		return x.WarmRounds
 	}
 	return 0
+}
+
+func (x *V2VSource) GetHoldForCutover() bool {
+	if x != nil {
+		return x.HoldForCutover
+	}
+	return false
+}
+
+func (x *V2VSource) GetWarmRoundInterval() *durationpb.Duration {
+	if x != nil {
+		return x.WarmRoundInterval
+	}
+	return nil
 }
 
 // V2VDestination is where the instance boots.
@@ -1377,7 +1472,7 @@ type V2VDestination struct {
 
 func (x *V2VDestination) Reset() {
 	*x = V2VDestination{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1484,7 @@ func (x *V2VDestination) String() string {
 func (*V2VDestination) ProtoMessage() {}
 
 func (x *V2VDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1497,7 @@ func (x *V2VDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VDestination.ProtoReflect.Descriptor instead.
 func (*V2VDestination) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *V2VDestination) GetCloud() string {
@@ -1515,7 +1610,7 @@ type V2VNic struct {
 
 func (x *V2VNic) Reset() {
 	*x = V2VNic{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1622,7 @@ func (x *V2VNic) String() string {
 func (*V2VNic) ProtoMessage() {}
 
 func (x *V2VNic) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1635,7 @@ func (x *V2VNic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VNic.ProtoReflect.Descriptor instead.
 func (*V2VNic) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *V2VNic) GetNetworkId() string {
@@ -1609,7 +1704,7 @@ type CopyProgress struct {
 
 func (x *CopyProgress) Reset() {
 	*x = CopyProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1716,7 @@ func (x *CopyProgress) String() string {
 func (*CopyProgress) ProtoMessage() {}
 
 func (x *CopyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1729,7 @@ func (x *CopyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyProgress.ProtoReflect.Descriptor instead.
 func (*CopyProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CopyProgress) GetTotalBytes() int64 {
@@ -1734,14 +1829,16 @@ type WarmProgress struct {
 	// the first round from the image's size and kept: every round cuts the same way.
 	AverageBits int32 `protobuf:"varint,3,opt,name=average_bits,json=averageBits,proto3" json:"average_bits,omitempty"`
 	// image_name is the final image's name; packs and manifests are named after it.
-	ImageName     string `protobuf:"bytes,4,opt,name=image_name,json=imageName,proto3" json:"image_name,omitempty"`
+	ImageName string `protobuf:"bytes,4,opt,name=image_name,json=imageName,proto3" json:"image_name,omitempty"`
+	// holding is set while the job waits for CutOverJob, its pre-copy rounds done.
+	Holding       bool `protobuf:"varint,5,opt,name=holding,proto3" json:"holding,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WarmProgress) Reset() {
 	*x = WarmProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +1850,7 @@ func (x *WarmProgress) String() string {
 func (*WarmProgress) ProtoMessage() {}
 
 func (x *WarmProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +1863,7 @@ func (x *WarmProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmProgress.ProtoReflect.Descriptor instead.
 func (*WarmProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WarmProgress) GetRounds() []*WarmRound {
@@ -1795,6 +1892,13 @@ func (x *WarmProgress) GetImageName() string {
 		return x.ImageName
 	}
 	return ""
+}
+
+func (x *WarmProgress) GetHolding() bool {
+	if x != nil {
+		return x.Holding
+	}
+	return false
 }
 
 // WarmRound is one round of a warm copy: a snapshot read whole, cut into pieces by
@@ -1830,7 +1934,7 @@ type WarmRound struct {
 
 func (x *WarmRound) Reset() {
 	*x = WarmRound{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1842,7 +1946,7 @@ func (x *WarmRound) String() string {
 func (*WarmRound) ProtoMessage() {}
 
 func (x *WarmRound) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1855,7 +1959,7 @@ func (x *WarmRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmRound.ProtoReflect.Descriptor instead.
 func (*WarmRound) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WarmRound) GetSnapshotImageId() string {
@@ -1952,7 +2056,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2068,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2081,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Chunk) GetOffset() int64 {
@@ -2035,7 +2139,7 @@ type Created struct {
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2151,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2164,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Created) GetStoppedSource() bool {
@@ -2123,7 +2227,7 @@ var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\t\n" +
+	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\t\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x128\n" +
@@ -2152,7 +2256,12 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"p2v_result\x18\x14 \x01(\v2 .hikkoshi.converter.v1.P2VResultR\tp2vResult\x127\n" +
 	"\tstop_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\bstopTime\x125\n" +
 	"\bdowntime\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\bdowntime\x127\n" +
-	"\x04warm\x18\x17 \x01(\v2#.hikkoshi.converter.v1.WarmProgressR\x04warm\"\x91\x02\n" +
+	"\x04warm\x18\x17 \x01(\v2#.hikkoshi.converter.v1.WarmProgressR\x04warm\x128\n" +
+	"\acutover\x18\x18 \x01(\v2\x1e.hikkoshi.converter.v1.CutOverR\acutover\"\x88\x01\n" +
+	"\aCutOver\x12\x17\n" +
+	"\aport_id\x18\x01 \x01(\tR\x06portId\x12%\n" +
+	"\x0esource_stopped\x18\x02 \x01(\bR\rsourceStopped\x12=\n" +
+	"\frequest_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestTime\"\x91\x02\n" +
 	"\tP2VSource\x12\x1b\n" +
 	"\tdisk_path\x18\x01 \x01(\tR\bdiskPath\x12\x12\n" +
 	"\x04nics\x18\x02 \x03(\tR\x04nics\x12!\n" +
@@ -2232,7 +2341,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\fDecommission\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
 	"\x10source_server_id\x18\x02 \x01(\tR\x0esourceServerId\x12*\n" +
-	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"\xb0\x01\n" +
+	"\x11snapshot_image_id\x18\x03 \x01(\tR\x0fsnapshotImageId\"\xa5\x02\n" +
 	"\tV2VSource\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x1b\n" +
 	"\tserver_id\x18\x02 \x01(\tR\bserverId\x12'\n" +
@@ -2240,7 +2349,9 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x04live\x18\x04 \x01(\bR\x04live\x12\x12\n" +
 	"\x04warm\x18\x05 \x01(\bR\x04warm\x12\x1f\n" +
 	"\vwarm_rounds\x18\x06 \x01(\x05R\n" +
-	"warmRounds\"\xb6\x03\n" +
+	"warmRounds\x12(\n" +
+	"\x10hold_for_cutover\x18\a \x01(\bR\x0eholdForCutover\x12I\n" +
+	"\x13warm_round_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11warmRoundInterval\"\xb6\x03\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -2282,13 +2393,14 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	" \x01(\tR\x06sha256\x12\x1d\n" +
 	"\n" +
 	"image_name\x18\v \x01(\tR\timageName\x12%\n" +
-	"\x0esource_resumes\x18\f \x01(\x05R\rsourceResumes\"\xb0\x01\n" +
+	"\x0esource_resumes\x18\f \x01(\x05R\rsourceResumes\"\xca\x01\n" +
 	"\fWarmProgress\x128\n" +
 	"\x06rounds\x18\x01 \x03(\v2 .hikkoshi.converter.v1.WarmRoundR\x06rounds\x12$\n" +
 	"\x0epack_image_ids\x18\x02 \x03(\tR\fpackImageIds\x12!\n" +
 	"\faverage_bits\x18\x03 \x01(\x05R\vaverageBits\x12\x1d\n" +
 	"\n" +
-	"image_name\x18\x04 \x01(\tR\timageName\"\x9d\x03\n" +
+	"image_name\x18\x04 \x01(\tR\timageName\x12\x18\n" +
+	"\aholding\x18\x05 \x01(\bR\aholding\"\x9d\x03\n" +
 	"\tWarmRound\x12*\n" +
 	"\x11snapshot_image_id\x18\x01 \x01(\tR\x0fsnapshotImageId\x12\x14\n" +
 	"\x05final\x18\x02 \x01(\bR\x05final\x12\x1d\n" +
@@ -2361,67 +2473,71 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(Firmware)(0),                 // 0: hikkoshi.converter.v1.Firmware
 	(JobState)(0),                 // 1: hikkoshi.converter.v1.JobState
 	(JobStep)(0),                  // 2: hikkoshi.converter.v1.JobStep
 	(*Job)(nil),                   // 3: hikkoshi.converter.v1.Job
-	(*P2VSource)(nil),             // 4: hikkoshi.converter.v1.P2VSource
-	(*P2VImage)(nil),              // 5: hikkoshi.converter.v1.P2VImage
-	(*P2VResult)(nil),             // 6: hikkoshi.converter.v1.P2VResult
-	(*Inspection)(nil),            // 7: hikkoshi.converter.v1.Inspection
-	(*InspectedPartition)(nil),    // 8: hikkoshi.converter.v1.InspectedPartition
-	(*NetworkConfig)(nil),         // 9: hikkoshi.converter.v1.NetworkConfig
-	(*Decommission)(nil),          // 10: hikkoshi.converter.v1.Decommission
-	(*V2VSource)(nil),             // 11: hikkoshi.converter.v1.V2VSource
-	(*V2VDestination)(nil),        // 12: hikkoshi.converter.v1.V2VDestination
-	(*V2VNic)(nil),                // 13: hikkoshi.converter.v1.V2VNic
-	(*CopyProgress)(nil),          // 14: hikkoshi.converter.v1.CopyProgress
-	(*WarmProgress)(nil),          // 15: hikkoshi.converter.v1.WarmProgress
-	(*WarmRound)(nil),             // 16: hikkoshi.converter.v1.WarmRound
-	(*Chunk)(nil),                 // 17: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 18: hikkoshi.converter.v1.Created
-	nil,                           // 19: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	nil,                           // 20: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(*CutOver)(nil),               // 4: hikkoshi.converter.v1.CutOver
+	(*P2VSource)(nil),             // 5: hikkoshi.converter.v1.P2VSource
+	(*P2VImage)(nil),              // 6: hikkoshi.converter.v1.P2VImage
+	(*P2VResult)(nil),             // 7: hikkoshi.converter.v1.P2VResult
+	(*Inspection)(nil),            // 8: hikkoshi.converter.v1.Inspection
+	(*InspectedPartition)(nil),    // 9: hikkoshi.converter.v1.InspectedPartition
+	(*NetworkConfig)(nil),         // 10: hikkoshi.converter.v1.NetworkConfig
+	(*Decommission)(nil),          // 11: hikkoshi.converter.v1.Decommission
+	(*V2VSource)(nil),             // 12: hikkoshi.converter.v1.V2VSource
+	(*V2VDestination)(nil),        // 13: hikkoshi.converter.v1.V2VDestination
+	(*V2VNic)(nil),                // 14: hikkoshi.converter.v1.V2VNic
+	(*CopyProgress)(nil),          // 15: hikkoshi.converter.v1.CopyProgress
+	(*WarmProgress)(nil),          // 16: hikkoshi.converter.v1.WarmProgress
+	(*WarmRound)(nil),             // 17: hikkoshi.converter.v1.WarmRound
+	(*Chunk)(nil),                 // 18: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 19: hikkoshi.converter.v1.Created
+	nil,                           // 20: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	nil,                           // 21: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
-	11, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
-	12, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
+	12, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
+	13, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
 	1,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
 	2,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
-	14, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	18, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	21, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	21, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	21, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	10, // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
-	4,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
-	5,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
-	6,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
-	21, // 13: hikkoshi.converter.v1.Job.stop_time:type_name -> google.protobuf.Timestamp
-	22, // 14: hikkoshi.converter.v1.Job.downtime:type_name -> google.protobuf.Duration
-	15, // 15: hikkoshi.converter.v1.Job.warm:type_name -> hikkoshi.converter.v1.WarmProgress
-	7,  // 16: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
-	19, // 17: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	0,  // 18: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	8,  // 19: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
-	9,  // 20: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
-	0,  // 21: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	20, // 22: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	21, // 23: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
-	13, // 24: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
-	17, // 25: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	16, // 26: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
-	21, // 27: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
-	21, // 28: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	15, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	19, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	22, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	22, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	22, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	11, // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
+	5,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
+	6,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
+	7,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
+	22, // 13: hikkoshi.converter.v1.Job.stop_time:type_name -> google.protobuf.Timestamp
+	23, // 14: hikkoshi.converter.v1.Job.downtime:type_name -> google.protobuf.Duration
+	16, // 15: hikkoshi.converter.v1.Job.warm:type_name -> hikkoshi.converter.v1.WarmProgress
+	4,  // 16: hikkoshi.converter.v1.Job.cutover:type_name -> hikkoshi.converter.v1.CutOver
+	22, // 17: hikkoshi.converter.v1.CutOver.request_time:type_name -> google.protobuf.Timestamp
+	8,  // 18: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
+	20, // 19: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	0,  // 20: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	9,  // 21: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
+	10, // 22: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
+	0,  // 23: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	21, // 24: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	22, // 25: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	23, // 26: hikkoshi.converter.v1.V2VSource.warm_round_interval:type_name -> google.protobuf.Duration
+	14, // 27: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
+	18, // 28: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	17, // 29: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
+	22, // 30: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
+	22, // 31: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -2435,7 +2551,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -190,6 +190,10 @@ const (
 	// RUN_STEP_ROLLED_BACK is the end of an aborted or failed move: the old server
 	// serves again and nothing of the move is left.
 	RunStep_RUN_STEP_ROLLED_BACK RunStep = 10
+	// RUN_STEP_PRECOPY copies a stateful server's disk while it runs (warm_stateful),
+	// before it is stopped: the converter job's pre-copy rounds; the convert step is
+	// then its cut-over, which sends only what changed.
+	RunStep_RUN_STEP_PRECOPY RunStep = 11
 )
 
 // Enum value maps for RunStep.
@@ -206,6 +210,7 @@ var (
 		8:  "RUN_STEP_STOP_OLD",
 		9:  "RUN_STEP_DONE",
 		10: "RUN_STEP_ROLLED_BACK",
+		11: "RUN_STEP_PRECOPY",
 	}
 	RunStep_value = map[string]int32{
 		"RUN_STEP_UNSPECIFIED":  0,
@@ -219,6 +224,7 @@ var (
 		"RUN_STEP_STOP_OLD":     8,
 		"RUN_STEP_DONE":         9,
 		"RUN_STEP_ROLLED_BACK":  10,
+		"RUN_STEP_PRECOPY":      11,
 	}
 )
 
@@ -369,7 +375,13 @@ type Run struct {
 	// etag is the record's etcd revision. Output only.
 	Etag string `protobuf:"bytes,20,opt,name=etag,proto3" json:"etag,omitempty"`
 	// request_id is the CreateRun request_id that started the run. Output only.
-	RequestId     string `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// warm_stateful copies each stateful workload's disk while it runs (a warm
+	// converter job, RUN_STEP_PRECOPY) before it is stopped, so that its downtime
+	// follows what changed since, not its disk's size.
+	WarmStateful bool `protobuf:"varint,22,opt,name=warm_stateful,json=warmStateful,proto3" json:"warm_stateful,omitempty"`
+	// warm_rounds is the pre-copy rounds of a warm_stateful move (0 means 1).
+	WarmRounds    int32 `protobuf:"varint,23,opt,name=warm_rounds,json=warmRounds,proto3" json:"warm_rounds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -549,6 +561,20 @@ func (x *Run) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *Run) GetWarmStateful() bool {
+	if x != nil {
+		return x.WarmStateful
+	}
+	return false
+}
+
+func (x *Run) GetWarmRounds() int32 {
+	if x != nil {
+		return x.WarmRounds
+	}
+	return 0
 }
 
 // RoleSettings bound how fast one role moves.
@@ -1087,7 +1113,7 @@ var File_hikkoshi_inventory_v1_run_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/inventory/v1/run.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\b\n" +
+	"\x1fhikkoshi/inventory/v1/run.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\b\n" +
 	"\x03Run\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12 \n" +
@@ -1113,7 +1139,10 @@ const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\bend_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x12\n" +
 	"\x04etag\x18\x14 \x01(\tR\x04etag\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x15 \x01(\tR\trequestId\x1a]\n" +
+	"request_id\x18\x15 \x01(\tR\trequestId\x12#\n" +
+	"\rwarm_stateful\x18\x16 \x01(\bR\fwarmStateful\x12\x1f\n" +
+	"\vwarm_rounds\x18\x17 \x01(\x05R\n" +
+	"warmRounds\x1a]\n" +
 	"\n" +
 	"RolesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
@@ -1193,7 +1222,7 @@ const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\x15STRATEGY_STATELESS_LB\x10\x01\x12\"\n" +
 	"\x1eSTRATEGY_STATEFUL_ADDRESS_KEPT\x10\x02\x12\x18\n" +
 	"\x14STRATEGY_UNSUPPORTED\x10\x03\x12\x15\n" +
-	"\x11STRATEGY_PHYSICAL\x10\x04*\xfc\x01\n" +
+	"\x11STRATEGY_PHYSICAL\x10\x04*\x92\x02\n" +
 	"\aRunStep\x12\x18\n" +
 	"\x14RUN_STEP_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10RUN_STEP_APPROVE\x10\x01\x12\x11\n" +
@@ -1206,7 +1235,8 @@ const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\x11RUN_STEP_STOP_OLD\x10\b\x12\x11\n" +
 	"\rRUN_STEP_DONE\x10\t\x12\x18\n" +
 	"\x14RUN_STEP_ROLLED_BACK\x10\n" +
-	"*\xa0\x01\n" +
+	"\x12\x14\n" +
+	"\x10RUN_STEP_PRECOPY\x10\v*\xa0\x01\n" +
 	"\tStepState\x12\x1a\n" +
 	"\x16STEP_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12STEP_STATE_RUNNING\x10\x01\x12\x16\n" +

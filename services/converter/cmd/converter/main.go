@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 	"github.com/hikkoshi/hikkoshi/platform/service"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
@@ -126,7 +127,10 @@ func run(ctx context.Context, args []string) error {
 		}
 		policy := jobs.Policy{Clouds: cfg.clouds, DiskRoots: cfg.diskRoots, DiskDevices: cfg.diskDevices, WorkDir: cfg.p2vWork, AgentNetworks: cfg.nets}
 		exec := &jobs.Runner{CloudsYAML: cfg.cloudsYAML, ChunkSize: cfg.chunk, CopyMode: cfg.mode, Bandwidth: cfg.bandwidth, Poll: cfg.poll, Log: rt.Logger,
-			P2VWork: work, CloudInitDebs: cfg.cloudInitDebs, AgentTokenFile: cfg.agentToken, AgentTLS: cfg.TLS, Probe: cfg.probe, Policy: policy}
+			P2VWork: work, CloudInitDebs: cfg.cloudInitDebs, AgentTokenFile: cfg.agentToken, AgentTLS: cfg.TLS, Probe: cfg.probe, Policy: policy,
+			CutOvers: func(ctx context.Context, id string) (*converterv1.CutOver, error) {
+				return jobs.CutOverRequest(ctx, rt.Etcd, id)
+			}}
 		var inv inventoryv1.InventoryServiceClient
 		if cfg.inventory != "" {
 			conn, err := grpc.NewClient(cfg.inventory, grpc.WithTransportCredentials(rt.ClientCredentials()))

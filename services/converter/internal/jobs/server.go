@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -48,6 +49,15 @@ func Register(rt *service.Runtime, store *Store, exec Executor, inv inventoryv1.
 	})
 	service.AddValidator(rt, func(r *converterv1.GetJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.CancelJobRequest) error { return checkName(r.GetName()) })
+	service.AddValidator(rt, func(r *converterv1.CutOverJobRequest) error {
+		if err := checkName(r.GetName()); err != nil {
+			return err
+		}
+		if p := r.GetPortId(); p != "" && !apierr.IsUUID(p) {
+			return apierr.InvalidArgument("port_id", "%q: give the destination port's ID (a UUID), or leave it empty for the job's destination", p)
+		}
+		return nil
+	})
 	service.AddValidator(rt, func(r *converterv1.WatchJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.RevertJobRequest) error { return checkName(r.GetName()) })
 	service.AddValidator(rt, func(r *converterv1.DecommissionSourceRequest) error {
@@ -158,6 +168,12 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 		v.Add("job.source.server_id", "%q: give the source server's ID (a UUID)", j.GetSource().GetServerId())
 	}
 	switch src := j.GetSource(); {
+	case src.GetHoldForCutover() && !src.GetWarm():
+		v.Add("job.source.hold_for_cutover", "only with warm")
+	case src.GetWarmRoundInterval() != nil && !src.GetHoldForCutover():
+		v.Add("job.source.warm_round_interval", "only with hold_for_cutover: rounds repeat while the job holds")
+	case src.GetWarmRoundInterval() != nil && src.GetWarmRoundInterval().AsDuration() < 10*time.Second:
+		v.Add("job.source.warm_round_interval", "%s: give at least 10s", src.GetWarmRoundInterval().AsDuration())
 	case src.GetWarm() && src.GetLive():
 		v.Add("job.source.warm", "a warm job stops the server for its last round; live leaves it running: give one of them")
 	case src.GetWarm() && src.GetAlreadyStopped():
@@ -274,6 +290,63 @@ func (s *Server) CancelJob(ctx context.Context, req *converterv1.CancelJobReques
 		return nil, err
 	}
 	return &converterv1.CancelJobResponse{Job: j}, nil
+}
+
+// CutOverJob implements ConverterService: it records the request under its own key
+// (the job's worker writes the job's record whole, and would write over it), where
+// the holding worker reads it.
+func (s *Server) CutOverJob(ctx context.Context, req *converterv1.CutOverJobRequest) (*converterv1.CutOverJobResponse, error) {
+	id, _ := ID(req.GetName())
+	j, _, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case Terminal(j.GetState()):
+		return nil, apierr.New(codes.FailedPrecondition, ReasonJobEnded, "job %s has already ended (%s)", j.GetName(), j.GetState())
+	case !j.GetSource().GetHoldForCutover():
+		return nil, apierr.New(codes.FailedPrecondition, "NOT_HOLDING",
+			"job %s does not hold for a cut-over (create it with source.warm and source.hold_for_cutover)", j.GetName())
+	case j.GetCutover() != nil:
+		if j.GetCutover().GetPortId() == req.GetPortId() && j.GetCutover().GetSourceStopped() == req.GetSourceStopped() {
+			return &converterv1.CutOverJobResponse{Job: j}, nil // a repeat
+		}
+		return nil, apierr.New(codes.FailedPrecondition, "CUTOVER_TAKEN",
+			"job %s is cutting over already with port %q (source stopped: %v): it cannot change", j.GetName(), j.GetCutover().GetPortId(), j.GetCutover().GetSourceStopped())
+	}
+	co := &converterv1.CutOver{PortId: req.GetPortId(), SourceStopped: req.GetSourceStopped(), RequestTime: timestamppb.Now()}
+	val, err := proto.Marshal(co)
+	if err != nil {
+		return nil, apierr.New(codes.Internal, "ENCODE", "the cut-over request cannot be encoded: %v", err)
+	}
+	key := keys.JobCutOver(id)
+	resp, err := s.etcd.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, string(val))).Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return nil, apierr.Etcd("CutOverJob", err)
+	}
+	if !resp.Succeeded {
+		// An earlier request the worker has not taken yet: the same is a repeat.
+		var prev converterv1.CutOver
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 && proto.Unmarshal(kvs[0].Value, &prev) == nil &&
+			(prev.GetPortId() != co.GetPortId() || prev.GetSourceStopped() != co.GetSourceStopped()) {
+			return nil, apierr.New(codes.FailedPrecondition, "CUTOVER_TAKEN",
+				"job %s has a cut-over request already, with port %q (source stopped: %v): it cannot change", j.GetName(), prev.GetPortId(), prev.GetSourceStopped())
+		}
+	}
+	return &converterv1.CutOverJobResponse{Job: j}, nil
+}
+
+// CutOverRequest reads job id's CutOverJob request (nil: none yet).
+func CutOverRequest(ctx context.Context, c *clientv3.Client, id string) (*converterv1.CutOver, error) {
+	resp, err := c.Get(ctx, keys.JobCutOver(id))
+	if err != nil || len(resp.Kvs) == 0 {
+		return nil, err
+	}
+	var co converterv1.CutOver
+	if err := proto.Unmarshal(resp.Kvs[0].Value, &co); err != nil {
+		return nil, fmt.Errorf("the cut-over request of job %s cannot be read: %w", id, err)
+	}
+	return &co, nil
 }
 
 // WatchJob implements ConverterService.

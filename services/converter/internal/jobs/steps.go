@@ -5,8 +5,10 @@ package jobs
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/cloudinit"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/imagecopy"
 	"github.com/hikkoshi/hikkoshi/services/converter/internal/osapi"
@@ -30,7 +33,8 @@ import (
 
 func (t *task) stop(ctx context.Context) error {
 	r, j, src, pl, save := t.Runner, t.j, t.src, t.pl, t.save
-	if j.GetSource().GetAlreadyStopped() || j.GetSource().GetLive() || pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
+	if j.GetSource().GetAlreadyStopped() || j.GetSource().GetLive() || j.GetCutover().GetSourceStopped() ||
+		pl.srv.Status == "SHUTOFF" && !j.GetCreated().GetStoppedSource() {
 		return nil
 	}
 	if pl.srv.Status != "SHUTOFF" {
@@ -128,7 +132,7 @@ func (t *task) precopy(ctx context.Context) error {
 			return err
 		}
 	}
-	for len(j.GetWarm().GetRounds()) < int(max(1, j.GetSource().GetWarmRounds())) {
+	round := func() error {
 		if j.GetCreated().GetPrecopySnapshotImageId() == "" {
 			snap, err := osapi.Snapshot(ctx, src.compute, j.GetSource().GetServerId(), servers.CreateImageOpts{
 				Name: snapshotName(id), Metadata: map[string]string{"hikkoshi_job": id, "hikkoshi_precopy": "true"},
@@ -148,11 +152,51 @@ func (t *task) precopy(ctx context.Context) error {
 		if _, err := w.Round(ctx, snap, false, j.Warm); err != nil {
 			return err
 		}
-		if err := done(); err != nil {
+		return done()
+	}
+	for len(j.GetWarm().GetRounds()) < int(max(1, j.GetSource().GetWarmRounds())) {
+		if err := round(); err != nil {
 			return err
 		}
 	}
-	return nil
+	if !j.GetSource().GetHoldForCutover() || j.GetCutover() != nil {
+		return nil
+	}
+	if r.CutOvers == nil {
+		return errors.New("this worker cannot read cut-over requests (no CutOvers): run it with the converter service")
+	}
+	last := time.Now()
+	for {
+		co, err := r.CutOvers(ctx, id)
+		if err != nil {
+			return err
+		}
+		if co != nil {
+			j.Cutover, j.Warm.Holding = co, false
+			if co.GetPortId() != "" {
+				d := j.GetDestination()
+				d.PortId, d.NetworkId, d.FixedIp = co.GetPortId(), "", ""
+			}
+			return save(ctx, j)
+		}
+		if !j.GetWarm().GetHolding() {
+			j.Warm.Holding = true
+			if err := save(ctx, j); err != nil {
+				return err
+			}
+		}
+		if iv := j.GetSource().GetWarmRoundInterval(); iv != nil && time.Since(last) >= iv.AsDuration() {
+			j.Warm.Holding = false
+			if err := round(); err != nil {
+				return err
+			}
+			last = time.Now()
+			continue
+		}
+		if err := poll.Sleep(ctx, cmp.Or(r.Poll, time.Second)); err != nil {
+			return err
+		}
+	}
 }
 
 func (t *task) copyImage(ctx context.Context) error {

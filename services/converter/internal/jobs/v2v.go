@@ -45,6 +45,9 @@ type Runner struct {
 	ChunkSize int64
 	// CopyMode is how images larger than a chunk are copied (imagecopy.Tee: 0).
 	CopyMode imagecopy.Mode
+	// CutOvers reads a job's CutOverJob request (nil: none yet), for warm jobs
+	// that hold after their pre-copy.
+	CutOvers func(ctx context.Context, id string) (*converterv1.CutOver, error)
 	// Bandwidth caps one copy's read rate in bytes per second (0: no cap).
 	Bandwidth int64
 	// Poll is the pause between status reads while waiting (0: 1 s).

@@ -222,6 +222,9 @@ func (w *Worker) run(ctx context.Context, id string, j *converterv1.Job, sess *c
 		log.Error("could not record the job's end", "err", serr)
 		return
 	}
+	if j.GetSource().GetHoldForCutover() {
+		_, _ = w.Etcd.Delete(end, keys.JobCutOver(id)) // the request is the job's record's now
+	}
 	switch j.GetState() {
 	case converterv1.JobState_JOB_STATE_SUCCEEDED:
 		w.follow(end, log, j, inventoryv1.WorkloadState_WORKLOAD_STATE_CUT_OVER, "")

@@ -2,6 +2,10 @@ package contract
 
 import (
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -79,4 +83,60 @@ func TestV2VWarm(t *testing.T) {
 			t.Fatalf("%d images named %s in the old cloud, want the final snapshot alone", len(all), snap.Name)
 		}
 	}
+}
+
+// TestV2VWarmHoldsForCutOver: a warm job that holds after its pre-copy waits,
+// the source running, until CutOverJob; the caller stops the source itself first
+// (as the wave runner does), and the job goes on without stopping it. CutOverJob
+// refuses a job that does not hold, and a second, different request.
+func TestV2VWarmHoldsForCutOver(t *testing.T) {
+	c := open(t)
+	srvID, netID := fixture(t, c)
+	env := servicetest.NewEnv(t)
+	_, client := start(t, env)
+	created := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID, Warm: true, HoldForCutover: true},
+		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: "10.101.0.82"},
+	}}))(t).GetJob()
+	var holding *converterv1.Job
+	for end := time.Now().Add(2 * time.Minute); holding == nil && time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if j := must(client.GetJob(t.Context(), &converterv1.GetJobRequest{Name: created.GetName()}))(t).GetJob(); j.GetWarm().GetHolding() {
+			holding = j
+		}
+	}
+	if holding == nil || holding.GetStep() != converterv1.JobStep_JOB_STEP_PRECOPY || len(holding.GetWarm().GetRounds()) != 1 {
+		t.Fatalf("the job did not hold after one pre-copy round: %v", holding)
+	}
+	if s := must(servers.Get(t.Context(), c.oldC, srvID).Extract())(t); s.Status != "ACTIVE" {
+		t.Fatalf("the source is %s while the job holds, want ACTIVE", s.Status)
+	}
+	// A job that does not hold: none such here, so one that is not there.
+	if _, err := client.CutOverJob(t.Context(), &converterv1.CutOverJobRequest{Name: "jobs/job-20261207t000000z-000000"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("CutOverJob of a job that is not there: %v, want NOT_FOUND", err)
+	}
+	stopAt := time.Now()
+	// The caller stops the source, then lets the job cut over.
+	if err := servers.Stop(t.Context(), c.oldC, srvID).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c.oldC, srvID, "SHUTOFF")
+	t.Logf("the source stopped in %s", time.Since(stopAt).Round(time.Second))
+	cutAt := time.Now()
+	req := &converterv1.CutOverJobRequest{Name: created.GetName(), SourceStopped: true}
+	must(client.CutOverJob(t.Context(), req))(t)
+	must(client.CutOverJob(t.Context(), req))(t) // a repeat
+	if _, err := client.CutOverJob(t.Context(), &converterv1.CutOverJobRequest{Name: created.GetName()}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("a different second CutOverJob: %v, want FAILED_PRECONDITION", err)
+	}
+	j := watchJob(t, client, created.GetName(), nil, nil)
+	cleanupJob(t, c, j)
+	if j.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED || !j.GetCutover().GetSourceStopped() || j.GetCreated().GetStoppedSource() {
+		t.Fatalf("job %s (%s): cutover %v, stopped by the job: %v", j.GetState(), j.GetError(), j.GetCutover(), j.GetCreated().GetStoppedSource())
+	}
+	rs := j.GetWarm().GetRounds()
+	t.Logf("held after %d round(s); cut over in %s: sent %d of %d bytes", len(rs)-1, time.Since(cutAt).Round(time.Second), rs[len(rs)-1].GetBytesSent(), rs[len(rs)-1].GetBytesRead())
+	if err := servers.Start(t.Context(), c.oldC, srvID).ExtractErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, c.oldC, srvID, "ACTIVE")
 }
