@@ -522,12 +522,12 @@ dry_run "${disk%.raw}-uefi.raw"
 echo "  and as a server of two disks (/var on the second, /dev/sdb1 in its fstab), both given in its own order:"
 dry_run "${disk%.raw}-multi-a.raw" "${disk%.raw}-multi-b.raw"
 
-say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it); the physical host pg-legacy-1 too, its disk converted (P2V) and booted on it — each after the operator's go"
+say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it), its disk copied warm (pre-copied while it runs, then only what changed at the cut-over); the physical host pg-legacy-1 too, its disk converted (P2V) and booted on it — each after the operator's go"
 echo "  pg-legacy-1's address is held by a port in the old cloud (no DHCP hands it out), as an SRE reserves a physical host's address:"
 pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.40 --description "pg-legacy-1 (physical)" pg-legacy-1 -f value -c id)
 echo "    $pgport"
-hinv wave run 2 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
-run2=$(hinv wave run 2 --to new --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+hinv wave run 2 --to new --dry-run --warm-stateful --override-preflight "$override" | sed 's/^/  /'
+run2=$(hinv wave run 2 --to new --warm-stateful --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
 echo "  CreateRun → $run2"
 # waiting NAME: wait until the run's workload NAME waits for the operator's go.
 waiting() {

@@ -23,7 +23,8 @@ func newWave(g *globals) *cobra.Command {
 
 	var (
 		dest, override, health, requestID string
-		dry, approve, follow              bool
+		dry, approve, follow, warm        bool
+		warmRounds                        int32
 		nets, roles                       []string
 	)
 	run := &cobra.Command{
@@ -38,7 +39,8 @@ func newWave(g *globals) *cobra.Command {
 				return fmt.Errorf("WAVE %q: give the wave's number", args[0])
 			}
 			r := &inventoryv1.Run{Wave: int32(wave), Destination: dest, DryRun: dry, PreflightOverrideReason: override,
-				ApproveStateful: approve, HealthCheck: health, Networks: map[string]string{}, Roles: map[string]*inventoryv1.RoleSettings{}}
+				ApproveStateful: approve, HealthCheck: health, Networks: map[string]string{}, Roles: map[string]*inventoryv1.RoleSettings{},
+				WarmStateful: warm, WarmRounds: warmRounds}
 			for _, n := range nets {
 				src, dst, ok := strings.Cut(n, "=")
 				if !ok {
@@ -71,6 +73,8 @@ func newWave(g *globals) *cobra.Command {
 	f.BoolVar(&dry, "dry-run", false, "show each workload's strategy and steps; move nothing")
 	f.StringVar(&override, "override-preflight", "", "start although the pre-flight is not ready, for this reason (recorded)")
 	f.BoolVar(&approve, "approve-stateful", false, "move stateful workloads without an ApproveStep each")
+	f.BoolVar(&warm, "warm-stateful", false, "copy each stateful server's disk while it runs, before its stop: the downtime then follows what changed since")
+	f.Int32Var(&warmRounds, "warm-rounds", 0, "pre-copy rounds of a --warm-stateful move (0: 1)")
 	f.StringVar(&health, "health-check", "", "probe of each replacement (tcp:PORT, http:PORT/PATH); default tcp and the member's port")
 	f.StringArrayVar(&nets, "network", nil, "SOURCE_NETWORK_ID=DESTINATION_NETWORK_ID (repeatable); default: netbridge's bridges")
 	f.StringArrayVar(&roles, "role", nil, "ROLE:max_surge=N,min_healthy=N,drain=SECONDS (repeatable)")

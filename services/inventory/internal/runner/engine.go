@@ -441,8 +441,9 @@ func (e *Engine) move(ctx context.Context, id string, i int, c *control, log *sl
 		}
 		e.setWorkloadState(ctx, w.GetWorkload(), inventoryv1.WorkloadState_WORKLOAD_STATE_CONVERTING, "")
 	}
-	for _, st := range w.GetSteps() {
-		if st < w.GetStep() || (st == w.GetStep() && w.GetStepState() == inventoryv1.StepState_STEP_STATE_DONE) {
+	at := slices.Index(w.GetSteps(), w.GetStep()) // -1 before the first
+	for k, st := range w.GetSteps() {
+		if k < at || (st == w.GetStep() && w.GetStepState() == inventoryv1.StepState_STEP_STATE_DONE) {
 			continue
 		}
 		if c.stop() || ctx.Err() != nil {

@@ -28,6 +28,12 @@ var (
 		inventoryv1.RunStep_RUN_STEP_APPROVE, inventoryv1.RunStep_RUN_STEP_STOP, inventoryv1.RunStep_RUN_STEP_MOVE_ADDRESS,
 		inventoryv1.RunStep_RUN_STEP_CONVERT, inventoryv1.RunStep_RUN_STEP_JOIN,
 	}
+	// A stateful server copied warm: its disk's pre-copy before the operator's go
+	// and the stop; the convert step is the cut-over.
+	warmAddressKeptSteps = []inventoryv1.RunStep{
+		inventoryv1.RunStep_RUN_STEP_PRECOPY, inventoryv1.RunStep_RUN_STEP_APPROVE, inventoryv1.RunStep_RUN_STEP_STOP,
+		inventoryv1.RunStep_RUN_STEP_MOVE_ADDRESS, inventoryv1.RunStep_RUN_STEP_CONVERT, inventoryv1.RunStep_RUN_STEP_JOIN,
+	}
 	// A physical server is not stopped by the run: the operator's go says it is off
 	// (or in its live Linux with the P2V agent).
 	physicalSteps = []inventoryv1.RunStep{
@@ -156,6 +162,11 @@ func (e *Engine) planOne(r *inventoryv1.Run, w *inventoryv1.Workload, members ma
 			return unsupported("its address %s stays with it, which needs an applied shared-L2 netbridge bridge of network %s: there is none", rw.SourceAddress, rw.SourceNetworkId)
 		}
 		rw.Strategy, rw.Steps, rw.Bridge = inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT, addressKeptSteps, b.GetName()
+		if r.GetWarmStateful() {
+			// The job's pre-copy boots nothing; its destination network is the
+			// bridge's until the cut-over names the moved port.
+			rw.Steps, rw.DestinationNetworkId = warmAddressKeptSteps, bridgeNetwork(b)
+		}
 		return rw
 	}
 	dst := r.GetNetworks()[rw.SourceNetworkId]

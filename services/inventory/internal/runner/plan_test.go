@@ -126,3 +126,33 @@ func TestValidateCreateRunNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmStatefulPlanAndJob: with warm_stateful a stateful server's move begins
+// with the pre-copy, its job is created warm and holding on the bridge's network
+// (the moved port comes with the cut-over), and the same request each time.
+func TestWarmStatefulPlanAndJob(t *testing.T) {
+	e := &Engine{}
+	bridge := &netbridgev1.Bridge{Name: "bridges/b", Resources: []*netbridgev1.Resource{{Side: "new", Kind: "network", Id: newNet}},
+		Old: &netbridgev1.OldSide{NetworkId: oldNet}, Split: &netbridgev1.PoolSplit{Cidr: "10.0.0.0/24"}}
+	run := &inventoryv1.Run{Name: "runs/r", Wave: 1, Destination: "new", WarmStateful: true, WarmRounds: 2}
+	wl := instance("db-1", "ACTIVE", true, "10.0.0.2")
+	rw := e.planOne(run, wl, nil, map[string]*netbridgev1.Bridge{oldNet: bridge})
+	if rw.GetStrategy() != inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT || rw.GetSteps()[0] != inventoryv1.RunStep_RUN_STEP_PRECOPY ||
+		!warm(rw) || rw.GetDestinationNetworkId() != newNet {
+		t.Fatalf("warm stateful plan %v", rw)
+	}
+	rw.RequestIds = map[string]string{"convert": "run-r-db-1-convert"}
+	a := jobRequest(run, rw, wl)
+	rw.MovedPortId = "port" // moved after the job was made: the same request still
+	b := jobRequest(run, rw, wl)
+	src, d := a.GetJob().GetSource(), a.GetJob().GetDestination()
+	if !proto.Equal(a, b) || !src.GetWarm() || !src.GetHoldForCutover() || src.GetWarmRounds() != 2 || src.GetAlreadyStopped() ||
+		d.GetNetworkId() != newNet || d.GetPortId() != "" {
+		t.Fatalf("warm job request %v (then %v)", a, b)
+	}
+	// Without warm_stateful: the move as before.
+	run.WarmStateful = false
+	if rw := e.planOne(run, wl, nil, map[string]*netbridgev1.Bridge{oldNet: bridge}); warm(rw) {
+		t.Fatalf("a cold run planned a pre-copy: %v", rw.GetSteps())
+	}
+}

@@ -78,6 +78,12 @@ func ValidateCreateRun(req *inventoryv1.CreateRunRequest) error {
 	if r.GetDestination() == "" {
 		v.Add("run.destination", "required: the destination cloud's clouds.yaml entry")
 	}
+	switch {
+	case r.GetWarmRounds() != 0 && !r.GetWarmStateful():
+		v.Add("run.warm_rounds", "only with warm_stateful")
+	case r.GetWarmRounds() < 0 || r.GetWarmRounds() > 10:
+		v.Add("run.warm_rounds", "%d: give 0 to 10 pre-copy rounds (0 means 1)", r.GetWarmRounds())
+	}
 	for role, s := range r.GetRoles() {
 		f := "run.roles[" + role + "]"
 		if !roleRE.MatchString(role) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,8 @@ func (e *Engine) step(ctx context.Context, id string, i int, r *inventoryv1.Run,
 			event(w, "address %s moved to port %s of the new cloud", w.GetSourceAddress(), resp.GetNewPortId())
 		})
 		return err
+	case inventoryv1.RunStep_RUN_STEP_PRECOPY:
+		return e.precopy(ctx, id, i, r, w)
 	case inventoryv1.RunStep_RUN_STEP_CONVERT:
 		return e.convert(ctx, id, i, r, w)
 	case inventoryv1.RunStep_RUN_STEP_JOIN:
@@ -250,18 +253,15 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 	if err != nil {
 		return err
 	}
-	job := w.GetJob()
-	if job == "" {
-		resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl))
-		if err != nil {
-			return fmt.Errorf("converter CreateJob: %w", err)
-		}
-		job = resp.GetJob().GetName()
-		if _, err := e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
-			w.Job = job
-			event(w, "converter job %s", job)
-		}); err != nil {
-			return err
+	job, err := e.job(ctx, id, i, r, w, wl)
+	if err != nil {
+		return err
+	}
+	if warm(w) {
+		// The server is stopped and its address moved: the job's cut-over boots on
+		// the moved port, sending only what changed since its pre-copy.
+		if _, err := e.Deps.Converter.CutOverJob(ctx, &converterv1.CutOverJobRequest{Name: job, PortId: w.GetMovedPortId(), SourceStopped: true}); err != nil {
+			return fmt.Errorf("converter CutOverJob %s: %w", job, err)
 		}
 	}
 	var lastSave time.Time
@@ -317,6 +317,70 @@ func (e *Engine) convert(ctx context.Context, id string, i int, r *inventoryv1.R
 	}
 }
 
+// job returns workload w's converter job, created the first time.
+func (e *Engine) job(ctx context.Context, id string, i int, r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.Workload) (string, error) {
+	if job := w.GetJob(); job != "" {
+		return job, nil
+	}
+	resp, err := e.Deps.Converter.CreateJob(ctx, jobRequest(r, w, wl))
+	if err != nil {
+		return "", fmt.Errorf("converter CreateJob: %w", err)
+	}
+	job := resp.GetJob().GetName()
+	if _, err := e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
+		w.Job = job
+		event(w, "converter job %s", job)
+	}); err != nil {
+		return "", err
+	}
+	return job, nil
+}
+
+// warm reports whether w moves warm (its steps begin with the pre-copy).
+func warm(w *inventoryv1.RunWorkload) bool {
+	return slices.Contains(w.GetSteps(), inventoryv1.RunStep_RUN_STEP_PRECOPY)
+}
+
+// precopy starts w's warm converter job and waits until its pre-copy is done and
+// it holds for the cut-over, the server still running.
+func (e *Engine) precopy(ctx context.Context, id string, i int, r *inventoryv1.Run, w *inventoryv1.RunWorkload) error {
+	wl, err := e.Workloads.Get(ctx, trimWorkload(w.GetWorkload()))
+	if err != nil {
+		return err
+	}
+	job, err := e.job(ctx, id, i, r, w, wl)
+	if err != nil {
+		return err
+	}
+	for {
+		resp, err := e.Deps.Converter.GetJob(ctx, &converterv1.GetJobRequest{Name: job})
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case status.Code(err) == codes.NotFound:
+			return permanent(fmt.Errorf("converter job %s is gone", job))
+		case err == nil:
+			j := resp.GetJob()
+			if ended := j.GetState() == converterv1.JobState_JOB_STATE_FAILED || j.GetState() == converterv1.JobState_JOB_STATE_CANCELLED ||
+				j.GetState() == converterv1.JobState_JOB_STATE_REVERTED; ended {
+				return permanent(fmt.Errorf("converter job %s %s in its pre-copy: %s", job, strings.ToLower(strings.TrimPrefix(j.GetState().String(), "JOB_STATE_")), j.GetError()))
+			}
+			if j.GetWarm().GetHolding() || j.GetCutover() != nil {
+				rs := j.GetWarm().GetRounds()
+				var sent int64
+				for _, rd := range rs {
+					sent += rd.GetBytesSent()
+				}
+				_, err := e.updateWorkload(ctx, id, i, func(w *inventoryv1.RunWorkload) {
+					event(w, "pre-copy done: %d round(s), %d MiB sent; the job holds for the cut-over", len(rs), sent>>20)
+				})
+				return err
+			}
+		}
+		sleep(ctx, e.poll())
+	}
+}
+
 // jobRequest is the converter job of workload w: the same request, with the same
 // request_id, each time it is made (a repeat returns the job the first made).
 func jobRequest(r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.Workload) *converterv1.CreateJobRequest {
@@ -333,9 +397,15 @@ func jobRequest(r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.
 		}}
 	}
 	src := &converterv1.V2VSource{Cloud: wl.GetInstance().GetCloud(), ServerId: w.GetSourceServerId()}
-	if w.GetStrategy() == inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT {
+	switch {
+	case warm(w):
+		// Created before the stop: it pre-copies, then holds until CutOverJob names
+		// the moved port.
+		d.NetworkId = w.GetDestinationNetworkId()
+		src.Warm, src.HoldForCutover, src.WarmRounds = true, true, r.GetWarmRounds()
+	case w.GetStrategy() == inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT:
 		d.PortId, src.AlreadyStopped = w.GetMovedPortId(), true
-	} else {
+	default:
 		d.NetworkId, d.NewAddress, src.Live = w.GetDestinationNetworkId(), true, true
 	}
 	return &converterv1.CreateJobRequest{
@@ -496,7 +566,8 @@ func (e *Engine) rollback(ctx context.Context, id string, i int) error {
 		return nil
 	}
 	reached := func(st inventoryv1.RunStep) bool {
-		return w.GetStep() > st || (w.GetStep() == st && w.GetStepState() != inventoryv1.StepState_STEP_STATE_UNSPECIFIED)
+		at, k := slices.Index(w.GetSteps(), w.GetStep()), slices.Index(w.GetSteps(), st)
+		return k >= 0 && at >= 0 && (at > k || (at == k && w.GetStepState() != inventoryv1.StepState_STEP_STATE_UNSPECIFIED))
 	}
 	if w.GetStep() == inventoryv1.RunStep_RUN_STEP_DONE {
 		reached = func(inventoryv1.RunStep) bool { return true }
@@ -554,7 +625,7 @@ func (e *Engine) rollback(ctx context.Context, id string, i int) error {
 			}
 		}
 	} else {
-		if reached(inventoryv1.RunStep_RUN_STEP_CONVERT) {
+		if reached(inventoryv1.RunStep_RUN_STEP_CONVERT) || reached(inventoryv1.RunStep_RUN_STEP_PRECOPY) {
 			if err := e.undoJob(ctx, id, i, w); err != nil {
 				return err
 			}
