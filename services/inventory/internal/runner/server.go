@@ -128,6 +128,7 @@ func (s *Server) CreateRun(ctx context.Context, req *inventoryv1.CreateRunReques
 	r := &inventoryv1.Run{
 		Wave: in.GetWave(), Destination: in.GetDestination(), DryRun: in.GetDryRun(), PreflightOverrideReason: in.GetPreflightOverrideReason(),
 		ApproveStateful: in.GetApproveStateful(), Roles: in.GetRoles(), Networks: in.GetNetworks(), HealthCheck: in.GetHealthCheck(),
+		WarmStateful: in.GetWarmStateful(), WarmRounds: in.GetWarmRounds(),
 		RequestId: req.GetRequestId(),
 	}
 	if err := e.plan(ctx, r); err != nil {
