@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -139,4 +140,61 @@ func TestV2VWarmHoldsForCutOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, c.oldC, srvID, "ACTIVE")
+}
+
+// TestWarmWorkerKilledMidPrecopy: the converter holding a warm job is killed
+// (SIGKILL) while its pre-copy round sends (slowed to 1 MiB/s); a second converter
+// takes the job over, deletes the packs the dead round left, runs the round again
+// from its recorded snapshot and finishes: the image is the final snapshot, and
+// nothing of the copy is left.
+func TestWarmWorkerKilledMidPrecopy(t *testing.T) {
+	c := open(t)
+	srvID, netID := fixture(t, c)
+	env := servicetest.NewEnv(t)
+	first, client := start(t, env, "--copy-bandwidth", "1048576")
+	created := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
+		Source:      &converterv1.V2VSource{Cloud: "old", ServerId: srvID, Warm: true},
+		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: "10.101.0.84"},
+	}}))(t).GetJob()
+	var sending *converterv1.Job
+	for end := time.Now().Add(2 * time.Minute); sending == nil && time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		j := must(client.GetJob(t.Context(), &converterv1.GetJobRequest{Name: created.GetName()}))(t).GetJob()
+		if snap := j.GetCreated().GetPrecopySnapshotImageId(); snap != "" {
+			if img, err := images.Get(t.Context(), c.oldI, snap).Extract(); err == nil && img.Status == images.ImageStatusActive {
+				sending = j
+			}
+		}
+	}
+	if sending == nil {
+		t.Fatal("the pre-copy never began")
+	}
+	time.Sleep(3 * time.Second) // a few MiB into the round's packs
+	first.Signal(syscall.SIGKILL)
+	_ = first.Wait(10 * time.Second)
+	packs, err := imagecopy.NewGlance(c.newI).Tagged(t.Context(), imagecopy.PackTag)
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no pack in flight when the worker was killed (%v): the test killed it too late", err)
+	}
+	_, client2 := start(t, env)
+	j := watchJob(t, client2, created.GetName(), nil, nil)
+	cleanupJob(t, c, j)
+	if j.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED || j.GetAttempts() != 2 || len(j.GetWarm().GetRounds()) != 2 {
+		t.Fatalf("job %s after %d attempts, %d rounds: %s", j.GetState(), j.GetAttempts(), len(j.GetWarm().GetRounds()), j.GetError())
+	}
+	snap := must(images.Get(t.Context(), c.oldI, j.GetCreated().GetSnapshotImageId()).Extract())(t)
+	img := must(images.Get(t.Context(), c.newI, j.GetCreated().GetImageId()).Extract())(t)
+	if img.Checksum != snap.Checksum {
+		t.Fatal("the image differs from the final snapshot after the takeover")
+	}
+	for _, tag := range []string{imagecopy.PackTag, imagecopy.ManifestTag} {
+		if left, err := imagecopy.NewGlance(c.newI).Tagged(t.Context(), tag); err != nil || len(left) != 0 {
+			t.Fatalf("%d images tagged %s left (%v)", len(left), tag, err)
+		}
+	}
+	if list, err := images.List(c.oldI, images.ListOpts{Name: snap.Name}).AllPages(t.Context()); err == nil {
+		if all, _ := images.ExtractImages(list); len(all) != 1 {
+			t.Fatalf("%d images named %s in the old cloud, want the final snapshot alone", len(all), snap.Name)
+		}
+	}
+	t.Logf("killed with %d pack(s) in flight; the second worker ran the round again and finished", len(packs))
 }
