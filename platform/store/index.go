@@ -102,8 +102,7 @@ func (s *Store[T]) Reindex(ctx context.Context) error {
 		s.indexed.Store(true)
 		return nil
 	}
-	_, err = s.walk(ctx, "", Ascending, DefaultBatch, func(id string, v T, _ int64) (bool, error) {
-		key := s.Key(id)
+	_, err = s.walk(ctx, "", Ascending, DefaultBatch, func(id string, v T, rev int64) (bool, error) {
 		var ops []clientv3.Op
 		for _, k := range s.indexKeys(id, v) {
 			ops = append(ops, clientv3.OpPut(k, ""))
@@ -111,12 +110,11 @@ func (s *Store[T]) Reindex(ctx context.Context) error {
 		if len(ops) == 0 {
 			return false, nil
 		}
-		r, err := s.c.Get(ctx, key, clientv3.WithKeysOnly())
-		if err != nil || len(r.Kvs) == 0 {
-			return false, err
-		}
-		cmp := clientv3.Compare(clientv3.ModRevision(key), "=", r.Kvs[0].ModRevision)
-		_, err = s.c.Txn(ctx).If(cmp).Then(ops...).Commit()
+		// Only while the record is as the walk read it (at rev): still there, not
+		// written since.
+		key := s.Key(id)
+		_, err := s.c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0),
+			clientv3.Compare(clientv3.ModRevision(key), "<", rev+1)).Then(ops...).Commit()
 		return false, err
 	})
 	if err != nil {

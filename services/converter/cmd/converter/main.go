@@ -58,7 +58,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.workers, "workers", 2, "jobs this process runs at once (0: API only)")
 	fs.StringVar(&c.cloudsYAML, "clouds-yaml", os.Getenv("OS_CLIENT_CONFIG_FILE"), "clouds.yaml path (default $OS_CLIENT_CONFIG_FILE, else the usual places)")
 	fs.Int64Var(&c.chunk, "chunk-bytes", imagecopy.DefaultChunkSize, "image copy chunk size: the most a broken copy reads again")
-	fs.Int64Var(&c.bandwidth, "copy-bandwidth", 0, "cap on one copy's read rate, bytes per second (0: none)")
+	fs.Int64Var(&c.bandwidth, "copy-bandwidth", 0, "cap on what one copy moves across the link between the clouds, bytes per second: a cold copy's source reads, a warm copy's sends (0: none)")
 	fs.StringVar(&c.copyMode, "copy-mode", "tee", "how an image larger than a chunk is copied: tee (chunk images and the final image in one pass; a worker's death costs at most a chunk) or stream (one upload, no chunk images: for clouds in the same site, where a worker's death restarting the copy costs little)")
 	fs.DurationVar(&c.poll, "poll", time.Second, "pause between status reads while waiting on a cloud")
 	fs.StringVar(&c.cloudJobs, "cloud-jobs", "", "most jobs running at once against a cloud, across every converter on this etcd (old=2,new=4); give each converter the same")

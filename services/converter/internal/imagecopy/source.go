@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
+
+	"github.com/hikkoshi/hikkoshi/platform/poll"
 )
 
 // sourceReader reads bytes from..to (inclusive) of a source image and, when the
@@ -65,27 +68,29 @@ func (r *sourceReader) Read(b []byte) (int, error) {
 	}
 }
 
+// reopenBackoff paces the Range requests after a break: the first at once (a reset
+// is usually over), the next ones further apart.
+var reopenBackoff = poll.Backoff{Initial: 200 * time.Millisecond, Max: 5 * time.Second, Factor: 2, Jitter: 0.2}
+
 // reopen asks the source again for the bytes from r.pos on, after err broke the read.
 func (r *sourceReader) reopen(cause error) error {
 	_ = r.rc.Close()
-	for {
-		if r.ctx.Err() != nil {
-			return r.ctx.Err()
-		}
+	return poll.Until(r.ctx, reopenBackoff, func(int) (bool, error) {
 		if r.retries <= 0 {
-			return fmt.Errorf("read image %s at byte %d: %w", r.id, r.pos, cause)
+			return false, fmt.Errorf("read image %s at byte %d: %w", r.id, r.pos, cause)
 		}
 		r.retries--
 		if r.resumes != nil {
 			*r.resumes++
 		}
 		rc, err := r.g.Download(r.ctx, r.id, r.pos, r.to)
-		if err == nil {
-			r.rc = rc
-			return nil
+		if err != nil {
+			cause = err
+			return false, nil
 		}
-		cause = err
-	}
+		r.rc = rc
+		return true, nil
+	})
 }
 
 func (r *sourceReader) Close() error {

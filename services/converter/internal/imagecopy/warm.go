@@ -28,9 +28,9 @@ import (
 // store: hidden images tagged PackTag, 64 MiB each at most); a manifest (a hidden
 // image tagged ManifestTag) lists the snapshot's pieces in order and where each
 // is. The rounds before the cut-over run while the server does; the cut-over's
-// round (server stopped, final snapshot) sends only what changed since, and the
-// final image is assembled in the destination from the packs (Assemble), checked
-// piece by piece and against the final snapshot's digests.
+// round (server stopped, final snapshot: CutOver) sends only what changed since,
+// and the final image is assembled in the destination from the packs and those
+// pieces at once, checked piece by piece and against the final snapshot's digests.
 //
 // Where the parts run: a round reads the source whole and sends little, so it
 // belongs near the source; the assembly reads and writes the destination only, so
@@ -210,7 +210,7 @@ func (pk *pack) abort(cause error) {
 func (w *Warm) store(ctx context.Context, p *converterv1.WarmProgress) (map[[32]byte]location, error) {
 	out := map[[32]byte]location{}
 	for _, r := range p.GetRounds() {
-		m, err := w.readManifest(ctx, w.Dst, r, len(p.GetPackImageIds()))
+		m, err := w.readManifest(ctx, r, len(p.GetPackImageIds()))
 		if err != nil {
 			return nil, err
 		}
@@ -221,8 +221,8 @@ func (w *Warm) store(ctx context.Context, p *converterv1.WarmProgress) (map[[32]
 	return out, nil
 }
 
-func (w *Warm) readManifest(ctx context.Context, g Glance, r *converterv1.WarmRound, packs int) (*manifest, error) {
-	body, err := g.Download(ctx, r.GetManifestImageId(), 0, -1)
+func (w *Warm) readManifest(ctx context.Context, r *converterv1.WarmRound, packs int) (*manifest, error) {
+	body, err := w.Dst.Download(ctx, r.GetManifestImageId(), 0, -1)
 	if err != nil {
 		return nil, fmt.Errorf("imagecopy: read manifest %s: %w", r.GetManifestImageId(), err)
 	}
@@ -234,19 +234,63 @@ func (w *Warm) readManifest(ctx context.Context, g Glance, r *converterv1.WarmRo
 	return m, nil
 }
 
-// Round reads snapshot snapID whole, sends the pieces the store does not hold
-// and records the round (final: the cut-over's). On an error the round's packs
-// are deleted and nothing is recorded: the round is run again.
-func (w *Warm) Round(ctx context.Context, snapID string, final bool, p *converterv1.WarmProgress) (*converterv1.WarmRound, error) {
-	src, err := w.Src.Image(ctx, snapID)
+// snapshot reads snapshot snapID's record, which must be active; the first round
+// chooses the pieces' size from it.
+func (w *Warm) snapshot(ctx context.Context, snapID string, p *converterv1.WarmProgress) (*images.Image, error) {
+	snap, err := w.Src.Image(ctx, snapID)
 	if err != nil {
 		return nil, fmt.Errorf("imagecopy: snapshot %s: %w", snapID, err)
 	}
-	if src.Status != images.ImageStatusActive {
-		return nil, fmt.Errorf("imagecopy: snapshot %s is %s, not active", snapID, src.Status)
+	if snap.Status != images.ImageStatusActive {
+		return nil, fmt.Errorf("imagecopy: snapshot %s is %s, not active", snapID, snap.Status)
 	}
 	if p.GetAverageBits() == 0 {
-		p.AverageBits = averageBitsFor(src.SizeBytes)
+		p.AverageBits = averageBitsFor(snap.SizeBytes)
+	}
+	return snap, nil
+}
+
+// cut reads snapshot snap whole and calls fn with each piece and its SHA-256, in
+// order, counting round's pieces and bytes read; then it checks what it read
+// against the snapshot's size and multihash, and sets round's SHA-256.
+func (w *Warm) cut(ctx context.Context, snap *images.Image, p *converterv1.WarmProgress, round *converterv1.WarmRound, fn func(d [32]byte, piece []byte) error) error {
+	body, err := newSourceReader(ctx, w.Src, snap.ID, 0, snap.SizeBytes-1, w.Retries, nil)
+	if err != nil {
+		return fmt.Errorf("imagecopy: %w", err)
+	}
+	defer body.Close()
+	sum := sha256.New()
+	mh, err := newMultihash(osHashAlgo(snap))
+	if err != nil {
+		return err
+	}
+	hw := io.MultiWriter(sum, &countWriter{n: &round.BytesRead})
+	if mh != nil {
+		hw = io.MultiWriter(hw, mh)
+	}
+	if err := chunkingFor(p.GetAverageBits()).Cut(io.TeeReader(body, hw), func(piece []byte) error {
+		round.Pieces++
+		return fn(sha256.Sum256(piece), piece)
+	}); err != nil {
+		return err
+	}
+	if round.GetBytesRead() != snap.SizeBytes {
+		return fmt.Errorf("imagecopy: snapshot %s gave %d bytes of %d", snap.ID, round.GetBytesRead(), snap.SizeBytes)
+	}
+	if _, want := osHash(snap); mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
+		return fmt.Errorf("%w: the bytes read from snapshot %s differ from its %s", ErrChecksum, snap.ID, osHashAlgo(snap))
+	}
+	round.Sha256 = hex.EncodeToString(sum.Sum(nil))
+	return nil
+}
+
+// Round, a pre-copy round, reads snapshot snapID whole, sends the pieces the store
+// does not hold and records the round. On an error the round's packs are deleted
+// and nothing is recorded: the round is run again.
+func (w *Warm) Round(ctx context.Context, snapID string, p *converterv1.WarmProgress) (*converterv1.WarmRound, error) {
+	src, err := w.snapshot(ctx, snapID, p)
+	if err != nil {
+		return nil, err
 	}
 	if err := w.orphans(ctx, p); err != nil {
 		return nil, err
@@ -255,7 +299,7 @@ func (w *Warm) Round(ctx context.Context, snapID string, final bool, p *converte
 	if err != nil {
 		return nil, err
 	}
-	round := &converterv1.WarmRound{SnapshotImageId: snapID, Final: final, StartTime: timestamppb.Now()}
+	round := &converterv1.WarmRound{SnapshotImageId: snapID, StartTime: timestamppb.Now()}
 	n := len(p.GetRounds())
 	packsBefore := len(p.GetPackImageIds())
 	maxPack := w.PackBytes
@@ -273,25 +317,9 @@ func (w *Warm) Round(ctx context.Context, snapID string, final bool, p *converte
 		p.PackImageIds = p.PackImageIds[:packsBefore]
 		return nil, err
 	}
-	body, err := newSourceReader(ctx, w.Src, snapID, 0, src.SizeBytes-1, w.Retries, nil)
-	if err != nil {
-		return fail(fmt.Errorf("imagecopy: %w", err))
-	}
-	defer body.Close()
-	sum := sha256.New()
-	mh, err := newMultihash(osHashAlgo(src))
-	if err != nil {
-		return nil, err
-	}
-	hw := io.MultiWriter(sum, &countWriter{n: &round.BytesRead})
-	if mh != nil {
-		hw = io.MultiWriter(hw, mh)
-	}
 	m := &manifest{}
-	err = chunkingFor(p.GetAverageBits()).Cut(io.TeeReader(body, hw), func(piece []byte) error {
-		d := sha256.Sum256(piece)
+	err = w.cut(ctx, src, p, round, func(d [32]byte, piece []byte) error {
 		size := int64(len(piece))
-		round.Pieces++
 		if loc, ok := store[d]; ok {
 			round.BytesFound += size
 			round.PiecesFound++
@@ -327,13 +355,6 @@ func (w *Warm) Round(ctx context.Context, snapID string, final bool, p *converte
 	if err != nil {
 		return fail(err)
 	}
-	if round.GetBytesRead() != src.SizeBytes {
-		return fail(fmt.Errorf("imagecopy: snapshot %s gave %d bytes of %d", snapID, round.GetBytesRead(), src.SizeBytes))
-	}
-	if _, want := osHash(src); mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
-		return fail(fmt.Errorf("%w: the bytes read from snapshot %s differ from its %s", ErrChecksum, snapID, osHashAlgo(src)))
-	}
-	round.Sha256 = hex.EncodeToString(sum.Sum(nil))
 	mimg, err := w.Dst.Create(ctx, images.CreateOpts{Name: fmt.Sprintf("%s.manifest-r%02d", p.GetImageName(), n), DiskFormat: "raw", ContainerFormat: "bare",
 		Visibility: ptr(images.ImageVisibilityPrivate), Tags: []string{ManifestTag}, Hidden: ptr(true)})
 	if err != nil {
@@ -399,62 +420,6 @@ func (w *Warm) leftovers(ctx context.Context, name string) ([]images.Image, erro
 		}
 	}
 	return out, nil
-}
-
-// Assemble writes the final image, named name, from the last round's manifest,
-// inside the destination (Assembler): runs of pieces that lie one after another in
-// a pack are read with one Range request each, every piece checked against its
-// SHA-256, the whole against the round's SHA-256 and Glance's multihash against
-// the final snapshot's. The packs and manifests are deleted once it is whole.
-func (w *Warm) Assemble(ctx context.Context, name string, p *converterv1.WarmProgress) (string, error) {
-	if len(p.GetRounds()) == 0 {
-		return "", errors.New("imagecopy: no round to assemble")
-	}
-	last := p.GetRounds()[len(p.GetRounds())-1]
-	g := w.assembler()
-	snap, err := w.Src.Image(ctx, last.GetSnapshotImageId())
-	if err != nil {
-		return "", fmt.Errorf("imagecopy: snapshot %s: %w", last.GetSnapshotImageId(), err)
-	}
-	m, err := w.readManifest(ctx, g, last, len(p.GetPackImageIds()))
-	if err != nil {
-		return "", err
-	}
-	c := &Copier{Dst: g}
-	if done, err := c.earlier(ctx, snap, name); err != nil || done != "" {
-		return done, err
-	}
-	f, err := c.openFinal(ctx, snap, name)
-	if err != nil {
-		return "", err
-	}
-	if err := w.feed(ctx, g, f, m, p.GetPackImageIds()); err != nil {
-		f.abort(ctx, err)
-		return "", fmt.Errorf("imagecopy: assemble %q: %w", name, err)
-	}
-	if err := f.finish(ctx, snap, last.GetSha256()); err != nil {
-		return "", fmt.Errorf("imagecopy: assemble %q: %w", name, err)
-	}
-	if err := w.Discard(ctx, p); err != nil {
-		return f.id, fmt.Errorf("imagecopy: image %s is whole, but deleting its packs failed: %w", f.id, err)
-	}
-	return f.id, nil
-}
-
-// feed writes m's pieces into f, read from the packs.
-func (w *Warm) feed(ctx context.Context, g Glance, f *finalStream, m *manifest, packs []string) error {
-	pr := newPackReader(ctx, g, packs, m.locs, w.Retries)
-	defer pr.close()
-	for k, loc := range m.locs {
-		piece, err := pr.read(loc, m.digests[k])
-		if err != nil {
-			return err
-		}
-		if _, _ = f.Write(piece); f.err != nil {
-			return f.err
-		}
-	}
-	return nil
 }
 
 // packReader reads pieces from packs. It keeps one open read per pack and goes on
@@ -565,15 +530,9 @@ func (w *Warm) Discard(ctx context.Context, p *converterv1.WarmProgress) error {
 // is waited on for each new piece's bytes, as if it crossed to an assembly near
 // the destination.
 func (w *Warm) CutOver(ctx context.Context, snapID, name string, p *converterv1.WarmProgress) (string, error) {
-	snap, err := w.Src.Image(ctx, snapID)
+	snap, err := w.snapshot(ctx, snapID, p)
 	if err != nil {
-		return "", fmt.Errorf("imagecopy: snapshot %s: %w", snapID, err)
-	}
-	if snap.Status != images.ImageStatusActive {
-		return "", fmt.Errorf("imagecopy: snapshot %s is %s, not active", snapID, snap.Status)
-	}
-	if p.GetAverageBits() == 0 {
-		p.AverageBits = averageBitsFor(snap.SizeBytes)
+		return "", err
 	}
 	g := w.assembler()
 	c := &Copier{Dst: g}
@@ -663,30 +622,8 @@ func (w *Warm) CutOver(ctx context.Context, snapID, name string, p *converterv1.
 		f.abort(ctx, err)
 		return "", fmt.Errorf("imagecopy: cut-over of %q: %w", name, err)
 	}
-	body, err := newSourceReader(actx, w.Src, snapID, 0, snap.SizeBytes-1, w.Retries, nil)
-	if err != nil {
-		close(items)
-		close(crossing)
-		<-assembled
-		return fail(err)
-	}
-	defer body.Close()
-	sum := sha256.New()
-	mh, err := newMultihash(osHashAlgo(snap))
-	if err != nil {
-		close(items)
-		close(crossing)
-		<-assembled
-		return fail(err)
-	}
-	hw := io.MultiWriter(sum, &countWriter{n: &round.BytesRead})
-	if mh != nil {
-		hw = io.MultiWriter(hw, mh)
-	}
-	cutErr := chunkingFor(p.GetAverageBits()).Cut(io.TeeReader(body, hw), func(piece []byte) error {
-		d := sha256.Sum256(piece)
+	cutErr := w.cut(actx, snap, p, round, func(d [32]byte, piece []byte) error {
 		size := int64(len(piece))
-		round.Pieces++
 		it := item{digest: d}
 		if loc, ok := store[d]; ok {
 			round.BytesFound += size
@@ -711,13 +648,6 @@ func (w *Warm) CutOver(ctx context.Context, snapID, name string, p *converterv1.
 	if cutErr != nil {
 		return fail(cutErr)
 	}
-	if round.GetBytesRead() != snap.SizeBytes {
-		return fail(fmt.Errorf("snapshot %s gave %d bytes of %d", snapID, round.GetBytesRead(), snap.SizeBytes))
-	}
-	if _, want := osHash(snap); mh != nil && want != "" && hex.EncodeToString(mh.Sum(nil)) != want {
-		return fail(fmt.Errorf("%w: the bytes read from snapshot %s differ from its %s", ErrChecksum, snapID, osHashAlgo(snap)))
-	}
-	round.Sha256 = hex.EncodeToString(sum.Sum(nil))
 	if err := f.finish(ctx, snap, round.GetSha256()); err != nil {
 		return "", fmt.Errorf("imagecopy: cut-over of %q: %w", name, err)
 	}

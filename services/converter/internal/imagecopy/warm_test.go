@@ -20,10 +20,11 @@ func changed(data []byte) []byte {
 	return out
 }
 
-// TestWarmRoundsSendOnlyWhatChanged: the pre-copy round sends the whole snapshot;
-// the cut-over's round, of a snapshot with a shift and a small change, sends a
-// few pieces and finds the rest; the final image assembled in the destination is
-// the second snapshot byte for byte, and no pack or manifest is left.
+// TestWarmRoundsSendOnlyWhatChanged: the first pre-copy round sends the whole
+// snapshot; the second, of a snapshot with a shift and a small change, sends a few
+// pieces and finds the rest; the cut-over of that snapshot then finds every piece,
+// sends nothing, and the final image assembled in the destination is the second
+// snapshot byte for byte, with no pack or manifest left.
 func TestWarmRoundsSendOnlyWhatChanged(t *testing.T) {
 	src, dst := newFakeGlance(t), newFakeGlance(t)
 	data1 := payload(8 << 20)
@@ -33,28 +34,31 @@ func TestWarmRoundsSendOnlyWhatChanged(t *testing.T) {
 	var saves int
 	w := &Warm{Src: src.client(), Dst: dst.client(), PackBytes: 3 << 20, Save: func(context.Context, *converterv1.WarmProgress) error { saves++; return nil }}
 	p := &converterv1.WarmProgress{ImageName: "db-1"}
-	r1, err := w.Round(t.Context(), s1, false, p)
+	r1, err := w.Round(t.Context(), s1, p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r1.GetBytesRead() != int64(len(data1)) || r1.GetBytesSent() != int64(len(data1)) || r1.GetBytesFound() != 0 || len(p.GetPackImageIds()) != 3 {
 		t.Fatalf("pre-copy round: %v, %d packs", r1, len(p.GetPackImageIds()))
 	}
-	r2, err := w.Round(t.Context(), s2, true, p)
+	r2, err := w.Round(t.Context(), s2, p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("cut-over round: read %d, sent %d (%.1f%%), found %d in %d of %d pieces", r2.GetBytesRead(), r2.GetBytesSent(),
+	t.Logf("second round: read %d, sent %d (%.1f%%), found %d in %d of %d pieces", r2.GetBytesRead(), r2.GetBytesSent(),
 		100*float64(r2.GetBytesSent())/float64(r2.GetBytesRead()), r2.GetBytesFound(), r2.GetPiecesFound(), r2.GetPieces())
 	if r2.GetBytesRead() != int64(len(data2)) || r2.GetBytesSent()+r2.GetBytesFound() != int64(len(data2)) || r2.GetBytesSent() > int64(len(data2))/8 {
-		t.Fatalf("cut-over round: %v", r2)
+		t.Fatalf("second round: %v", r2)
 	}
-	id, err := w.Assemble(t.Context(), "db-1", p)
+	id, err := w.CutOver(t.Context(), s2, "db-1", p)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r3 := p.GetRounds()[2]; !r3.GetFinal() || r3.GetBytesSent() != 0 || r3.GetBytesFound() != int64(len(data2)) {
+		t.Fatalf("cut-over of a snapshot the store holds whole: %v", r3)
+	}
 	img, got := only(t, dst)
-	if img["id"] != id || !bytes.Equal(got, data2) || img["hw_disk_bus"] != "virtio" || img[SourceProperty] != s2 || saves != 2 {
+	if img["id"] != id || !bytes.Equal(got, data2) || img["hw_disk_bus"] != "virtio" || img[SourceProperty] != s2 || saves != 3 {
 		t.Fatalf("final image %v (equal %v), %d saves", img, bytes.Equal(got, data2), saves)
 	}
 }
@@ -75,14 +79,14 @@ func TestWarmRoundCutShortAndCorruptPack(t *testing.T) {
 		return false
 	}
 	p := &converterv1.WarmProgress{ImageName: "db-1"}
-	if _, err := dies.Round(ctx, s1, false, p); err == nil {
+	if _, err := dies.Round(ctx, s1, p); err == nil {
 		t.Fatal("a round whose worker died finished")
 	}
 	dst.failPut = nil
 	// What the dead worker had recorded: nothing (a round is recorded whole).
 	p = &converterv1.WarmProgress{ImageName: "db-1"}
 	w := &Warm{Src: src.client(), Dst: dst.client(), PackBytes: 1 << 20}
-	if _, err := w.Round(t.Context(), s1, true, p); err != nil {
+	if _, err := w.Round(t.Context(), s1, p); err != nil {
 		t.Fatal(err)
 	}
 	if n := dst.count(); n != len(p.GetPackImageIds())+1 {
@@ -91,7 +95,7 @@ func TestWarmRoundCutShortAndCorruptPack(t *testing.T) {
 	dst.mu.Lock()
 	dst.data[p.GetPackImageIds()[2]][100] ^= 1
 	dst.mu.Unlock()
-	if _, err := w.Assemble(t.Context(), "db-1", p); !errors.Is(err, ErrChecksum) {
+	if _, err := w.CutOver(t.Context(), s1, "db-1", p); !errors.Is(err, ErrChecksum) {
 		t.Fatalf("assembly from a changed pack: %v, want ErrChecksum", err)
 	}
 	if n := dst.count(); n != len(p.GetPackImageIds())+1 {
@@ -129,7 +133,7 @@ func TestWarmCutOver(t *testing.T) {
 		s2 := src.put("db-1-warm-2", data2, map[string]any{"hw_disk_bus": "virtio"})
 		w := &Warm{Src: src.client(), Dst: dst.client(), PackBytes: 3 << 20}
 		p := &converterv1.WarmProgress{ImageName: "db-1"}
-		if _, err := w.Round(t.Context(), s1, false, p); err != nil {
+		if _, err := w.Round(t.Context(), s1, p); err != nil {
 			t.Fatal(err)
 		}
 		if corrupt {

@@ -307,12 +307,6 @@ func (s *Server) CutOverJob(ctx context.Context, req *converterv1.CutOverJobRequ
 	case !j.GetSource().GetHoldForCutover():
 		return nil, apierr.New(codes.FailedPrecondition, "NOT_HOLDING",
 			"job %s does not hold for a cut-over (create it with source.warm and source.hold_for_cutover)", j.GetName())
-	case j.GetCutover() != nil:
-		if j.GetCutover().GetPortId() == req.GetPortId() && j.GetCutover().GetSourceStopped() == req.GetSourceStopped() {
-			return &converterv1.CutOverJobResponse{Job: j}, nil // a repeat
-		}
-		return nil, apierr.New(codes.FailedPrecondition, "CUTOVER_TAKEN",
-			"job %s is cutting over already with port %q (source stopped: %v): it cannot change", j.GetName(), j.GetCutover().GetPortId(), j.GetCutover().GetSourceStopped())
 	}
 	co := &converterv1.CutOver{PortId: req.GetPortId(), SourceStopped: req.GetSourceStopped(), RequestTime: timestamppb.Now()}
 	val, err := proto.Marshal(co)
@@ -325,7 +319,8 @@ func (s *Server) CutOverJob(ctx context.Context, req *converterv1.CutOverJobRequ
 		return nil, apierr.Etcd("CutOverJob", err)
 	}
 	if !resp.Succeeded {
-		// An earlier request the worker has not taken yet: the same is a repeat.
+		// An earlier request (the key stays until the job ends, taken by its worker
+		// or not): the same is a repeat, another is refused.
 		var prev converterv1.CutOver
 		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) == 1 && proto.Unmarshal(kvs[0].Value, &prev) == nil &&
 			(prev.GetPortId() != co.GetPortId() || prev.GetSourceStopped() != co.GetSourceStopped()) {

@@ -5,7 +5,6 @@ package jobs
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,7 +148,7 @@ func (t *task) precopy(ctx context.Context) error {
 		if err := r.wait(ctx, "pre-copy snapshot image "+snap, imageStatus(ctx, src.image, snap), "active", "killed", "deleted"); err != nil {
 			return err
 		}
-		if _, err := w.Round(ctx, snap, false, j.Warm); err != nil {
+		if _, err := w.Round(ctx, snap, j.Warm); err != nil {
 			return err
 		}
 		return done()
@@ -166,10 +165,10 @@ func (t *task) precopy(ctx context.Context) error {
 		return errors.New("this worker cannot read cut-over requests (no CutOvers): run it with the converter service")
 	}
 	last := time.Now()
-	for {
+	return poll.Until(ctx, poll.Constant(r.pause()), func(int) (bool, error) {
 		co, err := r.CutOvers(ctx, id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if co != nil {
 			j.Cutover, j.Warm.Holding = co, false
@@ -177,26 +176,20 @@ func (t *task) precopy(ctx context.Context) error {
 				d := j.GetDestination()
 				d.PortId, d.NetworkId, d.FixedIp = co.GetPortId(), "", ""
 			}
-			return save(ctx, j)
-		}
-		if !j.GetWarm().GetHolding() {
-			j.Warm.Holding = true
-			if err := save(ctx, j); err != nil {
-				return err
-			}
+			return true, save(ctx, j)
 		}
 		if iv := j.GetSource().GetWarmRoundInterval(); iv != nil && time.Since(last) >= iv.AsDuration() {
 			j.Warm.Holding = false
-			if err := round(); err != nil {
-				return err
-			}
+			err := round()
 			last = time.Now()
-			continue
+			return false, err
 		}
-		if err := poll.Sleep(ctx, cmp.Or(r.Poll, time.Second)); err != nil {
-			return err
+		if !j.GetWarm().GetHolding() {
+			j.Warm.Holding = true
+			return false, save(ctx, j)
 		}
-	}
+		return false, nil
+	})
 }
 
 func (t *task) copyImage(ctx context.Context) error {

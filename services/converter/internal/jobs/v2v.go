@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -127,14 +128,13 @@ func (r *Runner) openOnce(ctx context.Context, name string) (clients, error) {
 	return cl, err
 }
 
+// pause is the pause between status reads (Poll, 1 s when unset).
+func (r *Runner) pause() time.Duration { return cmp.Or(r.Poll, time.Second) }
+
 // wait polls get until done says stop.
 func (r *Runner) wait(ctx context.Context, what string, get func() (string, error), want string, bad ...string) error {
-	pause := r.Poll
-	if pause == 0 {
-		pause = time.Second
-	}
 	last := ""
-	err := poll.Until(ctx, poll.Constant(pause), func(int) (bool, error) {
+	err := poll.Until(ctx, poll.Constant(r.pause()), func(int) (bool, error) {
 		st, err := get()
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", what, err)

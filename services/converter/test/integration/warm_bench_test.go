@@ -124,7 +124,7 @@ func warmSnapshots(b *testing.B, ctx context.Context, g imagecopy.Glance) (strin
 // snapshot pre-copied while the server runs (not in the downtime), then the
 // cut-over's round on the final snapshot (read whole near the source, only the
 // pieces not in the store sent across the link) and the assembly in the
-// destination. It reports the cut-over's copy seconds and the bytes across the
+// destination, at once (CutOver). It reports the cut-over's copy seconds and the bytes across the
 // link for both; what the job adds to the downtime on either side (stop, final
 // snapshot, boot, health) is the same for both.
 func BenchmarkWarmCutover(b *testing.B) {
@@ -160,7 +160,7 @@ func BenchmarkWarmCutover(b *testing.B) {
 		w := &imagecopy.Warm{Src: src, Dst: imagecopy.Link(dst, link), Assembler: dst, Retries: 3}
 		wp := &converterv1.WarmProgress{ImageName: name + "-warm"}
 		start = time.Now()
-		pre, err := w.Round(ctx, before, false, wp)
+		pre, err := w.Round(ctx, before, wp)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -175,39 +175,16 @@ func BenchmarkWarmCutover(b *testing.B) {
 		b.StopTimer()
 		final := wp.GetRounds()[len(wp.GetRounds())-1]
 		_ = dst.Delete(ctx, id)
-		// The same in two passes (the last round into packs, then Assemble), its
-		// pre-copy not across the link (not timed; the store it fills is the same).
-		w2 := &imagecopy.Warm{Src: src, Dst: imagecopy.Link(dst, link), Assembler: dst, Retries: 3}
-		w2.Dst = dst
-		wp2 := &converterv1.WarmProgress{ImageName: name + "-warm2"}
-		if _, err := w2.Round(ctx, before, false, wp2); err != nil {
-			b.Fatal(err)
-		}
-		w2.Dst = imagecopy.Link(dst, link)
-		start = time.Now()
-		if _, err := w2.Round(ctx, after, true, wp2); err != nil {
-			b.Fatal(err)
-		}
-		roundSecs := time.Since(start).Seconds()
-		id2, err := w2.Assemble(ctx, name+"-warm2", wp2)
-		if err != nil {
-			b.Fatal(err)
-		}
-		twoPassSecs := time.Since(start).Seconds()
-		_ = dst.Delete(ctx, id2)
 		b.ReportMetric(coldSecs, "cold-s")
 		b.ReportMetric(warmSecs, "warm-s")
 		b.ReportMetric(100*warmSecs/coldSecs, "warm-%-of-cold")
-		b.ReportMetric(twoPassSecs, "warm-two-pass-s")
 		b.ReportMetric(float64(cp.GetTransferredBytes())/(1<<20), "cold-MiB-sent")
 		b.ReportMetric(float64(final.GetBytesSent())/(1<<20), "warm-MiB-sent")
 		b.Logf("image %d MiB; cold: %.1f s, %d MiB across; pre-copy (server running): %.1f s, %d MiB across; "+
-			"cut-over: %.1f s = %.1f%% of cold (read %d MiB, sent %d MiB, found %.1f%% in %d of %d pieces); "+
-			"in two passes: round %.1f s + assembly %.1f s = %.1f s",
+			"cut-over: %.1f s = %.1f%% of cold (read %d MiB, sent %d MiB, found %.1f%% in %d of %d pieces)",
 			cp.GetTotalBytes()>>20, coldSecs, cp.GetTransferredBytes()>>20, preSecs, pre.GetBytesSent()>>20,
 			warmSecs, 100*warmSecs/coldSecs, final.GetBytesRead()>>20, final.GetBytesSent()>>20,
-			100*float64(final.GetBytesFound())/float64(final.GetBytesRead()), final.GetPiecesFound(), final.GetPieces(),
-			roundSecs, twoPassSecs-roundSecs, twoPassSecs)
+			100*float64(final.GetBytesFound())/float64(final.GetBytesRead()), final.GetPiecesFound(), final.GetPieces())
 		b.StartTimer()
 	}
 }
