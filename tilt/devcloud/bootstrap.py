@@ -7,9 +7,9 @@ Phases (each idempotent: what exists is found and kept):
   wait-compute  wait until a region's nova-compute (on --host, if given) has registered
   tcg-zone      the host aggregate "tcg" (availability zone "tcg") holding the old
                 region's libvirt/qemu-TCG compute, host tcg-libvirt
-  seed          flavors, a small raw image with real bytes in the old cloud, a VLAN
-                provider network with a subnet and two allocation pools in the old
-                project, and an external network
+  seed          flavors and volume types in both regions, a small raw image with real
+                bytes in the old cloud, a VLAN provider network with a subnet and two
+                allocation pools in the old project, and an external network
 
 Run with Debian's /usr/bin/python3 (openstacksdk from python3-openstackclient).
 Passwords come from STATE/secrets.env and are written only to clouds.yaml (mode 600).
@@ -25,12 +25,15 @@ import openstack
 AUTH_URL = "http://127.0.0.1:5000/v3"
 REGIONS = {"old": "RegionOld", "new": "RegionNew"}
 PORTS = {
-    "old": {"image": 9292, "placement": 8778, "compute": 8774},
-    "new": {"image": 9293, "placement": 8779, "compute": 8775},
+    "old": {"image": 9292, "placement": 8778, "compute": 8774, "volumev3": 8776},
+    "new": {"image": 9293, "placement": 8779, "compute": 8775, "volumev3": 8777},
 }
 SHARED = {"network": ("neutron", "http://127.0.0.1:9696"), "load-balancer": ("octavia", "http://127.0.0.1:9876")}
-PER_REGION = {"image": "glance", "placement": "placement", "compute": "nova"}
-SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia"]
+PER_REGION = {"image": "glance", "placement": "placement", "compute": "nova", "volumev3": "cinderv3"}
+SERVICE_USERS = ["glance", "placement", "nova", "neutron", "octavia", "cinder"]
+# Volume types per region (all on the file backend): the old cloud's "legacy-ssd" has
+# no namesake in the new one, as happens between two clouds built years apart.
+VOLUME_TYPES = {"old": ["standard", "legacy-ssd"], "new": ["standard", "ssd"]}
 PROJECTS = {"old": "hikkoshi-old", "new": "hikkoshi-new"}
 USERS = {"old": "old-operator", "new": "new-operator"}
 MEMBER_ROLES = ["member", "load-balancer_member"]
@@ -100,7 +103,7 @@ def phase_catalog(state, sec):
         svc = idc.find_service(sname) or idc.create_service(name=sname, type=stype)
         for cloud, region in REGIONS.items():
             port = PORTS[cloud][stype]
-            url = "http://127.0.0.1:%d" % port + ("/v2.1" if stype == "compute" else "")
+            url = "http://127.0.0.1:%d" % port + {"compute": "/v2.1", "volumev3": "/v3/$(project_id)s"}.get(stype, "")
             ensure_endpoints(idc, svc, region, url)
     for stype, (sname, url) in SHARED.items():
         svc = idc.find_service(sname) or idc.create_service(name=sname, type=stype)
@@ -199,6 +202,9 @@ def phase_seed(state, sec):
             if not c.compute.find_flavor(name, ignore_missing=True):
                 c.compute.create_flavor(name=name, ram=ram, vcpus=vcpus, disk=disk, is_public=True)
 
+    for cloud, region in REGIONS.items():
+        seed_volume_types(connect(sec, region=region), cloud, region)
+
     old = connect(sec, PROJECTS["old"], USERS["old"], sec["OLD_PASSWORD"], REGIONS["old"])
     if not old.image.find_image(SEED_IMAGE, ignore_missing=True):
         path = seed_image_file(state)
@@ -231,6 +237,29 @@ def phase_seed(state, sec):
             gateway_ip="198.51.100.1", enable_dhcp=False,
             allocation_pools=[{"start": "198.51.100.10", "end": "198.51.100.200"}])
     log("seeded: flavors in both regions, image in old, networks old-vlan-101 and ext-net")
+
+
+def seed_volume_types(c, cloud, region):
+    """The region's volume types, once its cinder-volume reports its pool (a volume
+    asked for before that fails in the scheduler: no valid backend)."""
+    deadline = time.time() + 180
+    while True:
+        try:
+            pools = list(c.block_storage.backend_pools())
+        except Exception as e:  # the API may still be warming up
+            pools = []
+            log("%s: waiting for cinder-volume (%s)" % (region, type(e).__name__))
+        if pools:
+            break
+        if time.time() > deadline:
+            sys.exit("%s: cinder-volume did not report a pool within 180s" % region)
+        time.sleep(2)
+    for name in VOLUME_TYPES[cloud]:
+        t = c.block_storage.find_type(name, ignore_missing=True)
+        if t is None:
+            c.block_storage.create_type(name=name, is_public=True,
+                                        extra_specs={"volume_backend_name": "file"})
+    log("%s: cinder-volume up (pool %s), volume types %s" % (region, pools[0].name, ", ".join(VOLUME_TYPES[cloud])))
 
 
 def phase_tcg_zone(sec):

@@ -13,10 +13,11 @@
 #   devcloud.sh wait            wait until every API answers
 #
 # One Keystone holds two regions, RegionOld and RegionNew, and a project per cloud.
-# Each region has its own compute stack — Glance (own store, own database), Placement
-# and Nova (api, conductor, scheduler, compute with the fake driver) — because Nova
-# takes its Glance from its own configuration: only a Nova per region can boot in the
-# new cloud from an image copied into the new Glance. Neutron (ML2 + L3, no agents) and
+# Each region has its own compute stack — Glance (own store, own database), Placement,
+# Nova (api, conductor, scheduler, compute with the fake driver) and Cinder (api,
+# scheduler, volume with the dev cloud's file driver, cinder/) — because Nova takes its
+# Glance and Cinder from its own configuration: only a Nova per region can boot in the
+# new cloud from an image copied into the new Glance or a volume made in the new Cinder. Neutron (ML2 + L3, no agents) and
 # Octavia (amphora provider, no-op drivers) are shared. Everything listens on
 # 127.0.0.1; all state, logs and PID files live under $DEVCLOUD_DIR.
 #
@@ -35,10 +36,11 @@ root="$(cd "$here/../.." && pwd)"
 S="${DEVCLOUD_DIR:-$root/tilt/.state/devcloud}"
 PY=/usr/bin/python3 # the python3 first on PATH may be a pyenv without these modules
 
-# Ports. Shared: keystone 5000, neutron 9696, octavia 9876, mariadb 3306, rabbit 5672.
+# Ports (Cinder: old 8776, new 8777). Shared: keystone 5000, neutron 9696, octavia 9876, mariadb 3306, rabbit 5672.
 declare -A GLANCE_PORT=([old]=9292 [new]=9293)
 declare -A PLACEMENT_PORT=([old]=8778 [new]=8779)
 declare -A NOVA_PORT=([old]=8774 [new]=8775)
+declare -A CINDER_PORT=([old]=8776 [new]=8777)
 declare -A REGION=([old]=RegionOld [new]=RegionNew)
 BASTION_PORT=1080 # the data plane's jump host (SOCKS5; dataplane/bastion.py)
 regions=(old new)
@@ -155,7 +157,7 @@ EOF
   sql+="GRANT ALL PRIVILEGES ON *.* TO 'hikkoshi'@'127.0.0.1';"
   for db in keystone neutron octavia \
             glance_old placement_old nova_api_old nova_old nova_cell0_old \
-            glance_new placement_new nova_api_new nova_new nova_cell0_new; do
+            glance_new placement_new nova_api_new nova_new nova_cell0_new cinder_old cinder_new; do
     sql+="CREATE DATABASE IF NOT EXISTS $db CHARACTER SET utf8;"
   done
   mariadb --defaults-file="$S/etc/my.cnf" -e "$sql"
@@ -195,7 +197,7 @@ rabbit_ready() {
     done
     /usr/lib/rabbitmq/bin/rabbitmqctl -q add_user hikkoshi "$SERVICE_PASSWORD" >/dev/null 2>&1 \
       || /usr/lib/rabbitmq/bin/rabbitmqctl -q change_password hikkoshi "$SERVICE_PASSWORD" >/dev/null
-    for vh in / nova_old nova_new; do
+    for vh in / nova_old nova_new cinder_old cinder_new; do
       /usr/lib/rabbitmq/bin/rabbitmqctl -q add_vhost "$vh" >/dev/null 2>&1 || true
       /usr/lib/rabbitmq/bin/rabbitmqctl -q set_permissions -p "$vh" hikkoshi '.*' '.*' '.*' >/dev/null
     done
@@ -227,6 +229,7 @@ authtoken() {
 
 configure() {
   mkdir -p "$S"/etc/{keystone,glance-old,glance-new,placement-old,placement-new,nova-old,nova-new,neutron,octavia/certs} \
+    "$S"/etc/{cinder-old,cinder-new} "$S"/lib/{cinder-old/volumes,cinder-new/volumes} "$S"/lock/{cinder-old,cinder-new} \
     "$S"/lib/{glance-old/images,glance-new/images,glance-old/staging,glance-new/staging,nova-old,nova-new,octavia} \
     "$S"/lock
 
@@ -316,11 +319,46 @@ enabled = false
 api_paste_config = /etc/nova/api-paste.ini
 [glance]
 region_name = ${REGION[$r]}
+[cinder]
+os_region_name = ${REGION[$r]}
 $(authtoken nova "${REGION[$r]}")
 $(svcauth placement placement "${REGION[$r]}")
 $(svcauth neutron neutron "${REGION[$r]}")
 $(svcauth service_user nova "${REGION[$r]}")
 send_service_user_token = true
+EOF
+
+    # Cinder: its own database and vhost; volumes are sparse files (cinder/). Glance
+    # by address: the catalog's image entry lists both regions' endpoints and Cinder
+    # takes the first one it sees.
+    cat >"$S/etc/cinder-$r/cinder.conf" <<EOF
+[DEFAULT]
+host = devcloud-cinder-$r
+my_ip = 127.0.0.1
+osapi_volume_listen = 127.0.0.1
+osapi_volume_listen_port = ${CINDER_PORT[$r]}
+osapi_volume_workers = 1
+state_path = $S/lib/cinder-$r
+log_file = $S/log/cinder-$r-app.log
+transport_url = $(transport_url "cinder_$r")
+auth_strategy = keystone
+api_paste_config = /etc/cinder/api-paste.ini
+rootwrap_config = /etc/cinder/rootwrap.conf
+enabled_backends = file
+default_volume_type = standard
+glance_api_servers = http://127.0.0.1:${GLANCE_PORT[$r]}
+[database]
+connection = $(db_url "cinder_$r")
+[file]
+volume_driver = hikkoshi_devcloud_cinder.FileVolumeDriver
+volume_backend_name = file
+hikkoshi_volumes_dir = $S/lib/cinder-$r/volumes
+[oslo_concurrency]
+lock_path = $S/lock/cinder-$r
+[coordination]
+backend_url = file://$S/lock/cinder-$r
+$(authtoken cinder "${REGION[$r]}")
+$(svcauth nova nova "${REGION[$r]}")
 EOF
   done
 
@@ -466,6 +504,7 @@ db_sync() {
     once "nova-$r-cell1" nova-manage --config-file "$nc" cell_v2 create_cell --name cell1 \
       --database_connection "$(db_url "nova_$r")" --transport-url "$(transport_url "nova_$r")"
     once "nova-$r-db" nova-manage --config-file "$nc" db sync
+    once "cinder-$r-db" cinder-manage --config-file "$S/etc/cinder-$r/cinder.conf" db sync
   done
 }
 
@@ -501,6 +540,12 @@ dataplane_drivers() {
     'hikkoshi_netns_amphora_driver = hikkoshi_devcloud_octavia:NetnsAmphoraDriver' \
     '[octavia.network.drivers]' \
     'hikkoshi_vip_network_driver = hikkoshi_devcloud_octavia:VipNetworkDriver' >"$di/entry_points.txt"
+}
+
+# cinder_driver installs the dev cloud's Cinder volume driver (cinder/) beside the ML2
+# driver; cinder-volume imports it by its configured path.
+cinder_driver() {
+  cp "$here/cinder/hikkoshi_devcloud_cinder.py" "$S/pylib/"
 }
 
 # dp runs the data plane's own helper: up (the namespace), down (every stand-in and
@@ -623,6 +668,7 @@ start_services() {
   local r dpenv=(PYTHONPATH="$S/pylib" HIKKOSHI_DATAPLANE_DIR="$S/dataplane")
   fake_ml2
   dataplane_drivers
+  cinder_driver
   dp up | sed 's/^/  /'
   start neutron-server env PYTHONPATH="$S/pylib" /usr/bin/neutron-server \
     --config-file "$S/etc/neutron/neutron.conf" --config-file "$S/etc/neutron/ml2_conf.ini"
@@ -641,6 +687,10 @@ start_services() {
     # Nova loads compute_driver from nova.virt only: the launcher adds the data
     # plane's directory to that package's path (nova.virt.hikkoshi_devcloud_nova).
     start "nova-compute-$r" env "${dpenv[@]}" "$PY" -c "import sys, nova.virt; nova.virt.__path__.append('$S/pylib'); from nova.cmd.compute import main; sys.exit(main())" --config-file "$nc"
+    local cc="$S/etc/cinder-$r/cinder.conf"
+    start "cinder-api-$r" /usr/bin/cinder-api --config-file "$cc"
+    start "cinder-scheduler-$r" /usr/bin/cinder-scheduler --config-file "$cc"
+    start "cinder-volume-$r" env PYTHONPATH="$S/pylib" /usr/bin/cinder-volume --config-file "$cc"
   done
   if libvirt_enabled; then
     libvirt_up
@@ -663,12 +713,14 @@ wait_apis() {
     wait_http "glance-$r" "http://127.0.0.1:${GLANCE_PORT[$r]}/"
     wait_http "placement-$r" "http://127.0.0.1:${PLACEMENT_PORT[$r]}/"
     wait_http "nova-api-$r" "http://127.0.0.1:${NOVA_PORT[$r]}/"
+    wait_http "cinder-api-$r" "http://127.0.0.1:${CINDER_PORT[$r]}/"
   done
 }
 
 services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-worker dataplane-bastion
   glance-old placement-old nova-api-old nova-conductor-old nova-scheduler-old nova-compute-old
   glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new
+  cinder-api-old cinder-scheduler-old cinder-volume-old cinder-api-new cinder-scheduler-new cinder-volume-new
   libvirtd nova-compute-old-tcg)
 
 # ---------------------------------------------------------------- commands

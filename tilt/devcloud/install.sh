@@ -13,6 +13,7 @@ packages=(
   nova-api nova-conductor nova-scheduler python3-nova placement-api
   rabbitmq-server mariadb-server python3-pymysql python3-openstackclient
   python3-octaviaclient uwsgi-core uwsgi-plugin-python3 curl openssl iproute2 procps
+  cinder-api cinder-scheduler cinder-volume qemu-utils # Cinder, with the file driver (tilt/devcloud/cinder)
   haproxy # the data plane's load balancers (tilt/devcloud/dataplane)
 )
 if [[ "${1:-}" == "--libvirt" ]]; then
@@ -32,7 +33,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 sel=$(mktemp)
 for p in keystone glance-common glance-api neutron-common neutron-api nova-common nova-api \
-         octavia-common octavia-api placement-common placement-api; do
+         octavia-common octavia-api placement-common placement-api cinder-common cinder-api; do
   cat >>"$sel" <<SEL
 $p $p/configure_db boolean false
 $p $p/register-endpoint boolean false
