@@ -43,33 +43,13 @@ func waitUntil(t *testing.T, what string, limit time.Duration, get func() (bool,
 
 func volumeStatus(t *testing.T, bc *gophercloud.ServiceClient, id string, want string, limit time.Duration) volumes.Volume {
 	t.Helper()
-	var v *volumes.Volume
-	waitUntil(t, fmt.Sprintf("volume %s %s", id, want), limit, func() (bool, error) {
-		var err error
-		v, err = volumes.Get(context.Background(), bc, id).Extract()
-		if err != nil {
-			return false, err
-		}
-		if v.Status == "error" || v.Status == "error_extending" {
-			return false, fmt.Errorf("status %s", v.Status)
-		}
-		return v.Status == want, nil
-	})
-	return *v
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	return *must(devcloud.WaitVolume(ctx, bc, id, want))
 }
 
 func deleteVolume(t *testing.T, bc *gophercloud.ServiceClient, id string) {
-	t.Cleanup(func() {
-		ctx := context.Background()
-		_ = volumes.Delete(ctx, bc, id, volumes.DeleteOpts{Cascade: true}).ExtractErr()
-		deadline := time.Now().Add(time.Minute)
-		for time.Now().Before(deadline) {
-			if _, err := volumes.Get(ctx, bc, id).Extract(); gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
-				return
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-	})
+	t.Cleanup(func() { _ = devcloud.DeleteVolume(bc, id) })
 }
 
 // volumeDigest uploads the volume to an image (Cinder's os-volume_upload_image, the
@@ -137,10 +117,10 @@ func TestVolumeBytesThroughGlance(t *testing.T) {
 	}
 
 	const gib = int64(1) << 30
-	vol := must(volumes.Create(ctx, bc, volumes.CreateOpts{Name: "itest-vol-from-image", Size: 1, ImageID: img.ID, VolumeType: "legacy-ssd"}, nil).Extract())
+	vol := must(volumes.Create(ctx, bc, volumes.CreateOpts{Name: "itest-vol-from-image", Size: 1, ImageID: img.ID, VolumeType: devcloud.VolumeTypeLegacySSD}, nil).Extract())
 	deleteVolume(t, bc, vol.ID)
 	v := volumeStatus(t, bc, vol.ID, "available", 2*time.Minute)
-	if v.Bootable != "true" || v.VolumeType != "legacy-ssd" || v.Size != 1 {
+	if v.Bootable != "true" || v.VolumeType != devcloud.VolumeTypeLegacySSD || v.Size != 1 {
 		t.Fatalf("volume from image: bootable %q type %q size %d", v.Bootable, v.VolumeType, v.Size)
 	}
 	if _, err := volumes.Get(ctx, newBC, vol.ID).Extract(); !gophercloud.ResponseCodeIs(err, http.StatusNotFound) {

@@ -156,12 +156,16 @@ type InstanceFacts struct {
 	SecurityGroups []string `protobuf:"bytes,10,rep,name=security_groups,json=securityGroups,proto3" json:"security_groups,omitempty"`
 	// ports are the server's Neutron ports, by ID.
 	Ports []*PortFacts `protobuf:"bytes,11,rep,name=ports,proto3" json:"ports,omitempty"`
-	// volumes are the Cinder volumes attached to the server.
+	// volumes are the Cinder volumes attached to the server, by ID: what Cinder's
+	// attachments say (and what Nova lists that Cinder does not show these credentials).
 	Volumes []*VolumeFacts `protobuf:"bytes,12,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	// server_update_time is Nova's updated_at of the server.
 	ServerUpdateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=server_update_time,json=serverUpdateTime,proto3" json:"server_update_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// root_device_name is the server's root device ("/dev/vda"); Nova shows it to
+	// admin credentials only.
+	RootDeviceName string `protobuf:"bytes,14,opt,name=root_device_name,json=rootDeviceName,proto3" json:"root_device_name,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InstanceFacts) Reset() {
@@ -283,6 +287,13 @@ func (x *InstanceFacts) GetServerUpdateTime() *timestamppb.Timestamp {
 		return x.ServerUpdateTime
 	}
 	return nil
+}
+
+func (x *InstanceFacts) GetRootDeviceName() string {
+	if x != nil {
+		return x.RootDeviceName
+	}
+	return ""
 }
 
 // FlavorFacts describe a flavor.
@@ -551,10 +562,14 @@ type VolumeFacts struct {
 	SizeGb int32 `protobuf:"varint,3,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
 	// device is where it is attached in the guest ("/dev/vdb").
 	Device string `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
-	// bootable is true for a boot volume.
+	// bootable is Cinder's bootable flag (the volume holds an image one can boot).
 	Bootable bool `protobuf:"varint,5,opt,name=bootable,proto3" json:"bootable,omitempty"`
 	// volume_type is the Cinder volume type.
-	VolumeType    string `protobuf:"bytes,6,opt,name=volume_type,json=volumeType,proto3" json:"volume_type,omitempty"`
+	VolumeType string `protobuf:"bytes,6,opt,name=volume_type,json=volumeType,proto3" json:"volume_type,omitempty"`
+	// boot is true when the server boots from this volume: the volume attached at
+	// the server's root device, or, where Nova does not show that, the bootable volume
+	// at the first device of a server without an image.
+	Boot          bool `protobuf:"varint,7,opt,name=boot,proto3" json:"boot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -629,6 +644,13 @@ func (x *VolumeFacts) GetVolumeType() string {
 		return x.VolumeType
 	}
 	return ""
+}
+
+func (x *VolumeFacts) GetBoot() bool {
+	if x != nil {
+		return x.Boot
+	}
+	return false
 }
 
 // PhysicalFacts describe a physical server, as the collector read them on it.
@@ -1079,7 +1101,7 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\vchange_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"changeTime\x12\x12\n" +
 	"\x04sync\x18\x04 \x01(\tR\x04syncB\x06\n" +
-	"\x04kind\"\x83\x05\n" +
+	"\x04kind\"\xad\x05\n" +
 	"\rInstanceFacts\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12:\n" +
@@ -1095,7 +1117,8 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	" \x03(\tR\x0esecurityGroups\x126\n" +
 	"\x05ports\x18\v \x03(\v2 .hikkoshi.inventory.v1.PortFactsR\x05ports\x12<\n" +
 	"\avolumes\x18\f \x03(\v2\".hikkoshi.inventory.v1.VolumeFactsR\avolumes\x12H\n" +
-	"\x12server_update_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x10serverUpdateTime\x1a;\n" +
+	"\x12server_update_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x10serverUpdateTime\x12(\n" +
+	"\x10root_device_name\x18\x0e \x01(\tR\x0erootDeviceName\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
@@ -1120,7 +1143,7 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\tsubnet_id\x18\x01 \x01(\tR\bsubnetId\x12\x1d\n" +
 	"\n" +
 	"ip_address\x18\x02 \x01(\tR\tipAddress\x12\x12\n" +
-	"\x04cidr\x18\x03 \x01(\tR\x04cidr\"\x9f\x01\n" +
+	"\x04cidr\x18\x03 \x01(\tR\x04cidr\"\xb3\x01\n" +
 	"\vVolumeFacts\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
@@ -1128,7 +1151,8 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\x06device\x18\x04 \x01(\tR\x06device\x12\x1a\n" +
 	"\bbootable\x18\x05 \x01(\bR\bbootable\x12\x1f\n" +
 	"\vvolume_type\x18\x06 \x01(\tR\n" +
-	"volumeType\"\xf4\x02\n" +
+	"volumeType\x12\x12\n" +
+	"\x04boot\x18\a \x01(\bR\x04boot\"\xf4\x02\n" +
 	"\rPhysicalFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1d\n" +
 	"\n" +

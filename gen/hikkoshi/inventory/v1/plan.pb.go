@@ -584,8 +584,9 @@ type PreflightReport struct {
 	Destination string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
 	// workloads is how many workloads the wave holds.
 	Workloads int32 `protobuf:"varint,3,opt,name=workloads,proto3" json:"workloads,omitempty"`
-	// disk_bytes is the total of the wave's disks to move: root disks (flavor) and
-	// volumes of instances, disks of physical servers.
+	// disk_bytes is the total of the wave's disks to move: instances' root disks (the
+	// flavor's, or the boot volume's for a server booted from a volume) and attached
+	// volumes, physical servers' disks.
 	DiskBytes int64 `protobuf:"varint,4,opt,name=disk_bytes,json=diskBytes,proto3" json:"disk_bytes,omitempty"`
 	// missing_flavors are flavors the wave's instances use that the destination lacks
 	// (by name).

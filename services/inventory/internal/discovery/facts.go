@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -18,7 +19,9 @@ type index struct {
 	subnets       map[string]int
 	networks      map[string]int
 	volumes       map[string]int
-	snap          *Snapshot
+	// volumesByServer are the volumes Cinder says are attached to a server.
+	volumesByServer map[string][]int
+	snap            *Snapshot
 }
 
 func newIndex(s *Snapshot) *index {
@@ -42,10 +45,61 @@ func newIndex(s *Snapshot) *index {
 	for i, n := range s.Networks {
 		ix.networks[n.ID] = i
 	}
+	ix.volumesByServer = map[string][]int{}
 	for i, v := range s.Volumes {
 		ix.volumes[v.ID] = i
+		for _, a := range v.Attachments {
+			if a.ServerID != "" && !slices.Contains(ix.volumesByServer[a.ServerID], i) {
+				ix.volumesByServer[a.ServerID] = append(ix.volumesByServer[a.ServerID], i)
+			}
+		}
 	}
 	return ix
+}
+
+// volumeFacts are the facts of a server's volumes: those Cinder says are attached to
+// it, and of known (those Nova listed, or the stored facts named) the ones Cinder
+// does not show these credentials at all, by ID only. A volume Cinder shows without
+// an attachment to the server is not the server's any more. imageID and rootDevice
+// pick the boot volume (VolumeFacts.boot). Sorted by ID.
+func (ix *index) volumeFacts(serverID string, known []string, imageID, rootDevice string) []*inventoryv1.VolumeFacts {
+	var out []*inventoryv1.VolumeFacts
+	seen := map[string]bool{}
+	for _, i := range ix.volumesByServer[serverID] {
+		v := ix.snap.Volumes[i]
+		seen[v.ID] = true
+		vf := &inventoryv1.VolumeFacts{Id: v.ID, Name: v.Name, SizeGb: int32(v.Size), VolumeType: v.VolumeType}
+		vf.Bootable, _ = strconv.ParseBool(v.Bootable)
+		for _, a := range v.Attachments {
+			if a.ServerID == serverID {
+				vf.Device = a.Device
+			}
+		}
+		out = append(out, vf)
+	}
+	for _, id := range known {
+		if _, listed := ix.volumes[id]; !listed && !seen[id] {
+			seen[id] = true
+			out = append(out, &inventoryv1.VolumeFacts{Id: id})
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].GetId() < out[b].GetId() })
+	if imageID == "" {
+		var boot *inventoryv1.VolumeFacts
+		for _, vf := range out {
+			switch {
+			case rootDevice != "" && vf.GetDevice() == rootDevice:
+				boot = vf
+			case rootDevice == "" && vf.GetBootable() && vf.GetDevice() != "" &&
+				(boot == nil || vf.GetDevice() < boot.GetDevice()):
+				boot = vf
+			}
+		}
+		if boot != nil {
+			boot.Boot = true
+		}
+	}
+	return out
 }
 
 // instanceFacts builds a server's facts. Lists inside are sorted so that the same
@@ -72,21 +126,14 @@ func (ix *index) instanceFacts(srv *servers.Server) *inventoryv1.InstanceFacts {
 	}
 	sort.Strings(f.SecurityGroups)
 	f.Ports = ix.portFacts(srv.ID)
-	for _, av := range srv.AttachedVolumes {
-		vf := &inventoryv1.VolumeFacts{Id: av.ID}
-		if i, ok := ix.volumes[av.ID]; ok {
-			v := ix.snap.Volumes[i]
-			vf.Name, vf.SizeGb, vf.VolumeType = v.Name, int32(v.Size), v.VolumeType
-			vf.Bootable, _ = strconv.ParseBool(v.Bootable)
-			for _, a := range v.Attachments {
-				if a.ServerID == srv.ID {
-					vf.Device = a.Device
-				}
-			}
-		}
-		f.Volumes = append(f.Volumes, vf)
+	if srv.RootDeviceName != nil {
+		f.RootDeviceName = *srv.RootDeviceName
 	}
-	sort.Slice(f.Volumes, func(a, b int) bool { return f.Volumes[a].GetId() < f.Volumes[b].GetId() })
+	known := make([]string, 0, len(srv.AttachedVolumes))
+	for _, av := range srv.AttachedVolumes {
+		known = append(known, av.ID)
+	}
+	f.Volumes = ix.volumeFacts(srv.ID, known, f.GetImageId(), f.GetRootDeviceName())
 	return f
 }
 

@@ -58,6 +58,10 @@ type Snapshot struct {
 	// AllFloatingIPs is true when FloatingIPs holds every floating IP (it does in a
 	// full listing, and in an incremental one: Neutron cannot filter them by time).
 	AllFloatingIPs bool
+	// AllVolumes is true when Volumes holds every volume the credentials see (a full
+	// listing, and an incremental one: attaching or detaching a volume does not
+	// change the server's updated_at, so Nova's changes-since misses it).
+	AllVolumes bool
 }
 
 // listConcurrency bounds the API calls a sync has in flight.
@@ -108,7 +112,9 @@ func ListAll(ctx context.Context, c Clients) (*Snapshot, error) {
 // either, the server itself and all its ports. Floating IPs are listed whole: Neutron
 // refuses changed_since on them (400 "invalid attribute for filtering", Zed). Networks
 // and subnets are listed whole too (they are few, and give the ports' names and
-// CIDRs). A port deleted since is not reported by Neutron: a full sync catches those.
+// CIDRs), and so are volumes: attaching or detaching one leaves the server's
+// updated_at as it was (seen on Zed). A port deleted since is not reported by Neutron:
+// a full sync catches those.
 func ListChanges(ctx context.Context, c Clients, since time.Time) (*Snapshot, error) {
 	s := &Snapshot{}
 	changed, all, err := listServers(ctx, c.Compute, servers.ListOpts{ChangesSince: since.UTC().Format(time.RFC3339)})
@@ -118,6 +124,7 @@ func ListChanges(ctx context.Context, c Clients, since time.Time) (*Snapshot, er
 	s.AllProjects = all
 	var changedPorts []ports.Port
 	g, gctx := errgroup.WithContext(ctx)
+	s.listVolumes(g, gctx, c) // first: it may add a note, the goroutines below too
 	g.Go(func() (err error) {
 		changedPorts, err = extractAll(gctx, ports.List(c.Network, portOpts{since: since}), ports.ExtractPorts)
 		if gophercloud.ResponseCodeIs(err, http.StatusBadRequest) {
@@ -261,17 +268,26 @@ func (s *Snapshot) listRest(ctx context.Context, c Clients, since time.Time, det
 		s.Images = m
 		return nil
 	})
-	if c.BlockStorage == nil {
+	if !s.AllVolumes {
 		mu.Lock()
-		s.Notes = append(s.Notes, "no block-storage service in the catalog: volumes not listed")
+		s.listVolumes(g, gctx, c)
 		mu.Unlock()
-	} else {
-		g.Go(func() (err error) {
-			s.Volumes, err = extractAll(gctx, volumes.List(c.BlockStorage, volumes.ListOpts{AllTenants: s.AllProjects}), volumes.ExtractVolumes)
-			return wrap("list volumes", err)
-		})
 	}
 	return g.Wait()
+}
+
+// listVolumes lists every volume the credentials see (all projects' when servers
+// were listed so), in g; without a block-storage service it notes so.
+func (s *Snapshot) listVolumes(g *errgroup.Group, ctx context.Context, c Clients) {
+	if c.BlockStorage == nil {
+		s.Notes = append(s.Notes, "no block-storage service in the catalog: volumes not listed")
+		return
+	}
+	s.AllVolumes = true
+	g.Go(func() (err error) {
+		s.Volumes, err = extractAll(ctx, volumes.List(c.BlockStorage, volumes.ListOpts{AllTenants: s.AllProjects}), volumes.ExtractVolumes)
+		return wrap("list volumes", err)
+	})
 }
 
 // listServers lists servers with details, for all projects when Nova allows it.

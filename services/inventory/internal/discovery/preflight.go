@@ -104,9 +104,15 @@ func preflight(ws []*inventoryv1.Workload, d *destination) *inventoryv1.Prefligh
 	}
 	for _, w := range ws {
 		if f := w.GetFacts().GetInstance(); f != nil {
-			r.DiskBytes += int64(f.GetFlavor().GetDiskGb()) << 30
+			// A server booted from a volume has its root disk there, not in the
+			// flavor (whose disk is usually 0 for such servers, or unused).
+			boot := false
 			for _, v := range f.GetVolumes() {
 				r.DiskBytes += int64(v.GetSizeGb()) << 30
+				boot = boot || v.GetBoot()
+			}
+			if !boot {
+				r.DiskBytes += int64(f.GetFlavor().GetDiskGb()) << 30
 			}
 			missing(d.flavors, f.GetFlavor().GetName(), &r.MissingFlavors)
 			missing(d.images, f.GetImageName(), &r.MissingImages)

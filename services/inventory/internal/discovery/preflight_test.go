@@ -27,13 +27,16 @@ func TestPreflightFindsWhatIsMissingAndWhatClashes(t *testing.T) {
 			AllocationPools: []subnets.AllocationPool{{Start: "10.101.0.150", End: "10.101.0.199"}}}},
 		ports: []ports.Port{{ID: "p1", DeviceOwner: "network:dhcp", FixedIPs: []ports.IP{{SubnetID: "new", IPAddress: "10.101.0.21"}}}},
 	}
+	// Booted from a 30 GiB volume, with a flavor that names a 20 GiB disk it does not use.
+	bfv := inst("db-bfv", "m1.tiny", "", "vlan-101", "10.101.0.24", 20)
+	bfv.GetFacts().GetInstance().Volumes = append(bfv.GetFacts().GetInstance().Volumes, &inventoryv1.VolumeFacts{SizeGb: 30, Boot: true})
 	r := preflight([]*inventoryv1.Workload{
 		inst("web-1", "m1.tiny", "centos-6", "vlan-101", "10.101.0.21", 20),
 		inst("web-2", "m1.large", "ubuntu", "old-vlan-101", "10.101.0.160", 20),
 		inst("web-3", "m1.tiny", "centos-6", "vlan-101", "10.101.0.23", 20),
-		phys,
+		phys, bfv,
 	}, d)
-	if r.GetWorkloads() != 4 || r.GetDiskBytes() != (3*20+3*10+500)<<30 {
+	if r.GetWorkloads() != 5 || r.GetDiskBytes() != (3*20+3*10+500+10+30)<<30 {
 		t.Fatalf("workloads %d disk bytes %d", r.GetWorkloads(), r.GetDiskBytes())
 	}
 	if strings.Join(r.GetMissingFlavors(), ",") != "m1.large" || strings.Join(r.GetMissingImages(), ",") != "ubuntu" ||

@@ -58,6 +58,9 @@ func CloudsYAMLOpener(cloudsYAML string) Opener {
 		if cl.Compute, err = c.Compute(); err != nil {
 			return cl, "", err
 		}
+		// 2.3 adds the extended attributes, root_device_name among them (admin
+		// only); a Nova without microversions ignores the header.
+		cl.Compute.Microversion = "2.3"
 		if cl.Network, err = c.Network(); err != nil {
 			return cl, "", err
 		}
@@ -405,9 +408,9 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 			return s.updateFacts(ctx, cur, newFacts, false, count)
 		})
 	}
-	if !ix.snap.Complete && (ix.snap.AllPorts || ix.snap.AllFloatingIPs) {
-		// Ports or floating IPs changed on a server that did not change otherwise:
-		// patch them into its stored facts.
+	if !ix.snap.Complete && (ix.snap.AllPorts || ix.snap.AllFloatingIPs || ix.snap.AllVolumes) {
+		// Ports, floating IPs or volumes changed on a server that did not change
+		// otherwise: patch them into its stored facts.
 		gone := map[string]bool{}
 		for _, id := range ix.snap.Deleted {
 			gone[id] = true
@@ -423,6 +426,13 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 				for _, p := range f.GetPorts() {
 					p.FloatingIps = sortedCopy(ix.fipsByPort[p.GetId()])
 				}
+			}
+			if ix.snap.AllVolumes {
+				known := make([]string, 0, len(f.GetVolumes()))
+				for _, v := range f.GetVolumes() {
+					known = append(known, v.GetId())
+				}
+				f.Volumes = ix.volumeFacts(id, known, f.GetImageId(), f.GetRootDeviceName())
 			}
 			if proto.Equal(f, w.GetFacts().GetInstance()) {
 				continue
