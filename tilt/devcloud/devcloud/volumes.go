@@ -2,8 +2,12 @@ package devcloud
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -61,4 +65,23 @@ func DeleteVolume(bc *gophercloud.ServiceClient, id string) error {
 			_ = volumes.Delete(ctx, bc, id, volumes.DeleteOpts{Cascade: true}).ExtractErr()
 		}
 	}
+}
+
+// VolumeBytes reads a volume's bytes from the dev cloud's file volume driver (its
+// backend: lib/cinder-<old|new>/volumes/volume-<id> in the state beside
+// clouds.yaml) and returns their SHA-256 and count — what a test compares, without
+// attaching or uploading the volume. region is RegionOld or RegionNew.
+func VolumeBytes(region, id string) ([32]byte, int64, error) {
+	dir := map[string]string{RegionOld: "cinder-old", RegionNew: "cinder-new"}[region]
+	if dir == "" {
+		return [32]byte{}, 0, fmt.Errorf("no region %q", region)
+	}
+	f, err := os.Open(filepath.Join(filepath.Dir(CloudsYAML()), "lib", dir, "volumes", "volume-"+id))
+	if err != nil {
+		return [32]byte{}, 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	return [32]byte(h.Sum(nil)), n, err
 }

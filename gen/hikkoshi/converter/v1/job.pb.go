@@ -177,6 +177,9 @@ const (
 	// JOB_STEP_PRECOPY copies live snapshots while the server runs (a warm V2V job),
 	// between the pre-flight and the stop.
 	JobStep_JOB_STEP_PRECOPY JobStep = 12
+	// JOB_STEP_VOLUMES moves the source server's volumes (V2V), after the stop: each
+	// snapshot, uploaded to an image, copied, made a volume in the destination.
+	JobStep_JOB_STEP_VOLUMES JobStep = 13
 )
 
 // Enum value maps for JobStep.
@@ -195,6 +198,7 @@ var (
 		10: "JOB_STEP_UPLOAD",
 		11: "JOB_STEP_FETCH",
 		12: "JOB_STEP_PRECOPY",
+		13: "JOB_STEP_VOLUMES",
 	}
 	JobStep_value = map[string]int32{
 		"JOB_STEP_UNSPECIFIED": 0,
@@ -210,6 +214,7 @@ var (
 		"JOB_STEP_UPLOAD":      10,
 		"JOB_STEP_FETCH":       11,
 		"JOB_STEP_PRECOPY":     12,
+		"JOB_STEP_VOLUMES":     13,
 	}
 )
 
@@ -306,7 +311,11 @@ type Job struct {
 	// warm is a warm copy's rounds (source.warm). Output only.
 	Warm *WarmProgress `protobuf:"bytes,23,opt,name=warm,proto3" json:"warm,omitempty"`
 	// cutover is the CutOverJob request a holding warm job went on with. Output only.
-	Cutover       *CutOver `protobuf:"bytes,24,opt,name=cutover,proto3" json:"cutover,omitempty"`
+	Cutover *CutOver `protobuf:"bytes,24,opt,name=cutover,proto3" json:"cutover,omitempty"`
+	// volumes are the source server's Cinder volumes as the job moves them, in the
+	// guest's device order (a boot volume first), each with what the job made for
+	// it. Output only.
+	Volumes       []*VolumeMove `protobuf:"bytes,25,rep,name=volumes,proto3" json:"volumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -509,6 +518,183 @@ func (x *Job) GetCutover() *CutOver {
 	return nil
 }
 
+func (x *Job) GetVolumes() []*VolumeMove {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+// VolumeMove is one of a V2V job's volumes: the source volume, where it goes, and
+// what the job made to move it (clean-up deletes those, and the new volume when the
+// job fails or is cancelled).
+type VolumeMove struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source_volume_id is the volume in the source Cinder (never changed).
+	SourceVolumeId string `protobuf:"bytes,1,opt,name=source_volume_id,json=sourceVolumeId,proto3" json:"source_volume_id,omitempty"`
+	// name is the source volume's name; the new volume gets it.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// size_gb is the source volume's size; the new volume has the same.
+	SizeGb int32 `protobuf:"varint,3,opt,name=size_gb,json=sizeGb,proto3" json:"size_gb,omitempty"`
+	// device is where the source server has it attached ("/dev/vdb"); the new server
+	// gets it at the same device, in the same order.
+	Device string `protobuf:"bytes,4,opt,name=device,proto3" json:"device,omitempty"`
+	// boot is true for the volume the source server boots from: the new server boots
+	// from its copy.
+	Boot bool `protobuf:"varint,5,opt,name=boot,proto3" json:"boot,omitempty"`
+	// source_type is the source volume's type.
+	SourceType string `protobuf:"bytes,6,opt,name=source_type,json=sourceType,proto3" json:"source_type,omitempty"`
+	// destination_type is the new volume's type (destination.volume_types, or the
+	// source type's name).
+	DestinationType string `protobuf:"bytes,7,opt,name=destination_type,json=destinationType,proto3" json:"destination_type,omitempty"`
+	// source_snapshot_id is the Cinder snapshot of the source volume the job took.
+	SourceSnapshotId string `protobuf:"bytes,8,opt,name=source_snapshot_id,json=sourceSnapshotId,proto3" json:"source_snapshot_id,omitempty"`
+	// source_temp_volume_id is the volume made from that snapshot, uploaded to an
+	// image (Cinder uploads a volume, not a snapshot).
+	SourceTempVolumeId string `protobuf:"bytes,9,opt,name=source_temp_volume_id,json=sourceTempVolumeId,proto3" json:"source_temp_volume_id,omitempty"`
+	// source_image_id is the image in the source Glance holding the volume's bytes.
+	SourceImageId string `protobuf:"bytes,10,opt,name=source_image_id,json=sourceImageId,proto3" json:"source_image_id,omitempty"`
+	// image_id is its copy in the destination Glance.
+	ImageId string `protobuf:"bytes,11,opt,name=image_id,json=imageId,proto3" json:"image_id,omitempty"`
+	// destination_volume_id is the new volume, made from image_id.
+	DestinationVolumeId string `protobuf:"bytes,12,opt,name=destination_volume_id,json=destinationVolumeId,proto3" json:"destination_volume_id,omitempty"`
+	// progress is the copy of the volume's image to the destination Glance.
+	Progress *CopyProgress `protobuf:"bytes,13,opt,name=progress,proto3" json:"progress,omitempty"`
+	// done is true once the new volume is available and the job's intermediate
+	// snapshot, volume and images are deleted.
+	Done          bool `protobuf:"varint,14,opt,name=done,proto3" json:"done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VolumeMove) Reset() {
+	*x = VolumeMove{}
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VolumeMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VolumeMove) ProtoMessage() {}
+
+func (x *VolumeMove) ProtoReflect() protoreflect.Message {
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VolumeMove.ProtoReflect.Descriptor instead.
+func (*VolumeMove) Descriptor() ([]byte, []int) {
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VolumeMove) GetSourceVolumeId() string {
+	if x != nil {
+		return x.SourceVolumeId
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetSizeGb() int32 {
+	if x != nil {
+		return x.SizeGb
+	}
+	return 0
+}
+
+func (x *VolumeMove) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetBoot() bool {
+	if x != nil {
+		return x.Boot
+	}
+	return false
+}
+
+func (x *VolumeMove) GetSourceType() string {
+	if x != nil {
+		return x.SourceType
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetDestinationType() string {
+	if x != nil {
+		return x.DestinationType
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetSourceSnapshotId() string {
+	if x != nil {
+		return x.SourceSnapshotId
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetSourceTempVolumeId() string {
+	if x != nil {
+		return x.SourceTempVolumeId
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetSourceImageId() string {
+	if x != nil {
+		return x.SourceImageId
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetImageId() string {
+	if x != nil {
+		return x.ImageId
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetDestinationVolumeId() string {
+	if x != nil {
+		return x.DestinationVolumeId
+	}
+	return ""
+}
+
+func (x *VolumeMove) GetProgress() *CopyProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *VolumeMove) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
 // CutOver is a CutOverJob request.
 type CutOver struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -524,7 +710,7 @@ type CutOver struct {
 
 func (x *CutOver) Reset() {
 	*x = CutOver{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +722,7 @@ func (x *CutOver) String() string {
 func (*CutOver) ProtoMessage() {}
 
 func (x *CutOver) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[1]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +735,7 @@ func (x *CutOver) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CutOver.ProtoReflect.Descriptor instead.
 func (*CutOver) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{1}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CutOver) GetPortId() string {
@@ -614,7 +800,7 @@ type P2VSource struct {
 
 func (x *P2VSource) Reset() {
 	*x = P2VSource{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +812,7 @@ func (x *P2VSource) String() string {
 func (*P2VSource) ProtoMessage() {}
 
 func (x *P2VSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[2]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +825,7 @@ func (x *P2VSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use P2VSource.ProtoReflect.Descriptor instead.
 func (*P2VSource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{2}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *P2VSource) GetDiskPath() string {
@@ -711,7 +897,7 @@ type P2VImage struct {
 
 func (x *P2VImage) Reset() {
 	*x = P2VImage{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +909,7 @@ func (x *P2VImage) String() string {
 func (*P2VImage) ProtoMessage() {}
 
 func (x *P2VImage) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[3]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +922,7 @@ func (x *P2VImage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use P2VImage.ProtoReflect.Descriptor instead.
 func (*P2VImage) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{3}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *P2VImage) GetCloud() string {
@@ -782,7 +968,7 @@ type P2VResult struct {
 
 func (x *P2VResult) Reset() {
 	*x = P2VResult{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +980,7 @@ func (x *P2VResult) String() string {
 func (*P2VResult) ProtoMessage() {}
 
 func (x *P2VResult) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[4]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +993,7 @@ func (x *P2VResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use P2VResult.ProtoReflect.Descriptor instead.
 func (*P2VResult) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{4}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *P2VResult) GetInspection() *Inspection {
@@ -914,7 +1100,7 @@ type Inspection struct {
 
 func (x *Inspection) Reset() {
 	*x = Inspection{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1112,7 @@ func (x *Inspection) String() string {
 func (*Inspection) ProtoMessage() {}
 
 func (x *Inspection) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[5]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1125,7 @@ func (x *Inspection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Inspection.ProtoReflect.Descriptor instead.
 func (*Inspection) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{5}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Inspection) GetPartitionTable() string {
@@ -1077,7 +1263,7 @@ type InspectedPartition struct {
 
 func (x *InspectedPartition) Reset() {
 	*x = InspectedPartition{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1275,7 @@ func (x *InspectedPartition) String() string {
 func (*InspectedPartition) ProtoMessage() {}
 
 func (x *InspectedPartition) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[6]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1288,7 @@ func (x *InspectedPartition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InspectedPartition.ProtoReflect.Descriptor instead.
 func (*InspectedPartition) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{6}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InspectedPartition) GetNumber() int32 {
@@ -1183,7 +1369,7 @@ type NetworkConfig struct {
 
 func (x *NetworkConfig) Reset() {
 	*x = NetworkConfig{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1381,7 @@ func (x *NetworkConfig) String() string {
 func (*NetworkConfig) ProtoMessage() {}
 
 func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[7]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1394,7 @@ func (x *NetworkConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkConfig.ProtoReflect.Descriptor instead.
 func (*NetworkConfig) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{7}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NetworkConfig) GetKind() string {
@@ -1248,7 +1434,7 @@ type Decommission struct {
 
 func (x *Decommission) Reset() {
 	*x = Decommission{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1446,7 @@ func (x *Decommission) String() string {
 func (*Decommission) ProtoMessage() {}
 
 func (x *Decommission) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[8]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1459,7 @@ func (x *Decommission) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decommission.ProtoReflect.Descriptor instead.
 func (*Decommission) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{8}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Decommission) GetTime() *timestamppb.Timestamp {
@@ -1335,7 +1521,7 @@ type V2VSource struct {
 
 func (x *V2VSource) Reset() {
 	*x = V2VSource{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1533,7 @@ func (x *V2VSource) String() string {
 func (*V2VSource) ProtoMessage() {}
 
 func (x *V2VSource) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[9]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1546,7 @@ func (x *V2VSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VSource.ProtoReflect.Descriptor instead.
 func (*V2VSource) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{9}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *V2VSource) GetCloud() string {
@@ -1465,14 +1651,18 @@ type V2VDestination struct {
 	// goes to nobody. The server boots with user data that keeps its identity on a
 	// guest with cloud-init (its host keys, users, authorized_keys, host name, …):
 	// a new instance ID would otherwise make cloud-init treat it as a new server.
-	KeyPairUser   string `protobuf:"bytes,13,opt,name=key_pair_user,json=keyPairUser,proto3" json:"key_pair_user,omitempty"`
+	KeyPairUser string `protobuf:"bytes,13,opt,name=key_pair_user,json=keyPairUser,proto3" json:"key_pair_user,omitempty"`
+	// volume_types maps a source volume type to the destination's type for the
+	// server's volumes ({"legacy-ssd": "ssd"}); a type not mapped keeps its name,
+	// which the destination must have.
+	VolumeTypes   map[string]string `protobuf:"bytes,14,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *V2VDestination) Reset() {
 	*x = V2VDestination{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1674,7 @@ func (x *V2VDestination) String() string {
 func (*V2VDestination) ProtoMessage() {}
 
 func (x *V2VDestination) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[10]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1687,7 @@ func (x *V2VDestination) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VDestination.ProtoReflect.Descriptor instead.
 func (*V2VDestination) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{10}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *V2VDestination) GetCloud() string {
@@ -1591,6 +1781,13 @@ func (x *V2VDestination) GetKeyPairUser() string {
 	return ""
 }
 
+func (x *V2VDestination) GetVolumeTypes() map[string]string {
+	if x != nil {
+		return x.VolumeTypes
+	}
+	return nil
+}
+
 // V2VNic is where one of the server's NICs goes.
 type V2VNic struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1610,7 +1807,7 @@ type V2VNic struct {
 
 func (x *V2VNic) Reset() {
 	*x = V2VNic{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1819,7 @@ func (x *V2VNic) String() string {
 func (*V2VNic) ProtoMessage() {}
 
 func (x *V2VNic) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[11]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1832,7 @@ func (x *V2VNic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use V2VNic.ProtoReflect.Descriptor instead.
 func (*V2VNic) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{11}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *V2VNic) GetNetworkId() string {
@@ -1704,7 +1901,7 @@ type CopyProgress struct {
 
 func (x *CopyProgress) Reset() {
 	*x = CopyProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1913,7 @@ func (x *CopyProgress) String() string {
 func (*CopyProgress) ProtoMessage() {}
 
 func (x *CopyProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[12]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1926,7 @@ func (x *CopyProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyProgress.ProtoReflect.Descriptor instead.
 func (*CopyProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{12}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CopyProgress) GetTotalBytes() int64 {
@@ -1838,7 +2035,7 @@ type WarmProgress struct {
 
 func (x *WarmProgress) Reset() {
 	*x = WarmProgress{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2047,7 @@ func (x *WarmProgress) String() string {
 func (*WarmProgress) ProtoMessage() {}
 
 func (x *WarmProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[13]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2060,7 @@ func (x *WarmProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmProgress.ProtoReflect.Descriptor instead.
 func (*WarmProgress) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{13}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WarmProgress) GetRounds() []*WarmRound {
@@ -1934,7 +2131,7 @@ type WarmRound struct {
 
 func (x *WarmRound) Reset() {
 	*x = WarmRound{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2143,7 @@ func (x *WarmRound) String() string {
 func (*WarmRound) ProtoMessage() {}
 
 func (x *WarmRound) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[14]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2156,7 @@ func (x *WarmRound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WarmRound.ProtoReflect.Descriptor instead.
 func (*WarmRound) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{14}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WarmRound) GetSnapshotImageId() string {
@@ -2056,7 +2253,7 @@ type Chunk struct {
 
 func (x *Chunk) Reset() {
 	*x = Chunk{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2265,7 @@ func (x *Chunk) String() string {
 func (*Chunk) ProtoMessage() {}
 
 func (x *Chunk) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[15]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2278,7 @@ func (x *Chunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Chunk.ProtoReflect.Descriptor instead.
 func (*Chunk) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{15}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Chunk) GetOffset() int64 {
@@ -2139,7 +2336,7 @@ type Created struct {
 
 func (x *Created) Reset() {
 	*x = Created{}
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[16]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2348,7 @@ func (x *Created) String() string {
 func (*Created) ProtoMessage() {}
 
 func (x *Created) ProtoReflect() protoreflect.Message {
-	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[16]
+	mi := &file_hikkoshi_converter_v1_job_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2361,7 @@ func (x *Created) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Created.ProtoReflect.Descriptor instead.
 func (*Created) Descriptor() ([]byte, []int) {
-	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{16}
+	return file_hikkoshi_converter_v1_job_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Created) GetStoppedSource() bool {
@@ -2227,7 +2424,8 @@ var File_hikkoshi_converter_v1_job_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\t\n" +
+	"\x1fhikkoshi/converter/v1/job.proto\x12\x15hikkoshi.converter.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\n" +
+	"\n" +
 	"\x03Job\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bworkload\x18\x02 \x01(\tR\bworkload\x128\n" +
@@ -2257,7 +2455,26 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\tstop_time\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\bstopTime\x125\n" +
 	"\bdowntime\x18\x16 \x01(\v2\x19.google.protobuf.DurationR\bdowntime\x127\n" +
 	"\x04warm\x18\x17 \x01(\v2#.hikkoshi.converter.v1.WarmProgressR\x04warm\x128\n" +
-	"\acutover\x18\x18 \x01(\v2\x1e.hikkoshi.converter.v1.CutOverR\acutover\"\x88\x01\n" +
+	"\acutover\x18\x18 \x01(\v2\x1e.hikkoshi.converter.v1.CutOverR\acutover\x12;\n" +
+	"\avolumes\x18\x19 \x03(\v2!.hikkoshi.converter.v1.VolumeMoveR\avolumes\"\x88\x04\n" +
+	"\n" +
+	"VolumeMove\x12(\n" +
+	"\x10source_volume_id\x18\x01 \x01(\tR\x0esourceVolumeId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
+	"\asize_gb\x18\x03 \x01(\x05R\x06sizeGb\x12\x16\n" +
+	"\x06device\x18\x04 \x01(\tR\x06device\x12\x12\n" +
+	"\x04boot\x18\x05 \x01(\bR\x04boot\x12\x1f\n" +
+	"\vsource_type\x18\x06 \x01(\tR\n" +
+	"sourceType\x12)\n" +
+	"\x10destination_type\x18\a \x01(\tR\x0fdestinationType\x12,\n" +
+	"\x12source_snapshot_id\x18\b \x01(\tR\x10sourceSnapshotId\x121\n" +
+	"\x15source_temp_volume_id\x18\t \x01(\tR\x12sourceTempVolumeId\x12&\n" +
+	"\x0fsource_image_id\x18\n" +
+	" \x01(\tR\rsourceImageId\x12\x19\n" +
+	"\bimage_id\x18\v \x01(\tR\aimageId\x122\n" +
+	"\x15destination_volume_id\x18\f \x01(\tR\x13destinationVolumeId\x12?\n" +
+	"\bprogress\x18\r \x01(\v2#.hikkoshi.converter.v1.CopyProgressR\bprogress\x12\x12\n" +
+	"\x04done\x18\x0e \x01(\bR\x04done\"\x88\x01\n" +
 	"\aCutOver\x12\x17\n" +
 	"\aport_id\x18\x01 \x01(\tR\x06portId\x12%\n" +
 	"\x0esource_stopped\x18\x02 \x01(\bR\rsourceStopped\x12=\n" +
@@ -2351,7 +2568,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\vwarm_rounds\x18\x06 \x01(\x05R\n" +
 	"warmRounds\x12(\n" +
 	"\x10hold_for_cutover\x18\a \x01(\bR\x0eholdForCutover\x12I\n" +
-	"\x13warm_round_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11warmRoundInterval\"\xb6\x03\n" +
+	"\x13warm_round_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11warmRoundInterval\"\xd1\x04\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -2368,7 +2585,11 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x04nics\x18\v \x03(\v2\x1d.hikkoshi.converter.v1.V2VNicR\x04nics\x12\x1f\n" +
 	"\vnew_address\x18\f \x01(\bR\n" +
 	"newAddress\x12\"\n" +
-	"\rkey_pair_user\x18\r \x01(\tR\vkeyPairUser\"v\n" +
+	"\rkey_pair_user\x18\r \x01(\tR\vkeyPairUser\x12Y\n" +
+	"\fvolume_types\x18\x0e \x03(\v26.hikkoshi.converter.v1.V2VDestination.VolumeTypesEntryR\vvolumeTypes\x1a>\n" +
+	"\x10VolumeTypesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"v\n" +
 	"\x06V2VNic\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x19\n" +
@@ -2443,7 +2664,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n" +
 	"\x10JOB_STATE_FAILED\x10\x04\x12\x17\n" +
 	"\x13JOB_STATE_CANCELLED\x10\x05\x12\x16\n" +
-	"\x12JOB_STATE_REVERTED\x10\x06*\x9c\x02\n" +
+	"\x12JOB_STATE_REVERTED\x10\x06*\xb2\x02\n" +
 	"\aJobStep\x12\x18\n" +
 	"\x14JOB_STEP_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12JOB_STEP_PREFLIGHT\x10\x01\x12\x11\n" +
@@ -2458,7 +2679,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\x0fJOB_STEP_UPLOAD\x10\n" +
 	"\x12\x12\n" +
 	"\x0eJOB_STEP_FETCH\x10\v\x12\x14\n" +
-	"\x10JOB_STEP_PRECOPY\x10\fBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
+	"\x10JOB_STEP_PRECOPY\x10\f\x12\x14\n" +
+	"\x10JOB_STEP_VOLUMES\x10\rBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1;converterv1b\x06proto3"
 
 var (
 	file_hikkoshi_converter_v1_job_proto_rawDescOnce sync.Once
@@ -2473,71 +2695,76 @@ func file_hikkoshi_converter_v1_job_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_converter_v1_job_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_hikkoshi_converter_v1_job_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_hikkoshi_converter_v1_job_proto_goTypes = []any{
 	(Firmware)(0),                 // 0: hikkoshi.converter.v1.Firmware
 	(JobState)(0),                 // 1: hikkoshi.converter.v1.JobState
 	(JobStep)(0),                  // 2: hikkoshi.converter.v1.JobStep
 	(*Job)(nil),                   // 3: hikkoshi.converter.v1.Job
-	(*CutOver)(nil),               // 4: hikkoshi.converter.v1.CutOver
-	(*P2VSource)(nil),             // 5: hikkoshi.converter.v1.P2VSource
-	(*P2VImage)(nil),              // 6: hikkoshi.converter.v1.P2VImage
-	(*P2VResult)(nil),             // 7: hikkoshi.converter.v1.P2VResult
-	(*Inspection)(nil),            // 8: hikkoshi.converter.v1.Inspection
-	(*InspectedPartition)(nil),    // 9: hikkoshi.converter.v1.InspectedPartition
-	(*NetworkConfig)(nil),         // 10: hikkoshi.converter.v1.NetworkConfig
-	(*Decommission)(nil),          // 11: hikkoshi.converter.v1.Decommission
-	(*V2VSource)(nil),             // 12: hikkoshi.converter.v1.V2VSource
-	(*V2VDestination)(nil),        // 13: hikkoshi.converter.v1.V2VDestination
-	(*V2VNic)(nil),                // 14: hikkoshi.converter.v1.V2VNic
-	(*CopyProgress)(nil),          // 15: hikkoshi.converter.v1.CopyProgress
-	(*WarmProgress)(nil),          // 16: hikkoshi.converter.v1.WarmProgress
-	(*WarmRound)(nil),             // 17: hikkoshi.converter.v1.WarmRound
-	(*Chunk)(nil),                 // 18: hikkoshi.converter.v1.Chunk
-	(*Created)(nil),               // 19: hikkoshi.converter.v1.Created
-	nil,                           // 20: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	nil,                           // 21: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*VolumeMove)(nil),            // 4: hikkoshi.converter.v1.VolumeMove
+	(*CutOver)(nil),               // 5: hikkoshi.converter.v1.CutOver
+	(*P2VSource)(nil),             // 6: hikkoshi.converter.v1.P2VSource
+	(*P2VImage)(nil),              // 7: hikkoshi.converter.v1.P2VImage
+	(*P2VResult)(nil),             // 8: hikkoshi.converter.v1.P2VResult
+	(*Inspection)(nil),            // 9: hikkoshi.converter.v1.Inspection
+	(*InspectedPartition)(nil),    // 10: hikkoshi.converter.v1.InspectedPartition
+	(*NetworkConfig)(nil),         // 11: hikkoshi.converter.v1.NetworkConfig
+	(*Decommission)(nil),          // 12: hikkoshi.converter.v1.Decommission
+	(*V2VSource)(nil),             // 13: hikkoshi.converter.v1.V2VSource
+	(*V2VDestination)(nil),        // 14: hikkoshi.converter.v1.V2VDestination
+	(*V2VNic)(nil),                // 15: hikkoshi.converter.v1.V2VNic
+	(*CopyProgress)(nil),          // 16: hikkoshi.converter.v1.CopyProgress
+	(*WarmProgress)(nil),          // 17: hikkoshi.converter.v1.WarmProgress
+	(*WarmRound)(nil),             // 18: hikkoshi.converter.v1.WarmRound
+	(*Chunk)(nil),                 // 19: hikkoshi.converter.v1.Chunk
+	(*Created)(nil),               // 20: hikkoshi.converter.v1.Created
+	nil,                           // 21: hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	nil,                           // 22: hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	nil,                           // 23: hikkoshi.converter.v1.V2VDestination.VolumeTypesEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
 }
 var file_hikkoshi_converter_v1_job_proto_depIdxs = []int32{
-	12, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
-	13, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
+	13, // 0: hikkoshi.converter.v1.Job.source:type_name -> hikkoshi.converter.v1.V2VSource
+	14, // 1: hikkoshi.converter.v1.Job.destination:type_name -> hikkoshi.converter.v1.V2VDestination
 	1,  // 2: hikkoshi.converter.v1.Job.state:type_name -> hikkoshi.converter.v1.JobState
 	2,  // 3: hikkoshi.converter.v1.Job.step:type_name -> hikkoshi.converter.v1.JobStep
-	15, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
-	19, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
-	22, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	22, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	22, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
-	11, // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
-	5,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
-	6,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
-	7,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
-	22, // 13: hikkoshi.converter.v1.Job.stop_time:type_name -> google.protobuf.Timestamp
-	23, // 14: hikkoshi.converter.v1.Job.downtime:type_name -> google.protobuf.Duration
-	16, // 15: hikkoshi.converter.v1.Job.warm:type_name -> hikkoshi.converter.v1.WarmProgress
-	4,  // 16: hikkoshi.converter.v1.Job.cutover:type_name -> hikkoshi.converter.v1.CutOver
-	22, // 17: hikkoshi.converter.v1.CutOver.request_time:type_name -> google.protobuf.Timestamp
-	8,  // 18: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
-	20, // 19: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
-	0,  // 20: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	9,  // 21: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
-	10, // 22: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
-	0,  // 23: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
-	21, // 24: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
-	22, // 25: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
-	23, // 26: hikkoshi.converter.v1.V2VSource.warm_round_interval:type_name -> google.protobuf.Duration
-	14, // 27: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
-	18, // 28: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
-	17, // 29: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
-	22, // 30: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
-	22, // 31: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	16, // 4: hikkoshi.converter.v1.Job.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	20, // 5: hikkoshi.converter.v1.Job.created:type_name -> hikkoshi.converter.v1.Created
+	24, // 6: hikkoshi.converter.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	24, // 7: hikkoshi.converter.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	24, // 8: hikkoshi.converter.v1.Job.end_time:type_name -> google.protobuf.Timestamp
+	12, // 9: hikkoshi.converter.v1.Job.decommission:type_name -> hikkoshi.converter.v1.Decommission
+	6,  // 10: hikkoshi.converter.v1.Job.p2v_source:type_name -> hikkoshi.converter.v1.P2VSource
+	7,  // 11: hikkoshi.converter.v1.Job.p2v_image:type_name -> hikkoshi.converter.v1.P2VImage
+	8,  // 12: hikkoshi.converter.v1.Job.p2v_result:type_name -> hikkoshi.converter.v1.P2VResult
+	24, // 13: hikkoshi.converter.v1.Job.stop_time:type_name -> google.protobuf.Timestamp
+	25, // 14: hikkoshi.converter.v1.Job.downtime:type_name -> google.protobuf.Duration
+	17, // 15: hikkoshi.converter.v1.Job.warm:type_name -> hikkoshi.converter.v1.WarmProgress
+	5,  // 16: hikkoshi.converter.v1.Job.cutover:type_name -> hikkoshi.converter.v1.CutOver
+	4,  // 17: hikkoshi.converter.v1.Job.volumes:type_name -> hikkoshi.converter.v1.VolumeMove
+	16, // 18: hikkoshi.converter.v1.VolumeMove.progress:type_name -> hikkoshi.converter.v1.CopyProgress
+	24, // 19: hikkoshi.converter.v1.CutOver.request_time:type_name -> google.protobuf.Timestamp
+	9,  // 20: hikkoshi.converter.v1.P2VResult.inspection:type_name -> hikkoshi.converter.v1.Inspection
+	21, // 21: hikkoshi.converter.v1.P2VResult.timings_ms:type_name -> hikkoshi.converter.v1.P2VResult.TimingsMsEntry
+	0,  // 22: hikkoshi.converter.v1.P2VResult.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	10, // 23: hikkoshi.converter.v1.Inspection.partitions:type_name -> hikkoshi.converter.v1.InspectedPartition
+	11, // 24: hikkoshi.converter.v1.Inspection.network:type_name -> hikkoshi.converter.v1.NetworkConfig
+	0,  // 25: hikkoshi.converter.v1.Inspection.firmware_type:type_name -> hikkoshi.converter.v1.Firmware
+	22, // 26: hikkoshi.converter.v1.NetworkConfig.interfaces:type_name -> hikkoshi.converter.v1.NetworkConfig.InterfacesEntry
+	24, // 27: hikkoshi.converter.v1.Decommission.time:type_name -> google.protobuf.Timestamp
+	25, // 28: hikkoshi.converter.v1.V2VSource.warm_round_interval:type_name -> google.protobuf.Duration
+	15, // 29: hikkoshi.converter.v1.V2VDestination.nics:type_name -> hikkoshi.converter.v1.V2VNic
+	23, // 30: hikkoshi.converter.v1.V2VDestination.volume_types:type_name -> hikkoshi.converter.v1.V2VDestination.VolumeTypesEntry
+	19, // 31: hikkoshi.converter.v1.CopyProgress.chunks:type_name -> hikkoshi.converter.v1.Chunk
+	18, // 32: hikkoshi.converter.v1.WarmProgress.rounds:type_name -> hikkoshi.converter.v1.WarmRound
+	24, // 33: hikkoshi.converter.v1.WarmRound.start_time:type_name -> google.protobuf.Timestamp
+	24, // 34: hikkoshi.converter.v1.WarmRound.end_time:type_name -> google.protobuf.Timestamp
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_converter_v1_job_proto_init() }
@@ -2551,7 +2778,7 @@ func file_hikkoshi_converter_v1_job_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_converter_v1_job_proto_rawDesc), len(file_hikkoshi_converter_v1_job_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -54,6 +54,8 @@ func (r *Runner) Cleanup(ctx context.Context, j *converterv1.Job) error {
 		name = s.Name
 	}
 	errs = append(errs, r.cleanupBoot(ctx, j, id, dst, name))
+	// The volumes: after the server, whose deletion detaches them.
+	errs = append(errs, (&task{Runner: r, j: j, id: id, src: src, dst: dst}).cleanupVolumes(ctx))
 	dg := imagecopy.NewGlance(dst.image)
 	if c.GetImageId() != "" {
 		errs = append(errs, dg.Delete(ctx, c.GetImageId()))

@@ -1,7 +1,7 @@
 package jobs
 
 // The pre-flight: what a job needs in the destination, checked before anything is
-// changed (flavor, ports, network, key pair, groups, quota).
+// changed (flavor, ports, network, key pair, groups, volume types, quota).
 
 import (
 	"context"
@@ -104,6 +104,12 @@ func (t *task) preflight(ctx context.Context) (*plan, error) {
 	if pl.fixedIP == "" && !d.GetNewAddress() && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
 		pl.fixedIP = ifaces[0].FixedIPs[0].IPAddress // the interfaces read above: no second call
 	}
+	t.pl = pl
+	miss, err = t.planVolumes(ctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, miss...)
 	return pl, r.enough(ctx, j, dst, fl0, missing)
 }
 

@@ -1,7 +1,7 @@
 package jobs
 
 // The V2V steps after the pre-flight: stop, snapshot, copy, boot (with the
-// destination's ports, one per source NIC), health.
+// destination's ports, one per source NIC, and the moved volumes: volumes.go), health.
 
 import (
 	"bytes"
@@ -278,17 +278,20 @@ func (t *task) boot(ctx context.Context) error {
 			md[k] = v
 		}
 		md["hikkoshi_job"] = id
-		s, err := osapi.CreateServer(ctx, dst.compute, keypairs.CreateOptsExt{
+		// Its volumes at their devices, in order; booted from its volume's copy when
+		// it booted from a volume.
+		bdms, devices := volumeBDMs(j, j.GetCreated().GetImageId())
+		s, err := osapi.CreateServer(ctx, dst.compute, withDeviceNames{CreateOptsBuilder: keypairs.CreateOptsExt{
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
-				Networks: nets, Metadata: md,
+				Networks: nets, Metadata: md, BlockDevice: bdms,
 				// The guest keeps its identity on its first boot here: without
 				// this, the new instance ID makes its cloud-init regenerate the
 				// host keys, create the default user and rewrite root's keys.
 				UserData: []byte(cloudinit.UserData(cloudinit.Options{KeyPairUser: j.GetDestination().GetKeyPairUser()})),
 			},
 			KeyName: pl.keyName,
-		})
+		}, devices: devices})
 		if err != nil {
 			return err
 		}

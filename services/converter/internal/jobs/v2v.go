@@ -34,6 +34,8 @@ var ErrCancelled = errors.New("jobs: cancelled on request")
 // clients are one cloud's API clients.
 type clients struct {
 	compute, network, image *gophercloud.ServiceClient
+	// volume is Cinder's client; nil when the cloud's catalog has no block storage.
+	volume *gophercloud.ServiceClient
 	// project is the ID of the project the entry is scoped to.
 	project string
 }
@@ -124,8 +126,17 @@ func (r *Runner) openOnce(ctx context.Context, name string) (clients, error) {
 	if cl.network, err = c.Network(); err != nil {
 		return cl, err
 	}
-	cl.image, err = c.Image()
-	return cl, err
+	if cl.image, err = c.Image(); err != nil {
+		return cl, err
+	}
+	if cl.volume, err = c.BlockStorage(); err != nil {
+		var nf *gophercloud.ErrEndpointNotFound
+		if !errors.As(err, &nf) {
+			return cl, err
+		}
+		cl.volume = nil // a server with volumes is refused at the pre-flight
+	}
+	return cl, nil
 }
 
 // pause is the pause between status reads (Poll, 1 s when unset).
@@ -170,6 +181,9 @@ type plan struct {
 	keyName  string
 	sgIDs    []string
 	nics     []nicPlan // destination.nics, in the guest's order
+	// bootVolume is true when the server boots from a volume: its root disk moves
+	// with the volumes (JOB_STEP_VOLUMES), not as a Nova snapshot image.
+	bootVolume bool
 }
 
 // nicPlan is one NIC's destination: a given port, or a new port on a network with an
@@ -230,9 +244,15 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 		case converterv1.JobStep_JOB_STEP_STOP:
 			err = t.stop(ctx)
 		case converterv1.JobStep_JOB_STEP_SNAPSHOT:
-			err = t.snapshot(ctx)
+			if !t.pl.bootVolume {
+				err = t.snapshot(ctx)
+			}
 		case converterv1.JobStep_JOB_STEP_COPY:
-			err = t.copyImage(ctx)
+			if !t.pl.bootVolume {
+				err = t.copyImage(ctx)
+			}
+		case converterv1.JobStep_JOB_STEP_VOLUMES:
+			err = t.moveVolumes(ctx)
 		case converterv1.JobStep_JOB_STEP_BOOT:
 			err = t.boot(ctx)
 		case converterv1.JobStep_JOB_STEP_HEALTH:
@@ -253,8 +273,8 @@ func (r *Runner) Run(ctx context.Context, j *converterv1.Job, save func(context.
 // v2vSteps are a V2V job's steps in the order they run.
 var v2vSteps = []converterv1.JobStep{
 	converterv1.JobStep_JOB_STEP_PREFLIGHT, converterv1.JobStep_JOB_STEP_PRECOPY, converterv1.JobStep_JOB_STEP_STOP,
-	converterv1.JobStep_JOB_STEP_SNAPSHOT, converterv1.JobStep_JOB_STEP_COPY, converterv1.JobStep_JOB_STEP_BOOT,
-	converterv1.JobStep_JOB_STEP_HEALTH,
+	converterv1.JobStep_JOB_STEP_SNAPSHOT, converterv1.JobStep_JOB_STEP_COPY, converterv1.JobStep_JOB_STEP_VOLUMES,
+	converterv1.JobStep_JOB_STEP_BOOT, converterv1.JobStep_JOB_STEP_HEALTH,
 }
 
 // CleanupTimeout bounds a clean-up (it runs after the job's own context ended).

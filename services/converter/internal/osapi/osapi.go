@@ -1,4 +1,4 @@
-// Package osapi is every Nova, Neutron and Glance call the converter's jobs make,
+// Package osapi is every Nova, Neutron, Glance and Cinder call the converter's jobs make,
 // one function per call (the way services/lbaas/octavia wraps Octavia): the steps
 // read as what they do, and an answer that cannot be read is an error — a list is
 // never taken for empty because its body could not be parsed.
@@ -9,11 +9,16 @@ import (
 	"net/http"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/quotasets"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumetypes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/limits"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/volumeattach"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/quotas"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
@@ -24,6 +29,12 @@ import (
 
 // NotFound reports a 404.
 func NotFound(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusNotFound) }
+
+// Forbidden reports a 403 (a policy refusing the call).
+func Forbidden(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusForbidden) }
+
+// BadRequest reports a 400 (Cinder refusing an action on a busy volume).
+func BadRequest(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusBadRequest) }
 
 // Conflict reports a 409 (Nova refusing an action while a server is busy).
 func Conflict(err error) bool { return gophercloud.ResponseCodeIs(err, http.StatusConflict) }
@@ -141,4 +152,76 @@ func GetImage(ctx context.Context, c *gophercloud.ServiceClient, id string) (*im
 // ListImages lists images.
 func ListImages(ctx context.Context, c *gophercloud.ServiceClient, opts images.ListOpts) ([]images.Image, error) {
 	return listAll(ctx, images.List(c, opts), images.ExtractImages)
+}
+
+// ListVolumeAttachments lists a server's volume attachments (Nova's view: volume and
+// device).
+func ListVolumeAttachments(ctx context.Context, c *gophercloud.ServiceClient, serverID string) ([]volumeattach.VolumeAttachment, error) {
+	return listAll(ctx, volumeattach.List(c, serverID), volumeattach.ExtractVolumeAttachments)
+}
+
+// Cinder.
+
+// GetVolume reads a volume.
+func GetVolume(ctx context.Context, c *gophercloud.ServiceClient, id string) (*volumes.Volume, error) {
+	return volumes.Get(ctx, c, id).Extract()
+}
+
+// ListVolumes lists volumes.
+func ListVolumes(ctx context.Context, c *gophercloud.ServiceClient, opts volumes.ListOpts) ([]volumes.Volume, error) {
+	return listAll(ctx, volumes.List(c, opts), volumes.ExtractVolumes)
+}
+
+// CreateVolume makes a volume (blank, from a snapshot or from an image).
+func CreateVolume(ctx context.Context, c *gophercloud.ServiceClient, opts volumes.CreateOpts) (*volumes.Volume, error) {
+	return volumes.Create(ctx, c, opts, nil).Extract()
+}
+
+// DeleteVolume asks Cinder to delete a volume.
+func DeleteVolume(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
+	return volumes.Delete(ctx, c, id, volumes.DeleteOpts{}).ExtractErr()
+}
+
+// UploadVolume asks Cinder to upload a volume's bytes to a new image in its Glance
+// and returns the image's ID.
+func UploadVolume(ctx context.Context, c *gophercloud.ServiceClient, id string, opts volumes.UploadImageOpts) (string, error) {
+	img, err := volumes.UploadImage(ctx, c, id, opts).Extract()
+	if err != nil {
+		return "", err
+	}
+	return img.ImageID, nil
+}
+
+// CreateSnapshot takes a snapshot of a volume.
+func CreateSnapshot(ctx context.Context, c *gophercloud.ServiceClient, opts snapshots.CreateOpts) (*snapshots.Snapshot, error) {
+	return snapshots.Create(ctx, c, opts).Extract()
+}
+
+// GetSnapshot reads a volume snapshot.
+func GetSnapshot(ctx context.Context, c *gophercloud.ServiceClient, id string) (*snapshots.Snapshot, error) {
+	return snapshots.Get(ctx, c, id).Extract()
+}
+
+// ListSnapshots lists volume snapshots.
+func ListSnapshots(ctx context.Context, c *gophercloud.ServiceClient, opts snapshots.ListOpts) ([]snapshots.Snapshot, error) {
+	return listAll(ctx, snapshots.List(c, opts), snapshots.ExtractSnapshots)
+}
+
+// DeleteSnapshot asks Cinder to delete a volume snapshot.
+func DeleteSnapshot(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
+	return snapshots.Delete(ctx, c, id).ExtractErr()
+}
+
+// ListVolumeTypes lists the volume types the project may use.
+func ListVolumeTypes(ctx context.Context, c *gophercloud.ServiceClient) ([]volumetypes.VolumeType, error) {
+	return listAll(ctx, volumetypes.List(c, volumetypes.ListOpts{}), volumetypes.ExtractVolumeTypes)
+}
+
+// VolumeQuota reads a project's Cinder quota with its usage.
+func VolumeQuota(ctx context.Context, c *gophercloud.ServiceClient, project string) (*quotasets.QuotaUsageSet, error) {
+	q, err := quotasets.GetUsage(ctx, c, project).Extract()
+	if err != nil {
+		return nil, err
+	}
+	return &q, nil
 }
