@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -105,6 +107,9 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 			if d.GetFlavor() == "" {
 				v.Add("job.destination.flavor", "required for a P2V boot: the destination flavor's name (a physical server has no flavor to keep)")
 			}
+			if len(d.GetVolumeTypes()) > 0 {
+				v.Add("job.destination.volume_types", "a P2V job writes its disks into an image, not into Cinder volumes: leave volume_types empty")
+			}
 			if len(d.GetNics()) > 0 {
 				v.Add("job.destination.nics", "a P2V boot has one NIC: give port_id, or network_id (and fixed_ip); p2v_source.nics pins the guest's interface names")
 			}
@@ -190,6 +195,9 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 // MaxWarmRounds caps a warm job's pre-copy rounds.
 const MaxWarmRounds = 10
 
+// maxVolumeTypeName is the longest name Cinder takes for a volume type.
+const maxVolumeTypeName = 255
+
 // validateDestination checks where a job boots its server.
 func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
 	if d.GetCloud() == "" {
@@ -223,6 +231,15 @@ func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
 	}
 	if ip := d.GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
+	}
+	for _, from := range slices.Sorted(maps.Keys(d.GetVolumeTypes())) {
+		f := fmt.Sprintf("job.destination.volume_types[%q]", from)
+		switch to := d.GetVolumeTypes()[from]; {
+		case from == "" || len(from) > maxVolumeTypeName:
+			v.Add(f, "give the source volume type's name (1 to %d characters) as the key", maxVolumeTypeName)
+		case to == "" || len(to) > maxVolumeTypeName:
+			v.Add(f, "%q: give the destination volume type's name (1 to %d characters), or drop the entry to keep %q", to, maxVolumeTypeName, from)
+		}
 	}
 	if err := cloudinit.CheckUser(d.GetKeyPairUser()); err != nil {
 		v.Add("job.destination.key_pair_user", "%v", err)

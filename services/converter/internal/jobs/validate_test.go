@@ -119,3 +119,36 @@ func TestWarmNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestVolumeTypesNameTheField: destination.volume_types maps type names to type
+// names (1 to 255 characters each) and belongs to V2V; each mistake names the entry.
+func TestVolumeTypesNameTheField(t *testing.T) {
+	v2v := func(m map[string]string) *converterv1.CreateJobRequest {
+		return &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			Source: &converterv1.V2VSource{Cloud: "old", ServerId: "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f10"},
+			Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f11",
+				VolumeTypes: m},
+		}}
+	}
+	if err := ValidateCreateJob(v2v(map[string]string{"legacy-ssd": "ssd", "standard": "standard"})); err != nil {
+		t.Fatalf("a mapping: %v", err)
+	}
+	for _, c := range []struct {
+		name  string
+		req   *converterv1.CreateJobRequest
+		field string
+	}{
+		{"empty destination type", v2v(map[string]string{"legacy-ssd": ""}), `job.destination.volume_types["legacy-ssd"]`},
+		{"empty source type", v2v(map[string]string{"": "ssd"}), `job.destination.volume_types[""]`},
+		{"too long", v2v(map[string]string{"a": strings.Repeat("x", 256)}), `job.destination.volume_types["a"]`},
+		{"P2V", &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			P2VSource: &converterv1.P2VSource{DiskPath: "/srv/disk.raw"}, P2VImage: &converterv1.P2VImage{Cloud: "new"},
+			Destination: &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", PortId: "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f12",
+				VolumeTypes: map[string]string{"legacy-ssd": "ssd"}}}}, "job.destination.volume_types"},
+	} {
+		err := ValidateCreateJob(c.req)
+		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[c.field] == "" {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT naming %s", c.name, err, c.field)
+		}
+	}
+}
