@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -191,6 +193,24 @@ func (v *Violations) RequestID(path, id string) {
 	}
 	if !ok {
 		v.Add(path, "a request ID is at most %d letters, digits, '.', '_' and '-' (a UUID fits)", MaxRequestID)
+	}
+}
+
+// MaxVolumeTypeName is the longest volume type name Cinder takes.
+const MaxVolumeTypeName = 255
+
+// VolumeTypes records a violation at path[source] for each entry of a map of
+// source volume types to destination volume types that is not two names of 1 to
+// MaxVolumeTypeName characters.
+func (v *Violations) VolumeTypes(path string, m map[string]string) {
+	for _, from := range slices.Sorted(maps.Keys(m)) {
+		f := fmt.Sprintf("%s[%q]", path, from)
+		switch to := m[from]; {
+		case from == "" || len(from) > MaxVolumeTypeName:
+			v.Add(f, "give the source volume type's name (1 to %d characters) as the key", MaxVolumeTypeName)
+		case to == "" || len(to) > MaxVolumeTypeName:
+			v.Add(f, "%q: give the destination volume type's name (1 to %d characters), or drop the entry to keep %q", to, MaxVolumeTypeName, from)
+		}
 	}
 }
 

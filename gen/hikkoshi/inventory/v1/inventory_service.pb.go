@@ -384,7 +384,10 @@ type GetPreflightRequest struct {
 	Wave int32 `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
 	// destination is the destination cloud's clouds.yaml entry (one of the
 	// inventory's --destination-clouds).
-	Destination   string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	Destination string `protobuf:"bytes,2,opt,name=destination,proto3" json:"destination,omitempty"`
+	// volume_types maps source volume types to the destination's, as the run will
+	// (run.volume_types): the check looks for the mapped names.
+	VolumeTypes   map[string]string `protobuf:"bytes,3,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -431,6 +434,13 @@ func (x *GetPreflightRequest) GetDestination() string {
 		return x.Destination
 	}
 	return ""
+}
+
+func (x *GetPreflightRequest) GetVolumeTypes() map[string]string {
+	if x != nil {
+		return x.VolumeTypes
+	}
+	return nil
 }
 
 // GetPreflightResponse is the response of GetPreflight.
@@ -1768,10 +1778,14 @@ const file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"_\n" +
 	"\x12AcceptPlanResponse\x12/\n" +
 	"\x04plan\x18\x01 \x01(\v2\x1b.hikkoshi.inventory.v1.PlanR\x04plan\x12\x18\n" +
-	"\aupdated\x18\x02 \x01(\x05R\aupdated\"K\n" +
+	"\aupdated\x18\x02 \x01(\x05R\aupdated\"\xeb\x01\n" +
 	"\x13GetPreflightRequest\x12\x12\n" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12 \n" +
-	"\vdestination\x18\x02 \x01(\tR\vdestination\"V\n" +
+	"\vdestination\x18\x02 \x01(\tR\vdestination\x12^\n" +
+	"\fvolume_types\x18\x03 \x03(\v2;.hikkoshi.inventory.v1.GetPreflightRequest.VolumeTypesEntryR\vvolumeTypes\x1a>\n" +
+	"\x10VolumeTypesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
 	"\x14GetPreflightResponse\x12>\n" +
 	"\x06report\x18\x01 \x01(\v2&.hikkoshi.inventory.v1.PreflightReportR\x06report\"D\n" +
 	"\x11CreateSyncRequest\x12/\n" +
@@ -1891,7 +1905,7 @@ func file_hikkoshi_inventory_v1_inventory_service_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_inventory_v1_inventory_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_hikkoshi_inventory_v1_inventory_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_hikkoshi_inventory_v1_inventory_service_proto_goTypes = []any{
 	(WatchEventType)(0),            // 0: hikkoshi.inventory.v1.WatchEventType
 	(*CreatePlanRequest)(nil),      // 1: hikkoshi.inventory.v1.CreatePlanRequest
@@ -1926,79 +1940,81 @@ var file_hikkoshi_inventory_v1_inventory_service_proto_goTypes = []any{
 	(*WatchWorkloadsResponse)(nil), // 30: hikkoshi.inventory.v1.WatchWorkloadsResponse
 	(*ListWavesRequest)(nil),       // 31: hikkoshi.inventory.v1.ListWavesRequest
 	(*ListWavesResponse)(nil),      // 32: hikkoshi.inventory.v1.ListWavesResponse
-	nil,                            // 33: hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
-	(*Plan)(nil),                   // 34: hikkoshi.inventory.v1.Plan
-	(*PreflightReport)(nil),        // 35: hikkoshi.inventory.v1.PreflightReport
-	(*Sync)(nil),                   // 36: hikkoshi.inventory.v1.Sync
-	(*Network)(nil),                // 37: hikkoshi.inventory.v1.Network
-	(*Workload)(nil),               // 38: hikkoshi.inventory.v1.Workload
-	(WorkloadState)(0),             // 39: hikkoshi.inventory.v1.WorkloadState
-	(WorkloadKind)(0),              // 40: hikkoshi.inventory.v1.WorkloadKind
-	(*fieldmaskpb.FieldMask)(nil),  // 41: google.protobuf.FieldMask
-	(*WaveSummary)(nil),            // 42: hikkoshi.inventory.v1.WaveSummary
+	nil,                            // 33: hikkoshi.inventory.v1.GetPreflightRequest.VolumeTypesEntry
+	nil,                            // 34: hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
+	(*Plan)(nil),                   // 35: hikkoshi.inventory.v1.Plan
+	(*PreflightReport)(nil),        // 36: hikkoshi.inventory.v1.PreflightReport
+	(*Sync)(nil),                   // 37: hikkoshi.inventory.v1.Sync
+	(*Network)(nil),                // 38: hikkoshi.inventory.v1.Network
+	(*Workload)(nil),               // 39: hikkoshi.inventory.v1.Workload
+	(WorkloadState)(0),             // 40: hikkoshi.inventory.v1.WorkloadState
+	(WorkloadKind)(0),              // 41: hikkoshi.inventory.v1.WorkloadKind
+	(*fieldmaskpb.FieldMask)(nil),  // 42: google.protobuf.FieldMask
+	(*WaveSummary)(nil),            // 43: hikkoshi.inventory.v1.WaveSummary
 }
 var file_hikkoshi_inventory_v1_inventory_service_proto_depIdxs = []int32{
-	34, // 0: hikkoshi.inventory.v1.CreatePlanRequest.plan:type_name -> hikkoshi.inventory.v1.Plan
-	34, // 1: hikkoshi.inventory.v1.CreatePlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
-	34, // 2: hikkoshi.inventory.v1.GetPlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
-	34, // 3: hikkoshi.inventory.v1.AcceptPlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
-	35, // 4: hikkoshi.inventory.v1.GetPreflightResponse.report:type_name -> hikkoshi.inventory.v1.PreflightReport
-	36, // 5: hikkoshi.inventory.v1.CreateSyncRequest.sync:type_name -> hikkoshi.inventory.v1.Sync
-	36, // 6: hikkoshi.inventory.v1.CreateSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
-	36, // 7: hikkoshi.inventory.v1.GetSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
-	36, // 8: hikkoshi.inventory.v1.ListSyncsResponse.syncs:type_name -> hikkoshi.inventory.v1.Sync
-	36, // 9: hikkoshi.inventory.v1.WatchSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
-	37, // 10: hikkoshi.inventory.v1.ListNetworksResponse.networks:type_name -> hikkoshi.inventory.v1.Network
-	38, // 11: hikkoshi.inventory.v1.CreateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
-	38, // 12: hikkoshi.inventory.v1.CreateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	38, // 13: hikkoshi.inventory.v1.GetWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	39, // 14: hikkoshi.inventory.v1.ListWorkloadsRequest.state:type_name -> hikkoshi.inventory.v1.WorkloadState
-	40, // 15: hikkoshi.inventory.v1.ListWorkloadsRequest.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
-	33, // 16: hikkoshi.inventory.v1.ListWorkloadsRequest.labels:type_name -> hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
-	38, // 17: hikkoshi.inventory.v1.ListWorkloadsResponse.workloads:type_name -> hikkoshi.inventory.v1.Workload
-	38, // 18: hikkoshi.inventory.v1.UpdateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
-	41, // 19: hikkoshi.inventory.v1.UpdateWorkloadRequest.update_mask:type_name -> google.protobuf.FieldMask
-	38, // 20: hikkoshi.inventory.v1.UpdateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	0,  // 21: hikkoshi.inventory.v1.WatchWorkloadsResponse.type:type_name -> hikkoshi.inventory.v1.WatchEventType
-	38, // 22: hikkoshi.inventory.v1.WatchWorkloadsResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
-	42, // 23: hikkoshi.inventory.v1.ListWavesResponse.waves:type_name -> hikkoshi.inventory.v1.WaveSummary
-	19, // 24: hikkoshi.inventory.v1.InventoryService.CreateWorkload:input_type -> hikkoshi.inventory.v1.CreateWorkloadRequest
-	21, // 25: hikkoshi.inventory.v1.InventoryService.GetWorkload:input_type -> hikkoshi.inventory.v1.GetWorkloadRequest
-	23, // 26: hikkoshi.inventory.v1.InventoryService.ListWorkloads:input_type -> hikkoshi.inventory.v1.ListWorkloadsRequest
-	25, // 27: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:input_type -> hikkoshi.inventory.v1.UpdateWorkloadRequest
-	27, // 28: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:input_type -> hikkoshi.inventory.v1.DeleteWorkloadRequest
-	29, // 29: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:input_type -> hikkoshi.inventory.v1.WatchWorkloadsRequest
-	31, // 30: hikkoshi.inventory.v1.InventoryService.ListWaves:input_type -> hikkoshi.inventory.v1.ListWavesRequest
-	9,  // 31: hikkoshi.inventory.v1.InventoryService.CreateSync:input_type -> hikkoshi.inventory.v1.CreateSyncRequest
-	11, // 32: hikkoshi.inventory.v1.InventoryService.GetSync:input_type -> hikkoshi.inventory.v1.GetSyncRequest
-	13, // 33: hikkoshi.inventory.v1.InventoryService.ListSyncs:input_type -> hikkoshi.inventory.v1.ListSyncsRequest
-	15, // 34: hikkoshi.inventory.v1.InventoryService.WatchSync:input_type -> hikkoshi.inventory.v1.WatchSyncRequest
-	17, // 35: hikkoshi.inventory.v1.InventoryService.ListNetworks:input_type -> hikkoshi.inventory.v1.ListNetworksRequest
-	1,  // 36: hikkoshi.inventory.v1.InventoryService.CreatePlan:input_type -> hikkoshi.inventory.v1.CreatePlanRequest
-	3,  // 37: hikkoshi.inventory.v1.InventoryService.GetPlan:input_type -> hikkoshi.inventory.v1.GetPlanRequest
-	5,  // 38: hikkoshi.inventory.v1.InventoryService.AcceptPlan:input_type -> hikkoshi.inventory.v1.AcceptPlanRequest
-	7,  // 39: hikkoshi.inventory.v1.InventoryService.GetPreflight:input_type -> hikkoshi.inventory.v1.GetPreflightRequest
-	20, // 40: hikkoshi.inventory.v1.InventoryService.CreateWorkload:output_type -> hikkoshi.inventory.v1.CreateWorkloadResponse
-	22, // 41: hikkoshi.inventory.v1.InventoryService.GetWorkload:output_type -> hikkoshi.inventory.v1.GetWorkloadResponse
-	24, // 42: hikkoshi.inventory.v1.InventoryService.ListWorkloads:output_type -> hikkoshi.inventory.v1.ListWorkloadsResponse
-	26, // 43: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:output_type -> hikkoshi.inventory.v1.UpdateWorkloadResponse
-	28, // 44: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:output_type -> hikkoshi.inventory.v1.DeleteWorkloadResponse
-	30, // 45: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:output_type -> hikkoshi.inventory.v1.WatchWorkloadsResponse
-	32, // 46: hikkoshi.inventory.v1.InventoryService.ListWaves:output_type -> hikkoshi.inventory.v1.ListWavesResponse
-	10, // 47: hikkoshi.inventory.v1.InventoryService.CreateSync:output_type -> hikkoshi.inventory.v1.CreateSyncResponse
-	12, // 48: hikkoshi.inventory.v1.InventoryService.GetSync:output_type -> hikkoshi.inventory.v1.GetSyncResponse
-	14, // 49: hikkoshi.inventory.v1.InventoryService.ListSyncs:output_type -> hikkoshi.inventory.v1.ListSyncsResponse
-	16, // 50: hikkoshi.inventory.v1.InventoryService.WatchSync:output_type -> hikkoshi.inventory.v1.WatchSyncResponse
-	18, // 51: hikkoshi.inventory.v1.InventoryService.ListNetworks:output_type -> hikkoshi.inventory.v1.ListNetworksResponse
-	2,  // 52: hikkoshi.inventory.v1.InventoryService.CreatePlan:output_type -> hikkoshi.inventory.v1.CreatePlanResponse
-	4,  // 53: hikkoshi.inventory.v1.InventoryService.GetPlan:output_type -> hikkoshi.inventory.v1.GetPlanResponse
-	6,  // 54: hikkoshi.inventory.v1.InventoryService.AcceptPlan:output_type -> hikkoshi.inventory.v1.AcceptPlanResponse
-	8,  // 55: hikkoshi.inventory.v1.InventoryService.GetPreflight:output_type -> hikkoshi.inventory.v1.GetPreflightResponse
-	40, // [40:56] is the sub-list for method output_type
-	24, // [24:40] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	35, // 0: hikkoshi.inventory.v1.CreatePlanRequest.plan:type_name -> hikkoshi.inventory.v1.Plan
+	35, // 1: hikkoshi.inventory.v1.CreatePlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
+	35, // 2: hikkoshi.inventory.v1.GetPlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
+	35, // 3: hikkoshi.inventory.v1.AcceptPlanResponse.plan:type_name -> hikkoshi.inventory.v1.Plan
+	33, // 4: hikkoshi.inventory.v1.GetPreflightRequest.volume_types:type_name -> hikkoshi.inventory.v1.GetPreflightRequest.VolumeTypesEntry
+	36, // 5: hikkoshi.inventory.v1.GetPreflightResponse.report:type_name -> hikkoshi.inventory.v1.PreflightReport
+	37, // 6: hikkoshi.inventory.v1.CreateSyncRequest.sync:type_name -> hikkoshi.inventory.v1.Sync
+	37, // 7: hikkoshi.inventory.v1.CreateSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	37, // 8: hikkoshi.inventory.v1.GetSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	37, // 9: hikkoshi.inventory.v1.ListSyncsResponse.syncs:type_name -> hikkoshi.inventory.v1.Sync
+	37, // 10: hikkoshi.inventory.v1.WatchSyncResponse.sync:type_name -> hikkoshi.inventory.v1.Sync
+	38, // 11: hikkoshi.inventory.v1.ListNetworksResponse.networks:type_name -> hikkoshi.inventory.v1.Network
+	39, // 12: hikkoshi.inventory.v1.CreateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
+	39, // 13: hikkoshi.inventory.v1.CreateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	39, // 14: hikkoshi.inventory.v1.GetWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	40, // 15: hikkoshi.inventory.v1.ListWorkloadsRequest.state:type_name -> hikkoshi.inventory.v1.WorkloadState
+	41, // 16: hikkoshi.inventory.v1.ListWorkloadsRequest.kind:type_name -> hikkoshi.inventory.v1.WorkloadKind
+	34, // 17: hikkoshi.inventory.v1.ListWorkloadsRequest.labels:type_name -> hikkoshi.inventory.v1.ListWorkloadsRequest.LabelsEntry
+	39, // 18: hikkoshi.inventory.v1.ListWorkloadsResponse.workloads:type_name -> hikkoshi.inventory.v1.Workload
+	39, // 19: hikkoshi.inventory.v1.UpdateWorkloadRequest.workload:type_name -> hikkoshi.inventory.v1.Workload
+	42, // 20: hikkoshi.inventory.v1.UpdateWorkloadRequest.update_mask:type_name -> google.protobuf.FieldMask
+	39, // 21: hikkoshi.inventory.v1.UpdateWorkloadResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	0,  // 22: hikkoshi.inventory.v1.WatchWorkloadsResponse.type:type_name -> hikkoshi.inventory.v1.WatchEventType
+	39, // 23: hikkoshi.inventory.v1.WatchWorkloadsResponse.workload:type_name -> hikkoshi.inventory.v1.Workload
+	43, // 24: hikkoshi.inventory.v1.ListWavesResponse.waves:type_name -> hikkoshi.inventory.v1.WaveSummary
+	19, // 25: hikkoshi.inventory.v1.InventoryService.CreateWorkload:input_type -> hikkoshi.inventory.v1.CreateWorkloadRequest
+	21, // 26: hikkoshi.inventory.v1.InventoryService.GetWorkload:input_type -> hikkoshi.inventory.v1.GetWorkloadRequest
+	23, // 27: hikkoshi.inventory.v1.InventoryService.ListWorkloads:input_type -> hikkoshi.inventory.v1.ListWorkloadsRequest
+	25, // 28: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:input_type -> hikkoshi.inventory.v1.UpdateWorkloadRequest
+	27, // 29: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:input_type -> hikkoshi.inventory.v1.DeleteWorkloadRequest
+	29, // 30: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:input_type -> hikkoshi.inventory.v1.WatchWorkloadsRequest
+	31, // 31: hikkoshi.inventory.v1.InventoryService.ListWaves:input_type -> hikkoshi.inventory.v1.ListWavesRequest
+	9,  // 32: hikkoshi.inventory.v1.InventoryService.CreateSync:input_type -> hikkoshi.inventory.v1.CreateSyncRequest
+	11, // 33: hikkoshi.inventory.v1.InventoryService.GetSync:input_type -> hikkoshi.inventory.v1.GetSyncRequest
+	13, // 34: hikkoshi.inventory.v1.InventoryService.ListSyncs:input_type -> hikkoshi.inventory.v1.ListSyncsRequest
+	15, // 35: hikkoshi.inventory.v1.InventoryService.WatchSync:input_type -> hikkoshi.inventory.v1.WatchSyncRequest
+	17, // 36: hikkoshi.inventory.v1.InventoryService.ListNetworks:input_type -> hikkoshi.inventory.v1.ListNetworksRequest
+	1,  // 37: hikkoshi.inventory.v1.InventoryService.CreatePlan:input_type -> hikkoshi.inventory.v1.CreatePlanRequest
+	3,  // 38: hikkoshi.inventory.v1.InventoryService.GetPlan:input_type -> hikkoshi.inventory.v1.GetPlanRequest
+	5,  // 39: hikkoshi.inventory.v1.InventoryService.AcceptPlan:input_type -> hikkoshi.inventory.v1.AcceptPlanRequest
+	7,  // 40: hikkoshi.inventory.v1.InventoryService.GetPreflight:input_type -> hikkoshi.inventory.v1.GetPreflightRequest
+	20, // 41: hikkoshi.inventory.v1.InventoryService.CreateWorkload:output_type -> hikkoshi.inventory.v1.CreateWorkloadResponse
+	22, // 42: hikkoshi.inventory.v1.InventoryService.GetWorkload:output_type -> hikkoshi.inventory.v1.GetWorkloadResponse
+	24, // 43: hikkoshi.inventory.v1.InventoryService.ListWorkloads:output_type -> hikkoshi.inventory.v1.ListWorkloadsResponse
+	26, // 44: hikkoshi.inventory.v1.InventoryService.UpdateWorkload:output_type -> hikkoshi.inventory.v1.UpdateWorkloadResponse
+	28, // 45: hikkoshi.inventory.v1.InventoryService.DeleteWorkload:output_type -> hikkoshi.inventory.v1.DeleteWorkloadResponse
+	30, // 46: hikkoshi.inventory.v1.InventoryService.WatchWorkloads:output_type -> hikkoshi.inventory.v1.WatchWorkloadsResponse
+	32, // 47: hikkoshi.inventory.v1.InventoryService.ListWaves:output_type -> hikkoshi.inventory.v1.ListWavesResponse
+	10, // 48: hikkoshi.inventory.v1.InventoryService.CreateSync:output_type -> hikkoshi.inventory.v1.CreateSyncResponse
+	12, // 49: hikkoshi.inventory.v1.InventoryService.GetSync:output_type -> hikkoshi.inventory.v1.GetSyncResponse
+	14, // 50: hikkoshi.inventory.v1.InventoryService.ListSyncs:output_type -> hikkoshi.inventory.v1.ListSyncsResponse
+	16, // 51: hikkoshi.inventory.v1.InventoryService.WatchSync:output_type -> hikkoshi.inventory.v1.WatchSyncResponse
+	18, // 52: hikkoshi.inventory.v1.InventoryService.ListNetworks:output_type -> hikkoshi.inventory.v1.ListNetworksResponse
+	2,  // 53: hikkoshi.inventory.v1.InventoryService.CreatePlan:output_type -> hikkoshi.inventory.v1.CreatePlanResponse
+	4,  // 54: hikkoshi.inventory.v1.InventoryService.GetPlan:output_type -> hikkoshi.inventory.v1.GetPlanResponse
+	6,  // 55: hikkoshi.inventory.v1.InventoryService.AcceptPlan:output_type -> hikkoshi.inventory.v1.AcceptPlanResponse
+	8,  // 56: hikkoshi.inventory.v1.InventoryService.GetPreflight:output_type -> hikkoshi.inventory.v1.GetPreflightResponse
+	41, // [41:57] is the sub-list for method output_type
+	25, // [25:41] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_inventory_service_proto_init() }
@@ -2018,7 +2034,7 @@ func file_hikkoshi_inventory_v1_inventory_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc), len(file_hikkoshi_inventory_v1_inventory_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

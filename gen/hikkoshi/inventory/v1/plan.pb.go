@@ -600,10 +600,14 @@ type PreflightReport struct {
 	// ip_conflicts are the wave's addresses the destination could hand out (inside an
 	// allocation pool of a subnet with the same CIDR) or already uses.
 	IpConflicts []*IPConflict `protobuf:"bytes,8,rep,name=ip_conflicts,json=ipConflicts,proto3" json:"ip_conflicts,omitempty"`
-	// ok is true when nothing above is missing or conflicting.
-	Ok            bool `protobuf:"varint,9,opt,name=ok,proto3" json:"ok,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// ok is true when nothing here is missing or conflicting.
+	Ok bool `protobuf:"varint,9,opt,name=ok,proto3" json:"ok,omitempty"`
+	// missing_volume_types are volume types the wave's volumes need in the
+	// destination (their source type, or what volume_types maps it to) that the
+	// destination's Cinder lacks; with no Cinder there, every type needed.
+	MissingVolumeTypes []string `protobuf:"bytes,10,rep,name=missing_volume_types,json=missingVolumeTypes,proto3" json:"missing_volume_types,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *PreflightReport) Reset() {
@@ -697,6 +701,13 @@ func (x *PreflightReport) GetOk() bool {
 		return x.Ok
 	}
 	return false
+}
+
+func (x *PreflightReport) GetMissingVolumeTypes() []string {
+	if x != nil {
+		return x.MissingVolumeTypes
+	}
+	return nil
 }
 
 // IPConflict is one address of a workload that clashes with the destination.
@@ -816,7 +827,7 @@ const file_hikkoshi_inventory_v1_plan_proto_rawDesc = "" +
 	"\x04etag\x18\x06 \x01(\tR\x04etag\x12!\n" +
 	"\fdisplay_name\x18\a \x01(\tR\vdisplayName\x12#\n" +
 	"\rserver_status\x18\b \x01(\tR\fserverStatus\x12\x12\n" +
-	"\x04cold\x18\t \x01(\bR\x04cold\"\xd5\x02\n" +
+	"\x04cold\x18\t \x01(\bR\x04cold\"\x87\x03\n" +
 	"\x0fPreflightReport\x12\x12\n" +
 	"\x04wave\x18\x01 \x01(\x05R\x04wave\x12 \n" +
 	"\vdestination\x18\x02 \x01(\tR\vdestination\x12\x1c\n" +
@@ -827,7 +838,9 @@ const file_hikkoshi_inventory_v1_plan_proto_rawDesc = "" +
 	"\x0emissing_images\x18\x06 \x03(\tR\rmissingImages\x12)\n" +
 	"\x10missing_networks\x18\a \x03(\tR\x0fmissingNetworks\x12D\n" +
 	"\fip_conflicts\x18\b \x03(\v2!.hikkoshi.inventory.v1.IPConflictR\vipConflicts\x12\x0e\n" +
-	"\x02ok\x18\t \x01(\bR\x02ok\"_\n" +
+	"\x02ok\x18\t \x01(\bR\x02ok\x120\n" +
+	"\x14missing_volume_types\x18\n" +
+	" \x03(\tR\x12missingVolumeTypes\"_\n" +
 	"\n" +
 	"IPConflict\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x1d\n" +

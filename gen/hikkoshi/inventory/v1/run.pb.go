@@ -378,10 +378,16 @@ type Run struct {
 	RequestId string `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// warm_stateful copies each stateful workload's disk while it runs (a warm
 	// converter job, RUN_STEP_PRECOPY) before it is stopped, so that its downtime
-	// follows what changed since, not its disk's size.
+	// follows what changed since, not its disk's size. A server booted from a
+	// volume moves cold (its root disk is a volume, copied after the stop), and so
+	// do attached volumes of a warm server.
 	WarmStateful bool `protobuf:"varint,22,opt,name=warm_stateful,json=warmStateful,proto3" json:"warm_stateful,omitempty"`
 	// warm_rounds is the pre-copy rounds of a warm_stateful move (0 means 1).
-	WarmRounds    int32 `protobuf:"varint,23,opt,name=warm_rounds,json=warmRounds,proto3" json:"warm_rounds,omitempty"`
+	WarmRounds int32 `protobuf:"varint,23,opt,name=warm_rounds,json=warmRounds,proto3" json:"warm_rounds,omitempty"`
+	// volume_types maps a source volume type to the destination's type for the
+	// wave's Cinder volumes ({"legacy-ssd": "ssd"}); a type not mapped keeps its
+	// name, which the destination must have (the pre-flight says which it lacks).
+	VolumeTypes   map[string]string `protobuf:"bytes,24,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -575,6 +581,13 @@ func (x *Run) GetWarmRounds() int32 {
 		return x.WarmRounds
 	}
 	return 0
+}
+
+func (x *Run) GetVolumeTypes() map[string]string {
+	if x != nil {
+		return x.VolumeTypes
+	}
+	return nil
 }
 
 // RoleSettings bound how fast one role moves.
@@ -1113,7 +1126,7 @@ var File_hikkoshi_inventory_v1_run_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/inventory/v1/run.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\b\n" +
+	"\x1fhikkoshi/inventory/v1/run.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\t\n" +
 	"\x03Run\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12 \n" +
@@ -1142,12 +1155,16 @@ const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"request_id\x18\x15 \x01(\tR\trequestId\x12#\n" +
 	"\rwarm_stateful\x18\x16 \x01(\bR\fwarmStateful\x12\x1f\n" +
 	"\vwarm_rounds\x18\x17 \x01(\x05R\n" +
-	"warmRounds\x1a]\n" +
+	"warmRounds\x12N\n" +
+	"\fvolume_types\x18\x18 \x03(\v2+.hikkoshi.inventory.v1.Run.VolumeTypesEntryR\vvolumeTypes\x1a]\n" +
 	"\n" +
 	"RolesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +
 	"\x05value\x18\x02 \x01(\v2#.hikkoshi.inventory.v1.RoleSettingsR\x05value:\x028\x01\x1a;\n" +
 	"\rNetworksEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10VolumeTypesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"q\n" +
 	"\fRoleSettings\x12\x1b\n" +
@@ -1258,7 +1275,7 @@ func file_hikkoshi_inventory_v1_run_proto_rawDescGZIP() []byte {
 }
 
 var file_hikkoshi_inventory_v1_run_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_hikkoshi_inventory_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_hikkoshi_inventory_v1_run_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_hikkoshi_inventory_v1_run_proto_goTypes = []any{
 	(RunState)(0),                 // 0: hikkoshi.inventory.v1.RunState
 	(Strategy)(0),                 // 1: hikkoshi.inventory.v1.Strategy
@@ -1271,33 +1288,35 @@ var file_hikkoshi_inventory_v1_run_proto_goTypes = []any{
 	(*RunProgress)(nil),           // 8: hikkoshi.inventory.v1.RunProgress
 	nil,                           // 9: hikkoshi.inventory.v1.Run.RolesEntry
 	nil,                           // 10: hikkoshi.inventory.v1.Run.NetworksEntry
-	nil,                           // 11: hikkoshi.inventory.v1.RunWorkload.RequestIdsEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	nil,                           // 11: hikkoshi.inventory.v1.Run.VolumeTypesEntry
+	nil,                           // 12: hikkoshi.inventory.v1.RunWorkload.RequestIdsEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_hikkoshi_inventory_v1_run_proto_depIdxs = []int32{
 	9,  // 0: hikkoshi.inventory.v1.Run.roles:type_name -> hikkoshi.inventory.v1.Run.RolesEntry
 	10, // 1: hikkoshi.inventory.v1.Run.networks:type_name -> hikkoshi.inventory.v1.Run.NetworksEntry
 	0,  // 2: hikkoshi.inventory.v1.Run.state:type_name -> hikkoshi.inventory.v1.RunState
 	6,  // 3: hikkoshi.inventory.v1.Run.workloads:type_name -> hikkoshi.inventory.v1.RunWorkload
-	12, // 4: hikkoshi.inventory.v1.Run.create_time:type_name -> google.protobuf.Timestamp
-	12, // 5: hikkoshi.inventory.v1.Run.update_time:type_name -> google.protobuf.Timestamp
-	12, // 6: hikkoshi.inventory.v1.Run.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: hikkoshi.inventory.v1.RunWorkload.strategy:type_name -> hikkoshi.inventory.v1.Strategy
-	2,  // 8: hikkoshi.inventory.v1.RunWorkload.steps:type_name -> hikkoshi.inventory.v1.RunStep
-	2,  // 9: hikkoshi.inventory.v1.RunWorkload.step:type_name -> hikkoshi.inventory.v1.RunStep
-	3,  // 10: hikkoshi.inventory.v1.RunWorkload.step_state:type_name -> hikkoshi.inventory.v1.StepState
-	7,  // 11: hikkoshi.inventory.v1.RunWorkload.members:type_name -> hikkoshi.inventory.v1.RunMember
-	8,  // 12: hikkoshi.inventory.v1.RunWorkload.progress:type_name -> hikkoshi.inventory.v1.RunProgress
-	11, // 13: hikkoshi.inventory.v1.RunWorkload.request_ids:type_name -> hikkoshi.inventory.v1.RunWorkload.RequestIdsEntry
-	12, // 14: hikkoshi.inventory.v1.RunWorkload.start_time:type_name -> google.protobuf.Timestamp
-	12, // 15: hikkoshi.inventory.v1.RunWorkload.end_time:type_name -> google.protobuf.Timestamp
-	12, // 16: hikkoshi.inventory.v1.RunWorkload.stopped_time:type_name -> google.protobuf.Timestamp
-	5,  // 17: hikkoshi.inventory.v1.Run.RolesEntry.value:type_name -> hikkoshi.inventory.v1.RoleSettings
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 4: hikkoshi.inventory.v1.Run.create_time:type_name -> google.protobuf.Timestamp
+	13, // 5: hikkoshi.inventory.v1.Run.update_time:type_name -> google.protobuf.Timestamp
+	13, // 6: hikkoshi.inventory.v1.Run.end_time:type_name -> google.protobuf.Timestamp
+	11, // 7: hikkoshi.inventory.v1.Run.volume_types:type_name -> hikkoshi.inventory.v1.Run.VolumeTypesEntry
+	1,  // 8: hikkoshi.inventory.v1.RunWorkload.strategy:type_name -> hikkoshi.inventory.v1.Strategy
+	2,  // 9: hikkoshi.inventory.v1.RunWorkload.steps:type_name -> hikkoshi.inventory.v1.RunStep
+	2,  // 10: hikkoshi.inventory.v1.RunWorkload.step:type_name -> hikkoshi.inventory.v1.RunStep
+	3,  // 11: hikkoshi.inventory.v1.RunWorkload.step_state:type_name -> hikkoshi.inventory.v1.StepState
+	7,  // 12: hikkoshi.inventory.v1.RunWorkload.members:type_name -> hikkoshi.inventory.v1.RunMember
+	8,  // 13: hikkoshi.inventory.v1.RunWorkload.progress:type_name -> hikkoshi.inventory.v1.RunProgress
+	12, // 14: hikkoshi.inventory.v1.RunWorkload.request_ids:type_name -> hikkoshi.inventory.v1.RunWorkload.RequestIdsEntry
+	13, // 15: hikkoshi.inventory.v1.RunWorkload.start_time:type_name -> google.protobuf.Timestamp
+	13, // 16: hikkoshi.inventory.v1.RunWorkload.end_time:type_name -> google.protobuf.Timestamp
+	13, // 17: hikkoshi.inventory.v1.RunWorkload.stopped_time:type_name -> google.protobuf.Timestamp
+	5,  // 18: hikkoshi.inventory.v1.Run.RolesEntry.value:type_name -> hikkoshi.inventory.v1.RoleSettings
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_run_proto_init() }
@@ -1311,7 +1330,7 @@ func file_hikkoshi_inventory_v1_run_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_inventory_v1_run_proto_rawDesc), len(file_hikkoshi_inventory_v1_run_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

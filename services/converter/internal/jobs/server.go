@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -195,9 +193,6 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 // MaxWarmRounds caps a warm job's pre-copy rounds.
 const MaxWarmRounds = 10
 
-// maxVolumeTypeName is the longest name Cinder takes for a volume type.
-const maxVolumeTypeName = 255
-
 // validateDestination checks where a job boots its server.
 func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
 	if d.GetCloud() == "" {
@@ -232,15 +227,7 @@ func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
 	if ip := d.GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
 	}
-	for _, from := range slices.Sorted(maps.Keys(d.GetVolumeTypes())) {
-		f := fmt.Sprintf("job.destination.volume_types[%q]", from)
-		switch to := d.GetVolumeTypes()[from]; {
-		case from == "" || len(from) > maxVolumeTypeName:
-			v.Add(f, "give the source volume type's name (1 to %d characters) as the key", maxVolumeTypeName)
-		case to == "" || len(to) > maxVolumeTypeName:
-			v.Add(f, "%q: give the destination volume type's name (1 to %d characters), or drop the entry to keep %q", to, maxVolumeTypeName, from)
-		}
-	}
+	v.VolumeTypes("job.destination.volume_types", d.GetVolumeTypes())
 	if err := cloudinit.CheckUser(d.GetKeyPairUser()); err != nil {
 		v.Add("job.destination.key_pair_user", "%v", err)
 	}

@@ -453,12 +453,13 @@ func (g *globals) printPlan(w io.Writer, p *inventoryv1.Plan) {
 func newPreflight(g *globals) *cobra.Command {
 	var wave int32
 	var dest string
+	var volumeTypes map[string]string
 	cmd := &cobra.Command{
 		Use: "preflight", Short: "Check a wave against a destination cloud before it moves", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := g.ctx(cmd)
 			defer cancel()
-			resp, err := g.client.GetPreflight(ctx, &inventoryv1.GetPreflightRequest{Wave: wave, Destination: dest})
+			resp, err := g.client.GetPreflight(ctx, &inventoryv1.GetPreflightRequest{Wave: wave, Destination: dest, VolumeTypes: volumeTypes})
 			if err != nil {
 				return err
 			}
@@ -469,7 +470,7 @@ func newPreflight(g *globals) *cobra.Command {
 					verdict = "NOT ready"
 				}
 				fmt.Fprintf(tw, "wave %d → %s: %d workloads, %.1f GiB to move: %s\n", r.GetWave(), r.GetDestination(), r.GetWorkloads(), float64(r.GetDiskBytes())/(1<<30), verdict)
-				for _, x := range [][2]any{{"flavors missing", r.GetMissingFlavors()}, {"images missing", r.GetMissingImages()}, {"networks missing", r.GetMissingNetworks()}} {
+				for _, x := range [][2]any{{"flavors missing", r.GetMissingFlavors()}, {"images missing", r.GetMissingImages()}, {"networks missing", r.GetMissingNetworks()}, {"volume types missing", r.GetMissingVolumeTypes()}} {
 					if l := x[1].([]string); len(l) > 0 {
 						fmt.Fprintf(tw, "  %s\t%s\n", x[0], strings.Join(l, ", "))
 					}
@@ -486,5 +487,6 @@ func newPreflight(g *globals) *cobra.Command {
 	}
 	cmd.Flags().Int32Var(&wave, "wave", 0, "the wave to check")
 	cmd.Flags().StringVar(&dest, "destination", "", "the destination cloud's clouds.yaml entry")
+	cmd.Flags().StringToStringVar(&volumeTypes, "volume-type", nil, "SOURCE_TYPE=DESTINATION_TYPE, as the wave's run maps them (repeatable)")
 	return cmd
 }

@@ -26,6 +26,7 @@ func newWave(g *globals) *cobra.Command {
 		dry, approve, follow, warm        bool
 		warmRounds                        int32
 		nets, roles                       []string
+		volumeTypes                       map[string]string
 	)
 	run := &cobra.Command{
 		Use:   "run WAVE --to DESTINATION",
@@ -40,7 +41,7 @@ func newWave(g *globals) *cobra.Command {
 			}
 			r := &inventoryv1.Run{Wave: int32(wave), Destination: dest, DryRun: dry, PreflightOverrideReason: override,
 				ApproveStateful: approve, HealthCheck: health, Networks: map[string]string{}, Roles: map[string]*inventoryv1.RoleSettings{},
-				WarmStateful: warm, WarmRounds: warmRounds}
+				WarmStateful: warm, WarmRounds: warmRounds, VolumeTypes: volumeTypes}
 			for _, n := range nets {
 				src, dst, ok := strings.Cut(n, "=")
 				if !ok {
@@ -78,6 +79,7 @@ func newWave(g *globals) *cobra.Command {
 	f.StringVar(&health, "health-check", "", "probe of each replacement (tcp:PORT, http:PORT/PATH); default tcp and the member's port")
 	f.StringArrayVar(&nets, "network", nil, "SOURCE_NETWORK_ID=DESTINATION_NETWORK_ID (repeatable); default: netbridge's bridges")
 	f.StringArrayVar(&roles, "role", nil, "ROLE:max_surge=N,min_healthy=N,drain=SECONDS (repeatable)")
+	f.StringToStringVar(&volumeTypes, "volume-type", nil, "SOURCE_TYPE=DESTINATION_TYPE for the wave's Cinder volumes (repeatable); a type not given keeps its name")
 	f.StringVar(&requestID, "request-id", "", "makes the call idempotent: a repeat returns the run it started")
 	f.BoolVar(&follow, "follow", false, "follow the run until it ends (exit 4 unless it ends done)")
 

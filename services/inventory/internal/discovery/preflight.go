@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumetypes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
@@ -26,6 +27,9 @@ type destination struct {
 	networks map[string]bool // names
 	subnets  []subnets.Subnet
 	ports    []ports.Port
+	// volumeTypes are the destination Cinder's volume types (names); nil when the
+	// destination has no Cinder.
+	volumeTypes map[string]bool
 }
 
 func listDestination(ctx context.Context, c Clients) (*destination, error) {
@@ -51,6 +55,16 @@ func listDestination(ctx context.Context, c Clients) (*destination, error) {
 		d.ports, err = extractAll(gctx, ports.List(c.Network, ports.ListOpts{}), ports.ExtractPorts)
 		return wrap("list the destination's ports", err)
 	})
+	if c.BlockStorage != nil {
+		d.volumeTypes = map[string]bool{}
+		g.Go(func() error {
+			vt, err := extractAll(gctx, volumetypes.List(c.BlockStorage, volumetypes.ListOpts{}), volumetypes.ExtractVolumeTypes)
+			for _, t := range vt {
+				d.volumeTypes[t.Name] = true
+			}
+			return wrap("list the destination's volume types", err)
+		})
+	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
@@ -64,8 +78,9 @@ func listDestination(ctx context.Context, c Clients) (*destination, error) {
 	return d, nil
 }
 
-// Preflight checks wave against the destination cloud dest, read live.
-func (s *Syncer) Preflight(ctx context.Context, wave int32, dest string) (*inventoryv1.PreflightReport, error) {
+// Preflight checks wave against the destination cloud dest, read live; volumeTypes
+// maps source volume types to the destination's, as the run will.
+func (s *Syncer) Preflight(ctx context.Context, wave int32, dest string, volumeTypes map[string]string) (*inventoryv1.PreflightReport, error) {
 	if !slices.Contains(s.destinations, dest) {
 		return nil, apierr.InvalidArgument("destination", "%q is not a destination cloud of this inventory: use one of %v (--destination-clouds)", dest, s.destinations)
 	}
@@ -89,13 +104,14 @@ func (s *Syncer) Preflight(ctx context.Context, wave int32, dest string) (*inven
 	if err != nil {
 		return nil, apierr.New(codes.Unavailable, "CLOUD_UNAVAILABLE", "destination %q: %v", dest, err)
 	}
-	r := preflight(ws, d)
+	r := preflight(ws, d, volumeTypes)
 	r.Wave, r.Destination = wave, dest
 	return r, nil
 }
 
-// preflight compares a wave's workloads with a destination.
-func preflight(ws []*inventoryv1.Workload, d *destination) *inventoryv1.PreflightReport {
+// preflight compares a wave's workloads with a destination; volumeTypes maps
+// source volume types to the destination's.
+func preflight(ws []*inventoryv1.Workload, d *destination, volumeTypes map[string]string) *inventoryv1.PreflightReport {
 	r := &inventoryv1.PreflightReport{Workloads: int32(len(ws))}
 	missing := func(set map[string]bool, name string, out *[]string) {
 		if name != "" && !set[name] && !slices.Contains(*out, name) {
@@ -110,6 +126,11 @@ func preflight(ws []*inventoryv1.Workload, d *destination) *inventoryv1.Prefligh
 			for _, v := range f.GetVolumes() {
 				r.DiskBytes += int64(v.GetSizeGb()) << 30
 				boot = boot || v.GetBoot()
+				t := v.GetVolumeType()
+				if m, ok := volumeTypes[t]; ok {
+					t = m
+				}
+				missing(d.volumeTypes, t, &r.MissingVolumeTypes)
 			}
 			if !boot {
 				r.DiskBytes += int64(f.GetFlavor().GetDiskGb()) << 30
@@ -132,7 +153,8 @@ func preflight(ws []*inventoryv1.Workload, d *destination) *inventoryv1.Prefligh
 	sort.Strings(r.MissingFlavors)
 	sort.Strings(r.MissingImages)
 	sort.Strings(r.MissingNetworks)
-	r.Ok = len(r.MissingFlavors)+len(r.MissingImages)+len(r.MissingNetworks)+len(r.IpConflicts) == 0
+	sort.Strings(r.MissingVolumeTypes)
+	r.Ok = len(r.MissingFlavors)+len(r.MissingImages)+len(r.MissingNetworks)+len(r.MissingVolumeTypes)+len(r.IpConflicts) == 0
 	return r
 }
 

@@ -29,19 +29,26 @@ func TestPreflightFindsWhatIsMissingAndWhatClashes(t *testing.T) {
 	}
 	// Booted from a 30 GiB volume, with a flavor that names a 20 GiB disk it does not use.
 	bfv := inst("db-bfv", "m1.tiny", "", "vlan-101", "10.101.0.24", 20)
-	bfv.GetFacts().GetInstance().Volumes = append(bfv.GetFacts().GetInstance().Volumes, &inventoryv1.VolumeFacts{SizeGb: 30, Boot: true})
+	bfv.GetFacts().GetInstance().Volumes = append(bfv.GetFacts().GetInstance().Volumes,
+		&inventoryv1.VolumeFacts{SizeGb: 30, Boot: true, VolumeType: "standard"},
+		&inventoryv1.VolumeFacts{SizeGb: 0, VolumeType: "legacy-ssd"}, &inventoryv1.VolumeFacts{SizeGb: 0, VolumeType: "legacy-hdd"})
+	d.volumeTypes = map[string]bool{"standard": true, "ssd": true}
 	r := preflight([]*inventoryv1.Workload{
 		inst("web-1", "m1.tiny", "centos-6", "vlan-101", "10.101.0.21", 20),
 		inst("web-2", "m1.large", "ubuntu", "old-vlan-101", "10.101.0.160", 20),
 		inst("web-3", "m1.tiny", "centos-6", "vlan-101", "10.101.0.23", 20),
 		phys, bfv,
-	}, d)
+	}, d, map[string]string{"legacy-ssd": "ssd"})
 	if r.GetWorkloads() != 5 || r.GetDiskBytes() != (3*20+3*10+500+10+30)<<30 {
 		t.Fatalf("workloads %d disk bytes %d", r.GetWorkloads(), r.GetDiskBytes())
 	}
 	if strings.Join(r.GetMissingFlavors(), ",") != "m1.large" || strings.Join(r.GetMissingImages(), ",") != "ubuntu" ||
 		strings.Join(r.GetMissingNetworks(), ",") != "old-vlan-101" {
 		t.Fatalf("missing %v %v %v", r.GetMissingFlavors(), r.GetMissingImages(), r.GetMissingNetworks())
+	}
+	// legacy-ssd is mapped to ssd, which the destination has; legacy-hdd is not.
+	if strings.Join(r.GetMissingVolumeTypes(), ",") != "legacy-hdd" {
+		t.Fatalf("missing volume types %v, want legacy-hdd", r.GetMissingVolumeTypes())
 	}
 	if len(r.GetIpConflicts()) != 2 || r.GetOk() {
 		t.Fatalf("conflicts %v ok %v", r.GetIpConflicts(), r.GetOk())

@@ -144,7 +144,7 @@ func (s *Server) GetPreflight(ctx context.Context, req *inventoryv1.GetPreflight
 	if err != nil {
 		return nil, err
 	}
-	r, err := sy.Preflight(ctx, req.GetWave(), req.GetDestination())
+	r, err := sy.Preflight(ctx, req.GetWave(), req.GetDestination(), req.GetVolumeTypes())
 	if err != nil {
 		return nil, err
 	}
@@ -183,5 +183,6 @@ func ValidateGetPreflight(r *inventoryv1.GetPreflightRequest) error {
 	if r.GetDestination() == "" {
 		v.Add("destination", "required: the destination cloud's clouds.yaml entry")
 	}
+	v.VolumeTypes("volume_types", r.GetVolumeTypes())
 	return v.Err()
 }

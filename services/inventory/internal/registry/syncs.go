@@ -18,7 +18,7 @@ type Syncs interface {
 	List(ctx context.Context, cloud string) ([]*inventoryv1.Sync, error)
 	Watch(ctx context.Context, name string, send func(*inventoryv1.Sync) error) error
 	Networks(ctx context.Context, cloud string) ([]*inventoryv1.Network, error)
-	Preflight(ctx context.Context, wave int32, destination string) (*inventoryv1.PreflightReport, error)
+	Preflight(ctx context.Context, wave int32, destination string, volumeTypes map[string]string) (*inventoryv1.PreflightReport, error)
 }
 
 func (s *Server) syncs() (Syncs, error) {

@@ -34,7 +34,7 @@ type Deps struct {
 	// Compute returns Nova of a clouds.yaml entry (to stop and start old servers).
 	Compute func(ctx context.Context, cloud string) (*gophercloud.ServiceClient, error)
 	// Preflight checks a wave against a destination (nil: no destinations).
-	Preflight func(ctx context.Context, wave int32, dest string) (*inventoryv1.PreflightReport, error)
+	Preflight func(ctx context.Context, wave int32, dest string, volumeTypes map[string]string) (*inventoryv1.PreflightReport, error)
 	// Destinations are the destination clouds a run may name.
 	Destinations []string
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -150,9 +151,6 @@ func (e *Engine) planOne(r *inventoryv1.Run, w *inventoryv1.Workload, members ma
 	if f.GetStatus() != "ACTIVE" {
 		return unsupported("it is %s: the runner moves running servers (a converter job with destination.stopped moves a stopped one cold)", f.GetStatus())
 	}
-	if len(f.GetVolumes()) > 0 {
-		return unsupported("it has %d volumes attached: volumes do not move yet", len(f.GetVolumes()))
-	}
 	p := f.GetPorts()[0]
 	rw.SourceAddress, rw.SourceNetworkId = p.GetFixedIps()[0].GetIpAddress(), p.GetNetworkId()
 	rw.Members = members[rw.SourceAddress]
@@ -162,9 +160,11 @@ func (e *Engine) planOne(r *inventoryv1.Run, w *inventoryv1.Workload, members ma
 			return unsupported("its address %s stays with it, which needs an applied shared-L2 netbridge bridge of network %s: there is none", rw.SourceAddress, rw.SourceNetworkId)
 		}
 		rw.Strategy, rw.Steps, rw.Bridge = inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT, addressKeptSteps, b.GetName()
-		if r.GetWarmStateful() {
+		if r.GetWarmStateful() && !bootsFromVolume(f) {
 			// The job's pre-copy boots nothing; its destination network is the
-			// bridge's until the cut-over names the moved port.
+			// bridge's until the cut-over names the moved port. (A server booted
+			// from a volume moves cold: a warm pre-copy copies an image-backed root
+			// disk; attached volumes are copied after the stop either way.)
 			rw.Steps, rw.DestinationNetworkId = warmAddressKeptSteps, bridgeNetwork(b)
 		}
 		return rw
@@ -288,4 +288,9 @@ func bridgeNetwork(b *netbridgev1.Bridge) string {
 		}
 	}
 	return ""
+}
+
+// bootsFromVolume reports whether an instance's root disk is a Cinder volume.
+func bootsFromVolume(f *inventoryv1.InstanceFacts) bool {
+	return slices.ContainsFunc(f.GetVolumes(), (*inventoryv1.VolumeFacts).GetBoot)
 }

@@ -156,3 +156,36 @@ func TestWarmStatefulPlanAndJob(t *testing.T) {
 		t.Fatalf("a cold run planned a pre-copy: %v", rw.GetSteps())
 	}
 }
+
+// TestVolumesMoveWithTheirServer: a server with volumes is moved (its converter job
+// carries the run's volume type mapping, a physical server's does not); one booted
+// from a volume moves cold in a warm_stateful run (a warm pre-copy copies an
+// image-backed root disk only), one with a data volume only still moves warm.
+func TestVolumesMoveWithTheirServer(t *testing.T) {
+	e := &Engine{}
+	bridge := &netbridgev1.Bridge{Name: "bridges/b", Resources: []*netbridgev1.Resource{{Side: "new", Kind: "network", Id: newNet}},
+		Old: &netbridgev1.OldSide{NetworkId: oldNet}, Split: &netbridgev1.PoolSplit{Cidr: "10.0.0.0/24"}}
+	bridges := map[string]*netbridgev1.Bridge{oldNet: bridge}
+	run := &inventoryv1.Run{Name: "runs/r", Wave: 1, Destination: "new", WarmStateful: true, VolumeTypes: map[string]string{"legacy-ssd": "ssd"}}
+	data := instance("db-1", "ACTIVE", true, "10.0.0.2")
+	data.GetFacts().GetInstance().Volumes = []*inventoryv1.VolumeFacts{{Id: "v1", SizeGb: 10, Device: "/dev/vdb", VolumeType: "legacy-ssd"}}
+	bfv := instance("db-2", "ACTIVE", true, "10.0.0.3")
+	bfv.GetFacts().GetInstance().Volumes = []*inventoryv1.VolumeFacts{{Id: "v2", SizeGb: 20, Device: "/dev/vda", Boot: true}}
+
+	rw := e.planOne(run, data, nil, bridges)
+	if rw.GetStrategy() != inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT || !warm(rw) {
+		t.Fatalf("a server with a data volume: %s %q, steps %v", rw.GetStrategy(), rw.GetError(), rw.GetSteps())
+	}
+	rw.RequestIds = map[string]string{"convert": "run-r-db-1-convert"}
+	if vt := jobRequest(run, rw, data).GetJob().GetDestination().GetVolumeTypes(); vt["legacy-ssd"] != "ssd" {
+		t.Fatalf("job volume types %v, want the run's", vt)
+	}
+	rw = e.planOne(run, bfv, nil, bridges)
+	if rw.GetStrategy() != inventoryv1.Strategy_STRATEGY_STATEFUL_ADDRESS_KEPT || warm(rw) {
+		t.Fatalf("a server booted from a volume: %s %q, steps %v (want cold)", rw.GetStrategy(), rw.GetError(), rw.GetSteps())
+	}
+	if err := ValidateCreateRun(&inventoryv1.CreateRunRequest{Run: &inventoryv1.Run{Wave: 1, Destination: "new",
+		VolumeTypes: map[string]string{"legacy-ssd": ""}}}); apierr.FieldViolations(err)[`run.volume_types["legacy-ssd"]`] == "" {
+		t.Fatalf("an empty destination type: %v", err)
+	}
+}

@@ -104,6 +104,7 @@ func ValidateCreateRun(req *inventoryv1.CreateRunRequest) error {
 			v.Add("run.networks["+src+"]", "map a source network ID to a destination network ID (both UUIDs)")
 		}
 	}
+	v.VolumeTypes("run.volume_types", r.GetVolumeTypes())
 	if hc := r.GetHealthCheck(); hc != "" && !strings.HasPrefix(hc, "tcp:") && !strings.HasPrefix(hc, "http:") {
 		v.Add("run.health_check", "%q: give tcp:PORT or http:PORT/PATH", hc)
 	}
@@ -128,7 +129,7 @@ func (s *Server) CreateRun(ctx context.Context, req *inventoryv1.CreateRunReques
 	r := &inventoryv1.Run{
 		Wave: in.GetWave(), Destination: in.GetDestination(), DryRun: in.GetDryRun(), PreflightOverrideReason: in.GetPreflightOverrideReason(),
 		ApproveStateful: in.GetApproveStateful(), Roles: in.GetRoles(), Networks: in.GetNetworks(), HealthCheck: in.GetHealthCheck(),
-		WarmStateful: in.GetWarmStateful(), WarmRounds: in.GetWarmRounds(),
+		WarmStateful: in.GetWarmStateful(), WarmRounds: in.GetWarmRounds(), VolumeTypes: in.GetVolumeTypes(),
 		RequestId: req.GetRequestId(),
 	}
 	if err := e.plan(ctx, r); err != nil {
@@ -151,7 +152,7 @@ func (s *Server) CreateRun(ctx context.Context, req *inventoryv1.CreateRunReques
 		return nil, apierr.New(codes.FailedPrecondition, "NOTHING_TO_MOVE", "no workload of wave %d can be moved by the runner: a dry run (run.dry_run) says why for each", r.GetWave())
 	}
 	if e.Deps.Preflight != nil {
-		pf, err := e.Deps.Preflight(ctx, r.GetWave(), r.GetDestination())
+		pf, err := e.Deps.Preflight(ctx, r.GetWave(), r.GetDestination(), r.GetVolumeTypes())
 		if err != nil {
 			return nil, apierr.Prefix(err, "pre-flight: ")
 		}

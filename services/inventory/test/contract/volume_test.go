@@ -19,7 +19,8 @@ import (
 // a volume and a server with an attached data volume become workloads whose facts
 // name each volume (size, type, device, Cinder's bootable flag) and which one the
 // server boots from; the pre-flight counts the boot-from-volume server's disk from
-// its volume, not its flavor; a volume attached or detached later shows in the next
+// its volume, not its flavor, and names the volume types the destination lacks
+// (none once the run maps them); a volume attached or detached later shows in the next
 // incremental sync, though the server's updated_at does not move.
 func TestSyncDiscoversVolumes(t *testing.T) {
 	devcloud.Require(t)
@@ -97,6 +98,16 @@ func TestSyncDiscoversVolumes(t *testing.T) {
 	rep := must(p.client.GetPreflight(ctx, &inventoryv1.GetPreflightRequest{Wave: 91, Destination: "new"}))(t).GetReport()
 	if rep.GetWorkloads() != 2 || rep.GetDiskBytes() != 3<<30 {
 		t.Fatalf("pre-flight %v: want 2 workloads and 3 GiB", rep)
+	}
+	// The new region has no legacy-ssd (the boot volume's type): missing, unless
+	// the run maps it to ssd, which the new region's Cinder has.
+	if l := rep.GetMissingVolumeTypes(); len(l) != 1 || l[0] != devcloud.VolumeTypeLegacySSD || rep.GetOk() {
+		t.Fatalf("pre-flight missing volume types %v (ok %t), want %s", l, rep.GetOk(), devcloud.VolumeTypeLegacySSD)
+	}
+	rep = must(p.client.GetPreflight(ctx, &inventoryv1.GetPreflightRequest{Wave: 91, Destination: "new",
+		VolumeTypes: map[string]string{devcloud.VolumeTypeLegacySSD: devcloud.VolumeTypeSSD}}))(t).GetReport()
+	if len(rep.GetMissingVolumeTypes()) != 0 {
+		t.Fatalf("pre-flight with legacy-ssd mapped to ssd: missing %v", rep.GetMissingVolumeTypes())
 	}
 
 	// Attached after the sync: the next incremental sync sees it.
