@@ -162,17 +162,20 @@ bin/hikkoshi-devcloud tour
 # A run stopped half-way leaves moved servers: their replacements go, their old servers start again.
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
 for _ in $(seq 1 240); do
-  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
+  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db|files)-[0-9]+$')" ]] && break
   sleep 0.5
 done
 
-say "the estate in the old cloud: web and API servers on VLAN ports, databases (one on the qemu-TCG compute)"
+say "the estate in the old cloud: web and API servers on VLAN ports, databases (one on the qemu-TCG compute, one with a Cinder data volume), a file server booted from a volume"
 bin/hikkoshi-devcloud estate >"$state/estate.json"
 /usr/bin/python3 -c '
 import json, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
-    print("  %-6s %-4s %-36s %-7s zone %-4s %s" % (m["name"], m["role"], m["server_id"], m["status"], m["zone"], m.get("ip", "(no port)")))
+    vols = ""
+    if m.get("data_volume_type"): vols = "  + 1 GiB %s data volume %s" % (m["data_volume_type"], m["volumes"][0])
+    if m.get("boot_volume_type"): vols = "  boots from 1 GiB %s volume %s" % (m["boot_volume_type"], m["volumes"][0])
+    print("  %-7s %-5s %-36s %-7s zone %-4s %s%s" % (m["name"], m["role"], m["server_id"], m["status"], m["zone"], m.get("ip", "(no port)"), vols))
 ' "$state/estate.json"
 
 say "load balancing on Octavia with the PROXY protocol: hikkoshi-lb, straight against the Octavia API"
@@ -281,7 +284,7 @@ say "follow every change: WatchWorkloads {include_existing: true} in the backgro
 gc -d '{"include_existing": true}' "$addr" "$svc/WatchWorkloads" >"$state/watch.json" 2>&1 &
 watcher=$!
 
-say "register the estate: its five servers (by their real server IDs) and a physical DB host"
+say "register the estate: its six servers (by their real server IDs) and a physical DB host"
 disk=$(tilt/p2v/fixture.sh) # the physical host's disk: built once per machine (~6 min, with its twins), then cached
 echo "  the physical DB host pg-legacy-1 (10.101.0.40): its disk as the converter reads it, $disk"
 specs=()
@@ -290,7 +293,7 @@ while read -r line; do
 import json, sys
 m = json.loads(sys.argv[1])
 src = {"instance": {"cloud": "old", "region": "RegionOld", "projectId": m["project_id"], "serverId": m["server_id"]}}
-print("%s|%s|%s|%s" % (m["name"], m["role"], "true" if m["role"] == "db" else "false", json.dumps(src)))' "$line")")
+print("%s|%s|%s|%s" % (m["name"], m["role"], "true" if m["role"] in ("db", "files") else "false", json.dumps(src)))' "$line")")
 done <"$state/estate.json"
 specs+=("db-phys|db|true|{\"displayName\":\"db-phys\",\"physical\":{\"hostname\":\"pg-legacy-1\",\"addresses\":[\"10.101.0.40\"],\"osRelease\":\"Debian GNU/Linux 12\",\"flavor\":\"m1.small\",\"p2v\":{\"diskPath\":\"$disk\",\"nics\":[\"eno1=52:54:00:12:34:56\"],\"keyPairUser\":\"ops\"}}}")
 first=""
@@ -332,7 +335,9 @@ for w in json.load(sys.stdin).get("workloads", []):
     f = w.get("facts", {}).get("instance", {})
     ports = "; ".join("%s %s %s" % (p.get("macAddress"), ",".join(x["ipAddress"] + "/" + x.get("cidr", "?").split("/")[-1] for x in p.get("fixedIps", [])), p.get("networkName", ""))
                       for p in f.get("ports", [])) or "(no port)"
-    print("  %-16s %-6s %-6s %-8s %s" % (w["name"], f.get("name"), f.get("status"), f.get("flavor", {}).get("name", ""), ports))'
+    vols = "".join("; volume %s %s %d GiB %s%s" % (v.get("device"), v.get("name", ""), v.get("sizeGb", 0), v.get("volumeType", ""), " (boot)" if v.get("boot") else "")
+                   for v in f.get("volumes", []))
+    print("  %-16s %-7s %-6s %-8s %s%s" % (w["name"], f.get("name"), f.get("status"), f.get("flavor", {}).get("name", ""), ports, vols))'
 echo "  again, with nothing changed (AUTO: incremental, Nova changes-since): no etcd writes"
 runsync AUTO
 
@@ -388,7 +393,7 @@ say "the converter: conversion jobs, claimed by workers through etcd leases; hea
 go build -o bin/converter ./services/converter/cmd/converter
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  (a previous run: /; s/$/)/'
 bin/converter --listen 127.0.0.1:7402 --etcd-endpoints http://127.0.0.1:2479 --instance demo --log-format text $(tlsflags converter) \
-  --clouds-yaml tilt/.state/devcloud/clouds.yaml --chunk-bytes 1048576 --poll 250ms --inventory "$addr" \
+  --clouds-yaml tilt/.state/devcloud/clouds.yaml --poll 250ms --inventory "$addr" \
   --cloud-jobs old=2,new=2 --probe-proxy socks5://127.0.0.1:1080 \
   --clouds old,new --p2v-disk-root "${HIKKOSHI_CACHE:-$HOME/.cache/hikkoshi}/p2v" \
   --p2v-agent-network 127.0.0.1/32 --p2v-agent-token-file "$state/p2v-agent-token" >>"$state/converter.log" 2>&1 &
@@ -522,12 +527,15 @@ dry_run "${disk%.raw}-uefi.raw"
 echo "  and as a server of two disks (/var on the second, /dev/sdb1 in its fstab), both given in its own order:"
 dry_run "${disk%.raw}-multi-a.raw" "${disk%.raw}-multi-b.raw"
 
-say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it), its disk copied warm (pre-copied while it runs, then only what changed at the cut-over); the physical host pg-legacy-1 too, its disk converted (P2V) and booted on it — each after the operator's go"
+say "move wave 2 with the runner: db-2 keeps its address (netbridge moves it), its disk copied warm (pre-copied while it runs, then only what changed at the cut-over) and its Cinder data volume with it (legacy-ssd mapped to the new cloud's ssd); the physical host pg-legacy-1 too, its disk converted (P2V) and booted on it; files-1, booted from a volume, boots from its volume's copy — each after the operator's go"
 echo "  pg-legacy-1's address is held by a port in the old cloud (no DHCP hands it out), as an SRE reserves a physical host's address:"
 pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.40 --description "pg-legacy-1 (physical)" pg-legacy-1 -f value -c id)
 echo "    $pgport"
-hinv wave run 2 --to new --dry-run --warm-stateful --override-preflight "$override" | sed 's/^/  /'
-run2=$(hinv wave run 2 --to new --warm-stateful --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+echo "  the pre-flight names the volume type the new cloud lacks (db-2's legacy-ssd), and none once the run maps it:"
+hinv preflight --wave 2 --destination new | grep -i "volume" | sed 's/^/  /' || true
+hinv preflight --wave 2 --destination new --volume-type legacy-ssd=ssd | grep -i "volume" | sed 's/^/  /' || echo "    (no volume type missing)"
+hinv wave run 2 --to new --dry-run --warm-stateful --volume-type legacy-ssd=ssd --override-preflight "$override" | sed 's/^/  /'
+run2=$(hinv wave run 2 --to new --warm-stateful --volume-type legacy-ssd=ssd --override-preflight "$override" --request-id demo-wave-2 --health-check tcp:8080 -o json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
 echo "  CreateRun → $run2"
 # waiting NAME: wait until the run's workload NAME waits for the operator's go.
 waiting() {
@@ -550,7 +558,10 @@ echo "  hikkoshi-inv wave approve $run2 db-2; pg-legacy-1 waits its turn (max_su
 hinv wave approve "$run2" db-2 >/dev/null
 waiting db-phys
 hinv wave approve "$run2" db-phys >/dev/null
-echo "  hikkoshi-inv wave approve $run2 db-phys; then --follow:"
+echo "  hikkoshi-inv wave approve $run2 db-phys; files-1 (booted from a volume: moved cold, its volume copied after the stop) after it:"
+waiting files-1
+hinv wave approve "$run2" files-1 >/dev/null
+echo "  hikkoshi-inv wave approve $run2 files-1; then --follow:"
 hinv wave status "$run2" --follow | sed 's/^/  /'
 hinv wave status "$run2" -o json >"$state/wave2.json"
 /usr/bin/python3 -c '
@@ -566,6 +577,23 @@ for w in r.get("workloads", []):
     for e in w.get("events", []):
         print("    %s" % e)
 sys.exit(1 if bad else 0)' "$state/wave2.json" | sed -n 1,40p
+echo "  the volumes that moved with their servers (the dev cloud's volume backend: one sparse file per volume, hashed here on both sides):"
+/usr/bin/python3 -c '
+import json, sys
+for w in json.load(open(sys.argv[1]))["workloads"]:
+    if w.get("job") and w["strategy"] != "STRATEGY_PHYSICAL": print(w["job"], w["displayName"])' "$state/wave2.json" | while read -r job name; do
+  cv GetJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c '
+import json, sys
+j = json.load(sys.stdin)["job"]
+for v in j.get("volumes", []):
+    print(v["sourceVolumeId"], v["destinationVolumeId"], v["device"], v.get("sourceType", "-"), v.get("destinationType", "-"), "boot" if v.get("boot") else "data", v.get("progress", {}).get("doneBytes", 0))' |
+  while read -r from to dev st dt kind copied; do
+    a=$(sha256sum "tilt/.state/devcloud/lib/cinder-old/volumes/volume-$from" | cut -c1-16)
+    b=$(sha256sum "tilt/.state/devcloud/lib/cinder-new/volumes/volume-$to" | cut -c1-16)
+    echo "    $name $kind volume at $dev: $from ($st, sha256 $a…) → $to ($dt, sha256 $b…), $((copied >> 20)) MiB copied"
+    [[ "$a" == "$b" ]] || { echo "    the new volume's bytes differ" >&2; exit 1; }
+  done
+done
 
 say "pg-legacy-1's first boot: the image the run's P2V job made, booted under qemu (TCG) as a cloud boots it the first time"
 pj=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w["strategy"] == "STRATEGY_PHYSICAL"))' "$state/wave2.json")
@@ -617,17 +645,18 @@ say "the dev cloud back as it was, for the next run: wave 2 reverted (RevertJob,
 import json, sys
 for w in json.load(open(sys.argv[1]))["workloads"]:
     if w.get("job"): print(w["job"], w["sourceAddress"], w.get("sourceServerId", "-"))' "$state/wave2.json" | while read -r job ip old; do
-  cv RevertJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; print("  %s %s: its server and image deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower()))'
+  cv RevertJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; made = ["its server"] + (["its image"] if j.get("created", {}).get("imageId") else []) + ["its new volume %s" % v["destinationVolumeId"] for v in j.get("volumes", [])]
+print("  %s %s: %s deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower(), ", ".join(made)))'
   nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip\"}" | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]'
   [[ "$old" == "-" ]] || OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$old"
 done
 osadm port delete "$pgport"
 bin/hikkoshi-devcloud undo-moves | sed 's/^/  /'
-for s in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c ID -c Name | awk '$2 ~ /^(web|api|db)-[0-9]+$/ {print $1}'); do
+for s in $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c ID -c Name | awk '$2 ~ /^(web|api|db|files)-[0-9]+$/ {print $1}'); do
   OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$s" 2>/dev/null || true # one started meanwhile: 409
 done
 for _ in $(seq 1 240); do
-  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db)-[0-9]+$')" ]] && break
+  [[ -z "$(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list --status SHUTOFF -f value -c Name | grep -E '^(web|api|db|files)-[0-9]+$')" ]] && break
   sleep 0.5
 done
 echo "  the old servers run again: $(OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server list -f value -c Name -c Status | tr '\n' ' ')"

@@ -215,6 +215,13 @@ class NetnsAmphoraDriver(noop_amp.NoopAmphoraLoadBalancerDriver):
             return
         with lb_lock(loadbalancer.id), dp.locked("lb-" + loadbalancer.id):
             h = Haproxy(loadbalancer.id)
+            if loadbalancer.provisioning_status in (consts.PENDING_DELETE, consts.DELETED):
+                # A cascade delete updates the amphora as it deletes the pools and
+                # listeners: an amphora being deleted serves nothing (started again
+                # here, it would hold the VIP that Neutron hands the next load
+                # balancer).
+                h.stop()
+                return
             config, ports = self.render(loadbalancer, amphora, exclude)
             if config is None:
                 h.stop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -373,7 +374,26 @@ func (s *stack) webWave(t *testing.T) *webWave {
 			}
 			time.Sleep(time.Second)
 		}
-		_ = networks.Delete(context.Background(), s.newN, f.newNet.ID).ExtractErr()
+		// Then any port still on the network (a replacement the record missed, an
+		// interface a crash left), so that the network goes too: a test that leaves
+		// one behind says so.
+		var err error
+		for range 30 {
+			pp, _ := ports.List(s.newN, ports.ListOpts{NetworkID: f.newNet.ID}).AllPages(context.Background())
+			l, _ := ports.ExtractPorts(pp)
+			for _, p := range l {
+				if p.DeviceOwner == "compute:nova" {
+					_ = servers.Delete(context.Background(), s.newC, p.DeviceID).ExtractErr()
+				} else if p.DeviceOwner != "network:dhcp" {
+					_ = ports.Delete(context.Background(), s.newN, p.ID).ExtractErr()
+				}
+			}
+			if err = networks.Delete(context.Background(), s.newN, f.newNet.ID).ExtractErr(); err == nil || gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
+				return
+			}
+			time.Sleep(2 * time.Second)
+		}
+		t.Errorf("the test's network %s (%s) is left in the new cloud: %v", f.newNet.Name, f.newNet.ID, err)
 	})
 	must(subnets.Create(ctx, s.newN, subnets.CreateOpts{
 		NetworkID: f.newNet.ID, Name: tag + "-v4", CIDR: "10.101.0.0/24", IPVersion: gophercloud.IPv4,

@@ -24,9 +24,13 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/snapshots"
+	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/servers"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/services"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/volumeattach"
+	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/imagedata"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
@@ -198,6 +202,42 @@ func undoMoves(ctx context.Context) error {
 			_ = ports.Delete(ctx, newc.network, p.ID).ExtractErr()
 		}
 	}
+	// Volumes: the moves' new volumes (hikkoshi_job in their metadata) once their
+	// servers are gone, and the snapshots and temporary volumes of moves cut short.
+	if newc.volume != nil {
+		vp, err := volumes.List(newc.volume, volumes.ListOpts{}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		vs, _ := volumes.ExtractVolumes(vp)
+		for _, v := range vs {
+			if v.Metadata["hikkoshi_job"] != "" {
+				_ = devcloud.DeleteVolume(newc.volume, v.ID)
+			}
+		}
+	}
+	if oldc.volume != nil {
+		vp, err := volumes.List(oldc.volume, volumes.ListOpts{}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		vs, _ := volumes.ExtractVolumes(vp)
+		for _, v := range vs {
+			if strings.HasPrefix(v.Name, "hikkoshi-") && strings.Contains(v.Name, "-vol") {
+				_ = devcloud.DeleteVolume(oldc.volume, v.ID)
+			}
+		}
+		sp, err := snapshots.List(oldc.volume, snapshots.ListOpts{}).AllPages(ctx)
+		if err != nil {
+			return err
+		}
+		ss, _ := snapshots.ExtractSnapshots(sp)
+		for _, sn := range ss {
+			if strings.HasPrefix(sn.Name, "hikkoshi-") {
+				_ = snapshots.Delete(ctx, oldc.volume, sn.ID).ExtractErr()
+			}
+		}
+	}
 	moved := map[string]bool{} // source servers, from their snapshots' instance_uuid
 	for _, side := range []struct {
 		ic   *gophercloud.ServiceClient
@@ -207,7 +247,7 @@ func undoMoves(ctx context.Context) error {
 			return !slices.Contains(i.Tags, "hikkoshi") && !slices.Contains(i.Tags, "hikkoshi-chunk")
 		}},
 		{oldc.image, func(i images.Image) bool {
-			return !strings.HasPrefix(i.Name, "hikkoshi-") || !strings.HasSuffix(i.Name, "-snapshot")
+			return !strings.HasPrefix(i.Name, "hikkoshi-") || !strings.HasSuffix(i.Name, "-snapshot") && !strings.Contains(i.Name, "-vol")
 		}},
 	} {
 		for _, hidden := range []bool{false, true} {
@@ -235,7 +275,7 @@ func undoMoves(ctx context.Context) error {
 	return nil
 }
 
-type clients struct{ compute, network, image *gophercloud.ServiceClient }
+type clients struct{ compute, network, image, volume *gophercloud.ServiceClient }
 
 func clientsOf(c *cloud.Cloud) (cl clients, err error) {
 	if cl.compute, err = c.Compute(); err != nil {
@@ -244,7 +284,10 @@ func clientsOf(c *cloud.Cloud) (cl clients, err error) {
 	if cl.network, err = c.Network(); err != nil {
 		return cl, err
 	}
-	cl.image, err = c.Image()
+	if cl.image, err = c.Image(); err != nil {
+		return cl, err
+	}
+	cl.volume, err = c.BlockStorage()
 	return cl, err
 }
 
@@ -342,6 +385,11 @@ type member struct {
 	Role string `json:"role"`
 	IP   string `json:"ip,omitempty"` // a fixed IP on the VLAN network; none on the TCG compute
 	Zone string `json:"zone"`
+	// DataVolume is the type of a 1 GiB Cinder volume attached to the server
+	// (<name>-data, its first bytes a known text); BootVolume the type of the 1 GiB
+	// volume (<name>-root, made from the seed image) it boots from.
+	DataVolume string `json:"data_volume_type,omitempty"`
+	BootVolume string `json:"boot_volume_type,omitempty"`
 }
 
 // The web and API servers sit behind PROXY-protocol load balancers and are
@@ -351,15 +399,17 @@ var members = []member{
 	{Name: "web-1", Role: "web", IP: "10.101.0.21", Zone: "nova"},
 	{Name: "web-2", Role: "web", IP: "10.101.0.22", Zone: "nova"},
 	{Name: "api-1", Role: "api", IP: "10.101.0.31", Zone: "nova"},
-	{Name: "db-1", Role: "db", Zone: devcloud.ZoneTCG},          // a real disk: V2V copies its bytes
-	{Name: "db-2", Role: "db", IP: "10.101.0.42", Zone: "nova"}, // keeps its address when it moves
+	{Name: "db-1", Role: "db", Zone: devcloud.ZoneTCG},                                                    // a real disk: V2V copies its bytes
+	{Name: "db-2", Role: "db", IP: "10.101.0.42", Zone: "nova", DataVolume: devcloud.VolumeTypeLegacySSD}, // keeps its address and its data volume
+	{Name: "files-1", Role: "files", IP: "10.101.0.43", Zone: "nova", BootVolume: devcloud.VolumeTypeStandard},
 }
 
 type built struct {
 	member
-	ServerID  string `json:"server_id"`
-	ProjectID string `json:"project_id"`
-	Status    string `json:"status"`
+	ServerID  string   `json:"server_id"`
+	ProjectID string   `json:"project_id"`
+	Status    string   `json:"status"`
+	Volumes   []string `json:"volumes,omitempty"` // the IDs of its volumes
 }
 
 func estate(ctx context.Context) error {
@@ -390,7 +440,18 @@ func estate(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("server %s: %w", m.Name, err)
 		}
-		if err := out.Encode(built{member: m, ServerID: id, ProjectID: s.TenantID, Status: s.Status}); err != nil {
+		b := built{member: m, ServerID: id, ProjectID: s.TenantID, Status: s.Status}
+		for _, a := range s.AttachedVolumes {
+			b.Volumes = append(b.Volumes, a.ID)
+		}
+		if m.DataVolume != "" && len(b.Volumes) == 0 {
+			vid, err := ensureDataVolume(ctx, cl, m)
+			if err != nil {
+				return fmt.Errorf("server %s: %w", m.Name, err)
+			}
+			b.Volumes = append(b.Volumes, vid)
+		}
+		if err := out.Encode(b); err != nil {
 			return err
 		}
 	}
@@ -410,6 +471,14 @@ func ensureServer(ctx context.Context, cl clients, m member, image, flavor strin
 	}
 	opts := servers.CreateOpts{Name: m.Name, ImageRef: image, FlavorRef: flavor, AvailabilityZone: m.Zone,
 		Metadata: map[string]string{"role": m.Role}, Networks: "none"}
+	if m.BootVolume != "" {
+		root, err := ensureVolume(ctx, cl, volumes.CreateOpts{Name: m.Name + "-root", Size: 1, VolumeType: m.BootVolume, ImageID: image})
+		if err != nil {
+			return "", err
+		}
+		opts.ImageRef, opts.BlockDevice = "", []servers.BlockDevice{{SourceType: servers.SourceVolume,
+			DestinationType: servers.DestinationVolume, UUID: root, BootIndex: 0}}
+	}
 	if m.IP != "" {
 		opts.Metadata[devcloud.MetaProxyProtocol] = "required"
 	}
@@ -428,6 +497,78 @@ func ensureServer(ctx context.Context, cl clients, m member, image, flavor strin
 		return "", err
 	}
 	return s.ID, nil
+}
+
+// ensureVolume returns the ID of the available volume named opts.Name, making it if
+// there is none.
+func ensureVolume(ctx context.Context, cl clients, opts volumes.CreateOpts) (string, error) {
+	pages, err := volumes.List(cl.volume, volumes.ListOpts{Name: opts.Name}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	id := ""
+	if list, _ := volumes.ExtractVolumes(pages); len(list) > 0 {
+		id = list[0].ID
+	} else {
+		v, err := volumes.Create(ctx, cl.volume, opts, nil).Extract()
+		if err != nil {
+			return "", fmt.Errorf("volume %s: %w", opts.Name, err)
+		}
+		id = v.ID
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	v, err := volumes.Get(wctx, cl.volume, id).Extract()
+	if err == nil && v.Status != "in-use" {
+		_, err = devcloud.WaitVolume(wctx, cl.volume, id, "available")
+	}
+	return id, err
+}
+
+// ensureDataVolume makes m's data volume — its first bytes a text a database's
+// files could hold, written by Cinder from a temporary image — and attaches it.
+func ensureDataVolume(ctx context.Context, cl clients, m member) (string, error) {
+	name := m.Name + "-data"
+	pages, err := volumes.List(cl.volume, volumes.ListOpts{Name: name}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	opts := volumes.CreateOpts{Name: name, Size: 1, VolumeType: m.DataVolume}
+	if list, _ := volumes.ExtractVolumes(pages); len(list) == 0 {
+		private := images.ImageVisibilityPrivate
+		img, err := images.Create(ctx, cl.image, images.CreateOpts{Name: name + "-bytes", DiskFormat: "raw", ContainerFormat: "bare", Visibility: &private}).Extract()
+		if err != nil {
+			return "", err
+		}
+		defer func() { _ = images.Delete(context.WithoutCancel(ctx), cl.image, img.ID).ExtractErr() }()
+		var data strings.Builder
+		for i := 0; data.Len() < 4<<20; i++ {
+			fmt.Fprintf(&data, "%s row %08d: the data of %s, which moves with it\n", name, i, m.Name)
+		}
+		if err := imagedata.Upload(ctx, cl.image, img.ID, strings.NewReader(data.String())).ExtractErr(); err != nil {
+			return "", err
+		}
+		opts.ImageID = img.ID
+	}
+	id, err := ensureVolume(ctx, cl, opts)
+	if err != nil {
+		return "", err
+	}
+	srv, err := servers.List(cl.compute, servers.ListOpts{Name: "^" + m.Name + "$"}).AllPages(ctx)
+	if err != nil {
+		return "", err
+	}
+	list, _ := servers.ExtractServers(srv)
+	if len(list) != 1 {
+		return "", fmt.Errorf("%d servers named %s", len(list), m.Name)
+	}
+	if _, err := volumeattach.Create(ctx, cl.compute, list[0].ID, volumeattach.CreateOpts{VolumeID: id}).Extract(); err != nil {
+		return "", fmt.Errorf("attach %s: %w", name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err = devcloud.WaitVolume(wctx, cl.volume, id, "in-use")
+	return id, err
 }
 
 func ensurePort(ctx context.Context, nc *gophercloud.ServiceClient, name, ip string) (string, error) {
