@@ -52,10 +52,10 @@ func (d *Directive) String() string {
 }
 
 func quote(s string) string {
-	if s != "" && !strings.ContainsAny(s, " \t#'\"\\$") {
+	if s != "" && !strings.ContainsAny(s, " \t\r\n#'\"\\$") {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "\r", `\r`, "\n", `\n`, "\t", `\t`).Replace(s) + `"`
 }
 
 // Kind is a section's keyword.

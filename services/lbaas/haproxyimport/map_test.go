@@ -1,0 +1,203 @@
+package haproxyimport
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxycfg"
+)
+
+var update = flag.Bool("update", false, "write the plans the corpus expects from what Map returns now (review the diff!)")
+
+// corpus are real shapes of haproxy configuration, each with the plan it is
+// expected to become (testdata/NAME.plan.json: the load balancers and the whole
+// ledger, leftovers and their reasons included).
+var corpus = []string{
+	"../haproxycfg/testdata/l4-proxy.cfg",
+	"../haproxycfg/testdata/l7-acl.cfg",
+	"../haproxycfg/testdata/listen.cfg",
+	"testdata/shared-backends.cfg",
+	"testdata/redirects-cookies.cfg",
+	"testdata/tcp-sni.cfg",
+}
+
+// TestCorpus maps each configuration of the corpus and compares the plan with the
+// one expected, byte for byte (go test -update writes them anew).
+func TestCorpus(t *testing.T) {
+	for _, path := range corpus {
+		name := strings.TrimSuffix(filepath.Base(path), ".cfg")
+		t.Run(name, func(t *testing.T) {
+			c, err := haproxycfg.ReadFiles(haproxycfg.Options{}, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Map(c, Options{Name: name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := json.MarshalIndent(p, "", "  ")
+			got = append(got, '\n')
+			want := filepath.Join("testdata", name+".plan.json")
+			if *update {
+				if err := os.WriteFile(want, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			w, err := os.ReadFile(want)
+			if err != nil {
+				t.Fatalf("%v (go test -update writes it)", err)
+			}
+			if !bytes.Equal(got, w) {
+				t.Fatalf("plan of %s differs from %s (go test -update, then review the diff):\n%s", path, want, got)
+			}
+		})
+	}
+}
+
+func mapText(t *testing.T, cfg string) (*Plan, error) {
+	t.Helper()
+	c, err := haproxycfg.Parse(haproxycfg.Options{}, haproxycfg.File{Name: "x.cfg", Data: []byte(cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Map(c, Options{})
+}
+
+// TestCompleteWhenNothingIsLeft: a configuration Octavia can express whole is a
+// complete plan; one line more that it cannot makes it incomplete, with that line
+// (file:line, why) its only leftover.
+func TestCompleteWhenNothingIsLeft(t *testing.T) {
+	cfg := `defaults
+  mode http
+  timeout client 30s
+  timeout connect 5s
+  timeout server 30s
+frontend f
+  bind 10.0.0.1:80
+  default_backend b
+backend b
+  balance leastconn
+  server a 10.0.0.2:8080 check weight 10
+`
+	p, err := mapText(t, cfg)
+	if err != nil || !p.Complete {
+		t.Fatalf("plan complete %v, leftovers %+v (%v)", p.Complete, p.Leftovers(), err)
+	}
+	lb := p.LoadBalancers[0]
+	if lb.Name != "haproxy" || lb.VIPAddress != "10.0.0.1" || lb.Listeners[0].DefaultPool != "b" || lb.Pools[0].LBMethod != "LEAST_CONNECTIONS" ||
+		*lb.Pools[0].Members[0].Weight != 10 || lb.Pools[0].Monitor.Type != "TCP" {
+		t.Fatalf("plan %+v", lb)
+	}
+	p, _ = mapText(t, cfg+"  option http-buffer-request\n")
+	if l := p.Leftovers(); p.Complete || len(l) != 1 || l[0].Where != "x.cfg:12" || !strings.Contains(l[0].Why, "Octavia has no such setting") {
+		t.Fatalf("leftovers %+v", l)
+	}
+}
+
+// TestRulesBecomePolicies: ORed conditions and an ACL's several values are one
+// policy each; ANDed ACLs are one policy's rules, their values multiplied; a
+// negated ACL is an inverted rule; too many policies, or a negated ACL of several
+// values, are left over with the reason.
+func TestRulesBecomePolicies(t *testing.T) {
+	p, err := mapText(t, `defaults
+  mode http
+frontend f
+  bind :80
+  acl host hdr(host) -i a.example b.example
+  acl img path_end .png .jpg .gif
+  acl admin path_beg /admin
+  acl beta req.cook(beta) -m str on
+  use_backend b if host img !admin || beta
+  default_backend b
+backend b
+  server s 10.0.0.2:80
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pols := p.LoadBalancers[0].Listeners[0].L7Policies
+	if len(pols) != 2*3+1 {
+		t.Fatalf("%d policies, want 7 (2 hosts × 3 extensions, and the cookie)", len(pols))
+	}
+	first := pols[0].Rules
+	if len(first) != 3 || first[0].Type != "HOST_NAME" || first[0].Value != "a.example" || first[1].Type != "PATH" ||
+		first[1].CompareType != "ENDS_WITH" || first[1].Value != ".png" || !first[2].Invert || first[2].CompareType != "STARTS_WITH" {
+		t.Fatalf("first policy's rules %+v %+v %+v", first[0], first[1], first[2])
+	}
+	if last := pols[6]; len(last.Rules) != 1 || last.Rules[0].Type != "COOKIE" || last.Rules[0].Key != "beta" || last.Position != 7 {
+		t.Fatalf("last policy %+v", last)
+	}
+	for i, pol := range pols {
+		if pol.Position != i+1 || pol.Action != "REDIRECT_TO_POOL" || pol.RedirectPool != "b" {
+			t.Fatalf("policy %d: %+v", i, pol)
+		}
+	}
+
+	p, _ = mapText(t, `frontend f
+  mode http
+  bind :80
+  acl many path_beg /a /b /c /d /e
+  acl more hdr(x-a) 1 2 3 4
+  acl two path /x /y
+  use_backend b if many more
+  use_backend b if !two
+  default_backend b
+backend b
+  mode http
+  server s 10.0.0.2:80
+`)
+	why := map[string]string{}
+	for _, e := range p.Leftovers() {
+		why[e.Where] = e.Why
+	}
+	if !strings.Contains(why["x.cfg:7"], "makes 20 L7 policies") || !strings.Contains(why["x.cfg:8"], "negated with 2 values") {
+		t.Fatalf("leftovers %v", why)
+	}
+}
+
+// TestMixedProxyProtocolIsRefused: servers of one backend that differ in the
+// PROXY protocol cannot be one Octavia pool: Map says where.
+func TestMixedProxyProtocolIsRefused(t *testing.T) {
+	_, err := mapText(t, `frontend f
+  bind 10.0.0.1:80
+  default_backend b
+backend b
+  server a 10.0.0.2:80 send-proxy
+  server c 10.0.0.3:80
+`)
+	if err == nil || !strings.Contains(err.Error(), "x.cfg:6: server a sends \"PROXY\" and server c \"no PROXY header\"") {
+		t.Fatalf("%v", err)
+	}
+}
+
+// TestSecretsAreRedacted: a plan is printed and kept: passwords in userlists and
+// stats auth credentials never appear in it.
+func TestSecretsAreRedacted(t *testing.T) {
+	p, err := mapText(t, `userlist ops
+  user admin password $6$salt$hashhash
+  user viewer insecure-password hunter2
+listen stats
+  bind 10.0.0.1:8404
+  mode http
+  stats enable
+  stats auth admin:s3cret
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(p)
+	for _, secret := range []string{"hashhash", "hunter2", "s3cret"} {
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the plan holds %q: %s", secret, b)
+		}
+	}
+	if !bytes.Contains(b, []byte("admin:(redacted)")) {
+		t.Errorf("stats auth not shown redacted: %s", b)
+	}
+}
