@@ -9,6 +9,7 @@
 //	hikkoshi-lb show web
 //	hikkoshi-lb member drain web 10.101.0.21:8080
 //	hikkoshi-lb delete web --wait
+//	hikkoshi-lb import /etc/haproxy/haproxy.cfg --name shop   # a plan to review; no cloud
 package main
 
 import (
@@ -30,6 +31,9 @@ func main() {
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
+		}
+		if errors.Is(err, errIncomplete) {
+			os.Exit(3)
 		}
 		os.Exit(1)
 	}

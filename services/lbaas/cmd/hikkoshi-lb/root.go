@@ -45,7 +45,7 @@ CLI (--os-cloud or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file).`,
 			if g.output != "table" && g.output != "json" {
 				return usagef("-o %q: use table or json", g.output)
 			}
-			if g.cloud == "" {
+			if g.cloud == "" && cmd.Annotations[noCloud] == "" {
 				return usagef("no cloud: set --os-cloud or OS_CLOUD to an entry of clouds.yaml")
 			}
 			return nil
@@ -63,7 +63,7 @@ CLI (--os-cloud or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file).`,
 	f.DurationVar(&g.timeout, "timeout", octavia.DefaultTimeout, "how long to wait for Octavia (waits, retries of 409/503)")
 	f.StringVar(&g.ownerTag, "owner-tag", octavia.DefaultOwnerTag, "tag put on everything created, and listed by default")
 	f.BoolVar(&g.calls, "count-calls", false, "print how many API calls the command made after authenticating")
-	root.AddCommand(newCreate(g), newShow(g), newList(g), newDelete(g), newMember(g), newVersion(g))
+	root.AddCommand(newCreate(g), newShow(g), newList(g), newDelete(g), newMember(g), newVersion(g), newImport(g))
 	return root
 }
 

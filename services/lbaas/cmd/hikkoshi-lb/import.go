@@ -1,0 +1,189 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxycfg"
+	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxyimport"
+)
+
+// errIncomplete ends an import whose plan has leftovers: exit 3.
+var errIncomplete = errors.New("the plan is not complete: review the leftovers")
+
+// noCloud marks a command that reads no clouds.yaml.
+const noCloud = "no-cloud"
+
+func newImport(g *globals) *cobra.Command {
+	var name string
+	var env map[string]string
+	cmd := &cobra.Command{
+		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]...",
+		Short: "Plan the Octavia load balancers an haproxy configuration becomes, line by line (no cloud needed)",
+		Long: `import reads haproxy configuration files (as haproxy -f reads them, in order) and prints
+the plan they become in Octavia: load balancers (one an address bound), listeners,
+pools, members, health monitors, session persistence and L7 policies — and a ledger
+of every line: mapped (to which Octavia field), mapped with a loss, or left over, with
+file:line and why. Nothing is made: the plan is for review. The exit status is 0
+when the plan is complete, 3 when lines are left over (-o json for scripts).`,
+		Example: `  hikkoshi-lb import /etc/haproxy/haproxy.cfg --name shop
+  hikkoshi-lb import haproxy.cfg conf.d/*.cfg --env BACKEND_PORT=8080 -o json`,
+		Args:        cobra.MinimumNArgs(1),
+		Annotations: map[string]string{noCloud: "true"},
+		RunE: func(cmd *cobra.Command, files []string) error {
+			c, err := haproxycfg.ReadFiles(haproxycfg.Options{Env: func(n string) (string, bool) {
+				v, ok := env[n]
+				return v, ok
+			}}, files...)
+			if err != nil {
+				return err
+			}
+			p, err := haproxyimport.Map(c, haproxyimport.Options{Name: name})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if g.output == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(p); err != nil {
+					return err
+				}
+			} else {
+				printPlan(out, p)
+			}
+			if !p.Complete {
+				return errIncomplete
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "the load balancers' name (NAME, or NAME-ADDRESS for each of several; default haproxy)")
+	cmd.Flags().StringToStringVar(&env, "env", nil, `NAME=VALUE for "$NAME" in the files (repeatable); a variable not given is an error`)
+	return cmd
+}
+
+func printPlan(out io.Writer, p *haproxyimport.Plan) {
+	tw := out
+	mapped, lossy := 0, 0
+	for _, e := range p.Ledger {
+		switch {
+		case e.Lossy:
+			lossy++
+		case e.Mapped():
+			mapped++
+		}
+	}
+	left := len(p.Leftovers()) - lossy
+	verdict := "complete"
+	if !p.Complete {
+		verdict = "NOT complete"
+	}
+	fmt.Fprintf(tw, "%d load balancer(s); %d lines mapped, %d mapped with a loss, %d left over: %s\n", len(p.LoadBalancers), mapped, lossy, left, verdict)
+	for _, lb := range p.LoadBalancers {
+		vip := lb.VIPAddress
+		if vip == "" {
+			vip = "chosen by Neutron"
+		}
+		fmt.Fprintf(tw, "load balancer %s (VIP %s)\n", lb.Name, vip)
+		for _, l := range lb.Listeners {
+			fmt.Fprintf(tw, "  listener %s %s:%d → %s  %s\n", l.Name, l.Protocol, l.Port, orDash(l.DefaultPool), listenerExtras(l))
+			for _, pol := range l.L7Policies {
+				target := pol.RedirectPool + pol.RedirectURL + pol.RedirectPrefix
+				if pol.RedirectHTTPCode != 0 {
+					target += fmt.Sprintf(" (%d)", pol.RedirectHTTPCode)
+				}
+				var rules []string
+				for _, r := range pol.Rules {
+					s := r.Type
+					if r.Key != "" {
+						s += "(" + r.Key + ")"
+					}
+					if r.Invert {
+						s = "not " + s
+					}
+					rules = append(rules, fmt.Sprintf("%s %s %q", s, r.CompareType, r.Value))
+				}
+				fmt.Fprintf(tw, "    policy %d: %s %s if %s\n", pol.Position, pol.Action, target, strings.Join(rules, " and "))
+			}
+		}
+		for _, pl := range lb.Pools {
+			extra := pl.LBMethod
+			if sp := pl.SessionPersistence; sp != nil {
+				extra += ", sticky " + sp.Type
+				if sp.CookieName != "" {
+					extra += " " + sp.CookieName
+				}
+			}
+			if m := pl.Monitor; m != nil {
+				extra += fmt.Sprintf(", monitor %s every %d s (timeout %d s, up after %d, down after %d)", m.Type, m.Delay, m.Timeout, m.MaxRetries, m.MaxRetriesDown)
+				if m.URLPath != "" {
+					extra += fmt.Sprintf(" %s %s expecting %s", m.HTTPMethod, m.URLPath, m.ExpectedCodes)
+				}
+			}
+			fmt.Fprintf(tw, "  pool %s %s: %s\n", pl.Name, pl.Protocol, extra)
+			for _, mem := range pl.Members {
+				var flags []string
+				if mem.Weight != nil {
+					flags = append(flags, fmt.Sprintf("weight %d", *mem.Weight))
+				}
+				if mem.Backup {
+					flags = append(flags, "backup")
+				}
+				if !mem.AdminStateUp {
+					flags = append(flags, "disabled")
+				}
+				if mem.MonitorPort != 0 || mem.MonitorAddress != "" {
+					flags = append(flags, fmt.Sprintf("checked at %s:%d", orDash(mem.MonitorAddress), mem.MonitorPort))
+				}
+				fmt.Fprintf(tw, "    member %s %s:%d %s\n", mem.Name, mem.Address, mem.Port, strings.Join(flags, ", "))
+			}
+		}
+	}
+	lw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	defer lw.Flush()
+	for _, e := range p.Leftovers() {
+		kind := "left over"
+		if e.Lossy {
+			kind = "lossy"
+		}
+		fmt.Fprintf(lw, "%s\t%s\t%s\t%s\n", kind, e.Where, e.Directive, e.Why)
+	}
+}
+
+func listenerExtras(l *haproxyimport.Listener) string {
+	var out []string
+	if l.ConnectionLimit != nil {
+		out = append(out, fmt.Sprintf("maxconn %d", *l.ConnectionLimit))
+	}
+	for _, t := range []struct {
+		name string
+		v    *int
+	}{{"client", l.TimeoutClientData}, {"connect", l.TimeoutMemberConnect}, {"server", l.TimeoutMemberData}, {"inspect", l.TimeoutTCPInspect}} {
+		if t.v != nil {
+			out = append(out, fmt.Sprintf("timeout %s %d ms", t.name, *t.v))
+		}
+	}
+	for _, h := range slices.Sorted(maps.Keys(l.InsertHeaders)) {
+		out = append(out, "+"+h)
+	}
+	if l.Certificate != "" {
+		out = append(out, "certificate "+l.Certificate)
+	}
+	return strings.Join(out, ", ")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
