@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/l7policies"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
@@ -95,6 +96,9 @@ func (c *Client) listenerOpts(l ListenerSpec) listeners.CreateOpts {
 		Name: l.Name, Protocol: listeners.Protocol(l.Protocol), ProtocolPort: l.Port,
 		DefaultTlsContainerRef: l.DefaultTLSContainerRef, ConnLimit: l.ConnectionLimit,
 		AllowedCIDRs: l.AllowedCIDRs, Tags: c.tags(nil),
+		TimeoutClientData: l.TimeoutClientData, TimeoutMemberConnect: l.TimeoutMemberConnect,
+		TimeoutMemberData: l.TimeoutMemberData, TimeoutTCPInspect: l.TimeoutTCPInspect,
+		InsertHeaders: l.InsertHeaders,
 	}
 }
 
@@ -103,43 +107,136 @@ func (c *Client) poolOpts(p PoolSpec) pools.CreateOpts {
 	if method == "" {
 		method = "ROUND_ROBIN"
 	}
-	return pools.CreateOpts{Name: p.Name, Protocol: pools.Protocol(p.Protocol), LBMethod: pools.LBMethod(method), Tags: c.tags(nil)}
+	o := pools.CreateOpts{Name: p.Name, Protocol: pools.Protocol(p.Protocol), LBMethod: pools.LBMethod(method), Tags: c.tags(nil)}
+	if sp := p.Persistence; sp != nil {
+		o.Persistence = &pools.SessionPersistence{Type: sp.Type, CookieName: sp.CookieName}
+	}
+	return o
+}
+
+// fullPoolOpts is a pool with its members and monitor, for a single-call create.
+func (c *Client) fullPoolOpts(p PoolSpec) pools.CreateOpts {
+	po := c.poolOpts(p)
+	for _, m := range p.Members {
+		po.Members = append(po.Members, c.memberOpts(m))
+	}
+	if p.Monitor != nil {
+		mo := c.monitorOpts(*p.Monitor)
+		po.Monitor = &mo
+	}
+	return po
 }
 
 func (c *Client) memberOpts(m MemberSpec) pools.CreateMemberOpts {
-	return pools.CreateMemberOpts{
+	o := pools.CreateMemberOpts{
 		Name: m.Name, Address: m.Address, ProtocolPort: m.Port, Weight: m.Weight,
 		SubnetID: m.SubnetID, Backup: &m.Backup, Tags: c.tags(nil),
+		MonitorAddress: m.MonitorAddress, MonitorPort: m.MonitorPort,
 	}
+	if m.Disabled {
+		o.AdminStateUp = new(bool)
+	}
+	return o
 }
 
 func (c *Client) monitorOpts(m MonitorSpec) monitors.CreateOpts {
 	return monitors.CreateOpts{
 		Type: m.Type, Delay: m.Delay, Timeout: m.Timeout, MaxRetries: m.MaxRetries,
 		MaxRetriesDown: m.MaxRetriesDown, HTTPMethod: m.HTTPMethod, URLPath: m.URLPath,
-		ExpectedCodes: m.ExpectedCodes, Tags: c.tags(nil),
+		ExpectedCodes: m.ExpectedCodes, HTTPVersion: m.HTTPVersion, DomainName: m.DomainName, Tags: c.tags(nil),
 	}
 }
 
+// policyOpts is an L7 policy with its rules, at its position (from 1); a pool it
+// redirects to is set by the caller (by ID, or by name in a single-call create).
+func (c *Client) policyOpts(p L7PolicySpec, position int) l7policies.CreateOpts {
+	o := l7policies.CreateOpts{
+		Name: p.Name, Action: l7policies.Action(p.Action), Position: int32(position),
+		RedirectURL: p.RedirectURL, RedirectPrefix: p.RedirectPrefix, RedirectHttpCode: int32(p.RedirectHTTPCode),
+		Tags: c.tags(nil),
+	}
+	for _, r := range p.Rules {
+		o.Rules = append(o.Rules, l7policies.CreateRuleOpts{
+			RuleType: l7policies.RuleType(r.Type), CompareType: l7policies.CompareType(r.CompareType),
+			Key: r.Key, Value: r.Value, Invert: r.Invert, Tags: c.tags(nil),
+		})
+	}
+	return o
+}
+
 // fullyPopulated is the single-call body: the whole tree under the load balancer.
-func (c *Client) fullyPopulated(spec Spec) loadbalancers.CreateOpts {
-	o := c.lbOpts(spec)
+// Pools of Spec.Pools go at the top, and listeners and policies name them
+// (Octavia's graph create resolves a pool given by name alone).
+func (c *Client) fullyPopulated(spec Spec) loadbalancers.CreateOptsBuilder {
+	g := graphCreate{CreateOpts: c.lbOpts(spec)}
+	for _, p := range spec.Pools {
+		g.Pools = append(g.Pools, c.fullPoolOpts(p))
+	}
 	for _, l := range spec.Listeners {
 		lo := c.listenerOpts(l)
 		if p := l.Pool; p != nil {
-			po := c.poolOpts(*p)
-			for _, m := range p.Members {
-				po.Members = append(po.Members, c.memberOpts(m))
-			}
-			if p.Monitor != nil {
-				mo := c.monitorOpts(*p.Monitor)
-				po.Monitor = &mo
-			}
+			po := c.fullPoolOpts(*p)
 			lo.DefaultPool = &po
 		}
-		o.Listeners = append(o.Listeners, lo)
+		var redirect []string
+		for j, pol := range l.L7Policies {
+			lo.L7Policies = append(lo.L7Policies, c.policyOpts(pol, j+1))
+			redirect = append(redirect, pol.RedirectPool)
+		}
+		g.Listeners = append(g.Listeners, lo)
+		g.defaultPools = append(g.defaultPools, l.DefaultPool)
+		g.redirectPools = append(g.redirectPools, redirect)
 	}
-	return o
+	return g
+}
+
+// graphCreate is a single-call create whose listeners and policies name their
+// pools ({"name": …}), which gophercloud's types cannot say.
+type graphCreate struct {
+	loadbalancers.CreateOpts
+	defaultPools  []string   // by listener
+	redirectPools [][]string // by listener, by policy
+}
+
+func (g graphCreate) ToLoadBalancerCreateMap() (map[string]any, error) {
+	m, err := g.CreateOpts.ToLoadBalancerCreateMap()
+	if err != nil {
+		return nil, err
+	}
+	lb, _ := m["loadbalancer"].(map[string]any)
+	ls := objects(lb["listeners"])
+	if len(ls) != len(g.defaultPools) {
+		return nil, fmt.Errorf("octavia: %d listeners in the body, %d in the spec", len(ls), len(g.defaultPools))
+	}
+	for i, l := range ls {
+		if name := g.defaultPools[i]; name != "" {
+			l["default_pool"] = map[string]any{"name": name}
+		}
+		pols := objects(l["l7policies"])
+		for j, name := range g.redirectPools[i] {
+			if name != "" && j < len(pols) {
+				pols[j]["redirect_pool"] = map[string]any{"name": name}
+			}
+		}
+	}
+	return m, nil
+}
+
+// objects is a JSON array of objects as gophercloud's request bodies hold them.
+func objects(v any) []map[string]any {
+	switch l := v.(type) {
+	case []map[string]any:
+		return l
+	case []any:
+		out := make([]map[string]any, 0, len(l))
+		for _, e := range l {
+			if o, ok := e.(map[string]any); ok {
+				out = append(out, o)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 // createSerially creates the load balancer and then each object under it, waiting
@@ -176,9 +273,18 @@ func (c *Client) createSerially(ctx context.Context, spec Spec) (lb *LoadBalance
 		}
 		return nil
 	}
+	poolIDs := map[string]string{}
+	for i, p := range spec.Pools {
+		id, err := c.createPool(ctx, step, fmt.Sprintf("pools[%d]", i), p, pools.CreateOpts{LoadbalancerID: lb.ID})
+		if err != nil {
+			return lb, err
+		}
+		poolIDs[p.Name] = id
+	}
 	for i, l := range spec.Listeners {
 		lo := c.listenerOpts(l)
 		lo.LoadbalancerID = lb.ID
+		lo.DefaultPoolID = poolIDs[l.DefaultPool]
 		var listener *listeners.Listener
 		if err := step(fmt.Sprintf("listeners[%d]", i), func() (err error) {
 			listener, err = listeners.Create(ctx, c.sc, lo).Extract()
@@ -186,37 +292,54 @@ func (c *Client) createSerially(ctx context.Context, spec Spec) (lb *LoadBalance
 		}); err != nil {
 			return lb, err
 		}
-		p := l.Pool
-		if p == nil {
-			continue
-		}
-		po := c.poolOpts(*p)
-		po.ListenerID = listener.ID
-		var pool *pools.Pool
-		if err := step(fmt.Sprintf("listeners[%d].pool", i), func() (err error) {
-			pool, err = pools.Create(ctx, c.sc, po).Extract()
-			return err
-		}); err != nil {
-			return lb, err
-		}
-		for j, m := range p.Members {
-			if err := step(fmt.Sprintf("listeners[%d].pool.members[%d]", i, j), func() error {
-				return pools.CreateMember(ctx, c.sc, pool.ID, c.memberOpts(m)).Err
-			}); err != nil {
+		if p := l.Pool; p != nil {
+			if _, err := c.createPool(ctx, step, fmt.Sprintf("listeners[%d].pool", i), *p, pools.CreateOpts{ListenerID: listener.ID}); err != nil {
 				return lb, err
 			}
 		}
-		if p.Monitor != nil {
-			mo := c.monitorOpts(*p.Monitor)
-			mo.PoolID = pool.ID
-			if err := step(fmt.Sprintf("listeners[%d].pool.monitor", i), func() error {
-				return monitors.Create(ctx, c.sc, mo).Err
+		for j, pol := range l.L7Policies {
+			po := c.policyOpts(pol, j+1)
+			po.ListenerID, po.RedirectPoolID = listener.ID, poolIDs[pol.RedirectPool]
+			if err := step(fmt.Sprintf("listeners[%d].l7_policies[%d]", i, j), func() error {
+				return l7policies.Create(ctx, c.sc, po).Err
 			}); err != nil {
 				return lb, err
 			}
 		}
 	}
 	return loadbalancers.Get(ctx, c.sc, lb.ID).Extract()
+}
+
+// createPool creates a pool under a listener or a load balancer (where's ID set),
+// then its members and monitor, each once the tree is ready; it returns the pool's
+// ID.
+func (c *Client) createPool(ctx context.Context, step func(string, func() error) error, field string, p PoolSpec, where pools.CreateOpts) (string, error) {
+	po := c.poolOpts(p)
+	po.ListenerID, po.LoadbalancerID = where.ListenerID, where.LoadbalancerID
+	var pool *pools.Pool
+	if err := step(field, func() (err error) {
+		pool, err = pools.Create(ctx, c.sc, po).Extract()
+		return err
+	}); err != nil {
+		return "", err
+	}
+	for j, m := range p.Members {
+		if err := step(fmt.Sprintf("%s.members[%d]", field, j), func() error {
+			return pools.CreateMember(ctx, c.sc, pool.ID, c.memberOpts(m)).Err
+		}); err != nil {
+			return pool.ID, err
+		}
+	}
+	if p.Monitor != nil {
+		mo := c.monitorOpts(*p.Monitor)
+		mo.PoolID = pool.ID
+		if err := step(field+".monitor", func() error {
+			return monitors.Create(ctx, c.sc, mo).Err
+		}); err != nil {
+			return pool.ID, err
+		}
+	}
+	return pool.ID, nil
 }
 
 // Get returns one load balancer.

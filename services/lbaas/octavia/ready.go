@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hikkoshi/hikkoshi/platform/poll"
@@ -64,17 +65,26 @@ func (t *Tree) Pending() []string {
 			out = append(out, kind+" "+id+" "+status)
 		}
 	}
+	pool := func(p *PoolTree) {
+		add("pool", p.Pool.ID, p.Pool.ProvisioningStatus)
+		for _, m := range p.Members {
+			add("member", m.ID, m.ProvisioningStatus)
+		}
+		if p.Monitor != nil {
+			add("monitor", p.Monitor.ID, p.Monitor.ProvisioningStatus)
+		}
+	}
 	for _, l := range t.Listeners {
 		add("listener", l.Listener.ID, l.Listener.ProvisioningStatus)
-		if p := l.Pool; p != nil {
-			add("pool", p.Pool.ID, p.Pool.ProvisioningStatus)
-			for _, m := range p.Members {
-				add("member", m.ID, m.ProvisioningStatus)
-			}
-			if p.Monitor != nil {
-				add("monitor", p.Monitor.ID, p.Monitor.ProvisioningStatus)
-			}
+		if p := l.Pool; p != nil && !slices.Contains(t.Pools, p) {
+			pool(p) // a tree built by hand, without Pools
 		}
+		for _, pol := range l.Policies {
+			add("l7policy", pol.ID, pol.ProvisioningStatus)
+		}
+	}
+	for _, p := range t.Pools {
+		pool(p)
 	}
 	return out
 }

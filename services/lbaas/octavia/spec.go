@@ -2,7 +2,10 @@ package octavia
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -20,6 +23,9 @@ type Spec struct {
 	Provider     string   // "" for the cloud's default provider
 	Tags         []string // the client adds its owner tag
 	Listeners    []ListenerSpec
+	// Pools are pools that listeners share or that L7 policies send to, each
+	// named uniquely: a listener's DefaultPool or a policy's RedirectPool names one.
+	Pools []PoolSpec
 }
 
 // ListenerSpec is one listener and its default pool.
@@ -31,7 +37,47 @@ type ListenerSpec struct {
 	DefaultTLSContainerRef string
 	ConnectionLimit        *int
 	AllowedCIDRs           []string
-	Pool                   *PoolSpec
+	// Pool is the listener's own default pool; DefaultPool instead names one of
+	// Spec.Pools (give one or neither).
+	Pool        *PoolSpec
+	DefaultPool string
+	// Timeouts in milliseconds (nil: Octavia's defaults, 50000, 5000, 50000, 0).
+	TimeoutClientData    *int
+	TimeoutMemberConnect *int
+	TimeoutMemberData    *int
+	TimeoutTCPInspect    *int
+	// InsertHeaders are Octavia's header switches ({"X-Forwarded-For": "true"}).
+	InsertHeaders map[string]string
+	// L7Policies are tried in order (HTTP and TERMINATED_HTTPS listeners only).
+	L7Policies []L7PolicySpec
+}
+
+// L7PolicySpec is one rule of an HTTP listener: when all its rules match, the
+// request is rejected, redirected to a URL or a prefix, or sent to a pool of
+// Spec.Pools (RedirectPool, by name).
+type L7PolicySpec struct {
+	Name             string
+	Action           string // REJECT, REDIRECT_TO_URL, REDIRECT_PREFIX, REDIRECT_TO_POOL
+	RedirectPool     string
+	RedirectURL      string
+	RedirectPrefix   string
+	RedirectHTTPCode int // 301, 302 (Octavia's default), 303, 307, 308
+	Rules            []L7RuleSpec
+}
+
+// L7RuleSpec is one comparison of a request.
+type L7RuleSpec struct {
+	Type        string // HOST_NAME, PATH, FILE_TYPE, HEADER, COOKIE
+	CompareType string // EQUAL_TO, STARTS_WITH, ENDS_WITH, CONTAINS, REGEX
+	Key         string // the header's or cookie's name
+	Value       string
+	Invert      bool
+}
+
+// PersistenceSpec is a pool's session persistence.
+type PersistenceSpec struct {
+	Type       string // SOURCE_IP, HTTP_COOKIE, APP_COOKIE
+	CookieName string // APP_COOKIE's
 }
 
 // PoolSpec is a pool: its protocol towards the members (PROXY and PROXYV2 send the
@@ -42,6 +88,8 @@ type PoolSpec struct {
 	LBMethod string // ROUND_ROBIN (default), LEAST_CONNECTIONS, SOURCE_IP, SOURCE_IP_PORT
 	Members  []MemberSpec
 	Monitor  *MonitorSpec
+	// Persistence keeps a client on one member (nil: none).
+	Persistence *PersistenceSpec
 }
 
 // MemberSpec is one backend.
@@ -52,6 +100,12 @@ type MemberSpec struct {
 	Weight   *int   // 0..256; 0 drains the member; nil means Octavia's default, 1
 	SubnetID string // "" for the VIP's subnet
 	Backup   bool
+	// Disabled members (admin_state_up false) get no traffic.
+	Disabled bool
+	// MonitorAddress and MonitorPort are where the monitor probes, when not the
+	// member's own address and port.
+	MonitorAddress string
+	MonitorPort    *int
 }
 
 // MonitorSpec is a pool's health monitor.
@@ -64,6 +118,8 @@ type MonitorSpec struct {
 	HTTPMethod     string
 	URLPath        string
 	ExpectedCodes  string
+	HTTPVersion    string // "1.0" or "1.1" (Octavia's default, "1.0")
+	DomainName     string // the Host header of an HTTP/1.1 probe
 }
 
 // Protocols a listener may have, and for each the pool protocols Octavia accepts
@@ -146,7 +202,62 @@ func Validate(spec Spec) error {
 		}
 	}
 	ports := map[string]int{}
-	poolNames := map[string]int{}
+	poolNames := map[string]string{} // name → the field of the pool that has it
+	checkPool := func(pf string, p *PoolSpec) {
+		if p.Name == "" {
+			add(pf+".name", "required: Octavia's single-call create needs every pool named")
+		} else if at, dup := poolNames[p.Name]; dup {
+			add(pf+".name", "%q is already the name of %s: pool names must be unique", p.Name, at)
+		} else {
+			poolNames[p.Name] = pf
+		}
+		if _, ok := validPoolProtocols[p.Protocol]; !ok && !slices.Contains([]string{"PROXY", "PROXYV2"}, p.Protocol) {
+			add(pf+".protocol", "%q is not a pool protocol: use one of HTTP, HTTPS, TCP, UDP, SCTP, PROXY, PROXYV2", p.Protocol)
+		}
+		if p.LBMethod != "" && !slices.Contains(lbMethods, p.LBMethod) {
+			add(pf+".lb_method", "%q: use one of %s", p.LBMethod, strings.Join(lbMethods, ", "))
+		}
+		members := map[string]int{}
+		for j, m := range p.Members {
+			mf := fmt.Sprintf("%s.members[%d]", pf, j)
+			bad = append(bad, MemberViolations(mf, m)...)
+			key := fmt.Sprintf("%s:%d", m.Address, m.Port)
+			if k, dup := members[key]; dup {
+				add(mf, "%s is already members[%d] of this pool", key, k)
+			}
+			members[key] = j
+		}
+		if mon := p.Monitor; mon != nil {
+			validateMonitor(pf+".monitor", *mon, p.Protocol, add, &unsupported)
+		}
+		if sp := p.Persistence; sp != nil {
+			switch {
+			case !slices.Contains([]string{"SOURCE_IP", "HTTP_COOKIE", "APP_COOKIE"}, sp.Type):
+				add(pf+".persistence.type", "%q: use SOURCE_IP, HTTP_COOKIE or APP_COOKIE", sp.Type)
+			case sp.Type == "APP_COOKIE" && !headerName.MatchString(sp.CookieName):
+				add(pf+".persistence.cookie_name", "%q: APP_COOKIE needs the application's cookie name (letters, digits and !#$%%&'*+-.^_`|~)", sp.CookieName)
+			case sp.Type != "APP_COOKIE" && sp.CookieName != "":
+				add(pf+".persistence.cookie_name", "only APP_COOKIE takes a cookie name (%s sets its own)", sp.Type)
+			}
+		}
+	}
+	for i := range spec.Pools {
+		checkPool(fmt.Sprintf("pools[%d]", i), &spec.Pools[i])
+	}
+	shared := func(name string) *PoolSpec {
+		for i := range spec.Pools {
+			if spec.Pools[i].Name == name {
+				return &spec.Pools[i]
+			}
+		}
+		return nil
+	}
+	behind := func(field, listenerProtocol string, known bool, allowed []string, p *PoolSpec) {
+		if known && p != nil && !slices.Contains(allowed, p.Protocol) {
+			unsupported = append(unsupported, Violation{field, fmt.Sprintf(
+				"a %s listener cannot use a %s pool: Octavia allows %s behind %s", listenerProtocol, p.Protocol, strings.Join(allowed, ", "), listenerProtocol)})
+		}
+	}
 	for i, l := range spec.Listeners {
 		lf := fmt.Sprintf("listeners[%d]", i)
 		allowed, known := validPoolProtocols[l.Protocol]
@@ -173,39 +284,45 @@ func Validate(spec Spec) error {
 				add(fmt.Sprintf("%s.allowed_cidrs[%d]", lf, j), "%q is not a CIDR", c)
 			}
 		}
-		if l.Pool == nil {
-			continue
-		}
-		p := l.Pool
-		pf := lf + ".pool"
-		if p.Name == "" {
-			add(pf+".name", "required: Octavia's single-call create needs every pool named")
-		} else if j, dup := poolNames[p.Name]; dup {
-			add(pf+".name", "%q is already the name of listeners[%d].pool: pool names must be unique", p.Name, j)
-		} else {
-			poolNames[p.Name] = i
-		}
-		if _, ok := validPoolProtocols[p.Protocol]; !ok && !slices.Contains([]string{"PROXY", "PROXYV2"}, p.Protocol) {
-			add(pf+".protocol", "%q is not a pool protocol: use one of HTTP, HTTPS, TCP, UDP, SCTP, PROXY, PROXYV2", p.Protocol)
-		} else if known && !slices.Contains(allowed, p.Protocol) {
-			unsupported = append(unsupported, Violation{pf + ".protocol", fmt.Sprintf(
-				"a %s listener cannot use a %s pool: Octavia allows %s behind %s", l.Protocol, p.Protocol, strings.Join(allowed, ", "), l.Protocol)})
-		}
-		if p.LBMethod != "" && !slices.Contains(lbMethods, p.LBMethod) {
-			add(pf+".lb_method", "%q: use one of %s", p.LBMethod, strings.Join(lbMethods, ", "))
-		}
-		members := map[string]int{}
-		for j, m := range p.Members {
-			mf := fmt.Sprintf("%s.members[%d]", pf, j)
-			bad = append(bad, MemberViolations(mf, m)...)
-			key := fmt.Sprintf("%s:%d", m.Address, m.Port)
-			if k, dup := members[key]; dup {
-				add(mf, "%s is already members[%d] of this pool", key, k)
+		for name, v := range map[string]*int{"timeout_client_data": l.TimeoutClientData, "timeout_member_connect": l.TimeoutMemberConnect,
+			"timeout_member_data": l.TimeoutMemberData, "timeout_tcp_inspect": l.TimeoutTCPInspect} {
+			if v != nil && (*v < 0 || *v > MaxTimeout) {
+				add(lf+"."+name, "%d ms: use 0 to %d (24 days)", *v, MaxTimeout)
 			}
-			members[key] = j
 		}
-		if mon := p.Monitor; mon != nil {
-			validateMonitor(pf+".monitor", *mon, p.Protocol, add, &unsupported)
+		http := l.Protocol == "HTTP" || l.Protocol == "TERMINATED_HTTPS"
+		for _, h := range slices.Sorted(maps.Keys(l.InsertHeaders)) {
+			switch {
+			case !slices.Contains(insertHeaders, h):
+				add(lf+".insert_headers["+h+"]", "not a header Octavia inserts: use %s", strings.Join(insertHeaders, ", "))
+			case !http && known:
+				unsupported = append(unsupported, Violation{lf + ".insert_headers", fmt.Sprintf("a %s listener inserts no headers: only HTTP and TERMINATED_HTTPS do", l.Protocol)})
+			}
+		}
+		switch {
+		case l.Pool != nil && l.DefaultPool != "":
+			add(lf+".default_pool", "give the listener's own pool or default_pool (a pool of pools), not both")
+		case l.Pool != nil:
+			checkPool(lf+".pool", l.Pool)
+			behind(lf+".pool.protocol", l.Protocol, known, allowed, l.Pool)
+		case l.DefaultPool != "":
+			p := shared(l.DefaultPool)
+			if p == nil {
+				add(lf+".default_pool", "%q is not a pool of pools", l.DefaultPool)
+			}
+			behind(lf+".default_pool", l.Protocol, known, allowed, p)
+		}
+		if len(l.L7Policies) > 0 && known && !http {
+			unsupported = append(unsupported, Violation{lf + ".l7_policies", fmt.Sprintf("a %s listener has no L7 policies: only HTTP and TERMINATED_HTTPS have", l.Protocol)})
+		}
+		for j, pol := range l.L7Policies {
+			validatePolicy(fmt.Sprintf("%s.l7_policies[%d]", lf, j), pol, add, func(field, name string) {
+				p := shared(name)
+				if p == nil {
+					add(field, "%q is not a pool of pools", name)
+				}
+				behind(field, l.Protocol, known, allowed, p)
+			})
 		}
 	}
 	if len(bad) > 0 {
@@ -215,6 +332,112 @@ func Validate(spec Spec) error {
 		return &UnsupportedError{unsupported}
 	}
 	return nil
+}
+
+// MaxTimeout is the longest listener timeout Octavia takes, in milliseconds.
+const MaxTimeout = 24 * 24 * 60 * 60 * 1000
+
+// insertHeaders are the headers Octavia inserts (octavia_lib SUPPORTED_HTTP_HEADERS).
+var insertHeaders = []string{"X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"}
+
+var (
+	// headerName and the value patterns are Octavia's own checks of L7 rules
+	// (octavia/common/constants.py, RFC 7230 and 6265).
+	headerName   = regexp.MustCompile(`\A[a-zA-Z0-9!#$%&'*+\-.^_` + "`" + `|~]+\z`)
+	headerValue  = regexp.MustCompile(`\A[a-zA-Z0-9!"#$%&'()*+,\-./:;<=>?@\[\]^_` + "`" + `{|}~\\]+\z`)
+	quotedHeader = regexp.MustCompile(`\A"[a-zA-Z0-9 \t!"#$%&'()*+,\-./:;<=>?@\[\]^_` + "`" + `{|}~\\]*"\z`)
+	cookieValue  = regexp.MustCompile(`\A[a-zA-Z0-9!#$%&'()*+\-./:<=>?@\[\]^_` + "`" + `{|}~]+\z`)
+)
+
+var (
+	l7Actions    = []string{"REJECT", "REDIRECT_TO_URL", "REDIRECT_PREFIX", "REDIRECT_TO_POOL"}
+	l7Codes      = []int{301, 302, 303, 307, 308}
+	compareTypes = []string{"EQUAL_TO", "STARTS_WITH", "ENDS_WITH", "CONTAINS", "REGEX"}
+)
+
+// validatePolicy checks one L7 policy as Octavia's API does; pool checks that a
+// REDIRECT_TO_POOL's pool exists and may be behind the listener.
+func validatePolicy(f string, p L7PolicySpec, add func(string, string, ...any), pool func(field, name string)) {
+	if !slices.Contains(l7Actions, p.Action) {
+		add(f+".action", "%q: use one of %s", p.Action, strings.Join(l7Actions, ", "))
+		return
+	}
+	switch p.Action {
+	case "REDIRECT_TO_POOL":
+		pool(f+".redirect_pool", p.RedirectPool)
+	case "REDIRECT_TO_URL":
+		if !absoluteURL(p.RedirectURL) {
+			add(f+".redirect_url", "%q: an absolute http or https URL with a host", p.RedirectURL)
+		}
+	case "REDIRECT_PREFIX":
+		if !absoluteURL(p.RedirectPrefix) {
+			add(f+".redirect_prefix", "%q: an absolute http or https URL with a host", p.RedirectPrefix)
+		}
+	}
+	if p.RedirectHTTPCode != 0 {
+		switch {
+		case p.Action != "REDIRECT_TO_URL" && p.Action != "REDIRECT_PREFIX":
+			add(f+".redirect_http_code", "only a redirect to a URL or a prefix has a code")
+		case !slices.Contains(l7Codes, p.RedirectHTTPCode):
+			add(f+".redirect_http_code", "%d: use 301, 302, 303, 307 or 308", p.RedirectHTTPCode)
+		}
+	}
+	if len(p.Rules) == 0 {
+		add(f+".rules", "a policy without rules never matches: give at least one")
+	}
+	if len(p.Rules) > MaxRulesPerPolicy {
+		add(f+".rules", "%d rules: Octavia takes at most %d a policy", len(p.Rules), MaxRulesPerPolicy)
+	}
+	for i, r := range p.Rules {
+		rf := fmt.Sprintf("%s.rules[%d]", f, i)
+		if !slices.Contains(compareTypes, r.CompareType) {
+			add(rf+".compare_type", "%q: use one of %s", r.CompareType, strings.Join(compareTypes, ", "))
+			continue
+		}
+		value := func(re ...*regexp.Regexp) {
+			if r.CompareType == "REGEX" {
+				if _, err := regexp.Compile(r.Value); err != nil || r.Value == "" {
+					add(rf+".value", "%q is not a regular expression", r.Value)
+				}
+				return
+			}
+			for _, x := range re {
+				if x.MatchString(r.Value) {
+					return
+				}
+			}
+			add(rf+".value", "%q: not a value Octavia takes for %s (no spaces unless quoted, printable ASCII)", r.Value, r.Type)
+		}
+		switch r.Type {
+		case "HOST_NAME", "PATH":
+			value(headerValue, quotedHeader)
+		case "FILE_TYPE":
+			if r.CompareType != "EQUAL_TO" && r.CompareType != "REGEX" {
+				add(rf+".compare_type", "FILE_TYPE compares EQUAL_TO or REGEX")
+			}
+			value(headerValue, quotedHeader)
+		case "HEADER", "COOKIE":
+			if !headerName.MatchString(r.Key) {
+				add(rf+".key", "%q: the %s's name (letters, digits and !#$%%&'*+-.^_`|~)", r.Key, strings.ToLower(r.Type))
+			}
+			if r.Type == "HEADER" {
+				value(headerValue, quotedHeader)
+			} else {
+				value(cookieValue)
+			}
+		default:
+			add(rf+".type", "%q: use HOST_NAME, PATH, FILE_TYPE, HEADER or COOKIE", r.Type)
+		}
+	}
+}
+
+// MaxRulesPerPolicy is Octavia's limit (MAX_L7RULES_PER_L7POLICY).
+const MaxRulesPerPolicy = 50
+
+// absoluteURL reports whether Octavia takes u as a redirect target.
+func absoluteURL(u string) bool {
+	p, err := url.Parse(u)
+	return err == nil && (p.Scheme == "http" || p.Scheme == "https") && p.Host != ""
 }
 
 // MemberViolations checks one member without calling Octavia; field is its path
@@ -229,6 +452,12 @@ func MemberViolations(field string, m MemberSpec) []Violation {
 	}
 	if m.Weight != nil && (*m.Weight < 0 || *m.Weight > 256) {
 		out = append(out, Violation{field + ".weight", fmt.Sprintf("%d: use 0 (drained) to 256", *m.Weight)})
+	}
+	if m.MonitorAddress != "" && net.ParseIP(m.MonitorAddress) == nil {
+		out = append(out, Violation{field + ".monitor_address", fmt.Sprintf("%q is not an IP address", m.MonitorAddress)})
+	}
+	if m.MonitorPort != nil && (*m.MonitorPort < 1 || *m.MonitorPort > 65535) {
+		out = append(out, Violation{field + ".monitor_port", fmt.Sprintf("%d is not a port: use 1 to 65535", *m.MonitorPort)})
 	}
 	return out
 }
@@ -252,6 +481,12 @@ func validateMonitor(f string, m MonitorSpec, poolProtocol string, add func(stri
 	}
 	if m.URLPath != "" && !strings.HasPrefix(m.URLPath, "/") {
 		add(f+".url_path", "%q: a path starts with /", m.URLPath)
+	}
+	if m.HTTPVersion != "" && m.HTTPVersion != "1.0" && m.HTTPVersion != "1.1" {
+		add(f+".http_version", "%q: use 1.0 or 1.1", m.HTTPVersion)
+	}
+	if m.DomainName != "" && m.HTTPVersion != "1.1" {
+		add(f+".domain_name", "a Host header goes with http_version 1.1")
 	}
 	udp := poolProtocol == "UDP" || poolProtocol == "SCTP"
 	switch {
@@ -288,6 +523,11 @@ func needs(spec Spec) (Version, string) {
 			if need := MinVersionFor(l.Pool.Protocol); need.After(v) {
 				v, field = need, fmt.Sprintf("listeners[%d].pool.protocol", i)
 			}
+		}
+	}
+	for i, p := range spec.Pools {
+		if need := MinVersionFor(p.Protocol); need.After(v) {
+			v, field = need, fmt.Sprintf("pools[%d].protocol", i)
 		}
 	}
 	return v, field

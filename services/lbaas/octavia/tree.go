@@ -3,7 +3,9 @@ package octavia
 import (
 	"context"
 	"fmt"
+	"slices"
 
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/l7policies"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
@@ -13,12 +15,17 @@ import (
 type Tree struct {
 	LoadBalancer LoadBalancer
 	Listeners    []ListenerTree
+	// Pools are every pool of the load balancer (a listener's default pool is
+	// one of them too).
+	Pools []*PoolTree
 }
 
-// ListenerTree is a listener with its default pool.
+// ListenerTree is a listener with its default pool and L7 policies (in order,
+// with their rules).
 type ListenerTree struct {
 	Listener listeners.Listener
 	Pool     *PoolTree
+	Policies []l7policies.L7Policy
 }
 
 // PoolTree is a pool with its members and health monitor.
@@ -56,31 +63,57 @@ func (c *Client) Show(ctx context.Context, id string) (*Tree, error) {
 		return nil, err
 	}
 	t := &Tree{LoadBalancer: *lb}
-	for _, l := range ls {
-		lt := ListenerTree{Listener: l}
-		for _, p := range ps {
-			if p.ID != l.DefaultPoolID {
-				continue
-			}
-			members, err := c.Members(ctx, p.ID)
+	for _, p := range ps {
+		members, err := c.Members(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		pt := &PoolTree{Pool: p, Members: members}
+		if p.MonitorID != "" {
+			err := c.retry(ctx, "", func() (err error) {
+				pt.Monitor, err = monitors.Get(ctx, c.sc, p.MonitorID).Extract()
+				return err
+			})
 			if err != nil {
 				return nil, err
 			}
-			pt := &PoolTree{Pool: p, Members: members}
-			if p.MonitorID != "" {
-				err := c.retry(ctx, "", func() (err error) {
-					pt.Monitor, err = monitors.Get(ctx, c.sc, p.MonitorID).Extract()
-					return err
-				})
-				if err != nil {
-					return nil, err
-				}
+		}
+		t.Pools = append(t.Pools, pt)
+	}
+	for _, l := range ls {
+		lt := ListenerTree{Listener: l}
+		for _, pt := range t.Pools {
+			if pt.Pool.ID == l.DefaultPoolID {
+				lt.Pool = pt
 			}
-			lt.Pool = pt
+		}
+		if len(l.L7Policies) > 0 {
+			err := c.retry(ctx, "", func() error {
+				pages, err := l7policies.List(c.sc, l7policies.ListOpts{ListenerID: l.ID}).AllPages(ctx)
+				if err != nil {
+					return err
+				}
+				lt.Policies, err = l7policies.ExtractL7Policies(pages)
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+			slices.SortFunc(lt.Policies, func(a, b l7policies.L7Policy) int { return int(a.Position) - int(b.Position) })
 		}
 		t.Listeners = append(t.Listeners, lt)
 	}
 	return t, nil
+}
+
+// Pool returns the tree's pool of that name, or nil.
+func (t *Tree) Pool(name string) *PoolTree {
+	for _, p := range t.Pools {
+		if p.Pool.Name == name {
+			return p
+		}
+	}
+	return nil
 }
 
 // Pools lists a load balancer's pools.
@@ -99,7 +132,8 @@ func (c *Client) Pools(ctx context.Context, lbID string) ([]pools.Pool, error) {
 
 // Missing lists what of spec the tree lacks: a listener (protocol and port), its
 // default pool (protocol), a member (address and port), a pool's health monitor
-// (type). An empty list means the tree is whole. A create interrupted part way (an
+// (type), a pool of Spec.Pools (name and protocol), an L7 policy (action, and the
+// pool it sends to). An empty list means the tree is whole. A create interrupted part way (an
 // Octavia API restart, a process killed) leaves a load balancer that is ACTIVE but
 // not whole; it must not be taken for the one asked for.
 func Missing(t *Tree, spec Spec) []string {
@@ -116,6 +150,24 @@ func Missing(t *Tree, spec Spec) []string {
 		if lt == nil {
 			out = append(out, fmt.Sprintf("%s (%s:%d)", field, ls.Protocol, ls.Port))
 			continue
+		}
+		for j, pol := range ls.L7Policies {
+			pf := fmt.Sprintf("%s.l7_policies[%d]", field, j)
+			if j >= len(lt.Policies) || string(lt.Policies[j].Action) != pol.Action {
+				out = append(out, fmt.Sprintf("%s (%s)", pf, pol.Action))
+				continue
+			}
+			if pol.RedirectPool != "" {
+				if p := t.Pool(pol.RedirectPool); p == nil || p.Pool.ID != lt.Policies[j].RedirectPoolID {
+					out = append(out, fmt.Sprintf("%s.redirect_pool (%s)", pf, pol.RedirectPool))
+				}
+			}
+			if len(lt.Policies[j].Rules) < len(pol.Rules) {
+				out = append(out, fmt.Sprintf("%s.rules (%d of %d)", pf, len(lt.Policies[j].Rules), len(pol.Rules)))
+			}
+		}
+		if ls.DefaultPool != "" && (lt.Pool == nil || lt.Pool.Pool.Name != ls.DefaultPool) {
+			out = append(out, fmt.Sprintf("%s.default_pool (%s)", field, ls.DefaultPool))
 		}
 		if ls.Pool == nil {
 			continue
@@ -135,6 +187,22 @@ func Missing(t *Tree, spec Spec) []string {
 		}
 		if ls.Pool.Monitor != nil && (lt.Pool.Monitor == nil || lt.Pool.Monitor.Type != ls.Pool.Monitor.Type) {
 			out = append(out, fmt.Sprintf("%s.pool.health_monitor (%s)", field, ls.Pool.Monitor.Type))
+		}
+	}
+	for i, ps := range spec.Pools {
+		field := fmt.Sprintf("pools[%d]", i)
+		pt := t.Pool(ps.Name)
+		if pt == nil || pt.Pool.Protocol != ps.Protocol {
+			out = append(out, fmt.Sprintf("%s (%s %s)", field, ps.Name, ps.Protocol))
+			continue
+		}
+		for k, ms := range ps.Members {
+			if !slices.ContainsFunc(pt.Members, func(m Member) bool { return m.Address == ms.Address && m.ProtocolPort == ms.Port }) {
+				out = append(out, fmt.Sprintf("%s.members[%d] (%s:%d)", field, k, ms.Address, ms.Port))
+			}
+		}
+		if ps.Monitor != nil && (pt.Monitor == nil || pt.Monitor.Type != ps.Monitor.Type) {
+			out = append(out, fmt.Sprintf("%s.health_monitor (%s)", field, ps.Monitor.Type))
 		}
 	}
 	return out
