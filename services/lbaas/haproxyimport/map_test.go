@@ -201,3 +201,29 @@ listen stats
 		t.Errorf("stats auth not shown redacted: %s", b)
 	}
 }
+
+// TestCorpusBecomesValidSpecs: every plan of the corpus becomes octavia specs that
+// octavia.Validate accepts (what the mapping writes, Octavia's API takes), once the
+// VIPs' subnet and the certificates' containers are given; without a certificate's
+// container the plan says which file.
+func TestCorpusBecomesValidSpecs(t *testing.T) {
+	for _, path := range corpus {
+		c, err := haproxycfg.ReadFiles(haproxycfg.Options{}, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Map(c, Options{Name: "x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs, err := p.Specs(Where{VIPSubnetID: "subnet", Certificates: map[string]string{"/etc/haproxy/certs/web.pem": "https://barbican.example/v1/containers/c"}})
+		if err != nil || len(specs) != len(p.LoadBalancers) {
+			t.Errorf("%s: %d specs, %v", path, len(specs), err)
+		}
+		if strings.Contains(path, "listen.cfg") {
+			if _, err := p.Specs(Where{VIPSubnetID: "subnet"}); err == nil || !strings.Contains(err.Error(), "/etc/haproxy/certs/web.pem") {
+				t.Errorf("without the certificate's container: %v", err)
+			}
+		}
+	}
+}

@@ -98,7 +98,7 @@ func (c *Client) listenerOpts(l ListenerSpec) listeners.CreateOpts {
 		AllowedCIDRs: l.AllowedCIDRs, Tags: c.tags(nil),
 		TimeoutClientData: l.TimeoutClientData, TimeoutMemberConnect: l.TimeoutMemberConnect,
 		TimeoutMemberData: l.TimeoutMemberData, TimeoutTCPInspect: l.TimeoutTCPInspect,
-		InsertHeaders: l.InsertHeaders,
+		InsertHeaders: l.InsertHeaders, ALPNProtocols: l.ALPNProtocols,
 	}
 }
 

@@ -48,6 +48,9 @@ type ListenerSpec struct {
 	TimeoutTCPInspect    *int
 	// InsertHeaders are Octavia's header switches ({"X-Forwarded-For": "true"}).
 	InsertHeaders map[string]string
+	// ALPNProtocols a TERMINATED_HTTPS listener offers (h2, http/1.1, http/1.0;
+	// API 2.20).
+	ALPNProtocols []string
 	// L7Policies are tried in order (HTTP and TERMINATED_HTTPS listeners only).
 	L7Policies []L7PolicySpec
 }
@@ -291,6 +294,14 @@ func Validate(spec Spec) error {
 			}
 		}
 		http := l.Protocol == "HTTP" || l.Protocol == "TERMINATED_HTTPS"
+		for j, a := range l.ALPNProtocols {
+			switch {
+			case !slices.Contains([]string{"h2", "http/1.1", "http/1.0"}, a):
+				add(fmt.Sprintf("%s.alpn_protocols[%d]", lf, j), "%q: use h2, http/1.1 or http/1.0", a)
+			case l.Protocol != "TERMINATED_HTTPS" && known:
+				unsupported = append(unsupported, Violation{lf + ".alpn_protocols", "only a TERMINATED_HTTPS listener negotiates ALPN"})
+			}
+		}
 		for _, h := range slices.Sorted(maps.Keys(l.InsertHeaders)) {
 			switch {
 			case !slices.Contains(insertHeaders, h):
@@ -516,6 +527,9 @@ func needs(spec Spec) (Version, string) {
 	var v Version
 	field := ""
 	for i, l := range spec.Listeners {
+		if len(l.ALPNProtocols) > 0 && (Version{2, 20}).After(v) {
+			v, field = Version{2, 20}, fmt.Sprintf("listeners[%d].alpn_protocols", i)
+		}
 		if l.Protocol == "SCTP" && (Version{2, 23}).After(v) {
 			v, field = Version{2, 23}, fmt.Sprintf("listeners[%d].protocol", i)
 		}

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
 	"github.com/spf13/cobra"
 
 	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxycfg"
@@ -23,17 +26,26 @@ var errIncomplete = errors.New("the plan is not complete: review the leftovers")
 const noCloud = "no-cloud"
 
 func newImport(g *globals) *cobra.Command {
-	var name string
-	var env map[string]string
+	var name, vipSubnet string
+	var env, certs map[string]string
+	var apply, accept bool
 	cmd := &cobra.Command{
-		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]...",
+		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]... [--apply --vip-subnet SUBNET [--certificate FILE=CONTAINER]... [--accept-leftovers]]",
 		Short: "Plan the Octavia load balancers an haproxy configuration becomes, line by line (no cloud needed)",
 		Long: `import reads haproxy configuration files (as haproxy -f reads them, in order) and prints
 the plan they become in Octavia: load balancers (one an address bound), listeners,
 pools, members, health monitors, session persistence and L7 policies — and a ledger
 of every line: mapped (to which Octavia field), mapped with a loss, or left over, with
-file:line and why. Nothing is made: the plan is for review. The exit status is 0
-when the plan is complete, 3 when lines are left over (-o json for scripts).`,
+file:line and why. Without --apply nothing is made and no cloud is read: the plan
+is for review. The exit status is 0 when the plan is complete, 3 when lines are left
+over (-o json for scripts).
+
+With --apply the load balancers are built in Octavia (each waited for until it and
+everything under it is ACTIVE): the VIPs on --vip-subnet at the addresses the
+configuration bound, a TERMINATED_HTTPS listener with the Barbican container given
+for its certificate file. A plan with leftovers is applied only with
+--accept-leftovers; a load balancer of that name that exists already is refused
+(a changed import is not applied to a built one yet).`,
 		Example: `  hikkoshi-lb import /etc/haproxy/haproxy.cfg --name shop
   hikkoshi-lb import haproxy.cfg conf.d/*.cfg --env BACKEND_PORT=8080 -o json`,
 		Args:        cobra.MinimumNArgs(1),
@@ -60,15 +72,65 @@ when the plan is complete, 3 when lines are left over (-o json for scripts).`,
 			} else {
 				printPlan(out, p)
 			}
-			if !p.Complete {
-				return errIncomplete
+			if !apply {
+				if !p.Complete {
+					return errIncomplete
+				}
+				return nil
 			}
-			return nil
+			if !p.Complete && !accept {
+				return fmt.Errorf("%w (--accept-leftovers applies it without them)", errIncomplete)
+			}
+			if vipSubnet == "" {
+				return usagef("--apply needs --vip-subnet: the subnet (name or ID) of the VIPs")
+			}
+			return applyPlan(cmd, g, p, vipSubnet, certs)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the load balancers' name (NAME, or NAME-ADDRESS for each of several; default haproxy)")
 	cmd.Flags().StringToStringVar(&env, "env", nil, `NAME=VALUE for "$NAME" in the files (repeatable); a variable not given is an error`)
+	cmd.Flags().BoolVar(&apply, "apply", false, "build the load balancers in Octavia (needs --os-cloud)")
+	cmd.Flags().StringVar(&vipSubnet, "vip-subnet", "", "with --apply: the subnet (name or ID) of the VIPs")
+	cmd.Flags().StringToStringVar(&certs, "certificate", nil, "with --apply: PEM_FILE=BARBICAN_CONTAINER_REF for each certificate a TLS bind served (repeatable)")
+	cmd.Flags().BoolVar(&accept, "accept-leftovers", false, "with --apply: build a plan that has leftovers (they are lost)")
 	return cmd
+}
+
+// applyPlan builds the plan's load balancers in Octavia, one after the other.
+func applyPlan(cmd *cobra.Command, g *globals, p *haproxyimport.Plan, vipSubnet string, certs map[string]string) error {
+	if g.cloud == "" {
+		return usagef("--apply: no cloud: set --os-cloud or OS_CLOUD to an entry of clouds.yaml")
+	}
+	ctx, cancel := g.deadline(cmd)
+	defer cancel()
+	c, cl, err := g.open(ctx)
+	if err != nil {
+		return err
+	}
+	subnet, err := resolveSubnet(ctx, cl, vipSubnet)
+	if err != nil {
+		return err
+	}
+	specs, err := p.Specs(haproxyimport.Where{VIPSubnetID: subnet, Certificates: certs})
+	if err != nil {
+		return err
+	}
+	for _, spec := range specs {
+		if existing, err := c.List(ctx, loadbalancers.ListOpts{Name: spec.Name}); err != nil {
+			return err
+		} else if len(existing) > 0 {
+			return fmt.Errorf("load balancer %s exists (%s): a changed import is not applied to a built load balancer yet; delete it first", spec.Name, existing[0].ID)
+		}
+	}
+	for _, spec := range specs {
+		start := time.Now()
+		created, _, err := c.CreateReady(ctx, spec, progress(start))
+		if err != nil {
+			return fmt.Errorf("load balancer %s: %w", spec.Name, err)
+		}
+		fmt.Fprintf(os.Stderr, "load balancer %s %s (%s create) in %.1fs\n", spec.Name, created.LoadBalancer.ID, created.Mode, time.Since(start).Seconds())
+	}
+	return nil
 }
 
 func printPlan(out io.Writer, p *haproxyimport.Plan) {
