@@ -11,7 +11,8 @@ package jobs
 //  1. a snapshot of the source volume (force: the volume is attached; the server is
 //     stopped, so its bytes are at rest), a volume made from that snapshot, uploaded
 //     to an image in the source Glance (Cinder uploads volumes, not snapshots; an
-//     attached volume only with force, which clouds turn off by default);
+//     attached volume only with force, which clouds turn off by default), as
+//     qcow2: the blocks in use, without the zeros of a thin volume;
 //  2. that image copied to the destination Glance by the same streaming,
 //     checksummed, resumable copy as a server's image (imagecopy);
 //  3. a new volume made from the copy in the destination Cinder: the source's size,
@@ -255,9 +256,18 @@ func (t *task) moveVolume(ctx context.Context, i int, m *converterv1.VolumeMove)
 		if found, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: name}); err == nil && len(found) > 0 {
 			m.SourceImageId = found[0].ID
 		} else {
+			// qcow2: Cinder converts the volume with qemu-img, so the image holds the
+			// blocks in use and no zeros — a thin volume crosses the link at its
+			// used size. A cloud that refuses qcow2 uploads gets raw.
 			img, err := osapi.UploadVolume(ctx, src.volume, m.GetSourceTempVolumeId(), volumes.UploadImageOpts{
-				ImageName: name, DiskFormat: "raw", ContainerFormat: "bare",
+				ImageName: name, DiskFormat: "qcow2", ContainerFormat: "bare",
 			})
+			if osapi.BadRequest(err) {
+				t.Log.Info("the source Cinder refuses a qcow2 upload: raw", "volume", m.GetSourceTempVolumeId(), "error", err)
+				img, err = osapi.UploadVolume(ctx, src.volume, m.GetSourceTempVolumeId(), volumes.UploadImageOpts{
+					ImageName: name, DiskFormat: "raw", ContainerFormat: "bare",
+				})
+			}
 			if err != nil {
 				return fmt.Errorf("upload to an image: %w", err)
 			}

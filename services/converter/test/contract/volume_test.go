@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,12 +31,15 @@ func volumeClouds(t *testing.T) (oldV, newV *gophercloud.ServiceClient) {
 }
 
 // volumeServer boots a stand-in server at ip in the old cloud with a 1 GiB data
-// volume of type legacy-ssd attached (3 MiB of known bytes at its start), and returns
-// the server, the volume and its device.
-func volumeServer(t *testing.T, c clouds, oldV *gophercloud.ServiceClient, tag, ip string) (*devcloud.Standin, string, string) {
+// volume of type legacy-ssd attached (size random bytes at its start, the rest
+// zeros, as a thin volume is), and returns the server, the volume and its
+// device.
+func volumeServer(t *testing.T, c clouds, oldV *gophercloud.ServiceClient, tag, ip string, size int) (*devcloud.Standin, string, string) {
 	t.Helper()
 	ctx := t.Context()
-	data := bytes.Repeat([]byte(tag+" data volume "), (3<<20)/(len(tag)+13))
+	// Random bytes: what Cinder's upload compresses away would not show a copy.
+	data := make([]byte, size)
+	_, _ = rand.NewChaCha8([32]byte([]byte(fmt.Sprintf("%-32.32s", tag)))).Read(data)
 	src := devcloud.BootStandin(t, tag, ip, map[string]string{"role": "db"})
 	volID := knownVolume(t, c, oldV, tag+"-data", devcloud.VolumeTypeLegacySSD, data)
 	att := must(volumeattach.Create(ctx, src.Compute, src.ID, volumeattach.CreateOpts{VolumeID: volID}).Extract())(t)
@@ -118,16 +122,16 @@ func assertNoVolumeParts(t *testing.T, c clouds, oldV, newV *gophercloud.Service
 
 // TestV2VMovesAttachedVolume: a server with an attached 1 GiB data volume (known bytes
 // written into it beforehand) of the old cloud's type legacy-ssd moves to the new
-// region: the new volume holds the same bytes (digest of the whole volume), is of the
-// mapped type ssd, same size and name, attached to the new server at the same
-// device; nothing the job made to move it is left in either cloud, and the source
+// region: only the blocks in use cross (the upload is qcow2), the new volume holds
+// the same bytes (digest of the whole volume), is of the mapped type ssd, same size
+// and name, attached to the new server at the same device; nothing the job made to move it is left in either cloud, and the source
 // volume is untouched and still attached.
 func TestV2VMovesAttachedVolume(t *testing.T) {
 	c := open(t)
 	oldV, newV := volumeClouds(t)
 	ctx := t.Context()
 	tag := fmt.Sprintf("ctest-vol-%d", time.Now().UnixNano())
-	src, volID, device := volumeServer(t, c, oldV, tag, "10.101.0.138")
+	src, volID, device := volumeServer(t, c, oldV, tag, "10.101.0.138", 3<<20)
 	srcSum, srcSize := must3(devcloud.VolumeBytes(devcloud.RegionOld, volID))(t)
 
 	netID := destNetwork(t, c, tag)
@@ -148,7 +152,10 @@ func TestV2VMovesAttachedVolume(t *testing.T) {
 		t.Fatalf("job volumes %v, want the data volume", j.GetVolumes())
 	}
 	m := j.GetVolumes()[0]
-	t.Logf("volume %s → %s: %d bytes copied", m.GetSourceVolumeId(), m.GetDestinationVolumeId(), m.GetProgress().GetDoneBytes())
+	t.Logf("volume %s → %s: %d bytes copied for a 1 GiB volume holding 3 MiB (random)", m.GetSourceVolumeId(), m.GetDestinationVolumeId(), m.GetProgress().GetDoneBytes())
+	if m.GetProgress().GetTotalBytes() > 16<<20 {
+		t.Fatalf("%d bytes crossed for a volume with 3 MiB in use: the thin volume's zeros were copied", m.GetProgress().GetTotalBytes())
+	}
 	nv := must(volumes.Get(ctx, newV, m.GetDestinationVolumeId()).Extract())(t)
 	if nv.Size != 1 || nv.VolumeType != devcloud.VolumeTypeSSD || nv.Name != tag+"-data" || !m.GetDone() || m.GetBoot() {
 		t.Fatalf("new volume %s: size %d type %q name %q (job record %v)", nv.ID, nv.Size, nv.VolumeType, nv.Name, m)
@@ -296,15 +303,17 @@ func firstVolume(j *converterv1.Job) *converterv1.VolumeMove {
 // image begun, the copy under way, the new volume made — and once the new server
 // boots with it: each time, neither cloud keeps anything the job made (snapshots,
 // temporary volumes, images, new volumes, the server), the source runs again and its
-// volume stays attached. The copy is slowed (64 MiB/s) so it lasts.
+// volume stays attached. The copy is slowed (1 MiB/s) so it lasts.
 func TestCancelVolumeMove(t *testing.T) {
 	c := open(t)
 	oldV, newV := volumeClouds(t)
 	tag := fmt.Sprintf("ctest-volcancel-%d", time.Now().UnixNano())
-	src, volID, _ := volumeServer(t, c, oldV, tag, "10.101.0.143")
+	src, volID, _ := volumeServer(t, c, oldV, tag, "10.101.0.143", 4<<20)
 	netID := destNetwork(t, c, tag)
 	env := servicetest.NewEnv(t)
-	_, client := start(t, env, "--chunk-bytes", fmt.Sprint(64<<20), "--copy-bandwidth", fmt.Sprint(64<<20))
+	// The volume's image holds its 4 MiB in use (qcow2): 1 MiB chunks at 1 MiB/s
+	// make its copy last.
+	_, client := start(t, env, "--chunk-bytes", fmt.Sprint(1<<20), "--copy-bandwidth", fmt.Sprint(1<<20))
 	for _, p := range []volumePoint{
 		{"snapshot", func(j *converterv1.Job) bool { return firstVolume(j).GetSourceSnapshotId() != "" }},
 		{"temporary-volume", func(j *converterv1.Job) bool { return firstVolume(j).GetSourceTempVolumeId() != "" }},
@@ -349,12 +358,12 @@ func TestWorkerKilledMidVolumeCopy(t *testing.T) {
 	c := open(t)
 	oldV, newV := volumeClouds(t)
 	tag := fmt.Sprintf("ctest-volkill-%d", time.Now().UnixNano())
-	src, volID, _ := volumeServer(t, c, oldV, tag, "10.101.0.145")
+	src, volID, _ := volumeServer(t, c, oldV, tag, "10.101.0.145", 6<<20)
 	srcSum, _ := must3(devcloud.VolumeBytes(devcloud.RegionOld, volID))(t)
 	netID := destNetwork(t, c, tag)
 	env := servicetest.NewEnv(t)
-	chunk := int64(64 << 20)
-	first, client := start(t, env, "--chunk-bytes", fmt.Sprint(chunk), "--copy-bandwidth", fmt.Sprint(64<<20))
+	chunk := int64(1 << 20)
+	first, client := start(t, env, "--chunk-bytes", fmt.Sprint(chunk), "--copy-bandwidth", fmt.Sprint(1<<20))
 	created := must(client.CreateJob(t.Context(), &converterv1.CreateJobRequest{Job: &converterv1.Job{
 		Source: &converterv1.V2VSource{Cloud: "old", ServerId: src.ID},
 		Destination: &converterv1.V2VDestination{Cloud: "new", NetworkId: netID, FixedIp: "10.101.0.146",
@@ -368,6 +377,9 @@ func TestWorkerKilledMidVolumeCopy(t *testing.T) {
 		}
 	}, func() bool { return atKill != nil })
 	if atKill == nil {
+		// Cancelled, so that its worker deletes what it made before the test ends.
+		_, _ = client.CancelJob(context.Background(), &converterv1.CancelJobRequest{Name: created.GetName()})
+		watchJob(t, client, created.GetName(), nil, nil)
 		t.Fatal("the volume's copy ended before the kill")
 	}
 	_ = first.Wait(10 * time.Second)
