@@ -55,6 +55,11 @@ func (c *Client) Create(ctx context.Context, spec Spec) (*Created, error) {
 	c.mu.Lock()
 	serial := c.serial
 	c.mu.Unlock()
+	// A single call with pools at the top (shared, or sent to by L7 policies)
+	// comes back with the load balancer ACTIVE and its listeners, pools and
+	// policies PENDING_CREATE for ever (Zed's amphora provider; measured on the
+	// dev cloud, with and without policies): such a tree is built serially.
+	serial = serial || len(spec.Pools) > 0
 	if !serial {
 		var lb *LoadBalancer
 		err := c.retry(ctx, "", func() (err error) {
@@ -298,12 +303,25 @@ func (c *Client) createSerially(ctx context.Context, spec Spec) (lb *LoadBalance
 			}
 		}
 		for j, pol := range l.L7Policies {
+			// The rules one by one: Zed's policy POST fails (500) with rules in it.
 			po := c.policyOpts(pol, j+1)
+			rules := po.Rules
+			po.Rules = nil
 			po.ListenerID, po.RedirectPoolID = listener.ID, poolIDs[pol.RedirectPool]
-			if err := step(fmt.Sprintf("listeners[%d].l7_policies[%d]", i, j), func() error {
-				return l7policies.Create(ctx, c.sc, po).Err
+			var policy *l7policies.L7Policy
+			field := fmt.Sprintf("listeners[%d].l7_policies[%d]", i, j)
+			if err := step(field, func() (err error) {
+				policy, err = l7policies.Create(ctx, c.sc, po).Extract()
+				return err
 			}); err != nil {
 				return lb, err
+			}
+			for k, r := range rules {
+				if err := step(fmt.Sprintf("%s.rules[%d]", field, k), func() error {
+					return l7policies.CreateRule(ctx, c.sc, policy.ID, r).Err
+				}); err != nil {
+					return lb, err
+				}
 			}
 		}
 	}

@@ -1,0 +1,97 @@
+package integration
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
+)
+
+// TestImportApplyRoutesByHost: an old project's haproxy.cfg (host-switched
+// backends, servers with send-proxy) is imported with hikkoshi-lb import --apply
+// into the dev cloud's Octavia, and requests through the VIP on the data plane
+// reach the backends the configuration names: api.example → api-1, any other host
+// → web-1 and web-2 in turn, each with the PROXY header. A second apply is refused
+// (the load balancer exists).
+func TestImportApplyRoutesByHost(t *testing.T) {
+	devcloud.Require(t)
+	if !devcloud.NetnsUp() {
+		t.Skip("the dev cloud's data plane is not up")
+	}
+	owner := fmt.Sprintf("itest-import-%d", time.Now().UnixNano())
+	name := owner
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(`defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend shop
+    bind 10.101.0.147:80
+    acl api hdr(host) -i api.example
+    use_backend api if api
+    default_backend web
+
+backend web
+    balance roundrobin
+    server web-1 10.101.0.21:8080 check send-proxy
+    server web-2 10.101.0.22:8080 check send-proxy
+
+backend api
+    server api-1 10.101.0.31:8080 check send-proxy
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _, _ = lb(t, owner, "delete", name, "--wait") })
+	out, stderr, err := lb(t, owner, "import", cfg, "--name", name, "--apply", "--vip-subnet", devcloud.VLANSubnet)
+	if err != nil {
+		t.Fatalf("import --apply: %v\n%s%s", err, out, stderr)
+	}
+	proxyURL, _ := url.Parse(devcloud.Bastion)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}}
+	ask := func(host string) (string, bool) {
+		req, _ := http.NewRequest(http.MethodGet, "http://10.101.0.147/", nil)
+		req.Host = host
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET Host %s: %v", host, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var a struct {
+			Server string `json:"server"`
+			Proxy  bool   `json:"proxy"`
+		}
+		if err := json.Unmarshal(b, &a); err != nil {
+			t.Fatalf("GET Host %s: %d %q", host, resp.StatusCode, b)
+		}
+		return a.Server, a.Proxy
+	}
+	var web []string
+	for range 4 {
+		s, proxied := ask("www.example")
+		if !proxied || !strings.HasPrefix(s, "web-") {
+			t.Fatalf("www.example answered by %q (PROXY %t), want web-1 or web-2 through PROXY", s, proxied)
+		}
+		web = append(web, s)
+		if s, proxied := ask("api.example"); s != "api-1" || !proxied {
+			t.Fatalf("api.example answered by %q (PROXY %t), want api-1", s, proxied)
+		}
+	}
+	if web[0] == web[1] {
+		t.Fatalf("round robin: %v", web)
+	}
+	if _, stderr, err := lb(t, owner, "import", cfg, "--name", name, "--apply", "--vip-subnet", devcloud.VLANSubnet); err == nil || !strings.Contains(stderr, "exists") {
+		t.Fatalf("a second apply: %v %s", err, stderr)
+	}
+	t.Logf("www.example → %v, api.example → api-1, all with the PROXY header", web)
+}
