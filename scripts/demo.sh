@@ -220,6 +220,21 @@ go build -o bin/inventory ./services/inventory/cmd/inventory
 start_inventory
 echo "  pid $pid, gRPC $addr, metrics https://127.0.0.1:7411/metrics (mutual TLS too)"
 
+say "the old project's own haproxy: hikkoshi-lb import maps its haproxy.cfg onto Octavia, line by line, from the file alone"
+echo "  tilt/devcloud/estate/shop-haproxy.cfg (a host-switched backend, send-proxy servers, a cookie, a deny, process settings):"
+set +e
+bin/hikkoshi-lb import tilt/devcloud/estate/shop-haproxy.cfg --name shop-imported 2>/dev/null | sed 's/^/  /'
+rc=${PIPESTATUS[0]}
+set -e
+echo "  (exit $rc: 3 while lines are left over; --accept-leftovers applies without them)"
+lbcli delete shop-imported --wait >/dev/null 2>&1 || true # a previous run's
+lbcli import tilt/devcloud/estate/shop-haproxy.cfg --name shop-imported --apply --accept-leftovers --vip-subnet old-vlan-101-v4 2>&1 >/dev/null | grep '^load balancer' | sed 's/^/  /' 
+echo "  applied; requests through its VIP 10.101.0.147 on the data plane (by the jump host), by Host header:"
+for h in www.example www.example api.example; do
+  printf '    Host %-12s → %s\n' "$h" "$(curl -s -m 5 --socks5 127.0.0.1:1080 -H "Host: $h" http://10.101.0.147/ | /usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin); print("%s (PROXY header: %s)" % (a["server"], a["proxy"]))')"
+done
+lbcli delete shop-imported --wait >/dev/null
+
 say "the lbaas service: the API role's load balancer through gRPC (etcd: the inventory's)"
 go build -o bin/lbaas ./services/lbaas/cmd/lbaas
 start_lbaas
@@ -590,7 +605,7 @@ for v in j.get("volumes", []):
   while read -r from to dev st dt kind copied; do
     a=$(sha256sum "tilt/.state/devcloud/lib/cinder-old/volumes/volume-$from" | cut -c1-16)
     b=$(sha256sum "tilt/.state/devcloud/lib/cinder-new/volumes/volume-$to" | cut -c1-16)
-    echo "    $name $kind volume at $dev: $from ($st, sha256 $a…) → $to ($dt, sha256 $b…), $((copied >> 20)) MiB copied"
+    echo "    $name $kind volume at $dev: $from ($st, sha256 $a…) → $to ($dt, sha256 $b…), $((copied >> 10)) KiB sent (the blocks in use, as qcow2)"
     [[ "$a" == "$b" ]] || { echo "    the new volume's bytes differ" >&2; exit 1; }
   done
 done

@@ -55,11 +55,6 @@ func (c *Client) Create(ctx context.Context, spec Spec) (*Created, error) {
 	c.mu.Lock()
 	serial := c.serial
 	c.mu.Unlock()
-	// A single call with pools at the top (shared, or sent to by L7 policies)
-	// comes back with the load balancer ACTIVE and its listeners, pools and
-	// policies PENDING_CREATE for ever (Zed's amphora provider; measured on the
-	// dev cloud, with and without policies): such a tree is built serially.
-	serial = serial || len(spec.Pools) > 0
 	if !serial {
 		var lb *LoadBalancer
 		err := c.retry(ctx, "", func() (err error) {

@@ -14,11 +14,11 @@ import (
 // TestL7TreeAgainstOctavia: a load balancer with shared pools, L7 policies
 // (pool switching by host, a reject by path, a redirect by host), session
 // persistence, listener timeouts and insert headers — the shape an imported
-// haproxy configuration takes — is built by the real Octavia (serially: a single
-// call with pools at the top leaves the tree PENDING_CREATE on Zed, so the client
-// does not make one), comes up ACTIVE with its haproxy running on the data plane
-// (Octavia's own templates render it), and reads back whole (Missing finds
-// nothing).
+// haproxy configuration takes — is built by the real Octavia (serially in the end:
+// the dev cloud's single-call creates are left PENDING_CREATE, see the README, and
+// the client rebuilds them object by object, each policy and then its rules), comes
+// up ACTIVE with its haproxy running on the data plane (Octavia's own templates
+// render it), and reads back whole (Missing finds nothing).
 func TestL7TreeAgainstOctavia(t *testing.T) {
 	devcloud.Require(t)
 	c := devcloud.Open(t, "old")
@@ -70,8 +70,8 @@ func TestL7TreeAgainstOctavia(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if created.Mode != octavia.Serial {
-		t.Fatalf("created %v: want serial", created.Mode)
+	if created.Mode != octavia.Serial && created.Mode != octavia.SerialAfterStuck {
+		t.Fatalf("created %v", created.Mode)
 	}
 	if missing := octavia.Missing(tree, spec); len(missing) > 0 {
 		t.Fatalf("the tree lacks %v", missing)
