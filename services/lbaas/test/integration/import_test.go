@@ -28,6 +28,12 @@ func TestImportApplyRoutesByHost(t *testing.T) {
 	}
 	owner := fmt.Sprintf("itest-import-%d", time.Now().UnixNano())
 	name := owner
+	// The backends: stand-ins of the test's own that require the PROXY header (as
+	// the estate's web and API servers do), on addresses tests keep for themselves.
+	proxy := map[string]string{devcloud.MetaProxyProtocol: "required"}
+	for _, s := range []struct{ name, ip string }{{"web-1", "10.101.0.148"}, {"web-2", "10.101.0.149"}, {"api-1", "10.101.0.140"}} {
+		devcloud.BootStandin(t, owner+"-"+s.name, s.ip, proxy)
+	}
 	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(`defaults
     mode http
@@ -43,11 +49,11 @@ frontend shop
 
 backend web
     balance roundrobin
-    server web-1 10.101.0.21:8080 check send-proxy
-    server web-2 10.101.0.22:8080 check send-proxy
+    server web-1 10.101.0.148:8080 check send-proxy
+    server web-2 10.101.0.149:8080 check send-proxy
 
 backend api
-    server api-1 10.101.0.31:8080 check send-proxy
+    server api-1 10.101.0.140:8080 check send-proxy
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -79,11 +85,11 @@ backend api
 	var web []string
 	for range 4 {
 		s, proxied := ask("www.example")
-		if !proxied || !strings.HasPrefix(s, "web-") {
+		if !proxied || !strings.HasPrefix(s, owner+"-web-") {
 			t.Fatalf("www.example answered by %q (PROXY %t), want web-1 or web-2 through PROXY", s, proxied)
 		}
 		web = append(web, s)
-		if s, proxied := ask("api.example"); s != "api-1" || !proxied {
+		if s, proxied := ask("api.example"); s != owner+"-api-1" || !proxied {
 			t.Fatalf("api.example answered by %q (PROXY %t), want api-1", s, proxied)
 		}
 	}
