@@ -233,7 +233,7 @@ echo "  applied; requests through its VIP 10.101.0.147 on the data plane (by the
 for h in www.example www.example api.example; do
   printf '    Host %-12s → %s\n' "$h" "$(curl -s -m 5 --socks5 127.0.0.1:1080 -H "Host: $h" http://10.101.0.147/ | /usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin); print("%s (PROXY header: %s)" % (a["server"], a["proxy"]))')"
 done
-lbcli delete shop-imported --wait >/dev/null
+lbcli delete shop-imported --wait >/dev/null 2>&1
 
 say "the lbaas service: the API role's load balancer through gRPC (etcd: the inventory's)"
 go build -o bin/lbaas ./services/lbaas/cmd/lbaas
