@@ -207,7 +207,11 @@ func (t *task) moveVolume(ctx context.Context, i int, m *converterv1.VolumeMove)
 	// 1. The volume's bytes as an image in the source Glance.
 	if m.GetSourceImageId() == "" {
 		if m.GetSourceSnapshotId() == "" {
-			if found, err := osapi.ListSnapshots(ctx, src.volume, snapshots.ListOpts{Name: name, VolumeID: m.GetSourceVolumeId()}); err == nil && len(found) > 0 {
+			found, err := osapi.ListSnapshots(ctx, src.volume, snapshots.ListOpts{Name: name, VolumeID: m.GetSourceVolumeId()})
+			if err != nil {
+				return fmt.Errorf("list the job's snapshots: %w", err)
+			}
+			if len(found) > 0 {
 				m.SourceSnapshotId = found[0].ID // made by a call whose answer was lost
 			} else {
 				s, err := osapi.CreateSnapshot(ctx, src.volume, snapshots.CreateOpts{
@@ -233,7 +237,11 @@ func (t *task) moveVolume(ctx context.Context, i int, m *converterv1.VolumeMove)
 			return err
 		}
 		if m.GetSourceTempVolumeId() == "" {
-			if found, err := osapi.ListVolumes(ctx, src.volume, volumes.ListOpts{Name: name}); err == nil && len(found) > 0 {
+			found, err := osapi.ListVolumes(ctx, src.volume, volumes.ListOpts{Name: name})
+			if err != nil {
+				return fmt.Errorf("list the job's temporary volumes: %w", err)
+			}
+			if len(found) > 0 {
 				m.SourceTempVolumeId = found[0].ID
 			} else {
 				v, err := osapi.CreateVolume(ctx, src.volume, volumes.CreateOpts{
@@ -253,7 +261,11 @@ func (t *task) moveVolume(ctx context.Context, i int, m *converterv1.VolumeMove)
 			"available", "error"); err != nil {
 			return err
 		}
-		if found, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: name}); err == nil && len(found) > 0 {
+		found, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: name})
+		if err != nil {
+			return fmt.Errorf("list the job's volume images: %w", err)
+		}
+		if len(found) > 0 {
 			m.SourceImageId = found[0].ID
 		} else {
 			// qcow2: Cinder converts the volume with qemu-img, so the image holds the
@@ -301,7 +313,11 @@ func (t *task) moveVolume(ctx context.Context, i int, m *converterv1.VolumeMove)
 	}
 	// 3. The new volume.
 	if m.GetDestinationVolumeId() == "" {
-		if found, err := osapi.ListVolumes(ctx, dst.volume, volumes.ListOpts{Metadata: map[string]string{"hikkoshi_job": id, "hikkoshi_volume": fmt.Sprint(i)}}); err == nil && len(found) > 0 {
+		found, err := osapi.ListVolumes(ctx, dst.volume, volumes.ListOpts{Metadata: map[string]string{"hikkoshi_job": id, "hikkoshi_volume": fmt.Sprint(i)}})
+		if err != nil {
+			return fmt.Errorf("list the job's new volumes: %w", err)
+		}
+		if len(found) > 0 {
 			m.DestinationVolumeId = found[0].ID
 		} else {
 			v, err := osapi.CreateVolume(ctx, dst.volume, volumes.CreateOpts{
@@ -357,40 +373,45 @@ func (t *task) dropVolumeParts(ctx context.Context, m *converterv1.VolumeMove, a
 	return errors.Join(errs...)
 }
 
-// deleteVolume deletes a volume and waits until Cinder no longer has it; Cinder's
-// refusal while the volume is busy (uploading, detaching: 400) is asked again.
+// deleteVolume deletes a volume and waits until Cinder no longer has it.
 func (r *Runner) deleteVolume(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
-	return r.wait(ctx, "delete volume "+id, func() (string, error) {
+	return r.deleteUntilGone(ctx, "volume "+id, func() (string, error) {
 		v, err := osapi.GetVolume(ctx, c, id)
-		switch {
-		case osapi.NotFound(err):
-			return "gone", nil
-		case err != nil:
+		if err != nil {
 			return "", err
-		case v.Status != "deleting":
-			if err := osapi.DeleteVolume(ctx, c, id); err != nil && !osapi.NotFound(err) && !osapi.BadRequest(err) {
-				return "", err
-			}
 		}
 		return v.Status, nil
-	}, "gone")
+	}, func() error { return osapi.DeleteVolume(ctx, c, id) })
 }
 
 // deleteSnapshot deletes a volume snapshot and waits until Cinder no longer has it.
 func (r *Runner) deleteSnapshot(ctx context.Context, c *gophercloud.ServiceClient, id string) error {
-	return r.wait(ctx, "delete volume snapshot "+id, func() (string, error) {
+	return r.deleteUntilGone(ctx, "volume snapshot "+id, func() (string, error) {
 		s, err := osapi.GetSnapshot(ctx, c, id)
+		if err != nil {
+			return "", err
+		}
+		return s.Status, nil
+	}, func() error { return osapi.DeleteSnapshot(ctx, c, id) })
+}
+
+// deleteUntilGone asks Cinder to delete something until it is gone: its refusal
+// while the thing is busy (uploading, detaching, a snapshot's volume being made:
+// 400) is asked again at the next look.
+func (r *Runner) deleteUntilGone(ctx context.Context, what string, status func() (string, error), del func() error) error {
+	return r.wait(ctx, "delete "+what, func() (string, error) {
+		st, err := status()
 		switch {
 		case osapi.NotFound(err):
 			return "gone", nil
 		case err != nil:
 			return "", err
-		case s.Status != "deleting":
-			if err := osapi.DeleteSnapshot(ctx, c, id); err != nil && !osapi.NotFound(err) && !osapi.BadRequest(err) {
+		case st != "deleting":
+			if err := del(); err != nil && !osapi.NotFound(err) && !osapi.BadRequest(err) {
 				return "", err
 			}
 		}
-		return s.Status, nil
+		return st, nil
 	}, "gone")
 }
 
@@ -467,23 +488,24 @@ func (t *task) cleanupVolumes(ctx context.Context) error {
 	var errs []error
 	for i, m := range j.GetVolumes() {
 		name := volumePartName(id, i)
+		// A list that fails is reported: what it would have found may be left.
 		if src.image != nil {
-			if found, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: name}); err == nil {
-				for _, img := range found {
-					errs = append(errs, imagecopy.NewGlance(src.image).Delete(ctx, img.ID))
-				}
+			found, err := osapi.ListImages(ctx, src.image, images.ListOpts{Name: name})
+			errs = append(errs, err)
+			for _, img := range found {
+				errs = append(errs, imagecopy.NewGlance(src.image).Delete(ctx, img.ID))
 			}
 		}
 		if src.volume != nil {
-			if found, err := osapi.ListVolumes(ctx, src.volume, volumes.ListOpts{Name: name}); err == nil {
-				for _, v := range found {
-					errs = append(errs, t.deleteVolume(ctx, src.volume, v.ID))
-				}
+			found, err := osapi.ListVolumes(ctx, src.volume, volumes.ListOpts{Name: name})
+			errs = append(errs, err)
+			for _, v := range found {
+				errs = append(errs, t.deleteVolume(ctx, src.volume, v.ID))
 			}
-			if found, err := osapi.ListSnapshots(ctx, src.volume, snapshots.ListOpts{Name: name, VolumeID: m.GetSourceVolumeId()}); err == nil {
-				for _, s := range found {
-					errs = append(errs, t.deleteSnapshot(ctx, src.volume, s.ID))
-				}
+			snaps, err := osapi.ListSnapshots(ctx, src.volume, snapshots.ListOpts{Name: name, VolumeID: m.GetSourceVolumeId()})
+			errs = append(errs, err)
+			for _, sn := range snaps {
+				errs = append(errs, t.deleteSnapshot(ctx, src.volume, sn.ID))
 			}
 		}
 		errs = append(errs, t.dropVolumeParts(ctx, m, true))
