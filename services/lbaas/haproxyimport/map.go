@@ -142,10 +142,9 @@ func (m *mapper) frontend(s *haproxycfg.Section) error {
 		return err
 	}
 	if len(binds) == 0 {
-		if s.Kind == haproxycfg.KindListen {
-			return nil // a listen with no bind is a backend only
-		}
-		return nil // a frontend with no bind serves nothing: its lines are left over
+		// A listen without a bind is a backend only; a frontend without one serves
+		// nothing (its lines are left over).
+		return nil
 	}
 	if on, d := s.Lookup("stats enable"), s.Lookup("stats uri"); (on != nil || d != nil) && len(s.All("server")) == 0 && s.Lookup("default_backend") == nil {
 		// A statistics page only: Octavia has its own.
@@ -397,7 +396,7 @@ func (m *mapper) pool(lb *LoadBalancer, s *haproxycfg.Section, l *Listener) (*Po
 	m.persistence(s, p, servers, at)
 	mon := m.monitor(s, p, servers, at)
 	for _, sv := range servers {
-		mem, err := m.member(s, sv, p, mon != nil, l, at+".members["+sv.Name+"]")
+		mem, err := m.member(sv, p, mon != nil, l, at)
 		if err != nil {
 			return nil, err
 		}
@@ -435,8 +434,10 @@ func compatible(listener, pool string) bool {
 	return slices.Contains(validPoolProtocols[listener], pool)
 }
 
-// member maps a server line.
-func (m *mapper) member(s *haproxycfg.Section, sv haproxycfg.Server, p *Pool, monitored bool, l *Listener, at string) (*Member, error) {
+// member maps a server line of the pool at field path poolAt (the member's own path
+// is poolAt.members[NAME]).
+func (m *mapper) member(sv haproxycfg.Server, p *Pool, monitored bool, l *Listener, poolAt string) (*Member, error) {
+	at := poolAt + ".members[" + sv.Name + "]"
 	mem := &Member{Name: sv.Name, Address: sv.Address.Host, Port: sv.Address.First, AdminStateUp: true}
 	if !sv.Address.IsIP() || mem.Address == "" {
 		m.leave(sv.Directive, fmt.Sprintf("server %s: an Octavia member is an IP address and a port", sv.Name))
@@ -455,7 +456,7 @@ func (m *mapper) member(s *haproxycfg.Section, sv haproxycfg.Server, p *Pool, mo
 			if !monitored {
 				continue
 			}
-			f = fmt.Sprintf("%s.healthmonitor", at[:strings.Index(at, ".members")])
+			f = poolAt + ".healthmonitor"
 		case "weight":
 			w, err := strconv.Atoi(prm.Value)
 			if err != nil || w < 0 || w > 256 {
@@ -478,10 +479,10 @@ func (m *mapper) member(s *haproxycfg.Section, sv haproxycfg.Server, p *Pool, mo
 		case "addr":
 			mem.MonitorAddress, f = prm.Value, at+".monitor_address"
 		case "send-proxy", "send-proxy-v2":
-			f = at[:strings.Index(at, ".members")] + ".protocol"
+			f = poolAt + ".protocol"
 		case "cookie":
 			if p.SessionPersistence != nil && p.SessionPersistence.Type == "HTTP_COOKIE" {
-				f = at[:strings.Index(at, ".members")] + ".session_persistence"
+				f = poolAt + ".session_persistence"
 				m.use(sv.Directive, f, fmt.Sprintf("cookie value %s not kept: Octavia's cookie holds the member's ID", prm.Value))
 				continue
 			}

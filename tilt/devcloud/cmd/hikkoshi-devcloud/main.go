@@ -445,7 +445,7 @@ func estate(ctx context.Context) error {
 			b.Volumes = append(b.Volumes, a.ID)
 		}
 		if m.DataVolume != "" && len(b.Volumes) == 0 {
-			vid, err := ensureDataVolume(ctx, cl, m)
+			vid, err := ensureDataVolume(ctx, cl, m, id)
 			if err != nil {
 				return fmt.Errorf("server %s: %w", m.Name, err)
 			}
@@ -526,8 +526,9 @@ func ensureVolume(ctx context.Context, cl clients, opts volumes.CreateOpts) (str
 }
 
 // ensureDataVolume makes m's data volume — its first bytes a text a database's
-// files could hold, written by Cinder from a temporary image — and attaches it.
-func ensureDataVolume(ctx context.Context, cl clients, m member) (string, error) {
+// files could hold, written by Cinder from a temporary image — and attaches it to
+// server serverID.
+func ensureDataVolume(ctx context.Context, cl clients, m member, serverID string) (string, error) {
 	name := m.Name + "-data"
 	pages, err := volumes.List(cl.volume, volumes.ListOpts{Name: name}).AllPages(ctx)
 	if err != nil {
@@ -554,15 +555,7 @@ func ensureDataVolume(ctx context.Context, cl clients, m member) (string, error)
 	if err != nil {
 		return "", err
 	}
-	srv, err := servers.List(cl.compute, servers.ListOpts{Name: "^" + m.Name + "$"}).AllPages(ctx)
-	if err != nil {
-		return "", err
-	}
-	list, _ := servers.ExtractServers(srv)
-	if len(list) != 1 {
-		return "", fmt.Errorf("%d servers named %s", len(list), m.Name)
-	}
-	if _, err := volumeattach.Create(ctx, cl.compute, list[0].ID, volumeattach.CreateOpts{VolumeID: id}).Extract(); err != nil {
+	if _, err := volumeattach.Create(ctx, cl.compute, serverID, volumeattach.CreateOpts{VolumeID: id}).Extract(); err != nil {
 		return "", fmt.Errorf("attach %s: %w", name, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
