@@ -5,8 +5,9 @@ Phases (each idempotent: what exists is found and kept):
   catalog       regions, service users, services and endpoints, the two clouds'
                 projects and users, and clouds.yaml (entries old, new, admin, old-admin, new-admin)
   wait-compute  wait until a region's nova-compute (on --host, if given) has registered
-  tcg-zone      the host aggregate "tcg" (availability zone "tcg") holding the old
-                region's libvirt/qemu-TCG compute, host tcg-libvirt
+  tcg-zone      the host aggregate "tcg" (availability zone "tcg") in each region,
+                holding its libvirt/qemu-TCG compute: tcg-libvirt (old) and
+                tcg-libvirt-new (new)
   seed          flavors and volume types in both regions, a small raw image with real
                 bytes in the old cloud, a VLAN provider network with a subnet and two
                 allocation pools in the old project, and an external network
@@ -262,16 +263,21 @@ def seed_volume_types(c, cloud, region):
     log("%s: cinder-volume up (pool %s), volume types %s" % (region, pools[0].name, ", ".join(VOLUME_TYPES[cloud])))
 
 
+TCG_HOSTS = {"RegionOld": "tcg-libvirt", "RegionNew": "tcg-libvirt-new"}
+
+
 def phase_tcg_zone(sec):
-    """Aggregate "tcg" with availability zone "tcg": only a server that asks for the
-    zone lands on the TCG compute (nova.conf's default_schedule_zone is "nova")."""
-    c = connect(sec, region="RegionOld")
-    agg = next((a for a in c.compute.aggregates() if a.name == "tcg"), None)
-    if agg is None:
-        agg = c.compute.create_aggregate(name="tcg", availability_zone="tcg")
-    if "tcg-libvirt" not in (agg.hosts or []):
-        c.compute.add_host_to_aggregate(agg, "tcg-libvirt")
-    log("RegionOld: availability zone tcg holds host tcg-libvirt")
+    """Aggregate "tcg" with availability zone "tcg" in each region: only a server that
+    asks for the zone lands on the region's TCG compute (nova.conf's
+    default_schedule_zone is "nova")."""
+    for region, host in TCG_HOSTS.items():
+        c = connect(sec, region=region)
+        agg = next((a for a in c.compute.aggregates() if a.name == "tcg"), None)
+        if agg is None:
+            agg = c.compute.create_aggregate(name="tcg", availability_zone="tcg")
+        if host not in (agg.hosts or []):
+            c.compute.add_host_to_aggregate(agg, host)
+        log("%s: availability zone tcg holds host %s" % (region, host))
 
 
 def main():

@@ -4,8 +4,9 @@
 #
 #   devcloud.sh up [--libvirt | --no-libvirt]
 #                               install (once), configure, start, bootstrap, seed; idempotent
-#                               --libvirt adds a second compute in the old region: Nova's
-#                               libvirt driver with qemu in TCG mode, host tcg-libvirt,
+#                               --libvirt adds a second compute to each region: Nova's
+#                               libvirt driver with qemu in TCG mode, hosts tcg-libvirt
+#                               (old) and tcg-libvirt-new (new, config drive forced),
 #                               availability zone "tcg". The choice is kept in the state
 #                               directory: a later plain up (after down or a crash) keeps it
 #   devcloud.sh down [--wipe]   stop exactly what up started (by PID); --wipe deletes state
@@ -557,7 +558,7 @@ dp() { HIKKOSHI_DATAPLANE_DIR="$S/dataplane" "$PY" "$here/dataplane/hikkoshi_dat
 libvirt_enabled() { [[ -f "$S/libvirt.enabled" ]]; }
 
 libvirt_configure() {
-  mkdir -p "$S/etc/libvirt" "$S/etc/nova-old-tcg" "$S/lib/nova-old-tcg/instances"
+  mkdir -p "$S/etc/libvirt" "$S/etc/nova-old-tcg" "$S/etc/nova-new-tcg"
   cat >"$S/etc/libvirt/libvirtd.conf" <<EOF
 listen_tls = 0
 listen_tcp = 0
@@ -586,16 +587,32 @@ EOF
 ' "$q" >/etc/libvirt/qemu.conf
   # libvirt-daemon-config-network autostarts a NAT bridge with a non-loopback address.
   rm -f /etc/libvirt/qemu/networks/autostart/default.xml
-  cat >"$S/etc/nova-old-tcg/nova-tcg.conf" <<EOF
+  # One TCG compute per region, both on this libvirtd. Each region's Nova counts its
+  # instances from 1 and names its guests after that count: the new region's guests
+  # are named new-instance-<id>, so that the two never ask libvirt for the same name.
+  # The new region's compute forces a config drive, as clouds whose guests cannot
+  # reach the metadata service do: nothing here gives a TCG guest a network.
+  local r
+  for r in old new; do
+    mkdir -p "$S/lib/nova-$r-tcg/instances"
+    {
+      cat <<EOF
 [DEFAULT]
-host = tcg-libvirt
-state_path = $S/lib/nova-old-tcg
-instances_path = $S/lib/nova-old-tcg/instances
+host = $(tcg_host "$r")
+state_path = $S/lib/nova-$r-tcg
+instances_path = $S/lib/nova-$r-tcg/instances
 compute_driver = libvirt.LibvirtDriver
 resume_guests_state_on_host_boot = true
 # The seed image is a bare disk: nothing in it answers ACPI, so a clean stop would
-# wait the default 60 s before libvirt destroys the guest.
+# wait the default 60 s before libvirt destroys the guest. An image of a real OS
+# asks for its own (the image property os_shutdown_timeout).
 shutdown_timeout = 5
+mkisofs_cmd = genisoimage
+EOF
+      if [[ $r == new ]]; then
+        printf 'instance_name_template = new-instance-%%08x\nforce_config_drive = true\n'
+      fi
+      cat <<EOF
 [libvirt]
 virt_type = qemu
 connection_uri = qemu:///system
@@ -603,7 +620,12 @@ cpu_mode = none
 images_type = qcow2
 snapshot_image_format = qcow2
 EOF
+    } >"$S/etc/nova-$r-tcg/nova-tcg.conf"
+  done
 }
+
+# tcg_host REGION: the TCG compute's host name in the region (old or new).
+tcg_host() { if [[ $1 == old ]]; then echo tcg-libvirt; else echo tcg-libvirt-new; fi; }
 
 libvirt_up() {
   if [[ -f /run/libvirtd.pid ]] && kill -0 "$(cat /run/libvirtd.pid)" 2>/dev/null && ! running libvirtd; then
@@ -640,9 +662,9 @@ for d in conn.listAllDomains():
     if action == "foreign":
         if state in xml:
             continue
-        m = re.search(r"<source file='([^']*)/lib/nova-old-tcg/instances/", xml)
+        m = re.search(r"<source file='([^']*)/lib/nova-(?:old|new)-tcg/instances/", xml)
         if not m:
-            if d.name().startswith("instance-"):
+            if "instance-" in d.name():
                 print(f"libvirt guest {d.name()} is not a dev cloud's; if Nova here needs that name, its server will fail to build", file=sys.stderr)
             continue
         print(f"dropping libvirt guest {d.name()} of another dev cloud state ({m.group(1)})", file=sys.stderr)
@@ -695,10 +717,13 @@ start_services() {
   if libvirt_enabled; then
     libvirt_up
     libvirt_domains foreign
-    start nova-compute-old-tcg "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
-      --config-file "$S/etc/nova-old/nova.conf" --config-file "$S/etc/nova-old-tcg/nova-tcg.conf"
-  elif running libvirtd || running nova-compute-old-tcg; then # up --no-libvirt
+    for r in "${regions[@]}"; do
+      start "nova-compute-$r-tcg" "$PY" -c 'import sys; from nova.cmd.compute import main; sys.exit(main())' \
+        --config-file "$S/etc/nova-$r/nova.conf" --config-file "$S/etc/nova-$r-tcg/nova-tcg.conf"
+    done
+  elif running libvirtd || running nova-compute-old-tcg || running nova-compute-new-tcg; then # up --no-libvirt
     stop nova-compute-old-tcg
+    stop nova-compute-new-tcg
     libvirt_domains destroy
     stop libvirtd
   fi
@@ -721,7 +746,7 @@ services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-work
   glance-old placement-old nova-api-old nova-conductor-old nova-scheduler-old nova-compute-old
   glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new
   cinder-api-old cinder-scheduler-old cinder-volume-old cinder-api-new cinder-scheduler-new cinder-volume-new
-  libvirtd nova-compute-old-tcg)
+  libvirtd nova-compute-old-tcg nova-compute-new-tcg)
 
 # ---------------------------------------------------------------- commands
 
@@ -760,8 +785,8 @@ cmd_up() {
   local r
   for r in "${regions[@]}"; do
     "$PY" "$here/bootstrap.py" --state "$S" --phase wait-compute --region "${REGION[$r]}"
-    if [[ $r == old ]] && libvirt_enabled; then
-      "$PY" "$here/bootstrap.py" --state "$S" --phase wait-compute --region RegionOld --host tcg-libvirt
+    if libvirt_enabled; then
+      "$PY" "$here/bootstrap.py" --state "$S" --phase wait-compute --region "${REGION[$r]}" --host "$(tcg_host "$r")"
     fi
     nova-manage --config-file "$S/etc/nova-$r/nova.conf" cell_v2 discover_hosts >>"$S/log/setup-discover.log" 2>&1
   done
@@ -820,7 +845,7 @@ cmd_down() {
   if ((wipe)); then
     # libvirt keeps guest definitions in /etc/libvirt/qemu; drop those of this state.
     local x
-    for x in /etc/libvirt/qemu/instance-*.xml; do
+    for x in /etc/libvirt/qemu/instance-*.xml /etc/libvirt/qemu/new-instance-*.xml; do
       [[ -f "$x" ]] && grep -qF "$S/" "$x" && rm -f "$x"
     done
     rm -rf "$S"

@@ -18,7 +18,8 @@ packages=(
 )
 if [[ "${1:-}" == "--libvirt" ]]; then
   # libvirt-daemon-system creates the libvirt-qemu user the qemu driver insists on.
-  packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils python3-libvirt)
+  # genisoimage makes the config drives (the new region's TCG compute forces them).
+  packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils python3-libvirt genisoimage)
 fi
 
 missing=()

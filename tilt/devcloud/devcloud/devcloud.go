@@ -39,13 +39,15 @@ const (
 	ComputeHostActive = "host-ovs-filter-active"
 )
 
-// The optional TCG compute (devcloud.sh up --libvirt): Nova's libvirt driver with qemu
-// in TCG mode in the old region. Only servers that ask for ZoneTCG land there, and they
-// boot without network ports (networks "none", compute API ≥ 2.37). Its snapshots carry
-// the disk's bytes, which the fake driver's do not.
+// The optional TCG computes (devcloud.sh up --libvirt): Nova's libvirt driver with qemu
+// in TCG mode, one in each region. Only servers that ask for ZoneTCG land there, and
+// they boot without network ports (networks "none", compute API ≥ 2.37). Their
+// snapshots carry the disk's bytes, which the fake driver's do not. The new region's
+// forces a config drive (a guest's cloud-init reads its metadata from it).
 const (
-	ZoneTCG        = "tcg"
-	ComputeHostTCG = "tcg-libvirt"
+	ZoneTCG           = "tcg"
+	ComputeHostTCG    = "tcg-libvirt"
+	ComputeHostTCGNew = "tcg-libvirt-new"
 )
 
 // Root returns the repository root: the nearest directory above the working
@@ -103,17 +105,23 @@ func Require(tb testing.TB) string {
 	return CloudsYAML()
 }
 
-// RequireTCG skips tb loudly when the dev cloud's TCG compute is not up (fails it
-// under CI=true, where scripts/test.sh starts the dev cloud with --libvirt).
+// RequireTCG skips tb loudly when the dev cloud's TCG computes are not up, the old
+// region's and the new one's (fails it under CI=true, where scripts/test.sh starts
+// the dev cloud with --libvirt).
 func RequireTCG(tb testing.TB) {
 	tb.Helper()
-	admin := Open(tb, "admin")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	why := ""
-	cc, err := admin.Compute()
-	if err == nil {
-		why, err = tcgState(ctx, cc)
+	var err error
+	for _, c := range []struct{ cloud, host string }{{"old-admin", ComputeHostTCG}, {"new-admin", ComputeHostTCGNew}} {
+		var cc *gophercloud.ServiceClient
+		if cc, err = Open(tb, c.cloud).Compute(); err == nil {
+			why, err = tcgState(ctx, cc, c.host)
+		}
+		if err != nil || why != "" {
+			break
+		}
 	}
 	if err != nil {
 		tb.Fatalf("devcloud.RequireTCG: %v", err)
@@ -127,8 +135,8 @@ func RequireTCG(tb testing.TB) {
 	}
 }
 
-func tcgState(ctx context.Context, cc *gophercloud.ServiceClient) (string, error) {
-	pages, err := services.List(cc, services.ListOpts{Binary: "nova-compute", Host: ComputeHostTCG}).AllPages(ctx)
+func tcgState(ctx context.Context, cc *gophercloud.ServiceClient, host string) (string, error) {
+	pages, err := services.List(cc, services.ListOpts{Binary: "nova-compute", Host: host}).AllPages(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -137,10 +145,10 @@ func tcgState(ctx context.Context, cc *gophercloud.ServiceClient) (string, error
 		return "", err
 	}
 	if len(list) == 0 {
-		return "no nova-compute on host " + ComputeHostTCG, nil
+		return "no nova-compute on host " + host, nil
 	}
 	if list[0].State != "up" || list[0].Status != "enabled" {
-		return fmt.Sprintf("nova-compute on %s is %s and %s", ComputeHostTCG, list[0].State, list[0].Status), nil
+		return fmt.Sprintf("nova-compute on %s is %s and %s", host, list[0].State, list[0].Status), nil
 	}
 	return "", nil
 }
