@@ -1093,7 +1093,12 @@ type Inspection struct {
 	// first boot in the cloud (cloud-init's keys-to-console).
 	SshHostKeys []string `protobuf:"bytes,14,rep,name=ssh_host_keys,json=sshHostKeys,proto3" json:"ssh_host_keys,omitempty"`
 	// firmware_type is firmware as an enum (the same value; prefer it).
-	FirmwareType  Firmware `protobuf:"varint,15,opt,name=firmware_type,json=firmwareType,proto3,enum=hikkoshi.converter.v1.Firmware" json:"firmware_type,omitempty"`
+	FirmwareType Firmware `protobuf:"varint,15,opt,name=firmware_type,json=firmwareType,proto3,enum=hikkoshi.converter.v1.Firmware" json:"firmware_type,omitempty"`
+	// power_button says whether something on the server answers the ACPI power
+	// button (systemd-logind with D-Bus, or acpid): how a cloud asks a server to
+	// shut down. Without it, a stop waits out its timeout and then cuts the power,
+	// losing what was not yet on disk; the conversion installs acpid then.
+	PowerButton   bool `protobuf:"varint,16,opt,name=power_button,json=powerButton,proto3" json:"power_button,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1231,6 +1236,13 @@ func (x *Inspection) GetFirmwareType() Firmware {
 		return x.FirmwareType
 	}
 	return Firmware_FIRMWARE_UNSPECIFIED
+}
+
+func (x *Inspection) GetPowerButton() bool {
+	if x != nil {
+		return x.PowerButton
+	}
+	return false
 }
 
 // InspectedPartition is one partition of a physical server's disk, or one logical
@@ -1655,7 +1667,16 @@ type V2VDestination struct {
 	// volume_types maps a source volume type to the destination's type for the
 	// server's volumes ({"legacy-ssd": "ssd"}); a type not mapped keeps its name,
 	// which the destination must have.
-	VolumeTypes   map[string]string `protobuf:"bytes,14,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeTypes map[string]string `protobuf:"bytes,14,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// availability_zone is the destination availability zone the server boots in;
+	// empty for the cloud's default zone. The pre-flight names a zone the
+	// destination does not have.
+	AvailabilityZone string `protobuf:"bytes,15,opt,name=availability_zone,json=availabilityZone,proto3" json:"availability_zone,omitempty"`
+	// no_nics boots the server without a NIC, as its source server has none (one
+	// reached through its console or its volumes only). Not with network_id,
+	// fixed_ip, port_id, nics or new_address, nor for a P2V boot; the pre-flight
+	// refuses it for a source server that has NICs.
+	NoNics        bool `protobuf:"varint,16,opt,name=no_nics,json=noNics,proto3" json:"no_nics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1786,6 +1807,20 @@ func (x *V2VDestination) GetVolumeTypes() map[string]string {
 		return x.VolumeTypes
 	}
 	return nil
+}
+
+func (x *V2VDestination) GetAvailabilityZone() string {
+	if x != nil {
+		return x.AvailabilityZone
+	}
+	return ""
+}
+
+func (x *V2VDestination) GetNoNics() bool {
+	if x != nil {
+		return x.NoNics
+	}
+	return false
 }
 
 // V2VNic is where one of the server's NICs goes.
@@ -2508,7 +2543,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\rfirmware_type\x18\t \x01(\x0e2\x1f.hikkoshi.converter.v1.FirmwareR\ffirmwareType\x1a<\n" +
 	"\x0eTimingsMsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xd0\x04\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\xf3\x04\n" +
 	"\n" +
 	"Inspection\x12'\n" +
 	"\x0fpartition_table\x18\x01 \x01(\tR\x0epartitionTable\x12I\n" +
@@ -2532,7 +2567,8 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\bproblems\x18\f \x03(\tR\bproblems\x12\x1a\n" +
 	"\bfirmware\x18\r \x01(\tR\bfirmware\x12\"\n" +
 	"\rssh_host_keys\x18\x0e \x03(\tR\vsshHostKeys\x12D\n" +
-	"\rfirmware_type\x18\x0f \x01(\x0e2\x1f.hikkoshi.converter.v1.FirmwareR\ffirmwareType\"\x89\x02\n" +
+	"\rfirmware_type\x18\x0f \x01(\x0e2\x1f.hikkoshi.converter.v1.FirmwareR\ffirmwareType\x12!\n" +
+	"\fpower_button\x18\x10 \x01(\bR\vpowerButton\"\x89\x02\n" +
 	"\x12InspectedPartition\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x05R\x06number\x12\x17\n" +
 	"\afs_type\x18\x02 \x01(\tR\x06fsType\x12\x12\n" +
@@ -2568,7 +2604,7 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\vwarm_rounds\x18\x06 \x01(\x05R\n" +
 	"warmRounds\x12(\n" +
 	"\x10hold_for_cutover\x18\a \x01(\bR\x0eholdForCutover\x12I\n" +
-	"\x13warm_round_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11warmRoundInterval\"\xd1\x04\n" +
+	"\x13warm_round_interval\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11warmRoundInterval\"\x97\x05\n" +
 	"\x0eV2VDestination\x12\x14\n" +
 	"\x05cloud\x18\x01 \x01(\tR\x05cloud\x12\x16\n" +
 	"\x06flavor\x18\x02 \x01(\tR\x06flavor\x12\x1d\n" +
@@ -2586,7 +2622,9 @@ const file_hikkoshi_converter_v1_job_proto_rawDesc = "" +
 	"\vnew_address\x18\f \x01(\bR\n" +
 	"newAddress\x12\"\n" +
 	"\rkey_pair_user\x18\r \x01(\tR\vkeyPairUser\x12Y\n" +
-	"\fvolume_types\x18\x0e \x03(\v26.hikkoshi.converter.v1.V2VDestination.VolumeTypesEntryR\vvolumeTypes\x1a>\n" +
+	"\fvolume_types\x18\x0e \x03(\v26.hikkoshi.converter.v1.V2VDestination.VolumeTypesEntryR\vvolumeTypes\x12+\n" +
+	"\x11availability_zone\x18\x0f \x01(\tR\x10availabilityZone\x12\x17\n" +
+	"\ano_nics\x18\x10 \x01(\bR\x06noNics\x1a>\n" +
 	"\x10VolumeTypesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"v\n" +

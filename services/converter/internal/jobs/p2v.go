@@ -37,6 +37,7 @@ func inspectionProto(d *p2v.Disk, a *p2v.Analysis) *converterv1.Inspection {
 	if a != nil {
 		in.OsId, in.OsFamily, in.OsVersion, in.OsPretty = a.OS.ID, a.OS.Family, a.OS.Version, a.OS.Pretty
 		in.Kernels, in.InitramfsTool, in.Bootloader, in.CloudInit, in.Problems, in.Firmware = a.Kernels, a.InitramfsTool, a.Bootloader, a.CloudInit, a.Problems, a.Firmware
+		in.PowerButton = a.PowerButton
 		in.FirmwareType = firmwareType(a.Firmware)
 		in.SshHostKeys = a.SSHHostKeys
 		for _, n := range a.Network {

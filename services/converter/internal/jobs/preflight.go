@@ -42,9 +42,17 @@ func (t *task) preflight(ctx context.Context) (*plan, error) {
 	} else {
 		pl.flavorID = fl0.ID
 	}
+	miss, err := zone(ctx, dst, d.GetAvailabilityZone())
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, miss...)
 	ifaces, err := sourceNICs(ctx, src.compute, srv.ID)
 	if err != nil {
 		return nil, err
+	}
+	if d.GetNoNics() && len(ifaces) > 0 {
+		return nil, fmt.Errorf("the source server has %d NICs (%s): a server moves with its NICs: give destination.network_id, port_id or nics instead of no_nics", len(ifaces), describeNICs(ifaces))
 	}
 	if len(d.GetNics()) == 0 && len(ifaces) > 1 {
 		return nil, fmt.Errorf("the source server has %d NICs (%s): give destination.nics, one per NIC in this order", len(ifaces), describeNICs(ifaces))
@@ -78,7 +86,7 @@ func (t *task) preflight(ctx context.Context) (*plan, error) {
 	}
 	if len(pl.nics) > 0 {
 		pl.fixedIP = pl.nics[0].fixedIP
-	} else {
+	} else if !d.GetNoNics() {
 		miss, err := destinationPort(ctx, j, dst, pl)
 		if err != nil {
 			return nil, err
@@ -96,12 +104,12 @@ func (t *task) preflight(ctx context.Context) (*plan, error) {
 			}
 		}
 	}
-	miss, err := r.keyAndGroups(ctx, dst, pl, sgNames)
+	miss, err = r.keyAndGroups(ctx, dst, pl, sgNames)
 	if err != nil {
 		return nil, err
 	}
 	missing = append(missing, miss...)
-	if pl.fixedIP == "" && !d.GetNewAddress() && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
+	if pl.fixedIP == "" && !d.GetNewAddress() && !d.GetNoNics() && d.GetPortId() == "" && len(pl.nics) == 0 && len(ifaces) > 0 && len(ifaces[0].FixedIPs) > 0 {
 		pl.fixedIP = ifaces[0].FixedIPs[0].IPAddress // the interfaces read above: no second call
 	}
 	t.pl = pl
@@ -134,7 +142,12 @@ func (t *task) p2vPreflight(ctx context.Context) (*plan, error) {
 			return nil, fmt.Errorf("flavor %q has a %d GiB disk, the server's disk is %.1f GiB: give a flavor with a larger disk", fl0.Name, fl0.Disk, float64(need)/(1<<30))
 		}
 	}
-	miss, err := destinationPort(ctx, j, dst, pl)
+	miss, err := zone(ctx, dst, d.GetAvailabilityZone())
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, miss...)
+	miss, err = destinationPort(ctx, j, dst, pl)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +158,29 @@ func (t *task) p2vPreflight(ctx context.Context) (*plan, error) {
 	}
 	missing = append(missing, miss...)
 	return pl, r.enough(ctx, j, dst, fl0, missing)
+}
+
+// zone checks a destination availability zone ("" for the cloud's default): the
+// project may boot there, and it is available. It names the zones there are.
+func zone(ctx context.Context, dst clients, name string) ([]string, error) {
+	if name == "" {
+		return nil, nil
+	}
+	list, err := osapi.ListAvailabilityZones(ctx, dst.compute)
+	if err != nil {
+		return nil, fmt.Errorf("availability zones: %w", err)
+	}
+	var names []string
+	for _, z := range list {
+		if z.ZoneName == name {
+			if !z.ZoneState.Available {
+				return []string{fmt.Sprintf("availability zone %q (not available: its computes are down)", name)}, nil
+			}
+			return nil, nil
+		}
+		names = append(names, z.ZoneName)
+	}
+	return []string{fmt.Sprintf("availability zone %q (the destination has %s)", name, strings.Join(names, ", "))}, nil
 }
 
 // findFlavor finds a destination flavor by name (nil when there is none).

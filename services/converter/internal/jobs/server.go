@@ -111,6 +111,9 @@ func ValidateCreateJob(r *converterv1.CreateJobRequest) error {
 			if len(d.GetNics()) > 0 {
 				v.Add("job.destination.nics", "a P2V boot has one NIC: give port_id, or network_id (and fixed_ip); p2v_source.nics pins the guest's interface names")
 			}
+			if d.GetNoNics() {
+				v.Add("job.destination.no_nics", "a P2V boot has one NIC: give port_id, or network_id (and fixed_ip)")
+			}
 			validateDestination(&v, d)
 		}
 		switch src := j.GetP2VSource(); {
@@ -213,6 +216,13 @@ func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
 		}
 	}
 	switch {
+	case d.GetNoNics():
+		if d.GetNetworkId() != "" || d.GetFixedIp() != "" || d.GetPortId() != "" || len(d.GetNics()) > 0 || d.GetNewAddress() {
+			v.Add("job.destination.no_nics", "a server without NICs has no network, address or port: leave network_id, fixed_ip, port_id, nics and new_address empty, or no_nics false")
+		}
+		if d.GetHealthCheck() != "" && d.GetHealthCheckHost() == "" {
+			v.Add("job.destination.health_check", "a server without NICs has no address to probe: give health_check_host (a jump host's forward), or no health_check")
+		}
 	case len(d.GetNics()) > 0:
 		if d.GetNetworkId() != "" || d.GetFixedIp() != "" || d.GetPortId() != "" {
 			v.Add("job.destination.nics", "give nics, or network_id/fixed_ip/port_id for a server with one NIC, not both")
@@ -220,12 +230,15 @@ func validateDestination(v *apierr.Violations, d *converterv1.V2VDestination) {
 	case d.GetPortId() != "" && !apierr.IsUUID(d.GetPortId()):
 		v.Add("job.destination.port_id", "%q: give the destination port's ID (a UUID), or leave it empty for a new port on network_id", d.GetPortId())
 	case d.GetPortId() == "" && !apierr.IsUUID(d.GetNetworkId()):
-		v.Add("job.destination.network_id", "%q: give the destination network's ID (a UUID), or port_id of a port made for the server", d.GetNetworkId())
+		v.Add("job.destination.network_id", "%q: give the destination network's ID (a UUID), or port_id of a port made for the server (or no_nics for a server without NICs)", d.GetNetworkId())
 	case d.GetPortId() != "" && d.GetFixedIp() != "":
 		v.Add("job.destination.fixed_ip", "with port_id the server keeps the port's own address: leave fixed_ip empty")
 	}
 	if ip := d.GetFixedIp(); ip != "" && net.ParseIP(ip) == nil {
 		v.Add("job.destination.fixed_ip", "%q is not an IP address", ip)
+	}
+	if z := d.GetAvailabilityZone(); len(z) > 255 {
+		v.Add("job.destination.availability_zone", "%q: give the name of one of the destination's availability zones (at most 255 characters), or leave it empty for its default", z)
 	}
 	v.VolumeTypes("job.destination.volume_types", d.GetVolumeTypes())
 	if err := cloudinit.CheckUser(d.GetKeyPairUser()); err != nil {

@@ -235,8 +235,9 @@ func (t *task) boot(ctx context.Context) error {
 			return err
 		}
 	}
+	noNICs := j.GetDestination().GetNoNics()
 	portID := j.GetDestination().GetPortId() // given: not the job's to create or delete
-	if len(nets) == 0 && portID == "" && j.GetCreated().GetPortId() == "" {
+	if len(nets) == 0 && !noNICs && portID == "" && j.GetCreated().GetPortId() == "" {
 		opts := ports.CreateOpts{Name: portName(id), NetworkID: j.GetDestination().GetNetworkId()}
 		if pl.fixedIP != "" {
 			opts.FixedIPs = []ports.IP{{IPAddress: pl.fixedIP}}
@@ -259,7 +260,7 @@ func (t *task) boot(ctx context.Context) error {
 	if portID == "" {
 		portID = j.GetCreated().GetPortId()
 	}
-	if len(j.GetCreated().GetFixedIps()) == 0 {
+	if len(j.GetCreated().GetFixedIps()) == 0 && !noNICs {
 		if err := t.recordAddresses(ctx, portID); err != nil {
 			return err
 		}
@@ -267,8 +268,12 @@ func (t *task) boot(ctx context.Context) error {
 	if pl.fixedIP == "" && len(j.GetCreated().GetFixedIps()) > 0 {
 		pl.fixedIP = j.GetCreated().GetFixedIps()[0] // Neutron chose it (new_address)
 	}
-	if len(nets) == 0 {
-		nets = []servers.Network{{Port: portID}}
+	var networks any = nets
+	switch {
+	case noNICs:
+		networks = "none" // compute API ≥ 2.37, as the source was booted
+	case len(nets) == 0:
+		networks = []servers.Network{{Port: portID}}
 	}
 	if j.GetCreated().GetServerId() == "" {
 		// The server keeps its metadata (its role, what its guest is configured to
@@ -284,7 +289,8 @@ func (t *task) boot(ctx context.Context) error {
 		s, err := osapi.CreateServer(ctx, dst.compute, withDeviceNames{CreateOptsBuilder: keypairs.CreateOptsExt{
 			CreateOptsBuilder: servers.CreateOpts{
 				Name: pl.srv.Name, FlavorRef: pl.flavorID, ImageRef: j.GetCreated().GetImageId(),
-				Networks: nets, Metadata: md, BlockDevice: bdms,
+				Networks: networks, Metadata: md, BlockDevice: bdms,
+				AvailabilityZone: j.GetDestination().GetAvailabilityZone(),
 				// The guest keeps its identity on its first boot here: without
 				// this, the new instance ID makes its cloud-init regenerate the
 				// host keys, create the default user and rewrite root's keys.

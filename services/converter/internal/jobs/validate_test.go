@@ -66,6 +66,7 @@ func TestP2VBootNamesTheField(t *testing.T) {
 		{"no flavor", job("new", &converterv1.V2VDestination{Cloud: "new", PortId: port}, false), "job.destination.flavor"},
 		{"nics", job("new", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", Nics: []*converterv1.V2VNic{{PortId: port}}}, false), "job.destination.nics"},
 		{"no port or network", job("new", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small"}, false), "job.destination.network_id"},
+		{"no NICs", job("new", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", NoNics: true}, false), "job.destination.no_nics"},
 		{"a dry run", job("", &converterv1.V2VDestination{Cloud: "new", Flavor: "m1.small", PortId: port}, true), "job.destination"},
 		{"with a V2V source", &converterv1.CreateJobRequest{Job: &converterv1.Job{
 			P2VSource: &converterv1.P2VSource{DiskPath: "/srv/disk.raw"}, P2VImage: &converterv1.P2VImage{Cloud: "new"},
@@ -147,6 +148,43 @@ func TestVolumeTypesNameTheField(t *testing.T) {
 				VolumeTypes: map[string]string{"legacy-ssd": "ssd"}}}}, "job.destination.volume_types"},
 	} {
 		err := ValidateCreateJob(c.req)
+		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[c.field] == "" {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT naming %s", c.name, err, c.field)
+		}
+	}
+}
+
+// TestNoNICsNamesTheField: a V2V destination without NICs has nothing else about
+// NICs, and nothing to probe without a host to probe through; an availability zone
+// is a name.
+func TestNoNICsNamesTheField(t *testing.T) {
+	const net = "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f11"
+	job := func(d *converterv1.V2VDestination) *converterv1.CreateJobRequest {
+		d.Cloud = "new"
+		return &converterv1.CreateJobRequest{Job: &converterv1.Job{
+			Source:      &converterv1.V2VSource{Cloud: "old", ServerId: "0b3d1a7e-5f43-4c2a-9a55-2d9c4c0e9f10"},
+			Destination: d}}
+	}
+	for _, ok := range []*converterv1.V2VDestination{
+		{NoNics: true, AvailabilityZone: "tcg"},
+		{NoNics: true, HealthCheck: "tcp:22", HealthCheckHost: "127.0.0.1"},
+	} {
+		if err := ValidateCreateJob(job(ok)); err != nil {
+			t.Errorf("%v: %v", ok, err)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		d     *converterv1.V2VDestination
+		field string
+	}{
+		{"and a network", &converterv1.V2VDestination{NoNics: true, NetworkId: net}, "job.destination.no_nics"},
+		{"and nics", &converterv1.V2VDestination{NoNics: true, Nics: []*converterv1.V2VNic{{NetworkId: net}}}, "job.destination.no_nics"},
+		{"and a new address", &converterv1.V2VDestination{NoNics: true, NewAddress: true}, "job.destination.no_nics"},
+		{"and a probe of its address", &converterv1.V2VDestination{NoNics: true, HealthCheck: "tcp:22"}, "job.destination.health_check"},
+		{"a zone name too long", &converterv1.V2VDestination{NetworkId: net, AvailabilityZone: strings.Repeat("z", 256)}, "job.destination.availability_zone"},
+	} {
+		err := ValidateCreateJob(job(c.d))
 		if status.Code(err) != codes.InvalidArgument || apierr.FieldViolations(err)[c.field] == "" {
 			t.Errorf("%s: %v, want INVALID_ARGUMENT naming %s", c.name, err, c.field)
 		}

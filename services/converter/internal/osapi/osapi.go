@@ -14,6 +14,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumes"
 	"github.com/gophercloud/gophercloud/v2/openstack/blockstorage/v3/volumetypes"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/attachinterfaces"
+	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/availabilityzones"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/flavors"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/keypairs"
 	"github.com/gophercloud/gophercloud/v2/openstack/compute/v2/limits"
@@ -93,6 +94,12 @@ func ListInterfaces(ctx context.Context, c *gophercloud.ServiceClient, serverID 
 // ListFlavors lists every flavor the project may use, public and private.
 func ListFlavors(ctx context.Context, c *gophercloud.ServiceClient) ([]flavors.Flavor, error) {
 	return listAll(ctx, flavors.ListDetail(c, flavors.ListOpts{AccessType: flavors.AllAccess}), flavors.ExtractFlavors)
+}
+
+// ListAvailabilityZones lists the compute availability zones the project may boot
+// in (what `openstack availability zone list --compute` shows).
+func ListAvailabilityZones(ctx context.Context, c *gophercloud.ServiceClient) ([]availabilityzones.AvailabilityZone, error) {
+	return listAll(ctx, availabilityzones.List(c), availabilityzones.ExtractAvailabilityZones)
 }
 
 // GetKeyPair reads a key pair of the caller.

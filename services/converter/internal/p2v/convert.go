@@ -303,12 +303,11 @@ func (c *conversion) fixup(ctx context.Context) error {
 	if err := chrootPrep(c.u, c.nt); err != nil {
 		return err
 	}
-	if !c.a.CloudInit {
+	if pkgs := c.packages(); len(pkgs) > 0 {
 		c.o.Step("cloud-init")
-		if err := installCloudInit(ctx, c.nt, c.a, c.o.CloudInitDebs); err != nil {
+		if err := installPackages(ctx, c.nt, c.a, c.o.CloudInitDebs, pkgs); err != nil {
 			return err
 		}
-		c.res.Notes = append(c.res.Notes, "cloud-init installed (datasources ConfigDrive, OpenStack; network configuration left to the server)")
 	}
 	c.lap("cloud-init")
 	c.o.Step("initramfs")
@@ -572,9 +571,33 @@ func chrootPrep(u *undo, nt string) error {
 	return nil
 }
 
-// installCloudInit installs cloud-init in the new tree with the server's own
-// package manager.
-func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) error {
+// packages are what the server lacks as a cloud server, by its family's package
+// names: cloud-init (with growpart), and acpid where nothing answers the ACPI power
+// button. Each is noted in the result.
+func (c *conversion) packages() []string {
+	var pkgs []string
+	if !c.a.CloudInit {
+		if c.a.OS.Family == "rhel" {
+			pkgs = append(pkgs, "cloud-init", "cloud-utils-growpart")
+		} else {
+			pkgs = append(pkgs, "cloud-init", "cloud-guest-utils") // growpart: the root grows to the flavor's disk
+		}
+		c.res.Notes = append(c.res.Notes, "cloud-init installed (datasources ConfigDrive, OpenStack; network configuration left to the server)")
+	}
+	if !c.a.PowerButton {
+		pkgs = append(pkgs, "acpid")
+		if c.a.OS.Family != "rhel" {
+			pkgs = append(pkgs, "acpi-support-base") // Debian's acpid has no power button rule of its own
+		}
+		c.res.Notes = append(c.res.Notes, "acpid installed: nothing on the server answered the ACPI power button (no systemd-logind with D-Bus, no acpid), so a cloud's stop would have waited out its timeout and cut the power")
+	}
+	return pkgs
+}
+
+// installPackages installs pkgs in the new tree with the server's own package
+// manager, from its own package sources, or only from the .deb files in debs (an
+// offline worker: debs must hold them and what they depend on).
+func installPackages(ctx context.Context, nt string, a *Analysis, debs string, pkgs []string) error {
 	// From the server's own package sources: the network; from debs: none.
 	chroot := func(args ...string) error { return runGuest(ctx, nt, debs == "", args...) }
 	switch a.OS.Family {
@@ -599,17 +622,16 @@ func installCloudInit(ctx context.Context, nt string, a *Analysis, debs string) 
 		if err := chroot("apt-get", "update", "-q"); err != nil {
 			return err
 		}
-		// cloud-guest-utils has growpart: the root grows to the flavor's disk.
-		err := chroot("apt-get", "install", "-y", "-q", "--no-install-recommends", "cloud-init", "cloud-guest-utils")
+		err := chroot(append([]string{"apt-get", "install", "-y", "-q", "--no-install-recommends"}, pkgs...)...)
 		_ = chroot("apt-get", "clean")
 		return err
 	case "rhel":
 		if existsIn(nt, "/usr/bin/dnf") {
-			return chroot("dnf", "install", "-y", "cloud-init", "cloud-utils-growpart")
+			return chroot(append([]string{"dnf", "install", "-y"}, pkgs...)...)
 		}
-		return chroot("yum", "install", "-y", "cloud-init", "cloud-utils-growpart")
+		return chroot(append([]string{"yum", "install", "-y"}, pkgs...)...)
 	}
-	return fmt.Errorf("%w: cannot install cloud-init on %q (family %q)", ErrUnsupported, a.OS.ID, a.OS.Family)
+	return fmt.Errorf("%w: cannot install %s on %q (family %q)", ErrUnsupported, strings.Join(pkgs, ", "), a.OS.ID, a.OS.Family)
 }
 
 // ReadFiles reads files of the server on the disk at path, by the paths the server

@@ -24,7 +24,7 @@ func TestPlanFixupDebian(t *testing.T) {
 	if got := f.Files["/etc/fstab"]; !strings.Contains(got, "UUID=new-uuid  /  ext4") || strings.Contains(got, "UUID=b") || !strings.Contains(got, "proc /proc proc") {
 		t.Fatalf("fstab:\n%s", got)
 	}
-	if got := f.Files["/etc/initramfs-tools/modules"]; got != "ata_piix\nahci\nvirtio_pci\nvirtio_blk\nvirtio_scsi\nvirtio_net\n" {
+	if got := f.Files["/etc/initramfs-tools/modules"]; got != "ata_piix\nahci\nvirtio_pci\nvirtio_blk\nvirtio_scsi\nvirtio_net\ncdrom\nsr_mod\n" {
 		t.Fatalf("modules %q", got)
 	}
 	if !reflect.DeepEqual(f.Commands, [][]string{{"update-initramfs", "-u", "-k", "all"}}) {
@@ -69,7 +69,7 @@ func TestPlanFixupRHEL(t *testing.T) {
 	if again := withSerial(f.Files["/etc/default/grub"]); again != f.Files["/etc/default/grub"] {
 		t.Fatalf("withSerial twice:\n%s", again)
 	}
-	if got := f.Files["/etc/dracut.conf.d/90-hikkoshi-virtio.conf"]; !strings.Contains(got, `add_drivers+=" virtio_pci virtio_blk virtio_scsi virtio_net "`) {
+	if got := f.Files["/etc/dracut.conf.d/90-hikkoshi-virtio.conf"]; !strings.Contains(got, `add_drivers+=" virtio_pci virtio_blk virtio_scsi virtio_net cdrom sr_mod "`) {
 		t.Fatalf("dracut conf %q", got)
 	}
 	if len(f.Commands) != 2 || f.Commands[1][0] != "dracut" || f.Commands[1][4] != "/boot/initramfs-4.18.0-513.el8.x86_64.img" || f.Commands[1][5] != "4.18.0-513.el8.x86_64" {

@@ -58,6 +58,10 @@ type Analysis struct {
 	GrubConfig    string       `json:"grub_config"`    // the configuration file found
 	Network       []NetConfig  `json:"network"`
 	CloudInit     bool         `json:"cloud_init"`
+	// PowerButton says whether something answers the ACPI power button
+	// (systemd-logind with D-Bus, or acpid), which is how Nova's stop asks a
+	// server to shut down.
+	PowerButton bool `json:"power_button"`
 	// SSHHostKeys are the server's SSH host key fingerprints as ssh-keygen -l shows
 	// them ("ED25519 SHA256:…"), to compare with what the moved server prints on its
 	// console at its first boot.
@@ -107,8 +111,25 @@ func AnalyzeTree(roots map[string]string) (*Analysis, error) {
 	}
 	a.Network = readNetwork(g)
 	a.CloudInit = g.exists("/usr/bin/cloud-init")
+	a.PowerButton = powerButton(g)
 	a.SSHHostKeys = hostKeys(g)
 	return a, nil
+}
+
+// powerButton reports whether the guest answers the ACPI power button: acpid, or
+// systemd-logind, which needs D-Bus to start (a server without D-Bus has a logind
+// binary that never runs).
+func powerButton(g guest) bool {
+	has := func(paths ...string) bool {
+		for _, p := range paths {
+			if g.exists(p) {
+				return true
+			}
+		}
+		return false
+	}
+	return has("/usr/sbin/acpid", "/sbin/acpid") ||
+		has("/lib/systemd/systemd-logind", "/usr/lib/systemd/systemd-logind") && has("/usr/bin/dbus-daemon", "/usr/bin/dbus-broker")
 }
 
 // hostKeys reads the fingerprints of the guest's host keys
