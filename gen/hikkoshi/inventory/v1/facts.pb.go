@@ -22,6 +22,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GuestCloudInit is whether a guest runs cloud-init.
+type GuestCloudInit int32
+
+const (
+	// GUEST_CLOUD_INIT_UNSPECIFIED: the console has not been read (yet).
+	GuestCloudInit_GUEST_CLOUD_INIT_UNSPECIFIED GuestCloudInit = 0
+	// GUEST_CLOUD_INIT_PRESENT: the console shows cloud-init running.
+	GuestCloudInit_GUEST_CLOUD_INIT_PRESENT GuestCloudInit = 1
+	// GUEST_CLOUD_INIT_ABSENT: the console shows a Linux boot to its login prompt
+	// without cloud-init.
+	GuestCloudInit_GUEST_CLOUD_INIT_ABSENT GuestCloudInit = 2
+	// GUEST_CLOUD_INIT_UNKNOWN: the console was read and does not say (no boot in
+	// it, another OS, or no console log in this cloud).
+	GuestCloudInit_GUEST_CLOUD_INIT_UNKNOWN GuestCloudInit = 3
+)
+
+// Enum value maps for GuestCloudInit.
+var (
+	GuestCloudInit_name = map[int32]string{
+		0: "GUEST_CLOUD_INIT_UNSPECIFIED",
+		1: "GUEST_CLOUD_INIT_PRESENT",
+		2: "GUEST_CLOUD_INIT_ABSENT",
+		3: "GUEST_CLOUD_INIT_UNKNOWN",
+	}
+	GuestCloudInit_value = map[string]int32{
+		"GUEST_CLOUD_INIT_UNSPECIFIED": 0,
+		"GUEST_CLOUD_INIT_PRESENT":     1,
+		"GUEST_CLOUD_INIT_ABSENT":      2,
+		"GUEST_CLOUD_INIT_UNKNOWN":     3,
+	}
+)
+
+func (x GuestCloudInit) Enum() *GuestCloudInit {
+	p := new(GuestCloudInit)
+	*p = x
+	return p
+}
+
+func (x GuestCloudInit) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GuestCloudInit) Descriptor() protoreflect.EnumDescriptor {
+	return file_hikkoshi_inventory_v1_facts_proto_enumTypes[0].Descriptor()
+}
+
+func (GuestCloudInit) Type() protoreflect.EnumType {
+	return &file_hikkoshi_inventory_v1_facts_proto_enumTypes[0]
+}
+
+func (x GuestCloudInit) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GuestCloudInit.Descriptor instead.
+func (GuestCloudInit) EnumDescriptor() ([]byte, []int) {
+	return file_hikkoshi_inventory_v1_facts_proto_rawDescGZIP(), []int{0}
+}
+
 // Facts are what was found about a workload where it runs today: by a sync of its
 // cloud (an instance), or by the collector on the server itself (a physical server).
 // They are kept apart from the operator's fields (role, stateful, wave, labels): a
@@ -164,8 +223,15 @@ type InstanceFacts struct {
 	// root_device_name is the server's root device ("/dev/vda"); Nova shows it to
 	// admin credentials only.
 	RootDeviceName string `protobuf:"bytes,14,opt,name=root_device_name,json=rootDeviceName,proto3" json:"root_device_name,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// guest_cloud_init says whether the guest runs cloud-init, as the server's
+	// console log shows it (read once per image the server runs, while it is
+	// ACTIVE). A guest with cloud-init treats its first boot in the new cloud as a
+	// new server's unless the move keeps it itself (the converter's user data).
+	GuestCloudInit GuestCloudInit `protobuf:"varint,15,opt,name=guest_cloud_init,json=guestCloudInit,proto3,enum=hikkoshi.inventory.v1.GuestCloudInit" json:"guest_cloud_init,omitempty"`
+	// cloud_init_version is the cloud-init version the console showed ("22.4.2").
+	CloudInitVersion string `protobuf:"bytes,16,opt,name=cloud_init_version,json=cloudInitVersion,proto3" json:"cloud_init_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InstanceFacts) Reset() {
@@ -292,6 +358,20 @@ func (x *InstanceFacts) GetServerUpdateTime() *timestamppb.Timestamp {
 func (x *InstanceFacts) GetRootDeviceName() string {
 	if x != nil {
 		return x.RootDeviceName
+	}
+	return ""
+}
+
+func (x *InstanceFacts) GetGuestCloudInit() GuestCloudInit {
+	if x != nil {
+		return x.GuestCloudInit
+	}
+	return GuestCloudInit_GUEST_CLOUD_INIT_UNSPECIFIED
+}
+
+func (x *InstanceFacts) GetCloudInitVersion() string {
+	if x != nil {
+		return x.CloudInitVersion
 	}
 	return ""
 }
@@ -673,9 +753,14 @@ type PhysicalFacts struct {
 	// fstab are the entries of /etc/fstab.
 	Fstab []*FstabEntry `protobuf:"bytes,8,rep,name=fstab,proto3" json:"fstab,omitempty"`
 	// collect_time is when the collector read them.
-	CollectTime   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=collect_time,json=collectTime,proto3" json:"collect_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CollectTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=collect_time,json=collectTime,proto3" json:"collect_time,omitempty"`
+	// guest_cloud_init says whether cloud-init is installed (PRESENT or ABSENT: the
+	// collector sees the file system). A P2V conversion installs it where absent.
+	GuestCloudInit GuestCloudInit `protobuf:"varint,10,opt,name=guest_cloud_init,json=guestCloudInit,proto3,enum=hikkoshi.inventory.v1.GuestCloudInit" json:"guest_cloud_init,omitempty"`
+	// cloud_init_version is the installed cloud-init's version ("22.4.2").
+	CloudInitVersion string `protobuf:"bytes,11,opt,name=cloud_init_version,json=cloudInitVersion,proto3" json:"cloud_init_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *PhysicalFacts) Reset() {
@@ -769,6 +854,20 @@ func (x *PhysicalFacts) GetCollectTime() *timestamppb.Timestamp {
 		return x.CollectTime
 	}
 	return nil
+}
+
+func (x *PhysicalFacts) GetGuestCloudInit() GuestCloudInit {
+	if x != nil {
+		return x.GuestCloudInit
+	}
+	return GuestCloudInit_GUEST_CLOUD_INIT_UNSPECIFIED
+}
+
+func (x *PhysicalFacts) GetCloudInitVersion() string {
+	if x != nil {
+		return x.CloudInitVersion
+	}
+	return ""
 }
 
 // Nic is a network interface.
@@ -1101,7 +1200,7 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\vchange_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"changeTime\x12\x12\n" +
 	"\x04sync\x18\x04 \x01(\tR\x04syncB\x06\n" +
-	"\x04kind\"\xad\x05\n" +
+	"\x04kind\"\xac\x06\n" +
 	"\rInstanceFacts\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12:\n" +
@@ -1118,7 +1217,9 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\x05ports\x18\v \x03(\v2 .hikkoshi.inventory.v1.PortFactsR\x05ports\x12<\n" +
 	"\avolumes\x18\f \x03(\v2\".hikkoshi.inventory.v1.VolumeFactsR\avolumes\x12H\n" +
 	"\x12server_update_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x10serverUpdateTime\x12(\n" +
-	"\x10root_device_name\x18\x0e \x01(\tR\x0erootDeviceName\x1a;\n" +
+	"\x10root_device_name\x18\x0e \x01(\tR\x0erootDeviceName\x12O\n" +
+	"\x10guest_cloud_init\x18\x0f \x01(\x0e2%.hikkoshi.inventory.v1.GuestCloudInitR\x0eguestCloudInit\x12,\n" +
+	"\x12cloud_init_version\x18\x10 \x01(\tR\x10cloudInitVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"w\n" +
@@ -1152,7 +1253,7 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\bbootable\x18\x05 \x01(\bR\bbootable\x12\x1f\n" +
 	"\vvolume_type\x18\x06 \x01(\tR\n" +
 	"volumeType\x12\x12\n" +
-	"\x04boot\x18\a \x01(\bR\x04boot\"\xf4\x02\n" +
+	"\x04boot\x18\a \x01(\bR\x04boot\"\xf3\x03\n" +
 	"\rPhysicalFacts\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12\x1d\n" +
 	"\n" +
@@ -1163,7 +1264,10 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\x04nics\x18\x06 \x03(\v2\x1a.hikkoshi.inventory.v1.NicR\x04nics\x121\n" +
 	"\x05disks\x18\a \x03(\v2\x1b.hikkoshi.inventory.v1.DiskR\x05disks\x127\n" +
 	"\x05fstab\x18\b \x03(\v2!.hikkoshi.inventory.v1.FstabEntryR\x05fstab\x12=\n" +
-	"\fcollect_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vcollectTime\"j\n" +
+	"\fcollect_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vcollectTime\x12O\n" +
+	"\x10guest_cloud_init\x18\n" +
+	" \x01(\x0e2%.hikkoshi.inventory.v1.GuestCloudInitR\x0eguestCloudInit\x12,\n" +
+	"\x12cloud_init_version\x18\v \x01(\tR\x10cloudInitVersion\"j\n" +
 	"\x03Nic\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vmac_address\x18\x02 \x01(\tR\n" +
@@ -1199,7 +1303,12 @@ const file_hikkoshi_inventory_v1_facts_proto_rawDesc = "" +
 	"\vmount_point\x18\x02 \x01(\tR\n" +
 	"mountPoint\x12\x17\n" +
 	"\afs_type\x18\x03 \x01(\tR\x06fsType\x12\x18\n" +
-	"\aoptions\x18\x04 \x01(\tR\aoptionsBDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1;inventoryv1b\x06proto3"
+	"\aoptions\x18\x04 \x01(\tR\aoptions*\x8b\x01\n" +
+	"\x0eGuestCloudInit\x12 \n" +
+	"\x1cGUEST_CLOUD_INIT_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18GUEST_CLOUD_INIT_PRESENT\x10\x01\x12\x1b\n" +
+	"\x17GUEST_CLOUD_INIT_ABSENT\x10\x02\x12\x1c\n" +
+	"\x18GUEST_CLOUD_INIT_UNKNOWN\x10\x03BDZBgithub.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_hikkoshi_inventory_v1_facts_proto_rawDescOnce sync.Once
@@ -1213,42 +1322,46 @@ func file_hikkoshi_inventory_v1_facts_proto_rawDescGZIP() []byte {
 	return file_hikkoshi_inventory_v1_facts_proto_rawDescData
 }
 
+var file_hikkoshi_inventory_v1_facts_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_hikkoshi_inventory_v1_facts_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_hikkoshi_inventory_v1_facts_proto_goTypes = []any{
-	(*Facts)(nil),                 // 0: hikkoshi.inventory.v1.Facts
-	(*InstanceFacts)(nil),         // 1: hikkoshi.inventory.v1.InstanceFacts
-	(*FlavorFacts)(nil),           // 2: hikkoshi.inventory.v1.FlavorFacts
-	(*PortFacts)(nil),             // 3: hikkoshi.inventory.v1.PortFacts
-	(*FixedIP)(nil),               // 4: hikkoshi.inventory.v1.FixedIP
-	(*VolumeFacts)(nil),           // 5: hikkoshi.inventory.v1.VolumeFacts
-	(*PhysicalFacts)(nil),         // 6: hikkoshi.inventory.v1.PhysicalFacts
-	(*Nic)(nil),                   // 7: hikkoshi.inventory.v1.Nic
-	(*Disk)(nil),                  // 8: hikkoshi.inventory.v1.Disk
-	(*Partition)(nil),             // 9: hikkoshi.inventory.v1.Partition
-	(*FstabEntry)(nil),            // 10: hikkoshi.inventory.v1.FstabEntry
-	nil,                           // 11: hikkoshi.inventory.v1.InstanceFacts.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(GuestCloudInit)(0),           // 0: hikkoshi.inventory.v1.GuestCloudInit
+	(*Facts)(nil),                 // 1: hikkoshi.inventory.v1.Facts
+	(*InstanceFacts)(nil),         // 2: hikkoshi.inventory.v1.InstanceFacts
+	(*FlavorFacts)(nil),           // 3: hikkoshi.inventory.v1.FlavorFacts
+	(*PortFacts)(nil),             // 4: hikkoshi.inventory.v1.PortFacts
+	(*FixedIP)(nil),               // 5: hikkoshi.inventory.v1.FixedIP
+	(*VolumeFacts)(nil),           // 6: hikkoshi.inventory.v1.VolumeFacts
+	(*PhysicalFacts)(nil),         // 7: hikkoshi.inventory.v1.PhysicalFacts
+	(*Nic)(nil),                   // 8: hikkoshi.inventory.v1.Nic
+	(*Disk)(nil),                  // 9: hikkoshi.inventory.v1.Disk
+	(*Partition)(nil),             // 10: hikkoshi.inventory.v1.Partition
+	(*FstabEntry)(nil),            // 11: hikkoshi.inventory.v1.FstabEntry
+	nil,                           // 12: hikkoshi.inventory.v1.InstanceFacts.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_hikkoshi_inventory_v1_facts_proto_depIdxs = []int32{
-	1,  // 0: hikkoshi.inventory.v1.Facts.instance:type_name -> hikkoshi.inventory.v1.InstanceFacts
-	6,  // 1: hikkoshi.inventory.v1.Facts.physical:type_name -> hikkoshi.inventory.v1.PhysicalFacts
-	12, // 2: hikkoshi.inventory.v1.Facts.change_time:type_name -> google.protobuf.Timestamp
-	2,  // 3: hikkoshi.inventory.v1.InstanceFacts.flavor:type_name -> hikkoshi.inventory.v1.FlavorFacts
-	11, // 4: hikkoshi.inventory.v1.InstanceFacts.metadata:type_name -> hikkoshi.inventory.v1.InstanceFacts.MetadataEntry
-	3,  // 5: hikkoshi.inventory.v1.InstanceFacts.ports:type_name -> hikkoshi.inventory.v1.PortFacts
-	5,  // 6: hikkoshi.inventory.v1.InstanceFacts.volumes:type_name -> hikkoshi.inventory.v1.VolumeFacts
-	12, // 7: hikkoshi.inventory.v1.InstanceFacts.server_update_time:type_name -> google.protobuf.Timestamp
-	4,  // 8: hikkoshi.inventory.v1.PortFacts.fixed_ips:type_name -> hikkoshi.inventory.v1.FixedIP
-	7,  // 9: hikkoshi.inventory.v1.PhysicalFacts.nics:type_name -> hikkoshi.inventory.v1.Nic
-	8,  // 10: hikkoshi.inventory.v1.PhysicalFacts.disks:type_name -> hikkoshi.inventory.v1.Disk
-	10, // 11: hikkoshi.inventory.v1.PhysicalFacts.fstab:type_name -> hikkoshi.inventory.v1.FstabEntry
-	12, // 12: hikkoshi.inventory.v1.PhysicalFacts.collect_time:type_name -> google.protobuf.Timestamp
-	9,  // 13: hikkoshi.inventory.v1.Disk.partitions:type_name -> hikkoshi.inventory.v1.Partition
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	2,  // 0: hikkoshi.inventory.v1.Facts.instance:type_name -> hikkoshi.inventory.v1.InstanceFacts
+	7,  // 1: hikkoshi.inventory.v1.Facts.physical:type_name -> hikkoshi.inventory.v1.PhysicalFacts
+	13, // 2: hikkoshi.inventory.v1.Facts.change_time:type_name -> google.protobuf.Timestamp
+	3,  // 3: hikkoshi.inventory.v1.InstanceFacts.flavor:type_name -> hikkoshi.inventory.v1.FlavorFacts
+	12, // 4: hikkoshi.inventory.v1.InstanceFacts.metadata:type_name -> hikkoshi.inventory.v1.InstanceFacts.MetadataEntry
+	4,  // 5: hikkoshi.inventory.v1.InstanceFacts.ports:type_name -> hikkoshi.inventory.v1.PortFacts
+	6,  // 6: hikkoshi.inventory.v1.InstanceFacts.volumes:type_name -> hikkoshi.inventory.v1.VolumeFacts
+	13, // 7: hikkoshi.inventory.v1.InstanceFacts.server_update_time:type_name -> google.protobuf.Timestamp
+	0,  // 8: hikkoshi.inventory.v1.InstanceFacts.guest_cloud_init:type_name -> hikkoshi.inventory.v1.GuestCloudInit
+	5,  // 9: hikkoshi.inventory.v1.PortFacts.fixed_ips:type_name -> hikkoshi.inventory.v1.FixedIP
+	8,  // 10: hikkoshi.inventory.v1.PhysicalFacts.nics:type_name -> hikkoshi.inventory.v1.Nic
+	9,  // 11: hikkoshi.inventory.v1.PhysicalFacts.disks:type_name -> hikkoshi.inventory.v1.Disk
+	11, // 12: hikkoshi.inventory.v1.PhysicalFacts.fstab:type_name -> hikkoshi.inventory.v1.FstabEntry
+	13, // 13: hikkoshi.inventory.v1.PhysicalFacts.collect_time:type_name -> google.protobuf.Timestamp
+	0,  // 14: hikkoshi.inventory.v1.PhysicalFacts.guest_cloud_init:type_name -> hikkoshi.inventory.v1.GuestCloudInit
+	10, // 15: hikkoshi.inventory.v1.Disk.partitions:type_name -> hikkoshi.inventory.v1.Partition
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_hikkoshi_inventory_v1_facts_proto_init() }
@@ -1265,13 +1378,14 @@ func file_hikkoshi_inventory_v1_facts_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_hikkoshi_inventory_v1_facts_proto_rawDesc), len(file_hikkoshi_inventory_v1_facts_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_hikkoshi_inventory_v1_facts_proto_goTypes,
 		DependencyIndexes: file_hikkoshi_inventory_v1_facts_proto_depIdxs,
+		EnumInfos:         file_hikkoshi_inventory_v1_facts_proto_enumTypes,
 		MessageInfos:      file_hikkoshi_inventory_v1_facts_proto_msgTypes,
 	}.Build()
 	File_hikkoshi_inventory_v1_facts_proto = out.File

@@ -1,7 +1,8 @@
 // Package collect reads a physical server's facts on the server itself — host name,
 // OS release, kernel, CPUs, memory, network interfaces, disks with partitions, file
-// systems and mount points, and /etc/fstab — from /proc, /sys, /run/udev/data and
-// /etc. It only reads: it runs no command and changes nothing on the host.
+// systems and mount points, /etc/fstab, and whether cloud-init is installed — from
+// /proc, /sys, /run/udev/data, /etc and /usr. It only reads: it runs no command and
+// changes nothing on the host.
 package collect
 
 import (
@@ -12,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +42,25 @@ func Collect(root string) (*inventoryv1.PhysicalFacts, error) {
 	if f.Disks, err = c.disks(f.Fstab); err != nil {
 		return nil, err
 	}
+	f.GuestCloudInit, f.CloudInitVersion = c.cloudInit()
 	return f, nil
+}
+
+var cloudInitVersion = regexp.MustCompile(`(?m)^__VERSION__ = "([0-9A-Za-z.+~-]{1,32})"`)
+
+// cloudInit reports whether cloud-init is installed, and its version from its
+// Python package (what `cloud-init --version` prints, without running it).
+func (c collector) cloudInit() (inventoryv1.GuestCloudInit, string) {
+	if _, err := os.Stat(c.path("usr/bin/cloud-init")); err != nil {
+		return inventoryv1.GuestCloudInit_GUEST_CLOUD_INIT_ABSENT, ""
+	}
+	vs, _ := filepath.Glob(c.path("usr/lib/python3*/*-packages/cloudinit/version.py"))
+	for _, v := range vs {
+		if m := cloudInitVersion.FindStringSubmatch(c.read(strings.TrimPrefix(v, c.root))); m != nil {
+			return inventoryv1.GuestCloudInit_GUEST_CLOUD_INIT_PRESENT, m[1]
+		}
+	}
+	return inventoryv1.GuestCloudInit_GUEST_CLOUD_INIT_PRESENT, ""
 }
 
 type collector struct{ root string }

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
 )
 
 // write creates files under root: path → content.
@@ -78,6 +80,16 @@ func TestCollectCentOS6Layout(t *testing.T) {
 	}
 	if p2.GetFilesystem() != "xfs" || p2.GetMountPoint() != "/data" || p2.GetSizeBytes() != 377487360*512 {
 		t.Fatalf("sda2 %v: want xfs on /data from fstab", p2)
+	}
+	if f.GetGuestCloudInit() != inventoryv1.GuestCloudInit_GUEST_CLOUD_INIT_ABSENT {
+		t.Fatalf("cloud-init %v on a server without it", f.GetGuestCloudInit())
+	}
+	write(t, root, map[string]string{
+		"usr/bin/cloud-init": "#!/usr/bin/python3\n",
+		"usr/lib/python3/dist-packages/cloudinit/version.py": "# This file is part of cloud-init.\n__VERSION__ = \"22.4.2\"\n_PACKAGED_VERSION = \"@@PACKAGED_VERSION@@\"\n",
+	})
+	if f, err = Collect(root); err != nil || f.GetGuestCloudInit() != inventoryv1.GuestCloudInit_GUEST_CLOUD_INIT_PRESENT || f.GetCloudInitVersion() != "22.4.2" {
+		t.Fatalf("cloud-init installed: %v %q (%v)", f.GetGuestCloudInit(), f.GetCloudInitVersion(), err)
 	}
 	if len(f.GetFstab()) != 4 || f.GetFstab()[1].GetOptions() != "noatime" {
 		t.Fatalf("fstab %v", f.GetFstab())

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,7 +34,14 @@ type fakeCloud struct {
 	subnet  map[string]any
 	srv     *httptest.Server
 	calls   atomic.Int64
+	// consoles are servers' console logs by ID; others have the fake driver's.
+	consoles     map[string]string
+	consoleReads atomic.Int64
+	mu           sync.Mutex
 }
+
+// fakeDriverConsole is what Nova's fake driver answers for every server's console.
+const fakeDriverConsole = "FAKE CONSOLE OUTPUT\nANOTHER\nLAST LINE"
 
 const fakeMaxLimit = 1000
 
@@ -168,6 +176,17 @@ func (fc *fakeCloud) serve(w http.ResponseWriter, r *http.Request) {
 	case "/image/v2/images":
 		reply(map[string]any{"images": []map[string]any{{"id": "1f000000-0000-4000-8000-000000000001", "name": "centos-6", "status": "active"}}})
 	default:
+		if id, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/compute/servers/"), "/action"); ok && r.Method == http.MethodPost {
+			fc.consoleReads.Add(1)
+			fc.mu.Lock()
+			out, ok := fc.consoles[id]
+			fc.mu.Unlock()
+			if !ok {
+				out = fakeDriverConsole
+			}
+			reply(map[string]any{"output": out})
+			return
+		}
 		if id, ok := strings.CutPrefix(r.URL.Path, "/compute/servers/"); ok {
 			i := sort.Search(len(fc.servers), func(i int) bool { return fc.servers[i]["id"].(string) >= id })
 			if i < len(fc.servers) && fc.servers[i]["id"] == id {

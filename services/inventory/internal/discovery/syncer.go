@@ -292,7 +292,7 @@ func (s *Syncer) sync(ctx context.Context, p *progress) error {
 		return err
 	}
 	p.update(ctx, true, func(sy *inventoryv1.Sync) { sy.Phase = "writing workloads" })
-	return s.writeWorkloads(ctx, p, name, region, ix)
+	return s.writeWorkloads(ctx, p, name, region, ix, cl.Compute)
 }
 
 // writeNetworks stores each network that changed and deletes those gone.
@@ -338,7 +338,7 @@ func WorkloadID(serverID string) string { return "i-" + serverID }
 
 // writeWorkloads creates, updates or marks vanished the cloud's workloads; a
 // workload whose facts did not change is not written.
-func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region string, ix *index) error {
+func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region string, ix *index, cc *gophercloud.ServiceClient) error {
 	byServer := map[string]*inventoryv1.Workload{}
 	if _, err := s.store.Scan(ctx, func(w *inventoryv1.Workload, _ int64) error {
 		if src := w.GetInstance(); src != nil && src.GetCloud() == name {
@@ -348,6 +348,7 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 	}); err != nil {
 		return fmt.Errorf("read the registry: %w", err)
 	}
+	guests := guestFacts(ctx, cc, ix.snap.Servers, byServer)
 	syncName := p.sy.GetName()
 	now := timestamppb.New(s.now())
 	count := func(f func(c *inventoryv1.SyncCounts)) {
@@ -380,6 +381,9 @@ func (s *Syncer) writeWorkloads(ctx context.Context, p *progress, name, region s
 		srv := &ix.snap.Servers[i]
 		seen[srv.ID] = true
 		facts := ix.instanceFacts(srv)
+		if g, ok := guests[srv.ID]; ok {
+			facts.GuestCloudInit, facts.CloudInitVersion = g.cloudInit, g.version
+		}
 		cur := byServer[srv.ID]
 		if cur != nil && !cur.GetVanished() && proto.Equal(cur.GetFacts().GetInstance(), facts) {
 			count(func(c *inventoryv1.SyncCounts) { c.Unchanged++ })
