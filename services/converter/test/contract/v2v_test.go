@@ -229,8 +229,8 @@ func TestV2VMovesAnInstance(t *testing.T) {
 		t.Fatalf("destination server addresses %v lack %s", dst.Addresses, ip)
 	}
 	// It booted with the user data that keeps a cloud-init guest itself on its first
-	// boot here (what that user data does to a guest: cloudinit's
-	// TestV2VUserDataKeepsAStockGuest).
+	// boot here (what that user data does to a guest: test/firstboot's
+	// TestV2VFirstBootKeepsTheGuest).
 	admin := must(devcloud.Open(t, "new-admin").Compute())(t)
 	admin.Microversion = "2.3"
 	withUD := must(servers.Get(t.Context(), admin, dst.ID).Extract())(t)
