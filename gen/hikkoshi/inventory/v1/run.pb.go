@@ -387,7 +387,15 @@ type Run struct {
 	// volume_types maps a source volume type to the destination's type for the
 	// wave's Cinder volumes ({"legacy-ssd": "ssd"}); a type not mapped keeps its
 	// name, which the destination must have (the pre-flight says which it lacks).
-	VolumeTypes   map[string]string `protobuf:"bytes,24,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	VolumeTypes map[string]string `protobuf:"bytes,24,rep,name=volume_types,json=volumeTypes,proto3" json:"volume_types,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// availability_zone is the destination availability zone every moved server
+	// boots in; empty for the destination's default zone.
+	AvailabilityZone string `protobuf:"bytes,25,opt,name=availability_zone,json=availabilityZone,proto3" json:"availability_zone,omitempty"`
+	// key_pair_user is the existing user of each moved instance whose
+	// authorized_keys get the destination key pair at its first boot there; empty:
+	// the key pair goes to nobody (never a new user; each server keeps its own
+	// users and keys). A physical workload's own p2v.key_pair_user is kept.
+	KeyPairUser   string `protobuf:"bytes,26,opt,name=key_pair_user,json=keyPairUser,proto3" json:"key_pair_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -588,6 +596,20 @@ func (x *Run) GetVolumeTypes() map[string]string {
 		return x.VolumeTypes
 	}
 	return nil
+}
+
+func (x *Run) GetAvailabilityZone() string {
+	if x != nil {
+		return x.AvailabilityZone
+	}
+	return ""
+}
+
+func (x *Run) GetKeyPairUser() string {
+	if x != nil {
+		return x.KeyPairUser
+	}
+	return ""
 }
 
 // RoleSettings bound how fast one role moves.
@@ -1126,7 +1148,8 @@ var File_hikkoshi_inventory_v1_run_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\n" +
-	"\x1fhikkoshi/inventory/v1/run.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf4\t\n" +
+	"\x1fhikkoshi/inventory/v1/run.proto\x12\x15hikkoshi.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\n" +
+	"\n" +
 	"\x03Run\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04wave\x18\x02 \x01(\x05R\x04wave\x12 \n" +
@@ -1156,7 +1179,9 @@ const file_hikkoshi_inventory_v1_run_proto_rawDesc = "" +
 	"\rwarm_stateful\x18\x16 \x01(\bR\fwarmStateful\x12\x1f\n" +
 	"\vwarm_rounds\x18\x17 \x01(\x05R\n" +
 	"warmRounds\x12N\n" +
-	"\fvolume_types\x18\x18 \x03(\v2+.hikkoshi.inventory.v1.Run.VolumeTypesEntryR\vvolumeTypes\x1a]\n" +
+	"\fvolume_types\x18\x18 \x03(\v2+.hikkoshi.inventory.v1.Run.VolumeTypesEntryR\vvolumeTypes\x12+\n" +
+	"\x11availability_zone\x18\x19 \x01(\tR\x10availabilityZone\x12\"\n" +
+	"\rkey_pair_user\x18\x1a \x01(\tR\vkeyPairUser\x1a]\n" +
 	"\n" +
 	"RolesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x129\n" +

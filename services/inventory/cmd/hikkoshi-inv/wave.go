@@ -23,6 +23,7 @@ func newWave(g *globals) *cobra.Command {
 
 	var (
 		dest, override, health, requestID string
+		zone, keyPairUser                 string
 		dry, approve, follow, warm        bool
 		warmRounds                        int32
 		nets, roles                       []string
@@ -41,7 +42,7 @@ func newWave(g *globals) *cobra.Command {
 			}
 			r := &inventoryv1.Run{Wave: int32(wave), Destination: dest, DryRun: dry, PreflightOverrideReason: override,
 				ApproveStateful: approve, HealthCheck: health, Networks: map[string]string{}, Roles: map[string]*inventoryv1.RoleSettings{},
-				WarmStateful: warm, WarmRounds: warmRounds, VolumeTypes: volumeTypes}
+				WarmStateful: warm, WarmRounds: warmRounds, VolumeTypes: volumeTypes, AvailabilityZone: zone, KeyPairUser: keyPairUser}
 			for _, n := range nets {
 				src, dst, ok := strings.Cut(n, "=")
 				if !ok {
@@ -76,6 +77,8 @@ func newWave(g *globals) *cobra.Command {
 	f.BoolVar(&approve, "approve-stateful", false, "move stateful workloads without an ApproveStep each")
 	f.BoolVar(&warm, "warm-stateful", false, "copy each stateful server's disk while it runs, before its stop: the downtime then follows what changed since")
 	f.Int32Var(&warmRounds, "warm-rounds", 0, "pre-copy rounds of a --warm-stateful move (0: 1)")
+	f.StringVar(&zone, "availability-zone", "", "the destination availability zone the moved servers boot in (default: the destination's)")
+	f.StringVar(&keyPairUser, "key-pair-user", "", "an existing user of each moved instance who gets the destination key pair (default: nobody)")
 	f.StringVar(&health, "health-check", "", "probe of each replacement (tcp:PORT, http:PORT/PATH); default tcp and the member's port")
 	f.StringArrayVar(&nets, "network", nil, "SOURCE_NETWORK_ID=DESTINATION_NETWORK_ID (repeatable); default: netbridge's bridges")
 	f.StringArrayVar(&roles, "role", nil, "ROLE:max_surge=N,min_healthy=N,drain=SECONDS (repeatable)")

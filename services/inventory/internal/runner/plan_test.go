@@ -99,6 +99,12 @@ func TestJobRequestIsTheSameEachTime(t *testing.T) {
 	if s := jobRequest(run, w, wl); s.GetJob().GetDestination().GetPortId() != "port" || !s.GetJob().GetSource().GetAlreadyStopped() || s.GetJob().GetSource().GetLive() {
 		t.Fatalf("stateful job request %v", s)
 	}
+	// The run's zone and key pair user go into each job.
+	zoned := proto.CloneOf(run)
+	zoned.AvailabilityZone, zoned.KeyPairUser = "az-2", "ops"
+	if d := jobRequest(zoned, w, wl).GetJob().GetDestination(); d.GetAvailabilityZone() != "az-2" || d.GetKeyPairUser() != "ops" {
+		t.Fatalf("a run with a zone and a key pair user: job destination %v", d)
+	}
 	// A physical server: a P2V job of its disks that boots the image on the moved
 	// port, named as the workload is.
 	w.Strategy, w.DisplayName = inventoryv1.Strategy_STRATEGY_PHYSICAL, "pg-legacy-1"
@@ -117,10 +123,11 @@ func TestValidateCreateRunNamesTheField(t *testing.T) {
 		Roles:       map[string]*inventoryv1.RoleSettings{"Web": {MaxSurge: -1, DrainSeconds: 9999}},
 		Networks:    map[string]string{"x": newNet},
 		HealthCheck: "icmp",
+		KeyPairUser: "Root Admin", AvailabilityZone: strings.Repeat("z", 256),
 	}})
 	v := apierr.FieldViolations(err)
 	for _, f := range []string{"request_id", "run.wave", "run.destination", "run.roles[Web]", "run.roles[Web].max_surge",
-		"run.roles[Web].drain_seconds", "run.networks[x]", "run.health_check"} {
+		"run.roles[Web].drain_seconds", "run.networks[x]", "run.health_check", "run.key_pair_user", "run.availability_zone"} {
 		if v[f] == "" {
 			t.Errorf("no violation of %s in %v", f, err)
 		}

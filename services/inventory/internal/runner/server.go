@@ -67,6 +67,9 @@ func checkName(name string) error {
 
 var roleRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
+// userName is a login name as the converter takes it for key_pair_user.
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_.-]{0,31}$`)
+
 // ValidateCreateRun checks a CreateRunRequest's shape.
 func ValidateCreateRun(req *inventoryv1.CreateRunRequest) error {
 	var v apierr.Violations
@@ -105,6 +108,12 @@ func ValidateCreateRun(req *inventoryv1.CreateRunRequest) error {
 		}
 	}
 	v.VolumeTypes("run.volume_types", r.GetVolumeTypes())
+	if z := r.GetAvailabilityZone(); len(z) > 255 {
+		v.Add("run.availability_zone", "give the name of one of the destination's availability zones (at most 255 characters), or leave it empty for its default")
+	}
+	if u := r.GetKeyPairUser(); u != "" && !userName.MatchString(u) {
+		v.Add("run.key_pair_user", "%q is not a user name: give an existing user's login name (lower case letters, digits, _ . -; at most 32), or leave it empty for none", u)
+	}
 	if hc := r.GetHealthCheck(); hc != "" && !strings.HasPrefix(hc, "tcp:") && !strings.HasPrefix(hc, "http:") {
 		v.Add("run.health_check", "%q: give tcp:PORT or http:PORT/PATH", hc)
 	}
@@ -130,6 +139,7 @@ func (s *Server) CreateRun(ctx context.Context, req *inventoryv1.CreateRunReques
 		Wave: in.GetWave(), Destination: in.GetDestination(), DryRun: in.GetDryRun(), PreflightOverrideReason: in.GetPreflightOverrideReason(),
 		ApproveStateful: in.GetApproveStateful(), Roles: in.GetRoles(), Networks: in.GetNetworks(), HealthCheck: in.GetHealthCheck(),
 		WarmStateful: in.GetWarmStateful(), WarmRounds: in.GetWarmRounds(), VolumeTypes: in.GetVolumeTypes(),
+		AvailabilityZone: in.GetAvailabilityZone(), KeyPairUser: in.GetKeyPairUser(),
 		RequestId: req.GetRequestId(),
 	}
 	if err := e.plan(ctx, r); err != nil {

@@ -384,7 +384,8 @@ func (e *Engine) precopy(ctx context.Context, id string, i int, r *inventoryv1.R
 // jobRequest is the converter job of workload w: the same request, with the same
 // request_id, each time it is made (a repeat returns the job the first made).
 func jobRequest(r *inventoryv1.Run, w *inventoryv1.RunWorkload, wl *inventoryv1.Workload) *converterv1.CreateJobRequest {
-	d := &converterv1.V2VDestination{Cloud: r.GetDestination(), HealthCheck: healthCheck(r, w), VolumeTypes: r.GetVolumeTypes()}
+	d := &converterv1.V2VDestination{Cloud: r.GetDestination(), HealthCheck: healthCheck(r, w), VolumeTypes: r.GetVolumeTypes(),
+		AvailabilityZone: r.GetAvailabilityZone(), KeyPairUser: r.GetKeyPairUser()}
 	rid := w.GetRequestIds()[stepWord(inventoryv1.RunStep_RUN_STEP_CONVERT)]
 	if w.GetStrategy() == inventoryv1.Strategy_STRATEGY_PHYSICAL {
 		// A P2V job that boots its image on the moved address: the server is named
