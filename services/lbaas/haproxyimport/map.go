@@ -16,6 +16,13 @@ type Options struct {
 	// Name names the load balancers: Name alone for one, Name-ADDRESS for each of
 	// several ("haproxy" when empty).
 	Name string
+	// Addresses rewrite backend server addresses (an old address → the address
+	// the server has after its move: netbridge's moves, or the operator's), and
+	// their check addresses with them. The ledger says each rewrite.
+	Addresses map[string]string
+	// Names name members by their address after Addresses (an address → the
+	// inventory workload that holds it) instead of by haproxy's server name.
+	Names map[string]string
 }
 
 // MaxPoliciesPerRule caps how many L7 policies one use_backend line may become (an
@@ -449,6 +456,14 @@ func (m *mapper) member(sv haproxycfg.Server, p *Pool, monitored bool, l *Listen
 		m.info(sv.Directive, at, fmt.Sprintf("no port: the listener's, %d (haproxy connects to the port the client reached)", l.Port))
 	}
 	m.use(sv.Directive, at, "")
+	if to, ok := m.opts.Addresses[mem.Address]; ok {
+		m.info(sv.Directive, at+".address", fmt.Sprintf("address %s rewritten to %s (moved)", mem.Address, to))
+		mem.Address = to
+	}
+	if n, ok := m.opts.Names[mem.Address]; ok && n != sv.Name {
+		mem.Name = n
+		m.info(sv.Directive, at, fmt.Sprintf("named %s, the workload at %s (haproxy's server %s)", n, mem.Address, sv.Name))
+	}
 	for _, prm := range sv.Params {
 		f := at
 		switch prm.Name {
@@ -478,6 +493,10 @@ func (m *mapper) member(sv haproxycfg.Server, p *Pool, monitored bool, l *Listen
 			mem.MonitorPort, f = n, at+".monitor_port"
 		case "addr":
 			mem.MonitorAddress, f = prm.Value, at+".monitor_address"
+			if to, ok := m.opts.Addresses[prm.Value]; ok {
+				mem.MonitorAddress = to
+				m.info(sv.Directive, f, fmt.Sprintf("check address %s rewritten to %s (moved)", prm.Value, to))
+			}
 		case "send-proxy", "send-proxy-v2":
 			f = poolAt + ".protocol"
 		case "cookie":

@@ -227,3 +227,53 @@ func TestCorpusBecomesValidSpecs(t *testing.T) {
 		}
 	}
 }
+
+// TestMovedMembers: servers whose addresses moved become members at their new
+// addresses (check addresses too), named as the workloads holding them where
+// known; the ledger says each rewrite, and a plan stays complete for it.
+func TestMovedMembers(t *testing.T) {
+	c, err := haproxycfg.Parse(haproxycfg.Options{}, haproxycfg.File{Name: "x.cfg", Data: []byte(`defaults
+  mode http
+  timeout client 30s
+  timeout connect 5s
+  timeout server 30s
+frontend f
+  bind 10.0.0.1:80
+  default_backend b
+backend b
+  server web1 10.0.0.2:8080 check addr 10.0.0.2 port 9000
+  server web2 10.0.0.3:8080 check
+  server web3 10.0.0.4:8080 check
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Map(c, Options{
+		Addresses: map[string]string{"10.0.0.2": "10.1.0.12", "10.0.0.3": "10.1.0.13"},
+		Names:     map[string]string{"10.1.0.12": "web-1", "10.0.0.4": "web-3"},
+	})
+	if err != nil || !p.Complete {
+		t.Fatalf("plan complete %v, leftovers %+v (%v)", p.Complete, p.Leftovers(), err)
+	}
+	ms := p.LoadBalancers[0].Pools[0].Members
+	want := []Member{
+		{Name: "web-1", Address: "10.1.0.12", Port: 8080, AdminStateUp: true, MonitorAddress: "10.1.0.12", MonitorPort: 9000},
+		{Name: "web2", Address: "10.1.0.13", Port: 8080, AdminStateUp: true},
+		{Name: "web-3", Address: "10.0.0.4", Port: 8080, AdminStateUp: true},
+	}
+	for i, m := range ms {
+		if *m != want[i] {
+			t.Errorf("member %d: %+v, want %+v", i, *m, want[i])
+		}
+	}
+	var why []string
+	for _, e := range p.Ledger {
+		if strings.Contains(e.Directive, "server web1") {
+			why = append(why, e.Why)
+		}
+	}
+	if len(why) != 1 || !strings.Contains(why[0], "address 10.0.0.2 rewritten to 10.1.0.12") || !strings.Contains(why[0], "check address 10.0.0.2 rewritten") ||
+		!strings.Contains(why[0], "named web-1") {
+		t.Fatalf("the ledger of server web1: %q", why)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -27,7 +28,7 @@ const noCloud = "no-cloud"
 
 func newImport(g *globals) *cobra.Command {
 	var name, vipSubnet string
-	var env, certs map[string]string
+	var env, certs, moved, names map[string]string
 	var apply, accept bool
 	cmd := &cobra.Command{
 		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]... [--apply --vip-subnet SUBNET [--certificate FILE=CONTAINER]... [--accept-leftovers]]",
@@ -58,7 +59,18 @@ for its certificate file. A plan with leftovers is applied only with
 			if err != nil {
 				return err
 			}
-			p, err := haproxyimport.Map(c, haproxyimport.Options{Name: name})
+			for _, m := range []struct {
+				flag string
+				kv   map[string]string
+				ip   bool
+			}{{"--moved", moved, true}, {"--member-name", names, false}} {
+				for k, v := range m.kv {
+					if net.ParseIP(k) == nil || m.ip && net.ParseIP(v) == nil || v == "" {
+						return usagef("%s %s=%s: give %s", m.flag, k, v, map[bool]string{true: "OLD_ADDRESS=NEW_ADDRESS (two IP addresses)", false: "ADDRESS=NAME"}[m.ip])
+					}
+				}
+			}
+			p, err := haproxyimport.Map(c, haproxyimport.Options{Name: name, Addresses: moved, Names: names})
 			if err != nil {
 				return err
 			}
@@ -89,6 +101,8 @@ for its certificate file. A plan with leftovers is applied only with
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the load balancers' name (NAME, or NAME-ADDRESS for each of several; default haproxy)")
 	cmd.Flags().StringToStringVar(&env, "env", nil, `NAME=VALUE for "$NAME" in the files (repeatable); a variable not given is an error`)
+	cmd.Flags().StringToStringVar(&moved, "moved", nil, "OLD_ADDRESS=NEW_ADDRESS: a backend server that moved becomes a member at its new address (repeatable)")
+	cmd.Flags().StringToStringVar(&names, "member-name", nil, "ADDRESS=NAME: name the member at ADDRESS (after --moved) NAME, its workload's name, instead of haproxy's server name (repeatable)")
 	cmd.Flags().BoolVar(&apply, "apply", false, "build the load balancers in Octavia (needs --os-cloud)")
 	cmd.Flags().StringVar(&vipSubnet, "vip-subnet", "", "with --apply: the subnet (name or ID) of the VIPs")
 	cmd.Flags().StringToStringVar(&certs, "certificate", nil, "with --apply: PEM_FILE=BARBICAN_CONTAINER_REF for each certificate a TLS bind served (repeatable)")

@@ -55,6 +55,14 @@ backend b
 	if _, err := runLB(t, "import", cfg); err == nil || !strings.Contains(err.Error(), cfg+":7: environment variable PORT is not given") {
 		t.Fatalf("without --env: %v", err)
 	}
+	// The server moved: its member is at the new address, named as its workload.
+	out, err = runLB(t, "import", cfg, "--env", "PORT=8080", "--moved", "10.0.0.2=10.1.0.2", "--member-name", "10.1.0.2=web-1")
+	if err != nil || !strings.Contains(out, "member web-1 10.1.0.2:8080") {
+		t.Fatalf("import --moved --member-name: %v\n%s", err, out)
+	}
+	if _, err := runLB(t, "import", cfg, "--env", "PORT=8080", "--moved", "10.0.0.2=web-1"); err == nil || !strings.Contains(err.Error(), "--moved 10.0.0.2=web-1: give OLD_ADDRESS=NEW_ADDRESS") {
+		t.Fatalf("--moved to a name: %v", err)
+	}
 	must(os.WriteFile(cfg, []byte("frontend f\n  bind 10.0.0.1:80\n  option http-buffer-request\n  default_backend b\nbackend b\n  server a 10.0.0.2:80\n"), 0o600))
 	out, err = runLB(t, "import", cfg)
 	if !errors.Is(err, errIncomplete) || !strings.Contains(out, "left over") || !strings.Contains(out, cfg+":3") {
