@@ -38,7 +38,7 @@ func (m *mapper) ledger() {
 			m.plan.Ledger = append(m.plan.Ledger, e)
 		}
 	}
-	m.plan.Complete = len(m.plan.Leftovers()) == 0
+	m.plan.Complete = len(m.plan.Unaccepted()) == 0
 }
 
 func (m *mapper) unmappedProxy(s *haproxycfg.Section) string {

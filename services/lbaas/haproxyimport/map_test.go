@@ -98,6 +98,14 @@ backend b
 	if l := p.Leftovers(); p.Complete || len(l) != 1 || l[0].Where != "x.cfg:12" || !strings.Contains(l[0].Why, "Octavia has no such setting") {
 		t.Fatalf("leftovers %+v", l)
 	}
+	// The operator accepts that line, one by one: a line that is no leftover (a
+	// mapped one, one past the end) is refused, naming it, and marks nothing.
+	if err := p.Accept([]string{"x.cfg:12", "x.cfg:8", "x.cfg:99"}); err == nil || !strings.Contains(err.Error(), "x.cfg:8, x.cfg:99: no leftover") || p.Complete {
+		t.Fatalf("accepting lines that are no leftovers: %v (complete %v)", err, p.Complete)
+	}
+	if err := p.Accept([]string{"x.cfg:12"}); err != nil || !p.Complete || len(p.Unaccepted()) != 0 || !p.Leftovers()[0].Accepted {
+		t.Fatalf("accepted: %v, complete %v, unaccepted %+v", err, p.Complete, p.Unaccepted())
+	}
 }
 
 // TestRulesBecomePolicies: ORed conditions and an ACL's several values are one

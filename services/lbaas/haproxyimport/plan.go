@@ -1,24 +1,68 @@
 package haproxyimport
 
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
 // Plan is what an haproxy configuration becomes in Octavia, and what of it does
 // not: the load balancers to make and the ledger of every directive.
 type Plan struct {
 	LoadBalancers []*LoadBalancer `json:"load_balancers"`
 	Ledger        []Entry         `json:"ledger"`
-	// Complete is true when no entry of the ledger is left over.
+	// Complete is true when every entry of the ledger is mapped, or left over
+	// and accepted by the operator (Accept).
 	Complete bool `json:"complete"`
 }
 
-// Leftovers are the ledger's entries that were not mapped, or mapped with a loss.
+// Leftovers are the ledger's entries that were not mapped, or mapped with a loss,
+// accepted or not.
 func (p *Plan) Leftovers() []Entry {
 	var out []Entry
 	for _, e := range p.Ledger {
-		if e.Lossy || !e.Mapped() && !(e.Header && e.Why == "") {
+		if e.leftover() {
 			out = append(out, e)
 		}
 	}
 	return out
 }
+
+// Unaccepted are the leftovers the operator has not accepted.
+func (p *Plan) Unaccepted() []Entry {
+	var out []Entry
+	for _, e := range p.Leftovers() {
+		if !e.Accepted {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Accept marks the leftovers at wheres (file:line, as the ledger says them) as
+// accepted: what they do is lost in Octavia, knowingly. A where that names no
+// leftover is an error that names it — a mistyped line must not pass for an
+// acceptance — and nothing is marked then.
+func (p *Plan) Accept(wheres []string) error {
+	var bad []string
+	for _, w := range wheres {
+		if !slices.ContainsFunc(p.Ledger, func(e Entry) bool { return e.Where == w && e.leftover() }) {
+			bad = append(bad, w)
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s: no leftover of the plan is there (give FILE:LINE of a line the ledger lists as left over or lossy)", strings.Join(bad, ", "))
+	}
+	for i := range p.Ledger {
+		if slices.Contains(wheres, p.Ledger[i].Where) && p.Ledger[i].leftover() {
+			p.Ledger[i].Accepted = true
+		}
+	}
+	p.Complete = len(p.Unaccepted()) == 0
+	return nil
+}
+
+func (e Entry) leftover() bool { return e.Lossy || !e.Mapped() && !(e.Header && e.Why == "") }
 
 // Entry is one directive of the input and what became of it.
 type Entry struct {
@@ -39,6 +83,8 @@ type Entry struct {
 	// Header is true for a section's own line; global's and defaults' are neither
 	// mapped nor left over (their directives are).
 	Header bool `json:"header,omitempty"`
+	// Accepted is true for a leftover the operator accepted to lose (Plan.Accept).
+	Accepted bool `json:"accepted,omitempty"`
 }
 
 // Mapped reports whether the directive became something in Octavia.

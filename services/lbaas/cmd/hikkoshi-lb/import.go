@@ -30,6 +30,7 @@ func newImport(g *globals) *cobra.Command {
 	var name, vipSubnet string
 	var env, certs, moved, names map[string]string
 	var apply, accept bool
+	var acceptAt []string
 	cmd := &cobra.Command{
 		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]... [--apply --vip-subnet SUBNET [--certificate FILE=CONTAINER]... [--accept-leftovers]]",
 		Short: "Plan the Octavia load balancers an haproxy configuration becomes, line by line (no cloud needed)",
@@ -74,6 +75,9 @@ for its certificate file. A plan with leftovers is applied only with
 			if err != nil {
 				return err
 			}
+			if err := p.Accept(acceptAt); err != nil {
+				return usagef("--accept %v", err)
+			}
 			out := cmd.OutOrStdout()
 			if g.output == "json" {
 				enc := json.NewEncoder(out)
@@ -107,6 +111,7 @@ for its certificate file. A plan with leftovers is applied only with
 	cmd.Flags().StringVar(&vipSubnet, "vip-subnet", "", "with --apply: the subnet (name or ID) of the VIPs")
 	cmd.Flags().StringToStringVar(&certs, "certificate", nil, "with --apply: PEM_FILE=BARBICAN_CONTAINER_REF for each certificate a TLS bind served (repeatable)")
 	cmd.Flags().BoolVar(&accept, "accept-leftovers", false, "with --apply: build a plan that has leftovers (they are lost)")
+	cmd.Flags().StringArrayVar(&acceptAt, "accept", nil, "FILE:LINE of a leftover that may be lost (repeatable): a plan whose every leftover is accepted is complete")
 	return cmd
 }
 
@@ -162,6 +167,9 @@ func printPlan(out io.Writer, p *haproxyimport.Plan) {
 	verdict := "complete"
 	if !p.Complete {
 		verdict = "NOT complete"
+	}
+	if n := len(p.Leftovers()) - len(p.Unaccepted()); n > 0 {
+		verdict += fmt.Sprintf(" (%d accepted)", n)
 	}
 	fmt.Fprintf(tw, "%d load balancer(s); %d lines mapped, %d mapped with a loss, %d left over: %s\n", len(p.LoadBalancers), mapped, lossy, left, verdict)
 	for _, lb := range p.LoadBalancers {
@@ -230,6 +238,9 @@ func printPlan(out io.Writer, p *haproxyimport.Plan) {
 		kind := "left over"
 		if e.Lossy {
 			kind = "lossy"
+		}
+		if e.Accepted {
+			kind += " (accepted)"
 		}
 		fmt.Fprintf(lw, "%s\t%s\t%s\t%s\n", kind, e.Where, e.Directive, e.Why)
 	}

@@ -68,6 +68,12 @@ backend b
 	if !errors.Is(err, errIncomplete) || !strings.Contains(out, "left over") || !strings.Contains(out, cfg+":3") {
 		t.Fatalf("a leftover: %v\n%s", err, out)
 	}
+	if out, err = runLB(t, "import", cfg, "--accept", cfg+":3"); err != nil || !strings.Contains(out, "complete (1 accepted)") || !strings.Contains(out, "left over (accepted)") {
+		t.Fatalf("the leftover accepted: %v\n%s", err, out)
+	}
+	if _, err = runLB(t, "import", cfg, "--accept", cfg+":4"); err == nil || !strings.Contains(err.Error(), cfg+":4: no leftover") {
+		t.Fatalf("accepting a mapped line: %v", err)
+	}
 	must(os.WriteFile(cfg, []byte("frontend f\n  bind 10.0.0.1:80\n  default_backend nowhere\n"), 0o600))
 	if _, err := runLB(t, "import", cfg); err == nil || !strings.Contains(err.Error(), cfg+`:3: frontend f names backend "nowhere"`) {
 		t.Fatalf("an undefined backend: %v", err)
