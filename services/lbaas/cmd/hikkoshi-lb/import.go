@@ -32,7 +32,7 @@ func newImport(g *globals) *cobra.Command {
 	var apply, accept bool
 	var acceptAt []string
 	cmd := &cobra.Command{
-		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]... [--apply --vip-subnet SUBNET [--certificate FILE=CONTAINER]... [--accept-leftovers]]",
+		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]... [--moved OLD=NEW]... [--accept FILE:LINE]... [--apply --vip-subnet SUBNET [--certificate FILE=CONTAINER]... [--accept-leftovers]]",
 		Short: "Plan the Octavia load balancers an haproxy configuration becomes, line by line (no cloud needed)",
 		Long: `import reads haproxy configuration files (as haproxy -f reads them, in order) and prints
 the plan they become in Octavia: load balancers (one an address bound), listeners,
@@ -40,7 +40,8 @@ pools, members, health monitors, session persistence and L7 policies — and a l
 of every line: mapped (to which Octavia field), mapped with a loss, or left over, with
 file:line and why. Without --apply nothing is made and no cloud is read: the plan
 is for review. The exit status is 0 when the plan is complete, 3 when lines are left
-over (-o json for scripts).
+over (-o json for scripts). --accept FILE:LINE accepts one leftover (it is lost in
+Octavia, knowingly): a plan whose every leftover is accepted is complete.
 
 With --apply the load balancers are built in Octavia (each waited for until it and
 everything under it is ACTIVE): the VIPs on --vip-subnet at the addresses the
