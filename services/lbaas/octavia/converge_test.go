@@ -1,0 +1,99 @@
+package octavia
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/l7policies"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/listeners"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/monitors"
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/pools"
+)
+
+// built is a load balancer as Show reads it: HTTP:80 to pool web (two members, a
+// TCP monitor every 2 s), a policy sending api.example to pool api.
+func built() *Tree {
+	web := &PoolTree{Pool: pools.Pool{ID: "p-web", Name: "web", Protocol: "PROXY", LBMethod: "ROUND_ROBIN"},
+		Members: []Member{{ID: "m1", Address: "10.0.0.2", ProtocolPort: 8080, Weight: 1, AdminStateUp: true},
+			{ID: "m2", Address: "10.0.0.3", ProtocolPort: 8080, Weight: 1, AdminStateUp: true}},
+		Monitor: &monitors.Monitor{ID: "hm", Type: "TCP", Delay: 2, Timeout: 2, MaxRetries: 2, MaxRetriesDown: 3}}
+	api := &PoolTree{Pool: pools.Pool{ID: "p-api", Name: "api", Protocol: "PROXY", LBMethod: "ROUND_ROBIN"},
+		Members: []Member{{ID: "m3", Address: "10.0.0.4", ProtocolPort: 8080, Weight: 1, AdminStateUp: true}}}
+	return &Tree{LoadBalancer: LoadBalancer{ID: "lb"}, Pools: []*PoolTree{web, api},
+		Listeners: []ListenerTree{{Listener: listeners.Listener{ID: "l1", Protocol: "HTTP", ProtocolPort: 80, ConnLimit: -1, DefaultPoolID: "p-web"}, Pool: web,
+			Policies: []l7policies.L7Policy{{ID: "pol", Action: "REDIRECT_TO_POOL", RedirectPoolID: "p-api", Position: 1,
+				Rules: []l7policies.Rule{{RuleType: "HOST_NAME", CompareType: "EQUAL_TO", Value: "api.example"}}}}}}}
+}
+
+func spec(web, api PoolSpec, host string) Spec {
+	return Spec{Name: "shop", VIPSubnetID: "s", Pools: []PoolSpec{web, api}, Listeners: []ListenerSpec{{Protocol: "HTTP", Port: 80, DefaultPool: "web",
+		L7Policies: []L7PolicySpec{{Action: "REDIRECT_TO_POOL", RedirectPool: "api", Rules: []L7RuleSpec{{Type: "HOST_NAME", CompareType: "EQUAL_TO", Value: host}}}}}}}
+}
+
+var (
+	webSpec = PoolSpec{Name: "web", Protocol: "PROXY", Members: []MemberSpec{{Address: "10.0.0.2", Port: 8080}, {Address: "10.0.0.3", Port: 8080}},
+		Monitor: &MonitorSpec{Type: "TCP", Delay: 2, Timeout: 2, MaxRetries: 2}}
+	apiSpec = PoolSpec{Name: "api", Protocol: "PROXY", Members: []MemberSpec{{Address: "10.0.0.4", Port: 8080}}}
+)
+
+func planned(t *testing.T, tr *Tree, s Spec) []string {
+	t.Helper()
+	if err := Validate(s); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := (&Client{}).plan(tr, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range ch {
+		out = append(out, c.String())
+	}
+	return out
+}
+
+// TestConvergePlansOnlyWhatDiffers: the built tree and its own spec: nothing; a
+// changed spec: each difference once, pools' first, the rebuild's delete last.
+func TestConvergePlansOnlyWhatDiffers(t *testing.T) {
+	if got := planned(t, built(), spec(webSpec, apiSpec, "api.example")); len(got) != 0 {
+		t.Fatalf("the tree's own spec plans %q", got)
+	}
+	web := webSpec
+	w := 5
+	web.LBMethod, web.Members = "LEAST_CONNECTIONS", []MemberSpec{{Address: "10.0.0.2", Port: 8080, Weight: &w}, {Address: "10.0.0.9", Port: 8080}}
+	web.Monitor = &MonitorSpec{Type: "TCP", Delay: 3, Timeout: 2, MaxRetries: 2}
+	api := apiSpec
+	api.Protocol = "PROXYV2"
+	got := planned(t, built(), spec(web, api, "api2.example"))
+	want := []string{
+		"pools[web]: lb_algorithm ROUND_ROBIN → LEAST_CONNECTIONS",
+		"pools[web].members[10.0.0.2:8080]: weight 1 → 5",
+		"pools[web].members[10.0.0.9:8080]: add",
+		"pools[web].members[10.0.0.3:8080]: remove",
+		"pools[web].healthmonitor: delay 2 → 3",
+		"pools[api]: rebuild: protocol PROXY → PROXYV2 (a new pool beside it, its users moved to it, then it is deleted)",
+		"listeners[HTTP:80].l7_policies: replace 1 policies with 1 (the new ones first, then the old ones deleted)",
+		"pools[api]: delete the pool the rebuild replaced; the new one takes its name",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("planned:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// A policy that sends to a rebuilt pool is replaced though its host is the same.
+	if got := planned(t, built(), spec(webSpec, api, "api.example")); len(got) != 3 || !strings.Contains(got[1], "l7_policies: replace") {
+		t.Fatalf("a rebuild alone: %q", got)
+	}
+}
+
+// TestConvergeRefusesListenerChanges: a listener added or removed is not
+// converged; both are named, and nothing is planned.
+func TestConvergeRefusesListenerChanges(t *testing.T) {
+	s := spec(webSpec, apiSpec, "api.example")
+	s.Listeners[0].Port = 8080
+	_, err := (&Client{}).plan(built(), s)
+	var u *UnsupportedError
+	if !errors.As(err, &u) || len(u.Violations) != 2 || !strings.Contains(err.Error(), "HTTP:8080 is not on the load balancer") ||
+		!strings.Contains(err.Error(), "HTTP:80 is on the load balancer and not in the spec") {
+		t.Fatalf("a moved listener: %v", err)
+	}
+}
