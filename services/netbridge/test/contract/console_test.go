@@ -15,7 +15,7 @@ import (
 )
 
 // TestConsolePortPlan, over gRPC: the compute nodes are read from both clouds'
-// Nova (the old region's fake and TCG computes, the new region's fake one), all on
+// Nova (each region's fake and TCG computes), all on
 // Nova's default range today, so every pair overlaps; each gets its own range, a
 // node given by hand with a disjoint range keeps it, and the plan applied and asked
 // again changes nothing. Bad requests name their fields; an unknown cloud is not an
@@ -34,13 +34,13 @@ func TestConsolePortPlan(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s/%s=%s,%v", r.GetCloud(), r.GetHost(), r.GetPortRange(), r.GetChanged()))
 	}
 	want := []string{"spare/cmp-9=10100:10199,false", "old-admin/host-ovs-filter-active=10000:10099,true",
-		"old-admin/tcg-libvirt=10200:10299,true", "new-admin/host-ovs-filter-active=10300:10399,true"}
+		"old-admin/tcg-libvirt=10200:10299,true", "new-admin/host-ovs-filter-active=10300:10399,true", "new-admin/tcg-libvirt-new=10400:10499,true"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("ranges %v\nwant %v", got, want)
 	}
-	// 4 nodes: the three read from Nova overlap each other (3 pairs) and the spare (3).
-	if n := len(resp.GetOverlaps()); n != 6 {
-		t.Fatalf("%d overlaps, want 6: %v", n, resp.GetOverlaps())
+	// 5 nodes: the four read from Nova overlap each other (6 pairs) and the spare (4).
+	if n := len(resp.GetOverlaps()); n != 10 {
+		t.Fatalf("%d overlaps, want 10: %v", n, resp.GetOverlaps())
 	}
 	var applied []*netbridgev1.ComputeNode
 	for _, r := range resp.GetRanges() {
@@ -48,7 +48,7 @@ func TestConsolePortPlan(t *testing.T) {
 	}
 	slices.Reverse(applied)
 	again := must(c.PlanConsolePorts(ctx, &netbridgev1.PlanConsolePortsRequest{Nodes: applied, Clouds: []string{"old-admin", "new-admin"}}))(t)
-	if len(again.GetRanges()) != 4 || len(again.GetOverlaps()) != 0 {
+	if len(again.GetRanges()) != 5 || len(again.GetOverlaps()) != 0 {
 		t.Fatalf("re-plan: %v", again)
 	}
 	for _, r := range again.GetRanges() {
