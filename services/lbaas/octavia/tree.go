@@ -100,6 +100,20 @@ func (c *Client) Show(ctx context.Context, id string) (*Tree, error) {
 				return nil, err
 			}
 			slices.SortFunc(lt.Policies, func(a, b l7policies.L7Policy) int { return int(a.Position) - int(b.Position) })
+			// A policy lists its rules by ID only: each policy's rules are read whole.
+			for i := range lt.Policies {
+				err := c.retry(ctx, "", func() error {
+					pages, err := l7policies.ListRules(c.sc, lt.Policies[i].ID, l7policies.ListRulesOpts{}).AllPages(ctx)
+					if err != nil {
+						return err
+					}
+					lt.Policies[i].Rules, err = l7policies.ExtractRules(pages)
+					return err
+				})
+				if err != nil {
+					return nil, err
+				}
+			}
 		}
 		t.Listeners = append(t.Listeners, lt)
 	}

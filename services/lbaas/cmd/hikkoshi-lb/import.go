@@ -18,6 +18,7 @@ import (
 
 	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxycfg"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxyimport"
+	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
 // errIncomplete ends an import whose plan has leftovers: exit 3.
@@ -29,7 +30,7 @@ const noCloud = "no-cloud"
 func newImport(g *globals) *cobra.Command {
 	var name, vipSubnet string
 	var env, certs, moved, names map[string]string
-	var apply, accept bool
+	var apply, accept, diff bool
 	var acceptAt []string
 	cmd := &cobra.Command{
 		Use:   "import FILE... [--name NAME] [--env NAME=VALUE]... [--moved OLD=NEW]... [--accept FILE:LINE]... [--apply --vip-subnet SUBNET [--certificate FILE=CONTAINER]... [--accept-leftovers]]",
@@ -47,8 +48,12 @@ With --apply the load balancers are built in Octavia (each waited for until it a
 everything under it is ACTIVE): the VIPs on --vip-subnet at the addresses the
 configuration bound, a TERMINATED_HTTPS listener with the Barbican container given
 for its certificate file. A plan with leftovers is applied only with
---accept-leftovers; a load balancer of that name that exists already is refused
-(a changed import is not applied to a built one yet).`,
+--accept-leftovers. A load balancer of that name that exists already is converged to
+the plan: members added, removed and updated, pools' algorithm, persistence and
+monitor, a pool whose protocol changed rebuilt alone beside the old one, listeners'
+settings, default pools and L7 policies (the new ones in front, then the old ones
+deleted), pools no longer used deleted; added or removed listeners are refused.
+--diff says what --apply would change, and changes nothing.`,
 		Example: `  hikkoshi-lb import /etc/haproxy/haproxy.cfg --name shop
   hikkoshi-lb import haproxy.cfg conf.d/*.cfg --env BACKEND_PORT=8080 -o json`,
 		Args:        cobra.MinimumNArgs(1),
@@ -89,6 +94,9 @@ for its certificate file. A plan with leftovers is applied only with
 			} else {
 				printPlan(out, p)
 			}
+			if diff {
+				apply = true
+			}
 			if !apply {
 				if !p.Complete {
 					return errIncomplete
@@ -101,14 +109,15 @@ for its certificate file. A plan with leftovers is applied only with
 			if vipSubnet == "" {
 				return usagef("--apply needs --vip-subnet: the subnet (name or ID) of the VIPs")
 			}
-			return applyPlan(cmd, g, p, vipSubnet, certs)
+			return applyPlan(cmd, g, p, vipSubnet, certs, diff)
 		},
 	}
 	cmd.Flags().StringVar(&name, "name", "", "the load balancers' name (NAME, or NAME-ADDRESS for each of several; default haproxy)")
 	cmd.Flags().StringToStringVar(&env, "env", nil, `NAME=VALUE for "$NAME" in the files (repeatable); a variable not given is an error`)
 	cmd.Flags().StringToStringVar(&moved, "moved", nil, "OLD_ADDRESS=NEW_ADDRESS: a backend server that moved becomes a member at its new address (repeatable)")
 	cmd.Flags().StringToStringVar(&names, "member-name", nil, "ADDRESS=NAME: name the member at ADDRESS (after --moved) NAME, its workload's name, instead of haproxy's server name (repeatable)")
-	cmd.Flags().BoolVar(&apply, "apply", false, "build the load balancers in Octavia (needs --os-cloud)")
+	cmd.Flags().BoolVar(&apply, "apply", false, "build the load balancers in Octavia, or converge those built already to the plan (needs --os-cloud)")
+	cmd.Flags().BoolVar(&diff, "diff", false, "say what --apply would change in Octavia; change nothing (needs --os-cloud and --vip-subnet)")
 	cmd.Flags().StringVar(&vipSubnet, "vip-subnet", "", "with --apply: the subnet (name or ID) of the VIPs")
 	cmd.Flags().StringToStringVar(&certs, "certificate", nil, "with --apply: PEM_FILE=BARBICAN_CONTAINER_REF for each certificate a TLS bind served (repeatable)")
 	cmd.Flags().BoolVar(&accept, "accept-leftovers", false, "with --apply: build a plan that has leftovers (they are lost)")
@@ -116,8 +125,10 @@ for its certificate file. A plan with leftovers is applied only with
 	return cmd
 }
 
-// applyPlan builds the plan's load balancers in Octavia, one after the other.
-func applyPlan(cmd *cobra.Command, g *globals, p *haproxyimport.Plan, vipSubnet string, certs map[string]string) error {
+// applyPlan builds the plan's load balancers in Octavia, one after the other, and
+// converges those built already to it (octavia.Converge); with diff it only says
+// what it would change.
+func applyPlan(cmd *cobra.Command, g *globals, p *haproxyimport.Plan, vipSubnet string, certs map[string]string, diff bool) error {
 	if g.cloud == "" {
 		return usagef("--apply: no cloud: set --os-cloud or OS_CLOUD to an entry of clouds.yaml")
 	}
@@ -135,14 +146,51 @@ func applyPlan(cmd *cobra.Command, g *globals, p *haproxyimport.Plan, vipSubnet 
 	if err != nil {
 		return err
 	}
+	// A load balancer of that name is converged to the plan; first every one is
+	// planned, so that one that cannot be converged changes nothing.
+	existing := map[string]string{}
+	changes := map[string][]octavia.Change{}
 	for _, spec := range specs {
-		if existing, err := c.List(ctx, loadbalancers.ListOpts{Name: spec.Name}); err != nil {
+		list, err := c.List(ctx, loadbalancers.ListOpts{Name: spec.Name})
+		if err != nil {
 			return err
-		} else if len(existing) > 0 {
-			return fmt.Errorf("load balancer %s exists (%s): a changed import is not applied to a built load balancer yet; delete it first", spec.Name, existing[0].ID)
+		}
+		switch len(list) {
+		case 0:
+			if diff {
+				fmt.Fprintf(cmd.OutOrStdout(), "load balancer %s: not built: it would be created\n", spec.Name)
+			}
+			continue
+		case 1:
+		default:
+			return fmt.Errorf("%d load balancers are named %s: delete the ones that are not this import's", len(list), spec.Name)
+		}
+		existing[spec.Name] = list[0].ID
+		ch, err := c.Converge(ctx, list[0].ID, spec, false)
+		if err != nil {
+			return fmt.Errorf("load balancer %s (%s): %w", spec.Name, list[0].ID, err)
+		}
+		changes[spec.Name] = ch
+		fmt.Fprintf(cmd.OutOrStdout(), "load balancer %s (%s): %d change(s)\n", spec.Name, list[0].ID, len(ch))
+		for _, x := range ch {
+			fmt.Fprintf(cmd.OutOrStdout(), "  %s\n", x)
 		}
 	}
+	if diff {
+		return nil
+	}
 	for _, spec := range specs {
+		if id, ok := existing[spec.Name]; ok {
+			if len(changes[spec.Name]) == 0 {
+				continue
+			}
+			start := time.Now()
+			if _, err := c.Converge(ctx, id, spec, true); err != nil {
+				return fmt.Errorf("load balancer %s: %w", spec.Name, err)
+			}
+			fmt.Fprintf(os.Stderr, "load balancer %s %s converged in %.1fs\n", spec.Name, id, time.Since(start).Seconds())
+			continue
+		}
 		start := time.Now()
 		created, _, err := c.CreateReady(ctx, spec, progress(start))
 		if err != nil {

@@ -96,8 +96,70 @@ backend api
 	if web[0] == web[1] {
 		t.Fatalf("round robin: %v", web)
 	}
-	if _, stderr, err := lb(t, owner, "import", cfg, "--name", name, "--apply", "--vip-subnet", devcloud.VLANSubnet); err == nil || !strings.Contains(stderr, "exists") {
-		t.Fatalf("a second apply: %v %s", err, stderr)
-	}
 	t.Logf("www.example → %v, api.example → api-1, all with the PROXY header", web)
+
+	// The same import again changes nothing.
+	apply := func(args ...string) string {
+		t.Helper()
+		out, stderr, err := lb(t, owner, append([]string{"import", cfg, "--name", name, "--vip-subnet", devcloud.VLANSubnet}, args...)...)
+		if err != nil {
+			t.Fatalf("import %v: %v\n%s%s", args, err, out, stderr)
+		}
+		return out
+	}
+	if out := apply("--apply"); !strings.Contains(out, "0 change(s)") {
+		t.Fatalf("the same import applied again:\n%s", out)
+	}
+	// The configuration changes: web balances by connections, web-2 leaves, web-1
+	// is checked every 3 s; api sends PROXY v2 (its pool is rebuilt) and answers
+	// another host name.
+	if err := os.WriteFile(cfg, []byte(`defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend shop
+    bind 10.101.0.147:80
+    acl api hdr(host) -i api2.example
+    use_backend api if api
+    default_backend web
+
+backend web
+    balance leastconn
+    server web-1 10.101.0.148:8080 check inter 3s send-proxy
+
+backend api
+    server api-1 10.101.0.140:8080 check send-proxy-v2
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	diff := apply("--diff")
+	for _, want := range []string{"pools[web]: lb_algorithm ROUND_ROBIN → LEAST_CONNECTIONS", "pools[web].members[10.101.0.149:8080]: remove",
+		"pools[web].healthmonitor: delay 2 → 3", "pools[api]: rebuild: protocol PROXY → PROXYV2", "l7_policies: replace 1 policies with 1",
+		"pools[api]: delete the pool the rebuild replaced"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("--diff lacks %q:\n%s", want, diff)
+		}
+	}
+	if s, _ := ask("api.example"); s != owner+"-api-1" {
+		t.Fatalf("--diff changed the load balancer: api.example answered by %q", s)
+	}
+	start := time.Now()
+	apply("--apply")
+	t.Logf("converged in %v:\n%s", time.Since(start).Round(100*time.Millisecond), diff)
+	for range 3 {
+		if s, proxied := ask("www.example"); s != owner+"-web-1" || !proxied {
+			t.Fatalf("www.example answered by %q (PROXY %t), want web-1 alone", s, proxied)
+		}
+		if s, proxied := ask("api2.example"); s != owner+"-api-1" || !proxied {
+			t.Fatalf("api2.example answered by %q (PROXY %t), want api-1", s, proxied)
+		}
+		if s, _ := ask("api.example"); s != owner+"-web-1" {
+			t.Fatalf("api.example answered by %q, want the default pool's web-1", s)
+		}
+	}
+	if out := apply("--diff"); !strings.Contains(out, "0 change(s)") {
+		t.Fatalf("after the converge, --diff still sees changes:\n%s", out)
+	}
 }
