@@ -35,8 +35,16 @@ const rebuiltSuffix = "~rebuilt"
 // rebuilt alone: a new pool with the members and monitor beside it, the listeners
 // and policies moved to it, the old one deleted, the new one renamed. With apply
 // the changes are made, each waited on until the load balancer is ACTIVE; without,
-// nothing is changed. Listeners added or removed, or a listener's own pool, are
-// not converged: an *UnsupportedError names them and nothing is changed.
+// nothing is changed. A new L7 policy is made disabled and enabled once all its
+// rules are there (Octavia renders an enabled policy with the rules it has). A
+// converge that failed part way is taken up by the next: a rebuilt pool it finds
+// (NAME~rebuilt, of the spec's protocol) is the rebuild's, a disabled policy is
+// replaced. A monitor whose type changes is deleted before its successor is made
+// (Octavia allows one per pool): in between, the pool's members are not checked.
+// Listeners added or removed, a listener's own pool, or two pools of one name are
+// not converged: an *UnsupportedError names them and nothing is changed. Listener
+// names, allowed CIDRs, ALPN and certificates, monitors' HTTP version and domain
+// name and members' subnets are not compared.
 func (c *Client) Converge(ctx context.Context, id string, spec Spec, apply bool) ([]Change, error) {
 	if err := Validate(spec); err != nil {
 		return nil, err
@@ -87,6 +95,17 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 			unsupported = append(unsupported, Violation{"listeners", fmt.Sprintf("%s:%d is on the load balancer and not in the spec: removing a listener is not converged", l.Listener.Protocol, l.Listener.ProtocolPort)})
 		}
 	}
+	names := map[string]int{}
+	for _, pt := range t.Pools {
+		names[pt.Pool.Name]++
+	}
+	for _, ps := range spec.Pools {
+		for _, n := range []string{ps.Name, ps.Name + rebuiltSuffix} {
+			if names[n] > 1 {
+				unsupported = append(unsupported, Violation{fmt.Sprintf("pools[%s]", ps.Name), fmt.Sprintf("%d pools are named %s on the load balancer: delete the ones that are not this spec's", names[n], n)})
+			}
+		}
+	}
 	if len(unsupported) > 0 {
 		return nil, &UnsupportedError{unsupported}
 	}
@@ -104,7 +123,15 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 	step := func(ctx context.Context) func(string, func() error) error {
 		return func(what string, call func() error) error { return c.mutate(ctx, lbID, what, call) }
 	}
-	var retired []*PoolTree // pools replaced by a rebuild, deleted at the end
+	// rebuilds are the pools being rebuilt: the old pool (nil once deleted), deleted
+	// at the end, after which the rebuilt one takes its name.
+	type rebuild struct {
+		name string
+		old  *PoolTree
+	}
+	var rebuilds []rebuild
+	var retired []*PoolTree // the old pools of rebuilds
+	adopted := map[*PoolTree]bool{}
 
 	// Pools: new ones and rebuilt ones first, so that listeners can move to them.
 	for i, ps := range spec.Pools {
@@ -112,6 +139,18 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 		pt := t.Pool(ps.Name)
 		if pt != nil {
 			st.poolID[ps.Name] = pt.Pool.ID
+		}
+		if rb := t.Pool(ps.Name + rebuiltSuffix); rb != nil && rb.Pool.Protocol == ps.Protocol {
+			// A rebuild that an earlier converge began and did not end: its pool is
+			// the rebuilt one, made whole; the old one (if still there) goes.
+			adopted[rb] = true
+			st.poolID[ps.Name] = rb.Pool.ID
+			if pt != nil && pt.Pool.Protocol != ps.Protocol {
+				retired = append(retired, pt)
+			}
+			rebuilds = append(rebuilds, rebuild{ps.Name, pt})
+			out = append(out, c.poolChanges(f+"(rebuilt)", rb, ps, mutate)...)
+			continue
 		}
 		switch {
 		case pt == nil:
@@ -122,6 +161,7 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 			})
 		case pt.Pool.Protocol != ps.Protocol:
 			retired = append(retired, pt)
+			rebuilds = append(rebuilds, rebuild{ps.Name, pt})
 			rebuilt := ps
 			rebuilt.Name = ps.Name + rebuiltSuffix
 			add(f, fmt.Sprintf("rebuild: protocol %s → %s (a new pool beside it, its users moved to it, then it is deleted)", pt.Pool.Protocol, ps.Protocol), func(ctx context.Context) error {
@@ -189,9 +229,12 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 			pols := ls.L7Policies
 			add(f+".l7_policies", fmt.Sprintf("replace %d policies with %d (the new ones first, then the old ones deleted)", len(old), len(pols)), func(ctx context.Context) error {
 				for j, pol := range pols {
+					// Disabled until its rules are all there: Octavia renders an
+					// enabled policy with any rules, ANDing those it has, so a
+					// policy with its first rule only would catch more than asked.
 					po := c.policyOpts(pol, j+1)
 					rules := po.Rules
-					po.Rules = nil
+					po.Rules, po.AdminStateUp = nil, ptr(false)
 					po.ListenerID, po.RedirectPoolID = lid, st.poolID[pol.RedirectPool]
 					var created *l7policies.L7Policy
 					if err := c.mutate(ctx, lbID, fmt.Sprintf("create l7_policies[%d]", j), func() (err error) {
@@ -206,6 +249,11 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 						}); err != nil {
 							return err
 						}
+					}
+					if err := c.mutate(ctx, lbID, fmt.Sprintf("enable l7_policies[%d]", j), func() error {
+						return l7policies.Update(ctx, c.sc, created.ID, l7policies.UpdateOpts{AdminStateUp: ptr(true)}).Err
+					}); err != nil {
+						return err
 					}
 				}
 				for _, p := range old {
@@ -226,11 +274,17 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 
 	// Pools nothing uses any more: those a rebuild replaced (the rebuilt one then
 	// takes its name), and those not in the spec.
-	for _, pt := range retired {
-		name := pt.Pool.Name
-		add(fmt.Sprintf("pools[%s]", name), "delete the pool the rebuild replaced; the new one takes its name", func(ctx context.Context) error {
-			if err := c.deletePool(ctx, lbID, pt.Pool.ID); err != nil {
-				return err
+	for _, rb := range rebuilds {
+		name, old := rb.name, rb.old
+		what := "delete the pool the rebuild replaced; the new one takes its name"
+		if old == nil {
+			what = "the rebuilt pool takes its name"
+		}
+		add(fmt.Sprintf("pools[%s]", name), what, func(ctx context.Context) error {
+			if old != nil {
+				if err := c.deletePool(ctx, lbID, old.Pool.ID); err != nil {
+					return err
+				}
 			}
 			return c.mutate(ctx, lbID, "rename pool "+st.poolID[name], func() error {
 				return pools.Update(ctx, c.sc, st.poolID[name], pools.UpdateOpts{Name: &name}).Err
@@ -238,7 +292,7 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 		})
 	}
 	for _, pt := range t.Pools {
-		if slices.ContainsFunc(spec.Pools, func(ps PoolSpec) bool { return ps.Name == pt.Pool.Name }) {
+		if adopted[pt] || slices.ContainsFunc(spec.Pools, func(ps PoolSpec) bool { return ps.Name == pt.Pool.Name }) {
 			continue
 		}
 		pid := pt.Pool.ID
@@ -415,7 +469,7 @@ func samePolicies(t *Tree, have []l7policies.L7Policy, want []L7PolicySpec, reti
 		if code == 0 && (w.Action == "REDIRECT_TO_URL" || w.Action == "REDIRECT_PREFIX") {
 			code = 302
 		}
-		if h.Action != w.Action || h.RedirectURL != w.RedirectURL || h.RedirectPrefix != w.RedirectPrefix || int(h.RedirectHttpCode) != code && code != 0 {
+		if !h.AdminStateUp || h.Action != w.Action || h.RedirectURL != w.RedirectURL || h.RedirectPrefix != w.RedirectPrefix || int(h.RedirectHttpCode) != code && code != 0 {
 			return false
 		}
 		if w.RedirectPool != "" {

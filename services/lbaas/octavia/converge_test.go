@@ -22,7 +22,7 @@ func built() *Tree {
 		Members: []Member{{ID: "m3", Address: "10.0.0.4", ProtocolPort: 8080, Weight: 1, AdminStateUp: true}}}
 	return &Tree{LoadBalancer: LoadBalancer{ID: "lb"}, Pools: []*PoolTree{web, api},
 		Listeners: []ListenerTree{{Listener: listeners.Listener{ID: "l1", Protocol: "HTTP", ProtocolPort: 80, ConnLimit: -1, DefaultPoolID: "p-web"}, Pool: web,
-			Policies: []l7policies.L7Policy{{ID: "pol", Action: "REDIRECT_TO_POOL", RedirectPoolID: "p-api", Position: 1,
+			Policies: []l7policies.L7Policy{{ID: "pol", Action: "REDIRECT_TO_POOL", RedirectPoolID: "p-api", Position: 1, AdminStateUp: true,
 				Rules: []l7policies.Rule{{RuleType: "HOST_NAME", CompareType: "EQUAL_TO", Value: "api.example"}}}}}}}
 }
 
@@ -95,5 +95,44 @@ func TestConvergeRefusesListenerChanges(t *testing.T) {
 	if !errors.As(err, &u) || len(u.Violations) != 2 || !strings.Contains(err.Error(), "HTTP:8080 is not on the load balancer") ||
 		!strings.Contains(err.Error(), "HTTP:80 is on the load balancer and not in the spec") {
 		t.Fatalf("a moved listener: %v", err)
+	}
+}
+
+// TestConvergeEndsARebuildItFinds: a rebuild an earlier converge left half done
+// (its pool made; the old one still there, or already deleted) is taken up, not
+// begun again; a policy left disabled by a failed run is replaced; two pools of
+// one name are refused.
+func TestConvergeEndsARebuildItFinds(t *testing.T) {
+	api := apiSpec
+	api.Protocol = "PROXYV2"
+	half := func(oldGone bool) *Tree {
+		tr := built()
+		rb := &PoolTree{Pool: pools.Pool{ID: "p-api2", Name: "api" + rebuiltSuffix, Protocol: "PROXYV2", LBMethod: "ROUND_ROBIN"},
+			Members: []Member{{ID: "m4", Address: "10.0.0.4", ProtocolPort: 8080, Weight: 1, AdminStateUp: true}}}
+		tr.Pools = append(tr.Pools, rb)
+		if oldGone {
+			tr.Pools = []*PoolTree{tr.Pools[0], rb}
+			tr.Listeners[0].Policies[0].RedirectPoolID = "p-api2"
+		}
+		return tr
+	}
+	got := planned(t, half(false), spec(webSpec, api, "api.example"))
+	if len(got) != 2 || !strings.Contains(got[0], "l7_policies: replace") || !strings.Contains(got[1], "pools[api]: delete the pool the rebuild replaced") {
+		t.Fatalf("a rebuild with its old pool still there: %q", got)
+	}
+	got = planned(t, half(true), spec(webSpec, api, "api.example"))
+	if len(got) != 2 || !strings.Contains(got[1], "pools[api]: the rebuilt pool takes its name") {
+		t.Fatalf("a rebuild whose old pool is gone: %q", got)
+	}
+	tr := built()
+	tr.Listeners[0].Policies[0].AdminStateUp = false
+	if got := planned(t, tr, spec(webSpec, apiSpec, "api.example")); len(got) != 1 || !strings.Contains(got[0], "l7_policies: replace") {
+		t.Fatalf("a disabled policy: %q", got)
+	}
+	tr = built()
+	tr.Pools = append(tr.Pools, &PoolTree{Pool: pools.Pool{ID: "p-web2", Name: "web", Protocol: "PROXY"}})
+	var u *UnsupportedError
+	if _, err := (&Client{}).plan(tr, spec(webSpec, apiSpec, "api.example")); !errors.As(err, &u) || !strings.Contains(err.Error(), "2 pools are named web") {
+		t.Fatalf("two pools named web: %v", err)
 	}
 }
