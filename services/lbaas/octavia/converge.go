@@ -41,8 +41,10 @@ const rebuiltSuffix = "~rebuilt"
 // (NAME~rebuilt, of the spec's protocol) is the rebuild's, a disabled policy is
 // replaced. A monitor whose type changes is deleted before its successor is made
 // (Octavia allows one per pool): in between, the pool's members are not checked.
-// Listeners added or removed, a listener's own pool, or two pools of one name are
-// not converged: an *UnsupportedError names them and nothing is changed. Listener
+// Listeners the spec lacks are deleted (first, so that a listener whose protocol
+// changed frees its port for its successor), new ones created with their
+// policies. A listener's own pool, or two pools of one name, are not converged: an
+// *UnsupportedError names them and nothing is changed. Listener
 // names, allowed CIDRs, ALPN and certificates, monitors' HTTP version and domain
 // name and members' subnets are not compared.
 func (c *Client) Converge(ctx context.Context, id string, spec Spec, apply bool) ([]Change, error) {
@@ -83,16 +85,6 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 			if l := &t.Listeners[j]; l.Listener.Protocol == ls.Protocol && l.Listener.ProtocolPort == ls.Port {
 				matched[i] = l
 			}
-		}
-		if matched[i] == nil {
-			unsupported = append(unsupported, Violation{f, fmt.Sprintf("%s:%d is not on the load balancer: adding a listener is not converged (build the load balancer anew)", ls.Protocol, ls.Port)})
-		}
-	}
-	for _, l := range t.Listeners {
-		if !slices.ContainsFunc(spec.Listeners, func(ls ListenerSpec) bool {
-			return ls.Protocol == l.Listener.Protocol && ls.Port == l.Listener.ProtocolPort
-		}) {
-			unsupported = append(unsupported, Violation{"listeners", fmt.Sprintf("%s:%d is on the load balancer and not in the spec: removing a listener is not converged", l.Listener.Protocol, l.Listener.ProtocolPort)})
 		}
 	}
 	names := map[string]int{}
@@ -174,10 +166,44 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 		}
 	}
 
-	// Listeners: settings, default pools, policies.
+	// Listeners the spec does not have go first: a listener whose protocol changed
+	// on the same port is deleted before its successor can take the port (its port
+	// refuses connections in between). Octavia deletes a listener's policies with it.
+	for _, l := range t.Listeners {
+		if slices.ContainsFunc(spec.Listeners, func(ls ListenerSpec) bool {
+			return ls.Protocol == l.Listener.Protocol && ls.Port == l.Listener.ProtocolPort
+		}) {
+			continue
+		}
+		lid := l.Listener.ID
+		add(fmt.Sprintf("listeners[%s:%d]", l.Listener.Protocol, l.Listener.ProtocolPort), "delete (not in the spec)", mutate("delete listener "+lid, func(ctx context.Context) error {
+			err := listeners.Delete(ctx, c.sc, lid).ExtractErr()
+			if IsNotFound(err) {
+				return nil
+			}
+			return err
+		}))
+	}
+	// Listeners: new ones, and the settings, default pools and policies of those
+	// there are.
 	for i, ls := range spec.Listeners {
 		lt := matched[i]
 		f := fmt.Sprintf("listeners[%s:%d]", ls.Protocol, ls.Port)
+		if lt == nil {
+			add(f, fmt.Sprintf("create → %s, %d policies", orNone(ls.DefaultPool), len(ls.L7Policies)), func(ctx context.Context) error {
+				lo := c.listenerOpts(ls)
+				lo.LoadbalancerID, lo.DefaultPoolID = lbID, st.poolID[ls.DefaultPool]
+				var l *listeners.Listener
+				if err := c.mutate(ctx, lbID, "create listener "+f, func() (err error) {
+					l, err = listeners.Create(ctx, c.sc, lo).Extract()
+					return err
+				}); err != nil {
+					return err
+				}
+				return c.createPolicies(ctx, lbID, l.ID, ls.L7Policies, st)
+			})
+			continue
+		}
 		lid := lt.Listener.ID
 		var opts listeners.UpdateOpts
 		var what []string
@@ -228,33 +254,8 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 			old := lt.Policies
 			pols := ls.L7Policies
 			add(f+".l7_policies", fmt.Sprintf("replace %d policies with %d (the new ones first, then the old ones deleted)", len(old), len(pols)), func(ctx context.Context) error {
-				for j, pol := range pols {
-					// Disabled until its rules are all there: Octavia renders an
-					// enabled policy with any rules, ANDing those it has, so a
-					// policy with its first rule only would catch more than asked.
-					po := c.policyOpts(pol, j+1)
-					rules := po.Rules
-					po.Rules, po.AdminStateUp = nil, ptr(false)
-					po.ListenerID, po.RedirectPoolID = lid, st.poolID[pol.RedirectPool]
-					var created *l7policies.L7Policy
-					if err := c.mutate(ctx, lbID, fmt.Sprintf("create l7_policies[%d]", j), func() (err error) {
-						created, err = l7policies.Create(ctx, c.sc, po).Extract()
-						return err
-					}); err != nil {
-						return err
-					}
-					for k, r := range rules {
-						if err := c.mutate(ctx, lbID, fmt.Sprintf("create l7_policies[%d].rules[%d]", j, k), func() error {
-							return l7policies.CreateRule(ctx, c.sc, created.ID, r).Err
-						}); err != nil {
-							return err
-						}
-					}
-					if err := c.mutate(ctx, lbID, fmt.Sprintf("enable l7_policies[%d]", j), func() error {
-						return l7policies.Update(ctx, c.sc, created.ID, l7policies.UpdateOpts{AdminStateUp: ptr(true)}).Err
-					}); err != nil {
-						return err
-					}
+				if err := c.createPolicies(ctx, lbID, lid, pols, st); err != nil {
+					return err
 				}
 				for _, p := range old {
 					if err := c.mutate(ctx, lbID, "delete l7 policy "+p.ID, func() error {
@@ -299,6 +300,42 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 		add(fmt.Sprintf("pools[%s]", pt.Pool.Name), "delete (not in the spec)", func(ctx context.Context) error { return c.deletePool(ctx, lbID, pid) })
 	}
 	return out, nil
+}
+
+// createPolicies makes a listener's policies at positions 1…n (in front of any it
+// has), each disabled until its rules are all there: Octavia renders an enabled
+// policy with the rules it has, ANDed, so one with its first rule only would catch
+// more than asked.
+func (c *Client) createPolicies(ctx context.Context, lbID, lid string, pols []L7PolicySpec, st *state) error {
+	for j, pol := range pols {
+		// Disabled until its rules are all there: Octavia renders an
+		// enabled policy with any rules, ANDing those it has, so a
+		// policy with its first rule only would catch more than asked.
+		po := c.policyOpts(pol, j+1)
+		rules := po.Rules
+		po.Rules, po.AdminStateUp = nil, ptr(false)
+		po.ListenerID, po.RedirectPoolID = lid, st.poolID[pol.RedirectPool]
+		var created *l7policies.L7Policy
+		if err := c.mutate(ctx, lbID, fmt.Sprintf("create l7_policies[%d]", j), func() (err error) {
+			created, err = l7policies.Create(ctx, c.sc, po).Extract()
+			return err
+		}); err != nil {
+			return err
+		}
+		for k, r := range rules {
+			if err := c.mutate(ctx, lbID, fmt.Sprintf("create l7_policies[%d].rules[%d]", j, k), func() error {
+				return l7policies.CreateRule(ctx, c.sc, created.ID, r).Err
+			}); err != nil {
+				return err
+			}
+		}
+		if err := c.mutate(ctx, lbID, fmt.Sprintf("enable l7_policies[%d]", j), func() error {
+			return l7policies.Update(ctx, c.sc, created.ID, l7policies.UpdateOpts{AdminStateUp: ptr(true)}).Err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *Client) deletePool(ctx context.Context, lbID, poolID string) error {

@@ -85,16 +85,21 @@ func TestConvergePlansOnlyWhatDiffers(t *testing.T) {
 	}
 }
 
-// TestConvergeRefusesListenerChanges: a listener added or removed is not
-// converged; both are named, and nothing is planned.
-func TestConvergeRefusesListenerChanges(t *testing.T) {
+// TestConvergeMovesAListener: a listener the spec lacks is deleted before the one
+// it adds is made (with its policies); a listener's own pool is refused.
+func TestConvergeMovesAListener(t *testing.T) {
 	s := spec(webSpec, apiSpec, "api.example")
 	s.Listeners[0].Port = 8080
-	_, err := (&Client{}).plan(built(), s)
+	got := planned(t, built(), s)
+	want := []string{"listeners[HTTP:80]: delete (not in the spec)", "listeners[HTTP:8080]: create → web, 1 policies"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("a moved listener:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	s.Listeners[0].Pool = &apiSpec
+	s.Listeners[0].DefaultPool = ""
 	var u *UnsupportedError
-	if !errors.As(err, &u) || len(u.Violations) != 2 || !strings.Contains(err.Error(), "HTTP:8080 is not on the load balancer") ||
-		!strings.Contains(err.Error(), "HTTP:80 is on the load balancer and not in the spec") {
-		t.Fatalf("a moved listener: %v", err)
+	if _, err := (&Client{}).plan(built(), s); !errors.As(err, &u) || !strings.Contains(err.Error(), "a listener's own pool is not converged") {
+		t.Fatalf("a listener's own pool: %v", err)
 	}
 }
 

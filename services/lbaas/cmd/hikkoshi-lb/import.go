@@ -52,7 +52,7 @@ for its certificate file. A plan with leftovers is applied only with
 the plan: members added, removed and updated, pools' algorithm, persistence and
 monitor, a pool whose protocol changed rebuilt alone beside the old one, listeners'
 settings, default pools and L7 policies (the new ones in front, then the old ones
-deleted), pools no longer used deleted; added or removed listeners are refused.
+deleted), listeners removed and added, pools no longer used deleted.
 --diff says what --apply would change, and changes nothing.`,
 		Example: `  hikkoshi-lb import /etc/haproxy/haproxy.cfg --name shop
   hikkoshi-lb import haproxy.cfg conf.d/*.cfg --env BACKEND_PORT=8080 -o json`,

@@ -64,8 +64,8 @@ backend api
 	}
 	proxyURL, _ := url.Parse(devcloud.Bastion)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DisableKeepAlives: true}}
-	ask := func(host string) (string, bool) {
-		req, _ := http.NewRequest(http.MethodGet, "http://10.101.0.147/", nil)
+	askAt := func(addr, host string) (string, bool) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 		req.Host = host
 		resp, err := client.Do(req)
 		if err != nil {
@@ -82,6 +82,7 @@ backend api
 		}
 		return a.Server, a.Proxy
 	}
+	ask := func(host string) (string, bool) { return askAt("10.101.0.147", host) }
 	var web []string
 	for range 4 {
 		s, proxied := ask("www.example")
@@ -112,7 +113,7 @@ backend api
 	}
 	// The configuration changes: web balances by connections, web-2 leaves, web-1
 	// is checked every 3 s; api sends PROXY v2 (its pool is rebuilt) and answers
-	// another host name.
+	// another host name; the frontend listens on 8080 too.
 	if err := os.WriteFile(cfg, []byte(`defaults
     mode http
     timeout connect 5s
@@ -121,6 +122,7 @@ backend api
 
 frontend shop
     bind 10.101.0.147:80
+    bind 10.101.0.147:8080
     acl api hdr(host) -i api2.example
     use_backend api if api
     default_backend web
@@ -137,7 +139,7 @@ backend api
 	diff := apply("--diff")
 	for _, want := range []string{"pools[web]: lb_algorithm ROUND_ROBIN → LEAST_CONNECTIONS", "pools[web].members[10.101.0.149:8080]: remove",
 		"pools[web].healthmonitor: delay 2 → 3", "pools[api]: rebuild: protocol PROXY → PROXYV2", "l7_policies: replace 1 policies with 1",
-		"pools[api]: delete the pool the rebuild replaced"} {
+		"pools[api]: delete the pool the rebuild replaced", "listeners[HTTP:8080]: create → web, 1 policies"} {
 		if !strings.Contains(diff, want) {
 			t.Errorf("--diff lacks %q:\n%s", want, diff)
 		}
@@ -157,6 +159,9 @@ backend api
 		}
 		if s, _ := ask("api.example"); s != owner+"-web-1" {
 			t.Fatalf("api.example answered by %q, want the default pool's web-1", s)
+		}
+		if s, proxied := askAt("10.101.0.147:8080", "api2.example"); s != owner+"-api-1" || !proxied {
+			t.Fatalf("the new listener: api2.example on :8080 answered by %q (PROXY %t), want api-1", s, proxied)
 		}
 	}
 	if out := apply("--diff"); !strings.Contains(out, "0 change(s)") {
