@@ -76,6 +76,17 @@ func LBRequestLock(scope, requestID string) string {
 	return Root + "lbaas/" + scope + "/locks/requests/" + requestID
 }
 
+// LBImportRequest returns the key of an import apply's idempotency record.
+func LBImportRequest(scope, requestID string) string {
+	return Root + "lbaas/" + scope + "/import-requests/" + requestID
+}
+
+// LBNameLock returns the mutex prefix of the load balancer of one name (an
+// import's apply creates or converges it by its name).
+func LBNameLock(scope, name string) string {
+	return Root + "lbaas/" + scope + "/locks/names/" + url.PathEscape(name)
+}
+
 // LBLock returns the mutex prefix of one load balancer's changes.
 func LBLock(lbID string) string { return Root + "lbaas/locks/lb/" + lbID }
 

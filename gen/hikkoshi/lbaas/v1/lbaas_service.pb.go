@@ -918,7 +918,7 @@ var File_hikkoshi_lbaas_v1_lbaas_service_proto protoreflect.FileDescriptor
 
 const file_hikkoshi_lbaas_v1_lbaas_service_proto_rawDesc = "" +
 	"\n" +
-	"%hikkoshi/lbaas/v1/lbaas_service.proto\x12\x11hikkoshi.lbaas.v1\x1a%hikkoshi/lbaas/v1/load_balancer.proto\"\x80\x01\n" +
+	"%hikkoshi/lbaas/v1/lbaas_service.proto\x12\x11hikkoshi.lbaas.v1\x1a&hikkoshi/lbaas/v1/haproxy_import.proto\x1a%hikkoshi/lbaas/v1/load_balancer.proto\"\x80\x01\n" +
 	"\x19CreateLoadBalancerRequest\x12D\n" +
 	"\rload_balancer\x18\x01 \x01(\v2\x1f.hikkoshi.lbaas.v1.LoadBalancerR\floadBalancer\x12\x1d\n" +
 	"\n" +
@@ -968,14 +968,17 @@ const file_hikkoshi_lbaas_v1_lbaas_service_proto_rawDesc = "" +
 	"\x19WatchLoadBalancerResponse\x12D\n" +
 	"\rload_balancer\x18\x01 \x01(\v2\x1f.hikkoshi.lbaas.v1.LoadBalancerR\floadBalancer\x12\x18\n" +
 	"\asettled\x18\x02 \x01(\bR\asettled\x12\x18\n" +
-	"\adeleted\x18\x03 \x01(\bR\adeleted2\xba\x05\n" +
+	"\adeleted\x18\x03 \x01(\bR\adeleted2\xf3\x06\n" +
 	"\x13LoadBalancerService\x12q\n" +
 	"\x12CreateLoadBalancer\x12,.hikkoshi.lbaas.v1.CreateLoadBalancerRequest\x1a-.hikkoshi.lbaas.v1.CreateLoadBalancerResponse\x12h\n" +
 	"\x0fGetLoadBalancer\x12).hikkoshi.lbaas.v1.GetLoadBalancerRequest\x1a*.hikkoshi.lbaas.v1.GetLoadBalancerResponse\x12n\n" +
 	"\x11ListLoadBalancers\x12+.hikkoshi.lbaas.v1.ListLoadBalancersRequest\x1a,.hikkoshi.lbaas.v1.ListLoadBalancersResponse\x12q\n" +
 	"\x12UpdateLoadBalancer\x12,.hikkoshi.lbaas.v1.UpdateLoadBalancerRequest\x1a-.hikkoshi.lbaas.v1.UpdateLoadBalancerResponse\x12q\n" +
 	"\x12DeleteLoadBalancer\x12,.hikkoshi.lbaas.v1.DeleteLoadBalancerRequest\x1a-.hikkoshi.lbaas.v1.DeleteLoadBalancerResponse\x12p\n" +
-	"\x11WatchLoadBalancer\x12+.hikkoshi.lbaas.v1.WatchLoadBalancerRequest\x1a,.hikkoshi.lbaas.v1.WatchLoadBalancerResponse0\x01B<Z:github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1;lbaasv1b\x06proto3"
+	"\x11WatchLoadBalancer\x12+.hikkoshi.lbaas.v1.WatchLoadBalancerRequest\x1a,.hikkoshi.lbaas.v1.WatchLoadBalancerResponse0\x01\x12Y\n" +
+	"\n" +
+	"PlanImport\x12$.hikkoshi.lbaas.v1.PlanImportRequest\x1a%.hikkoshi.lbaas.v1.PlanImportResponse\x12\\\n" +
+	"\vApplyImport\x12%.hikkoshi.lbaas.v1.ApplyImportRequest\x1a&.hikkoshi.lbaas.v1.ApplyImportResponseB<Z:github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1;lbaasv1b\x06proto3"
 
 var (
 	file_hikkoshi_lbaas_v1_lbaas_service_proto_rawDescOnce sync.Once
@@ -1008,6 +1011,10 @@ var file_hikkoshi_lbaas_v1_lbaas_service_proto_goTypes = []any{
 	(*WatchLoadBalancerResponse)(nil),  // 14: hikkoshi.lbaas.v1.WatchLoadBalancerResponse
 	(*LoadBalancer)(nil),               // 15: hikkoshi.lbaas.v1.LoadBalancer
 	(*Member)(nil),                     // 16: hikkoshi.lbaas.v1.Member
+	(*PlanImportRequest)(nil),          // 17: hikkoshi.lbaas.v1.PlanImportRequest
+	(*ApplyImportRequest)(nil),         // 18: hikkoshi.lbaas.v1.ApplyImportRequest
+	(*PlanImportResponse)(nil),         // 19: hikkoshi.lbaas.v1.PlanImportResponse
+	(*ApplyImportResponse)(nil),        // 20: hikkoshi.lbaas.v1.ApplyImportResponse
 }
 var file_hikkoshi_lbaas_v1_lbaas_service_proto_depIdxs = []int32{
 	15, // 0: hikkoshi.lbaas.v1.CreateLoadBalancerRequest.load_balancer:type_name -> hikkoshi.lbaas.v1.LoadBalancer
@@ -1028,14 +1035,18 @@ var file_hikkoshi_lbaas_v1_lbaas_service_proto_depIdxs = []int32{
 	6,  // 15: hikkoshi.lbaas.v1.LoadBalancerService.UpdateLoadBalancer:input_type -> hikkoshi.lbaas.v1.UpdateLoadBalancerRequest
 	11, // 16: hikkoshi.lbaas.v1.LoadBalancerService.DeleteLoadBalancer:input_type -> hikkoshi.lbaas.v1.DeleteLoadBalancerRequest
 	13, // 17: hikkoshi.lbaas.v1.LoadBalancerService.WatchLoadBalancer:input_type -> hikkoshi.lbaas.v1.WatchLoadBalancerRequest
-	1,  // 18: hikkoshi.lbaas.v1.LoadBalancerService.CreateLoadBalancer:output_type -> hikkoshi.lbaas.v1.CreateLoadBalancerResponse
-	3,  // 19: hikkoshi.lbaas.v1.LoadBalancerService.GetLoadBalancer:output_type -> hikkoshi.lbaas.v1.GetLoadBalancerResponse
-	5,  // 20: hikkoshi.lbaas.v1.LoadBalancerService.ListLoadBalancers:output_type -> hikkoshi.lbaas.v1.ListLoadBalancersResponse
-	10, // 21: hikkoshi.lbaas.v1.LoadBalancerService.UpdateLoadBalancer:output_type -> hikkoshi.lbaas.v1.UpdateLoadBalancerResponse
-	12, // 22: hikkoshi.lbaas.v1.LoadBalancerService.DeleteLoadBalancer:output_type -> hikkoshi.lbaas.v1.DeleteLoadBalancerResponse
-	14, // 23: hikkoshi.lbaas.v1.LoadBalancerService.WatchLoadBalancer:output_type -> hikkoshi.lbaas.v1.WatchLoadBalancerResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
+	17, // 18: hikkoshi.lbaas.v1.LoadBalancerService.PlanImport:input_type -> hikkoshi.lbaas.v1.PlanImportRequest
+	18, // 19: hikkoshi.lbaas.v1.LoadBalancerService.ApplyImport:input_type -> hikkoshi.lbaas.v1.ApplyImportRequest
+	1,  // 20: hikkoshi.lbaas.v1.LoadBalancerService.CreateLoadBalancer:output_type -> hikkoshi.lbaas.v1.CreateLoadBalancerResponse
+	3,  // 21: hikkoshi.lbaas.v1.LoadBalancerService.GetLoadBalancer:output_type -> hikkoshi.lbaas.v1.GetLoadBalancerResponse
+	5,  // 22: hikkoshi.lbaas.v1.LoadBalancerService.ListLoadBalancers:output_type -> hikkoshi.lbaas.v1.ListLoadBalancersResponse
+	10, // 23: hikkoshi.lbaas.v1.LoadBalancerService.UpdateLoadBalancer:output_type -> hikkoshi.lbaas.v1.UpdateLoadBalancerResponse
+	12, // 24: hikkoshi.lbaas.v1.LoadBalancerService.DeleteLoadBalancer:output_type -> hikkoshi.lbaas.v1.DeleteLoadBalancerResponse
+	14, // 25: hikkoshi.lbaas.v1.LoadBalancerService.WatchLoadBalancer:output_type -> hikkoshi.lbaas.v1.WatchLoadBalancerResponse
+	19, // 26: hikkoshi.lbaas.v1.LoadBalancerService.PlanImport:output_type -> hikkoshi.lbaas.v1.PlanImportResponse
+	20, // 27: hikkoshi.lbaas.v1.LoadBalancerService.ApplyImport:output_type -> hikkoshi.lbaas.v1.ApplyImportResponse
+	20, // [20:28] is the sub-list for method output_type
+	12, // [12:20] is the sub-list for method input_type
 	12, // [12:12] is the sub-list for extension type_name
 	12, // [12:12] is the sub-list for extension extendee
 	0,  // [0:12] is the sub-list for field type_name
@@ -1046,6 +1057,7 @@ func file_hikkoshi_lbaas_v1_lbaas_service_proto_init() {
 	if File_hikkoshi_lbaas_v1_lbaas_service_proto != nil {
 		return
 	}
+	file_hikkoshi_lbaas_v1_haproxy_import_proto_init()
 	file_hikkoshi_lbaas_v1_load_balancer_proto_init()
 	file_hikkoshi_lbaas_v1_lbaas_service_proto_msgTypes[7].OneofWrappers = []any{
 		(*MemberChange_Add)(nil),

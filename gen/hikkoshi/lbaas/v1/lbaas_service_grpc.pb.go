@@ -25,6 +25,8 @@ const (
 	LoadBalancerService_UpdateLoadBalancer_FullMethodName = "/hikkoshi.lbaas.v1.LoadBalancerService/UpdateLoadBalancer"
 	LoadBalancerService_DeleteLoadBalancer_FullMethodName = "/hikkoshi.lbaas.v1.LoadBalancerService/DeleteLoadBalancer"
 	LoadBalancerService_WatchLoadBalancer_FullMethodName  = "/hikkoshi.lbaas.v1.LoadBalancerService/WatchLoadBalancer"
+	LoadBalancerService_PlanImport_FullMethodName         = "/hikkoshi.lbaas.v1.LoadBalancerService/PlanImport"
+	LoadBalancerService_ApplyImport_FullMethodName        = "/hikkoshi.lbaas.v1.LoadBalancerService/ApplyImport"
 )
 
 // LoadBalancerServiceClient is the client API for LoadBalancerService service.
@@ -66,6 +68,24 @@ type LoadBalancerServiceClient interface {
 	// object under it ACTIVE and no UpdateLoadBalancer of any replica under way, ERROR,
 	// or deleted.
 	WatchLoadBalancer(ctx context.Context, in *WatchLoadBalancerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchLoadBalancerResponse], error)
+	// PlanImport maps an old haproxy configuration onto Octavia and returns the plan
+	// for review: the load balancers, listeners, pools, members, monitors,
+	// persistence and L7 policies it becomes, and a ledger of every directive —
+	// mapped (to which Octavia field), mapped with a loss, or left over with
+	// FILE:LINE and why. Nothing in Octavia is read or changed. A file haproxy would
+	// refuse (a syntax error, an unknown section, a backend used but not defined, a
+	// server without an address) is INVALID_ARGUMENT naming the file and line.
+	PlanImport(ctx context.Context, in *PlanImportRequest, opts ...grpc.CallOption) (*PlanImportResponse, error)
+	// ApplyImport plans as PlanImport does, then makes the plan's load balancers in
+	// Octavia: one that does not exist is built whole; one of that name the service
+	// built already (its owner tag) is converged to the plan, changing only what
+	// differs (members, pools, monitors, persistence, listeners, L7 policies; a pool
+	// whose protocol changed is rebuilt alone and its listeners pointed at the new
+	// one). Every load balancer is planned before any is changed, and each change
+	// holds the load balancer's lock, as UpdateLoadBalancer does. A plan with
+	// leftovers not accepted is refused with FAILED_PRECONDITION unless
+	// accept_leftovers. dry_run says what would change and changes nothing.
+	ApplyImport(ctx context.Context, in *ApplyImportRequest, opts ...grpc.CallOption) (*ApplyImportResponse, error)
 }
 
 type loadBalancerServiceClient struct {
@@ -145,6 +165,26 @@ func (c *loadBalancerServiceClient) WatchLoadBalancer(ctx context.Context, in *W
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type LoadBalancerService_WatchLoadBalancerClient = grpc.ServerStreamingClient[WatchLoadBalancerResponse]
 
+func (c *loadBalancerServiceClient) PlanImport(ctx context.Context, in *PlanImportRequest, opts ...grpc.CallOption) (*PlanImportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanImportResponse)
+	err := c.cc.Invoke(ctx, LoadBalancerService_PlanImport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *loadBalancerServiceClient) ApplyImport(ctx context.Context, in *ApplyImportRequest, opts ...grpc.CallOption) (*ApplyImportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyImportResponse)
+	err := c.cc.Invoke(ctx, LoadBalancerService_ApplyImport_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LoadBalancerServiceServer is the server API for LoadBalancerService service.
 // All implementations must embed UnimplementedLoadBalancerServiceServer
 // for forward compatibility.
@@ -184,6 +224,24 @@ type LoadBalancerServiceServer interface {
 	// object under it ACTIVE and no UpdateLoadBalancer of any replica under way, ERROR,
 	// or deleted.
 	WatchLoadBalancer(*WatchLoadBalancerRequest, grpc.ServerStreamingServer[WatchLoadBalancerResponse]) error
+	// PlanImport maps an old haproxy configuration onto Octavia and returns the plan
+	// for review: the load balancers, listeners, pools, members, monitors,
+	// persistence and L7 policies it becomes, and a ledger of every directive —
+	// mapped (to which Octavia field), mapped with a loss, or left over with
+	// FILE:LINE and why. Nothing in Octavia is read or changed. A file haproxy would
+	// refuse (a syntax error, an unknown section, a backend used but not defined, a
+	// server without an address) is INVALID_ARGUMENT naming the file and line.
+	PlanImport(context.Context, *PlanImportRequest) (*PlanImportResponse, error)
+	// ApplyImport plans as PlanImport does, then makes the plan's load balancers in
+	// Octavia: one that does not exist is built whole; one of that name the service
+	// built already (its owner tag) is converged to the plan, changing only what
+	// differs (members, pools, monitors, persistence, listeners, L7 policies; a pool
+	// whose protocol changed is rebuilt alone and its listeners pointed at the new
+	// one). Every load balancer is planned before any is changed, and each change
+	// holds the load balancer's lock, as UpdateLoadBalancer does. A plan with
+	// leftovers not accepted is refused with FAILED_PRECONDITION unless
+	// accept_leftovers. dry_run says what would change and changes nothing.
+	ApplyImport(context.Context, *ApplyImportRequest) (*ApplyImportResponse, error)
 	mustEmbedUnimplementedLoadBalancerServiceServer()
 }
 
@@ -211,6 +269,12 @@ func (UnimplementedLoadBalancerServiceServer) DeleteLoadBalancer(context.Context
 }
 func (UnimplementedLoadBalancerServiceServer) WatchLoadBalancer(*WatchLoadBalancerRequest, grpc.ServerStreamingServer[WatchLoadBalancerResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchLoadBalancer not implemented")
+}
+func (UnimplementedLoadBalancerServiceServer) PlanImport(context.Context, *PlanImportRequest) (*PlanImportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanImport not implemented")
+}
+func (UnimplementedLoadBalancerServiceServer) ApplyImport(context.Context, *ApplyImportRequest) (*ApplyImportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyImport not implemented")
 }
 func (UnimplementedLoadBalancerServiceServer) mustEmbedUnimplementedLoadBalancerServiceServer() {}
 func (UnimplementedLoadBalancerServiceServer) testEmbeddedByValue()                             {}
@@ -334,6 +398,42 @@ func _LoadBalancerService_WatchLoadBalancer_Handler(srv interface{}, stream grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type LoadBalancerService_WatchLoadBalancerServer = grpc.ServerStreamingServer[WatchLoadBalancerResponse]
 
+func _LoadBalancerService_PlanImport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanImportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LoadBalancerServiceServer).PlanImport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LoadBalancerService_PlanImport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LoadBalancerServiceServer).PlanImport(ctx, req.(*PlanImportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LoadBalancerService_ApplyImport_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyImportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LoadBalancerServiceServer).ApplyImport(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LoadBalancerService_ApplyImport_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LoadBalancerServiceServer).ApplyImport(ctx, req.(*ApplyImportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LoadBalancerService_ServiceDesc is the grpc.ServiceDesc for LoadBalancerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -360,6 +460,14 @@ var LoadBalancerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteLoadBalancer",
 			Handler:    _LoadBalancerService_DeleteLoadBalancer_Handler,
+		},
+		{
+			MethodName: "PlanImport",
+			Handler:    _LoadBalancerService_PlanImport_Handler,
+		},
+		{
+			MethodName: "ApplyImport",
+			Handler:    _LoadBalancerService_ApplyImport_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/service"
@@ -95,8 +97,24 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		rt.Logger.Info("Octavia reached", "cloud", cfg.cloud, "region", c.Region(), "api_version", v.String(), "owner_tag", cfg.ownerTag)
+		// An import asks the inventory and netbridge, found in the registry when
+		// it asks (the connections are lazy: neither needs to run for the rest).
+		others := lbsvc.Others{}
+		for _, svc := range []string{"inventory", "netbridge"} {
+			conn, err := rt.DialService(svc)
+			if err != nil {
+				return fmt.Errorf("%s client: %w", svc, err)
+			}
+			rt.OnShutdown(func() { _ = conn.Close() })
+			if svc == "inventory" {
+				others.Inventory, others.Runs = inventoryv1.NewInventoryServiceClient(conn), inventoryv1.NewWaveRunServiceClient(conn)
+			} else {
+				others.Netbridge = netbridgev1.NewNetbridgeServiceClient(conn)
+			}
+		}
 		return lbsvc.Register(rt, lbsvc.Options{
 			Octavia: oc, Timeout: cfg.timeout, Scope: keys.LBScope(cfg.cloud, c.Region()), RequestTTL: cfg.requestTTL,
+			Others: others,
 		}, m)
 	})
 }

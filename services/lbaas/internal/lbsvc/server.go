@@ -40,6 +40,7 @@ type Server struct {
 	requestTTL time.Duration
 	timeout    time.Duration
 	metrics    *Metrics
+	others     Others
 }
 
 // Options configure a Server.
@@ -52,6 +53,8 @@ type Options struct {
 	Scope string
 	// RequestTTL is how long a request_id is remembered; 0 means DefaultRequestTTL.
 	RequestTTL time.Duration
+	// Others are the services an import asks where servers went.
+	Others Others
 }
 
 // Register builds the service on rt and registers its handlers and validators.
@@ -70,6 +73,7 @@ func Register(rt *service.Runtime, o Options, m *Metrics) error {
 	s := &Server{
 		oc: o.Octavia, etcd: rt.Etcd, locks: locks.New(rt.Session), scope: o.Scope, log: rt.Logger,
 		stopping: rt.Stopping(), requestTTL: o.RequestTTL, timeout: o.Timeout, metrics: m,
+		others: o.Others,
 	}
 	lbaasv1.RegisterLoadBalancerServiceServer(rt.GRPC, s)
 	service.AddValidator(rt, ValidateCreateLoadBalancer)
@@ -78,6 +82,8 @@ func Register(rt *service.Runtime, o Options, m *Metrics) error {
 	service.AddValidator(rt, ValidateUpdateLoadBalancer)
 	service.AddValidator(rt, ValidateDeleteLoadBalancer)
 	service.AddValidator(rt, ValidateWatchLoadBalancer)
+	service.AddValidator(rt, ValidatePlanImport)
+	service.AddValidator(rt, ValidateApplyImport)
 	return nil
 }
 

@@ -1,0 +1,315 @@
+package lbsvc
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
+	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxyimport"
+	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
+)
+
+// maxStoredResponse is the most of an apply's response its request record keeps
+// whole; a larger one is kept without its ledger.
+const maxStoredResponse = 512 << 10
+
+// ApplyImport implements LoadBalancerService.
+func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportRequest) (*lbaasv1.ApplyImportResponse, error) {
+	p, err := s.planImport(ctx, req.GetSource())
+	if err != nil {
+		return nil, err
+	}
+	if !p.plan.Complete && !req.GetAcceptLeftovers() {
+		left := p.plan.Unaccepted()
+		return nil, apierr.New(codes.FailedPrecondition, ReasonPlanIncomplete,
+			"the plan has %d leftover(s) not accepted (first: %s %q: %s): review them with PlanImport, then accept them (source.accept) or set accept_leftovers",
+			len(left), left[0].Where, left[0].Directive, left[0].Why)
+	}
+	specs, err := p.plan.Specs(haproxyimport.Where{VIPSubnetID: req.GetVipSubnetId(), Certificates: req.GetCertificates()})
+	if err != nil {
+		return nil, apierr.InvalidArgument("certificates", "%s", strings.TrimPrefix(err.Error(), "haproxyimport: "))
+	}
+	for _, spec := range specs {
+		if err := s.oc.Check(ctx, spec); err != nil { // API version, before any change
+			return nil, toStatus("import load balancer "+spec.Name, err)
+		}
+	}
+	resp := &lbaasv1.ApplyImportResponse{Plan: p.proto()}
+	if req.GetDryRun() {
+		steps, err := s.importSteps(ctx, specs)
+		if err != nil {
+			return nil, err
+		}
+		resp.LoadBalancers = results(steps)
+		return resp, nil
+	}
+	rid := req.GetRequestId()
+	if rid == "" {
+		lbs, err := s.applySpecs(ctx, specs)
+		if err != nil {
+			return nil, err
+		}
+		resp.LoadBalancers = lbs
+		return resp, nil
+	}
+	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.ApplyImportRequest) { r.RequestId = "" })
+	unlock, err := s.lock(ctx, keys.LBRequestLock(s.scope, rid))
+	if err != nil {
+		return nil, err
+	}
+	// As a create: the rest runs detached from the caller, holding the request's
+	// lock, so that a caller who went away finds the result on its retry.
+	type result struct {
+		resp *lbaasv1.ApplyImportResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer unlock()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout*time.Duration(1+len(specs)))
+		defer cancel()
+		r, err := s.applyOnce(bctx, rid, fp, specs, resp)
+		done <- result{r, err}
+	}()
+	select {
+	case r := <-done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, toStatus("apply the import (it goes on: repeat the request with the same request_id to get its result)", ctx.Err())
+	}
+}
+
+// applyOnce applies the specs of request rid unless it was applied already,
+// holding the request's lock.
+func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.Spec, resp *lbaasv1.ApplyImportResponse) (*lbaasv1.ApplyImportResponse, error) {
+	key := keys.LBImportRequest(s.scope, rid)
+	got, err := s.etcd.Get(ctx, key)
+	if err != nil {
+		return nil, apierr.Etcd("read the import's request record", err)
+	}
+	if len(got.Kvs) == 1 {
+		var rec lbaasv1.ApplyImportResponse
+		v := got.Kvs[0].Value
+		if len(v) < len(fp)+1 || string(v[:len(fp)]) != fp {
+			return nil, apierr.New(codes.InvalidArgument, ReasonRequestReused,
+				"request_id %q was already used for a different request: use a new request_id for a new request", rid)
+		}
+		if err := proto.Unmarshal(v[len(fp)+1:], &rec); err != nil {
+			return nil, apierr.Corrupt("import request record %s: %v", key, err)
+		}
+		for _, lb := range rec.GetLoadBalancers() {
+			id, _ := parseName(lb.GetName())
+			if _, err := s.oc.Get(ctx, id); octavia.IsNotFound(err) {
+				return nil, apierr.New(codes.NotFound, ReasonRequestGone,
+					"request_id %q made or changed load balancer %s (%s), which has since been deleted: use a new request_id to apply again",
+					rid, lb.GetDisplayName(), lb.GetName())
+			} else if err != nil {
+				return nil, toStatus("load balancer "+lb.GetName()+" of request_id "+rid, err)
+			}
+		}
+		return &rec, nil
+	}
+	// Not applied (or applied by a process that died before its record): a
+	// converge finds what is there and changes only what differs.
+	lbs, err := s.applySpecs(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
+	resp.LoadBalancers = lbs
+	stored := resp
+	if proto.Size(stored) > maxStoredResponse {
+		stored = proto.Clone(resp).(*lbaasv1.ApplyImportResponse)
+		stored.Plan.Ledger = nil
+	}
+	b, _ := proto.Marshal(stored)
+	lease, err := s.etcd.Grant(ctx, int64(s.requestTTL/time.Second))
+	if err != nil {
+		return nil, apierr.Etcd("write the import's request record", err)
+	}
+	if _, err := s.etcd.Put(ctx, key, fp+"\n"+string(b), clientv3.WithLease(lease.ID)); err != nil {
+		return nil, apierr.Etcd("write the import's request record", err)
+	}
+	return resp, nil
+}
+
+// importStep is what an apply does to one load balancer.
+type importStep struct {
+	spec    octavia.Spec
+	id      string // "" to create
+	create  bool
+	changes []octavia.Change
+	seconds float64
+}
+
+// importSteps plans each load balancer: created when none of its name exists,
+// converged when the service made one (its owner tag), refused when one of that
+// name is someone else's.
+func (s *Server) importSteps(ctx context.Context, specs []octavia.Spec) ([]*importStep, error) {
+	var steps []*importStep
+	for _, spec := range specs {
+		what := "import load balancer " + spec.Name
+		all, err := s.oc.List(ctx, loadbalancers.ListOpts{Name: spec.Name})
+		if err != nil {
+			return nil, toStatus(what, err)
+		}
+		all = slices.DeleteFunc(all, func(lb octavia.LoadBalancer) bool {
+			return lb.ProvisioningStatus == "PENDING_DELETE" || lb.ProvisioningStatus == "DELETED"
+		})
+		opts := s.oc.OwnedListOpts()
+		owned := slices.DeleteFunc(slices.Clone(all), func(lb octavia.LoadBalancer) bool { return !hasTags(lb.Tags, opts.Tags) })
+		switch {
+		case len(all) == 0:
+			steps = append(steps, &importStep{spec: spec, create: true})
+			continue
+		case len(owned) == 0:
+			return nil, apierr.New(codes.FailedPrecondition, ReasonNotOwned,
+				"load balancer %s exists (%s) and this service did not make it (no tag %s): import under another display_name, or delete it",
+				spec.Name, all[0].ID, strings.Join(opts.Tags, ","))
+		case len(all) > 1:
+			return nil, apierr.New(codes.FailedPrecondition, ReasonConflict,
+				"%d load balancers are named %s: delete the ones that are not this import's", len(all), spec.Name)
+		}
+		ch, err := s.oc.Converge(ctx, owned[0].ID, spec, false)
+		if err != nil {
+			return nil, toStatus(what+" ("+owned[0].ID+")", err)
+		}
+		steps = append(steps, &importStep{spec: spec, id: owned[0].ID, changes: ch})
+	}
+	return steps, nil
+}
+
+func hasTags(have, want []string) bool {
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			return false
+		}
+	}
+	return true
+}
+
+// applySpecs plans every load balancer, then creates or converges each, holding
+// the locks of their names (in name order) and of each one it converges. A create
+// that fails deletes what it built, and the load balancers this apply created
+// before it; a converge that fails stops where it is (the next apply takes it up).
+func (s *Server) applySpecs(ctx context.Context, specs []octavia.Spec) ([]*lbaasv1.AppliedLoadBalancer, error) {
+	names := make([]string, 0, len(specs))
+	for _, sp := range specs {
+		names = append(names, sp.Name)
+	}
+	slices.Sort(names)
+	for _, n := range slices.Compact(names) {
+		unlock, err := s.lock(ctx, keys.LBNameLock(s.scope, n))
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	steps, err := s.importSteps(ctx, specs)
+	if err != nil {
+		return nil, err
+	}
+	var created []string
+	undo := func(err error) error {
+		if len(created) == 0 {
+			return err
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		defer cancel()
+		var left []string
+		for _, id := range created {
+			if derr := s.oc.Delete(dctx, id); derr != nil {
+				s.log.Error("an import that failed left a load balancer it created", "load_balancer", id, "err", derr)
+				left = append(left, id)
+			}
+		}
+		if len(left) > 0 {
+			return withSuffix(err, fmt.Sprintf(" (the load balancers this apply created are deleted, but %s could not be: delete them by hand)", strings.Join(left, ", ")))
+		}
+		return withSuffix(err, fmt.Sprintf(" (the %d load balancer(s) this apply created before are deleted)", len(created)))
+	}
+	for _, st := range steps {
+		start := time.Now()
+		switch {
+		case st.create:
+			t, _, err := s.build(ctx, st.spec)
+			if err != nil {
+				return nil, undo(err)
+			}
+			st.id = t.LoadBalancer.ID
+			created = append(created, st.id)
+		case len(st.changes) > 0:
+			if err := s.converge(ctx, st); err != nil {
+				return nil, undo(err)
+			}
+		}
+		st.seconds = time.Since(start).Seconds()
+		s.log.Info("import applied", "load_balancer", st.id, "display_name", st.spec.Name, "changes", len(st.changes), "seconds", st.seconds)
+	}
+	return results(steps), nil
+}
+
+// converge changes one load balancer to its spec under its lock, planned again
+// under the lock (an UpdateLoadBalancer may have changed it since).
+func (s *Server) converge(ctx context.Context, st *importStep) error {
+	unlock, err := s.lock(ctx, keys.LBLock(st.id))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	what := fmt.Sprintf("converge load balancer %s (%s)", st.spec.Name, st.id)
+	if _, err := s.oc.WaitReady(ctx, st.id, nil); err != nil {
+		return toStatus(what, err)
+	}
+	ch, err := s.oc.Converge(ctx, st.id, st.spec, true)
+	st.changes = ch
+	if err != nil {
+		return toStatus(fmt.Sprintf("%s after %d change(s)", what, len(ch)), err)
+	}
+	if _, err := s.oc.WaitReady(ctx, st.id, nil); err != nil {
+		return toStatus(what, err)
+	}
+	return nil
+}
+
+// withSuffix adds s to a status error's message.
+func withSuffix(err error, s string) error {
+	st, _ := status.FromError(err)
+	p := st.Proto()
+	p.Message += s
+	return status.FromProto(p).Err()
+}
+
+func results(steps []*importStep) []*lbaasv1.AppliedLoadBalancer {
+	var out []*lbaasv1.AppliedLoadBalancer
+	for _, st := range steps {
+		a := &lbaasv1.AppliedLoadBalancer{DisplayName: st.spec.Name, Seconds: st.seconds}
+		if st.id != "" {
+			a.Name = namePrefix + st.id
+		}
+		switch {
+		case st.create:
+			a.Action = lbaasv1.ApplyAction_APPLY_ACTION_CREATE
+		case len(st.changes) > 0:
+			a.Action = lbaasv1.ApplyAction_APPLY_ACTION_CONVERGE
+		default:
+			a.Action = lbaasv1.ApplyAction_APPLY_ACTION_UNCHANGED
+		}
+		for _, c := range st.changes {
+			a.Changes = append(a.Changes, c.String())
+		}
+		out = append(out, a)
+	}
+	return out
+}
