@@ -44,9 +44,11 @@ const rebuiltSuffix = "~rebuilt"
 // Listeners the spec lacks are deleted (first, so that a listener whose protocol
 // changed frees its port for its successor), new ones created with their
 // policies. A listener's own pool, or two pools of one name, are not converged: an
-// *UnsupportedError names them and nothing is changed. Listener
-// names, allowed CIDRs, ALPN and certificates, monitors' HTTP version and domain
-// name and members' subnets are not compared.
+// *UnsupportedError names them and nothing is changed. A listener's name, allowed
+// CIDRs (none is every client), and — when the spec gives them — ALPN and
+// certificate, and a monitor's HTTP version and domain name are converged;
+// members' subnets are not compared (a member's subnet cannot be changed in
+// Octavia: a member on another subnet is another member).
 func (c *Client) Converge(ctx context.Context, id string, spec Spec, apply bool) ([]Change, error) {
 	if err := Validate(spec); err != nil {
 		return nil, err
@@ -233,6 +235,28 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 		intChange("timeout_member_connect", ls.TimeoutMemberConnect, lt.Listener.TimeoutMemberConnect, &opts.TimeoutMemberConnect)
 		intChange("timeout_member_data", ls.TimeoutMemberData, lt.Listener.TimeoutMemberData, &opts.TimeoutMemberData)
 		intChange("timeout_tcp_inspect", ls.TimeoutTCPInspect, lt.Listener.TimeoutTCPInspect, &opts.TimeoutTCPInspect)
+		if ls.Name != "" && ls.Name != lt.Listener.Name {
+			opts.Name = &ls.Name
+			what = append(what, fmt.Sprintf("name %s → %s", orNone(lt.Listener.Name), ls.Name))
+		}
+		// No allowed CIDRs is every client: an empty list clears them.
+		if !sameSet(ls.AllowedCIDRs, lt.Listener.AllowedCIDRs) {
+			cidrs := append([]string{}, ls.AllowedCIDRs...)
+			opts.AllowedCIDRs = &cidrs
+			what = append(what, fmt.Sprintf("allowed_cidrs %v → %v", lt.Listener.AllowedCIDRs, cidrs))
+		}
+		// ALPN and the certificate only when the spec says them (Octavia has
+		// defaults of its own for a TERMINATED_HTTPS listener).
+		if ls.ALPNProtocols != nil && !slices.Equal(ls.ALPNProtocols, lt.Listener.ALPNProtocols) {
+			alpn := slices.Clone(ls.ALPNProtocols)
+			opts.ALPNProtocols = &alpn
+			what = append(what, fmt.Sprintf("alpn_protocols %v → %v", lt.Listener.ALPNProtocols, alpn))
+		}
+		if ls.DefaultTLSContainerRef != "" && ls.DefaultTLSContainerRef != lt.Listener.DefaultTlsContainerRef {
+			ref := ls.DefaultTLSContainerRef
+			opts.DefaultTlsContainerRef = &ref
+			what = append(what, "default_tls_container_ref → "+ref)
+		}
 		if ls.InsertHeaders != nil && !maps.Equal(ls.InsertHeaders, lt.Listener.InsertHeaders) {
 			h := ls.InsertHeaders
 			opts.InsertHeaders = &h
@@ -485,6 +509,15 @@ func (c *Client) monitorChanges(f string, pt *PoolTree, ms *MonitorSpec, mutate 
 	str("http_method", ms.HTTPMethod, have.HTTPMethod, &opts.HTTPMethod)
 	str("url_path", ms.URLPath, have.URLPath, &opts.URLPath)
 	str("expected_codes", ms.ExpectedCodes, have.ExpectedCodes, &opts.ExpectedCodes)
+	var version, domain string
+	str("http_version", ms.HTTPVersion, have.HTTPVersion, &version)
+	str("domain_name", ms.DomainName, have.DomainName, &domain)
+	if version != "" {
+		opts.HTTPVersion = &version
+	}
+	if domain != "" {
+		opts.DomainName = &domain
+	}
 	if len(what) == 0 {
 		return nil
 	}
@@ -544,6 +577,14 @@ func orNone(s string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
 
 // rawPoolUpdate is a pool update body as given (gophercloud's UpdateOpts cannot
 // send session_persistence null, which removes it).

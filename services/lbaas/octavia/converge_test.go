@@ -141,3 +141,34 @@ func TestConvergeEndsARebuildItFinds(t *testing.T) {
 		t.Fatalf("two pools named web: %v", err)
 	}
 }
+
+// TestConvergeListenerAndMonitorSettings: a listener's name and allowed CIDRs
+// (and cleared again), its ALPN and certificate when the spec gives them, and a
+// monitor's HTTP version and domain name are converged; what the spec leaves out
+// is left as Octavia has it.
+func TestConvergeListenerAndMonitorSettings(t *testing.T) {
+	tr := built()
+	tr.Listeners[0].Listener.Name = "shop-http"
+	tr.Listeners[0].Listener.AllowedCIDRs = []string{"10.0.0.0/8", "192.0.2.0/24"}
+	tr.Pools[0].Monitor = &monitors.Monitor{ID: "hm", Type: "HTTP", Delay: 2, Timeout: 2, MaxRetries: 2, MaxRetriesDown: 3,
+		HTTPMethod: "GET", URLPath: "/", ExpectedCodes: "200", HTTPVersion: "1.0"}
+	web := webSpec
+	web.Monitor = &MonitorSpec{Type: "HTTP", Delay: 2, Timeout: 2, MaxRetries: 2, HTTPMethod: "GET", URLPath: "/", ExpectedCodes: "200"}
+	s := spec(web, apiSpec, "api.example")
+	s.Listeners[0].Name = "shop-http"
+	s.Listeners[0].AllowedCIDRs = []string{"192.0.2.0/24", "10.0.0.0/8"}
+	if got := planned(t, tr, s); len(got) != 0 {
+		t.Fatalf("the same settings (CIDRs in another order, no HTTP version said) plan %q", got)
+	}
+	s.Listeners[0].Name = "shop-www"
+	s.Listeners[0].AllowedCIDRs = nil
+	web.Monitor.HTTPVersion, web.Monitor.DomainName = "1.1", "www.example"
+	s.Pools[0] = web
+	want := []string{
+		"pools[web].healthmonitor: http_version 1.0 → 1.1, domain_name none → www.example",
+		"listeners[HTTP:80]: name shop-http → shop-www, allowed_cidrs [10.0.0.0/8 192.0.2.0/24] → []",
+	}
+	if got := planned(t, tr, s); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("planned:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
