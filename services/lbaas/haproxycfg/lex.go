@@ -18,9 +18,22 @@ func lines(data string) []line {
 	phys := strings.Split(strings.ReplaceAll(data, "\r\n", "\n"), "\n")
 	for i := 0; i < len(phys); i++ {
 		l := line{text: phys[i], num: i + 1}
-		for continued(l.text) && i+1 < len(phys) {
-			i++
-			l.text = l.text[:len(l.text)-1] + " " + strings.TrimLeft(phys[i], " \t")
+		if continued(l.text) && i+1 < len(phys) {
+			// Joined with a builder: a file of continued lines is linear, not
+			// quadratic, to read.
+			var b strings.Builder
+			b.WriteString(l.text[:len(l.text)-1])
+			for i+1 < len(phys) {
+				i++
+				next := strings.TrimLeft(phys[i], " \t")
+				b.WriteByte(' ')
+				if !continued(next) || i+1 >= len(phys) {
+					b.WriteString(next)
+					break
+				}
+				b.WriteString(next[:len(next)-1])
+			}
+			l.text = b.String()
 		}
 		out = append(out, l)
 	}

@@ -2,6 +2,7 @@ package haproxyimport
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -12,7 +13,7 @@ import (
 // configuration, in the order of the files.
 func (m *mapper) ledger() {
 	for _, d := range m.cfg.Loose {
-		m.plan.Ledger = append(m.plan.Ledger, Entry{Where: d.Pos.String(), Directive: d.String(),
+		m.plan.Ledger = append(m.plan.Ledger, Entry{Where: d.Pos.String(), Directive: scrub(d.String()),
 			Why: "a message haproxy prints when it starts: nothing to map"})
 	}
 	for _, s := range m.cfg.Sections {
@@ -35,6 +36,7 @@ func (m *mapper) ledger() {
 			default:
 				e.Why = reason(s, d)
 			}
+			e.Why = scrub(e.Why)
 			m.plan.Ledger = append(m.plan.Ledger, e)
 		}
 	}
@@ -125,5 +127,20 @@ func redact(d *haproxycfg.Directive) string {
 			c.Args[1] = user + ":(redacted)"
 		}
 	}
-	return c.String()
+	return scrub(c.String())
+}
+
+// secretHeader finds the value of a header that carries a credential: in a
+// header line ("Authorization: Basic …" of a check request) and after a rule's
+// header name ("set-header X-Api-Key "…"", "hdr X-Auth-Token …").
+var (
+	secretName      = `((?:proxy-)?authorization|x-api-key|x-auth-token|[a-z0-9-]*(?:token|secret|passw(?:or)?d|apikey|api-key|credential)[a-z0-9-]*)`
+	secretHeader    = regexp.MustCompile(`(?i)` + secretName + `(\s*:\s*)("[^"]*"|[^"\\\r\n]+)`)
+	secretHeaderArg = regexp.MustCompile(`(?i)((?:set-header|add-header|hdr|replace-header|set-var\([^)]*\))\s+)` + secretName + `(\s+)("[^"]*"|\S+)`)
+)
+
+// scrub replaces the values of credential headers: the plan is printed and stored.
+func scrub(s string) string {
+	s = secretHeader.ReplaceAllString(s, "${1}${2}(redacted)")
+	return secretHeaderArg.ReplaceAllString(s, "${1}${2}${3}(redacted)")
 }

@@ -3,6 +3,7 @@ package haproxyimport
 import (
 	"fmt"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,9 @@ type Options struct {
 	// inventory workload that holds it) instead of by haproxy's server name.
 	Names map[string]string
 }
+
+// hostnameRE is a host name Octavia takes as a monitor's domain_name.
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
 // MaxPoliciesPerRule caps how many L7 policies one use_backend line may become (an
 // ACL with several values is one policy per value, and the values of ANDed ACLs
@@ -578,12 +582,22 @@ func (m *mapper) monitor(s *haproxycfg.Section, p *Pool, servers []haproxycfg.Se
 			mon.HTTPMethod, mon.URLPath = args[0], args[1]
 		}
 		if len(args) == 3 {
-			ver, rest, _ := strings.Cut(args[2], "\r\n")
-			mon.HTTPVersion = strings.TrimPrefix(ver, "HTTP/")
-			if host, ok := strings.CutPrefix(strings.TrimSpace(rest), "Host:"); ok {
-				mon.DomainName = strings.TrimSpace(host)
-			} else if rest != "" {
-				m.use(d, at, fmt.Sprintf("check request headers %q not kept: Octavia sends Host only", rest))
+			hdrs := strings.Split(args[2], "\r\n")
+			mon.HTTPVersion = strings.TrimPrefix(hdrs[0], "HTTP/")
+			var dropped []string
+			for _, h := range hdrs[1:] {
+				name, val, _ := strings.Cut(h, ":")
+				name, val = strings.TrimSpace(name), strings.TrimSpace(val)
+				switch {
+				case name == "" && val == "":
+				case strings.EqualFold(name, "Host") && hostnameRE.MatchString(val) && mon.DomainName == "":
+					mon.DomainName = val
+				default:
+					dropped = append(dropped, name) // never its value: it may be a credential
+				}
+			}
+			if len(dropped) > 0 {
+				m.use(d, at, fmt.Sprintf("check request header(s) %s not kept: Octavia's monitor sends a Host header only (a valid host name)", strings.Join(dropped, ", ")))
 			}
 		}
 		m.use(d, at+".type", "")

@@ -285,3 +285,47 @@ backend b
 		t.Fatalf("the ledger of server web1: %q", why)
 	}
 }
+
+// TestCredentialHeadersAreRedacted: a credential in a check request's headers or a
+// header rule never reaches the plan; the check's Host becomes the monitor's
+// domain name only when it is a host name, and the headers dropped are named,
+// never shown.
+func TestCredentialHeadersAreRedacted(t *testing.T) {
+	p, err := mapText(t, `backend web
+  mode http
+  option httpchk GET /health HTTP/1.1\r\nHost:\ www.example\r\nAuthorization:\ Basic\ c2VjcmV0MQ==
+  http-check send hdr X-Auth-Token tok-secret-2
+  http-request set-header X-Api-Key "key-secret-3"
+  server web-1 10.0.0.1:80 check
+frontend f
+  mode http
+  bind 10.0.0.9:80
+  default_backend web
+backend odd
+  mode http
+  option httpchk GET / HTTP/1.1\r\nHost:\ bad\ host\r\nX:\ y
+  server o 10.0.0.2:80 check
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(p)
+	for _, secret := range []string{"c2VjcmV0MQ", "tok-secret-2", "key-secret-3"} {
+		if bytes.Contains(b, []byte(secret)) {
+			t.Errorf("the plan holds %q: %s", secret, b)
+		}
+	}
+	mon := p.LoadBalancers[0].Pools[0].Monitor
+	if mon == nil || mon.DomainName != "www.example" || mon.HTTPVersion != "1.1" {
+		t.Fatalf("monitor %+v", mon)
+	}
+	var saidDropped bool
+	for _, e := range p.Ledger {
+		if strings.Contains(e.Why, "check request header(s) Authorization not kept") && e.Lossy {
+			saidDropped = true
+		}
+	}
+	if !saidDropped {
+		t.Errorf("the ledger does not say the Authorization header is dropped: %s", b)
+	}
+}

@@ -2,7 +2,6 @@ package haproxyimport
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -44,17 +43,27 @@ func (p *Plan) Unaccepted() []Entry {
 // leftover is an error that names it — a mistyped line must not pass for an
 // acceptance — and nothing is marked then.
 func (p *Plan) Accept(wheres []string) error {
+	left := map[string]bool{}
+	for _, e := range p.Ledger {
+		if e.leftover() {
+			left[e.Where] = true
+		}
+	}
 	var bad []string
 	for _, w := range wheres {
-		if !slices.ContainsFunc(p.Ledger, func(e Entry) bool { return e.Where == w && e.leftover() }) {
+		if !left[w] {
 			bad = append(bad, w)
 		}
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("%s: no leftover of the plan is there (give FILE:LINE of a line the ledger lists as left over or lossy)", strings.Join(bad, ", "))
 	}
+	accepted := map[string]bool{}
+	for _, w := range wheres {
+		accepted[w] = true
+	}
 	for i := range p.Ledger {
-		if slices.Contains(wheres, p.Ledger[i].Where) && p.Ledger[i].leftover() {
+		if accepted[p.Ledger[i].Where] && p.Ledger[i].leftover() {
 			p.Ledger[i].Accepted = true
 		}
 	}

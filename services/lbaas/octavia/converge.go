@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -44,9 +45,9 @@ const rebuiltSuffix = "~rebuilt"
 // Listeners the spec lacks are deleted (first, so that a listener whose protocol
 // changed frees its port for its successor), new ones created with their
 // policies. A listener's own pool, or two pools of one name, are not converged: an
-// *UnsupportedError names them and nothing is changed. A listener's name, allowed
-// CIDRs (none is every client), and — when the spec gives them — ALPN and
-// certificate, and a monitor's HTTP version and domain name are converged;
+// *UnsupportedError names them and nothing is changed. A listener's name, and —
+// when the spec gives them — its allowed CIDRs (an empty list: every client),
+// ALPN and certificate, and a monitor's HTTP version and domain name are converged;
 // members' subnets are not compared (a member's subnet cannot be changed in
 // Octavia: a member on another subnet is another member).
 func (c *Client) Converge(ctx context.Context, id string, spec Spec, apply bool) ([]Change, error) {
@@ -239,8 +240,9 @@ func (c *Client) plan(t *Tree, spec Spec) ([]Change, error) {
 			opts.Name = &ls.Name
 			what = append(what, fmt.Sprintf("name %s → %s", orNone(lt.Listener.Name), ls.Name))
 		}
-		// No allowed CIDRs is every client: an empty list clears them.
-		if !sameSet(ls.AllowedCIDRs, lt.Listener.AllowedCIDRs) {
+		// Allowed CIDRs only when the spec says them (nil: as they are, which may be
+		// what an operator set by hand); an empty list clears them (every client).
+		if ls.AllowedCIDRs != nil && !sameSet(cidrs(ls.AllowedCIDRs), cidrs(lt.Listener.AllowedCIDRs)) {
 			cidrs := append([]string{}, ls.AllowedCIDRs...)
 			opts.AllowedCIDRs = &cidrs
 			what = append(what, fmt.Sprintf("allowed_cidrs %v → %v", lt.Listener.AllowedCIDRs, cidrs))
@@ -577,6 +579,21 @@ func orNone(s string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// cidrs writes each CIDR in the network form Octavia stores ("10.0.0.1/8" is
+// 10.0.0.0/8, an address its /32 or /128).
+func cidrs(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, c := range in {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			c = p.Masked().String()
+		} else if a, err := netip.ParseAddr(c); err == nil {
+			c = netip.PrefixFrom(a, a.BitLen()).String()
+		}
+		out = append(out, c)
+	}
+	return out
+}
 
 // sameSet reports whether a and b hold the same strings, in any order.
 func sameSet(a, b []string) bool {

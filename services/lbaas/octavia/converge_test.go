@@ -156,12 +156,16 @@ func TestConvergeListenerAndMonitorSettings(t *testing.T) {
 	web.Monitor = &MonitorSpec{Type: "HTTP", Delay: 2, Timeout: 2, MaxRetries: 2, HTTPMethod: "GET", URLPath: "/", ExpectedCodes: "200"}
 	s := spec(web, apiSpec, "api.example")
 	s.Listeners[0].Name = "shop-http"
-	s.Listeners[0].AllowedCIDRs = []string{"192.0.2.0/24", "10.0.0.0/8"}
+	s.Listeners[0].AllowedCIDRs = []string{"192.0.2.7/24", "10.0.0.0/8"}
 	if got := planned(t, tr, s); len(got) != 0 {
-		t.Fatalf("the same settings (CIDRs in another order, no HTTP version said) plan %q", got)
+		t.Fatalf("the same settings (CIDRs in another order and form, no HTTP version said) plan %q", got)
+	}
+	s.Listeners[0].AllowedCIDRs = nil
+	if got := planned(t, tr, s); len(got) != 0 {
+		t.Fatalf("no CIDRs said (as they are) plans %q", got)
 	}
 	s.Listeners[0].Name = "shop-www"
-	s.Listeners[0].AllowedCIDRs = nil
+	s.Listeners[0].AllowedCIDRs = []string{}
 	web.Monitor.HTTPVersion, web.Monitor.DomainName = "1.1", "www.example"
 	s.Pools[0] = web
 	want := []string{

@@ -83,8 +83,11 @@ type ImportSource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// files are the configuration's files in the order haproxy -f reads them (one
 	// configuration, sections continuing across files). At most 64 files, 1 MiB
-	// each. Only their contents are read: a path named inside them (a certificate,
-	// an error file) is never opened by the service.
+	// each and 2 MiB in all; the plan they become at most 50 load balancers and
+	// 5,000 member addresses. Only their contents are read: a path named inside
+	// them (a certificate, an error file) is never opened by the service. A word
+	// that is not UTF-8 is refused. Values of credential headers and of env
+	// variables (4 bytes or longer) are not shown in the ledger.
 	Files []*ConfigFile `protobuf:"bytes,1,rep,name=files,proto3" json:"files,omitempty"`
 	// env gives "$NAME" in the files its value; a variable the files use and env
 	// lacks is an error.
@@ -1398,7 +1401,8 @@ type ApplyImportRequest struct {
 	// dry_run says what the apply would change and changes nothing.
 	DryRun bool `protobuf:"varint,5,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// request_id makes the apply idempotent: a repeat with the same request_id
-	// within 24 hours returns the first apply's result. At most 64 letters, digits,
+	// within 24 hours returns the first apply's result (its load_balancers; the
+	// plan as the request plans at the repeat). At most 128 letters, digits, '.',
 	// '-' or '_'. Ignored with dry_run.
 	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields

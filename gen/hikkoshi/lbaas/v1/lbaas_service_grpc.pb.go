@@ -84,7 +84,10 @@ type LoadBalancerServiceClient interface {
 	// one). Every load balancer is planned before any is changed, and each change
 	// holds the load balancer's lock, as UpdateLoadBalancer does. A plan with
 	// leftovers not accepted is refused with FAILED_PRECONDITION unless
-	// accept_leftovers. dry_run says what would change and changes nothing.
+	// accept_leftovers, and so is a load balancer of the plan in ERROR (delete it
+	// first). dry_run says what would change and changes nothing. A create that
+	// fails deletes what it built and the load balancers this apply created before
+	// it; a converge that fails stops where it is, and the next apply takes it up.
 	ApplyImport(ctx context.Context, in *ApplyImportRequest, opts ...grpc.CallOption) (*ApplyImportResponse, error)
 }
 
@@ -240,7 +243,10 @@ type LoadBalancerServiceServer interface {
 	// one). Every load balancer is planned before any is changed, and each change
 	// holds the load balancer's lock, as UpdateLoadBalancer does. A plan with
 	// leftovers not accepted is refused with FAILED_PRECONDITION unless
-	// accept_leftovers. dry_run says what would change and changes nothing.
+	// accept_leftovers, and so is a load balancer of the plan in ERROR (delete it
+	// first). dry_run says what would change and changes nothing. A create that
+	// fails deletes what it built and the load balancers this apply created before
+	// it; a converge that fails stops where it is, and the next apply takes it up.
 	ApplyImport(context.Context, *ApplyImportRequest) (*ApplyImportResponse, error)
 	mustEmbedUnimplementedLoadBalancerServiceServer()
 }

@@ -21,9 +21,13 @@ import (
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
-// maxStoredResponse is the most of an apply's response its request record keeps
-// whole; a larger one is kept without its ledger.
-const maxStoredResponse = 512 << 10
+// maxResponse is the largest plan an apply returns (a gRPC client takes 4 MiB by
+// default): a larger one is refused before anything is made.
+const maxResponse = 3 << 20
+
+// maxStoredChanges is how many change lines of one load balancer a request
+// record keeps.
+const maxStoredChanges = 200
 
 // ApplyImport implements LoadBalancerService.
 func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportRequest) (*lbaasv1.ApplyImportResponse, error) {
@@ -32,14 +36,23 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 		return nil, err
 	}
 	if !p.plan.Complete && !req.GetAcceptLeftovers() {
+		// Where only: a directive may hold what the ledger redacts.
 		left := p.plan.Unaccepted()
 		return nil, apierr.New(codes.FailedPrecondition, ReasonPlanIncomplete,
-			"the plan has %d leftover(s) not accepted (first: %s %q: %s): review them with PlanImport, then accept them (source.accept) or set accept_leftovers",
-			len(left), left[0].Where, left[0].Directive, left[0].Why)
+			"the plan has %d leftover(s) not accepted (the first at %s): review them in PlanImport's ledger, then accept them (source.accept) or set accept_leftovers",
+			len(left), left[0].Where)
+	}
+	if len(s.oc.OwnedListOpts().Tags) == 0 {
+		return nil, apierr.New(codes.FailedPrecondition, ReasonNotOwned,
+			"this lbaas instance runs without an owner tag: it cannot tell its load balancers from others, and an import converges by name: run it with --owner-tag")
 	}
 	specs, err := p.plan.Specs(haproxyimport.Where{VIPSubnetID: req.GetVipSubnetId(), Certificates: req.GetCertificates()})
 	if err != nil {
-		return nil, apierr.InvalidArgument("certificates", "%s", strings.TrimPrefix(err.Error(), "haproxyimport: "))
+		field := "source.files"
+		if strings.Contains(err.Error(), "Barbican") {
+			field = "certificates"
+		}
+		return nil, apierr.InvalidArgument(field, "%s", strings.TrimPrefix(err.Error(), "haproxyimport: "))
 	}
 	for _, spec := range specs {
 		if err := s.oc.Check(ctx, spec); err != nil { // API version, before any change
@@ -47,6 +60,9 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 		}
 	}
 	resp := &lbaasv1.ApplyImportResponse{Plan: p.proto()}
+	if n := proto.Size(resp); n > maxResponse {
+		return nil, apierr.InvalidArgument("source.files", "the plan is %d bytes, more than a response carries (%d): split the configuration", n, maxResponse)
+	}
 	if req.GetDryRun() {
 		steps, err := s.importSteps(ctx, specs)
 		if err != nil {
@@ -106,8 +122,8 @@ func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.
 			return nil, apierr.New(codes.InvalidArgument, ReasonRequestReused,
 				"request_id %q was already used for a different request: use a new request_id for a new request", rid)
 		}
-		if err := proto.Unmarshal(v[len(fp)+1:], &rec); err != nil {
-			return nil, apierr.Corrupt("import request record %s: %v", key, err)
+		if err := proto.Unmarshal(v[len(fp)+1:], &rec); err != nil || len(rec.GetLoadBalancers()) == 0 {
+			return nil, apierr.Corrupt("import request record %s cannot be read (%v)", key, err)
 		}
 		for _, lb := range rec.GetLoadBalancers() {
 			id, _ := parseName(lb.GetName())
@@ -119,7 +135,10 @@ func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.
 				return nil, toStatus("load balancer "+lb.GetName()+" of request_id "+rid, err)
 			}
 		}
-		return &rec, nil
+		// The first apply's result, with the plan as the request plans now (the
+		// record keeps the result only: a plan can be megabytes).
+		resp.LoadBalancers = rec.GetLoadBalancers()
+		return resp, nil
 	}
 	// Not applied (or applied by a process that died before its record): a
 	// converge finds what is there and changes only what differs.
@@ -128,12 +147,18 @@ func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.
 		return nil, err
 	}
 	resp.LoadBalancers = lbs
-	stored := resp
-	if proto.Size(stored) > maxStoredResponse {
-		stored = proto.Clone(resp).(*lbaasv1.ApplyImportResponse)
-		stored.Plan.Ledger = nil
+	rec := &lbaasv1.ApplyImportResponse{}
+	for _, lb := range lbs {
+		lb = proto.Clone(lb).(*lbaasv1.AppliedLoadBalancer)
+		if len(lb.Changes) > maxStoredChanges {
+			lb.Changes = append(lb.Changes[:maxStoredChanges], fmt.Sprintf("… and %d more", len(lb.Changes)-maxStoredChanges))
+		}
+		rec.LoadBalancers = append(rec.LoadBalancers, lb)
 	}
-	b, _ := proto.Marshal(stored)
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, apierr.New(codes.Internal, "RECORD", "the import is applied, but its request record cannot be written (%v): look at the load balancers %s", err, names(lbs))
+	}
 	lease, err := s.etcd.Grant(ctx, int64(s.requestTTL/time.Second))
 	if err != nil {
 		return nil, apierr.Etcd("write the import's request record", err)
@@ -142,6 +167,14 @@ func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.
 		return nil, apierr.Etcd("write the import's request record", err)
 	}
 	return resp, nil
+}
+
+func names(lbs []*lbaasv1.AppliedLoadBalancer) string {
+	var out []string
+	for _, lb := range lbs {
+		out = append(out, lb.GetName())
+	}
+	return strings.Join(out, ", ")
 }
 
 // importStep is what an apply does to one load balancer.
@@ -180,6 +213,10 @@ func (s *Server) importSteps(ctx context.Context, specs []octavia.Spec) ([]*impo
 		case len(all) > 1:
 			return nil, apierr.New(codes.FailedPrecondition, ReasonConflict,
 				"%d load balancers are named %s: delete the ones that are not this import's", len(all), spec.Name)
+		}
+		if st := owned[0].ProvisioningStatus; st == "ERROR" {
+			return nil, apierr.New(codes.FailedPrecondition, ReasonError,
+				"load balancer %s (%s) is in ERROR: delete it (DeleteLoadBalancer) and apply again, which builds it anew", spec.Name, owned[0].ID)
 		}
 		ch, err := s.oc.Converge(ctx, owned[0].ID, spec, false)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -56,7 +57,15 @@ func FuzzPlanImport(f *testing.F) {
 		}
 		var err error
 		done := make(chan struct{})
-		go func() { defer close(done); _, err = s.planImport(t.Context(), source("haproxy.cfg", cfg)) }()
+		go func() {
+			defer close(done)
+			var p *planned
+			if p, err = s.planImport(t.Context(), source("haproxy.cfg", cfg)); err == nil {
+				if _, merr := proto.Marshal(p.proto()); merr != nil { // what the response would be
+					err = merr
+				}
+			}
+		}()
 		select {
 		case <-done:
 		case <-time.After(2 * time.Second):

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/grpc/codes"
 
@@ -21,11 +23,18 @@ import (
 	"github.com/hikkoshi/hikkoshi/services/lbaas/haproxyimport"
 )
 
-// Limits of an import's source.
+// Limits of an import's source and plan. Real configurations are a few KiB;
+// the limits keep a hostile one from costing the service more than a moment.
 const (
-	MaxImportFiles     = 64
-	MaxImportFileBytes = 1 << 20
-	maxNameLen         = 255
+	MaxImportFiles      = 64
+	MaxImportFileBytes  = 1 << 20
+	MaxImportBytes      = 2 << 20 // all files together
+	MaxImportMapEntries = 10000   // moved_addresses, member_names
+	MaxImportAccept     = 1000
+	MaxImportEnv        = 256
+	MaxImportLBs        = 50
+	MaxImportMembers    = 5000
+	maxNameLen          = 255
 )
 
 // Reasons of an import.
@@ -96,8 +105,9 @@ func validateSource(v *apierr.Violations, path string, src *lbaasv1.ImportSource
 	case len(files) > MaxImportFiles:
 		v.Add(path+".files", "%d files: give at most %d (one configuration)", len(files), MaxImportFiles)
 	}
-	seen := map[string]bool{}
+	seen, total := map[string]bool{}, 0
 	for i, f := range files {
+		total += len(f.GetContent())
 		p := fmt.Sprintf("%s.files[%d]", path, i)
 		n := f.GetName()
 		switch {
@@ -111,6 +121,18 @@ func validateSource(v *apierr.Violations, path string, src *lbaasv1.ImportSource
 		seen[n] = true
 		if len(f.GetContent()) > MaxImportFileBytes {
 			v.Add(p+".content", "%d bytes: an haproxy configuration file of at most %d bytes is imported", len(f.GetContent()), MaxImportFileBytes)
+		}
+	}
+	if total > MaxImportBytes {
+		v.Add(path+".files", "%d bytes in all: an import of at most %d bytes is taken", total, MaxImportBytes)
+	}
+	for _, c := range []struct {
+		field  string
+		n, max int
+	}{{"env", len(src.GetEnv()), MaxImportEnv}, {"moved_addresses", len(src.GetMovedAddresses()), MaxImportMapEntries},
+		{"member_names", len(src.GetMemberNames()), MaxImportMapEntries}, {"accept", len(src.GetAccept()), MaxImportAccept}} {
+		if c.n > c.max {
+			v.Add(path+"."+c.field, "%d entries: give at most %d", c.n, c.max)
 		}
 	}
 	for k, val := range src.GetEnv() {
@@ -129,7 +151,7 @@ func validateSource(v *apierr.Violations, path string, src *lbaasv1.ImportSource
 		}
 	}
 	for addr, name := range src.GetMemberNames() {
-		if net.ParseIP(addr) == nil || name == "" || len(name) > maxNameLen {
+		if net.ParseIP(addr) == nil || name == "" || len(name) > maxNameLen || strings.IndexFunc(name, unicode.IsControl) >= 0 {
 			v.Add(fmt.Sprintf("%s.member_names[%q]", path, addr), "give ADDRESS → NAME: an IP address and a name of 1 to %d characters", maxNameLen)
 		}
 	}
@@ -173,6 +195,9 @@ func (s *Server) planImport(ctx context.Context, src *lbaasv1.ImportSource) (*pl
 		return nil, configError(src, err)
 	}
 	if err := c.Check(); err != nil {
+		return nil, configError(src, err)
+	}
+	if err := printable(c); err != nil {
 		return nil, configError(src, err)
 	}
 	out := &planned{rewritten: map[string]string{}, named: map[string]string{}, viaBridge: map[string]string{}}
@@ -226,13 +251,85 @@ func (s *Server) planImport(ctx context.Context, src *lbaasv1.ImportSource) (*pl
 	if err := p.Accept(src.GetAccept()); err != nil {
 		return nil, apierr.InvalidArgument("source.accept", "%v", err)
 	}
+	members := map[string]bool{}
+	for _, lb := range p.LoadBalancers {
+		for _, pl := range lb.Pools {
+			for _, m := range pl.Members {
+				members[m.Address] = true
+			}
+		}
+	}
+	if len(p.LoadBalancers) > MaxImportLBs || len(members) > MaxImportMembers {
+		return nil, apierr.InvalidArgument("source.files", "the configuration becomes %d load balancers with %d member addresses: an import makes at most %d and %d (split it)",
+			len(p.LoadBalancers), len(members), MaxImportLBs, MaxImportMembers)
+	}
 	for a := range out.named { // only the members the plan has
-		if !planHas(p, a) {
+		if !members[a] {
 			delete(out.named, a)
 		}
 	}
+	scrubEnv(p, env)
 	out.plan = p
 	return out, nil
+}
+
+// scrubEnv writes "$NAME" in the ledger where a variable's value was put: a value
+// given through env may be a secret (a header's token), and the ledger is shown and
+// stored. Values shorter than 4 bytes (a port, a weight) are left as they are.
+func scrubEnv(p *haproxyimport.Plan, env map[string]string) {
+	names := make([]string, 0, len(env))
+	for n, v := range env {
+		if len(v) >= 4 {
+			names = append(names, n)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	sort.Slice(names, func(i, j int) bool { return len(env[names[i]]) > len(env[names[j]]) }) // longest first
+	pairs := make([]string, 0, 2*len(names))
+	for _, n := range names {
+		pairs = append(pairs, env[n], "$"+n)
+	}
+	r := strings.NewReplacer(pairs...)
+	for i := range p.Ledger {
+		p.Ledger[i].Directive, p.Ledger[i].Why = r.Replace(p.Ledger[i].Directive), r.Replace(p.Ledger[i].Why)
+	}
+}
+
+// printable refuses a configuration whose words are not UTF-8 (haproxy's \xHH
+// escapes can write any byte) or whose names hold control characters: the plan
+// is returned as protobuf strings and its names go to Octavia.
+func printable(c *haproxycfg.Config) error {
+	bad := func(pos haproxycfg.Pos, what string) error {
+		return fmt.Errorf("%s: %s: write it in UTF-8 without control characters", pos, what)
+	}
+	for _, d := range c.Loose {
+		if !utf8.ValidString(d.String()) {
+			return bad(d.Pos, "a word is not UTF-8")
+		}
+	}
+	for _, s := range c.Sections {
+		if !utf8.ValidString(s.Name) || strings.IndexFunc(s.Name, unicode.IsControl) >= 0 {
+			return bad(s.Pos, "the section's name")
+		}
+		for _, a := range s.Args {
+			if !utf8.ValidString(a) {
+				return bad(s.Pos, "a word is not UTF-8")
+			}
+		}
+		for _, d := range s.Directives {
+			for i, a := range d.Args {
+				if !utf8.ValidString(a) {
+					return bad(d.Pos, "a word is not UTF-8")
+				}
+				if d.Name == "server" && i == 0 && strings.IndexFunc(a, unicode.IsControl) >= 0 {
+					return bad(d.Pos, "the server's name")
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // configError is INVALID_ARGUMENT on the file the error names (FILE:LINE: …).
@@ -270,19 +367,6 @@ func serverAddresses(c *haproxycfg.Config) map[string]bool {
 		}
 	}
 	return out
-}
-
-func planHas(p *haproxyimport.Plan, addr string) bool {
-	for _, lb := range p.LoadBalancers {
-		for _, pl := range lb.Pools {
-			for _, m := range pl.Members {
-				if m.Address == addr {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 type named struct{ display, workload string }

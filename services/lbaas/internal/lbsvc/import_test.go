@@ -279,3 +279,30 @@ func TestApplyImportRefusesAnIncompletePlan(t *testing.T) {
 		t.Fatal("unreachable")
 	}
 }
+
+// TestPlanImportKeepsSecretsOut: a value given through env is written back as
+// "$NAME" in the ledger; a word haproxy's \x escape made that is not UTF-8 is
+// refused by file and line (the plan is protobuf strings, its names go to Octavia).
+func TestPlanImportKeepsSecretsOut(t *testing.T) {
+	src := source("haproxy.cfg", shopCfg+"    http-request set-header X-Custom \"$TOKEN\"\n")
+	src.Env = map[string]string{"TOKEN": "abcd-secret-9", "P": "80"}
+	resp, err := (&Server{}).PlanImport(t.Context(), &lbaasv1.PlanImportRequest{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown bool
+	for _, e := range resp.GetPlan().GetLedger() {
+		if strings.Contains(e.GetDirective()+e.GetWhy(), "abcd-secret-9") {
+			t.Fatalf("the ledger shows the variable's value: %v", e)
+		}
+		shown = shown || strings.Contains(e.GetDirective(), "$TOKEN")
+	}
+	if !shown {
+		t.Error("the ledger does not say $TOKEN where its value was")
+	}
+	_, err = (&Server{}).PlanImport(t.Context(), &lbaasv1.PlanImportRequest{Source: source("haproxy.cfg",
+		strings.Replace(shopCfg, "server web-2 10.0.0.2:8080", `server "web-\xff" 10.0.0.2:8080`, 1))})
+	if fv := apierr.FieldViolations(err); status.Code(err) != codes.InvalidArgument || !strings.Contains(fv["source.files[0].content"], "haproxy.cfg:15") {
+		t.Fatalf("a server name that is not UTF-8: %v %v", err, fv)
+	}
+}
