@@ -135,7 +135,7 @@ class Haproxy:
         master, as the amphora's ExecReload does), and waits until the new worker
         answers and every listener port is bound."""
         os.makedirs(self.dir, exist_ok=True)
-        dp.claim_addresses("lb:" + self.lb_id, [vip], dp.owner_alive)
+        dp.claim_addresses("lb:" + self.lb_id, [vip], owner_alive)
         with open(self.cfg + ".new", "w") as f:
             f.write(config)
         with open(self.ug, "w") as f:
@@ -185,6 +185,31 @@ class Haproxy:
                 pass
 
 
+def lb_gone(lb_id):
+    """A load balancer is deleted, or being deleted, as the database says now."""
+    try:
+        lb = repo.LoadBalancerRepository().get(db_apis.get_session(), id=lb_id)
+    except Exception:  # noqa: BLE001 - the database cannot say: not gone
+        LOG.exception("data plane: could not read load balancer %s", lb_id)
+        return False
+    return lb is None or lb.provisioning_status in (consts.PENDING_DELETE, consts.DELETED)
+
+
+def owner_alive(owner):
+    """An address's owner is alive while its process runs; a load balancer's haproxy
+    only while its load balancer is not gone besides. One that is gone (a late flow
+    of a deleted load balancer started it) is stopped here, and its address is free
+    for the load balancer Neutron gave it to next."""
+    if not dp.owner_alive(owner):
+        return False
+    kind, _, ident = owner.partition(":")
+    if kind == "lb" and lb_gone(ident):
+        dp.kill(dp.owner_pidfile(owner), wait=5.0)
+        LOG.warning("data plane: stopped the haproxy of load balancer %s, which is gone, to free its address", ident)
+        return False
+    return True
+
+
 class NetnsAmphoraDriver(noop_amp.NoopAmphoraLoadBalancerDriver):
     """The no-op amphora driver, with haproxy run for real in the data plane."""
 
@@ -215,11 +240,13 @@ class NetnsAmphoraDriver(noop_amp.NoopAmphoraLoadBalancerDriver):
             return
         with lb_lock(loadbalancer.id), dp.locked("lb-" + loadbalancer.id):
             h = Haproxy(loadbalancer.id)
-            if loadbalancer.provisioning_status in (consts.PENDING_DELETE, consts.DELETED):
+            if loadbalancer.provisioning_status in (consts.PENDING_DELETE, consts.DELETED) or lb_gone(loadbalancer.id):
                 # A cascade delete updates the amphora as it deletes the pools and
                 # listeners: an amphora being deleted serves nothing (started again
                 # here, it would hold the VIP that Neutron hands the next load
-                # balancer).
+                # balancer). The flow's own copy of the load balancer may be older
+                # than a delete begun since (a create flow still running when its
+                # load balancer is deleted): the database says.
                 h.stop()
                 return
             config, ports = self.render(loadbalancer, amphora, exclude)
