@@ -501,6 +501,38 @@ for lb, f in (("shop-web", sys.argv[1]), ("shop-api", sys.argv[2])):
     bad += r["failed"]
 sys.exit(1 if bad else 0)' "$state/wave1-web.json" "$state/wave1-api.json"
 
+say "the shop's own haproxy.cfg again, now through the lbaas service: PlanImport asks the inventory where wave 1 put its servers (and netbridge what it moved), ApplyImport builds it"
+/usr/bin/python3 - "$state/import-source.json" <<'PY'
+import json, sys
+cfg = open("tilt/devcloud/estate/shop-haproxy.cfg").read()
+json.dump({"files": [{"name": "shop-haproxy.cfg", "content": cfg}], "display_name": "shop-imported",
+           "resolve_moves": True, "names_from_inventory": True}, open(sys.argv[1], "w"))
+PY
+src=$(cat "$state/import-source.json")
+echo "  PlanImport {source: {files: [shop-haproxy.cfg], resolve_moves: true, names_from_inventory: true}}:"
+lbs PlanImport "{\"source\":$src}" | /usr/bin/python3 -c '
+import json, sys
+p = json.load(sys.stdin)["plan"]
+print("    complete: %s, %d ledger lines, %d left over" % (p.get("complete", False), len(p["ledger"]), p.get("leftovers", 0)))
+for old, new in sorted(p.get("rewritten", {}).items()):
+    print("    rewritten %s → %s (a wave run replaced the server there)" % (old, new))
+for a, b in sorted(p.get("movedViaBridge", {}).items()):
+    print("    %s moved across %s (keeps its address)" % (a, b))
+for pl in p["loadBalancers"][0]["pools"]:
+    for m in pl["members"]:
+        print("    pool %-4s member %-6s %s:%d  (%s)" % (pl["displayName"], m["displayName"], m["address"], m["port"], p.get("named", {}).get(m["address"], "haproxy server name")))'
+echo "  ApplyImport {same source, accept_leftovers, vip_subnet_id, request_id demo-shop-import}:"
+lbs ApplyImport "{\"source\":$src,\"accept_leftovers\":true,\"vip_subnet_id\":\"$subnet\",\"request_id\":\"demo-shop-import-$$\"}" | /usr/bin/python3 -c '
+import json, sys
+for a in json.load(sys.stdin)["loadBalancers"]:
+    print("    %s %s: %s in %.1f s" % (a["displayName"], a.get("name", ""), a["action"], a.get("seconds", 0)))
+    with open(sys.argv[1], "w") as f: f.write(a.get("name", ""))' "$state/import-lb"
+echo "  requests through its VIP 10.101.0.147 now reach wave 1's replacements:"
+for h in www.example www.example api.example; do
+  printf '    Host %-12s → %s\n' "$h" "$(curl -s -m 5 --socks5 127.0.0.1:1080 -H "Host: $h" http://10.101.0.147/ | /usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin); print("%s (PROXY header: %s)" % (a["server"], a["proxy"]))')"
+done
+lbs DeleteLoadBalancer "{\"name\":\"$(cat "$state/import-lb")\"}" >/dev/null
+
 say "P2V: the physical database host pg-legacy-1 (/boot, / and /var apart, SATA-only initramfs, no cloud-init), dry runs first"
 # dry_run DISK [MORE...]: an inspect_only job on a server's disks, and what it found.
 # DISK https://...: the disks read from a hikkoshi-p2v-agent instead.
