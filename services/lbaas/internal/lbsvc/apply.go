@@ -64,7 +64,7 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 		return nil, apierr.InvalidArgument("source.files", "the plan is %d bytes, more than a response carries (%d): split the configuration", n, maxResponse)
 	}
 	if req.GetDryRun() {
-		steps, err := s.importSteps(ctx, specs)
+		steps, err := s.importSteps(ctx, specs, "")
 		if err != nil {
 			return nil, err
 		}
@@ -73,7 +73,7 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 	}
 	rid := req.GetRequestId()
 	if rid == "" {
-		lbs, err := s.applySpecs(ctx, specs)
+		lbs, err := s.applySpecs(ctx, specs, "")
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +142,7 @@ func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.
 	}
 	// Not applied (or applied by a process that died before its record): a
 	// converge finds what is there and changes only what differs.
-	lbs, err := s.applySpecs(ctx, specs)
+	lbs, err := s.applySpecs(ctx, specs, rid)
 	if err != nil {
 		return nil, err
 	}
@@ -182,14 +182,16 @@ type importStep struct {
 	spec    octavia.Spec
 	id      string // "" to create
 	create  bool
+	resumed bool // made by this request before its process died
 	changes []octavia.Change
 	seconds float64
 }
 
 // importSteps plans each load balancer: created when none of its name exists,
 // converged when the service made one (its owner tag), refused when one of that
-// name is someone else's.
-func (s *Server) importSteps(ctx context.Context, specs []octavia.Spec) ([]*importStep, error) {
+// name is someone else's. One this request (rid) created before its process died
+// is its create, finished by a converge — or, in ERROR, deleted and built anew.
+func (s *Server) importSteps(ctx context.Context, specs []octavia.Spec, rid string) ([]*importStep, error) {
 	var steps []*importStep
 	for _, spec := range specs {
 		what := "import load balancer " + spec.Name
@@ -214,7 +216,15 @@ func (s *Server) importSteps(ctx context.Context, specs []octavia.Spec) ([]*impo
 			return nil, apierr.New(codes.FailedPrecondition, ReasonConflict,
 				"%d load balancers are named %s: delete the ones that are not this import's", len(all), spec.Name)
 		}
-		if st := owned[0].ProvisioningStatus; st == "ERROR" {
+		mine := rid != "" && slices.Contains(owned[0].Tags, RequestTagPrefix+rid)
+		if st := owned[0].ProvisioningStatus; st == "ERROR" && mine {
+			s.log.Warn("deleting the load balancer in ERROR that an interrupted apply of this request created", "request_id", rid, "load_balancer", owned[0].ID)
+			if err := s.oc.Delete(ctx, owned[0].ID); err != nil {
+				return nil, toStatus("delete load balancer "+owned[0].ID+" in ERROR of an interrupted apply", err)
+			}
+			steps = append(steps, &importStep{spec: spec, create: true})
+			continue
+		} else if st == "ERROR" {
 			return nil, apierr.New(codes.FailedPrecondition, ReasonError,
 				"load balancer %s (%s) is in ERROR: delete it (DeleteLoadBalancer) and apply again, which builds it anew", spec.Name, owned[0].ID)
 		}
@@ -222,7 +232,7 @@ func (s *Server) importSteps(ctx context.Context, specs []octavia.Spec) ([]*impo
 		if err != nil {
 			return nil, toStatus(what+" ("+owned[0].ID+")", err)
 		}
-		steps = append(steps, &importStep{spec: spec, id: owned[0].ID, changes: ch})
+		steps = append(steps, &importStep{spec: spec, id: owned[0].ID, changes: ch, resumed: mine})
 	}
 	return steps, nil
 }
@@ -240,7 +250,7 @@ func hasTags(have, want []string) bool {
 // the locks of their names (in name order) and of each one it converges. A create
 // that fails deletes what it built, and the load balancers this apply created
 // before it; a converge that fails stops where it is (the next apply takes it up).
-func (s *Server) applySpecs(ctx context.Context, specs []octavia.Spec) ([]*lbaasv1.AppliedLoadBalancer, error) {
+func (s *Server) applySpecs(ctx context.Context, specs []octavia.Spec, rid string) ([]*lbaasv1.AppliedLoadBalancer, error) {
 	names := make([]string, 0, len(specs))
 	for _, sp := range specs {
 		names = append(names, sp.Name)
@@ -253,7 +263,7 @@ func (s *Server) applySpecs(ctx context.Context, specs []octavia.Spec) ([]*lbaas
 		}
 		defer unlock()
 	}
-	steps, err := s.importSteps(ctx, specs)
+	steps, err := s.importSteps(ctx, specs, rid)
 	if err != nil {
 		return nil, err
 	}
@@ -264,9 +274,20 @@ func (s *Server) applySpecs(ctx context.Context, specs []octavia.Spec) ([]*lbaas
 		}
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 		defer cancel()
+		// All asked at once, then waited for: one slow delete does not use up the
+		// others' time.
 		var left []string
 		for _, id := range created {
-			if derr := s.oc.Delete(dctx, id); derr != nil {
+			if derr := s.oc.DeleteAsync(dctx, id); derr != nil {
+				s.log.Error("an import that failed left a load balancer it created", "load_balancer", id, "err", derr)
+				left = append(left, id)
+			}
+		}
+		for _, id := range created {
+			if slices.Contains(left, id) {
+				continue
+			}
+			if derr := s.oc.WaitDeleted(dctx, id); derr != nil {
 				s.log.Error("an import that failed left a load balancer it created", "load_balancer", id, "err", derr)
 				left = append(left, id)
 			}
@@ -280,7 +301,11 @@ func (s *Server) applySpecs(ctx context.Context, specs []octavia.Spec) ([]*lbaas
 		start := time.Now()
 		switch {
 		case st.create:
-			t, _, err := s.build(ctx, st.spec)
+			spec := st.spec
+			if rid != "" { // found again by a retry if this process dies before its record
+				spec.Tags = append(slices.Clone(spec.Tags), RequestTagPrefix+rid)
+			}
+			t, _, err := s.build(ctx, spec)
 			if err != nil {
 				return nil, undo(err)
 			}
@@ -336,7 +361,7 @@ func results(steps []*importStep) []*lbaasv1.AppliedLoadBalancer {
 			a.Name = namePrefix + st.id
 		}
 		switch {
-		case st.create:
+		case st.create || st.resumed:
 			a.Action = lbaasv1.ApplyAction_APPLY_ACTION_CREATE
 		case len(st.changes) > 0:
 			a.Action = lbaasv1.ApplyAction_APPLY_ACTION_CONVERGE
