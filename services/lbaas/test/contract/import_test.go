@@ -8,8 +8,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/internal/lbsvc"
 )
 
@@ -115,6 +118,27 @@ func TestImportPlanAndApply(t *testing.T) {
 	again, err := apply(importCfg, rid, false)
 	if err != nil || again.GetLoadBalancers()[0].GetName() != made[0].GetName() || again.GetLoadBalancers()[0].GetSeconds() != made[0].GetSeconds() {
 		t.Fatalf("the same request again: %v %v, want the first result", again.GetLoadBalancers(), err)
+	}
+	// The process dies after the create, before its record: the record is gone,
+	// and the retry finds the load balancer by the request's tag — its create,
+	// reported as such, nothing built twice.
+	recs, err := f.env.Cli.Get(ctx, keys.Root+"lbaas/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range recs.Kvs {
+		if strings.HasSuffix(string(kv.Key), "/import-requests/"+rid) {
+			if _, err := f.env.Cli.Delete(ctx, string(kv.Key)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	retried, err := apply(importCfg, rid, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := retried.GetLoadBalancers()[0]; r.GetName() != made[0].GetName() || r.GetAction() != lbaasv1.ApplyAction_APPLY_ACTION_CREATE || len(r.GetChanges()) != 0 {
+		t.Fatalf("the retry after a lost record: %v, want %s found again as this request's create", r, made[0].GetName())
 	}
 	changed := strings.NewReplacer("balance roundrobin", "balance leastconn",
 		"    server web-2 10.101.0.22:8080 check send-proxy\n", "",
