@@ -82,20 +82,36 @@ func (l *Locker) Lock(ctx context.Context, key string) (func(), error) {
 	return l.lock(ctx, key, true)
 }
 
+// LockLost is Lock, and also returns a channel closed when the lock is lost with
+// the session (the lease) that holds it: work done under the lock stops there,
+// since another process may take the lock from then on.
+func (l *Locker) LockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
+	unlock, sess, err := l.lockSession(ctx, key, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return unlock, sess.Done(), nil
+}
+
 // TryLock takes the lock at key if nobody holds it, else returns ErrLocked at once.
 func (l *Locker) TryLock(ctx context.Context, key string) (func(), error) {
 	return l.lock(ctx, key, false)
 }
 
 func (l *Locker) lock(ctx context.Context, key string, wait bool) (func(), error) {
+	unlock, _, err := l.lockSession(ctx, key, wait)
+	return unlock, err
+}
+
+func (l *Locker) lockSession(ctx context.Context, key string, wait bool) (func(), *concurrency.Session, error) {
 	releaseLocal, err := l.acquireLocal(ctx, key, wait)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sess := l.session()
 	if sess == nil {
 		releaseLocal()
-		return nil, ErrNoSession
+		return nil, nil, ErrNoSession
 	}
 	m := concurrency.NewMutex(sess, key)
 	if wait {
@@ -105,14 +121,14 @@ func (l *Locker) lock(ctx context.Context, key string, wait bool) (func(), error
 	}
 	if err != nil {
 		releaseLocal()
-		return nil, err
+		return nil, nil, err
 	}
 	return func() {
 		defer releaseLocal()
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = m.Unlock(uctx) // on failure the lock ends with the lease
-	}, nil
+	}, sess, nil
 }
 
 // Held reports whether anyone (any process) holds the lock at key.

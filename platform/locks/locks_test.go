@@ -98,3 +98,35 @@ func (l *Locker) lockNoSession(t *testing.T) error {
 	}
 	return err
 }
+
+// TestLockLostWithTheSession: the channel LockLost returns stays open while the
+// lock is held and closes when the session holding it ends (its lease gone), after
+// which another process takes the lock.
+func TestLockLostWithTheSession(t *testing.T) {
+	e := etcdtest.Start(t)
+	s1, s2 := session(t, e), session(t, e)
+	a := New(func() *concurrency.Session { return s1 })
+	unlock, lost, err := a.LockLost(t.Context(), "/test/lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	select {
+	case <-lost:
+		t.Fatal("lost while the session lives")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := e.Client(t).Revoke(t.Context(), s1.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the lease is revoked and the lock is not lost")
+	}
+	unlock2, err := New(func() *concurrency.Session { return s2 }).TryLock(t.Context(), "/test/lost")
+	if err != nil {
+		t.Fatalf("another process after the loss: %v", err)
+	}
+	unlock2()
+}

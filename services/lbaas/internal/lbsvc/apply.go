@@ -81,12 +81,13 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 		return resp, nil
 	}
 	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.ApplyImportRequest) { r.RequestId = "" })
-	unlock, err := s.lock(ctx, keys.LBRequestLock(s.scope, rid))
+	unlock, lost, err := s.lockLost(ctx, keys.LBRequestLock(s.scope, rid))
 	if err != nil {
 		return nil, err
 	}
 	// As a create: the rest runs detached from the caller, holding the request's
-	// lock, so that a caller who went away finds the result on its retry.
+	// lock, so that a caller who went away finds the result on its retry; it stops
+	// if the lock is lost with the lease (another replica may run it then).
 	type result struct {
 		resp *lbaasv1.ApplyImportResponse
 		err  error
@@ -94,7 +95,7 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 	done := make(chan result, 1)
 	go func() {
 		defer unlock()
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout*time.Duration(1+len(specs)))
+		bctx, cancel := detached(ctx, s.timeout*time.Duration(1+len(specs)), lost)
 		defer cancel()
 		r, err := s.applyOnce(bctx, rid, fp, specs, resp)
 		done <- result{r, err}

@@ -30,17 +30,40 @@ type requestRecord struct {
 // under the process's lease), waiting while another call or replica holds it, as long
 // as ctx allows. The returned function releases it.
 func (s *Server) lock(ctx context.Context, prefix string) (func(), error) {
+	unlock, _, err := s.lockLost(ctx, prefix)
+	return unlock, err
+}
+
+// lockLost is lock, and also returns a channel closed when the lock is lost with
+// the process's lease: detached work under it stops there.
+func (s *Server) lockLost(ctx context.Context, prefix string) (func(), <-chan struct{}, error) {
 	start := time.Now()
-	unlock, err := s.locks.Lock(ctx, prefix)
+	unlock, lost, err := s.locks.LockLost(ctx, prefix)
 	switch {
 	case errors.Is(err, locks.ErrNoSession):
-		return nil, apierr.New(codes.Unavailable, ReasonUnregistered,
+		return nil, nil, apierr.New(codes.Unavailable, ReasonUnregistered,
 			"this lbaas instance has lost its etcd lease and cannot take locks: retry (another replica, or this one once re-registered)")
 	case err != nil:
-		return nil, toStatus("lock "+prefix, fmt.Errorf("etcd lock: %w", err))
+		return nil, nil, toStatus("lock "+prefix, fmt.Errorf("etcd lock: %w", err))
 	}
 	s.metrics.lockWait.Observe(time.Since(start).Seconds())
-	return unlock, nil
+	return unlock, lost, nil
+}
+
+// detached returns a context for work that goes on when its caller goes away
+// (ctx's values, not its end), bounded by d and ended when lost is closed: once
+// the request's lock is lost with the lease, another replica may run the same
+// request, so this one stops.
+func detached(ctx context.Context, d time.Duration, lost <-chan struct{}) (context.Context, context.CancelFunc) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	go func() {
+		select {
+		case <-lost:
+			cancel()
+		case <-bctx.Done():
+		}
+	}()
+	return bctx, cancel
 }
 
 // locked reports whether anyone (any replica) holds the lock at prefix.

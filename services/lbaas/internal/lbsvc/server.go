@@ -104,13 +104,13 @@ func (s *Server) CreateLoadBalancer(ctx context.Context, req *lbaasv1.CreateLoad
 	}
 	spec.Tags = append(spec.Tags, RequestTagPrefix+rid)
 	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.CreateLoadBalancerRequest) { r.RequestId = "" })
-	unlock, err := s.lock(ctx, keys.LBRequestLock(s.scope, rid))
+	unlock, lost, err := s.lockLost(ctx, keys.LBRequestLock(s.scope, rid))
 	if err != nil {
 		return nil, err
 	}
 	// The rest runs detached from the caller, holding the request's lock: a caller
 	// that goes away does not undo the create, and its retry waits for the lock and
-	// then finds the record.
+	// then finds the record. It stops if the lock is lost with the lease.
 	type result struct {
 		lb  *lbaasv1.LoadBalancer
 		err error
@@ -118,7 +118,7 @@ func (s *Server) CreateLoadBalancer(ctx context.Context, req *lbaasv1.CreateLoad
 	done := make(chan result, 1)
 	go func() {
 		defer unlock()
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+		bctx, cancel := detached(ctx, s.timeout, lost)
 		defer cancel()
 		lb, err := s.createOnce(bctx, rid, fp, spec)
 		done <- result{lb, err}
