@@ -1,6 +1,7 @@
 package haproxyimport
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -14,6 +15,10 @@ type Where struct {
 	VIPSubnetID  string
 	Certificates map[string]string // PEM file → Barbican container ref
 }
+
+// ErrNoCertificate is wrapped by Specs' error when a TERMINATED_HTTPS listener's
+// certificate file has no Barbican container in Where.
+var ErrNoCertificate = errors.New("no Barbican container for a certificate")
 
 // Specs turns the plan's load balancers into octavia specs (each VIP address
 // kept), or says what is missing to do so.
@@ -56,7 +61,7 @@ func (p *Plan) Specs(w Where) ([]octavia.Spec, error) {
 			if l.Certificate != "" {
 				ref := w.Certificates[l.Certificate]
 				if ref == "" {
-					return nil, fmt.Errorf("haproxyimport: listener %s of %s serves %s: store it in Barbican and give its container", l.Name, lb.Name, l.Certificate)
+					return nil, fmt.Errorf("haproxyimport: listener %s of %s serves %s: store it in Barbican and give its container (%w)", l.Name, lb.Name, l.Certificate, ErrNoCertificate)
 				}
 				ls.DefaultTLSContainerRef = ref
 			}

@@ -2,13 +2,13 @@ package lbsvc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -42,17 +42,17 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 			"the plan has %d leftover(s) not accepted (the first at %s): review them in PlanImport's ledger, then accept them (source.accept) or set accept_leftovers",
 			len(left), left[0].Where)
 	}
-	if len(s.oc.OwnedListOpts().Tags) == 0 {
-		return nil, apierr.New(codes.FailedPrecondition, ReasonNotOwned,
-			"this lbaas instance runs without an owner tag: it cannot tell its load balancers from others, and an import converges by name: run it with --owner-tag")
-	}
 	specs, err := p.plan.Specs(haproxyimport.Where{VIPSubnetID: req.GetVipSubnetId(), Certificates: req.GetCertificates()})
 	if err != nil {
 		field := "source.files"
-		if strings.Contains(err.Error(), "Barbican") {
+		if errors.Is(err, haproxyimport.ErrNoCertificate) {
 			field = "certificates"
 		}
 		return nil, apierr.InvalidArgument(field, "%s", strings.TrimPrefix(err.Error(), "haproxyimport: "))
+	}
+	if len(s.oc.OwnedListOpts().Tags) == 0 {
+		return nil, apierr.New(codes.FailedPrecondition, ReasonNotOwned,
+			"this lbaas instance runs without an owner tag: it cannot tell its load balancers from others, and an import converges by name: run it with --owner-tag")
 	}
 	for _, spec := range specs {
 		if err := s.oc.Check(ctx, spec); err != nil { // API version, before any change
@@ -81,64 +81,53 @@ func (s *Server) ApplyImport(ctx context.Context, req *lbaasv1.ApplyImportReques
 		return resp, nil
 	}
 	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.ApplyImportRequest) { r.RequestId = "" })
-	unlock, lost, err := s.lockLost(ctx, keys.LBRequestLock(s.scope, rid))
-	if err != nil {
-		return nil, err
-	}
-	// As a create: the rest runs detached from the caller, holding the request's
-	// lock, so that a caller who went away finds the result on its retry; it stops
-	// if the lock is lost with the lease (another replica may run it then).
-	type result struct {
-		resp *lbaasv1.ApplyImportResponse
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		defer unlock()
-		bctx, cancel := detached(ctx, s.timeout*time.Duration(1+len(specs)), lost)
-		defer cancel()
-		r, err := s.applyOnce(bctx, rid, fp, specs, resp)
-		done <- result{r, err}
-	}()
-	select {
-	case r := <-done:
-		return r.resp, r.err
-	case <-ctx.Done():
-		return nil, toStatus("apply the import (it goes on: repeat the request with the same request_id to get its result)", ctx.Err())
-	}
+	return underRequest(ctx, s, rid, s.timeout*time.Duration(1+len(specs)), "apply the import", func(ctx context.Context) (*lbaasv1.ApplyImportResponse, error) {
+		return s.applyOnce(ctx, rid, fp, specs, resp)
+	})
+}
+
+// importRecord is what etcd keeps of an import's apply with a request_id: a digest
+// of the request and what became of each load balancer (its changes capped), not
+// the plan, which can be megabytes. No secrets: names, IDs and change lines.
+type importRecord struct {
+	Fingerprint   string          `json:"fingerprint"`
+	LoadBalancers []appliedRecord `json:"load_balancers"`
+}
+
+type appliedRecord struct {
+	DisplayName string   `json:"display_name"`
+	Name        string   `json:"name"`
+	Action      string   `json:"action"`
+	Changes     []string `json:"changes,omitempty"`
+	Seconds     float64  `json:"seconds"`
 }
 
 // applyOnce applies the specs of request rid unless it was applied already,
 // holding the request's lock.
 func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.Spec, resp *lbaasv1.ApplyImportResponse) (*lbaasv1.ApplyImportResponse, error) {
 	key := keys.LBImportRequest(s.scope, rid)
-	got, err := s.etcd.Get(ctx, key)
+	rec, err := readRecord[importRecord](ctx, s, key)
 	if err != nil {
-		return nil, apierr.Etcd("read the import's request record", err)
+		return nil, err
 	}
-	if len(got.Kvs) == 1 {
-		var rec lbaasv1.ApplyImportResponse
-		v := got.Kvs[0].Value
-		if len(v) < len(fp)+1 || string(v[:len(fp)]) != fp {
+	if rec != nil {
+		if rec.Fingerprint != fp {
 			return nil, apierr.New(codes.InvalidArgument, ReasonRequestReused,
 				"request_id %q was already used for a different request: use a new request_id for a new request", rid)
 		}
-		if err := proto.Unmarshal(v[len(fp)+1:], &rec); err != nil || len(rec.GetLoadBalancers()) == 0 {
-			return nil, apierr.Corrupt("import request record %s cannot be read (%v)", key, err)
-		}
-		for _, lb := range rec.GetLoadBalancers() {
-			id, _ := parseName(lb.GetName())
+		for _, lb := range rec.LoadBalancers {
+			id, _ := parseName(lb.Name)
 			if _, err := s.oc.Get(ctx, id); octavia.IsNotFound(err) {
 				return nil, apierr.New(codes.NotFound, ReasonRequestGone,
 					"request_id %q made or changed load balancer %s (%s), which has since been deleted: use a new request_id to apply again",
-					rid, lb.GetDisplayName(), lb.GetName())
+					rid, lb.DisplayName, lb.Name)
 			} else if err != nil {
-				return nil, toStatus("load balancer "+lb.GetName()+" of request_id "+rid, err)
+				return nil, toStatus("load balancer "+lb.Name+" of request_id "+rid, err)
 			}
+			// The first apply's result, with the plan as the request plans now.
+			resp.LoadBalancers = append(resp.LoadBalancers, &lbaasv1.AppliedLoadBalancer{DisplayName: lb.DisplayName, Name: lb.Name,
+				Action: lbaasv1.ApplyAction(lbaasv1.ApplyAction_value[lb.Action]), Changes: lb.Changes, Seconds: lb.Seconds})
 		}
-		// The first apply's result, with the plan as the request plans now (the
-		// record keeps the result only: a plan can be megabytes).
-		resp.LoadBalancers = rec.GetLoadBalancers()
 		return resp, nil
 	}
 	// Not applied (or applied by a process that died before its record): a
@@ -148,24 +137,17 @@ func (s *Server) applyOnce(ctx context.Context, rid, fp string, specs []octavia.
 		return nil, err
 	}
 	resp.LoadBalancers = lbs
-	rec := &lbaasv1.ApplyImportResponse{}
+	rec = &importRecord{Fingerprint: fp}
 	for _, lb := range lbs {
-		lb = proto.Clone(lb).(*lbaasv1.AppliedLoadBalancer)
-		if len(lb.Changes) > maxStoredChanges {
-			lb.Changes = append(lb.Changes[:maxStoredChanges], fmt.Sprintf("… and %d more", len(lb.Changes)-maxStoredChanges))
+		changes := lb.GetChanges()
+		if len(changes) > maxStoredChanges {
+			changes = append(slices.Clone(changes[:maxStoredChanges]), fmt.Sprintf("… and %d more", len(changes)-maxStoredChanges))
 		}
-		rec.LoadBalancers = append(rec.LoadBalancers, lb)
+		rec.LoadBalancers = append(rec.LoadBalancers, appliedRecord{DisplayName: lb.GetDisplayName(), Name: lb.GetName(),
+			Action: lb.GetAction().String(), Changes: changes, Seconds: lb.GetSeconds()})
 	}
-	b, err := proto.Marshal(rec)
-	if err != nil {
-		return nil, apierr.New(codes.Internal, "RECORD", "the import is applied, but its request record cannot be written (%v): look at the load balancers %s", err, names(lbs))
-	}
-	lease, err := s.etcd.Grant(ctx, int64(s.requestTTL/time.Second))
-	if err != nil {
-		return nil, apierr.Etcd("write the import's request record", err)
-	}
-	if _, err := s.etcd.Put(ctx, key, fp+"\n"+string(b), clientv3.WithLease(lease.ID)); err != nil {
-		return nil, apierr.Etcd("write the import's request record", err)
+	if err := s.writeRecord(ctx, key, rec); err != nil {
+		return nil, apierr.Prefix(err, fmt.Sprintf("the import is applied (%s), but: ", names(lbs)))
 	}
 	return resp, nil
 }

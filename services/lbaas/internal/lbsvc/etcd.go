@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
+	"github.com/hikkoshi/hikkoshi/platform/keys"
 	"github.com/hikkoshi/hikkoshi/platform/locks"
 )
 
@@ -50,20 +51,42 @@ func (s *Server) lockLost(ctx context.Context, prefix string) (func(), <-chan st
 	return unlock, lost, nil
 }
 
-// detached returns a context for work that goes on when its caller goes away
-// (ctx's values, not its end), bounded by d and ended when lost is closed: once
-// the request's lock is lost with the lease, another replica may run the same
-// request, so this one stops.
-func detached(ctx context.Context, d time.Duration, lost <-chan struct{}) (context.Context, context.CancelFunc) {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+// underRequest runs fn holding the lock of request rid, detached from the caller:
+// a caller that goes away does not undo the work, and its retry waits for the lock
+// and then finds the request's record. fn's context ends after d, or when the lock
+// is lost with the lease (another replica may run the same request from then on).
+// what names the work in the error a caller who went away gets.
+func underRequest[T any](ctx context.Context, s *Server, rid string, d time.Duration, what string, fn func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	unlock, lost, err := s.lockLost(ctx, keys.LBRequestLock(s.scope, rid))
+	if err != nil {
+		return zero, err
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
 	go func() {
-		select {
-		case <-lost:
-			cancel()
-		case <-bctx.Done():
-		}
+		defer unlock()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+		defer cancel()
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-bctx.Done():
+			}
+		}()
+		v, err := fn(bctx)
+		done <- result{v, err}
 	}()
-	return bctx, cancel
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, toStatus(what+" (it goes on: repeat the request with the same request_id to get its result)", ctx.Err())
+	}
 }
 
 // locked reports whether anyone (any replica) holds the lock at prefix.
@@ -75,8 +98,8 @@ func (s *Server) locked(ctx context.Context, prefix string) (bool, error) {
 	return held, nil
 }
 
-// readRequest returns the record of a request_id, or nil.
-func (s *Server) readRequest(ctx context.Context, key string) (*requestRecord, error) {
+// readRecord returns the record of a request_id at key, or nil.
+func readRecord[T any](ctx context.Context, s *Server, key string) (*T, error) {
 	resp, err := s.etcd.Get(ctx, key)
 	if err != nil {
 		return nil, apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "read request record: %v", err)
@@ -84,16 +107,20 @@ func (s *Server) readRequest(ctx context.Context, key string) (*requestRecord, e
 	if len(resp.Kvs) == 0 {
 		return nil, nil
 	}
-	var rec requestRecord
+	var rec T
 	if err := json.Unmarshal(resp.Kvs[0].Value, &rec); err != nil {
 		return nil, apierr.Corrupt("request record %s is not JSON: %v", key, err)
 	}
 	return &rec, nil
 }
 
-// writeRequest stores the record of a request_id for the request TTL.
-func (s *Server) writeRequest(ctx context.Context, key string, rec requestRecord) error {
-	b, _ := json.Marshal(rec) // strings and a time
+// writeRecord stores the record of a request_id (a struct of plain fields) at key
+// for the request TTL.
+func (s *Server) writeRecord(ctx context.Context, key string, rec any) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return apierr.New(codes.Internal, "RECORD", "request record %s: %v", key, err)
+	}
 	lease, err := s.etcd.Grant(ctx, int64(s.requestTTL/time.Second))
 	if err != nil {
 		return apierr.New(codes.Unavailable, "ETCD_UNAVAILABLE", "write request record: %v", err)

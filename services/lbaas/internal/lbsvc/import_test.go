@@ -306,3 +306,15 @@ func TestPlanImportKeepsSecretsOut(t *testing.T) {
 		t.Fatalf("a server name that is not UTF-8: %v %v", err, fv)
 	}
 }
+
+// TestApplyImportNamesTheMissingCertificate: a TLS bind whose certificate has no
+// Barbican container is INVALID_ARGUMENT on certificates, before Octavia is asked.
+func TestApplyImportNamesTheMissingCertificate(t *testing.T) {
+	cfg := "frontend www\n    mode http\n    bind 10.0.0.9:443 ssl crt /etc/ssl/shop.pem\n    default_backend web\n" +
+		"backend web\n    mode http\n    server web-1 10.0.0.1:80\n"
+	_, err := (&Server{}).ApplyImport(t.Context(), &lbaasv1.ApplyImportRequest{Source: source("haproxy.cfg", cfg),
+		VipSubnetId: "0d4e1a9c-4b1e-4f0a-9d35-0c3c1a0e2f11", AcceptLeftovers: true})
+	if fv := apierr.FieldViolations(err); status.Code(err) != codes.InvalidArgument || !strings.Contains(fv["certificates"], "/etc/ssl/shop.pem") {
+		t.Fatalf("%v %v", err, fv)
+	}
+}

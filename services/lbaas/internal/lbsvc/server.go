@@ -104,41 +104,20 @@ func (s *Server) CreateLoadBalancer(ctx context.Context, req *lbaasv1.CreateLoad
 	}
 	spec.Tags = append(spec.Tags, RequestTagPrefix+rid)
 	fp := pagetoken.MessageFingerprint(req, func(r *lbaasv1.CreateLoadBalancerRequest) { r.RequestId = "" })
-	unlock, lost, err := s.lockLost(ctx, keys.LBRequestLock(s.scope, rid))
+	lb, err := underRequest(ctx, s, rid, s.timeout, what, func(ctx context.Context) (*lbaasv1.LoadBalancer, error) {
+		return s.createOnce(ctx, rid, fp, spec)
+	})
 	if err != nil {
 		return nil, err
 	}
-	// The rest runs detached from the caller, holding the request's lock: a caller
-	// that goes away does not undo the create, and its retry waits for the lock and
-	// then finds the record. It stops if the lock is lost with the lease.
-	type result struct {
-		lb  *lbaasv1.LoadBalancer
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		defer unlock()
-		bctx, cancel := detached(ctx, s.timeout, lost)
-		defer cancel()
-		lb, err := s.createOnce(bctx, rid, fp, spec)
-		done <- result{lb, err}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			return nil, r.err
-		}
-		return &lbaasv1.CreateLoadBalancerResponse{LoadBalancer: r.lb}, nil
-	case <-ctx.Done():
-		return nil, toStatus(what+" (it goes on: repeat the request with the same request_id to get it)", ctx.Err())
-	}
+	return &lbaasv1.CreateLoadBalancerResponse{LoadBalancer: lb}, nil
 }
 
 // createOnce creates the load balancer of request rid unless it was created already,
 // holding the request's lock.
 func (s *Server) createOnce(ctx context.Context, rid, fp string, spec octavia.Spec) (*lbaasv1.LoadBalancer, error) {
 	key := keys.LBRequest(s.scope, rid)
-	rec, err := s.readRequest(ctx, key)
+	rec, err := readRecord[requestRecord](ctx, s, key)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +154,7 @@ func (s *Server) createOnce(ctx context.Context, rid, fp string, spec octavia.Sp
 			}
 		}
 		if err == nil {
-			if err := s.writeRequest(ctx, key, requestRecord{lb.ID, fp, "taken-over", time.Now().UTC()}); err != nil {
+			if err := s.writeRecord(ctx, key, requestRecord{lb.ID, fp, "taken-over", time.Now().UTC()}); err != nil {
 				return nil, err
 			}
 			s.log.Info("took over the load balancer of an interrupted create", "request_id", rid, "load_balancer", lb.ID)
@@ -192,7 +171,7 @@ func (s *Server) createOnce(ctx context.Context, rid, fp string, spec octavia.Sp
 	if err != nil {
 		return nil, err
 	}
-	if err := s.writeRequest(ctx, key, requestRecord{t.LoadBalancer.ID, fp, string(mode), time.Now().UTC()}); err != nil {
+	if err := s.writeRecord(ctx, key, requestRecord{t.LoadBalancer.ID, fp, string(mode), time.Now().UTC()}); err != nil {
 		return nil, err
 	}
 	return withMode(treeOf(t), mode), nil

@@ -44,10 +44,18 @@ func TestMain(m *testing.M) {
 // lb runs hikkoshi-lb against the old cloud with the test's owner tag.
 func lb(t *testing.T, owner string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	return lbWithin(t, 3*time.Minute, owner, args...)
+}
+
+// lbWithin is lb with a deadline of d for hikkoshi-lb's Octavia calls (--timeout),
+// for a tree the dev cloud builds one object at a time (its single-call create
+// left stuck and deleted), each waited for until ACTIVE.
+func lbWithin(t *testing.T, d time.Duration, owner string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	// Not t.Context(): cleanups run after it is cancelled.
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--os-cloud", "old", "--owner-tag", owner, "--timeout", "3m"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--os-cloud", "old", "--owner-tag", owner, "--timeout", d.String()}, args...)...)
 	cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+devcloud.CloudsYAML())
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e

@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -503,22 +500,6 @@ func differingLines(a, b string) []int {
 		}
 	}
 	return out
-}
-
-// lbWithin is lb with a deadline of d for hikkoshi-lb's Octavia calls instead of
-// 3 minutes: this import is a tree of 22 objects, which the dev cloud builds one by
-// one (after its single-call create is left stuck and deleted), each waited for
-// until ACTIVE; on a loaded machine that took longer than 3 minutes.
-func lbWithin(t *testing.T, d time.Duration, owner string, args ...string) (stdout, stderr string, err error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--os-cloud", "old", "--owner-tag", owner, "--timeout", d.String()}, args...)...)
-	cmd.Env = append(os.Environ(), "OS_CLIENT_CONFIG_FILE="+devcloud.CloudsYAML())
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	return o.String(), e.String(), err
 }
 
 // onlineMembers waits until every member of load balancer name is ONLINE (its
