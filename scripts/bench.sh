@@ -77,9 +77,9 @@ trap 'rm -f "$out"' EXIT
 go test -run '^$' -bench 'BenchmarkRegistry' -benchtime 2s -count "$count" \
   ./services/inventory/test/contract/ 2>/dev/null | tee "$out" | grep -E '^Benchmark' || true
 awk '
+  # BenchmarkRegistry/get-2  N  X ns/op  312.1 etcd-get-µs  650.2 grpc-get-µs ...
   /^BenchmarkRegistry\// {
-    split($1, p, "/"); name = p[2]; sub(/-[0-9]+$/, "", name)
-    v[name] = v[name] " " $3
+    for (i = 3; i < NF; i++) if ($(i + 1) ~ /-µs$/) { name = $(i + 1); sub(/-µs$/, "", name); v[name] = v[name] " " $i }
   }
   function median(s,   a, n, i, j, t) {
     n = split(s, a, " ")
@@ -87,12 +87,12 @@ awk '
     return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
   }
   END {
-    printf "\n%-24s %12s %12s %8s\n", "call", "median µs", "baseline µs", "ratio"
-    np = split("grpc-health:etcd-get grpc-get:etcd-get grpc-list-50:etcd-range-50 grpc-list-50-filtered:etcd-range-50", pairs, " ")
+    printf "\n%-32s %12s %12s %8s\n", "call", "median µs", "baseline µs", "ratio"
+    np = split("grpc-health:etcd-get grpc-get:etcd-get grpc-list-50:etcd-range-50 grpc-list-50-filtered:etcd-range-50-f grpc-health-embedded:etcd-get grpc-get-embedded:etcd-get grpc-list-50-embedded:etcd-range-50 grpc-list-50-filtered-embedded:etcd-range-50-f", pairs, " ")
     for (i = 1; i <= np; i++) {
       split(pairs[i], q, ":")
       if (!(q[1] in v) || !(q[2] in v)) continue
       m = median(v[q[1]]); base = median(v[q[2]])
-      printf "%-24s %12.1f %12.1f %7.2fx\n", q[1], m / 1000, base / 1000, m / base
+      printf "%-32s %12.1f %12.1f %7.2fx\n", q[1], m, base, m / base
     }
   }' "$out"

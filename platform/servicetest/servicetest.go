@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -279,6 +281,25 @@ func (p *Proc) Signal(sig syscall.Signal) {
 	if p.cmd.Process != nil {
 		_ = p.cmd.Process.Signal(sig)
 	}
+}
+
+// PeakRSS is the process's peak resident memory so far (VmHWM), in bytes; 0 when
+// it cannot be read.
+func (p *Proc) PeakRSS() int64 {
+	if p.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kib << 10
+		}
+	}
+	return 0
 }
 
 // Kill kills the process (SIGKILL) and waits for it, unless it has exited.

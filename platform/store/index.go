@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/hikkoshi/hikkoshi/platform/apierr"
@@ -174,6 +175,12 @@ func (s *Store[T]) dropStrayKeys(ctx context.Context) error {
 // transactions of at most maxTxnOps reads). keep decides as for Page, and must
 // check the indexed value too: before Reindex has run, PageBy is Page (every record
 // read, keep deciding alone). next is the ID to continue after, as for Page.
+//
+// With FollowIndexes running, the records the index is expected to list are read
+// in the same transaction as the index's keys: one round trip to etcd where the
+// hints were right, and a second (at the same revision) only for the records they
+// missed. The index's keys read in that transaction decide the page, never the
+// hints.
 func (s *Store[T]) PageBy(ctx context.Context, name, value, after string, size int, keep func(T) bool) (page []T, next string, err error) {
 	if !s.indexed.Load() {
 		return s.Page(ctx, after, Ascending, size, keep)
@@ -183,54 +190,79 @@ func (s *Store[T]) PageBy(ctx context.Context, name, value, after string, size i
 	if after != "" {
 		start = pfx + after + "\x00"
 	}
-	batch := int64(min(size+1, maxTxnOps))
+	// One op of each transaction is the index's range.
+	batch := min(size+1, maxTxnOps-1)
 	var rev int64
 	var lastID string
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(batch), clientv3.WithKeysOnly()}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
+		at := func(opts ...clientv3.OpOption) []clientv3.OpOption {
+			if rev != 0 {
+				opts = append(opts, clientv3.WithRev(rev))
+			}
+			return opts
 		}
-		resp, err := s.c.Get(ctx, start, opts...)
+		ops := []clientv3.Op{clientv3.OpGet(start, at(clientv3.WithRange(end), clientv3.WithLimit(int64(batch)), clientv3.WithKeysOnly())...)}
+		guess, _ := s.hints.next(pfx, after, batch)
+		for _, id := range guess {
+			ops = append(ops, clientv3.OpGet(s.Key(id), at()...))
+		}
+		tr, err := s.c.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
 			return nil, "", apierr.Etcd("list "+s.noun+"s", err)
 		}
 		if rev == 0 {
-			rev = resp.Header.Revision
+			rev = tr.Header.Revision
+		}
+		resp := tr.Responses[0].GetResponseRange()
+		records := make(map[string]*mvccpb.KeyValue, len(resp.Kvs))
+		for i, id := range guess {
+			if kvs := tr.Responses[i+1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+				records[id] = kvs[0]
+			}
 		}
 		ids := make([]string, len(resp.Kvs))
-		gets := make([]clientv3.Op, len(resp.Kvs))
+		var missed []clientv3.Op
+		var missedIDs []string
 		for i, kv := range resp.Kvs {
 			ids[i] = strings.TrimPrefix(string(kv.Key), pfx)
-			gets[i] = clientv3.OpGet(s.Key(ids[i]), clientv3.WithRev(rev))
+			if _, ok := records[ids[i]]; !ok && !slices.Contains(guess, ids[i]) {
+				missed = append(missed, clientv3.OpGet(s.Key(ids[i]), clientv3.WithRev(rev)))
+				missedIDs = append(missedIDs, ids[i])
+			}
 		}
-		if len(gets) > 0 {
-			tr, err := s.c.Txn(ctx).Then(gets...).Commit()
+		if len(missed) > 0 {
+			tr, err := s.c.Txn(ctx).Then(missed...).Commit()
 			if err != nil {
 				return nil, "", apierr.Etcd("list "+s.noun+"s", err)
 			}
 			for i, r := range tr.Responses {
-				kvs := r.GetResponseRange().GetKvs()
-				if len(kvs) == 0 {
-					continue // a key whose record could not be read when it was deleted
+				if kvs := r.GetResponseRange().GetKvs(); len(kvs) > 0 {
+					records[missedIDs[i]] = kvs[0]
 				}
-				v, err := s.Decode(kvs[0])
-				if err != nil {
-					return nil, "", err
-				}
-				if keep != nil && !keep(v) {
-					continue
-				}
-				if len(page) == size {
-					return page, lastID, nil
-				}
-				page = append(page, v)
-				lastID = ids[i]
 			}
+		}
+		for _, id := range ids {
+			kv := records[id]
+			if kv == nil {
+				continue // a key whose record could not be read when it was deleted
+			}
+			v, err := s.Decode(kv)
+			if err != nil {
+				return nil, "", err
+			}
+			if keep != nil && !keep(v) {
+				continue
+			}
+			if len(page) == size {
+				return page, lastID, nil
+			}
+			page = append(page, v)
+			lastID = id
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
 			return page, "", nil
 		}
 		start = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+		after = ids[len(ids)-1]
 	}
 }

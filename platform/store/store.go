@@ -55,6 +55,7 @@ type Store[T proto.Message] struct {
 	etag       protoreflect.FieldDescriptor
 	indexes    []index[T]
 	indexed    atomic.Bool // the indexes are whole (Reindex)
+	hints      hints       // the index keys as a watch saw them (FollowIndexes)
 }
 
 // New returns the store of T's records on c: record id lives at prefix+id, and is

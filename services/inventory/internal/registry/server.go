@@ -72,6 +72,9 @@ func RegisterStore(rt *service.Runtime, store *Store, syncs Syncs) error {
 			}
 		}
 	})
+	// The index keys in memory, so that a filtered page is one read of etcd (never
+	// an answer by itself: store.FollowIndexes).
+	rt.Go(store.FollowIndexes)
 	inventoryv1.RegisterInventoryServiceServer(rt.GRPC, srv)
 	service.AddValidator(rt, ValidateCreateWorkload)
 	service.AddValidator(rt, ValidateGetWorkload)

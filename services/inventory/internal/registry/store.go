@@ -108,6 +108,10 @@ func one(s string) []string {
 // until it has run, filtered lists read every workload.
 func (s *Store) Reindex(ctx context.Context) error { return s.records.Reindex(ctx) }
 
+// FollowIndexes keeps the workload indexes' keys in memory until ctx ends, so that
+// a filtered list reads its page in one round trip (store.FollowIndexes).
+func (s *Store) FollowIndexes(ctx context.Context) { s.records.FollowIndexes(ctx) }
+
 // etag parses an etag the request validation has checked ("" is 0: any).
 func etag(s string) int64 {
 	n, _ := strconv.ParseInt(s, 10, 64)
