@@ -2,13 +2,16 @@
 # devcloud.sh runs two real OpenStack "clouds" (Zed, from Debian bookworm's packages) on
 # 127.0.0.1, for the tests, Tilt and the demo.
 #
-#   devcloud.sh up [--libvirt | --no-libvirt]
+#   devcloud.sh up [--libvirt | --no-libvirt] [--ha | --no-ha]
 #                               install (once), configure, start, bootstrap, seed; idempotent
 #                               --libvirt adds a second compute to each region: Nova's
 #                               libvirt driver with qemu in TCG mode, hosts tcg-libvirt
 #                               (old) and tcg-libvirt-new (new, config drive forced),
 #                               availability zone "tcg". The choice is kept in the state
 #                               directory: a later plain up (after down or a crash) keeps it
+#                               --ha adds two network nodes with real L3 and linuxbridge
+#                               agents (hikkoshi-l3-a, hikkoshi-l3-b) that run HA routers
+#                               with keepalived (ha/ha.sh); kept like --libvirt
 #   devcloud.sh down [--wipe]   stop exactly what up started (by PID); --wipe deletes state
 #   devcloud.sh status          which processes run and which APIs answer
 #   devcloud.sh wait            wait until every API answers
@@ -45,6 +48,9 @@ declare -A CINDER_PORT=([old]=8776 [new]=8777)
 declare -A REGION=([old]=RegionOld [new]=RegionNew)
 BASTION_PORT=1080 # the data plane's jump host (SOCKS5; dataplane/bastion.py)
 regions=(old new)
+
+# shellcheck source=ha/ha.sh
+source "$here/ha/ha.sh"
 
 log() { printf '[devcloud %s] %s\n' "$(date +%T)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
@@ -394,7 +400,7 @@ EOF
 [ml2]
 type_drivers = flat,vlan,vxlan
 tenant_network_types = vxlan
-mechanism_drivers = hikkoshi_fake
+mechanism_drivers = $(if ha_enabled; then echo linuxbridge,; fi)hikkoshi_fake
 extension_drivers = port_security
 [ml2_type_flat]
 flat_networks = *
@@ -692,8 +698,13 @@ start_services() {
   dataplane_drivers
   cinder_driver
   dp up | sed 's/^/  /'
+  local neutron_ha=()
+  if ha_enabled; then
+    ha_server_conf >"$S/etc/neutron/neutron-ha.conf"
+    neutron_ha=(--config-file "$S/etc/neutron/neutron-ha.conf")
+  fi
   start neutron-server env PYTHONPATH="$S/pylib" /usr/bin/neutron-server \
-    --config-file "$S/etc/neutron/neutron.conf" --config-file "$S/etc/neutron/ml2_conf.ini"
+    --config-file "$S/etc/neutron/neutron.conf" --config-file "$S/etc/neutron/ml2_conf.ini" "${neutron_ha[@]}"
   uwsgi octavia-api 9876 /usr/bin/octavia-wsgi OCTAVIA_CONFIG_FILE="$S/etc/octavia/octavia.conf" \
     UWSGI_PYARGV="--config-file $S/etc/octavia/octavia.conf" "${dpenv[@]}"
   start octavia-worker env "${dpenv[@]}" ${HIKKOSHI_HEALTH_INTERVAL:+HIKKOSHI_HEALTH_INTERVAL=$HIKKOSHI_HEALTH_INTERVAL} /usr/bin/octavia-worker --config-file "$S/etc/octavia/octavia.conf"
@@ -746,31 +757,39 @@ services=(mariadb epmd rabbitmq keystone neutron-server octavia-api octavia-work
   glance-old placement-old nova-api-old nova-conductor-old nova-scheduler-old nova-compute-old
   glance-new placement-new nova-api-new nova-conductor-new nova-scheduler-new nova-compute-new
   cinder-api-old cinder-scheduler-old cinder-volume-old cinder-api-new cinder-scheduler-new cinder-volume-new
-  libvirtd nova-compute-old-tcg nova-compute-new-tcg)
+  libvirtd nova-compute-old-tcg nova-compute-new-tcg "${ha_services[@]}")
 
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
   mkdir -p "$S"
-  case "$#:${1:-}" in
-    0:) ;;
-    1:--libvirt) touch "$S/libvirt.enabled" ;;
-    1:--no-libvirt) rm -f "$S/libvirt.enabled" ;;
-    *) die "usage: $0 up [--libvirt | --no-libvirt]" ;;
-  esac
+  local a
+  for a in "$@"; do
+    case "$a" in
+      --libvirt) touch "$S/libvirt.enabled" ;;
+      --no-libvirt) rm -f "$S/libvirt.enabled" ;;
+      --ha) touch "$S/ha.enabled" ;;
+      --no-ha) rm -f "$S/ha.enabled" ;;
+      *) die "usage: $0 up [--libvirt | --no-libvirt] [--ha | --no-ha]" ;;
+    esac
+  done
   # openstacksdk in bootstrap.py would follow a caller's OS_CLOUD, OS_REGION_NAME, ...
   local v
   for v in "${!OS_@}"; do unset "$v"; done
   local t0=$SECONDS
   mkdir -p "$S"/{etc,log,run}
   phase install
-  if libvirt_enabled; then "$here/install.sh" --libvirt; else "$here/install.sh"; fi
+  local extras=()
+  if libvirt_enabled; then extras+=(--libvirt); fi
+  if ha_enabled; then extras+=(--ha); fi
+  "$here/install.sh" "${extras[@]}"
   phase "mariadb+rabbitmq"
   secrets
   mariadb_up
   rabbit_up
   configure
   if libvirt_enabled; then libvirt_configure; fi
+  if ha_enabled; then ha_configure; fi
   rabbit_ready
   phase "migrations"
   db_sync
@@ -781,6 +800,13 @@ cmd_up() {
   phase "services start"
   start_services
   wait_apis
+  if ha_enabled; then
+    phase "ha network nodes"
+    ha_up
+  elif [[ -d "$S/run/ha" ]]; then # up --no-ha
+    for a in "${ha_services[@]}"; do stop "$a"; done
+    ha_down
+  fi
   phase "cells+seed"
   local r
   for r in "${regions[@]}"; do
@@ -841,6 +867,7 @@ cmd_down() {
   # The data plane's stand-ins and haproxies outlive their services' restarts (as
   # guests and amphorae do): down stops them and removes the namespace.
   if [[ -d "$S/dataplane" ]]; then dp down | sed 's/^/  /'; fi
+  if [[ -d "$S/run/ha" ]]; then ha_down; fi
   log "stopped in $((SECONDS - t0))s"
   if ((wipe)); then
     # libvirt keeps guest definitions in /etc/libvirt/qemu; drop those of this state.
@@ -894,5 +921,5 @@ case "${1:-}" in
   status) cmd_status; if [[ -d "$S/dataplane" ]]; then dp status | sed "s/^/  /"; fi ;;
   wait) wait_apis ;;
   restart) shift; cmd_restart "$@" ;;
-  *) echo "usage: $0 up [--libvirt | --no-libvirt] | down [--wipe] | status | wait | listeners | restart SERVICE..." >&2; exit 2 ;;
+  *) echo "usage: $0 up [--libvirt | --no-libvirt] [--ha | --no-ha] | down [--wipe] | status | wait | listeners | restart SERVICE..." >&2; exit 2 ;;
 esac

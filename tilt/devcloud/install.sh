@@ -5,7 +5,8 @@
 # package configures a database, a message queue or Keystone endpoints by itself.
 # Idempotent: packages already installed are left alone.
 #
-#   install.sh [--libvirt]   --libvirt adds libvirt and qemu for the TCG compute
+#   install.sh [--libvirt] [--ha]   --libvirt adds libvirt and qemu for the TCG compute,
+#                                   --ha keepalived for the HA routers' L3 agents
 set -euo pipefail
 
 packages=(
@@ -16,11 +17,18 @@ packages=(
   cinder-api cinder-scheduler cinder-volume qemu-utils # Cinder, with the file driver (tilt/devcloud/cinder)
   haproxy # the data plane's load balancers (tilt/devcloud/dataplane)
 )
-if [[ "${1:-}" == "--libvirt" ]]; then
-  # libvirt-daemon-system creates the libvirt-qemu user the qemu driver insists on.
-  # genisoimage makes the config drives (the new region's TCG compute forces them).
-  packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils python3-libvirt genisoimage)
-fi
+for a in "$@"; do
+  case "$a" in
+    --libvirt)
+      # libvirt-daemon-system creates the libvirt-qemu user the qemu driver insists on.
+      # genisoimage makes the config drives (the new region's TCG compute forces them).
+      packages+=(libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils python3-libvirt genisoimage) ;;
+    --ha)
+      # The L3 agents' keepalived and arping (their binaries are in neutron-common).
+      packages+=(keepalived iputils-arping) ;;
+    *) echo "usage: $0 [--libvirt] [--ha]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -202,7 +202,11 @@ func (c *Checker) router(ctx context.Context, nc *gophercloud.ServiceClient, st 
 		if !wasHealthy || h.GetGaveUp() {
 			c.event(st, now, "recovered", h.GetCloud(), r.ID, "router %s is healthy again", r.Name)
 		}
-		h.GaveUp, h.HealTimes, h.NextHealTime = false, nil, nil
+		// The heals stay counted until they leave the window, and the back-off
+		// runs on: a router rebuilt by a heal passes through states that look
+		// healthy for a moment (one agent reports master before the other), and a
+		// router that flaps must not earn a fresh allowance of heals each time.
+		h.GaveUp = false
 		return nil
 	}
 	if wasHealthy {

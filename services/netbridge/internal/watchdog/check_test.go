@@ -110,7 +110,8 @@ func checker(nc *gophercloud.ServiceClient, now *time.Time) *Checker {
 // TestHealsDownVRRPPortWithBackoffAndLimit: a DOWN VRRP port is detected and healed
 // by disabling and enabling the router; while it stays broken the heals back off
 // (1, 2 minutes) and stop at the limit (3 an hour); healthy again, it is reported
-// recovered and the history is forgotten.
+// recovered, and its heals stay counted until they leave the hour: broken again
+// within it, it gets no new heal; after it, it does.
 func TestHealsDownVRRPPortWithBackoffAndLimit(t *testing.T) {
 	f := &fakeNeutron{up: true, active: 1}
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
@@ -150,15 +151,38 @@ func TestHealsDownVRRPPortWithBackoffAndLimit(t *testing.T) {
 	f.mu.Unlock()
 	pass(21 * time.Minute)
 	h = st.GetRouters()[0]
-	if !h.GetHealthy() || h.GetGaveUp() || len(h.GetHealTimes()) != 0 {
-		t.Fatalf("after recovery %v", h)
+	if !h.GetHealthy() || h.GetGaveUp() || len(h.GetHealTimes()) != 3 {
+		t.Fatalf("after recovery %v: healthy, not given up, the 3 heals still counted", h)
 	}
-	want := []string{"degraded", "healed", "healed", "healed", "gave_up", "recovered"}
+	// Broken again within the hour (a flapping router): no fresh allowance of
+	// heals; it gives up again at once.
+	f.mu.Lock()
+	f.portUp = false
+	f.mu.Unlock()
+	pass(22 * time.Minute)
+	if n := len(f.puts()); n != 6 || !st.GetRouters()[0].GetGaveUp() {
+		t.Fatalf("flapping within the window: %d PUTs (want the 6 of before), given up %v", n, st.GetRouters()[0].GetGaveUp())
+	}
+	// Given up, it stays quiet while broken, even once the first heals leave the
+	// window; healthy again and then broken, an hour after the heals, it is healed.
+	pass(61 * time.Minute)
+	f.mu.Lock()
+	f.portUp = true
+	f.mu.Unlock()
+	pass(62 * time.Minute)
+	f.mu.Lock()
+	f.portUp = false
+	f.mu.Unlock()
+	pass(64 * time.Minute)
+	if n := len(f.puts()); n != 8 {
+		t.Fatalf("after the window: %d PUTs, want a fourth heal (8)", n)
+	}
+	want := []string{"degraded", "healed", "healed", "healed", "gave_up", "recovered", "degraded", "gave_up", "recovered", "degraded", "healed"}
 	if got := kinds(st); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
-	if saves != 3 {
-		t.Fatalf("%d saves before heals, want one per heal (3)", saves)
+	if saves != 4 {
+		t.Fatalf("%d saves before heals, want one per heal (4)", saves)
 	}
 }
 
