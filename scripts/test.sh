@@ -34,8 +34,8 @@ trap cleanup EXIT
 bglog=$(mktemp)
 (
   set -e
-  echo "--- tilt/devcloud/devcloud.sh up --libvirt ($((SECONDS - start))s)"
-  tilt/devcloud/devcloud.sh up --libvirt
+  echo "--- tilt/devcloud/devcloud.sh up --libvirt --ha ($((SECONDS - start))s)"
+  tilt/devcloud/devcloud.sh up --libvirt --ha
   echo "--- tilt/p2v/fixture.sh: the P2V fixture disk, built once per machine, then cached ($((SECONDS - start))s)"
   tilt/p2v/fixture.sh
   echo "--- done ($((SECONDS - start))s)"
@@ -92,7 +92,7 @@ done
 step "Tilt (scripts/tilt.sh: built once per machine, then cached)"
 tilt="$(scripts/tilt.sh)"
 
-step "dev cloud up with the TCG compute, and the P2V fixture disk (begun in the background at 0s)"
+step "dev cloud up with the TCG compute and the HA network nodes, and the P2V fixture disk (begun in the background at 0s)"
 bgok=0
 wait "$bg" || bgok=$?
 bg=""
