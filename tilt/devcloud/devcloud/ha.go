@@ -114,16 +114,21 @@ func Keepalived(host, router string) ([]int, error) {
 	return pids, nil
 }
 
-// KillKeepalived sends sig to both keepalived processes of router on host at once:
-// SIGKILL is a dirty death (the VIP stays where it was: two masters once the other
-// side takes over), SIGTERM a clean stop (keepalived hands over first).
+// KillKeepalived signals the keepalived of router on host and returns its PIDs:
+// SIGKILL goes to both processes at once, a dirty death (the VIP stays where it was:
+// two masters once the other side takes over); another signal (SIGTERM) to the
+// parent only, a clean stop (its VRRP child gives the VIP up and says so first).
 func KillKeepalived(tb testing.TB, host, router string, sig syscall.Signal) []int {
 	tb.Helper()
 	pids, err := Keepalived(host, router)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, p := range pids {
+	targets := pids
+	if sig != syscall.SIGKILL {
+		targets = pids[:1]
+	}
+	for _, p := range targets {
 		if err := syscall.Kill(p, sig); err != nil {
 			tb.Fatalf("kill -%d %d (keepalived of router %s on %s): %v", sig, p, router, host, err)
 		}

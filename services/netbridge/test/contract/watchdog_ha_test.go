@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,11 +72,15 @@ func vrrpPorts(ctx context.Context, t *testing.T, nc *gophercloud.ServiceClient,
 //     alone over several passes: no false positive.
 //   - The active side's keepalived is killed (SIGKILL, parent and VRRP child: no
 //     goodbye advert). The standby takes the VIP, the dead side keeps it: two agents
-//     report active, a real split brain. The leader sees it within its interval and
+//     report active, a real split brain (or, when the agent respawns keepalived
+//     first, for a moment none: the respawned one drops the stale VIP before the
+//     standby has taken over). The leader sees it within its interval and
 //     heals (disable, enable: the agents rebuild the router and restart keepalived);
 //     the router ends with exactly one active agent. Times printed.
 //     One heal: the back-off outlasts the rebuilt router's election, whose passing
 //     states (one side reports master before the other) must not bring a second.
+//   - Both sides' keepalived of a second router stopped cleanly (SIGTERM): each gives
+//     its VIP up, no agent is active. Seen, healed once, one active agent again.
 //   - The HA network is cut between the nodes (the wire down): both sides are master,
 //     and a heal cannot help. The heals back off (doubling) and stop at the limit,
 //     which counts the heal of the kill too (3 an hour: that one and two more); the
@@ -91,9 +96,13 @@ func TestWatchdogOnARealHARouter(t *testing.T) {
 
 	created := time.Now()
 	r := must(routers.Create(ctx, nc, haRouterOpts{name: fmt.Sprintf("ctest-real-ha-%d", time.Now().UnixNano()), project: must(n.ProjectID())(t)}).Extract())(t)
+	// A second router, for the failure with no active agent (a router's heals are
+	// counted per router).
+	r2 := must(routers.Create(ctx, nc, haRouterOpts{name: fmt.Sprintf("ctest-real-ha2-%d", time.Now().UnixNano()), project: must(n.ProjectID())(t)}).Extract())(t)
 	t.Cleanup(func() {
 		devcloud.SetHAWire(t, true)
 		_ = routers.Delete(context.Background(), nc, r.ID).ExtractErr()
+		_ = routers.Delete(context.Background(), nc, r2.ID).ExtractErr()
 	})
 	waitFor := func(what string, limit time.Duration, ok func() bool) time.Duration {
 		t.Helper()
@@ -107,11 +116,15 @@ func TestWatchdogOnARealHARouter(t *testing.T) {
 		}
 		return time.Since(t0)
 	}
-	oneActive := func() bool {
-		a, s := haAgents(ctx, t, nc, r.ID)
-		return len(a) == 1 && len(s) == 1
+	oneActiveOf := func(id string) func() bool {
+		return func() bool {
+			a, s := haAgents(ctx, t, nc, id)
+			return len(a) == 1 && len(s) == 1
+		}
 	}
+	oneActive := oneActiveOf(r.ID)
 	waitFor("one active and one standby L3 agent", 3*time.Minute, oneActive)
+	waitFor("router 2: one active and one standby L3 agent", 3*time.Minute, oneActiveOf(r2.ID))
 	waitFor("two ACTIVE VRRP ports, one per node", time.Minute, func() bool {
 		p := vrrpPorts(ctx, t, nc, r.ID)
 		return len(p) == 2 && p[devcloud.L3HostA] == "ACTIVE" && p[devcloud.L3HostB] == "ACTIVE"
@@ -220,8 +233,50 @@ func TestWatchdogOnARealHARouter(t *testing.T) {
 			return err == nil
 		})
 	}
-	t.Logf("keepalived %v of %s killed (SIGKILL): split brain seen %s later (interval %s), healed once by the leader, one active agent %s after the kill (%s after the heal began)",
+	t.Logf("keepalived %v of %s killed (SIGKILL): the failure seen %s later (interval %s), healed once by the leader, one active agent %s after the kill (%s after the heal began)",
 		pids, active[0], detected.Round(100*time.Millisecond), interval, healedIn.Round(100*time.Millisecond), time.Since(healedAt).Round(100*time.Millisecond))
+
+	// No agent active, the other real failure: both sides' keepalived stopped
+	// cleanly (SIGTERM: each gives its VIP up), as by an operator's mistake or a
+	// package upgrade. The agent's respawn may come first, as above.
+	var stopped time.Time
+	for attempt := 1; ; attempt++ {
+		stopped = time.Now()
+		pa := devcloud.KillKeepalived(t, devcloud.L3HostA, r2.ID, syscall.SIGTERM)
+		pb := devcloud.KillKeepalived(t, devcloud.L3HostB, r2.ID, syscall.SIGTERM)
+		seen := false
+		watch("no active agent seen, or keepalived respawned by the agents", 2*time.Minute, func(st *netbridgev1.WatchdogStatus) bool {
+			if h := routerHealth(st, r2.ID); strings.Contains(strings.Join(h.GetProblems(), "; "), "no L3 agent is active") {
+				seen = true
+				return true
+			}
+			qa, errA := devcloud.Keepalived(devcloud.L3HostA, r2.ID)
+			qb, errB := devcloud.Keepalived(devcloud.L3HostB, r2.ID)
+			return errA == nil && errB == nil && !slices.Equal(qa, pa) && !slices.Equal(qb, pb) &&
+				time.Since(stopped) > 30*time.Second && oneActiveOf(r2.ID)()
+		})
+		if seen {
+			break
+		}
+		if attempt == 3 {
+			t.Fatal("three clean stops of both keepalived of router 2, each respawned by the agents before any failure showed")
+		}
+		t.Log("router 2's keepalived respawned by the agents before the watchdog saw no active agent; stopping again")
+	}
+	detected2 := time.Since(stopped)
+	t.Logf("router 2: %s", strings.Join(routerHealth(st, r2.ID).GetProblems(), "; "))
+	watch("router 2 healed and healthy again", 3*time.Minute, func(st *netbridgev1.WatchdogStatus) bool {
+		h := routerHealth(st, r2.ID)
+		n, _ := events(st, r2.ID, "healed")
+		return n >= 1 && h.GetHealthy() && h.GetActiveAgents() == 1
+	})
+	healed2In := time.Since(stopped)
+	if n, by2 := events(st, r2.ID, "healed"); n != 1 || by2[st.GetLeader()] != 1 {
+		t.Fatalf("router 2 heals by instance %v: one, by the leader", by2)
+	}
+	waitFor("router 2: exactly one active agent in Neutron", time.Minute, oneActiveOf(r2.ID))
+	t.Logf("router 2's keepalived stopped on both sides (SIGTERM): no active agent seen within %s (status polled every 250 ms), healed once, one active agent %s after the stop",
+		detected2.Round(100*time.Millisecond), healed2In.Round(100*time.Millisecond))
 
 	// A failure a heal cannot fix: the HA network cut between the nodes.
 	devcloud.SetHAWire(t, false)
