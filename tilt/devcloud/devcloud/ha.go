@@ -149,3 +149,41 @@ func SetHAWire(tb testing.TB, up bool) {
 		tb.Fatalf("ip -n hikkoshi-l3a link set hkwire-a %s: %v: %s", state, err, out)
 	}
 }
+
+// HARouterReport is what the L3 agent on host keeps about an HA router, for a
+// test's failure message: keepalived's state file, the neutron-keepalived-state-change
+// monitor's PID file (and whether it runs) and the last lines of its log (it tells
+// the agent each transition; the agent tells the server).
+func HARouterReport(host, router string) string {
+	n, err := node(host)
+	if err != nil {
+		return err.Error()
+	}
+	confs := filepath.Join(stateDir(), "lib", "neutron-l3-"+n, "ha_confs")
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s, router %s:", host, router)
+	if s, err := os.ReadFile(filepath.Join(confs, router, "state")); err != nil {
+		fmt.Fprintf(&b, " state file: %v;", err)
+	} else {
+		fmt.Fprintf(&b, " state file %q;", strings.TrimSpace(string(s)))
+	}
+	pidFile := filepath.Join(stateDir(), "lib", "neutron-l3-"+n, "external", "pids", router+".monitor.pid.neutron-keepalived-state-change-monitor")
+	if p, err := os.ReadFile(pidFile); err != nil {
+		fmt.Fprintf(&b, " state-change monitor PID file: %v;", err)
+	} else if pid, err := strconv.Atoi(strings.TrimSpace(string(p))); err != nil || syscall.Kill(pid, 0) != nil {
+		fmt.Fprintf(&b, " state-change monitor %q not running;", p)
+	} else {
+		fmt.Fprintf(&b, " state-change monitor PID %d running;", pid)
+	}
+	log, err := os.ReadFile(filepath.Join(confs, router, "neutron-keepalived-state-change.log"))
+	if err != nil {
+		fmt.Fprintf(&b, " its log: %v", err)
+		return b.String()
+	}
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	b.WriteString(" its log ends:")
+	for _, l := range lines[max(0, len(lines)-12):] {
+		b.WriteString("\n    " + l[:min(len(l), 240)])
+	}
+	return b.String()
+}
