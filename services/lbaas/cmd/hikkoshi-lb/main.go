@@ -19,20 +19,22 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/hikkoshi/hikkoshi/services/lbaas/lbcli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := newRoot().ExecuteContext(ctx)
+	err := lbcli.NewRoot().ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hikkoshi-lb:", err)
-		var ue usageError
+		var ue lbcli.UsageError
 		if errors.As(err, &ue) {
 			os.Exit(2)
 		}
-		if errors.Is(err, errIncomplete) {
+		if errors.Is(err, lbcli.ErrIncomplete) {
 			os.Exit(3)
 		}
 		os.Exit(1)

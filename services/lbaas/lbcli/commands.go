@@ -1,9 +1,10 @@
-package main
+package lbcli
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/gophercloud/gophercloud/v2/openstack/loadbalancer/v2/loadbalancers"
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
+	"github.com/hikkoshi/hikkoshi/platform/cliout"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
@@ -33,8 +36,8 @@ func show(ctx context.Context, g *globals, c *octavia.Client, id string) error {
 	if err != nil {
 		return err
 	}
-	if g.output == "json" {
-		return printJSON(t)
+	if g.output.Structured() {
+		return g.printData(os.Stdout, t)
 	}
 	lb := t.LoadBalancer
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -54,8 +57,18 @@ func show(ctx context.Context, g *globals, c *octavia.Client, id string) error {
 	return w.Flush()
 }
 
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
+// printData writes v (not a protobuf message: Octavia's own objects) as JSON or
+// YAML, by its JSON field names.
+func (g *globals) printData(w io.Writer, v any) error {
+	if g.output == cliout.YAML {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "---\n%s", b)
+		return err
+	}
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
@@ -83,11 +96,11 @@ func newList(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.output == "json" {
+			if g.output.Structured() {
 				if list == nil {
 					list = []octavia.LoadBalancer{}
 				}
-				return printJSON(list)
+				return g.printData(os.Stdout, list)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "NAME\tID\tPROVISIONING\tOPERATING\tVIP\tTAGS")
@@ -150,8 +163,8 @@ func newVersion(g *globals) *cobra.Command {
 			if !(octavia.Version{Major: 2, Minor: 22}).After(v) {
 				proxyV2 = "yes"
 			}
-			if g.output == "json" {
-				return printJSON(map[string]any{"version": v.String(), "proxyv2": proxyV2 == "yes"})
+			if g.output.Structured() {
+				return g.printData(os.Stdout, map[string]any{"version": v.String(), "proxyv2": proxyV2 == "yes"})
 			}
 			fmt.Printf("Octavia API %s; PROXYV2 pools: %s\n", v, proxyV2)
 			return nil

@@ -1,4 +1,4 @@
-package main
+package invcli
 
 import (
 	"errors"
@@ -9,15 +9,15 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	inventoryv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/inventory/v1"
+	"github.com/hikkoshi/hikkoshi/platform/cliout"
 )
 
-// errRunNotDone is a followed run that ended other than done: exit 4.
-var errRunNotDone = errors.New("the run did not end done")
+// ErrRunNotDone is a followed run that ended other than done: exit 4.
+var ErrRunNotDone = errors.New("the run did not end done")
 
-func newWave(g *globals) *cobra.Command {
+func newWave(g *Globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "wave", Short: "Move whole waves: run, follow, pause, resume, abort, approve, decommission"}
 	runs := func() inventoryv1.WaveRunServiceClient { return inventoryv1.NewWaveRunServiceClient(g.conn) }
 
@@ -301,7 +301,7 @@ func runTable(tw *tabwriter.Writer, r *inventoryv1.Run) {
 
 // follow streams a run until it ends, a line per workload change (JSON lines with
 // -o json).
-func (g *globals) follow(cmd *cobra.Command, c inventoryv1.WaveRunServiceClient, name string) error {
+func (g *Globals) follow(cmd *cobra.Command, c inventoryv1.WaveRunServiceClient, name string) error {
 	stream, err := c.WatchRun(cmd.Context(), &inventoryv1.WatchRunRequest{Name: name})
 	if err != nil {
 		return err
@@ -318,8 +318,8 @@ func (g *globals) follow(cmd *cobra.Command, c inventoryv1.WaveRunServiceClient,
 			return err
 		}
 		last = m.GetRun()
-		if g.output == "json" {
-			fmt.Fprintln(out, protojson.Format(last))
+		if g.Output.Structured() {
+			g.emit(out, last)
 			continue
 		}
 		if k := "run"; seen[k] != last.GetState().String() {
@@ -333,13 +333,13 @@ func (g *globals) follow(cmd *cobra.Command, c inventoryv1.WaveRunServiceClient,
 			}
 		}
 	}
-	if last != nil && g.output != "json" {
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if last != nil && !g.Output.Structured() {
+		tw := cliout.NewTabWriter(out)
 		runTable(tw, last)
 		_ = tw.Flush()
 	}
 	if last == nil || last.GetState() != inventoryv1.RunState_RUN_STATE_DONE {
-		return errRunNotDone
+		return ErrRunNotDone
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package lbcli
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 func runLB(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	t.Setenv("OS_CLOUD", "") // import reads no cloud
-	root := newRoot()
+	root := NewRoot()
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetArgs(args)
@@ -65,7 +65,7 @@ backend b
 	}
 	must(os.WriteFile(cfg, []byte("frontend f\n  bind 10.0.0.1:80\n  option http-buffer-request\n  default_backend b\nbackend b\n  server a 10.0.0.2:80\n"), 0o600))
 	out, err = runLB(t, "import", cfg)
-	if !errors.Is(err, errIncomplete) || !strings.Contains(out, "left over") || !strings.Contains(out, cfg+":3") {
+	if !errors.Is(err, ErrIncomplete) || !strings.Contains(out, "left over") || !strings.Contains(out, cfg+":3") {
 		t.Fatalf("a leftover: %v\n%s", err, out)
 	}
 	if out, err = runLB(t, "import", cfg, "--accept", cfg+":3"); err != nil || !strings.Contains(out, "complete (1 accepted)") || !strings.Contains(out, "left over (accepted)") {

@@ -1,4 +1,4 @@
-package main
+package lbcli
 
 import (
 	"context"
@@ -8,21 +8,23 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hikkoshi/hikkoshi/platform/cliout"
 	"github.com/hikkoshi/hikkoshi/platform/cloud"
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
-// usageError is a command line the user must change; it exits with 2.
-type usageError struct{ msg string }
+// UsageError is a command line the user must change; it exits with 2.
+type UsageError struct{ Msg string }
 
-func (e usageError) Error() string { return e.msg }
+func (e UsageError) Error() string { return e.Msg }
 
-func usagef(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
+func usagef(format string, a ...any) error { return UsageError{fmt.Sprintf(format, a...)} }
 
 type globals struct {
 	cloud    string
 	region   string
-	output   string
+	output   cliout.Format
+	outArg   string
 	timeout  time.Duration
 	ownerTag string
 	calls    bool
@@ -30,7 +32,7 @@ type globals struct {
 	apiCalls int
 }
 
-func newRoot() *cobra.Command {
+func NewRoot() *cobra.Command {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "hikkoshi-lb",
@@ -42,9 +44,11 @@ CLI (--os-cloud or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if g.output != "table" && g.output != "json" {
-				return usagef("-o %q: use table or json", g.output)
+			f, err := cliout.Parse(g.outArg)
+			if err != nil {
+				return UsageError{err.Error()}
 			}
+			g.output = f
 			if g.cloud == "" && cmd.Annotations[noCloud] == "" {
 				return usagef("no cloud: set --os-cloud or OS_CLOUD to an entry of clouds.yaml")
 			}
@@ -59,7 +63,7 @@ CLI (--os-cloud or OS_CLOUD; OS_CLIENT_CONFIG_FILE names the file).`,
 	f := root.PersistentFlags()
 	f.StringVar(&g.cloud, "os-cloud", os.Getenv("OS_CLOUD"), "clouds.yaml entry (default $OS_CLOUD)")
 	f.StringVar(&g.region, "os-region-name", os.Getenv("OS_REGION_NAME"), "region (default: the entry's, or $OS_REGION_NAME)")
-	f.StringVarP(&g.output, "output", "o", "table", "output: table or json")
+	f.StringVarP(&g.outArg, "output", "o", "table", "output: table, json or yaml")
 	f.DurationVar(&g.timeout, "timeout", octavia.DefaultTimeout, "how long to wait for Octavia (waits, retries of 409/503)")
 	f.StringVar(&g.ownerTag, "owner-tag", octavia.DefaultOwnerTag, "tag put on everything created, and listed by default")
 	f.BoolVar(&g.calls, "count-calls", false, "print how many API calls the command made after authenticating")

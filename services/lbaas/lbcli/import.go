@@ -1,7 +1,6 @@
-package main
+package lbcli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +20,8 @@ import (
 	"github.com/hikkoshi/hikkoshi/services/lbaas/octavia"
 )
 
-// errIncomplete ends an import whose plan has leftovers: exit 3.
-var errIncomplete = errors.New("the plan is not complete: review the leftovers")
+// ErrIncomplete ends an import whose plan has leftovers: exit 3.
+var ErrIncomplete = errors.New("the plan is not complete: review the leftovers")
 
 // noCloud marks a command that reads no clouds.yaml.
 const noCloud = "no-cloud"
@@ -85,10 +84,8 @@ deleted), listeners removed and added, pools no longer used deleted.
 				return usagef("--accept %v", err)
 			}
 			out := cmd.OutOrStdout()
-			if g.output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(p); err != nil {
+			if g.output.Structured() {
+				if err := g.printData(out, p); err != nil {
 					return err
 				}
 			} else {
@@ -99,12 +96,12 @@ deleted), listeners removed and added, pools no longer used deleted.
 			}
 			if !apply {
 				if !p.Complete {
-					return errIncomplete
+					return ErrIncomplete
 				}
 				return nil
 			}
 			if !p.Complete && !accept {
-				return fmt.Errorf("%w (--accept-leftovers applies it without them)", errIncomplete)
+				return fmt.Errorf("%w (--accept-leftovers applies it without them)", ErrIncomplete)
 			}
 			if vipSubnet == "" {
 				return usagef("--apply needs --vip-subnet: the subnet (name or ID) of the VIPs")

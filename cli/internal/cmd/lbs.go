@@ -1,0 +1,145 @@
+package cmd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+)
+
+func (g *globals) lbaas() (lbaasv1.LoadBalancerServiceClient, error) {
+	c, err := g.conn("lbaas")
+	if err != nil {
+		return nil, err
+	}
+	return lbaasv1.NewLoadBalancerServiceClient(c), nil
+}
+
+const lbHeader = "NAME\tID\tPROVISIONING\tOPERATING\tVIP\tLISTENERS\tMEMBERS"
+
+func lbRow(tw *tabwriter.Writer, lb *lbaasv1.LoadBalancer) {
+	members := 0
+	for _, l := range lb.GetListeners() {
+		members += len(l.GetPool().GetMembers())
+	}
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", lb.GetName(), lb.GetId(), lb.GetStatus().GetProvisioningStatus(), lb.GetStatus().GetOperatingStatus(),
+		lb.GetVip().GetAddress(), len(lb.GetListeners()), members)
+}
+
+// lbTree is a load balancer with its listeners, pools, members and their health.
+func lbTree(tw *tabwriter.Writer, lb *lbaasv1.LoadBalancer) {
+	fmt.Fprintln(tw, lbHeader)
+	lbRow(tw, lb)
+	for _, l := range lb.GetListeners() {
+		fmt.Fprintf(tw, "  listener\t%s\t%s:%d\t%s/%s\n", l.GetDisplayName(), l.GetProtocol(), l.GetPort(), l.GetStatus().GetProvisioningStatus(), l.GetStatus().GetOperatingStatus())
+		p := l.GetPool()
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(tw, "    pool\t%s\t%s %s\t%s/%s\n", p.GetDisplayName(), p.GetProtocol(), p.GetLbMethod(), p.GetStatus().GetProvisioningStatus(), p.GetStatus().GetOperatingStatus())
+		for _, m := range p.GetMembers() {
+			fmt.Fprintf(tw, "      member\t%s\t%s:%d\t%s/%s\n", m.GetDisplayName(), m.GetAddress(), m.GetPort(), m.GetStatus().GetProvisioningStatus(), m.GetStatus().GetOperatingStatus())
+		}
+	}
+}
+
+func newLoadBalancers(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "loadbalancers", Aliases: []string{"lbs"}, Short: "The lbaas service's load balancers: list, show, watch their members' health"}
+	name := func(s string) string { return resourceName("loadBalancers", s) }
+	var tags []string
+	list := &cobra.Command{
+		Use: "list", Short: "List load balancers (all pages)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.lbaas()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			req := &lbaasv1.ListLoadBalancersRequest{PageSize: 500, Tags: tags}
+			all := &lbaasv1.ListLoadBalancersResponse{}
+			for {
+				r, err := c.ListLoadBalancers(ctx, req)
+				if err != nil {
+					return err
+				}
+				all.LoadBalancers = append(all.LoadBalancers, r.GetLoadBalancers()...)
+				if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
+					break
+				}
+			}
+			return g.format.Print(cmd.OutOrStdout(), all, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, lbHeader)
+				for _, lb := range all.GetLoadBalancers() {
+					lbRow(tw, lb)
+				}
+			})
+		},
+	}
+	list.Flags().StringSliceVar(&tags, "tag", nil, "only load balancers with all these tags")
+	get := &cobra.Command{
+		Use: "get LB", Short: "Show a load balancer with its listeners, pools and members", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.lbaas()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			r, err := c.GetLoadBalancer(ctx, &lbaasv1.GetLoadBalancerRequest{Name: name(args[0])})
+			if err != nil {
+				return err
+			}
+			return g.format.Print(cmd.OutOrStdout(), r.GetLoadBalancer(), func(tw *tabwriter.Writer) { lbTree(tw, r.GetLoadBalancer()) })
+		},
+	}
+	watch := &cobra.Command{
+		Use: "watch LB", Short: "Follow a load balancer until it is deleted (Ctrl-C stops): a line per change of a status", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.lbaas()
+			if err != nil {
+				return err
+			}
+			stream, err := c.WatchLoadBalancer(cmd.Context(), &lbaasv1.WatchLoadBalancerRequest{Name: name(args[0])})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			last := ""
+			for {
+				m, err := stream.Recv()
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if g.format.Structured() {
+					if err := g.format.Message(out, m); err != nil {
+						return err
+					}
+					continue
+				}
+				var b strings.Builder
+				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+				lbTree(tw, m.GetLoadBalancer())
+				_ = tw.Flush()
+				if s := b.String(); s != last {
+					last = s
+					fmt.Fprintf(out, "%s settled=%v deleted=%v\n%s", time.Now().Format("15:04:05"), m.GetSettled(), m.GetDeleted(), s)
+				}
+				if m.GetDeleted() {
+					return nil
+				}
+			}
+		},
+	}
+	cmd.AddCommand(list, get, watch)
+	return cmd
+}
