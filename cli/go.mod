@@ -3,10 +3,12 @@ module github.com/hikkoshi/hikkoshi/cli
 go 1.26.0
 
 require (
+	github.com/gophercloud/gophercloud/v2 v2.15.0
 	github.com/hikkoshi/hikkoshi/gen v0.0.0
 	github.com/hikkoshi/hikkoshi/platform v0.0.0
 	github.com/hikkoshi/hikkoshi/services/inventory v0.0.0
 	github.com/hikkoshi/hikkoshi/services/lbaas v0.0.0
+	github.com/hikkoshi/hikkoshi/tilt/devcloud v0.0.0
 	github.com/spf13/cobra v1.10.2
 	github.com/vbauerster/mpb/v8 v8.16.2
 	go.etcd.io/etcd/client/v3 v3.7.3
@@ -32,7 +34,6 @@ require (
 	github.com/golang/protobuf v1.5.4 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
-	github.com/gophercloud/gophercloud/v2 v2.15.0 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1 // indirect
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.4 // indirect

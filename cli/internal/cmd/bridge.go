@@ -160,9 +160,13 @@ func newBridge(g *globals) *cobra.Command {
 		},
 	}
 	var etag string
+	var unreviewed bool
 	apply := &cobra.Command{
 		Use: "apply BRIDGE --etag ETAG", Short: "Make the reviewed plan's changes (refused if the bridge or the clouds changed since the plan)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if etag == "" && !unreviewed {
+				return usagef("--etag: give the plan_etag of the plan you reviewed (hikkoshi bridge plan %s), or --unreviewed to apply whatever the plan is now", args[0])
+			}
 			c, err := g.netbridge()
 			if err != nil {
 				return err
@@ -180,6 +184,7 @@ func newBridge(g *globals) *cobra.Command {
 		},
 	}
 	apply.Flags().StringVar(&etag, "etag", "", "the plan_etag of the plan you reviewed (hikkoshi bridge plan)")
+	apply.Flags().BoolVar(&unreviewed, "unreviewed", false, "apply the plan as it is now, without an etag to check")
 	rollback := &cobra.Command{
 		Use: "rollback BRIDGE", Short: "Undo what apply made, in reverse order (refused while addresses are moved)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

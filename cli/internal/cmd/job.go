@@ -332,7 +332,10 @@ func (v *lineView) done(j *converterv1.Job) {
 
 // jobLine is a job's state, step, and copy progress with rate and ETA.
 func jobLine(j *converterv1.Job) string {
-	l := fmt.Sprintf("%s %s %s", j.GetName(), short(j.GetState().String(), "JOB_STATE_"), short(j.GetStep().String(), "JOB_STEP_"))
+	l := j.GetName() + " " + short(j.GetState().String(), "JOB_STATE_")
+	if j.GetStep() != converterv1.JobStep_JOB_STEP_UNSPECIFIED {
+		l += " " + short(j.GetStep().String(), "JOB_STEP_")
+	}
 	if p := j.GetProgress(); p.GetTotalBytes() > 0 {
 		l += fmt.Sprintf(" %d%% %s/%s", p.GetDoneBytes()*100/p.GetTotalBytes(), bytesIEC(p.GetDoneBytes()), bytesIEC(p.GetTotalBytes()))
 		if p.GetDoneBytes() < p.GetTotalBytes() && p.GetBytesPerSecond() > 0 {
