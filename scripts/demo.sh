@@ -55,9 +55,9 @@ cleanup() {
     echo "rolling the bridge back (the run stopped before its rollback): the moves undone first"
     bin/hikkoshi-devcloud undo-moves >/dev/null 2>&1 || true
     for ip in 10.101.0.40 10.101.0.41 10.101.0.42; do
-      nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip\"}" >/dev/null 2>&1 || true
+      hk address move-back "$bridge" "$ip" >/dev/null 2>&1 || true
     done
-    nb RollbackBridge "{\"name\":\"$bridge\"}" >/dev/null 2>&1 || true
+    hk bridge rollback "$bridge" >/dev/null 2>&1 || true
   fi
   [[ -n "$agentpid" ]] && kill -TERM "$agentpid" 2>/dev/null && wait "$agentpid" 2>/dev/null || true
   [[ -n "$lbpid" ]] && kill -TERM "$lbpid" 2>/dev/null && wait "$lbpid" 2>/dev/null || true
@@ -93,7 +93,8 @@ start_inventory() {
   bin/inventory --listen "$addr" --etcd-embed "$state/etcd" \
     --etcd-embed-client-url http://127.0.0.1:2479 --etcd-embed-peer-url http://127.0.0.1:2480 \
     --instance demo --log-format text $(tlsflags inventory) \
-    --source-clouds old --destination-clouds new --clouds-yaml tilt/.state/devcloud/clouds.yaml >>"$state/inventory.log" 2>&1 &
+    --source-clouds old --destination-clouds new --clouds-yaml tilt/.state/devcloud/clouds.yaml \
+    --console-listen 127.0.0.1:7480 >>"$state/inventory.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do
     if gc "$addr" grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"'; then return 0; fi
@@ -219,6 +220,7 @@ say "build and start the inventory (embedded etcd in $state/etcd)"
 go build -o bin/inventory ./services/inventory/cmd/inventory
 start_inventory
 echo "  pid $pid, gRPC $addr, metrics https://127.0.0.1:7411/metrics (mutual TLS too)"
+echo "  the migration's live web console (read-only, loopback only): http://127.0.0.1:7480/ — open it and watch the run"
 
 say "the old project's own haproxy: hikkoshi-lb import maps its haproxy.cfg onto Octavia, line by line, from the file alone"
 echo "  tilt/devcloud/estate/shop-haproxy.cfg (a host-switched backend, send-proxy servers, a cookie, a deny, process settings):"
@@ -417,7 +419,10 @@ for _ in $(seq 1 60); do
   gc 127.0.0.1:7402 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
   sleep 0.5
 done
-cv() { gc -d "$2" 127.0.0.1:7402 "hikkoshi.converter.v1.ConverterService/$1"; }
+go build -o bin/hikkoshi ./cli/cmd/hikkoshi
+# hk is the hikkoshi command line (mutual TLS as admin: HIKKOSHI_TLS_* above); grpcurl
+# stays for reflection and the health checks.
+hk() { bin/hikkoshi --inventory "$addr" --converter 127.0.0.1:7402 --netbridge 127.0.0.1:7403 --lbaas "$lbaddr" "$@"; }
 
 say "netbridge joins the networks: old-vlan-101 shared with the new cloud on the same VLAN (plan, apply, re-plan)"
 go build -o bin/netbridge ./services/netbridge/cmd/netbridge
@@ -428,20 +433,22 @@ for _ in $(seq 1 60); do
   gc 127.0.0.1:7403 grpc.health.v1.Health/Check 2>/dev/null | grep -q '"SERVING"' && break
   sleep 0.5
 done
-nb() { gc -d "$2" 127.0.0.1:7403 "hikkoshi.netbridge.v1.NetbridgeService/$1"; }
 oldnet=$(bin/hikkoshi-devcloud network-id)
 osadm() { OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old-admin "$@"; }
 for p in $(osadm port list --network "$oldnet" --name pg-legacy-1 -f value -c ID) $(osadm port list --network "$oldnet" --name pg-legacy-2 -f value -c ID); do
   osadm port delete "$p" # an interrupted run's
 done
-bridge=$(nb CreateBridge "{\"request_id\":\"demo-bridge-$oldnet\",\"bridge_id\":\"old-vlan-101\",\"bridge\":{
-  \"mode\":\"BRIDGE_MODE_SHARED_L2\",\"old\":{\"cloud\":\"old-admin\",\"network_id\":\"$oldnet\"},
-  \"new\":{\"cloud\":\"new-admin\",\"physical_network\":\"physnet2\",\"network_name\":\"old-vlan-101-bridged\"},
-  \"shared_l2\":{\"old_keep_free\":16}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["bridge"]["name"])')
-echo "  CreateBridge → $bridge (old-admin's old-vlan-101, VLAN 101; the new cloud carries it on physnet2)"
+bridge=$(hk bridge create old-vlan-101 --request-id "demo-bridge-$oldnet" -o json -f - <<EOF | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])'
+mode: BRIDGE_MODE_SHARED_L2
+old: {cloud: old-admin, network_id: $oldnet}
+new: {cloud: new-admin, physical_network: physnet2, network_name: old-vlan-101-bridged}
+shared_l2: {old_keep_free: 16}
+EOF
+)
+echo "  hikkoshi bridge create old-vlan-101 -f - → $bridge (old-admin's old-vlan-101, VLAN 101; the new cloud carries it on physnet2)"
 summary='
 import json, sys, collections
-p = json.load(sys.stdin)["plan"]
+p = json.load(sys.stdin)
 kinds = collections.Counter("%s %s %s" % (c["action"], c["side"], c["kind"]) for c in p.get("changes", []))
 print("  %d changes, %d already as planned, %d conflicts" % (len(p.get("changes", [])), p.get("unchanged", 0), len(p.get("conflicts", []))))
 for k, n in sorted(kinds.items()): print("    %3d × %s" % (n, k))
@@ -449,21 +456,21 @@ s = p.get("split", {})
 if s: print("  split: old pools %s → %s; new pools %s" % (s.get("originalPools"), s.get("oldPools"), s.get("newPools")))
 for c in p.get("conflicts", []): print("  CONFLICT", c.get("ipAddress", ""), c["reason"])
 print("  plan_etag", p.get("planEtag"))'
-nb PlanBridge "{\"name\":\"$bridge\"}" >"$state/plan.json"
+hk bridge plan "$bridge" -o json >"$state/plan.json"
 /usr/bin/python3 -c "$summary" <"$state/plan.json"
-etag=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["plan"]["planEtag"])' <"$state/plan.json")
+etag=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["planEtag"])' <"$state/plan.json")
 t0=$SECONDS
-nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" | /usr/bin/python3 -c '
+hk bridge apply "$bridge" --etag "$etag" -o json | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin); b = r["bridge"]
-print("  ApplyBridge: %d changes made, state %s, %d resources recorded" % (len(r.get("applied", [])), b["state"], len(b.get("resources", []))))'
+print("  hikkoshi bridge apply --etag: %d changes made, state %s, %d resources recorded" % (len(r.get("applied", [])), b["state"], len(b.get("resources", []))))'
 bridge_applied=1
 echo "  (apply took $((SECONDS - t0)) s)"
 echo "  PlanBridge again (nothing to do):"
-nb PlanBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c "$summary" | sed -n 1p # (sed reads it all: head would close the pipe under python)
+hk bridge plan "$bridge" -o json | /usr/bin/python3 -c "$summary" | sed -n 1p # (sed reads it all: head would close the pipe under python)
 echo "  - an apply of the plan reviewed before is refused, the bridge changed since (ABORTED):"
-if out=$(nb ApplyBridge "{\"name\":\"$bridge\",\"plan_etag\":\"$etag\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
-sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+if out=$(hk bridge apply "$bridge" --etag "$etag" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed 's/^/    /' <<<"$out"
 
 say "move wave 1 with the runner: the web and API roles, each server replaced beside the running one behind its load balancer"
 go build -o bin/hikkoshi-inv ./services/inventory/cmd/hikkoshi-inv
@@ -541,15 +548,15 @@ dry_run() {
   more=$(/usr/bin/python3 -c 'import json,sys; print(json.dumps(sys.argv[1:]))' "${@:2}")
   src="\"disk_path\":\"$1\",\"more_disk_paths\":$more"
   [[ $1 == https://* ]] && src="\"agent_url\":\"$1\""
-  pj=$(cv CreateJob "{\"job\":{\"p2v_source\":{$src,\"inspect_only\":true}}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["name"])')
-  cv WatchJob "{\"name\":\"$pj\"}" >"$state/p2v-dry.json"
+  pj=$(hk job create -o json -f - <<<"{\"p2v_source\":{$src,\"inspect_only\":true}}" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["name"])')
+  hk job watch "$pj" -o json >"$state/p2v-dry.json"
   /usr/bin/python3 -c '
 import json, sys
 text = open(sys.argv[1]).read(); dec = json.JSONDecoder(); i = 0; last = None
 while True:
     j = text.find("{", i)
     if j < 0: break
-    doc, i = dec.raw_decode(text, j); last = doc["job"]
+    doc, i = dec.raw_decode(text, j); last = doc
 i = last["p2vResult"]["inspection"]
 print("  dry run (inspect_only): %s, %s, bootloader %s, firmware %s, cloud-init %s" % (i["osPretty"], i["initramfsTool"], i["bootloader"], i.get("firmware", "-"), i.get("cloudInit", False)))
 for p in i["partitions"]:
@@ -629,9 +636,9 @@ echo "  the volumes that moved with their servers (the dev cloud's volume backen
 import json, sys
 for w in json.load(open(sys.argv[1]))["workloads"]:
     if w.get("job") and w["strategy"] != "STRATEGY_PHYSICAL": print(w["job"], w["displayName"])' "$state/wave2.json" | while read -r job name; do
-  cv GetJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c '
+  hk job get "$job" -o json | /usr/bin/python3 -c '
 import json, sys
-j = json.load(sys.stdin)["job"]
+j = json.load(sys.stdin)
 for v in j.get("volumes", []):
     print(v["sourceVolumeId"], v["destinationVolumeId"], v["device"], v.get("sourceType", "-"), v.get("destinationType", "-"), "boot" if v.get("boot") else "data", v.get("progress", {}).get("doneBytes", 0))' |
   while read -r from to dev st dt kind copied; do
@@ -644,9 +651,9 @@ done
 
 say "pg-legacy-1's first boot: the image the run's P2V job made, booted under qemu (TCG) as a cloud boots it the first time"
 pj=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w["strategy"] == "STRATEGY_PHYSICAL"))' "$state/wave2.json")
-cv GetJob "{\"name\":\"$pj\"}" | /usr/bin/python3 -c '
+hk job get "$pj" -o json | /usr/bin/python3 -c '
 import json, sys
-last = json.load(sys.stdin)["job"]
+last = json.load(sys.stdin)
 r = last.get("p2vResult", {})
 print("  %s %s: image %s in the new Glance, %.0f MiB qcow2 of a %.0f MiB disk, root UUID %s; server %s on port %s" % (last["name"], last["state"].replace("JOB_STATE_", "").lower(),
       last.get("created", {}).get("imageId"), int(r.get("imageBytes", 0)) / 2**20, int(r.get("virtualBytes", 0)) / 2**20, r.get("rootUuid"),
@@ -692,9 +699,9 @@ say "the dev cloud back as it was, for the next run: wave 2 reverted (RevertJob,
 import json, sys
 for w in json.load(open(sys.argv[1]))["workloads"]:
     if w.get("job"): print(w["job"], w["sourceAddress"], w.get("sourceServerId", "-"))' "$state/wave2.json" | while read -r job ip old; do
-  cv RevertJob "{\"name\":\"$job\"}" | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin)["job"]; made = ["its server"] + (["its image"] if j.get("created", {}).get("imageId") else []) + ["its new volume %s" % v["destinationVolumeId"] for v in j.get("volumes", [])]
+  hk job revert "$job" -o json | /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); made = ["its server"] + (["its image"] if j.get("created", {}).get("imageId") else []) + ["its new volume %s" % v["destinationVolumeId"] for v in j.get("volumes", [])]
 print("  %s %s: %s deleted" % (j["name"], j["state"].replace("JOB_STATE_", "").lower(), ", ".join(made)))'
-  nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"$ip\"}" | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]'
+  hk address move-back "$bridge" "$ip" -o json | /usr/bin/python3 -c 'import json,sys; [print("    " + x) for x in json.load(sys.stdin).get("steps", [])]'
   [[ "$old" == "-" ]] || OS_CLIENT_CONFIG_FILE=tilt/.state/devcloud/clouds.yaml /usr/bin/openstack --os-cloud old server start "$old"
 done
 osadm port delete "$pgport"
@@ -712,8 +719,8 @@ kill -TERM "$cvpid"; wait "$cvpid" 2>/dev/null || true; cvpid=""
 
 say "netbridge: refusals, an address moved and back, console ports, rollback"
 echo "  - web-1 still runs, so its address cannot move yet (FAILED_PRECONDITION):"
-if out=$(nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.21\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
-sed -n 's/^ *Code: /    code: /p; s/^ *Message: /    /p' <<<"$out"
+if out=$(hk address move "$bridge" 10.101.0.21 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed 's/^/    /' <<<"$out"
 echo "  - pg-legacy-2, a physical database host, keeps 10.101.0.41: a port in the old cloud holds it (no DHCP hands it out)."
 echo "    At its cut-over MoveAddress hands it to a port in the new cloud (MAC kept); the cut-over is called off and"
 echo "    MoveAddressBack gives it back — neither cloud ever has the address free:"
@@ -721,21 +728,21 @@ pgport=$(osadm port create --network "$oldnet" --fixed-ip ip-address=10.101.0.41
 steps='import json, sys
 r = json.load(sys.stdin)
 for x in r.get("steps", []): print("      " + x)'
-nb MoveAddress "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.41\",\"keep_mac\":true}" | /usr/bin/python3 -c "$steps"
+hk address move "$bridge" 10.101.0.41 --keep-mac -o json | /usr/bin/python3 -c "$steps"
 echo "    RollbackBridge is refused while the address is moved (FAILED_PRECONDITION):"
-if out=$(nb RollbackBridge "{\"name\":\"$bridge\"}" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
-sed -n 's/^ *Message: /      /p' <<<"$out" | cut -c1-160
+if out=$(hk bridge rollback "$bridge" 2>&1); then echo "    unexpectedly accepted" >&2; exit 1; fi
+sed 's/^/      /' <<<"$out" | cut -c1-160
 echo "    MoveAddressBack:"
-nb MoveAddressBack "{\"bridge\":\"$bridge\",\"ip_address\":\"10.101.0.41\"}" | /usr/bin/python3 -c "$steps"
+hk address move-back "$bridge" 10.101.0.41 -o json | /usr/bin/python3 -c "$steps"
 osadm port delete "$pgport"
 echo "  serial-console ports for the compute nodes of both clouds, read from each Nova (all on Nova's default 10000:20000 today):"
-nb PlanConsolePorts '{"clouds":["old-admin","new-admin"],"assumed_current_range":"10000:20000"}' | /usr/bin/python3 -c '
+hk console-ports --cloud old-admin --cloud new-admin --assumed-current-range 10000:20000 -o json | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 for x in r["ranges"]: print("    %-9s %-24s [serial_console] port_range = %s" % (x["cloud"], x["host"], x["portRange"]))
 for o in r.get("overlaps", []): print("    overlap now: %s and %s share %s" % (o["first"], o["second"], o["ports"]))'
 t0=$SECONDS
-nb RollbackBridge "{\"name\":\"$bridge\"}" | /usr/bin/python3 -c '
+hk bridge rollback "$bridge" -o json | /usr/bin/python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 print("  RollbackBridge: state %s" % r["bridge"]["state"])
@@ -789,6 +796,13 @@ print("  %d events: %s" % (len(events), ", ".join("%s=%d" % kv for kv in sorted(
 for e in events[-3:]:
     print("  last: %s %s @%s" % (e.get("type", "").replace("WATCH_EVENT_TYPE_", "").lower(), e.get("workload", {}).get("name", ""), e.get("revision")))
 ' "$state/watch.json"
+
+say "the console's view at the end (http://127.0.0.1:7480/api/snapshot, what the page draws from its event stream)"
+curl -s --max-time 5 http://127.0.0.1:7480/api/snapshot | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("  %d workloads, %d wave runs, %d conversion jobs, %d bridges, %d load balancers, %d services registered; errors: %s" % (
+      len(s["workloads"]), len(s["runs"]), len(s["jobs"]), len(s["bridges"]), len(s["loadBalancers"]), len(s["services"]), s["errors"] or "none"))'
 
 say "secret sweep: clouds.yaml's passwords, etcd's password, the agent's token and the PKI's private keys, looked for in every log, etcd key and value and metric"
 go build -o bin/hikkoshi-sweep ./platform/cmd/hikkoshi-sweep

@@ -38,6 +38,8 @@ bglog=$(mktemp)
   tilt/devcloud/devcloud.sh up --libvirt --ha
   echo "--- tilt/p2v/fixture.sh: the P2V fixture disk, built once per machine, then cached ($((SECONDS - start))s)"
   tilt/p2v/fixture.sh
+  echo "--- scripts/browser.sh: Debian's Chromium for the console's browser test ($((SECONDS - start))s)"
+  scripts/browser.sh
   echo "--- done ($((SECONDS - start))s)"
 ) >"$bglog" 2>&1 &
 bg=$!

@@ -3,6 +3,7 @@ module github.com/hikkoshi/hikkoshi/services/inventory
 go 1.26.0
 
 require (
+	github.com/chromedp/chromedp v0.23.1
 	github.com/gophercloud/gophercloud/v2 v2.15.0
 	github.com/hikkoshi/hikkoshi/gen v0.0.0
 	github.com/hikkoshi/hikkoshi/platform v0.0.0
@@ -13,7 +14,11 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require go.etcd.io/etcd/api/v3 v3.7.3 // indirect
+require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	go.etcd.io/etcd/api/v3 v3.7.3 // indirect
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
