@@ -85,8 +85,8 @@ fi
 step "go vet ${patterns[*]}"
 go vet "${patterns[@]}"
 
-step "each service module builds on its own (GOWORK=off)"
-for m in services/*/; do
+step "each service module and cli builds on its own (GOWORK=off)"
+for m in services/*/ cli/; do
   (cd "$m" && GOWORK=off go build ./...)
   echo "ok ${m%/}"
 done

@@ -75,3 +75,22 @@ func MessageFingerprint[T proto.Message](m T, clear func(T)) string {
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:16])
 }
+
+// Collect reads every page of a List RPC from a client's side: page is called with
+// "", then with each next-page token it returned, until one comes back empty; the
+// items of all the pages, in order.
+func Collect[T any](page func(token string) (items []T, next string, err error)) ([]T, error) {
+	var all []T
+	token := ""
+	for {
+		items, next, err := page(token)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		token = next
+	}
+}

@@ -47,3 +47,28 @@ func ExampleEncode() {
 	fmt.Println(after, err)
 	// Output: db-02 <nil>
 }
+
+func TestCollectReadsEveryPage(t *testing.T) {
+	pages := map[string]struct {
+		items []int
+		next  string
+	}{"": {[]int{1, 2}, "a"}, "a": {[]int{3}, "b"}, "b": {nil, ""}}
+	var asked []string
+	got, err := pagetoken.Collect(func(token string) ([]int, string, error) {
+		asked = append(asked, token)
+		p := pages[token]
+		return p.items, p.next, nil
+	})
+	if err != nil || fmt.Sprint(got) != "[1 2 3]" || fmt.Sprint(asked) != "[ a b]" {
+		t.Fatalf("Collect: %v %v, asked %q", got, err, asked)
+	}
+	boom := errors.New("boom")
+	if got, err := pagetoken.Collect(func(token string) ([]int, string, error) {
+		if token == "a" {
+			return nil, "", boom
+		}
+		return []int{1}, "a", nil
+	}); !errors.Is(err, boom) || got != nil {
+		t.Fatalf("Collect with a failing page: %v %v", got, err)
+	}
+}

@@ -60,6 +60,29 @@ func Build(pkg string) (string, func(), error) {
 	return bin, func() { _ = os.RemoveAll(dir) }, nil
 }
 
+// MustBuildAll is MustBuild for several packages, by name: their binaries by the
+// same names, and one function that removes them all.
+func MustBuildAll(pkgs map[string]string) (map[string]string, func()) {
+	bins := map[string]string{}
+	var cleanups []func()
+	cleanup := func() {
+		for _, c := range cleanups {
+			c()
+		}
+	}
+	for name, pkg := range pkgs {
+		bin, c, err := Build(pkg)
+		if err != nil {
+			cleanup()
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		bins[name] = bin
+		cleanups = append(cleanups, c)
+	}
+	return bins, cleanup
+}
+
 // MustBuild is Build for TestMain: it exits the test binary when the build fails.
 func MustBuild(pkg string) (string, func()) {
 	bin, cleanup, err := Build(pkg)

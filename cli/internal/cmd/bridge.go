@@ -9,6 +9,7 @@ import (
 
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cliout"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 )
 
 func (g *globals) netbridge() (netbridgev1.NetbridgeServiceClient, error) {
@@ -55,18 +56,14 @@ func newBridge(g *globals) *cobra.Command {
 			}
 			ctx, cancel := g.ctx(cmd)
 			defer cancel()
-			req := &netbridgev1.ListBridgesRequest{PageSize: 500}
-			all := &netbridgev1.ListBridgesResponse{}
-			for {
-				r, err := c.ListBridges(ctx, req)
-				if err != nil {
-					return err
-				}
-				all.Bridges = append(all.Bridges, r.GetBridges()...)
-				if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			bridges, err := pagetoken.Collect(func(token string) ([]*netbridgev1.Bridge, string, error) {
+				r, err := c.ListBridges(ctx, &netbridgev1.ListBridgesRequest{PageSize: 500, PageToken: token})
+				return r.GetBridges(), r.GetNextPageToken(), err
+			})
+			if err != nil {
+				return err
 			}
+			all := &netbridgev1.ListBridgesResponse{Bridges: bridges}
 			return g.format.Print(cmd.OutOrStdout(), all, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, bridgeHeader)
 				for _, b := range all.GetBridges() {

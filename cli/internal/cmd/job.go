@@ -16,6 +16,7 @@ import (
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
 	"github.com/hikkoshi/hikkoshi/platform/cliout"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 )
 
 func (g *globals) converter() (converterv1.ConverterServiceClient, error) {
@@ -110,17 +111,15 @@ func newJob(g *globals) *cobra.Command {
 			}
 			ctx, cancel := g.ctx(cmd)
 			defer cancel()
-			all := &converterv1.ListJobsResponse{}
-			for {
-				resp, err := c.ListJobs(ctx, req)
-				if err != nil {
-					return err
-				}
-				all.Jobs = append(all.Jobs, resp.GetJobs()...)
-				if req.PageToken = resp.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			jobs, err := pagetoken.Collect(func(token string) ([]*converterv1.Job, string, error) {
+				req.PageToken = token
+				r, err := c.ListJobs(ctx, req)
+				return r.GetJobs(), r.GetNextPageToken(), err
+			})
+			if err != nil {
+				return err
 			}
+			all := &converterv1.ListJobsResponse{Jobs: jobs}
 			return g.format.Print(cmd.OutOrStdout(), all, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, jobHeader)
 				for _, j := range all.GetJobs() {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 )
 
 func (g *globals) lbaas() (lbaasv1.LoadBalancerServiceClient, error) {
@@ -62,18 +63,14 @@ func newLoadBalancers(g *globals) *cobra.Command {
 			}
 			ctx, cancel := g.ctx(cmd)
 			defer cancel()
-			req := &lbaasv1.ListLoadBalancersRequest{PageSize: 500, Tags: tags}
-			all := &lbaasv1.ListLoadBalancersResponse{}
-			for {
-				r, err := c.ListLoadBalancers(ctx, req)
-				if err != nil {
-					return err
-				}
-				all.LoadBalancers = append(all.LoadBalancers, r.GetLoadBalancers()...)
-				if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
+			lbs, err := pagetoken.Collect(func(token string) ([]*lbaasv1.LoadBalancer, string, error) {
+				r, err := c.ListLoadBalancers(ctx, &lbaasv1.ListLoadBalancersRequest{PageSize: 500, Tags: tags, PageToken: token})
+				return r.GetLoadBalancers(), r.GetNextPageToken(), err
+			})
+			if err != nil {
+				return err
 			}
+			all := &lbaasv1.ListLoadBalancersResponse{LoadBalancers: lbs}
 			return g.format.Print(cmd.OutOrStdout(), all, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, lbHeader)
 				for _, lb := range all.GetLoadBalancers() {

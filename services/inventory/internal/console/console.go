@@ -35,6 +35,7 @@ import (
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
 	netbridgev1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/netbridge/v1"
 	"github.com/hikkoshi/hikkoshi/platform/keys"
+	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 )
 
 //go:embed web
@@ -211,17 +212,12 @@ func jobEnded(j *converterv1.Job) bool {
 // feedRuns lists the runs and follows each one not ended with its WatchRun.
 func (c *Console) feedRuns(ctx context.Context) {
 	c.poll(ctx, "runs", c.src.Poll/3, func(lctx context.Context) error {
-		var all []*inventoryv1.Run
-		req := &inventoryv1.ListRunsRequest{PageSize: 200}
-		for {
-			r, err := c.src.Runs.ListRuns(lctx, req)
-			if err != nil {
-				return err
-			}
-			all = append(all, r.GetRuns()...)
-			if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-				break
-			}
+		all, err := pagetoken.Collect(func(token string) ([]*inventoryv1.Run, string, error) {
+			r, err := c.src.Runs.ListRuns(lctx, &inventoryv1.ListRunsRequest{PageSize: 200, PageToken: token})
+			return r.GetRuns(), r.GetNextPageToken(), err
+		})
+		if err != nil {
+			return err
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -265,17 +261,12 @@ func (c *Console) watchRun(ctx context.Context, name string) {
 // bytes, rate and ETA as the worker reports them.
 func (c *Console) feedJobs(ctx context.Context) {
 	c.poll(ctx, "converter", c.src.Poll/3, func(lctx context.Context) error {
-		var all []*converterv1.Job
-		req := &converterv1.ListJobsRequest{PageSize: 500}
-		for {
-			r, err := c.src.Converter.ListJobs(lctx, req)
-			if err != nil {
-				return err
-			}
-			all = append(all, r.GetJobs()...)
-			if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-				break
-			}
+		all, err := pagetoken.Collect(func(token string) ([]*converterv1.Job, string, error) {
+			r, err := c.src.Converter.ListJobs(lctx, &converterv1.ListJobsRequest{PageSize: 500, PageToken: token})
+			return r.GetJobs(), r.GetNextPageToken(), err
+		})
+		if err != nil {
+			return err
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -328,17 +319,12 @@ func (c *Console) watchJob(ctx context.Context, name string) {
 
 func (c *Console) feedBridges(ctx context.Context) {
 	c.poll(ctx, "netbridge", c.src.Poll, func(ctx context.Context) error {
-		var all []*netbridgev1.Bridge
-		req := &netbridgev1.ListBridgesRequest{PageSize: 200}
-		for {
-			r, err := c.src.Netbridge.ListBridges(ctx, req)
-			if err != nil {
-				return err
-			}
-			all = append(all, r.GetBridges()...)
-			if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-				break
-			}
+		all, err := pagetoken.Collect(func(token string) ([]*netbridgev1.Bridge, string, error) {
+			r, err := c.src.Netbridge.ListBridges(ctx, &netbridgev1.ListBridgesRequest{PageSize: 200, PageToken: token})
+			return r.GetBridges(), r.GetNextPageToken(), err
+		})
+		if err != nil {
+			return err
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -352,17 +338,12 @@ func (c *Console) feedBridges(ctx context.Context) {
 
 func (c *Console) feedLBs(ctx context.Context) {
 	c.poll(ctx, "lbaas", c.src.Poll, func(ctx context.Context) error {
-		var all []*lbaasv1.LoadBalancer
-		req := &lbaasv1.ListLoadBalancersRequest{PageSize: 200}
-		for {
-			r, err := c.src.LBaaS.ListLoadBalancers(ctx, req)
-			if err != nil {
-				return err
-			}
-			all = append(all, r.GetLoadBalancers()...)
-			if req.PageToken = r.GetNextPageToken(); req.PageToken == "" {
-				break
-			}
+		all, err := pagetoken.Collect(func(token string) ([]*lbaasv1.LoadBalancer, string, error) {
+			r, err := c.src.LBaaS.ListLoadBalancers(ctx, &lbaasv1.ListLoadBalancersRequest{PageSize: 200, PageToken: token})
+			return r.GetLoadBalancers(), r.GetNextPageToken(), err
+		})
+		if err != nil {
+			return err
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()

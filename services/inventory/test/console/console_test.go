@@ -22,24 +22,18 @@ import (
 	"github.com/hikkoshi/hikkoshi/tilt/devcloud/devcloud"
 )
 
-var bins = map[string]string{}
+var bins map[string]string
 
 func TestMain(m *testing.M) {
-	var cleanups []func()
-	for name, pkg := range map[string]string{
+	var cleanup func()
+	bins, cleanup = servicetest.MustBuildAll(map[string]string{
 		"inventory": "github.com/hikkoshi/hikkoshi/services/inventory/cmd/inventory",
 		"converter": "github.com/hikkoshi/hikkoshi/services/converter/cmd/converter",
 		"netbridge": "github.com/hikkoshi/hikkoshi/services/netbridge/cmd/netbridge",
 		"lbaas":     "github.com/hikkoshi/hikkoshi/services/lbaas/cmd/lbaas",
-	} {
-		bin, cleanup := servicetest.MustBuild(pkg)
-		bins[name] = bin
-		cleanups = append(cleanups, cleanup)
-	}
+	})
 	code := m.Run()
-	for _, c := range cleanups {
-		c()
-	}
+	cleanup()
 	os.Exit(code)
 }
 
