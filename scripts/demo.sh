@@ -39,7 +39,7 @@ export HIKKOSHI_ETCD_USERNAME=root HIKKOSHI_ETCD_PASSWORD="sentinel-etcd-$(od -A
 tlsflags() { echo --tls-cert "$pki/$1.pem" --tls-key "$pki/$1-key.pem" --tls-ca "$pki/ca.pem" --authz-policy "$pki/policy.yaml"; }
 # gc is grpcurl over mutual TLS as $WHO (default admin: the demo does everything).
 gc() { local who=${WHO:-admin}; grpcurl -cacert "$pki/ca.pem" -cert "$pki/$who.pem" -key "$pki/$who-key.pem" "$@"; }
-export HIKKOSHI_TLS_CERT="$pki/admin.pem" HIKKOSHI_TLS_KEY="$pki/admin-key.pem" HIKKOSHI_TLS_CA="$pki/ca.pem" # hikkoshi-inv's
+export HIKKOSHI_TLS_CERT="$pki/admin.pem" HIKKOSHI_TLS_KEY="$pki/admin-key.pem" HIKKOSHI_TLS_CA="$pki/ca.pem" # hikkoshi's
 pid=""
 agentpid=""
 lbpid=""
@@ -473,15 +473,15 @@ if out=$(hk bridge apply "$bridge" --etag "$etag" 2>&1); then echo "    unexpect
 sed 's/^/    /' <<<"$out"
 
 say "move wave 1 with the runner: the web and API roles, each server replaced beside the running one behind its load balancer"
-go build -o bin/hikkoshi-inv ./services/inventory/cmd/hikkoshi-inv
-hinv() { bin/hikkoshi-inv --inventory "$addr" "$@"; }
+# The inventory's commands, through hikkoshi (hikkoshi-inv has the same ones).
+hinv() { hk "$@"; }
 override="the converter brings each image, and netbridge's bridge is the network (old-vlan-101-bridged)"
 echo "  first the pools as they were before the shows above: web-1 and api-1 back at weight 1, api-2 (an address without a server) out"
 web_lb=$(lbs ListLoadBalancers '{}' | /usr/bin/python3 -c 'import json,sys; print(next(l["name"] for l in json.load(sys.stdin)["loadBalancers"] if l.get("displayName") == "shop-web"))')
 lbs UpdateLoadBalancer "{\"name\":\"$web_lb\",\"member_changes\":[{\"set_weight\":{\"member\":{\"address\":\"10.101.0.21\",\"port\":8080},\"weight\":1}}]}" >/dev/null
 lbs UpdateLoadBalancer "{\"name\":\"$api_name\",\"member_changes\":[{\"set_weight\":{\"member\":{\"address\":\"10.101.0.31\",\"port\":8080},\"weight\":1}},
   {\"remove\":{\"address\":\"10.101.0.32\",\"port\":8080}}]}" >/dev/null
-echo "  hikkoshi-inv wave run 1 --to new --dry-run: each workload's strategy, from its facts, its role and its load balancer's pool"
+echo "  hikkoshi wave run 1 --to new --dry-run: each workload's strategy, from its facts, its role and its load balancer's pool"
 hinv wave run 1 --to new --dry-run --override-preflight "$override" | sed 's/^/  /'
 echo "  the traffic meter runs through shop-web's and shop-api's VIPs (20 requests/s each) from before the run to after it"
 bin/hikkoshi-devcloud traffic --lb shop-web --rate 20 --for 0 -o json >"$state/wave1-web.json" &
@@ -490,7 +490,7 @@ bin/hikkoshi-devcloud traffic --lb shop-api --rate 20 --for 0 -o json >"$state/w
 m2=$!
 sleep 2
 t0=$SECONDS
-echo "  hikkoshi-inv wave run 1 --to new --role web:max_surge=1,min_healthy=1,drain=3 --role api:... --follow"
+echo "  hikkoshi wave run 1 --to new --role web:max_surge=1,min_healthy=1,drain=3 --role api:... --follow"
 hinv wave run 1 --to new --override-preflight "$override" --request-id demo-wave-1 \
   --role web:max_surge=1,min_healthy=1,drain=3 --role api:max_surge=1,min_healthy=1,drain=3 --follow | sed 's/^/  /'
 echo "  (wave 1 moved in $((SECONDS - t0)) s)"
@@ -608,14 +608,14 @@ hinv wave status "$run2" | sed 's/^/  /'
 echo "  - approving a workload that is not waiting is refused (FAILED_PRECONDITION):"
 if out=$(hinv wave approve "$run2" db-1 2>&1); then echo "    unexpectedly accepted: $out" >&2; exit 1; fi
 echo "    $out"
-echo "  hikkoshi-inv wave approve $run2 db-2; pg-legacy-1 waits its turn (max_surge 1), then the operator has it in its live Linux and approves it:"
+echo "  hikkoshi wave approve $run2 db-2; pg-legacy-1 waits its turn (max_surge 1), then the operator has it in its live Linux and approves it:"
 hinv wave approve "$run2" db-2 >/dev/null
 waiting db-phys
 hinv wave approve "$run2" db-phys >/dev/null
-echo "  hikkoshi-inv wave approve $run2 db-phys; files-1 (booted from a volume: moved cold, its volume copied after the stop) after it:"
+echo "  hikkoshi wave approve $run2 db-phys; files-1 (booted from a volume: moved cold, its volume copied after the stop) after it:"
 waiting files-1
 hinv wave approve "$run2" files-1 >/dev/null
-echo "  hikkoshi-inv wave approve $run2 files-1; then --follow:"
+echo "  hikkoshi wave approve $run2 files-1; then --follow:"
 hinv wave status "$run2" --follow | sed 's/^/  /'
 hinv wave status "$run2" -o json >"$state/wave2.json"
 /usr/bin/python3 -c '
@@ -648,6 +648,17 @@ for v in j.get("volumes", []):
     [[ "$a" == "$b" ]] || { echo "    the new volume's bytes differ" >&2; exit 1; }
   done
 done
+
+say "the console's view after wave 2 (http://127.0.0.1:7480/api/snapshot: what the page draws from its event stream)"
+curl -s --max-time 5 http://127.0.0.1:7480/api/snapshot | /usr/bin/python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print("  %d workloads, %d wave runs, %d conversion jobs, %d bridges, %d load balancers, %d services registered; errors: %s" % (
+      len(s["workloads"]), len(s["runs"]), len(s["jobs"]), len(s["bridges"]), len(s["loadBalancers"]), len(s["services"]), s["errors"] or "none"))
+for j in s["jobs"]:
+    p = j.get("progress", {})
+    print("    %s %-9s %-8s %s" % (j["name"], j["state"].replace("JOB_STATE_", "").lower(), j.get("step", "").replace("JOB_STEP_", "").lower(),
+          "%d of %d bytes verified" % (int(p.get("doneBytes", 0)), int(p["totalBytes"])) if p.get("totalBytes") else ""))'
 
 say "pg-legacy-1's first boot: the image the run's P2V job made, booted under qemu (TCG) as a cloud boots it the first time"
 pj=$(/usr/bin/python3 -c 'import json,sys; print(next(w["job"] for w in json.load(open(sys.argv[1]))["workloads"] if w["strategy"] == "STRATEGY_PHYSICAL"))' "$state/wave2.json")
@@ -796,13 +807,6 @@ print("  %d events: %s" % (len(events), ", ".join("%s=%d" % kv for kv in sorted(
 for e in events[-3:]:
     print("  last: %s %s @%s" % (e.get("type", "").replace("WATCH_EVENT_TYPE_", "").lower(), e.get("workload", {}).get("name", ""), e.get("revision")))
 ' "$state/watch.json"
-
-say "the console's view at the end (http://127.0.0.1:7480/api/snapshot, what the page draws from its event stream)"
-curl -s --max-time 5 http://127.0.0.1:7480/api/snapshot | /usr/bin/python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-print("  %d workloads, %d wave runs, %d conversion jobs, %d bridges, %d load balancers, %d services registered; errors: %s" % (
-      len(s["workloads"]), len(s["runs"]), len(s["jobs"]), len(s["bridges"]), len(s["loadBalancers"]), len(s["services"]), s["errors"] or "none"))'
 
 say "secret sweep: clouds.yaml's passwords, etcd's password, the agent's token and the PKI's private keys, looked for in every log, etcd key and value and metric"
 go build -o bin/hikkoshi-sweep ./platform/cmd/hikkoshi-sweep
