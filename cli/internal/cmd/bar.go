@@ -30,8 +30,9 @@ type barView struct {
 }
 
 func newBarView(w io.Writer) *barView {
-	v := &barView{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(32), mpb.WithRefreshRate(200*time.Millisecond))}
-	v.bar = v.p.New(0, mpb.BarStyle().Lbound("[").Filler("=").Tip(">").Padding(" ").Rbound("]"),
+	v := &barView{p: mpb.New(mpb.WithOutput(w), mpb.WithWidth(160), mpb.WithRefreshRate(200*time.Millisecond), mpb.WithAutoRefresh())}
+	// WithWidth is the line's width when w is not a terminal; the bar itself is 32.
+	v.bar = v.p.New(0, mpb.BarStyle().Lbound("[").Filler("=").Tip(">").Padding(" ").Rbound("]"), mpb.BarWidth(32),
 		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 			v.mu.Lock()
 			defer v.mu.Unlock()
