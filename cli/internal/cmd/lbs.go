@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	lbaasv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/lbaas/v1"
+	"github.com/hikkoshi/hikkoshi/platform/cliout"
 	"github.com/hikkoshi/hikkoshi/platform/pagetoken"
 )
 
@@ -96,47 +97,115 @@ func newLoadBalancers(g *globals) *cobra.Command {
 			return g.format.Print(cmd.OutOrStdout(), r.GetLoadBalancer(), func(tw *tabwriter.Writer) { lbTree(tw, r.GetLoadBalancer()) })
 		},
 	}
+	var untilSettled bool
 	watch := &cobra.Command{
-		Use: "watch LB", Short: "Follow a load balancer until it is deleted (Ctrl-C stops): a line per change of a status", Args: cobra.ExactArgs(1),
+		Use: "watch LB", Short: "Follow a load balancer until it is deleted, or settled with --until-settled (Ctrl-C stops): its tree at each change", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.lbaas()
 			if err != nil {
 				return err
 			}
-			stream, err := c.WatchLoadBalancer(cmd.Context(), &lbaasv1.WatchLoadBalancerRequest{Name: name(args[0])})
+			return g.watchLB(cmd, c, name(args[0]), untilSettled)
+		},
+	}
+	watch.Flags().BoolVar(&untilSettled, "until-settled", false, "stop once nothing of it is PENDING any more")
+
+	var file, requestID string
+	var wait bool
+	create := &cobra.Command{
+		Use:   "create -f SPEC",
+		Short: "Create a load balancer with its listeners, pools, members and monitors from its spec (a LoadBalancer in JSON or YAML)",
+		Long: `Create a load balancer from its spec: a LoadBalancer message in JSON or YAML with the
+API's field names; the lbaas service builds the whole tree in Octavia.
+
+  hikkoshi loadbalancers create --wait -f - <<EOF
+  display_name: shop-web
+  vip: {subnet_id: 5d1c…}
+  listeners:
+  - {display_name: web, protocol: TCP, port: 80, pool: {protocol: PROXYV2, members: [{address: 10.101.0.21, port: 8080}]}}
+  EOF`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			lb := &lbaasv1.LoadBalancer{}
+			if err := readSpec(cmd, file, lb); err != nil {
+				return err
+			}
+			c, err := g.lbaas()
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			last := ""
-			for {
-				m, err := stream.Recv()
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
-				if g.format.Structured() {
-					if err := g.format.Message(out, m); err != nil {
-						return err
-					}
-					continue
-				}
-				var b strings.Builder
-				tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-				lbTree(tw, m.GetLoadBalancer())
-				_ = tw.Flush()
-				if s := b.String(); s != last {
-					last = s
-					fmt.Fprintf(out, "%s settled=%v deleted=%v\n%s", time.Now().Format("15:04:05"), m.GetSettled(), m.GetDeleted(), s)
-				}
-				if m.GetDeleted() {
-					return nil
-				}
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			r, err := c.CreateLoadBalancer(ctx, &lbaasv1.CreateLoadBalancerRequest{LoadBalancer: lb, RequestId: requestID})
+			if err != nil {
+				return err
 			}
+			if wait {
+				return g.watchLB(cmd, c, r.GetLoadBalancer().GetName(), true)
+			}
+			return g.format.Print(cmd.OutOrStdout(), r.GetLoadBalancer(), func(tw *tabwriter.Writer) { lbTree(tw, r.GetLoadBalancer()) })
 		},
 	}
-	cmd.AddCommand(list, get, watch)
+	create.Flags().StringVarP(&file, "file", "f", "", "the load balancer's spec, JSON or YAML (- reads standard input)")
+	create.Flags().StringVar(&requestID, "request-id", "", "makes a retried create return the same load balancer instead of a second one")
+	create.Flags().BoolVar(&wait, "wait", false, "follow it until it is built (settled)")
+	del := &cobra.Command{
+		Use: "delete LB", Short: "Delete a load balancer with everything under it", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.lbaas()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx(cmd)
+			defer cancel()
+			r, err := c.DeleteLoadBalancer(ctx, &lbaasv1.DeleteLoadBalancerRequest{Name: name(args[0])})
+			if err != nil {
+				return err
+			}
+			if g.format.Structured() {
+				return g.format.Message(cmd.OutOrStdout(), r)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s deleted\n", name(args[0]))
+			return nil
+		},
+	}
+	cmd.AddCommand(list, get, create, watch, del)
 	return cmd
+}
+
+// watchLB prints a load balancer's tree at each change until it is deleted (or,
+// untilSettled, settled); -o json|yaml prints each WatchLoadBalancer message.
+func (g *globals) watchLB(cmd *cobra.Command, c lbaasv1.LoadBalancerServiceClient, name string, untilSettled bool) error {
+	stream, err := c.WatchLoadBalancer(cmd.Context(), &lbaasv1.WatchLoadBalancerRequest{Name: name})
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	last := ""
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if g.format.Structured() {
+			if err := g.format.Message(out, m); err != nil {
+				return err
+			}
+		} else {
+			var b strings.Builder
+			tw := cliout.NewTabWriter(&b)
+			lbTree(tw, m.GetLoadBalancer())
+			_ = tw.Flush()
+			if s := b.String(); s != last {
+				last = s
+				fmt.Fprintf(out, "%s settled=%v deleted=%v\n%s", time.Now().Format("15:04:05"), m.GetSettled(), m.GetDeleted(), s)
+			}
+		}
+		if m.GetDeleted() || untilSettled && m.GetSettled() {
+			return nil
+		}
+	}
 }

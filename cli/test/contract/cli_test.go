@@ -5,6 +5,7 @@
 package contract
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/provider"
@@ -186,6 +188,7 @@ func TestCLIOverTheServices(t *testing.T) {
 	}
 	columns(t, hk.wantOK(t, "", "loadbalancers", "list"), "NAME", "ID", "PROVISIONING", "OPERATING", "VIP", "LISTENERS", "MEMBERS")
 	hk.wantFail(t, 1, "", []string{"loadbalancers", "get", "not-a-uuid"}, "InvalidArgument", "field name:")
+	t.Run("loadbalancers", func(t *testing.T) { lbCommands(t, hk, admin) })
 	// Octavia straight, no Hikkoshi service.
 	v := jsonOf[map[string]any](t, hk.wantOK(t, "", "lb", "--os-cloud", "old", "api-version", "-o", "json"))
 	if v["version"] == "" {
@@ -344,4 +347,68 @@ shared_l2: {old_keep_free: 8}
 		t.Fatalf("bridge delete:\n%s", out)
 	}
 	hk.wantFail(t, 1, "", []string{"bridge", "get", id}, "NotFound")
+}
+
+// lbCommands: a load balancer created from YAML through the lbaas service and
+// followed until built (--wait, JSON lines), shown with its member, watched while
+// it is deleted (the watch ends by itself, deleted=true).
+func lbCommands(t *testing.T, hk cli, flags []string) {
+	nc := must(devcloud.Open(t, "old").Network())(t)
+	sub := must(devcloud.FindSubnet(t.Context(), nc, devcloud.VLANSubnet))(t)
+	name := fmt.Sprintf("ctest-cli-lb-%d", rand.IntN(1_000_000))
+	spec := fmt.Sprintf(`display_name: %[1]s
+vip: {subnet_id: %[2]s}
+listeners:
+- display_name: %[1]s-tcp
+  protocol: TCP
+  port: 80
+  pool:
+    display_name: %[1]s-pool
+    protocol: PROXY
+    members: [{display_name: web-1, address: 10.101.0.21, port: 8080}]
+`, name, sub.ID)
+	hk.wantFail(t, 1, "display_name: "+name+"\n", []string{"loadbalancers", "create", "-f", "-"}, "InvalidArgument", "field load_balancer.vip")
+	out := hk.wantOK(t, spec, "loadbalancers", "create", "-f", "-", "--wait", "-o", "json")
+	var last struct {
+		LoadBalancer struct {
+			Name string `json:"name"`
+		} `json:"loadBalancer"`
+		Settled bool `json:"settled"`
+	}
+	for dec := json.NewDecoder(strings.NewReader(out)); dec.More(); {
+		if err := dec.Decode(&last); err != nil {
+			t.Fatalf("loadbalancers create --wait -o json: %v\n%s", err, out)
+		}
+	}
+	lb := last.LoadBalancer.Name
+	if !last.Settled || !strings.HasPrefix(lb, "loadBalancers/") {
+		t.Fatalf("loadbalancers create --wait: last message %+v", last)
+	}
+	t.Cleanup(func() { _, _ = hk(t, "", "loadbalancers", "delete", lb) })
+	out = hk.wantOK(t, "", "loadbalancers", "get", lb)
+	columns(t, out, "NAME", "ID", "PROVISIONING", "OPERATING")
+	if !strings.Contains(out, "member") || !strings.Contains(out, "10.101.0.21:8080") {
+		t.Fatalf("loadbalancers get:\n%s", out)
+	}
+	// Watch it while it is deleted.
+	watch := exec.Command(bins["hikkoshi"], append(append([]string{}, flags...), "loadbalancers", "watch", lb)...)
+	var wout bytes.Buffer
+	watch.Stdout, watch.Stderr = &wout, &wout
+	must(0, watch.Start())(t)
+	done := make(chan error, 1)
+	go func() { done <- watch.Wait() }()
+	time.Sleep(time.Second) // its first message
+	if out := hk.wantOK(t, "", "loadbalancers", "delete", lb); !strings.Contains(out, "deleted") {
+		t.Fatalf("loadbalancers delete: %s", out)
+	}
+	select {
+	case err := <-done:
+		if err != nil || !strings.Contains(wout.String(), "deleted=true") {
+			t.Fatalf("loadbalancers watch: %v\n%s", err, wout.String())
+		}
+	case <-time.After(3 * time.Minute):
+		_ = watch.Process.Kill()
+		t.Fatalf("loadbalancers watch did not end with the deletion:\n%s", wout.String())
+	}
+	hk.wantFail(t, 1, "", []string{"loadbalancers", "get", lb}, "NotFound")
 }
