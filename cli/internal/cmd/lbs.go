@@ -97,18 +97,20 @@ func newLoadBalancers(g *globals) *cobra.Command {
 			return g.format.Print(cmd.OutOrStdout(), r.GetLoadBalancer(), func(tw *tabwriter.Writer) { lbTree(tw, r.GetLoadBalancer()) })
 		},
 	}
-	var untilSettled bool
+	var now bool
 	watch := &cobra.Command{
-		Use: "watch LB", Short: "Follow a load balancer until it is deleted, or settled with --until-settled (Ctrl-C stops): its tree at each change", Args: cobra.ExactArgs(1),
+		Use:   "watch LB",
+		Short: "Follow a load balancer through its next change (an update, a member's health, its deletion) until it settles again: its tree at each step",
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.lbaas()
 			if err != nil {
 				return err
 			}
-			return g.watchLB(cmd, c, name(args[0]), untilSettled)
+			return g.watchLB(cmd, c, name(args[0]), !now)
 		},
 	}
-	watch.Flags().BoolVar(&untilSettled, "until-settled", false, "stop once nothing of it is PENDING any more")
+	watch.Flags().BoolVar(&now, "now", false, "wait for no change: follow it only until it is settled (at once if it is)")
 
 	var file, requestID string
 	var wait bool
@@ -141,7 +143,7 @@ API's field names; the lbaas service builds the whole tree in Octavia.
 				return err
 			}
 			if wait {
-				return g.watchLB(cmd, c, r.GetLoadBalancer().GetName(), true)
+				return g.watchLB(cmd, c, r.GetLoadBalancer().GetName(), false)
 			}
 			return g.format.Print(cmd.OutOrStdout(), r.GetLoadBalancer(), func(tw *tabwriter.Writer) { lbTree(tw, r.GetLoadBalancer()) })
 		},
@@ -173,10 +175,11 @@ API's field names; the lbaas service builds the whole tree in Octavia.
 	return cmd
 }
 
-// watchLB prints a load balancer's tree at each change until it is deleted (or,
-// untilSettled, settled); -o json|yaml prints each WatchLoadBalancer message.
-func (g *globals) watchLB(cmd *cobra.Command, c lbaasv1.LoadBalancerServiceClient, name string, untilSettled bool) error {
-	stream, err := c.WatchLoadBalancer(cmd.Context(), &lbaasv1.WatchLoadBalancerRequest{Name: name})
+// watchLB prints a load balancer's tree at each change until the service ends the
+// stream: once it is settled (after a change first, with waitForChange; a deletion
+// is settled); -o json|yaml prints each WatchLoadBalancer message.
+func (g *globals) watchLB(cmd *cobra.Command, c lbaasv1.LoadBalancerServiceClient, name string, waitForChange bool) error {
+	stream, err := c.WatchLoadBalancer(cmd.Context(), &lbaasv1.WatchLoadBalancerRequest{Name: name, WaitForChange: waitForChange})
 	if err != nil {
 		return err
 	}
@@ -199,13 +202,10 @@ func (g *globals) watchLB(cmd *cobra.Command, c lbaasv1.LoadBalancerServiceClien
 			tw := cliout.NewTabWriter(&b)
 			lbTree(tw, m.GetLoadBalancer())
 			_ = tw.Flush()
-			if s := b.String(); s != last {
+			if s := fmt.Sprintf("settled=%v deleted=%v\n%s", m.GetSettled(), m.GetDeleted(), b.String()); s != last {
 				last = s
-				fmt.Fprintf(out, "%s settled=%v deleted=%v\n%s", time.Now().Format("15:04:05"), m.GetSettled(), m.GetDeleted(), s)
+				fmt.Fprintf(out, "%s %s", time.Now().Format("15:04:05"), s)
 			}
-		}
-		if m.GetDeleted() || untilSettled && m.GetSettled() {
-			return nil
 		}
 	}
 }
