@@ -92,25 +92,30 @@ func (c *Checker) Pass(ctx context.Context, clouds []string, st *netbridgev1.Wat
 	}
 	var next []*netbridgev1.RouterHealth
 	var errs []error
+	// keep carries a cloud's routers over as they are known when the cloud cannot
+	// be read: a transient error must not cost a router its heal history.
+	keep := func(cloud string, err error) {
+		errs = append(errs, err)
+		for _, r := range st.GetRouters() {
+			if r.GetCloud() == cloud {
+				next = append(next, r)
+			}
+		}
+	}
 	for _, cloud := range clouds {
 		nc, err := c.Neutron(ctx, cloud)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cloud %s: %w", cloud, err))
-			for _, r := range st.GetRouters() { // keep what is known
-				if r.GetCloud() == cloud {
-					next = append(next, r)
-				}
-			}
+			keep(cloud, fmt.Errorf("cloud %s: %w", cloud, err))
 			continue
 		}
 		pages, err := routers.List(nc, routers.ListOpts{}).AllPages(ctx)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cloud %s: list routers: %w", cloud, err))
+			keep(cloud, fmt.Errorf("cloud %s: list routers: %w", cloud, err))
 			continue
 		}
 		var rs []haRouter
 		if err := routers.ExtractRoutersInto(pages, &rs); err != nil {
-			errs = append(errs, err)
+			keep(cloud, fmt.Errorf("cloud %s: list routers: %w", cloud, err))
 			continue
 		}
 		// Every VRRP port of the cloud in one listing, by router.
@@ -120,7 +125,7 @@ func (c *Checker) Pass(ctx context.Context, clouds []string, st *netbridgev1.Wat
 			err = ports.ExtractPortsInto(pp, &all)
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("cloud %s: VRRP ports: %w", cloud, err))
+			keep(cloud, fmt.Errorf("cloud %s: VRRP ports: %w", cloud, err))
 			continue
 		}
 		byRouter := map[string][]vrrpPort{}

@@ -28,6 +28,7 @@ type fakeNeutron struct {
 	active   int
 	toggles  []bool // admin_state_up values PUT, in order
 	healFail bool
+	listFail bool // GET /v2.0/routers answers 503
 }
 
 func (f *fakeNeutron) serve(t *testing.T) *gophercloud.ServiceClient {
@@ -37,6 +38,10 @@ func (f *fakeNeutron) serve(t *testing.T) *gophercloud.ServiceClient {
 		w.Header().Set("Content-Type", "application/json")
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		if f.listFail {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintf(w, `{"routers":[{"id":"r1","name":"edge","ha":true,"admin_state_up":%v},{"id":"r2","name":"legacy","ha":false,"admin_state_up":true}]}`, f.up)
 	})
 	fs.Mux.HandleFunc("/v2.0/routers/r1", func(w http.ResponseWriter, r *http.Request) {
@@ -219,5 +224,34 @@ func TestFinishesAHealALeaderLeftHalfDone(t *testing.T) {
 	}
 	if got := f.puts(); len(got) != 1 || !got[0] || st.GetRouters()[0].GetHealing() {
 		t.Fatalf("PUTs %v, healing %v: want the router enabled", got, st.GetRouters()[0].GetHealing())
+	}
+}
+
+// TestKeepsHistoryWhenTheCloudCannotBeRead: a pass whose router listing fails keeps
+// every router as it was known — its heal history and its gave-up mark — instead
+// of dropping it (the next pass would take it for a new, healthy router: no
+// "recovered", and a fresh allowance of heals).
+func TestKeepsHistoryWhenTheCloudCannotBeRead(t *testing.T) {
+	f := &fakeNeutron{up: true, active: 1}
+	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+	c := checker(f.serve(t), &now)
+	st := &netbridgev1.WatchdogStatus{}
+	save := func(context.Context) error { return nil }
+	if err := c.Pass(t.Context(), []string{"new"}, st, save); err != nil {
+		t.Fatal(err)
+	}
+	before := st.GetRouters()[0]
+	if len(before.GetHealTimes()) != 1 || before.GetHealthy() {
+		t.Fatalf("first pass: %v", before)
+	}
+	f.mu.Lock()
+	f.listFail = true
+	f.mu.Unlock()
+	now = now.Add(time.Minute)
+	if err := c.Pass(t.Context(), []string{"new"}, st, save); err == nil {
+		t.Fatal("a pass over a cloud that cannot be listed reported no error")
+	}
+	if len(st.GetRouters()) != 1 || len(st.GetRouters()[0].GetHealTimes()) != 1 || st.GetRouters()[0].GetRouterId() != "r1" {
+		t.Fatalf("after a failed listing: %v", st.GetRouters())
 	}
 }
