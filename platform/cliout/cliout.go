@@ -6,6 +6,7 @@ package cliout
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -74,3 +75,7 @@ func OrDash(s string) string {
 	}
 	return s
 }
+
+// Short turns an enum value's name into a word: Short("JOB_STATE_RUNNING",
+// "JOB_STATE_") is "running".
+func Short(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }

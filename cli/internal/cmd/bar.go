@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	converterv1 "github.com/hikkoshi/hikkoshi/gen/hikkoshi/converter/v1"
+	"github.com/hikkoshi/hikkoshi/platform/cliout"
 )
 
 func isTerminal(w io.Writer) bool {
@@ -36,7 +37,7 @@ func newBarView(w io.Writer) *barView {
 		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
 			v.mu.Lock()
 			defer v.mu.Unlock()
-			return fmt.Sprintf("%s %-9s %-8s", v.job.GetName(), short(v.job.GetState().String(), "JOB_STATE_"), short(v.job.GetStep().String(), "JOB_STEP_"))
+			return fmt.Sprintf("%s %-9s %-8s", v.job.GetName(), cliout.Short(v.job.GetState().String(), "JOB_STATE_"), cliout.Short(v.job.GetStep().String(), "JOB_STEP_"))
 		}, decor.WCSyncSpaceR)),
 		mpb.AppendDecorators(decor.Any(func(decor.Statistics) string {
 			v.mu.Lock()

@@ -23,7 +23,7 @@ func (g *globals) netbridge() (netbridgev1.NetbridgeServiceClient, error) {
 const bridgeHeader = "NAME\tMODE\tSTATE\tOLD\tNEW\tRESOURCES\tMOVED"
 
 func bridgeRow(tw *tabwriter.Writer, b *netbridgev1.Bridge) {
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s/%s\t%d\t%d\n", b.GetName(), short(b.GetMode().String(), "BRIDGE_MODE_"), short(b.GetState().String(), "BRIDGE_STATE_"),
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%s/%s\t%d\t%d\n", b.GetName(), cliout.Short(b.GetMode().String(), "BRIDGE_MODE_"), cliout.Short(b.GetState().String(), "BRIDGE_STATE_"),
 		b.GetOld().GetCloud(), b.GetOld().GetNetworkId(), b.GetNew().GetCloud(), cliout.OrDash(b.GetNew().GetNetworkName()), len(b.GetResources()), len(b.GetMoved()))
 }
 
@@ -392,7 +392,7 @@ func (g *globals) completeBridges(cmd *cobra.Command, args []string, _ string) (
 	}
 	var names []string
 	for _, b := range r.GetBridges() {
-		names = append(names, b.GetName()+"\t"+short(b.GetState().String(), "BRIDGE_STATE_"))
+		names = append(names, b.GetName()+"\t"+cliout.Short(b.GetState().String(), "BRIDGE_STATE_"))
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp
 }

@@ -35,9 +35,6 @@ func resourceName(collection, s string) string {
 	return collection + "/" + s
 }
 
-// short turns an enum value name into a word: JOB_STATE_RUNNING → running.
-func short(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
-
 // readSpec reads a message from a JSON or YAML file ("-": standard input), in the
 // API's field names, refusing unknown fields.
 func readSpec(cmd *cobra.Command, path string, m proto.Message) error {
@@ -85,7 +82,7 @@ func jobRow(tw *tabwriter.Writer, j *converterv1.Job) {
 		age = time.Since(t.AsTime()).Round(time.Second).String()
 	}
 	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.GetName(), cliout.OrDash(j.GetWorkload()), jobKind(j),
-		short(j.GetState().String(), "JOB_STATE_"), short(j.GetStep().String(), "JOB_STEP_"), jobProgress(j), cliout.OrDash(j.GetWorker()), age)
+		cliout.Short(j.GetState().String(), "JOB_STATE_"), cliout.Short(j.GetStep().String(), "JOB_STEP_"), jobProgress(j), cliout.OrDash(j.GetWorker()), age)
 }
 
 const jobHeader = "NAME\tWORKLOAD\tKIND\tSTATE\tSTEP\tPROGRESS\tWORKER\tAGE"
@@ -285,9 +282,9 @@ func (g *globals) watchJob(cmd *cobra.Command, c converterv1.ConverterServiceCli
 	view.done(last)
 	if last.GetState() != converterv1.JobState_JOB_STATE_SUCCEEDED {
 		if e := last.GetError(); e != "" {
-			return fmt.Errorf("%w: %s %s: %s", ErrNotDone, name, short(last.GetState().String(), "JOB_STATE_"), e)
+			return fmt.Errorf("%w: %s %s: %s", ErrNotDone, name, cliout.Short(last.GetState().String(), "JOB_STATE_"), e)
 		}
-		return fmt.Errorf("%w: %s %s", ErrNotDone, name, short(last.GetState().String(), "JOB_STATE_"))
+		return fmt.Errorf("%w: %s %s", ErrNotDone, name, cliout.Short(last.GetState().String(), "JOB_STATE_"))
 	}
 	return nil
 }
@@ -331,9 +328,9 @@ func (v *lineView) done(j *converterv1.Job) {
 
 // jobLine is a job's state, step, and copy progress with rate and ETA.
 func jobLine(j *converterv1.Job) string {
-	l := j.GetName() + " " + short(j.GetState().String(), "JOB_STATE_")
+	l := j.GetName() + " " + cliout.Short(j.GetState().String(), "JOB_STATE_")
 	if j.GetStep() != converterv1.JobStep_JOB_STEP_UNSPECIFIED {
-		l += " " + short(j.GetStep().String(), "JOB_STEP_")
+		l += " " + cliout.Short(j.GetStep().String(), "JOB_STEP_")
 	}
 	if p := j.GetProgress(); p.GetTotalBytes() > 0 {
 		l += fmt.Sprintf(" %d%% %s/%s", p.GetDoneBytes()*100/p.GetTotalBytes(), bytesIEC(p.GetDoneBytes()), bytesIEC(p.GetTotalBytes()))
@@ -380,7 +377,7 @@ func (g *globals) completeJobs(cmd *cobra.Command, args []string, _ string) ([]s
 	}
 	var names []string
 	for _, j := range r.GetJobs() {
-		names = append(names, j.GetName()+"\t"+short(j.GetState().String(), "JOB_STATE_")+" "+j.GetWorkload())
+		names = append(names, j.GetName()+"\t"+cliout.Short(j.GetState().String(), "JOB_STATE_")+" "+j.GetWorkload())
 	}
 	return names, cobra.ShellCompDirectiveNoFileComp
 }

@@ -113,9 +113,6 @@ func (g *Globals) emit(w io.Writer, m proto.Message) { _ = g.Output.Message(w, m
 
 func orDash(s string) string { return cliout.OrDash(s) }
 
-// short turns an enum value name into a word: WORKLOAD_STATE_CUT_OVER → cut_over.
-func short(s, prefix string) string { return strings.ToLower(strings.TrimPrefix(s, prefix)) }
-
 func workloadRow(tw *tabwriter.Writer, w *inventoryv1.Workload) {
 	ips := []string{}
 	for _, p := range w.GetFacts().GetInstance().GetPorts() {
@@ -140,8 +137,8 @@ func workloadRow(tw *tabwriter.Writer, w *inventoryv1.Workload) {
 	if name == "" {
 		name = w.GetFacts().GetInstance().GetName()
 	}
-	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", orDash(name), w.GetName(), short(w.GetKind().String(), "WORKLOAD_KIND_"), w.GetRole(),
-		short(w.GetState().String(), "WORKLOAD_STATE_"), w.GetWave(), strings.Join(ips, ","), flags)
+	fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", orDash(name), w.GetName(), cliout.Short(w.GetKind().String(), "WORKLOAD_KIND_"), w.GetRole(),
+		cliout.Short(w.GetState().String(), "WORKLOAD_STATE_"), w.GetWave(), strings.Join(ips, ","), flags)
 }
 
 func newWorkloads(g *Globals) *cobra.Command {
@@ -293,7 +290,7 @@ func newSync(g *Globals) *cobra.Command {
 				if !g.Output.Structured() {
 					c := last.GetCounts()
 					fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s %s servers=%d ports=%d created=%d updated=%d unchanged=%d vanished=%d etcd-writes=%d api-calls=%d\n",
-						last.GetName(), short(last.GetMode().String(), "SYNC_MODE_"), short(last.GetState().String(), "SYNC_STATE_"), last.GetPhase(),
+						last.GetName(), cliout.Short(last.GetMode().String(), "SYNC_MODE_"), cliout.Short(last.GetState().String(), "SYNC_STATE_"), last.GetPhase(),
 						c.GetServers(), c.GetPorts(), c.GetCreated(), c.GetUpdated(), c.GetUnchanged(), c.GetVanished(), c.GetEtcdWrites(), c.GetApiCalls())
 				}
 			}
@@ -426,7 +423,7 @@ func cutLast(s, sep string) (string, string, bool) {
 
 func (g *Globals) printPlan(w io.Writer, p *inventoryv1.Plan) {
 	g.print(w, p, func(tw *tabwriter.Writer) {
-		fmt.Fprintf(tw, "%s (%s)\n", p.GetName(), short(p.GetState().String(), "PLAN_STATE_"))
+		fmt.Fprintf(tw, "%s (%s)\n", p.GetName(), cliout.Short(p.GetState().String(), "PLAN_STATE_"))
 		for _, wv := range p.GetWaves() {
 			kind := ""
 			if wv.GetStateful() {

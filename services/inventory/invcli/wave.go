@@ -124,7 +124,7 @@ func newWave(g *Globals) *cobra.Command {
 			g.print(cmd.OutOrStdout(), resp, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "RUN\tWAVE\tTO\tSTATE\tWORKLOADS\tREASON")
 				for _, r := range resp.GetRuns() {
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\n", r.GetName(), r.GetWave(), r.GetDestination(), short(r.GetState().String(), "RUN_STATE_"), len(r.GetWorkloads()), r.GetStateReason())
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\n", r.GetName(), r.GetWave(), r.GetDestination(), cliout.Short(r.GetState().String(), "RUN_STATE_"), len(r.GetWorkloads()), r.GetStateReason())
 				}
 			})
 			return nil
@@ -244,14 +244,14 @@ func bar(done, total int64, width int) string {
 
 // workloadLine is one workload of a run, in a line.
 func workloadLine(w *inventoryv1.RunWorkload) string {
-	step := short(w.GetStep().String(), "RUN_STEP_")
+	step := cliout.Short(w.GetStep().String(), "RUN_STEP_")
 	if w.GetStep() == inventoryv1.RunStep_RUN_STEP_UNSPECIFIED {
 		step = "waiting"
 	}
 	if st := w.GetStepState(); st == inventoryv1.StepState_STEP_STATE_WAITING || st == inventoryv1.StepState_STEP_STATE_ROLLING_BACK || st == inventoryv1.StepState_STEP_STATE_FAILED {
-		step += " (" + short(st.String(), "STEP_STATE_") + ")"
+		step += " (" + cliout.Short(st.String(), "STEP_STATE_") + ")"
 	}
-	line := fmt.Sprintf("%-22s %-10s %-14s %-24s", w.GetDisplayName(), w.GetRole(), strings.ReplaceAll(short(w.GetStrategy().String(), "STRATEGY_"), "_", "-"), step)
+	line := fmt.Sprintf("%-22s %-10s %-14s %-24s", w.GetDisplayName(), w.GetRole(), strings.ReplaceAll(cliout.Short(w.GetStrategy().String(), "STRATEGY_"), "_", "-"), step)
 	if p := w.GetProgress(); p != nil && w.GetStep() == inventoryv1.RunStep_RUN_STEP_CONVERT && p.GetTotalBytes() == 0 && w.GetNewAddress() == "" {
 		line += " job step: " + p.GetJobStep() // no copy to count (yet): a P2V job's build, its boot
 	} else if p != nil && w.GetStep() == inventoryv1.RunStep_RUN_STEP_CONVERT && p.GetTotalBytes() > 0 {
@@ -271,7 +271,7 @@ func workloadLine(w *inventoryv1.RunWorkload) string {
 }
 
 func runTable(tw *tabwriter.Writer, r *inventoryv1.Run) {
-	fmt.Fprintf(tw, "%s wave %d → %s: %s", orDash(r.GetName()), r.GetWave(), r.GetDestination(), short(r.GetState().String(), "RUN_STATE_"))
+	fmt.Fprintf(tw, "%s wave %d → %s: %s", orDash(r.GetName()), r.GetWave(), r.GetDestination(), cliout.Short(r.GetState().String(), "RUN_STATE_"))
 	if r.GetStateReason() != "" {
 		fmt.Fprintf(tw, " (%s)", r.GetStateReason())
 	}
@@ -284,7 +284,7 @@ func runTable(tw *tabwriter.Writer, r *inventoryv1.Run) {
 		if r.GetState() == inventoryv1.RunState_RUN_STATE_PLANNED {
 			var steps []string
 			for _, s := range w.GetSteps() {
-				steps = append(steps, short(s.String(), "RUN_STEP_"))
+				steps = append(steps, cliout.Short(s.String(), "RUN_STEP_"))
 			}
 			if len(steps) > 0 {
 				fmt.Fprintf(tw, "    steps: %s\n", strings.Join(steps, " → "))
@@ -324,7 +324,7 @@ func (g *Globals) follow(cmd *cobra.Command, c inventoryv1.WaveRunServiceClient,
 		}
 		if k := "run"; seen[k] != last.GetState().String() {
 			seen[k] = last.GetState().String()
-			fmt.Fprintf(out, "%s %s %s\n", last.GetName(), short(last.GetState().String(), "RUN_STATE_"), last.GetStateReason())
+			fmt.Fprintf(out, "%s %s %s\n", last.GetName(), cliout.Short(last.GetState().String(), "RUN_STATE_"), last.GetStateReason())
 		}
 		for _, w := range last.GetWorkloads() {
 			if l := workloadLine(w); seen[w.GetWorkload()] != l {

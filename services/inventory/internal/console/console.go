@@ -110,8 +110,10 @@ func (c *Console) setErr(source string, err error) {
 	if c.errs[source] != msg {
 		if msg == "" {
 			delete(c.errs, source)
+			c.src.Log.Info("console: source back", "source", source)
 		} else {
 			c.errs[source] = msg
+			c.src.Log.Warn("console: source failing", "source", source, "err", msg)
 		}
 		c.changed()
 	}
